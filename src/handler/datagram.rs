@@ -1,0 +1,145 @@
+//! [`DatagramRequest`]: one received datagram, as a handler sees it.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use socket2::Socket;
+
+use crate::address::Address;
+use crate::server::handle::ServerHandle;
+
+/// The server's datagram socket, shared with handlers so replies leave from the server's address.
+#[derive(Debug, Clone)]
+pub struct DatagramSocket {
+    socket: Arc<Socket>,
+    local: Address,
+}
+
+impl DatagramSocket {
+    pub(crate) fn new(socket: Arc<Socket>, local: Address) -> Self {
+        DatagramSocket { socket, local }
+    }
+
+    /// Sends `data` as one datagram to `to`. A datagram is sent whole or not at all; anything
+    /// else is reported as an error.
+    pub fn send_to(&self, data: &[u8], to: &Address) -> io::Result<()> {
+        let sent = self.socket.send_to(data, to.as_sockaddr())?;
+        if sent == data.len() {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!(
+                    "sent only {sent} of {} bytes of a datagram to {to}",
+                    data.len()
+                ),
+            ))
+        }
+    }
+
+    /// The server's own address.
+    pub fn local_addr(&self) -> &Address {
+        &self.local
+    }
+}
+
+/// One datagram, handed to [`RequestHandler::handle`](crate::RequestHandler::handle) by UDP and
+/// Unix datagram servers — Python's `DatagramRequestHandler`, whose `self.request` is
+/// `(data, socket)`.
+///
+/// * [`data`](Self::data) is the datagram; [`Read`] reads through it (Python's `rfile`).
+/// * [`reply`](Self::reply) sends a datagram back to the sender at once, from the server's socket.
+/// * [`Write`] collects a reply (Python's `wfile`); it is sent as one datagram when the handler
+///   calls `flush`, or after `finish` if the request succeeded and something is left unsent.
+/// * [`socket`](Self::socket) sends to anyone else (a chat server relaying a message, say).
+///
+/// An empty datagram is a legal request and arrives with empty `data`.
+#[derive(Debug)]
+pub struct DatagramRequest {
+    data: Vec<u8>,
+    read_pos: usize,
+    reply: Vec<u8>,
+    peer: Address,
+    socket: DatagramSocket,
+    server: ServerHandle,
+}
+
+impl DatagramRequest {
+    pub(crate) fn new(
+        data: Vec<u8>,
+        peer: Address,
+        socket: DatagramSocket,
+        server: ServerHandle,
+    ) -> Self {
+        DatagramRequest {
+            data,
+            read_pos: 0,
+            reply: Vec::new(),
+            peer,
+            socket,
+            server,
+        }
+    }
+
+    /// The datagram's bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The sender's address (Python's `client_address`). A Unix datagram client must bind its
+    /// socket to a path to be able to receive a reply.
+    pub fn peer_addr(&self) -> &Address {
+        &self.peer
+    }
+
+    /// The server's address the datagram arrived on.
+    pub fn local_addr(&self) -> &Address {
+        self.socket.local_addr()
+    }
+
+    /// The server that received this datagram (Python's `self.server`).
+    pub fn server(&self) -> &ServerHandle {
+        &self.server
+    }
+
+    /// The server's socket, to send datagrams to other addresses.
+    pub fn socket(&self) -> &DatagramSocket {
+        &self.socket
+    }
+
+    /// Sends `data` to the sender as one datagram, now.
+    pub fn reply(&self, data: &[u8]) -> io::Result<()> {
+        self.socket.send_to(data, &self.peer)
+    }
+
+    /// Sends what was written with [`Write`] but not yet sent. Called by the server after `finish`.
+    pub(crate) fn send_pending_reply(&mut self) -> io::Result<()> {
+        if self.reply.is_empty() {
+            return Ok(());
+        }
+        let reply = std::mem::take(&mut self.reply);
+        self.reply(&reply)
+    }
+}
+
+impl Read for DatagramRequest {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut rest = &self.data[self.read_pos..];
+        let n = rest.read(buf)?;
+        self.read_pos += n;
+        Ok(n)
+    }
+}
+
+impl Write for DatagramRequest {
+    /// Appends to the pending reply; nothing is sent until `flush` or the end of the request.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.reply.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    /// Sends the pending reply, if any, as one datagram.
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_pending_reply()
+    }
+}

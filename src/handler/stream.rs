@@ -1,0 +1,207 @@
+//! [`StreamRequest`]: one accepted TCP or Unix stream connection, as a handler sees it.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use socket2::SockRef;
+
+use crate::address::Address;
+use crate::server::handle::ServerHandle;
+
+/// Read buffer size, as in Python's `StreamRequestHandler` (`rbufsize` of `io.DEFAULT_BUFFER_SIZE`).
+const READ_BUFFER: usize = 8 * 1024;
+
+/// An accepted connection: a TCP stream or a Unix stream.
+#[derive(Debug)]
+pub enum Connection {
+    /// A connection accepted by a TCP server.
+    Tcp(TcpStream),
+    /// A connection accepted by a Unix stream server.
+    Unix(UnixStream),
+}
+
+impl Connection {
+    /// Shuts down the read half, the write half, or both (for example to send EOF to the peer
+    /// while still reading its answer).
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Connection::Tcp(s) => s.shutdown(how),
+            Connection::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    /// The TCP stream, if this is a TCP connection.
+    pub fn as_tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Connection::Tcp(s) => Some(s),
+            Connection::Unix(_) => None,
+        }
+    }
+
+    /// The Unix stream, if this is a Unix-socket connection.
+    pub fn as_unix(&self) -> Option<&UnixStream> {
+        match self {
+            Connection::Unix(s) => Some(s),
+            Connection::Tcp(_) => None,
+        }
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Connection::Tcp(s) => s.set_read_timeout(timeout),
+            Connection::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Connection::Tcp(s) => s.set_write_timeout(timeout),
+            Connection::Unix(s) => s.set_write_timeout(timeout),
+        }
+    }
+}
+
+impl Read for &Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Connection::Tcp(s) => (&*s).read(buf),
+            Connection::Unix(s) => (&*s).read(buf),
+        }
+    }
+}
+
+impl Write for &Connection {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Connection::Tcp(s) => (&*s).write(buf),
+            Connection::Unix(s) => (&*s).write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+}
+
+/// One connection, handed to [`RequestHandler::handle`](crate::RequestHandler::handle) by TCP and
+/// Unix stream servers — Python's `StreamRequestHandler` with `rfile` and `wfile` folded in.
+///
+/// * Reading is buffered: use [`Read`] (`read`, `read_exact`) and [`BufRead`] (`read_line`,
+///   `read_until`, `lines`) directly on the request. A read of 0 bytes means the client closed
+///   the connection.
+/// * Writing sends everything or fails: [`Write::write`] here behaves like Python's `sendall`, so
+///   `write!`, `write` and [`send_all`](Self::send_all) never leave part of a buffer unsent without
+///   an error. Writes are not buffered: each one reaches the socket at once.
+/// * Timeouts and `TCP_NODELAY` come from the server's configuration and can be changed per
+///   connection.
+#[derive(Debug)]
+pub struct StreamRequest {
+    reader: BufReader<Connection>,
+    peer: Address,
+    server: ServerHandle,
+}
+
+impl StreamRequest {
+    pub(crate) fn new(connection: Connection, peer: Address, server: ServerHandle) -> Self {
+        StreamRequest {
+            reader: BufReader::with_capacity(READ_BUFFER, connection),
+            peer,
+            server,
+        }
+    }
+
+    /// The client's address (Python's `client_address`). For a Unix stream server this is usually
+    /// `(unnamed)`, since clients rarely bind their sockets.
+    pub fn peer_addr(&self) -> &Address {
+        &self.peer
+    }
+
+    /// The local end of this connection. For a server bound to `0.0.0.0` or `[::]` this is the
+    /// interface address the client actually reached (Python's `request.getsockname()`); looked up
+    /// only when asked.
+    pub fn local_addr(&self) -> io::Result<Address> {
+        let sock = match self.connection() {
+            Connection::Tcp(s) => SockRef::from(s),
+            Connection::Unix(s) => SockRef::from(s),
+        };
+        Ok(Address::from_sockaddr(sock.local_addr()?))
+    }
+
+    /// The server that accepted this connection (Python's `self.server`): ask it to
+    /// [`shutdown`](ServerHandle::shutdown), read its [`stats`](ServerHandle::stats), or check
+    /// [`is_shutting_down`](ServerHandle::is_shutting_down) to end a long-lived connection early.
+    pub fn server(&self) -> &ServerHandle {
+        &self.server
+    }
+
+    /// The underlying connection, for what the request does not wrap.
+    pub fn connection(&self) -> &Connection {
+        self.reader.get_ref()
+    }
+
+    /// Sends all of `data`, like Python's `socket.sendall`: it returns only when every byte has
+    /// been handed to the kernel, or with the error that stopped it.
+    pub fn send_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.write_all(data)
+    }
+
+    /// Sets how long a read may wait for data before failing with `WouldBlock`/`TimedOut`
+    /// (`None`: forever).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.connection().set_read_timeout(timeout)
+    }
+
+    /// Sets how long a write may wait for buffer space before failing (`None`: forever).
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.connection().set_write_timeout(timeout)
+    }
+
+    /// Turns Nagle's algorithm off (`true`) or on. Only TCP connections have it: on a Unix
+    /// connection this returns an `Unsupported` error.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        match self.connection() {
+            Connection::Tcp(s) => s.set_nodelay(nodelay),
+            Connection::Unix(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TCP_NODELAY applies to TCP connections only",
+            )),
+        }
+    }
+}
+
+impl Read for StreamRequest {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reader.read(buf)
+    }
+}
+
+impl BufRead for StreamRequest {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.reader.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.reader.consume(amt)
+    }
+}
+
+impl Write for StreamRequest {
+    /// Writes all of `buf` (retrying short writes and `EINTR`) and returns `buf.len()`, or fails.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut conn = self.reader.get_ref();
+        conn.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

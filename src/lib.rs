@@ -1,0 +1,93 @@
+//! # socketserver
+//!
+//! A synchronous, batteries-included socket server framework in the spirit of Python's
+//! [`socketserver`](https://docs.python.org/3/library/socketserver.html): implement one method
+//! ([`RequestHandler::handle`]), pick a concurrency mode, call [`Server::serve_forever`].
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::net::TcpStream;
+//! use socketserver::{StreamRequest, ThreadingTcpServer};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! // Upper-case echo: answer every chunk with its ASCII letters upper-cased.
+//! let mut server = ThreadingTcpServer::bind("127.0.0.1:0", |req: &mut StreamRequest| {
+//!     let mut buf = [0u8; 1024];
+//!     loop {
+//!         let n = req.read(&mut buf)?;
+//!         if n == 0 {
+//!             return Ok(()); // the client closed the connection
+//!         }
+//!         req.write_all(&buf[..n].to_ascii_uppercase())?;
+//!     }
+//! })?;
+//! let addr = server.local_addr().as_inet().expect("a TCP address");
+//! let handle = server.handle();
+//! let serving = std::thread::spawn(move || -> std::io::Result<()> {
+//!     server.serve_forever()?;
+//!     server.server_close()
+//! });
+//!
+//! let mut client = TcpStream::connect(addr)?;
+//! client.write_all(b"hello")?;
+//! let mut reply = [0u8; 5];
+//! client.read_exact(&mut reply)?;
+//! assert_eq!(&reply, b"HELLO");
+//! drop(client);
+//!
+//! handle.shutdown();
+//! serving.join().expect("serving thread")?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Map of the crate
+//!
+//! * **Servers** — [`Server`]`<Transport, Handler, Mode>` and aliases that read like Python's:
+//!   [`TcpServer`], [`UdpServer`], [`UnixStreamServer`], [`UnixDatagramServer`], their
+//!   `Threading…` and `Pool…` forms. Options (`SO_REUSEADDR`, `SO_REUSEPORT`, backlog, dual-stack
+//!   IPv6, `TCP_NODELAY`, timeouts, `max_packet_size`) and hooks (`verify_request`,
+//!   `handle_error`, `handle_timeout`, `service_actions`) are set on a [`Builder`].
+//! * **Handlers** — [`RequestHandler`] with `setup`/`handle`/`finish`; closures work too. Stream
+//!   servers pass a [`StreamRequest`] (buffered reads, `sendall` writes), datagram servers a
+//!   [`DatagramRequest`] (the packet, and replies from the server's socket).
+//! * **Modes** — [`Single`], [`Threading`] (optionally capped), [`Pool`] (bounded queue, wait or
+//!   reject when full). See [`mode`].
+//! * **Control** — [`ServerHandle`]: `shutdown()` from any thread or handler, `stats()`.
+//!
+//! Errors are `std::io::Error`s whose messages say what failed and where; failures inside a
+//! handler reach the `handle_error` hook as a [`Failure`] and never stop the server. The library
+//! logs through the [`log`] crate and never prints.
+//!
+//! ## Platform
+//!
+//! Unix-like systems (Linux, macOS, the BSDs): the serving loop waits with `poll(2)` and Unix-domain
+//! sockets are first-class.
+
+#![deny(missing_docs)]
+#![cfg_attr(not(unix), allow(unused))]
+
+#[cfg(not(unix))]
+compile_error!("socketserver currently supports Unix-like systems only (Linux, macOS, the BSDs)");
+
+mod address;
+mod failure;
+mod handler;
+pub mod mode;
+mod server;
+mod socket;
+mod stats;
+
+pub use address::Address;
+pub use failure::Failure;
+pub use handler::{Connection, DatagramRequest, DatagramSocket, RequestHandler, StreamRequest};
+pub use mode::{Mode, Pool, Single, Threading, WhenFull};
+pub use server::transport;
+pub use server::{
+    Builder, Outcome, PoolTcpServer, PoolUdpServer, PoolUnixDatagramServer, PoolUnixStreamServer,
+    Server, ServerHandle, TcpServer, ThreadingTcpServer, ThreadingUdpServer,
+    ThreadingUnixDatagramServer, ThreadingUnixStreamServer, UdpServer, UnixDatagramServer,
+    UnixStreamServer,
+};
+pub use socket::options::{DEFAULT_BACKLOG, DEFAULT_MAX_PACKET_SIZE};
+pub use stats::Stats;

@@ -1,0 +1,169 @@
+//! [`Pool`]: a fixed set of worker threads fed through a bounded queue.
+
+use std::io;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Select, Sender, TrySendError};
+
+use super::sealed::ModeImpl;
+use super::{Task, ThreadSettings};
+use crate::server::stop::StopSignal;
+use crate::socket::errors::Throttle;
+
+/// What a [`Pool`] does with a new request when its queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// Stop accepting until a worker frees a place (new connections wait in the listen backlog).
+    #[default]
+    Wait,
+    /// Close the new connection (or drop the datagram) at once, log it, and count it in
+    /// [`Stats::rejected`](crate::Stats::rejected).
+    Reject,
+}
+
+/// N long-lived worker threads taking requests from a bounded `crossbeam-channel` queue.
+///
+/// Unlike [`Threading`](super::Threading) it starts no thread per request, and it bounds both the
+/// handlers running (`workers`) and the requests waiting (`queue`). On
+/// [`Server::server_close`](crate::Server::server_close) the workers finish the queue, then exit.
+#[derive(Debug)]
+pub struct Pool {
+    workers: usize,
+    queue: usize,
+    when_full: WhenFull,
+    sender: Option<Sender<Task>>,
+    handles: Vec<JoinHandle<()>>,
+    rejections: Throttle,
+}
+
+impl Pool {
+    /// A pool of `workers` threads with a queue of `4 × workers` places and [`WhenFull::Wait`].
+    pub fn new(workers: usize) -> Self {
+        Pool {
+            workers,
+            queue: workers.saturating_mul(4),
+            when_full: WhenFull::Wait,
+            sender: None,
+            handles: Vec::new(),
+            rejections: Throttle::new(std::time::Duration::from_secs(1)),
+        }
+    }
+
+    /// How many accepted requests may wait for a worker. 0 hands each request straight to an idle
+    /// worker.
+    pub fn queue(mut self, places: usize) -> Self {
+        self.queue = places;
+        self
+    }
+
+    /// What to do with a request when the queue is full.
+    pub fn when_full(mut self, policy: WhenFull) -> Self {
+        self.when_full = policy;
+        self
+    }
+
+    /// The number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    fn reject(&mut self, task: Task, why: &str) {
+        if let Some(held_back) = self.rejections.admit() {
+            let more = if held_back > 0 {
+                format!(" ({held_back} more since the last report)")
+            } else {
+                String::new()
+            };
+            log::warn!("closing connection from {}: {why}{more}", task.peer());
+        }
+        task.reject();
+    }
+}
+
+impl Default for Pool {
+    /// Four workers per available core: handlers usually block on I/O, not on the CPU.
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Pool::new(cores * 4)
+    }
+}
+
+impl ModeImpl for Pool {
+    fn name(&self) -> &'static str {
+        "pool"
+    }
+
+    fn start(&mut self, threads: &ThreadSettings) -> io::Result<()> {
+        if self.workers == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a Pool needs at least 1 worker",
+            ));
+        }
+        let (sender, receiver) = crossbeam_channel::bounded::<Task>(self.queue);
+        for i in 0..self.workers {
+            let receiver = receiver.clone();
+            let spawned = threads.spawn(&format!("pool-{i}"), move || {
+                // Ends when the server drops the sender and the queue is empty.
+                for task in receiver.iter() {
+                    task.run();
+                }
+            });
+            match spawned {
+                Ok(handle) => self.handles.push(handle),
+                Err(e) => {
+                    drop(sender);
+                    self.join();
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot start pool worker {i} of {}: {e}", self.workers),
+                    ));
+                }
+            }
+        }
+        self.sender = Some(sender);
+        Ok(())
+    }
+
+    fn dispatch(&mut self, task: Task, stop: &StopSignal) {
+        let Some(sender) = self.sender.clone() else {
+            return self.reject(task, "the pool is stopped");
+        };
+        let task = match sender.try_send(task) {
+            Ok(()) => return,
+            Err(TrySendError::Disconnected(task)) => {
+                return self.reject(task, "the pool is stopped")
+            }
+            Err(TrySendError::Full(task)) => task,
+        };
+        if self.when_full == WhenFull::Reject {
+            let why = format!("pool queue is full ({} waiting)", self.queue);
+            return self.reject(task, &why);
+        }
+        let mut select = Select::new();
+        let place = select.send(&sender);
+        let stopped = select.recv(stop.channel());
+        let op = select.select();
+        if op.index() == place {
+            if let Err(e) = op.send(&sender, task) {
+                self.reject(e.into_inner(), "the pool is stopped");
+            }
+        } else {
+            debug_assert_eq!(op.index(), stopped);
+            let _ = op.recv(stop.channel());
+            self.reject(task, "server shut down while it waited for a worker");
+        }
+    }
+
+    fn stop_intake(&mut self) {
+        self.sender = None;
+    }
+
+    fn join(&mut self) {
+        for handle in self.handles.drain(..) {
+            if handle.join().is_err() {
+                log::error!("a pool worker panicked outside its handler");
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! [`Task`]: one accepted request on its way to a handler, whichever mode runs it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::address::Address;
+use crate::server::handle::Shared;
+use crate::stats::Ending;
+
+type Job = Box<dyn FnOnce() -> Ending + Send>;
+
+/// A request the server has accepted and counted as active. However the task ends — run,
+/// rejected, or dropped because a thread could not be started — dropping it records the ending
+/// exactly once, so `stats().active` always returns to zero.
+pub struct Task {
+    peer: Address,
+    job: Option<Job>,
+    ending: Ending,
+    shared: Arc<Shared>,
+}
+
+impl Task {
+    /// `job` runs the handler and says how the request ended. The caller has already counted the
+    /// request as started.
+    pub(crate) fn new(peer: Address, shared: Arc<Shared>, job: Job) -> Self {
+        Task {
+            peer,
+            job: Some(job),
+            ending: Ending::Rejected,
+            shared,
+        }
+    }
+
+    pub(crate) fn peer(&self) -> &Address {
+        &self.peer
+    }
+
+    /// Runs the handler on the current thread. Never panics: the job catches handler panics.
+    pub(crate) fn run(mut self) {
+        if let Some(job) = self.job.take() {
+            self.ending = job();
+        }
+    }
+
+    /// Closes the request without running the handler (the connection is closed when the job,
+    /// which owns it, is dropped).
+    pub(crate) fn reject(self) {
+        log::debug!("closed request from {} without handling it", self.peer);
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        // Drop the job (and the connection it owns) before the request stops counting as active,
+        // so "no request active" also means "every connection closed".
+        self.job = None;
+        self.shared.counters.request_ended(self.ending);
+    }
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task").field("peer", &self.peer).finish()
+    }
+}

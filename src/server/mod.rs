@@ -1,0 +1,437 @@
+//! The server: binding (through [`Builder`]), the serving loop, shutdown and close.
+
+mod builder;
+pub(crate) mod handle;
+pub(crate) mod stop;
+pub mod transport;
+
+pub use builder::Builder;
+pub use handle::ServerHandle;
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socket2::Socket;
+
+use crate::address::Address;
+use crate::failure::Failure;
+use crate::handler::{lifecycle, RequestHandler};
+use crate::mode::{Mode, Pool, Single, Task, Threading};
+use crate::socket::bind::context;
+use crate::socket::errors::{classify, Backoff, Recovery, Throttle};
+use crate::socket::options::ConnectionOptions;
+use crate::socket::poll::{self, Ready};
+use crate::socket::unix_path::UnixPathGuard;
+use crate::stats::{Ending, Stats};
+
+use builder::{BuiltParts, LoopHooks};
+use handle::Shared;
+use stop::StopSignal;
+use transport::{ReceiveContext, Received, Tcp, Transport, Udp, UnixDatagram, UnixStream};
+
+/// Connections or datagrams taken per wake-up before the loop checks for shutdown and runs
+/// `service_actions` again: enough to save `poll` calls under load, few enough to stay responsive.
+const RECEIVE_BATCH: usize = 32;
+
+/// What one [`Server::handle_request`] call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// A request was passed to the concurrency mode: in [`Single`] mode it has been handled; in
+    /// the others it is running or queued.
+    Handled,
+    /// `verify_request` refused the peer; the connection was closed.
+    Rejected,
+    /// A datagram was dropped as larger than `max_packet_size` (and reported to `handle_error`).
+    Dropped,
+    /// The timeout passed with no request; `handle_timeout` was called.
+    TimedOut,
+    /// Shutdown was requested; nothing was received.
+    ShutDown,
+}
+
+/// A socket server: transport `T` ([`Tcp`], [`Udp`], [`UnixStream`], [`UnixDatagram`]), request
+/// handler `H`, concurrency mode `M` ([`Single`], [`Threading`], [`Pool`]).
+///
+/// Usually named through an alias — [`TcpServer`], [`ThreadingTcpServer`], [`PoolUdpServer`], … —
+/// and created with `bind` or with a [`Builder`]. The lifecycle is Python's:
+///
+/// 1. bind and listen: [`TcpServer::bind`](Server::bind) or [`Builder`];
+/// 2. serve: [`serve_forever`](Self::serve_forever), or [`handle_request`](Self::handle_request)
+///    for one request at a time;
+/// 3. stop: [`ServerHandle::shutdown`] from any thread (get the handle with
+///    [`handle`](Self::handle) before moving the server into its thread), or from a handler;
+/// 4. close: [`server_close`](Self::server_close) closes the socket and waits for running
+///    requests. Dropping the server closes the socket without waiting.
+pub struct Server<T: Transport, H, M: Mode> {
+    socket: Option<Arc<Socket>>,
+    unix_path: Option<UnixPathGuard>,
+    handler: H,
+    mode: M,
+    handle: ServerHandle,
+    hooks: LoopHooks,
+    connection: ConnectionOptions,
+    timeout: Option<Duration>,
+    service_interval: Duration,
+    close_timeout: Option<Duration>,
+    recv_buf: Vec<u8>,
+    backoff: Backoff,
+    error_log: Throttle,
+    closed: bool,
+    transport: PhantomData<fn() -> T>,
+}
+
+/// A TCP server handling one request at a time (Python's `TCPServer`).
+pub type TcpServer<H> = Server<Tcp, H, Single>;
+/// A TCP server with a thread per connection (Python's `ThreadingTCPServer`).
+pub type ThreadingTcpServer<H> = Server<Tcp, H, Threading>;
+/// A TCP server with a pool of worker threads.
+pub type PoolTcpServer<H> = Server<Tcp, H, Pool>;
+/// A UDP server handling one datagram at a time (Python's `UDPServer`).
+pub type UdpServer<H> = Server<Udp, H, Single>;
+/// A UDP server with a thread per datagram (Python's `ThreadingUDPServer`).
+pub type ThreadingUdpServer<H> = Server<Udp, H, Threading>;
+/// A UDP server with a pool of worker threads.
+pub type PoolUdpServer<H> = Server<Udp, H, Pool>;
+/// A Unix stream server handling one connection at a time (Python's `UnixStreamServer`).
+pub type UnixStreamServer<H> = Server<UnixStream, H, Single>;
+/// A Unix stream server with a thread per connection (Python's `ThreadingUnixStreamServer`).
+pub type ThreadingUnixStreamServer<H> = Server<UnixStream, H, Threading>;
+/// A Unix stream server with a pool of worker threads.
+pub type PoolUnixStreamServer<H> = Server<UnixStream, H, Pool>;
+/// A Unix datagram server handling one datagram at a time (Python's `UnixDatagramServer`).
+pub type UnixDatagramServer<H> = Server<UnixDatagram, H, Single>;
+/// A Unix datagram server with a thread per datagram (Python's `ThreadingUnixDatagramServer`).
+pub type ThreadingUnixDatagramServer<H> = Server<UnixDatagram, H, Threading>;
+/// A Unix datagram server with a pool of worker threads.
+pub type PoolUnixDatagramServer<H> = Server<UnixDatagram, H, Pool>;
+
+impl<T, H, M> Server<T, H, M>
+where
+    T: Transport,
+    H: RequestHandler<T::Request> + Clone,
+    M: Mode,
+{
+    pub(crate) fn from_parts(
+        socket: Socket,
+        unix_path: Option<UnixPathGuard>,
+        handler: H,
+        builder: Builder<M>,
+    ) -> io::Result<Self> {
+        let BuiltParts {
+            mut mode,
+            connection,
+            threads,
+            timeout,
+            service_interval,
+            close_timeout,
+            hooks,
+            on_error,
+        } = builder.into_parts();
+        if T::STREAM {
+            // Non-blocking so a connection that vanishes between poll and accept (or that another
+            // process sharing the listener took first) cannot block the loop.
+            socket.set_nonblocking(true)?;
+        }
+        let local = Address::from_sockaddr(socket.local_addr()?);
+        let shared = Arc::new(Shared {
+            stop: StopSignal::new()?,
+            counters: Default::default(),
+            local,
+            on_error,
+        });
+        mode.start(&threads)?;
+        Ok(Server {
+            socket: Some(Arc::new(socket)),
+            unix_path,
+            handler,
+            mode,
+            handle: ServerHandle { shared },
+            hooks,
+            connection,
+            timeout,
+            service_interval,
+            close_timeout,
+            recv_buf: Vec::new(),
+            backoff: Backoff::new(),
+            error_log: Throttle::new(Duration::from_secs(1)),
+            closed: false,
+            transport: PhantomData,
+        })
+    }
+
+    /// Handles requests until [`ServerHandle::shutdown`] is called, then returns `Ok(())`.
+    ///
+    /// Shutdown takes effect within milliseconds: the loop waits on the socket and a shutdown pipe
+    /// together, with no poll interval. If shutdown was requested before this call, it returns at
+    /// once. Transient errors (a connection aborted before `accept`, running out of file
+    /// descriptors) are logged and retried with back-off; only an error that makes the socket
+    /// unusable ends the loop with `Err`.
+    pub fn serve_forever(&mut self) -> io::Result<()> {
+        let socket_fd = self.socket_fd()?;
+        log::info!(
+            "serving {} on {} ({} mode)",
+            T::NAME,
+            self.local_addr(),
+            self.mode.name()
+        );
+        let tick = self
+            .hooks
+            .service_actions
+            .is_some()
+            .then_some(self.service_interval);
+        while !self.handle.is_shutting_down() {
+            match poll::wait(socket_fd, self.stop().pipe_fd(), tick)? {
+                Ready::Stop => break,
+                Ready::Timeout => {}
+                Ready::Socket => {
+                    for _ in 0..RECEIVE_BATCH {
+                        if self.handle.is_shutting_down() || self.receive_one()?.is_none() {
+                            break;
+                        }
+                    }
+                }
+            }
+            if let Some(hook) = &mut self.hooks.service_actions {
+                hook(&self.handle);
+            }
+        }
+        log::info!("stopped serving on {}", self.local_addr());
+        Ok(())
+    }
+
+    /// Waits for one request and handles it (Python's `handle_request`).
+    ///
+    /// Waits at most the configured [`timeout`](Builder::timeout); if it passes, calls the
+    /// `handle_timeout` hook and returns [`Outcome::TimedOut`]. Returns [`Outcome::ShutDown`] at
+    /// once if shutdown was requested.
+    pub fn handle_request(&mut self) -> io::Result<Outcome> {
+        let socket_fd = self.socket_fd()?;
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        loop {
+            if self.handle.is_shutting_down() {
+                return Ok(Outcome::ShutDown);
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match poll::wait(socket_fd, self.stop().pipe_fd(), left)? {
+                Ready::Stop => return Ok(Outcome::ShutDown),
+                Ready::Timeout => {
+                    if let Some(hook) = &mut self.hooks.handle_timeout {
+                        hook(&self.handle);
+                    }
+                    return Ok(Outcome::TimedOut);
+                }
+                Ready::Socket => {
+                    if let Some(outcome) = self.receive_one()? {
+                        return Ok(outcome);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes the socket, then waits for running requests to end (Python's `server_close` with
+    /// `block_on_close`). Also requests shutdown, so long-lived handlers that check
+    /// [`ServerHandle::is_shutting_down`] can end early.
+    ///
+    /// With a [`close_timeout`](Builder::close_timeout), it stops waiting when that passes and
+    /// returns a `TimedOut` error saying how many requests were still running; they are left to
+    /// finish on their own threads. A Unix server removes the socket file it created.
+    pub fn server_close(mut self) -> io::Result<()> {
+        self.handle.shared.stop.request();
+        self.release_socket();
+        self.mode.stop_intake();
+        self.closed = true;
+        let deadline = self.close_timeout.map(|t| Instant::now() + t);
+        let counters = &self.handle.shared.counters;
+        if counters.wait_idle(deadline) {
+            self.mode.join();
+            log::info!("closed server on {}", self.local_addr());
+            return Ok(());
+        }
+        let running = counters.active();
+        let waited = self.close_timeout.unwrap_or_default();
+        log::warn!(
+            "server on {}: {running} request(s) still running after {waited:?}; server_close stopped waiting",
+            self.local_addr()
+        );
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "server_close waited {waited:?} and {running} request(s) were still running; \
+                 they were left to finish on their own threads"
+            ),
+        ))
+    }
+
+    fn stop(&self) -> &StopSignal {
+        &self.handle.shared.stop
+    }
+
+    fn socket_fd(&self) -> io::Result<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.socket.as_ref().map(|s| s.as_raw_fd()).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotConnected, "the server has been closed")
+        })
+    }
+
+    /// Takes one pending request, if any, and dispatches it. `None` means nothing was taken
+    /// (nothing pending, or a transient error that was logged).
+    fn receive_one(&mut self) -> io::Result<Option<Outcome>> {
+        let Some(socket) = &self.socket else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the server has been closed",
+            ));
+        };
+        let mut cx = ReceiveContext {
+            socket,
+            options: &self.connection,
+            server: &self.handle,
+            buf: &mut self.recv_buf,
+        };
+        match T::receive(&mut cx) {
+            Ok(Received::Request(request)) => {
+                self.backoff.reset();
+                Ok(Some(self.dispatch(request)))
+            }
+            Ok(Received::Truncated(peer)) => {
+                let counters = &self.handle.shared.counters;
+                counters.request_started();
+                counters.request_ended(Ending::Failed);
+                let failure = Failure::Truncated {
+                    max_packet_size: self.connection.max_packet_size,
+                };
+                self.handle.shared.report(&peer, &failure);
+                Ok(Some(Outcome::Dropped))
+            }
+            Ok(Received::Lost) => Ok(None),
+            Err(e) => self.recover(e).map(|()| None),
+        }
+    }
+
+    /// Logs and survives a transient receive error; passes on one that makes the socket unusable.
+    fn recover(&mut self, err: io::Error) -> io::Result<()> {
+        let recovery = classify(&err);
+        if recovery == Recovery::Idle || err.kind() == io::ErrorKind::Interrupted {
+            return Ok(());
+        }
+        if recovery == Recovery::Fatal {
+            return Err(context(
+                err,
+                format!("{} server on {} cannot receive", T::NAME, self.local_addr()),
+            ));
+        }
+        self.handle.shared.counters.accept_error();
+        let pause = (recovery == Recovery::RetryLater).then(|| self.backoff.next_pause());
+        if let Some(held_back) = self.error_log.admit() {
+            let retry = pause.map_or("retrying".to_string(), |p| format!("retrying in {p:?}"));
+            log::warn!(
+                "{} server on {}: {err}; {retry} ({held_back} similar errors not logged)",
+                T::NAME,
+                self.local_addr()
+            );
+        }
+        if let Some(pause) = pause {
+            self.stop().sleep(pause);
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, request: T::Request) -> Outcome {
+        let peer = T::peer(&request).clone();
+        let shared = &self.handle.shared;
+        shared.counters.request_started();
+        if let Some(verify) = &mut self.hooks.verify_request {
+            if !verify(&peer) {
+                log::debug!("verify_request refused {peer}; closing");
+                drop(request);
+                shared.counters.request_ended(Ending::Rejected);
+                return Outcome::Rejected;
+            }
+        }
+        log::debug!("request from {peer}");
+        let mut handler = self.handler.clone();
+        let job_shared = Arc::clone(shared);
+        let job_peer = peer.clone();
+        let job = Box::new(move || {
+            let mut request = request;
+            match lifecycle::run(&mut handler, &mut request, T::complete) {
+                Ok(()) => Ending::Completed,
+                Err(failure) => {
+                    job_shared.report(&job_peer, &failure);
+                    Ending::Failed
+                }
+            }
+        });
+        let task = Task::new(peer, Arc::clone(shared), job);
+        self.mode.dispatch(task, &self.handle.shared.stop);
+        Outcome::Handled
+    }
+}
+
+impl<T: Transport, H, M: Mode> Server<T, H, M> {
+    /// The address the server is bound to (Python's `server_address`); with port 0, the port the
+    /// system chose.
+    pub fn local_addr(&self) -> &Address {
+        self.handle.local_addr()
+    }
+
+    /// A cloneable, thread-safe handle to shut the server down and read its stats while
+    /// `serve_forever` runs elsewhere.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// Same as [`ServerHandle::shutdown`].
+    pub fn shutdown(&self) {
+        self.handle.shutdown()
+    }
+
+    /// Same as [`ServerHandle::stats`].
+    pub fn stats(&self) -> Stats {
+        self.handle.stats()
+    }
+
+    /// The concurrency mode, e.g. to read [`Threading::tracked_threads`].
+    pub fn mode(&self) -> &M {
+        &self.mode
+    }
+
+    /// Changes how long [`handle_request`](Self::handle_request) waits (`None`: forever).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    /// Closes the socket and, for a Unix server, removes the socket file it created.
+    fn release_socket(&mut self) {
+        self.socket = None;
+        self.unix_path = None;
+    }
+}
+
+impl<T: Transport, H, M: Mode> Drop for Server<T, H, M> {
+    /// Closes the socket and tells running handlers the server is shutting down, without waiting
+    /// for them (use [`Server::server_close`] to wait).
+    fn drop(&mut self) {
+        if !self.closed {
+            self.handle.shared.stop.request();
+            self.release_socket();
+            self.mode.stop_intake();
+        }
+    }
+}
+
+impl<T: Transport, H, M: Mode + fmt::Debug> fmt::Debug for Server<T, H, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("transport", &T::NAME)
+            .field("local_addr", self.handle.local_addr())
+            .field("mode", &self.mode)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,95 @@
+//! The shutdown signal: a flag plus two ways to wake whoever is waiting.
+
+use std::io::{PipeReader, PipeWriter};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+/// Shutdown is signalled by *dropping* two things: the write end of a pipe, whose read end the
+/// serving loop polls beside the server socket, and a channel sender, which wakes mode code blocked
+/// in a channel `select` (waiting for a pool slot, say). Dropping cannot block or fill a buffer,
+/// so `request` is safe from any thread, a handler included, any number of times.
+#[derive(Debug)]
+pub struct StopSignal {
+    requested: AtomicBool,
+    triggers: Mutex<Option<(PipeWriter, Sender<()>)>>,
+    pipe: PipeReader,
+    channel: Receiver<()>,
+}
+
+impl StopSignal {
+    pub(crate) fn new() -> std::io::Result<Self> {
+        let (pipe, writer) = std::io::pipe()?;
+        let (sender, channel) = crossbeam_channel::bounded(0);
+        Ok(StopSignal {
+            requested: AtomicBool::new(false),
+            triggers: Mutex::new(Some((writer, sender))),
+            pipe,
+            channel,
+        })
+    }
+
+    /// Requests shutdown; returns whether this call was the first to do so.
+    pub(crate) fn request(&self) -> bool {
+        if self.requested.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let triggers = self
+            .triggers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(triggers);
+        true
+    }
+
+    pub(crate) fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
+    }
+
+    /// Readable (at end-of-file) once shutdown was requested.
+    pub(crate) fn pipe_fd(&self) -> RawFd {
+        self.pipe.as_raw_fd()
+    }
+
+    /// Disconnected once shutdown was requested: usable in a `crossbeam_channel::Select`.
+    pub(crate) fn channel(&self) -> &Receiver<()> {
+        &self.channel
+    }
+
+    /// Sleeps for `pause`, or less if shutdown is requested meanwhile. Returns whether it was.
+    pub(crate) fn sleep(&self, pause: Duration) -> bool {
+        match self.channel.recv_timeout(pause) {
+            Err(RecvTimeoutError::Timeout) => self.is_requested(),
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn only_the_first_request_counts_and_every_waiter_wakes() {
+        let stop = StopSignal::new().unwrap();
+        assert!(!stop.is_requested());
+        assert!(stop.request());
+        assert!(!stop.request());
+        assert!(stop.is_requested());
+        assert!(stop.channel().recv().is_err(), "channel is disconnected");
+        let start = Instant::now();
+        assert!(stop.sleep(Duration::from_secs(30)));
+        assert!(start.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn sleep_runs_its_course_without_a_request() {
+        let stop = StopSignal::new().unwrap();
+        assert!(!stop.sleep(Duration::from_millis(1)));
+    }
+}

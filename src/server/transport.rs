@@ -1,0 +1,202 @@
+//! Transports: the four socket kinds a [`Server`](crate::Server) can serve, as type markers.
+//!
+//! Normally you meet them only through the aliases (`TcpServer`, `UdpServer`, …); name them to
+//! write the general form `Server<Tcp, H, Pool>`.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::sync::Arc;
+
+use socket2::Socket;
+
+use crate::address::Address;
+use crate::handler::{Connection, DatagramRequest, DatagramSocket, StreamRequest};
+use crate::server::handle::ServerHandle;
+use crate::socket::options::ConnectionOptions;
+
+/// A socket kind a server can serve: [`Tcp`], [`Udp`], [`UnixStream`] or [`UnixDatagram`]. Sealed.
+pub trait Transport: sealed::TransportImpl {}
+
+/// TCP: connections over IPv4/IPv6; handlers receive a [`StreamRequest`].
+#[derive(Debug)]
+pub enum Tcp {}
+/// UDP: datagrams over IPv4/IPv6; handlers receive a [`DatagramRequest`].
+#[derive(Debug)]
+pub enum Udp {}
+/// Unix-domain stream sockets; handlers receive a [`StreamRequest`].
+#[derive(Debug)]
+pub enum UnixStream {}
+/// Unix-domain datagram sockets; handlers receive a [`DatagramRequest`].
+#[derive(Debug)]
+pub enum UnixDatagram {}
+
+impl Transport for Tcp {}
+impl Transport for Udp {}
+impl Transport for UnixStream {}
+impl Transport for UnixDatagram {}
+
+/// Everything a transport needs to turn a ready socket into a request.
+pub struct ReceiveContext<'a> {
+    pub(crate) socket: &'a Arc<Socket>,
+    pub(crate) options: &'a ConnectionOptions,
+    pub(crate) server: &'a ServerHandle,
+    /// Reused for every datagram: `max_packet_size + 1` bytes, so an oversized one shows.
+    pub(crate) buf: &'a mut Vec<u8>,
+}
+
+/// What one receive produced, when it did not fail.
+pub enum Received<R> {
+    /// A request for the handler.
+    Request(R),
+    /// A datagram from this peer exceeded `max_packet_size`.
+    Truncated(Address),
+    /// A connection that died before it could be set up (the peer reset it): nothing to do.
+    Lost,
+}
+
+pub(crate) mod sealed {
+    use super::*;
+
+    /// What the server asks of a transport. Not public API.
+    pub trait TransportImpl: Send + 'static {
+        /// [`StreamRequest`] or [`DatagramRequest`].
+        type Request: Send + 'static;
+        /// For log lines and errors.
+        const NAME: &'static str;
+        /// Whether this is a connection-oriented (listening) socket.
+        const STREAM: bool;
+        /// Takes one pending connection or datagram without blocking (`WouldBlock` if none).
+        fn receive(cx: &mut ReceiveContext<'_>) -> io::Result<Received<Self::Request>>;
+        /// The request's peer, for `verify_request` and error reports.
+        fn peer(request: &Self::Request) -> &Address;
+        /// The end-of-request step after a successful `finish`.
+        fn complete(request: &mut Self::Request) -> io::Result<()>;
+    }
+}
+
+use sealed::TransportImpl;
+
+fn accept(
+    cx: &mut ReceiveContext<'_>,
+    tcp: bool,
+    wrap: fn(Socket) -> Connection,
+) -> io::Result<Received<StreamRequest>> {
+    let (socket, peer) = cx.socket.accept()?;
+    let o = cx.options;
+    // Set explicitly: BSD-derived systems pass the listener's O_NONBLOCK on to accepted sockets,
+    // and timeouts must not depend on what the listening socket happened to carry.
+    let configure = || -> io::Result<()> {
+        socket.set_nonblocking(false)?;
+        socket.set_read_timeout(o.read_timeout)?;
+        socket.set_write_timeout(o.write_timeout)?;
+        if tcp {
+            socket.set_tcp_nodelay(o.nodelay)?;
+        }
+        Ok(())
+    };
+    let peer = Address::from_sockaddr(peer);
+    if let Err(e) = configure() {
+        log::debug!("dropped connection from {peer} before handling it: {e}");
+        return Ok(Received::Lost);
+    }
+    Ok(Received::Request(StreamRequest::new(
+        wrap(socket),
+        peer,
+        cx.server.clone(),
+    )))
+}
+
+fn receive_datagram(cx: &mut ReceiveContext<'_>) -> io::Result<Received<DatagramRequest>> {
+    let limit = cx.options.max_packet_size;
+    cx.buf.resize(limit.saturating_add(1), 0);
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and `recv_from_with_flags` only writes
+    // initialised bytes into the buffer, so the `u8` view stays valid.
+    let uninit = unsafe { &mut *(cx.buf.as_mut_slice() as *mut [u8] as *mut [MaybeUninit<u8>]) };
+    // MSG_DONTWAIT rather than O_NONBLOCK: the socket is shared with handlers sending replies, which
+    // should block as usual.
+    let (n, peer) = cx.socket.recv_from_with_flags(uninit, libc::MSG_DONTWAIT)?;
+    let peer = Address::from_sockaddr(peer);
+    if n > limit {
+        return Ok(Received::Truncated(peer));
+    }
+    let local = cx.server.local_addr().clone();
+    let socket = DatagramSocket::new(Arc::clone(cx.socket), local);
+    Ok(Received::Request(DatagramRequest::new(
+        cx.buf[..n].to_vec(),
+        peer,
+        socket,
+        cx.server.clone(),
+    )))
+}
+
+impl TransportImpl for Tcp {
+    type Request = StreamRequest;
+    const NAME: &'static str = "TCP";
+    const STREAM: bool = true;
+
+    fn receive(cx: &mut ReceiveContext<'_>) -> io::Result<Received<StreamRequest>> {
+        accept(cx, true, |s| Connection::Tcp(s.into()))
+    }
+
+    fn peer(request: &StreamRequest) -> &Address {
+        request.peer_addr()
+    }
+
+    fn complete(_request: &mut StreamRequest) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl TransportImpl for UnixStream {
+    type Request = StreamRequest;
+    const NAME: &'static str = "Unix stream";
+    const STREAM: bool = true;
+
+    fn receive(cx: &mut ReceiveContext<'_>) -> io::Result<Received<StreamRequest>> {
+        accept(cx, false, |s| Connection::Unix(s.into()))
+    }
+
+    fn peer(request: &StreamRequest) -> &Address {
+        request.peer_addr()
+    }
+
+    fn complete(_request: &mut StreamRequest) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl TransportImpl for Udp {
+    type Request = DatagramRequest;
+    const NAME: &'static str = "UDP";
+    const STREAM: bool = false;
+
+    fn receive(cx: &mut ReceiveContext<'_>) -> io::Result<Received<DatagramRequest>> {
+        receive_datagram(cx)
+    }
+
+    fn peer(request: &DatagramRequest) -> &Address {
+        request.peer_addr()
+    }
+
+    fn complete(request: &mut DatagramRequest) -> io::Result<()> {
+        request.send_pending_reply()
+    }
+}
+
+impl TransportImpl for UnixDatagram {
+    type Request = DatagramRequest;
+    const NAME: &'static str = "Unix datagram";
+    const STREAM: bool = false;
+
+    fn receive(cx: &mut ReceiveContext<'_>) -> io::Result<Received<DatagramRequest>> {
+        receive_datagram(cx)
+    }
+
+    fn peer(request: &DatagramRequest) -> &Address {
+        request.peer_addr()
+    }
+
+    fn complete(request: &mut DatagramRequest) -> io::Result<()> {
+        request.send_pending_reply()
+    }
+}

@@ -1,0 +1,56 @@
+//! Socket options chosen by the user (through [`Builder`](crate::Builder)), with their defaults.
+
+use std::time::Duration;
+
+/// Listen backlog used unless [`Builder::backlog`](crate::Builder::backlog) says otherwise.
+///
+/// Python's `request_queue_size` of 5 drops connections in any burst; 1024 absorbs bursts of a
+/// busy threaded server, and the kernel caps it at `net.core.somaxconn` anyway.
+pub const DEFAULT_BACKLOG: u32 = 1024;
+
+/// Largest datagram handed to a handler unless [`Builder::max_packet_size`](crate::Builder::max_packet_size)
+/// says otherwise (Python's `DatagramRequestHandler` default).
+pub const DEFAULT_MAX_PACKET_SIZE: usize = 8192;
+
+/// Options applied when a socket is created and bound.
+#[derive(Debug, Clone)]
+pub(crate) struct BindOptions {
+    /// `None`: the transport's default (on for stream sockets, off for datagram sockets).
+    pub reuse_address: Option<bool>,
+    pub reuse_port: bool,
+    pub backlog: u32,
+    /// `None`: leave `IPV6_V6ONLY` at the operating system's default.
+    pub only_v6: Option<bool>,
+}
+
+impl Default for BindOptions {
+    fn default() -> Self {
+        BindOptions {
+            reuse_address: None,
+            reuse_port: false,
+            backlog: DEFAULT_BACKLOG,
+            only_v6: None,
+        }
+    }
+}
+
+/// Options applied to every accepted connection, explicitly, so nothing is inherited by accident
+/// from the listening socket.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionOptions {
+    pub nodelay: bool,
+    pub read_timeout: Option<Duration>,
+    pub write_timeout: Option<Duration>,
+    pub max_packet_size: usize,
+}
+
+impl Default for ConnectionOptions {
+    fn default() -> Self {
+        ConnectionOptions {
+            nodelay: true,
+            read_timeout: None,
+            write_timeout: None,
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Waiting for a server socket or the shutdown pipe to become readable, with `poll(2)`.
+//!
+//! This is what lets `shutdown()` take effect at once instead of after a poll interval.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+/// What woke the serving loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ready {
+    /// The server socket has a connection or a datagram (or an error) waiting.
+    Socket,
+    /// Shutdown was requested.
+    Stop,
+    /// The timeout passed first.
+    Timeout,
+}
+
+/// Waits until `socket` or `stop` is readable, or `timeout` passes (`None`: no time limit).
+/// A pending stop wins over a pending request.
+pub(crate) fn wait(socket: RawFd, stop: RawFd, timeout: Option<Duration>) -> io::Result<Ready> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: stop,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: socket,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let timeout_ms = match deadline {
+            None => -1,
+            Some(deadline) => millis_until(deadline),
+        };
+        // SAFETY: `fds` is a valid array of two initialised pollfd structs that outlives the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        if fds[0].revents != 0 {
+            return Ok(Ready::Stop);
+        }
+        if fds[1].revents & libc::POLLNVAL != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the server socket is no longer open",
+            ));
+        }
+        if fds[1].revents != 0 {
+            return Ok(Ready::Socket);
+        }
+        if n == 0 && deadline.is_none_or(|d| Instant::now() >= d) {
+            return Ok(Ready::Timeout);
+        }
+    }
+}
+
+/// Milliseconds until `deadline`, rounded up so a sub-millisecond remainder does not become a
+/// zero-timeout busy loop.
+fn millis_until(deadline: Instant) -> i32 {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let ms = left.as_nanos().div_ceil(1_000_000);
+    i32::try_from(ms).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn times_out_when_nothing_is_ready() {
+        let (stop_r, _stop_w) = std::io::pipe().unwrap();
+        let (sock_r, _sock_w) = std::io::pipe().unwrap();
+        let ready = wait(
+            sock_r.as_raw_fd(),
+            stop_r.as_raw_fd(),
+            Some(Duration::from_millis(5)),
+        );
+        assert_eq!(ready.unwrap(), Ready::Timeout);
+    }
+
+    #[test]
+    fn stop_wins_over_a_ready_socket() {
+        let (stop_r, stop_w) = std::io::pipe().unwrap();
+        let (sock_r, mut sock_w) = std::io::pipe().unwrap();
+        sock_w.write_all(b"x").unwrap();
+        assert_eq!(
+            wait(sock_r.as_raw_fd(), stop_r.as_raw_fd(), None).unwrap(),
+            Ready::Socket
+        );
+        drop(stop_w); // the writer closing is how shutdown signals
+        assert_eq!(
+            wait(sock_r.as_raw_fd(), stop_r.as_raw_fd(), None).unwrap(),
+            Ready::Stop
+        );
+    }
+
+    #[test]
+    fn rounds_sub_millisecond_waits_up() {
+        assert_eq!(millis_until(Instant::now() + Duration::from_micros(10)), 1);
+        assert_eq!(millis_until(Instant::now() - Duration::from_secs(1)), 0);
+    }
+}

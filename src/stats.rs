@@ -1,0 +1,157 @@
+//! Request counters shared by the serving loop and the threads that run handlers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::Instant;
+
+/// A snapshot of a server's counters, from [`ServerHandle::stats`](crate::ServerHandle::stats).
+///
+/// Every request is counted once in `accepted`, then once in exactly one of `completed`, `failed`
+/// or `rejected` when it ends; `active` counts those that have not ended yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections accepted (stream servers) or datagrams received (datagram servers).
+    pub accepted: u64,
+    /// Requests accepted and not yet ended: running in a handler or waiting in a pool's queue.
+    pub active: u64,
+    /// Requests whose `setup`, `handle` and `finish` all returned `Ok`.
+    pub completed: u64,
+    /// Requests that ended in an error or a panic, and datagrams dropped as truncated.
+    pub failed: u64,
+    /// Requests closed without running the handler: refused by `verify_request`, turned away by a
+    /// full pool queue, or left waiting for capacity when the server shut down.
+    pub rejected: u64,
+    /// Transient `accept`/`recv` errors the serving loop retried (for example `EMFILE`).
+    pub accept_errors: u64,
+}
+
+/// The live counters. `active` has a condition variable beside it so `server_close` can wait for
+/// in-flight requests without polling.
+#[derive(Default)]
+pub(crate) struct Counters {
+    accepted: AtomicU64,
+    active: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    rejected: AtomicU64,
+    accept_errors: AtomicU64,
+    idle_lock: Mutex<()>,
+    idle: Condvar,
+}
+
+/// How a request ended, for [`Counters::request_ended`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    Completed,
+    Failed,
+    Rejected,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            active: self.active.load(Ordering::Relaxed),
+            completed: self.completed.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            accept_errors: self.accept_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A request arrived and will be ended by exactly one `request_ended` call.
+    pub(crate) fn request_started(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn request_ended(&self, ending: Ending) {
+        let counter = match ending {
+            Ending::Completed => &self.completed,
+            Ending::Failed => &self.failed,
+            Ending::Rejected => &self.rejected,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Taking the lock orders this notify after a waiter's check-then-wait, so no wake-up is lost.
+            let _guard = self
+                .idle_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.idle.notify_all();
+        }
+    }
+
+    pub(crate) fn accept_error(&self) {
+        self.accept_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn active(&self) -> u64 {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Waits until no request is active or `deadline` passes; returns whether it went idle.
+    pub(crate) fn wait_idle(&self, deadline: Option<Instant>) -> bool {
+        let mut guard = self
+            .idle_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while self.active() > 0 {
+            match deadline {
+                None => {
+                    guard = self
+                        .idle
+                        .wait(guard)
+                        .unwrap_or_else(PoisonError::into_inner)
+                }
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    guard = self
+                        .idle
+                        .wait_timeout(guard, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn each_request_ends_in_exactly_one_bucket() {
+        let c = Counters::default();
+        for _ in 0..3 {
+            c.request_started();
+        }
+        c.request_ended(Ending::Completed);
+        c.request_ended(Ending::Failed);
+        assert_eq!(c.snapshot().active, 1);
+        c.request_ended(Ending::Rejected);
+        let s = c.snapshot();
+        assert_eq!(
+            (s.accepted, s.active, s.completed, s.failed, s.rejected),
+            (3, 0, 1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn wait_idle_times_out_while_busy_and_wakes_when_idle() {
+        let c = Arc::new(Counters::default());
+        c.request_started();
+        assert!(!c.wait_idle(Some(Instant::now() + Duration::from_millis(20))));
+        let c2 = Arc::clone(&c);
+        let t = std::thread::spawn(move || c2.request_ended(Ending::Completed));
+        assert!(c.wait_idle(Some(Instant::now() + Duration::from_secs(10))));
+        t.join().unwrap();
+    }
+}
