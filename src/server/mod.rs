@@ -30,7 +30,8 @@ use crate::stats::{Ending, Stats};
 use builder::{BuiltParts, LoopHooks};
 use handle::Shared;
 use stop::StopSignal;
-use transport::{ReceiveContext, Received, Tcp, Transport, Udp, UnixDatagram, UnixStream};
+use transport::sealed::{ReceiveContext, Received};
+use transport::{Tcp, Transport, Udp, UnixDatagram, UnixStream};
 
 /// Connections or datagrams taken per wake-up before the loop checks for shutdown and runs
 /// `service_actions` again: enough to save `poll` calls under load, few enough to stay responsive.

@@ -35,27 +35,27 @@ impl Transport for Udp {}
 impl Transport for UnixStream {}
 impl Transport for UnixDatagram {}
 
-/// Everything a transport needs to turn a ready socket into a request.
-pub struct ReceiveContext<'a> {
-    pub(crate) socket: &'a Arc<Socket>,
-    pub(crate) options: &'a ConnectionOptions,
-    pub(crate) server: &'a ServerHandle,
-    /// Reused for every datagram: `max_packet_size + 1` bytes, so an oversized one shows.
-    pub(crate) buf: &'a mut Vec<u8>,
-}
-
-/// What one receive produced, when it did not fail.
-pub enum Received<R> {
-    /// A request for the handler.
-    Request(R),
-    /// A datagram from this peer exceeded `max_packet_size`.
-    Truncated(Address),
-    /// A connection that died before it could be set up (the peer reset it): nothing to do.
-    Lost,
-}
-
 pub(crate) mod sealed {
     use super::*;
+
+    /// Everything a transport needs to turn a ready socket into a request.
+    pub struct ReceiveContext<'a> {
+        pub(crate) socket: &'a Arc<Socket>,
+        pub(crate) options: &'a ConnectionOptions,
+        pub(crate) server: &'a ServerHandle,
+        /// Reused for every datagram: `max_packet_size + 1` bytes, so an oversized one shows.
+        pub(crate) buf: &'a mut Vec<u8>,
+    }
+
+    /// What one receive produced, when it did not fail.
+    pub enum Received<R> {
+        /// A request for the handler.
+        Request(R),
+        /// A datagram from this peer exceeded `max_packet_size`.
+        Truncated(Address),
+        /// A connection that died before it could be set up (the peer reset it): nothing to do.
+        Lost,
+    }
 
     /// What the server asks of a transport. Not public API.
     pub trait TransportImpl: Send + 'static {
@@ -74,7 +74,7 @@ pub(crate) mod sealed {
     }
 }
 
-use sealed::TransportImpl;
+use sealed::{ReceiveContext, Received, TransportImpl};
 
 fn accept(
     cx: &mut ReceiveContext<'_>,
