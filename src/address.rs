@@ -14,7 +14,10 @@ use socket2::SockAddr;
 ///
 /// `Display` prints `127.0.0.1:8080`, `[::1]:8080`, a Unix socket's path, `@name` for a Linux
 /// abstract-namespace socket, or `(unnamed)` for an unbound Unix socket (the usual peer of a Unix
-/// stream server).
+/// stream server, and of a Unix datagram server whose client did not bind a path).
+///
+/// Equality compares the raw socket address, so `127.0.0.1:80` and the IPv4-mapped
+/// `[::ffff:127.0.0.1]:80` (what a dual-stack server sees) are different addresses.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Address(SockAddr);
 
@@ -40,6 +43,11 @@ impl Address {
     /// Whether this is a Unix-domain address (named, abstract or unnamed).
     pub fn is_unix(&self) -> bool {
         self.0.is_unix()
+    }
+
+    /// Whether this is an unbound Unix socket's address, which nothing can be sent to.
+    pub fn is_unnamed_unix(&self) -> bool {
+        self.0.is_unnamed()
     }
 }
 
@@ -94,6 +102,11 @@ mod tests {
         assert_eq!(named.as_unix_path(), Some(Path::new("/tmp/x.sock")));
         assert!(named.is_unix());
         assert_eq!(named.as_inet(), None);
+        assert!(!named.is_unnamed_unix());
+
+        let unnamed = Address::from_sockaddr(SockAddr::unix("").unwrap());
+        assert_eq!(unnamed.to_string(), "(unnamed)");
+        assert!(unnamed.is_unix() && unnamed.is_unnamed_unix());
     }
 
     #[test]

@@ -21,8 +21,16 @@ impl DatagramSocket {
     }
 
     /// Sends `data` as one datagram to `to`. A datagram is sent whole or not at all; anything
-    /// else is reported as an error.
+    /// else is reported as an error. An unbound Unix client (peer `(unnamed)`) cannot be replied
+    /// to: that is an error of kind `InvalidInput` saying so.
     pub fn send_to(&self, data: &[u8], to: &Address) -> io::Result<()> {
+        if to.is_unnamed_unix() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot send to an unnamed Unix socket: the client did not bind its socket to a \
+                 path, so it has no address to reply to",
+            ));
+        }
         let sent = self.socket.send_to(data, to.as_sockaddr())?;
         if sent == data.len() {
             Ok(())

@@ -7,7 +7,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 
-use socket2::Socket;
+use socket2::{SockAddr, Socket};
 
 use crate::address::Address;
 use crate::handler::{Connection, DatagramRequest, DatagramSocket, StreamRequest};
@@ -115,7 +115,7 @@ fn receive_datagram(cx: &mut ReceiveContext<'_>) -> io::Result<Received<Datagram
     // MSG_DONTWAIT rather than O_NONBLOCK: the socket is shared with handlers sending replies, which
     // should block as usual.
     let (n, peer) = cx.socket.recv_from_with_flags(uninit, libc::MSG_DONTWAIT)?;
-    let peer = Address::from_sockaddr(peer);
+    let peer = normalise_peer(peer, cx.server.local_addr())?;
     if n > limit {
         return Ok(Received::Truncated(peer));
     }
@@ -127,6 +127,15 @@ fn receive_datagram(cx: &mut ReceiveContext<'_>) -> io::Result<Received<Datagram
         socket,
         cx.server.clone(),
     )))
+}
+
+/// For an unbound Unix datagram sender the kernel reports a zero-length address (no family at
+/// all); report it as the unnamed Unix address it is, as a Unix stream server's peer reads.
+fn normalise_peer(peer: SockAddr, local: &Address) -> io::Result<Address> {
+    if peer.len() == 0 && local.is_unix() {
+        return Ok(Address::from_sockaddr(SockAddr::unix("")?));
+    }
+    Ok(Address::from_sockaddr(peer))
 }
 
 impl TransportImpl for Tcp {

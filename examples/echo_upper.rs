@@ -1,0 +1,79 @@
+//! Upper-case echo over TCP — the seeds' first program, as a `socketserver` server.
+//!
+//! Each connection is served by a loop that reads up to 1024 bytes and answers them with their
+//! ASCII letters upper-cased (other UTF-8 bytes pass through unchanged, as with Python's
+//! `bytes.upper()`). A read of 0 bytes means the client left: that connection ends and the server
+//! goes on serving the others.
+//!
+//! ```text
+//! cargo run --example echo_upper                      # 127.0.0.1:8080, threading mode
+//! cargo run --example echo_upper -- --mode single     # one client at a time, like the seeds
+//! cargo run --example echo_upper -- --mode pool --workers 4 --addr 127.0.0.1:0
+//! ```
+//!
+//! The seeds' Python client works unchanged against it (see the README). Stripped of the
+//! command line, the whole server is:
+//!
+//! ```text
+//! ThreadingTcpServer::bind("127.0.0.1:8080", upper_echo)?.serve_forever()
+//! ```
+
+mod common;
+
+use std::io::{self, Read, Write};
+use std::process::ExitCode;
+
+use common::{Args, Example, ModeName};
+use socketserver::{Builder, StreamRequest};
+
+const EXAMPLE: Example = Example {
+    name: "echo_upper",
+    about: "TCP upper-case echo: answers every chunk a client sends with its ASCII letters upper-cased.",
+    default_addr: "127.0.0.1:8080",
+    default_mode: ModeName::Threading,
+};
+
+/// The handler: the seeds' "communication loop" for one connection.
+fn upper_echo(req: &mut StreamRequest) -> io::Result<()> {
+    let peer = req.peer_addr().clone();
+    log::info!("connection from {peer}");
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = match req.read(&mut buf) {
+            Ok(0) => break, // the client closed the connection
+            Ok(n) => n,
+            // The client vanished without closing cleanly: for this server, the same as leaving.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        log::debug!("{peer} sent {:?}", String::from_utf8_lossy(&buf[..n]));
+        req.write_all(&buf[..n].to_ascii_uppercase())?;
+    }
+    log::info!("{peer} left");
+    Ok(())
+}
+
+/// Binds the server in the chosen mode and serves until the process is stopped.
+fn run(args: &Args) -> io::Result<()> {
+    let addr = args.addr.as_str();
+    match args.mode {
+        ModeName::Single => common::serve(Builder::new().bind_tcp(addr, upper_echo)?),
+        ModeName::Threading => common::serve(
+            Builder::new()
+                .mode(args.threading())
+                .bind_tcp(addr, upper_echo)?,
+        ),
+        ModeName::Pool => common::serve(
+            Builder::new()
+                .mode(args.pool())
+                .bind_tcp(addr, upper_echo)?,
+        ),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = common::parse_args(&EXAMPLE);
+    common::init_logging();
+    common::exit_status(run(&args))
+}

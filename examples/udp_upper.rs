@@ -1,0 +1,60 @@
+//! Upper-case echo over UDP — the seeds' second program, as a `socketserver` server.
+//!
+//! One datagram in, its copy with ASCII letters upper-cased back to the sender (other UTF-8
+//! bytes pass through unchanged). An empty datagram is a legal request and gets an empty reply.
+//!
+//! ```text
+//! cargo run --example udp_upper                       # 127.0.0.1:9000, single mode
+//! cargo run --example udp_upper -- --mode pool --workers 2 --addr 127.0.0.1:0
+//! ```
+//!
+//! The seeds' Python client works unchanged against it (see the README).
+
+mod common;
+
+use std::io;
+use std::process::ExitCode;
+
+use common::{Args, Example, ModeName};
+use socketserver::{Builder, DatagramRequest};
+
+const EXAMPLE: Example = Example {
+    name: "udp_upper",
+    about: "UDP upper-case echo: answers every datagram with a copy whose ASCII letters are upper-cased.",
+    default_addr: "127.0.0.1:9000",
+    default_mode: ModeName::Single,
+};
+
+/// The handler: one datagram, one reply, sent from the server's socket to the sender.
+fn upper_reply(req: &mut DatagramRequest) -> io::Result<()> {
+    log::info!(
+        "{} sent {:?}",
+        req.peer_addr(),
+        String::from_utf8_lossy(req.data())
+    );
+    req.reply(&req.data().to_ascii_uppercase())
+}
+
+/// Binds the server in the chosen mode and serves until the process is stopped.
+fn run(args: &Args) -> io::Result<()> {
+    let addr = args.addr.as_str();
+    match args.mode {
+        ModeName::Single => common::serve(Builder::new().bind_udp(addr, upper_reply)?),
+        ModeName::Threading => common::serve(
+            Builder::new()
+                .mode(args.threading())
+                .bind_udp(addr, upper_reply)?,
+        ),
+        ModeName::Pool => common::serve(
+            Builder::new()
+                .mode(args.pool())
+                .bind_udp(addr, upper_reply)?,
+        ),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = common::parse_args(&EXAMPLE);
+    common::init_logging();
+    common::exit_status(run(&args))
+}
