@@ -9,6 +9,8 @@
 //! cargo run --example echo_upper                      # 127.0.0.1:8080, threading mode
 //! cargo run --example echo_upper -- --mode single     # one client at a time, like the seeds
 //! cargo run --example echo_upper -- --mode pool --workers 4 --addr 127.0.0.1:0
+//! cargo run --example echo_upper -- --mode process     # a child process per connection
+//! cargo run --example echo_upper -- --mode prefork --workers 4
 //! ```
 //!
 //! The seeds' Python client works unchanged against it (see the README). Stripped of the
@@ -23,8 +25,8 @@ mod common;
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
-use common::{Args, Example, ModeName};
-use socketserver::{Builder, StreamRequest};
+use common::{Example, Launch, ModeName};
+use socketserver::{Builder, Mode, StreamRequest};
 
 const EXAMPLE: Example = Example {
     name: "echo_upper",
@@ -54,26 +56,19 @@ fn upper_echo(req: &mut StreamRequest) -> io::Result<()> {
     Ok(())
 }
 
-/// Binds the server in the chosen mode and serves until the process is stopped.
-fn run(args: &Args) -> io::Result<()> {
-    let addr = args.addr.as_str();
-    match args.mode {
-        ModeName::Single => common::serve(Builder::new().bind_tcp(addr, upper_echo)?),
-        ModeName::Threading => common::serve(
-            Builder::new()
-                .mode(args.threading())
-                .bind_tcp(addr, upper_echo)?,
-        ),
-        ModeName::Pool => common::serve(
-            Builder::new()
-                .mode(args.pool())
-                .bind_tcp(addr, upper_echo)?,
-        ),
+/// The server, bindable in any mode.
+struct Upper<'a> {
+    addr: &'a str,
+}
+
+impl Launch for Upper<'_> {
+    fn launch<M: Mode>(self, builder: Builder<M>) -> io::Result<()> {
+        common::serve(builder.bind_tcp(self.addr, upper_echo)?)
     }
 }
 
 fn main() -> ExitCode {
     let args = common::parse_args(&EXAMPLE);
     common::init_logging();
-    common::exit_status(run(&args))
+    common::exit_status(common::launch(&args, Upper { addr: &args.addr }))
 }

@@ -15,8 +15,8 @@ mod common;
 use std::io;
 use std::process::ExitCode;
 
-use common::{Args, Example, ModeName};
-use socketserver::{Builder, DatagramRequest};
+use common::{Example, Launch, ModeName};
+use socketserver::{Builder, DatagramRequest, Mode};
 
 const EXAMPLE: Example = Example {
     name: "udp_upper",
@@ -35,26 +35,19 @@ fn upper_reply(req: &mut DatagramRequest) -> io::Result<()> {
     req.reply(&req.data().to_ascii_uppercase())
 }
 
-/// Binds the server in the chosen mode and serves until the process is stopped.
-fn run(args: &Args) -> io::Result<()> {
-    let addr = args.addr.as_str();
-    match args.mode {
-        ModeName::Single => common::serve(Builder::new().bind_udp(addr, upper_reply)?),
-        ModeName::Threading => common::serve(
-            Builder::new()
-                .mode(args.threading())
-                .bind_udp(addr, upper_reply)?,
-        ),
-        ModeName::Pool => common::serve(
-            Builder::new()
-                .mode(args.pool())
-                .bind_udp(addr, upper_reply)?,
-        ),
+/// The server, bindable in any mode.
+struct Upper<'a> {
+    addr: &'a str,
+}
+
+impl Launch for Upper<'_> {
+    fn launch<M: Mode>(self, builder: Builder<M>) -> io::Result<()> {
+        common::serve(builder.bind_udp(self.addr, upper_reply)?)
     }
 }
 
 fn main() -> ExitCode {
     let args = common::parse_args(&EXAMPLE);
     common::init_logging();
-    common::exit_status(run(&args))
+    common::exit_status(common::launch(&args, Upper { addr: &args.addr }))
 }

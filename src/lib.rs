@@ -74,6 +74,7 @@ mod address;
 mod failure;
 mod handler;
 pub mod mode;
+mod process;
 mod server;
 mod socket;
 mod stats;
@@ -81,13 +82,15 @@ mod stats;
 pub use address::Address;
 pub use failure::Failure;
 pub use handler::{Connection, DatagramRequest, DatagramSocket, RequestHandler, StreamRequest};
-pub use mode::{Mode, Pool, Single, Threading, WhenFull};
+pub use mode::{Mode, Pool, Prefork, Process, Single, Threading, WhenFull, WorkerMode};
+pub use process::is_worker;
 pub use server::transport;
 pub use server::{
-    Builder, Outcome, PoolTcpServer, PoolUdpServer, PoolUnixDatagramServer, PoolUnixStreamServer,
-    Server, ServerHandle, TcpServer, ThreadingTcpServer, ThreadingUdpServer,
-    ThreadingUnixDatagramServer, ThreadingUnixStreamServer, UdpServer, UnixDatagramServer,
-    UnixStreamServer,
+    Builder, ForkingTcpServer, ForkingUdpServer, ForkingUnixDatagramServer,
+    ForkingUnixStreamServer, Outcome, PoolTcpServer, PoolUdpServer, PoolUnixDatagramServer,
+    PoolUnixStreamServer, PreforkTcpServer, PreforkUdpServer, Server, ServerHandle, TcpServer,
+    ThreadingTcpServer, ThreadingUdpServer, ThreadingUnixDatagramServer, ThreadingUnixStreamServer,
+    UdpServer, UnixDatagramServer, UnixStreamServer,
 };
 pub use socket::options::{DEFAULT_BACKLOG, DEFAULT_MAX_PACKET_SIZE};
 pub use stats::Stats;

@@ -4,8 +4,9 @@
 //! Every example follows the same conventions:
 //!
 //! * `--addr HOST:PORT` chooses the address (port 0 lets the system pick a free port);
-//!   `--mode single|threading|pool` the concurrency mode, with `--workers N` for `pool` and
-//!   `--max-threads N` for `threading`; `--help` prints the usage.
+//!   `--mode single|threading|pool|process|prefork` the concurrency mode, with `--workers N` for
+//!   `pool` and `prefork`, `--max-threads N` for `threading` and `--max-children N` for `process`;
+//!   `--help` prints the usage.
 //! * The first line on stdout is exactly `listening on <bound address>`, so scripts and tests can
 //!   read the real port.
 //! * Log lines go to stderr, at level `info` unless `RUST_LOG` says otherwise.
@@ -20,7 +21,7 @@ use std::io::{self, Write};
 use std::process::{self, ExitCode};
 
 use socketserver::transport::Transport;
-use socketserver::{Mode, Pool, RequestHandler, Server, Threading};
+use socketserver::{Builder, Mode, Pool, Prefork, Process, RequestHandler, Server, Threading};
 
 /// The concurrency mode chosen with `--mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,10 @@ pub enum ModeName {
     Threading,
     /// `--mode pool`: `--workers` long-lived worker threads.
     Pool,
+    /// `--mode process`: a child process per request, at most `--max-children` at once.
+    Process,
+    /// `--mode prefork`: `--workers` worker processes, each with a thread per connection.
+    Prefork,
 }
 
 impl ModeName {
@@ -39,6 +44,8 @@ impl ModeName {
             "single" => Some(ModeName::Single),
             "threading" => Some(ModeName::Threading),
             "pool" => Some(ModeName::Pool),
+            "process" => Some(ModeName::Process),
+            "prefork" => Some(ModeName::Prefork),
             _ => None,
         }
     }
@@ -48,6 +55,8 @@ impl ModeName {
             ModeName::Single => "single",
             ModeName::Threading => "threading",
             ModeName::Pool => "pool",
+            ModeName::Process => "process",
+            ModeName::Prefork => "prefork",
         }
     }
 }
@@ -73,6 +82,7 @@ pub struct Args {
     pub mode: ModeName,
     workers: Option<usize>,
     max_threads: Option<usize>,
+    max_children: Option<usize>,
 }
 
 impl Args {
@@ -91,6 +101,42 @@ impl Args {
             Some(workers) => Pool::new(workers),
             None => Pool::default(),
         }
+    }
+
+    /// The [`Process`] mode as configured by `--max-children` (default 40, as in Python).
+    pub fn process(&self) -> Process {
+        match self.max_children {
+            Some(max) => Process::new().max_children(max),
+            None => Process::new(),
+        }
+    }
+
+    /// The [`Prefork`] mode: `--workers` processes (default: one per CPU core), each serving
+    /// with a thread per connection, so long-lived clients do not hold a whole worker.
+    pub fn prefork(&self) -> Prefork {
+        let workers = self
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        Prefork::new(workers).worker_mode(Threading::new())
+    }
+}
+
+/// What an example serves, bindable with a [`Builder`] of any mode: examples implement it once
+/// and [`launch`] picks the mode from `--mode`.
+pub trait Launch {
+    /// Binds the example's server with `builder` (adding options of its own if it likes) and
+    /// serves it until it is shut down.
+    fn launch<M: Mode>(self, builder: Builder<M>) -> io::Result<()>;
+}
+
+/// Serves `what` in the mode chosen on the command line.
+pub fn launch(args: &Args, what: impl Launch) -> io::Result<()> {
+    match args.mode {
+        ModeName::Single => what.launch(Builder::new()),
+        ModeName::Threading => what.launch(Builder::new().mode(args.threading())),
+        ModeName::Pool => what.launch(Builder::new().mode(args.pool())),
+        ModeName::Process => what.launch(Builder::new().mode(args.process())),
+        ModeName::Prefork => what.launch(Builder::new().mode(args.prefork())),
     }
 }
 
@@ -117,15 +163,17 @@ pub fn parse_args(example: &Example) -> Args {
 /// The usage text, ending in a newline.
 pub fn usage(example: &Example) -> String {
     format!(
-        "usage: {name} [--addr HOST:PORT] [--mode single|threading|pool] [--workers N] [--max-threads N]\n\
+        "usage: {name} [--addr HOST:PORT] [--mode MODE] [--workers N] [--max-threads N] [--max-children N]\n\
          \n\
          {about}\n\
          \n\
          options:\n\
          \x20 --addr HOST:PORT  address to listen on (default {addr}; port 0 picks a free port)\n\
-         \x20 --mode MODE       single, threading or pool (default {mode})\n\
-         \x20 --workers N       worker threads with --mode pool (default: 4 per CPU core)\n\
+         \x20 --mode MODE       single, threading, pool, process or prefork (default {mode})\n\
+         \x20 --workers N       worker threads with --mode pool (default: 4 per CPU core), or\n\
+         \x20                   worker processes with --mode prefork (default: 1 per CPU core)\n\
          \x20 --max-threads N   most handler threads at once with --mode threading (default: no cap)\n\
+         \x20 --max-children N  most child processes at once with --mode process (default 40)\n\
          \x20 --help            print this help\n",
         name = example.name,
         about = example.about,
@@ -143,6 +191,7 @@ fn parse(
     let mut mode = example.default_mode;
     let mut workers = None;
     let mut max_threads = None;
+    let mut max_children = None;
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -158,7 +207,7 @@ fn parse(
         }
         if !matches!(
             name.as_str(),
-            "--addr" | "--mode" | "--workers" | "--max-threads"
+            "--addr" | "--mode" | "--workers" | "--max-threads" | "--max-children"
         ) {
             return Err(if name.starts_with('-') {
                 format!("unknown option '{name}'")
@@ -175,18 +224,20 @@ fn parse(
             "--mode" => {
                 mode = ModeName::parse(&value).ok_or_else(|| {
                     format!(
-                        "invalid value '{value}' for --mode (expected single, threading or pool)"
+                        "invalid value '{value}' for --mode (expected single, threading, pool, \
+                         process or prefork)"
                     )
                 })?
             }
             "--workers" => workers = Some(positive(&name, &value)?),
+            "--max-children" => max_children = Some(positive(&name, &value)?),
             _ => max_threads = Some(positive(&name, &value)?),
         }
     }
 
-    if workers.is_some() && mode != ModeName::Pool {
+    if workers.is_some() && !matches!(mode, ModeName::Pool | ModeName::Prefork) {
         return Err(format!(
-            "--workers applies to --mode pool only (the mode is {})",
+            "--workers applies to --mode pool and prefork only (the mode is {})",
             mode.as_str()
         ));
     }
@@ -196,11 +247,18 @@ fn parse(
             mode.as_str()
         ));
     }
+    if max_children.is_some() && mode != ModeName::Process {
+        return Err(format!(
+            "--max-children applies to --mode process only (the mode is {})",
+            mode.as_str()
+        ));
+    }
     Ok(Some(Args {
         addr,
         mode,
         workers,
         max_threads,
+        max_children,
     }))
 }
 
@@ -257,13 +315,18 @@ pub fn announce(addr: impl Display) -> io::Result<()> {
 }
 
 /// Announces the server's address, serves until shut down, then closes the server.
+///
+/// In a child process of the `process` and `prefork` modes (which run `main` again) the address is
+/// not announced: the parent did that, and the child shares its stdout.
 pub fn serve<T, H, M>(mut server: Server<T, H, M>) -> io::Result<()>
 where
     T: Transport,
     H: RequestHandler<T::Request> + Clone,
     M: Mode,
 {
-    announce(server.local_addr())?;
+    if !socketserver::is_worker() {
+        announce(server.local_addr())?;
+    }
     server.serve_forever()?;
     server.server_close()
 }

@@ -45,6 +45,11 @@ impl DatagramSocket {
         }
     }
 
+    pub(crate) fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.socket.as_raw_fd()
+    }
+
     /// The server's own address.
     pub fn local_addr(&self) -> &Address {
         &self.local

@@ -22,6 +22,15 @@ pub enum Connection {
     Unix(UnixStream),
 }
 
+impl std::os::fd::AsRawFd for Connection {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Connection::Tcp(s) => s.as_raw_fd(),
+            Connection::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
 impl Connection {
     /// Shuts down the read half, the write half, or both (for example to send EOF to the peer
     /// while still reading its answer).

@@ -5,35 +5,48 @@
 //! | [`Single`] | plain `TCPServer` | inline, one at a time, on the serving thread |
 //! | [`Threading`] | `ThreadingMixIn` | on a new thread, optionally capped |
 //! | [`Pool`] | — | on one of N long-lived worker threads, fed by a bounded queue |
+//! | [`Process`] | `ForkingMixIn` | in a child process of its own |
+//! | [`Prefork`] | — (gunicorn, `Net::Server::PreFork`) | in one of N long-lived worker processes, each serving with a thread mode |
 //!
 //! A mode is chosen with [`Builder::mode`](crate::Builder::mode) or by the server alias
-//! (`ThreadingTcpServer`, `PoolUdpServer`, …). The [`Mode`] trait is sealed: the crate keeps the
-//! freedom to extend it as new modes (process-based ones) arrive.
+//! (`ThreadingTcpServer`, `PoolUdpServer`, `ForkingTcpServer`, …). The [`Mode`] trait is sealed: the
+//! crate keeps the freedom to extend it as new modes arrive.
+//!
+//! The process-based modes start children by re-executing the program (no `fork()` of a running
+//! Rust program): read [`Process`] and [`is_worker`](crate::is_worker) before using them.
 
 mod pool;
+mod prefork;
+mod process;
 mod single;
 mod task;
 mod threading;
 mod threads;
 
 pub use pool::{Pool, WhenFull};
+pub use prefork::{Prefork, WorkerMode};
+pub use process::{Process, DEFAULT_MAX_CHILDREN};
 pub use single::Single;
 pub use threading::Threading;
 
 pub(crate) use task::Task;
 pub(crate) use threads::ThreadSettings;
 
-/// A concurrency mode: [`Single`], [`Threading`] or [`Pool`]. Sealed.
+/// A concurrency mode: [`Single`], [`Threading`], [`Pool`], [`Process`] or [`Prefork`]. Sealed.
 pub trait Mode: sealed::ModeImpl {}
 
 impl Mode for Single {}
 impl Mode for Threading {}
 impl Mode for Pool {}
+impl Mode for Process {}
+impl Mode for Prefork {}
 
 pub(crate) mod sealed {
     use std::io;
+    use std::os::fd::RawFd;
 
     use super::{Task, ThreadSettings};
+    use crate::process::ProcessKind;
     use crate::server::stop::StopSignal;
 
     /// What the server asks of a mode. Not public API.
@@ -49,5 +62,29 @@ pub(crate) mod sealed {
         fn stop_intake(&mut self);
         /// Joins the mode's threads. Called once every request has ended.
         fn join(&mut self);
+
+        /// For the process-based modes: which kind of child this mode starts.
+        fn process_kind(&self) -> Option<ProcessKind> {
+            None
+        }
+        /// Whether tasks must carry a [`Handoff`](crate::process::Handoff) (the request's socket
+        /// and data) because the handler runs in another process.
+        fn wants_handoff(&self) -> bool {
+            false
+        }
+        /// Called in a prefork worker process, before `start`: serve with the inner mode.
+        fn become_worker(&mut self, _index: usize) {}
+        /// Requests a worker process serves before it exits to be replaced.
+        fn worker_request_limit(&self) -> Option<u64> {
+            None
+        }
+        /// Whether this process supervises workers instead of serving (a prefork parent).
+        fn supervises(&self) -> bool {
+            false
+        }
+        /// Runs the supervisor until `stop`, then stops the workers. Only called if `supervises`.
+        fn supervise(&mut self, _socket: RawFd, _stop: &StopSignal) -> io::Result<()> {
+            Ok(())
+        }
     }
 }

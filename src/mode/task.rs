@@ -4,6 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::address::Address;
+use crate::failure::Failure;
+use crate::process::Handoff;
 use crate::server::handle::Shared;
 use crate::stats::Ending;
 
@@ -17,6 +19,8 @@ pub struct Task {
     job: Option<Job>,
     ending: Ending,
     shared: Arc<Shared>,
+    /// The request's socket and data, for a mode that runs it in a child process.
+    handoff: Option<Handoff>,
 }
 
 impl Task {
@@ -28,7 +32,35 @@ impl Task {
             job: Some(job),
             ending: Ending::Rejected,
             shared,
+            handoff: None,
         }
+    }
+
+    /// Attaches what a child process needs to handle the request instead of `job`.
+    pub(crate) fn with_handoff(mut self, handoff: Handoff) -> Self {
+        self.handoff = Some(handoff);
+        self
+    }
+
+    pub(crate) fn take_handoff(&mut self) -> Option<Handoff> {
+        self.handoff.take()
+    }
+
+    /// Closes this process's copy of the request's socket (a child has its own) while the request
+    /// still counts as active.
+    pub(crate) fn release(&mut self) {
+        self.job = None;
+    }
+
+    /// Ends the request with `ending`, decided elsewhere (by a child's exit status).
+    pub(crate) fn end(mut self, ending: Ending) {
+        self.job = None;
+        self.ending = ending;
+    }
+
+    /// Passes a failure to the server's `handle_error`.
+    pub(crate) fn report(&self, failure: &Failure) {
+        self.shared.report(&self.peer, failure);
     }
 
     pub(crate) fn peer(&self) -> &Address {

@@ -83,6 +83,50 @@ impl Threading {
     }
 }
 
+impl Threading {
+    /// Waits for a slot (when capped), then runs `body(task)` on a new thread named
+    /// `<prefix>-<role>-<n>`. Shared with the process mode, whose threads each wait on a child.
+    pub(crate) fn run_on_thread(
+        &mut self,
+        task: Task,
+        stop: &StopSignal,
+        role: &str,
+        body: impl FnOnce(Task) + Send + 'static,
+    ) {
+        self.reap_finished();
+        if !self.acquire_slot(stop) {
+            log::info!(
+                "closing connection from {}: server shut down while it waited for a {role} slot",
+                task.peer()
+            );
+            task.reject();
+            return;
+        }
+        let release = self.slots.as_ref().map(|(_, rx)| rx.clone());
+        let release_on_error = release.clone();
+        let peer = task.peer().clone();
+        self.started += 1;
+        let spawned = self
+            .threads
+            .spawn(&format!("{role}-{}", self.started), move || {
+                body(task);
+                if let Some(rx) = release {
+                    let _ = rx.try_recv();
+                }
+            });
+        match spawned {
+            Ok(handle) => self.live.push(handle),
+            Err(e) => {
+                // The task was dropped with the closure, which counts it as rejected.
+                log::error!("cannot start a thread for the request from {peer}: {e}; closed it");
+                if let Some(rx) = release_on_error {
+                    let _ = rx.try_recv();
+                }
+            }
+        }
+    }
+}
+
 impl ModeImpl for Threading {
     fn name(&self) -> &'static str {
         "threading"
@@ -103,37 +147,7 @@ impl ModeImpl for Threading {
     }
 
     fn dispatch(&mut self, task: Task, stop: &StopSignal) {
-        self.reap_finished();
-        if !self.acquire_slot(stop) {
-            log::info!(
-                "closing connection from {}: server shut down while it waited for a thread",
-                task.peer()
-            );
-            task.reject();
-            return;
-        }
-        let release = self.slots.as_ref().map(|(_, rx)| rx.clone());
-        let release_on_error = release.clone();
-        let peer = task.peer().clone();
-        self.started += 1;
-        let spawned = self
-            .threads
-            .spawn(&format!("thread-{}", self.started), move || {
-                task.run();
-                if let Some(rx) = release {
-                    let _ = rx.try_recv();
-                }
-            });
-        match spawned {
-            Ok(handle) => self.live.push(handle),
-            Err(e) => {
-                // The task was dropped with the closure, which counts it as rejected.
-                log::error!("cannot start a thread for the request from {peer}: {e}; closed it");
-                if let Some(rx) = release_on_error {
-                    let _ = rx.try_recv();
-                }
-            }
-        }
+        self.run_on_thread(task, stop, "thread", Task::run);
     }
 
     fn stop_intake(&mut self) {}

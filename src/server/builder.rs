@@ -11,12 +11,13 @@ use std::time::Duration;
 use socket2::{Socket, Type};
 
 use super::handle::ErrorHook;
-use super::transport::{Tcp, Udp, UnixDatagram, UnixStream};
+use super::transport::{Tcp, Transport, Udp, UnixDatagram, UnixStream};
 use super::Server;
 use crate::address::Address;
 use crate::failure::Failure;
 use crate::handler::{DatagramRequest, RequestHandler, StreamRequest};
 use crate::mode::{Mode, Single, ThreadSettings};
+use crate::process;
 use crate::server::handle::ServerHandle;
 use crate::socket::bind::{bind_inet, bind_unix};
 use crate::socket::options::{BindOptions, ConnectionOptions};
@@ -254,8 +255,9 @@ impl<M: Mode> Builder<M> {
     where
         H: RequestHandler<StreamRequest> + Clone,
     {
-        let socket = bind_inet(addr, Type::STREAM, &self.bind)?;
-        Server::from_parts(socket, None, handler, self)
+        self.serve(handler, |bind| {
+            Ok((bind_inet(addr, Type::STREAM, bind)?, None))
+        })
     }
 
     /// Binds a UDP server to the first address of `addr` that works.
@@ -263,8 +265,9 @@ impl<M: Mode> Builder<M> {
     where
         H: RequestHandler<DatagramRequest> + Clone,
     {
-        let socket = bind_inet(addr, Type::DGRAM, &self.bind)?;
-        Server::from_parts(socket, None, handler, self)
+        self.serve(handler, |bind| {
+            Ok((bind_inet(addr, Type::DGRAM, bind)?, None))
+        })
     }
 
     /// Binds a Unix stream server to the socket file `path` and starts listening. The file is
@@ -278,9 +281,10 @@ impl<M: Mode> Builder<M> {
         H: RequestHandler<StreamRequest> + Clone,
     {
         let path = path.as_ref();
-        let socket = bind_unix(path, Type::STREAM, &self.bind)?;
-        let guard = UnixPathGuard::new(path);
-        Server::from_parts(socket, Some(guard), handler, self)
+        self.serve(handler, |bind| {
+            let socket = bind_unix(path, Type::STREAM, bind)?;
+            Ok((socket, Some(UnixPathGuard::new(path))))
+        })
     }
 
     /// Binds a Unix datagram server to the socket file `path`. The file is removed when the server
@@ -294,9 +298,10 @@ impl<M: Mode> Builder<M> {
         H: RequestHandler<DatagramRequest> + Clone,
     {
         let path = path.as_ref();
-        let socket = bind_unix(path, Type::DGRAM, &self.bind)?;
-        let guard = UnixPathGuard::new(path);
-        Server::from_parts(socket, Some(guard), handler, self)
+        self.serve(handler, |bind| {
+            let socket = bind_unix(path, Type::DGRAM, bind)?;
+            Ok((socket, Some(UnixPathGuard::new(path))))
+        })
     }
 
     /// Serves an already bound and listening TCP socket (Python's `bind_and_activate=False`; also
@@ -310,7 +315,7 @@ impl<M: Mode> Builder<M> {
     where
         H: RequestHandler<StreamRequest> + Clone,
     {
-        Server::from_parts(Socket::from(listener), None, handler, self)
+        self.serve(handler, |_| Ok((Socket::from(listener), None)))
     }
 
     /// Serves an already bound UDP socket. Bind options do not apply.
@@ -318,7 +323,7 @@ impl<M: Mode> Builder<M> {
     where
         H: RequestHandler<DatagramRequest> + Clone,
     {
-        Server::from_parts(Socket::from(socket), None, handler, self)
+        self.serve(handler, |_| Ok((Socket::from(socket), None)))
     }
 
     /// Serves an already bound and listening Unix stream socket. Its file is left in place on close,
@@ -331,7 +336,7 @@ impl<M: Mode> Builder<M> {
     where
         H: RequestHandler<StreamRequest> + Clone,
     {
-        Server::from_parts(Socket::from(listener), None, handler, self)
+        self.serve(handler, |_| Ok((Socket::from(listener), None)))
     }
 
     /// Serves an already bound Unix datagram socket. Its file is left in place on close.
@@ -343,7 +348,30 @@ impl<M: Mode> Builder<M> {
     where
         H: RequestHandler<DatagramRequest> + Clone,
     {
-        Server::from_parts(Socket::from(socket), None, handler, self)
+        self.serve(handler, |_| Ok((Socket::from(socket), None)))
+    }
+
+    /// Binds with `bind` and builds the server — or, in a child started by a process-based mode,
+    /// takes over the inherited socket instead (a child never binds the address itself).
+    fn serve<T, H>(
+        self,
+        handler: H,
+        bind: impl FnOnce(&BindOptions) -> io::Result<(Socket, Option<UnixPathGuard>)>,
+    ) -> io::Result<Server<T, H, M>>
+    where
+        T: Transport,
+        H: RequestHandler<T::Request> + Clone,
+    {
+        if let Some(role) = process::claim(self.mode.process_kind())? {
+            return Server::from_role(role, handler, self);
+        }
+        let (socket, unix_path) = bind(&self.bind)?;
+        Server::from_parts(socket, unix_path, handler, self)
+    }
+
+    /// The datagram size limit, which also bounds what a per-request child reads from its parent.
+    pub(crate) fn packet_limit(&self) -> usize {
+        self.connection.max_packet_size
     }
 
     pub(crate) fn into_parts(self) -> BuiltParts<M> {

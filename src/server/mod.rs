@@ -19,7 +19,8 @@ use socket2::Socket;
 use crate::address::Address;
 use crate::failure::Failure;
 use crate::handler::{lifecycle, RequestHandler};
-use crate::mode::{Mode, Pool, Single, Task, Threading};
+use crate::mode::{Mode, Pool, Prefork, Process, Single, Task, Threading};
+use crate::process::{self, Handoff, Role};
 use crate::socket::bind::context;
 use crate::socket::errors::{classify, Backoff, Recovery, Throttle};
 use crate::socket::options::ConnectionOptions;
@@ -82,6 +83,12 @@ pub struct Server<T: Transport, H, M: Mode> {
     backoff: Backoff,
     error_log: Throttle,
     closed: bool,
+    /// In a per-request child: the one request to handle, taken over from the parent.
+    adopted: Option<T::Request>,
+    /// Whether this process is a prefork worker (it exits when it stops serving).
+    worker: bool,
+    /// In a prefork worker with `max_requests`: how many requests to take before recycling.
+    request_limit: Option<u64>,
     transport: PhantomData<fn() -> T>,
 }
 
@@ -109,6 +116,19 @@ pub type UnixDatagramServer<H> = Server<UnixDatagram, H, Single>;
 pub type ThreadingUnixDatagramServer<H> = Server<UnixDatagram, H, Threading>;
 /// A Unix datagram server with a pool of worker threads.
 pub type PoolUnixDatagramServer<H> = Server<UnixDatagram, H, Pool>;
+/// A TCP server with a child process per connection (Python's `ForkingTCPServer`).
+pub type ForkingTcpServer<H> = Server<Tcp, H, Process>;
+/// A UDP server with a child process per datagram (Python's `ForkingUDPServer`).
+pub type ForkingUdpServer<H> = Server<Udp, H, Process>;
+/// A Unix stream server with a child process per connection (Python's `ForkingUnixStreamServer`).
+pub type ForkingUnixStreamServer<H> = Server<UnixStream, H, Process>;
+/// A Unix datagram server with a child process per datagram (Python's
+/// `ForkingUnixDatagramServer`).
+pub type ForkingUnixDatagramServer<H> = Server<UnixDatagram, H, Process>;
+/// A TCP server with pre-started worker processes.
+pub type PreforkTcpServer<H> = Server<Tcp, H, Prefork>;
+/// A UDP server with pre-started worker processes.
+pub type PreforkUdpServer<H> = Server<Udp, H, Prefork>;
 
 impl<T, H, M> Server<T, H, M>
 where
@@ -122,6 +142,42 @@ where
         handler: H,
         builder: Builder<M>,
     ) -> io::Result<Self> {
+        let local = Address::from_sockaddr(socket.local_addr()?);
+        Self::assemble(Some(socket), unix_path, local, handler, builder, None)
+    }
+
+    /// Builds the server of a child process started by a process-based mode, around the socket
+    /// it inherited, instead of binding.
+    pub(crate) fn from_role(role: Role, handler: H, builder: Builder<M>) -> io::Result<Self> {
+        match role {
+            Role::Request { fd } => {
+                let socket = process::adopt_socket(fd, T::socket_type())?;
+                let max = builder.packet_limit();
+                let handed = process::read_handoff(max)?;
+                let local = handed.local.clone();
+                let mut server = Self::assemble(None, None, local, handler, builder, Some(role))?;
+                server.adopted = Some(T::adopt(socket, handed, &server.handle));
+                Ok(server)
+            }
+            Role::Worker { fd, .. } => {
+                let socket = process::adopt_socket(fd, T::socket_type())?;
+                let local = Address::from_sockaddr(socket.local_addr()?);
+                let server =
+                    Self::assemble(Some(socket), None, local, handler, builder, Some(role))?;
+                process::lifeline_watch(server.handle())?;
+                Ok(server)
+            }
+        }
+    }
+
+    fn assemble(
+        socket: Option<Socket>,
+        unix_path: Option<UnixPathGuard>,
+        local: Address,
+        handler: H,
+        builder: Builder<M>,
+        role: Option<Role>,
+    ) -> io::Result<Self> {
         let BuiltParts {
             mut mode,
             connection,
@@ -132,21 +188,28 @@ where
             hooks,
             on_error,
         } = builder.into_parts();
-        if T::STREAM {
+        if let (true, Some(socket)) = (T::STREAM, &socket) {
             // Non-blocking so a connection that vanishes between poll and accept (or that another
             // process sharing the listener took first) cannot block the loop.
             socket.set_nonblocking(true)?;
         }
-        let local = Address::from_sockaddr(socket.local_addr()?);
         let shared = Arc::new(Shared {
             stop: StopSignal::new()?,
             counters: Default::default(),
             local,
             on_error,
         });
-        mode.start(&threads)?;
+        let worker = matches!(role, Some(Role::Worker { .. }));
+        if let Some(Role::Worker { index, .. }) = role {
+            mode.become_worker(index);
+        }
+        // A per-request child runs its one request inline: no mode machinery to start.
+        if !matches!(role, Some(Role::Request { .. })) {
+            mode.start(&threads)?;
+        }
+        let request_limit = mode.worker_request_limit().filter(|_| worker);
         Ok(Server {
-            socket: Some(Arc::new(socket)),
+            socket: socket.map(Arc::new),
             unix_path,
             handler,
             mode,
@@ -160,6 +223,9 @@ where
             backoff: Backoff::new(),
             error_log: Throttle::new(Duration::from_secs(1)),
             closed: false,
+            adopted: None,
+            worker,
+            request_limit,
             transport: PhantomData,
         })
     }
@@ -171,8 +237,25 @@ where
     /// once. Transient errors (a connection aborted before `accept`, running out of file
     /// descriptors) are logged and retried with back-off; only an error that makes the socket
     /// unusable ends the loop with `Err`.
+    ///
+    /// In the process-based modes: a [`Prefork`] parent supervises its workers here until
+    /// shutdown, then stops them. In a child process (see [`is_worker`](crate::is_worker)) this
+    /// never returns: a per-request child handles its request and exits; a prefork worker serves
+    /// until its lifeline closes, finishes its requests and exits.
     pub fn serve_forever(&mut self) -> io::Result<()> {
+        if let Some(request) = self.adopted.take() {
+            self.serve_adopted(request);
+        }
         let socket_fd = self.socket_fd()?;
+        if self.mode.supervises() {
+            log::info!(
+                "serving {} on {} ({} mode: worker processes accept)",
+                T::NAME,
+                self.local_addr(),
+                self.mode.name()
+            );
+            return self.mode.supervise(socket_fd, &self.handle.shared.stop);
+        }
         log::info!(
             "serving {} on {} ({} mode)",
             T::NAME,
@@ -194,6 +277,7 @@ where
                             break;
                         }
                     }
+                    self.check_request_limit();
                 }
             }
             if let Some(hook) = &mut self.hooks.service_actions {
@@ -201,7 +285,48 @@ where
             }
         }
         log::info!("stopped serving on {}", self.local_addr());
+        if self.worker {
+            self.exit_worker();
+        }
         Ok(())
+    }
+
+    /// A prefork worker that has taken its `max_requests` stops, to be replaced.
+    fn check_request_limit(&self) {
+        if let Some(limit) = self.request_limit {
+            if self.handle.stats().accepted >= limit && !self.handle.is_shutting_down() {
+                log::info!(
+                    "worker {} served {limit} requests; recycling",
+                    std::process::id()
+                );
+                self.handle.shutdown();
+            }
+        }
+    }
+
+    /// A per-request child: handles the request it was started for, then ends the process with
+    /// status 0, or 1 if the handler failed (the parent logs and counts that).
+    fn serve_adopted(&mut self, mut request: T::Request) -> ! {
+        let peer = T::peer(&request).clone();
+        let code = match lifecycle::run(&mut self.handler, &mut request, T::complete) {
+            Ok(()) => 0,
+            Err(failure) => {
+                self.handle.shared.report(&peer, &failure);
+                1
+            }
+        };
+        drop(request);
+        std::process::exit(code)
+    }
+
+    /// A prefork worker that stopped serving: finishes its running requests, then exits.
+    fn exit_worker(&mut self) -> ! {
+        self.release_socket();
+        self.mode.stop_intake();
+        self.handle.shared.counters.wait_idle(None);
+        self.mode.join();
+        log::info!("worker {} stopped", std::process::id());
+        std::process::exit(0)
     }
 
     /// Waits for one request and handles it (Python's `handle_request`).
@@ -210,6 +335,16 @@ where
     /// `handle_timeout` hook and returns [`Outcome::TimedOut`]. Returns [`Outcome::ShutDown`] at
     /// once if shutdown was requested.
     pub fn handle_request(&mut self) -> io::Result<Outcome> {
+        if let Some(request) = self.adopted.take() {
+            self.serve_adopted(request);
+        }
+        if self.mode.supervises() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "handle_request is not available in prefork mode: the worker processes take the \
+                 requests; call serve_forever to supervise them",
+            ));
+        }
         let socket_fd = self.socket_fd()?;
         let deadline = self.timeout.map(|t| Instant::now() + t);
         loop {
@@ -355,6 +490,15 @@ where
             }
         }
         log::debug!("request from {peer}");
+        let handoff = self.mode.wants_handoff().then(|| {
+            let (fd, datagram) = T::handoff_parts(&request);
+            Handoff {
+                fd,
+                local: self.handle.local_addr().clone(),
+                peer: peer.clone(),
+                datagram,
+            }
+        });
         let mut handler = self.handler.clone();
         let job_shared = Arc::clone(shared);
         let job_peer = peer.clone();
@@ -368,7 +512,10 @@ where
                 }
             }
         });
-        let task = Task::new(peer, Arc::clone(shared), job);
+        let mut task = Task::new(peer, Arc::clone(shared), job);
+        if let Some(handoff) = handoff {
+            task = task.with_handoff(handoff);
+        }
         self.mode.dispatch(task, &self.handle.shared.stop);
         Outcome::Handled
     }

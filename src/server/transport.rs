@@ -5,12 +5,14 @@
 
 use std::io;
 use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
-use socket2::{SockAddr, Socket};
+use socket2::{SockAddr, Socket, Type};
 
 use crate::address::Address;
 use crate::handler::{Connection, DatagramRequest, DatagramSocket, StreamRequest};
+use crate::process::Received as Handed;
 use crate::server::handle::ServerHandle;
 use crate::socket::options::ConnectionOptions;
 
@@ -71,6 +73,20 @@ pub(crate) mod sealed {
         fn peer(request: &Self::Request) -> &Address;
         /// The end-of-request step after a successful `finish`.
         fn complete(request: &mut Self::Request) -> io::Result<()>;
+        /// What a child process needs to handle `request`: the socket to inherit (the connection,
+        /// or the server's datagram socket) and the datagram, if any.
+        fn handoff_parts(request: &Self::Request) -> (RawFd, Vec<u8>);
+        /// In a child process: the request made of the inherited socket and what the parent sent.
+        fn adopt(socket: Socket, handed: Handed, server: &ServerHandle) -> Self::Request;
+
+        /// The socket type this transport serves, to check an inherited socket.
+        fn socket_type() -> Type {
+            if Self::STREAM {
+                Type::STREAM
+            } else {
+                Type::DGRAM
+            }
+        }
     }
 }
 
@@ -129,6 +145,11 @@ fn receive_datagram(cx: &mut ReceiveContext<'_>) -> io::Result<Received<Datagram
     )))
 }
 
+fn adopt_datagram(socket: Socket, handed: Handed, server: &ServerHandle) -> DatagramRequest {
+    let socket = DatagramSocket::new(Arc::new(socket), handed.local);
+    DatagramRequest::new(handed.datagram, handed.peer, socket, server.clone())
+}
+
 /// For an unbound Unix datagram sender the kernel reports a zero-length address (no family at
 /// all); report it as the unnamed Unix address it is, as a Unix stream server's peer reads.
 fn normalise_peer(peer: SockAddr, local: &Address) -> io::Result<Address> {
@@ -154,6 +175,14 @@ impl TransportImpl for Tcp {
     fn complete(_request: &mut StreamRequest) -> io::Result<()> {
         Ok(())
     }
+
+    fn handoff_parts(request: &StreamRequest) -> (RawFd, Vec<u8>) {
+        (request.connection().as_raw_fd(), Vec::new())
+    }
+
+    fn adopt(socket: Socket, handed: Handed, server: &ServerHandle) -> StreamRequest {
+        StreamRequest::new(Connection::Tcp(socket.into()), handed.peer, server.clone())
+    }
 }
 
 impl TransportImpl for UnixStream {
@@ -171,6 +200,14 @@ impl TransportImpl for UnixStream {
 
     fn complete(_request: &mut StreamRequest) -> io::Result<()> {
         Ok(())
+    }
+
+    fn handoff_parts(request: &StreamRequest) -> (RawFd, Vec<u8>) {
+        (request.connection().as_raw_fd(), Vec::new())
+    }
+
+    fn adopt(socket: Socket, handed: Handed, server: &ServerHandle) -> StreamRequest {
+        StreamRequest::new(Connection::Unix(socket.into()), handed.peer, server.clone())
     }
 }
 
@@ -190,6 +227,14 @@ impl TransportImpl for Udp {
     fn complete(request: &mut DatagramRequest) -> io::Result<()> {
         request.send_pending_reply()
     }
+
+    fn handoff_parts(request: &DatagramRequest) -> (RawFd, Vec<u8>) {
+        (request.socket().as_raw_fd(), request.data().to_vec())
+    }
+
+    fn adopt(socket: Socket, handed: Handed, server: &ServerHandle) -> DatagramRequest {
+        adopt_datagram(socket, handed, server)
+    }
 }
 
 impl TransportImpl for UnixDatagram {
@@ -207,5 +252,13 @@ impl TransportImpl for UnixDatagram {
 
     fn complete(request: &mut DatagramRequest) -> io::Result<()> {
         request.send_pending_reply()
+    }
+
+    fn handoff_parts(request: &DatagramRequest) -> (RawFd, Vec<u8>) {
+        (request.socket().as_raw_fd(), request.data().to_vec())
+    }
+
+    fn adopt(socket: Socket, handed: Handed, server: &ServerHandle) -> DatagramRequest {
+        adopt_datagram(socket, handed, server)
     }
 }

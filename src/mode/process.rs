@@ -1,0 +1,197 @@
+//! [`Process`]: a child process for every request — Python's `ForkingMixIn`, without `fork()`.
+
+use std::io;
+use std::process::{Child, ExitStatus};
+
+use super::sealed::ModeImpl;
+use super::{Task, ThreadSettings, Threading};
+use crate::failure::Failure;
+use crate::process::{self, Handoff, ProcessKind, Role};
+use crate::server::stop::StopSignal;
+use crate::stats::Ending;
+
+/// Python's `ForkingMixIn` default for `max_children`.
+pub const DEFAULT_MAX_CHILDREN: usize = 40;
+
+/// Handles each connection or datagram in a child process of its own — Python's `ForkingMixIn`,
+/// done without `fork()`: the child is this program started again (see [`is_worker`]), and it
+/// inherits the connection (for a datagram server: the server socket, so its reply leaves from
+/// the server's address, plus the datagram on its stdin).
+///
+/// A request in a child is isolated as it can be: a crash, a leak or a `process::exit` costs only
+/// that request. It is also the costliest mode, since every request starts a process (about a
+/// millisecond; see the README's measurements).
+///
+/// * At most [`max_children`](Self::max_children) children run at once (default 40); at the cap
+///   the server stops accepting *before* starting another (Python checks only afterwards).
+/// * Each child is reaped the moment it exits, by a thread waiting for that child alone, so no
+///   zombie outlives its request and a child the program started itself is never reaped by the
+///   server.
+/// * A child's failure — an error or panic in the handler (reported to `handle_error` in the
+///   child), a crash, a non-zero exit — is logged by the parent with the child's pid and the peer,
+///   and counted in [`Stats::failed`](crate::Stats::failed). It never affects the parent.
+/// * [`Server::server_close`](crate::Server::server_close) waits for the children, with the
+///   optional [`close_timeout`](crate::Builder::close_timeout).
+///
+/// **Everything `main` does before building the server runs again in every child.** The server
+/// must be built the same way each run (same mode, same transport); a child must not print the
+/// address or bind other servers — check [`is_worker`]. In a child, `serve_forever` handles the
+/// one request and ends the process (exit status 0, or 1 if the handler failed).
+///
+/// ```no_run
+/// use std::io::{BufRead, Write};
+/// use socketserver::{Builder, Process, StreamRequest};
+///
+/// fn main() -> std::io::Result<()> {
+///     let mut server = Builder::new()
+///         .mode(Process::new().max_children(16))
+///         .bind_tcp("127.0.0.1:8080", |req: &mut StreamRequest| {
+///             let mut line = String::new();
+///             req.read_line(&mut line)?;
+///             write!(req, "child {} says: {}", std::process::id(), line.to_uppercase())
+///         })?;
+///     if !socketserver::is_worker() {
+///         println!("listening on {}", server.local_addr());
+///     }
+///     server.serve_forever()
+/// }
+/// ```
+///
+/// [`is_worker`]: crate::is_worker
+#[derive(Debug)]
+pub struct Process {
+    max_children: usize,
+    waiters: Threading,
+}
+
+impl Process {
+    /// A child per request, at most [`DEFAULT_MAX_CHILDREN`] at once.
+    pub fn new() -> Self {
+        Process {
+            max_children: DEFAULT_MAX_CHILDREN,
+            waiters: Threading::new(),
+        }
+    }
+
+    /// Caps the children running at once (at least 1). At the cap the server stops accepting
+    /// until one exits; new connections wait in the listen backlog.
+    pub fn max_children(mut self, max: usize) -> Self {
+        self.max_children = max;
+        self
+    }
+}
+
+impl Default for Process {
+    fn default() -> Self {
+        Process::new()
+    }
+}
+
+impl ModeImpl for Process {
+    fn name(&self) -> &'static str {
+        "process per request"
+    }
+
+    fn start(&mut self, threads: &ThreadSettings) -> io::Result<()> {
+        if self.max_children == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "Process::max_children must be at least 1",
+            ));
+        }
+        // Resolve the executable now, so a problem shows when the server is built.
+        process::program()?;
+        self.waiters = Threading::new().max_threads(self.max_children);
+        self.waiters.start(threads)
+    }
+
+    fn dispatch(&mut self, task: Task, stop: &StopSignal) {
+        self.waiters
+            .run_on_thread(task, stop, "child", run_in_child);
+    }
+
+    fn stop_intake(&mut self) {}
+
+    fn join(&mut self) {
+        self.waiters.join();
+    }
+
+    fn process_kind(&self) -> Option<ProcessKind> {
+        Some(ProcessKind::PerRequest)
+    }
+
+    fn wants_handoff(&self) -> bool {
+        true
+    }
+}
+
+/// Runs on a waiter thread: starts the child, hands it the request, waits for it to exit.
+fn run_in_child(mut task: Task) {
+    let Some(handoff) = task.take_handoff() else {
+        log::error!(
+            "request from {} reached the process mode without its socket; closed it",
+            task.peer()
+        );
+        return;
+    };
+    let mut child = match process::spawn_child(Role::Request { fd: handoff.fd }) {
+        Ok(child) => child,
+        Err(e) => {
+            task.report(&Failure::Error(e));
+            return task.end(Ending::Failed);
+        }
+    };
+    // The child holds its own copy of the socket now; closing ours means the peer sees the
+    // connection end when the child ends it.
+    task.release();
+    let pid = child.id();
+    log::debug!("child {pid} handling request from {}", task.peer());
+    hand_over(&mut child, &handoff);
+    let ending = match child.wait() {
+        Ok(status) => judge(status, pid, &handoff),
+        Err(e) => {
+            log::error!("cannot wait for child {pid} handling {}: {e}", handoff.peer);
+            Ending::Failed
+        }
+    };
+    task.end(ending);
+}
+
+/// Writes the request description to the child's stdin and closes it. A child that died first
+/// shows in its exit status, so a failed write is only logged.
+fn hand_over(child: &mut Child, handoff: &Handoff) {
+    if let Some(mut stdin) = child.stdin.take() {
+        if let Err(e) = handoff.write_to(&mut stdin) {
+            log::debug!(
+                "cannot hand the request from {} to child {}: {e}",
+                handoff.peer,
+                child.id()
+            );
+        }
+    }
+}
+
+fn judge(status: ExitStatus, pid: u32, handoff: &Handoff) -> Ending {
+    use std::os::unix::process::ExitStatusExt;
+    let peer = &handoff.peer;
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Ending::Completed,
+        (Some(1), _) => {
+            // The child reported the failure to its own handle_error already.
+            log::warn!("child {pid} handling {peer} failed (exit status 1)");
+            Ending::Failed
+        }
+        (Some(code), _) => {
+            log::error!("child {pid} handling {peer} exited with status {code}");
+            Ending::Failed
+        }
+        (None, Some(signal)) => {
+            log::error!("child {pid} handling {peer} was killed by signal {signal}");
+            Ending::Failed
+        }
+        (None, None) => {
+            log::error!("child {pid} handling {peer} ended abnormally: {status}");
+            Ending::Failed
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The child's side: taking over the inherited socket, and hearing from the parent on stdin.
+
+use std::io::{self, Read};
+use std::os::fd::{FromRawFd, RawFd};
+
+use socket2::{Socket, Type};
+
+use super::handoff::Received;
+use crate::server::handle::ServerHandle;
+
+/// Takes ownership of the inherited descriptor `fd`, checking that it is a socket of type `ty`.
+pub(crate) fn adopt_socket(fd: RawFd, ty: Type) -> io::Result<Socket> {
+    let not_inherited = |why: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("descriptor {fd} handed over by the parent process {why}"),
+        )
+    };
+    // SAFETY: fcntl(F_GETFD) only inspects the descriptor table; it fails with EBADF for a
+    // descriptor that is not open, which we check before taking ownership.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return Err(not_inherited(format!(
+            "is not open: {}",
+            io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: the descriptor is open, was inherited for this purpose, and nothing else in this
+    // process owns it (the role that names it is handed out once).
+    let socket = unsafe { Socket::from_raw_fd(fd) };
+    match socket.r#type() {
+        Ok(actual) if actual == ty => {}
+        Ok(actual) => {
+            std::mem::forget(socket);
+            return Err(not_inherited(format!(
+                "is a socket of type {actual:?}, not {ty:?}"
+            )));
+        }
+        Err(e) => {
+            std::mem::forget(socket);
+            return Err(not_inherited(format!("is not a socket: {e}")));
+        }
+    }
+    // Close-on-exec again, so programs a handler runs do not inherit the connection.
+    socket.set_cloexec(true)?;
+    Ok(socket)
+}
+
+/// Reads what the parent wrote on stdin for a per-request child.
+pub(crate) fn read_handoff(max_datagram: usize) -> io::Result<Received> {
+    Received::read_from(&mut io::stdin().lock(), max_datagram)
+}
+
+/// Shuts `server` down when stdin — the lifeline pipe from the parent — reaches end-of-file: the
+/// parent closed it to stop this worker, or the parent died.
+pub(crate) fn lifeline_watch(server: ServerHandle) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("socketserver-lifeline".to_string())
+        .spawn(move || {
+            let mut stdin = io::stdin().lock();
+            let mut buf = [0u8; 64];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        log::warn!("lifeline from the parent process failed: {e}; stopping");
+                        break;
+                    }
+                }
+            }
+            log::debug!("lifeline closed: worker {} stopping", std::process::id());
+            server.shutdown();
+        })
+        .map(|_| ())
+}

@@ -1,0 +1,85 @@
+//! Starting a child that re-executes this program and inherits one socket — without `fork()`ing
+//! a multi-threaded process into running Rust code: the child `exec`s at once.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use super::role::{Role, ROLE_VAR};
+
+/// Socket-activation variables meant for the parent; a child must not act on them again.
+const ACTIVATION_VARS: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+
+/// This program, as it was started.
+#[derive(Debug)]
+pub(crate) struct Program {
+    path: PathBuf,
+    arg0: OsString,
+    args: Vec<OsString>,
+}
+
+/// Resolves this program once. On Linux `/proc/self/exe` names the running binary even if its
+/// file was replaced or deleted since (a deployment), so children run the same code as the parent.
+pub(crate) fn program() -> io::Result<&'static Program> {
+    static PROGRAM: OnceLock<Result<Program, String>> = OnceLock::new();
+    PROGRAM
+        .get_or_init(|| {
+            let proc_exe = PathBuf::from("/proc/self/exe");
+            let path = if cfg!(target_os = "linux") && proc_exe.exists() {
+                proc_exe
+            } else {
+                std::env::current_exe().map_err(|e| {
+                    format!("cannot find this program's executable to start child processes: {e}")
+                })?
+            };
+            let mut args = std::env::args_os();
+            let arg0 = args.next().unwrap_or_else(|| path.clone().into_os_string());
+            Ok(Program {
+                path,
+                arg0,
+                args: args.collect(),
+            })
+        })
+        .as_ref()
+        .map_err(|message| io::Error::new(io::ErrorKind::NotFound, message.clone()))
+}
+
+/// Starts this program again as a child playing `role`, with the role's socket inherited (under
+/// the same descriptor number) and stdin a pipe the parent writes to. Stdout and stderr are
+/// shared with the parent.
+pub(crate) fn spawn_child(role: Role) -> io::Result<Child> {
+    let program = program()?;
+    let fd = match role {
+        Role::Request { fd } | Role::Worker { fd, .. } => fd,
+    };
+    let mut command = Command::new(&program.path);
+    command
+        .arg0(&program.arg0)
+        .args(&program.args)
+        .env(ROLE_VAR, role.encode(std::process::id()))
+        .stdin(Stdio::piped());
+    for var in ACTIVATION_VARS {
+        command.env_remove(var);
+    }
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed: it makes one fcntl call, and neither allocates nor locks nor logs.
+    // Clearing FD_CLOEXEC there (not in the parent) keeps the socket from leaking into children
+    // that other threads start at the same time; every other descriptor stays close-on-exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.spawn().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot start child process {}: {e}", program.path.display()),
+        )
+    })
+}

@@ -1,0 +1,871 @@
+//! The process-based modes, end to end: `Process` (a child per request) and `Prefork` (supervised
+//! worker processes).
+//!
+//! Children re-execute the program that built the server, so this test binary is its own server
+//! program: it runs without libtest's harness (`harness = false` in Cargo.toml). Started with
+//! `PROCESS_SCENARIO=<name>` in its environment it is a *scenario server*: it builds that
+//! scenario's server, prints `listening on <addr>`, and serves until its stdin closes — and its
+//! children, started with the same environment and arguments, build the same server and adopt
+//! their sockets. Started without it, it is the *driver*: each test starts a scenario server as
+//! a child process and talks to it over real sockets.
+//!
+//! Every socket has a timeout and every wait for a process a deadline; each scenario server is
+//! killed when its test ends, however it ends.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{TempSocketPath, IO_TIMEOUT, WAIT};
+use socketserver::{
+    is_worker, Builder, DatagramRequest, Failure, Mode, Prefork, Process, StreamRequest, Threading,
+};
+
+const SCENARIO_VAR: &str = "PROCESS_SCENARIO";
+const SOCKET_PATH_VAR: &str = "PROCESS_SOCKET_PATH";
+
+fn main() -> ExitCode {
+    if let Ok(name) = std::env::var(SCENARIO_VAR) {
+        return scenario_server(&name);
+    }
+    run_tests()
+}
+
+// =============================================================================================
+// The driver
+
+type TestFn = fn() -> Result<(), String>;
+
+const TESTS: &[(&str, TestFn)] = &[
+    ("process_tcp_echo", process_tcp_echo),
+    ("process_udp_echo", process_udp_echo),
+    ("process_unix_stream_echo", process_unix_stream_echo),
+    ("process_unix_datagram_echo", process_unix_datagram_echo),
+    (
+        "process_child_error_and_panic_leave_the_parent_serving",
+        process_child_failures,
+    ),
+    (
+        "process_200_sequential_connections_leave_no_zombie",
+        process_no_zombies,
+    ),
+    (
+        "process_unrelated_child_keeps_its_own_exit_code",
+        process_unrelated_child,
+    ),
+    (
+        "process_max_children_is_never_exceeded",
+        process_max_children,
+    ),
+    ("prefork_tcp_echo_and_udp_echo", prefork_echo),
+    (
+        "prefork_killed_worker_is_replaced_and_clients_are_served",
+        prefork_replaces_killed_worker,
+    ),
+    (
+        "prefork_graceful_stop_loses_no_accepted_request",
+        prefork_graceful_stop,
+    ),
+    (
+        "prefork_workers_exit_when_the_parent_is_killed",
+        prefork_parent_killed,
+    ),
+];
+
+fn run_tests() -> ExitCode {
+    // `cargo test -- <filter>` passes the filter on; options (starting with '-') are ignored.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let selected: Vec<_> = TESTS
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} tests", selected.len());
+    let mut failed = Vec::new();
+    for (name, test) in &selected {
+        let started = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(test)).unwrap_or_else(|panic| {
+            Err(panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panicked".to_string()))
+        });
+        match outcome {
+            Ok(()) => println!("test {name} ... ok ({:?})", started.elapsed()),
+            Err(why) => {
+                println!("test {name} ... FAILED\n    {why}");
+                failed.push(*name);
+            }
+        }
+    }
+    let passed = selected.len() - failed.len();
+    if failed.is_empty() {
+        println!("\ntest result: ok. {passed} passed; 0 failed\n");
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "\ntest result: FAILED. {passed} passed; {} failed: {failed:?}\n",
+            failed.len()
+        );
+        ExitCode::FAILURE
+    }
+}
+
+fn check(condition: bool, why: impl FnOnce() -> String) -> Result<(), String> {
+    if condition {
+        Ok(())
+    } else {
+        Err(why())
+    }
+}
+
+/// A scenario server running as a child of this driver, killed when dropped.
+struct ScenarioServer {
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    stdout: Option<BufReader<ChildStdout>>,
+    addr: String,
+    _socket_path: Option<TempSocketPath>,
+}
+
+impl ScenarioServer {
+    fn start(scenario: &str) -> Result<ScenarioServer, String> {
+        Self::start_with(scenario, None)
+    }
+
+    fn start_unix(scenario: &str) -> Result<ScenarioServer, String> {
+        Self::start_with(scenario, Some(TempSocketPath::new(scenario)))
+    }
+
+    fn start_with(scenario: &str, path: Option<TempSocketPath>) -> Result<ScenarioServer, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+        let mut command = Command::new(exe);
+        command
+            .env(SCENARIO_VAR, scenario)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(path) = &path {
+            command.env(SOCKET_PATH_VAR, path.path());
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start scenario {scenario}: {e}"))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().map(BufReader::new);
+        let mut server = ScenarioServer {
+            child: Some(child),
+            stdin,
+            stdout,
+            addr: String::new(),
+            _socket_path: path,
+        };
+        let first = server.read_line(WAIT)?;
+        server.addr = first
+            .strip_prefix("listening on ")
+            .ok_or_else(|| format!("scenario {scenario} printed {first:?} first"))?
+            .to_string();
+        Ok(server)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    fn inet(&self) -> SocketAddr {
+        self.addr.parse().expect("an inet address")
+    }
+
+    /// Reads one stdout line, on a helper thread so a silent server cannot hang the test.
+    fn read_line(&mut self, timeout: Duration) -> Result<String, String> {
+        let mut stdout = self.stdout.take().ok_or("stdout already gone")?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        thread::spawn(move || {
+            let mut line = String::new();
+            let read = stdout.read_line(&mut line);
+            let _ = tx.send((read, line, stdout));
+        });
+        match rx.recv_timeout(timeout) {
+            Ok((Ok(n), line, stdout)) if n > 0 => {
+                self.stdout = Some(stdout);
+                Ok(line.trim_end().to_string())
+            }
+            Ok((Ok(_), _, _)) => Err("the scenario server closed stdout".to_string()),
+            Ok((Err(e), _, _)) => Err(format!("reading the scenario server's stdout: {e}")),
+            Err(_) => Err(format!(
+                "no line from the scenario server within {timeout:?}"
+            )),
+        }
+    }
+
+    /// Closes the server's stdin (its signal to shut down), waits for it to exit, and returns
+    /// the rest of its stdout.
+    fn stop(mut self) -> Result<String, String> {
+        drop(self.stdin.take());
+        let mut child = self.child.take().ok_or("already stopped")?;
+        let status = wait_with_deadline(&mut child, WAIT).ok_or_else(|| {
+            format!("scenario server did not exit within {WAIT:?} of its stdin closing")
+        })?;
+        let mut rest = String::new();
+        if let Some(mut stdout) = self.stdout.take() {
+            let _ = stdout.read_to_string(&mut rest);
+        }
+        check(status.success(), || {
+            format!("scenario server exited with {status}; output: {rest}")
+        })?;
+        Ok(rest)
+    }
+}
+
+impl Drop for ScenarioServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A process's children as (pid, state) from `/proc`, zombies (`Z`) included.
+fn children_of(parent: u32) -> Vec<(u32, char)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            let after = &stat[stat.rfind(')')? + 2..];
+            let mut fields = after.split_whitespace();
+            let state = fields.next()?.chars().next()?;
+            let ppid: u32 = fields.next()?.parse().ok()?;
+            (ppid == parent).then_some((pid, state))
+        })
+        .collect()
+}
+
+fn live_children(parent: u32) -> Vec<u32> {
+    children_of(parent)
+        .into_iter()
+        .filter(|&(_, state)| state != 'Z')
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Whether `pid` is a running process (not gone, not a zombie awaiting its new parent's wait).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after = stat.get(stat.rfind(')')? + 2..)?;
+            after.chars().next()
+        })
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+/// Polls `condition` every 5 ms until it holds or `timeout` passes.
+fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn tcp_line(addr: SocketAddr, line: &str) -> Result<String, String> {
+    let stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream_line(stream, line)
+}
+
+fn stream_line<S: Read + Write>(mut stream: S, line: &str) -> Result<String, String> {
+    stream
+        .write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    let mut reply = String::new();
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .map_err(|e| format!("no reply to {line:?}: {e}"))?;
+    Ok(reply.trim_end().to_string())
+}
+
+fn timed_tcp(addr: SocketAddr) -> Result<TcpStream, String> {
+    let stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
+fn udp_exchange(addr: SocketAddr, datagram: &[u8]) -> Result<Vec<u8>, String> {
+    let socket = common::udp_client(addr);
+    socket
+        .connect(addr)
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    socket.send(datagram).map_err(|e| format!("send: {e}"))?;
+    let mut buf = [0u8; 2048];
+    let n = socket
+        .recv(&mut buf)
+        .map_err(|e| format!("no UDP reply: {e}"))?;
+    Ok(buf[..n].to_vec())
+}
+
+/// Parses the `stats accepted=.. completed=.. failed=..` line a scenario server prints last.
+fn stat(output: &str, name: &str) -> Result<u64, String> {
+    let line = output
+        .lines()
+        .find(|l| l.starts_with("stats "))
+        .ok_or_else(|| format!("no stats line in {output:?}"))?;
+    line.split_whitespace()
+        .find_map(|kv| {
+            kv.strip_prefix(&format!("{name}="))
+                .and_then(|v| v.parse().ok())
+        })
+        .ok_or_else(|| format!("no {name} in {line:?}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process per request
+
+/// Three clients at once against a child-per-connection TCP server: each reply names the child
+/// that wrote it, and the three children are distinct processes other than the server.
+fn process_tcp_echo() -> Result<(), String> {
+    let server = ScenarioServer::start("process_tcp")?;
+    let addr = server.inet();
+    let replies: Vec<Result<String, String>> = thread::scope(|s| {
+        let clients: Vec<_> = (0..3)
+            .map(|i| s.spawn(move || tcp_line(addr, &format!("hello {i}"))))
+            .collect();
+        clients
+            .into_iter()
+            .map(|c| c.join().unwrap_or_else(|_| Err("client panicked".into())))
+            .collect()
+    });
+    let mut pids = HashSet::new();
+    for (i, reply) in replies.into_iter().enumerate() {
+        let reply = reply?;
+        let (pid, text) = reply
+            .split_once(' ')
+            .ok_or_else(|| format!("reply {reply:?}"))?;
+        check(text == format!("HELLO {i}"), || {
+            format!("client {i} got {reply:?}")
+        })?;
+        pids.insert(pid.to_string());
+    }
+    check(
+        pids.len() == 3 && !pids.contains(&server.pid().to_string()),
+        || {
+            format!(
+                "expected three distinct child pids, not the server's {}: {pids:?}",
+                server.pid()
+            )
+        },
+    )?;
+    let output = server.stop()?;
+    check(stat(&output, "completed")? == 3, || output.clone())
+}
+
+fn process_udp_echo() -> Result<(), String> {
+    let server = ScenarioServer::start("process_udp")?;
+    for i in 0..3 {
+        let reply = udp_exchange(server.inet(), format!("datagram {i}").as_bytes())?;
+        check(reply == format!("DATAGRAM {i}").as_bytes(), || {
+            format!("reply {:?}", String::from_utf8_lossy(&reply))
+        })?;
+    }
+    let output = server.stop()?;
+    check(stat(&output, "completed")? == 3, || output.clone())
+}
+
+fn process_unix_stream_echo() -> Result<(), String> {
+    let server = ScenarioServer::start_unix("process_unix_stream")?;
+    for i in 0..3 {
+        let stream = common::unix_client(std::path::Path::new(&server.addr));
+        let reply = stream_line(stream, &format!("unix {i}"))?;
+        check(reply.ends_with(&format!(" UNIX {i}")), || {
+            format!("reply {reply:?}")
+        })?;
+    }
+    let output = server.stop()?;
+    check(stat(&output, "completed")? == 3, || output.clone())
+}
+
+fn process_unix_datagram_echo() -> Result<(), String> {
+    let server = ScenarioServer::start_unix("process_unix_datagram")?;
+    let (client, _path) = common::unix_datagram_client("process-dgram-client");
+    for i in 0..3 {
+        client
+            .send_to(format!("unix dgram {i}").as_bytes(), &server.addr)
+            .map_err(|e| format!("send: {e}"))?;
+        let mut buf = [0u8; 256];
+        let n = client
+            .recv(&mut buf)
+            .map_err(|e| format!("no reply: {e}"))?;
+        check(&buf[..n] == format!("UNIX DGRAM {i}").as_bytes(), || {
+            format!("reply {:?}", String::from_utf8_lossy(&buf[..n]))
+        })?;
+    }
+    let output = server.stop()?;
+    check(stat(&output, "completed")? == 3, || output.clone())
+}
+
+/// A child whose handler returns an error, and one whose handler panics: each is reported by
+/// `handle_error` in the child (which prints it), the client's connection is closed, and the
+/// parent goes on serving.
+fn process_child_failures() -> Result<(), String> {
+    let mut server = ScenarioServer::start("process_faulty")?;
+    for line in ["error", "panic"] {
+        let mut stream = timed_tcp(server.inet())?;
+        stream
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| e.to_string())?;
+        check(common::closed_without_reply(&mut stream), || {
+            format!("the {line} child should close the connection without a reply")
+        })?;
+        let reported = server.read_line(WAIT)?;
+        check(
+            reported.starts_with(&format!("handle_error in child: {line}")),
+            || format!("expected the child's handle_error report for {line}, got {reported:?}"),
+        )?;
+    }
+    let reply = tcp_line(server.inet(), "still there?")?;
+    check(reply.ends_with("STILL THERE?"), || {
+        format!("reply {reply:?}")
+    })?;
+    let output = server.stop()?;
+    check(
+        stat(&output, "failed")? == 2 && stat(&output, "completed")? == 1,
+        || output.clone(),
+    )
+}
+
+/// After 200 sequential connections, every child has been reaped: the server has no zombie
+/// child (and no child at all) once the last one has exited.
+fn process_no_zombies() -> Result<(), String> {
+    let server = ScenarioServer::start("process_tcp")?;
+    for i in 0..200 {
+        let reply = tcp_line(server.inet(), &format!("n{i}"))?;
+        check(reply.ends_with(&format!("N{i}")), || {
+            format!("reply {i}: {reply:?}")
+        })?;
+    }
+    let pid = server.pid();
+    let reaped = eventually(WAIT, || children_of(pid).is_empty());
+    let left = children_of(pid);
+    check(reaped, || {
+        format!("children left after 200 requests: {left:?}")
+    })?;
+    println!("    200 sequential requests: no child left, zombie or otherwise");
+    let output = server.stop()?;
+    check(stat(&output, "completed")? == 200, || output.clone())
+}
+
+/// The scenario server starts a child of its own (`sh -c 'exit 7'`) before building the server,
+/// which exits while requests are being served. The server must not reap it: the program waits
+/// for it at the end and gets exit code 7.
+fn process_unrelated_child() -> Result<(), String> {
+    let server = ScenarioServer::start("process_unrelated_child")?;
+    for i in 0..20 {
+        tcp_line(server.inet(), &format!("r{i}"))?;
+    }
+    // Let the program's own child exit while the server still runs and reaps its children.
+    thread::sleep(Duration::from_millis(200));
+    for i in 0..5 {
+        tcp_line(server.inet(), &format!("s{i}"))?;
+    }
+    let output = server.stop()?;
+    check(output.contains("unrelated child: exit status 7"), || {
+        format!("the program's own child was not waited for correctly: {output:?}")
+    })
+}
+
+/// With `max_children(3)`, eight clients at once whose requests each take 300 ms: at most three
+/// children are ever alive (sampled from `/proc` throughout), and all eight are served.
+fn process_max_children() -> Result<(), String> {
+    const CLIENTS: usize = 8;
+    let server = ScenarioServer::start("process_capped")?;
+    let (addr, pid) = (server.inet(), server.pid());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (most, replies) = thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                most = most.max(live_children(pid).len());
+                thread::sleep(Duration::from_millis(2));
+            }
+            most
+        });
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|i| s.spawn(move || tcp_line(addr, &format!("slow {i}"))))
+            .collect();
+        let replies: Vec<_> = clients
+            .into_iter()
+            .map(|c| c.join().unwrap_or_else(|_| Err("client panicked".into())))
+            .collect();
+        done.store(true, std::sync::atomic::Ordering::Release);
+        (sampler.join().unwrap_or(usize::MAX), replies)
+    });
+    for reply in replies {
+        reply?;
+    }
+    println!("    most children alive at once: {most} (cap 3)");
+    check((1..=3).contains(&most), || {
+        format!("{most} children were alive at once; the cap is 3")
+    })?;
+    server.stop().map(|_| ())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prefork
+
+fn prefork_echo() -> Result<(), String> {
+    let tcp = ScenarioServer::start("prefork_tcp")?;
+    let mut pids = HashSet::new();
+    for i in 0..10 {
+        let reply = tcp_line(tcp.inet(), &format!("p{i}"))?;
+        let (pid, text) = reply
+            .split_once(' ')
+            .ok_or_else(|| format!("reply {reply:?}"))?;
+        check(text == format!("P{i}"), || format!("reply {reply:?}"))?;
+        pids.insert(pid.parse::<u32>().map_err(|e| e.to_string())?);
+    }
+    let workers: HashSet<u32> = live_children(tcp.pid()).into_iter().collect();
+    check(pids.is_subset(&workers), || {
+        format!("replies from {pids:?}, workers are {workers:?}")
+    })?;
+    tcp.stop()?;
+
+    let udp = ScenarioServer::start("prefork_udp")?;
+    for i in 0..10 {
+        let reply = udp_exchange(udp.inet(), format!("u{i}").as_bytes())?;
+        check(reply == format!("U{i}").as_bytes(), || {
+            format!("reply {reply:?}")
+        })?;
+    }
+    udp.stop().map(|_| ())
+}
+
+fn prefork_replaces_killed_worker() -> Result<(), String> {
+    let server = ScenarioServer::start("prefork_tcp")?;
+    let pid = server.pid();
+    check(eventually(WAIT, || live_children(pid).len() == 2), || {
+        format!("expected 2 workers, found {:?}", live_children(pid))
+    })?;
+    let before = live_children(pid);
+    let victim = before[0];
+    // SAFETY: kill(2) on a pid we just read as our grandchild; no memory is involved.
+    let killed = unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    check(killed == 0, || {
+        format!("kill {victim}: {}", io::Error::last_os_error())
+    })?;
+    let replaced_at = Instant::now();
+    let replaced = eventually(WAIT, || {
+        let now = live_children(pid);
+        now.len() == 2 && !now.contains(&victim)
+    });
+    check(replaced, || {
+        format!("worker {victim} was not replaced: {:?}", live_children(pid))
+    })?;
+    println!(
+        "    killed worker replaced within {:?}",
+        replaced_at.elapsed()
+    );
+    for i in 0..20 {
+        let reply = tcp_line(server.inet(), &format!("after {i}"))?;
+        check(reply.ends_with(&format!("AFTER {i}")), || {
+            format!("reply {reply:?}")
+        })?;
+    }
+    server.stop().map(|_| ())
+}
+
+/// Ten clients each get an `accepted` line the moment a worker takes their connection, and the
+/// real reply 300 ms later. Once all ten are accepted the server is told to stop: every one of
+/// them still gets its reply.
+fn prefork_graceful_stop() -> Result<(), String> {
+    const CLIENTS: usize = 10;
+    let server = ScenarioServer::start("prefork_slow")?;
+    let addr = server.inet();
+    let accepted = Arc::new(Barrier::new(CLIENTS + 1));
+    let results = thread::scope(|s| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|i| {
+                let accepted = Arc::clone(&accepted);
+                s.spawn(move || -> Result<String, String> {
+                    let mut reader = BufReader::new(timed_tcp(addr)?);
+                    reader
+                        .get_mut()
+                        .write_all(format!("late {i}\n").as_bytes())
+                        .map_err(|e| e.to_string())?;
+                    let mut line = String::new();
+                    let first = reader.read_line(&mut line);
+                    accepted.wait();
+                    first.map_err(|e| format!("client {i}: no accepted line: {e}"))?;
+                    line.clear();
+                    reader
+                        .read_line(&mut line)
+                        .map_err(|e| format!("client {i}: no reply after shutdown: {e}"))?;
+                    Ok(line.trim_end().to_string())
+                })
+            })
+            .collect();
+        accepted.wait();
+        let stopped = server.stop();
+        let replies: Vec<_> = clients
+            .into_iter()
+            .map(|c| c.join().unwrap_or_else(|_| Err("client panicked".into())))
+            .collect();
+        (stopped, replies)
+    });
+    let (stopped, replies) = results;
+    for (i, reply) in replies.into_iter().enumerate() {
+        let reply = reply?;
+        check(reply.ends_with(&format!("LATE {i}")), || {
+            format!("client {i} got {reply:?}")
+        })?;
+    }
+    stopped.map(|_| ())
+}
+
+fn prefork_parent_killed() -> Result<(), String> {
+    let mut server = ScenarioServer::start("prefork_tcp")?;
+    let pid = server.pid();
+    check(eventually(WAIT, || live_children(pid).len() == 2), || {
+        format!("expected 2 workers, found {:?}", live_children(pid))
+    })?;
+    let workers = live_children(pid);
+    let mut parent = server.child.take().ok_or("no parent")?;
+    parent.kill().map_err(|e| format!("kill parent: {e}"))?;
+    let _ = parent.wait();
+    let killed_at = Instant::now();
+    let gone = eventually(WAIT, || workers.iter().all(|&w| !alive(w)));
+    check(gone, || {
+        format!("workers {workers:?} outlived their killed parent")
+    })?;
+    println!(
+        "    workers exited {:?} after the parent was killed",
+        killed_at.elapsed()
+    );
+    Ok(())
+}
+
+// =============================================================================================
+// Scenario servers (run in the scenario server process and, re-executed, in its children)
+
+fn scenario_server(name: &str) -> ExitCode {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .is_test(false)
+        .try_init();
+    // The faulty scenario panics on purpose: one line instead of a backtrace in the test output.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("scenario server (expected): {info}")
+    }));
+    let result = match name {
+        "process_tcp" => serve_tcp(Process::new(), pid_upper_line),
+        "process_faulty" => serve_tcp(Process::new(), faulty_line),
+        "process_capped" => serve_tcp(Process::new().max_children(3), slow_upper_line),
+        "process_unrelated_child" => unrelated_child_scenario(),
+        "process_udp" => serve_udp(Process::new()),
+        "process_unix_stream" => serve_unix_stream(Process::new()),
+        "process_unix_datagram" => serve_unix_datagram(Process::new()),
+        "prefork_tcp" => serve_tcp(Prefork::new(2), pid_upper_line),
+        "prefork_slow" => serve_tcp(
+            Prefork::new(2).worker_mode(Threading::new()),
+            accepted_then_slow_line,
+        ),
+        "prefork_udp" => serve_udp(Prefork::new(2)),
+        other => Err(io::Error::other(format!("no scenario named {other}"))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scenario {name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves until this process's stdin closes (parent only: a child's stdin belongs to the mode),
+/// then closes the server and prints its stats.
+fn serve_and_report<T, H, M>(mut server: socketserver::Server<T, H, M>) -> io::Result<()>
+where
+    T: socketserver::transport::Transport,
+    H: socketserver::RequestHandler<T::Request> + Clone,
+    M: Mode,
+{
+    if !is_worker() {
+        println!("listening on {}", server.local_addr());
+        io::stdout().flush()?;
+        let handle = server.handle();
+        thread::spawn(move || {
+            let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+            handle.shutdown();
+        });
+    }
+    let handle = server.handle();
+    server.serve_forever()?;
+    server.server_close()?;
+    // After server_close, which waited for every request (child process) to end.
+    let stats = handle.stats();
+    println!(
+        "stats accepted={} completed={} failed={}",
+        stats.accepted, stats.completed, stats.failed
+    );
+    Ok(())
+}
+
+fn reporting_builder() -> Builder {
+    Builder::new()
+        .read_timeout(IO_TIMEOUT)
+        .write_timeout(IO_TIMEOUT)
+        .handle_error(|_peer, failure: &Failure| {
+            // Printed by the child that failed; the driver reads it from the shared stdout.
+            let what = match failure {
+                Failure::Error(e) => e.to_string(),
+                Failure::Panic(message) => message.clone(),
+                other => other.to_string(),
+            };
+            println!("handle_error in child: {what}");
+            let _ = io::stdout().flush();
+        })
+}
+
+fn serve_tcp<M: Mode>(
+    mode: M,
+    handler: fn(&mut StreamRequest) -> io::Result<()>,
+) -> io::Result<()> {
+    serve_and_report(
+        reporting_builder()
+            .mode(mode)
+            .bind_tcp("127.0.0.1:0", handler)?,
+    )
+}
+
+fn serve_udp<M: Mode>(mode: M) -> io::Result<()> {
+    serve_and_report(
+        reporting_builder()
+            .mode(mode)
+            .bind_udp("127.0.0.1:0", upper_datagram)?,
+    )
+}
+
+fn socket_path() -> io::Result<PathBuf> {
+    std::env::var_os(SOCKET_PATH_VAR)
+        .map(PathBuf::from)
+        .ok_or_else(|| io::Error::other(format!("{SOCKET_PATH_VAR} is not set")))
+}
+
+fn serve_unix_stream<M: Mode>(mode: M) -> io::Result<()> {
+    let path = socket_path()?;
+    serve_and_report(
+        reporting_builder()
+            .mode(mode)
+            .bind_unix_stream(path, pid_upper_line)?,
+    )
+}
+
+fn serve_unix_datagram<M: Mode>(mode: M) -> io::Result<()> {
+    let path = socket_path()?;
+    serve_and_report(
+        reporting_builder()
+            .mode(mode)
+            .bind_unix_datagram(path, upper_datagram)?,
+    )
+}
+
+fn unrelated_child_scenario() -> io::Result<()> {
+    // Started before the server, by the parent only (a child re-running main must not).
+    let own_child = if is_worker() {
+        None
+    } else {
+        Some(
+            Command::new("sh")
+                .args(["-c", "sleep 0.1; exit 7"])
+                .spawn()?,
+        )
+    };
+    let result = serve_tcp(Process::new(), pid_upper_line);
+    if let Some(mut child) = own_child {
+        let status = child.wait()?;
+        println!(
+            "unrelated child: exit status {}",
+            status.code().unwrap_or(-1)
+        );
+    }
+    result
+}
+
+/// Answers one line with `<pid> <LINE>`: which process served it, and the line upper-cased.
+fn pid_upper_line(req: &mut StreamRequest) -> io::Result<()> {
+    let mut line = String::new();
+    req.read_line(&mut line)?;
+    writeln!(
+        req,
+        "{} {}",
+        std::process::id(),
+        line.trim_end().to_uppercase()
+    )
+}
+
+fn slow_upper_line(req: &mut StreamRequest) -> io::Result<()> {
+    let mut line = String::new();
+    req.read_line(&mut line)?;
+    thread::sleep(Duration::from_millis(300));
+    writeln!(
+        req,
+        "{} {}",
+        std::process::id(),
+        line.trim_end().to_uppercase()
+    )
+}
+
+fn accepted_then_slow_line(req: &mut StreamRequest) -> io::Result<()> {
+    writeln!(req, "accepted")?;
+    slow_upper_line(req)
+}
+
+fn faulty_line(req: &mut StreamRequest) -> io::Result<()> {
+    let mut line = String::new();
+    req.read_line(&mut line)?;
+    match line.trim_end() {
+        "error" => Err(io::Error::other("error requested by the client")),
+        "panic" => panic!("panic requested by the client"),
+        other => writeln!(req, "{} {}", std::process::id(), other.to_uppercase()),
+    }
+}
+
+fn upper_datagram(req: &mut DatagramRequest) -> io::Result<()> {
+    req.reply(&req.data().to_ascii_uppercase())
+}
