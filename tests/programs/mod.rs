@@ -9,6 +9,8 @@
 //! Every test binary uses a different subset of these, hence the module-wide `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod clock;
+
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
