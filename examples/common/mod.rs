@@ -73,6 +73,20 @@ pub struct Example {
     pub default_mode: ModeName,
 }
 
+/// An option only one example has, such as the chat room's `--idle-timeout SECS`. It always takes
+/// a value, which `check` validates while the command line is parsed, so a bad value exits with
+/// status 2 like any other bad argument.
+pub struct ExtraOption {
+    /// The option, with its dashes: `--idle-timeout`.
+    pub name: &'static str,
+    /// What the value is, for the usage: `SECS`.
+    pub value: &'static str,
+    /// One line for the usage, including the default.
+    pub help: &'static str,
+    /// Validates a value, returning the message for a bad one.
+    pub check: fn(&str) -> Result<(), String>,
+}
+
 /// The parsed command line.
 #[derive(Debug, Clone)]
 pub struct Args {
@@ -83,6 +97,8 @@ pub struct Args {
     workers: Option<usize>,
     max_threads: Option<usize>,
     max_children: Option<usize>,
+    /// Values of the example's [`ExtraOption`]s that were given, already checked.
+    extra: Vec<(&'static str, String)>,
 }
 
 impl Args {
@@ -140,21 +156,53 @@ pub fn launch(args: &Args, what: impl Launch) -> io::Result<()> {
     }
 }
 
+impl Args {
+    /// The value given for the extra option `name`, if any (the last one, if given twice).
+    pub fn extra(&self, name: &str) -> Option<&str> {
+        self.extra
+            .iter()
+            .rev()
+            .find(|(option, _)| *option == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The extra option `name` as a number, or `default` when it was not given. Its `check`
+    /// should be [`check_positive`], so parsing cannot fail here; if it does, `default` is used.
+    pub fn extra_number(&self, name: &str, default: u64) -> u64 {
+        self.extra(name)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(default)
+    }
+}
+
+/// An [`ExtraOption::check`] for a whole number of at least 1.
+pub fn check_positive(value: &str) -> Result<(), String> {
+    match value.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(()),
+        _ => Err("expected a whole number of at least 1".to_string()),
+    }
+}
+
 /// Parses the process's arguments. Prints the usage and exits 0 on `--help`; prints a one-line
 /// message and the usage to stderr and exits 2 on a bad argument.
 pub fn parse_args(example: &Example) -> Args {
-    match parse(example, std::env::args().skip(1)) {
+    parse_args_with(example, &[])
+}
+
+/// [`parse_args`] for an example that also takes the options in `extra`.
+pub fn parse_args_with(example: &Example, extra: &[ExtraOption]) -> Args {
+    match parse(example, extra, std::env::args().skip(1)) {
         Ok(Some(args)) => args,
         Ok(None) => {
             let mut out = io::stdout().lock();
-            let _ = out.write_all(usage(example).as_bytes());
+            let _ = out.write_all(usage_with(example, extra).as_bytes());
             let _ = out.flush();
             process::exit(0);
         }
         Err(message) => {
             let mut err = io::stderr().lock();
             let _ = writeln!(err, "{}: {message}", example.name);
-            let _ = err.write_all(usage(example).as_bytes());
+            let _ = err.write_all(usage_with(example, extra).as_bytes());
             process::exit(2);
         }
     }
@@ -162,8 +210,24 @@ pub fn parse_args(example: &Example) -> Args {
 
 /// The usage text, ending in a newline.
 pub fn usage(example: &Example) -> String {
+    usage_with(example, &[])
+}
+
+/// The usage text of an example with extra options, ending in a newline.
+pub fn usage_with(example: &Example, extra: &[ExtraOption]) -> String {
+    let synopsis: String = extra
+        .iter()
+        .map(|option| format!(" [{} {}]", option.name, option.value))
+        .collect();
+    let options: String = extra
+        .iter()
+        .map(|option| {
+            let flag = format!("{} {}", option.name, option.value);
+            format!("  {flag:<17} {}\n", option.help)
+        })
+        .collect();
     format!(
-        "usage: {name} [--addr HOST:PORT] [--mode MODE] [--workers N] [--max-threads N] [--max-children N]\n\
+        "usage: {name} [--addr HOST:PORT] [--mode MODE] [--workers N] [--max-threads N] [--max-children N]{synopsis}\n\
          \n\
          {about}\n\
          \n\
@@ -174,6 +238,7 @@ pub fn usage(example: &Example) -> String {
          \x20                   worker processes with --mode prefork (default: 1 per CPU core)\n\
          \x20 --max-threads N   most handler threads at once with --mode threading (default: no cap)\n\
          \x20 --max-children N  most child processes at once with --mode process (default 40)\n\
+         {options}\
          \x20 --help            print this help\n",
         name = example.name,
         about = example.about,
@@ -185,6 +250,7 @@ pub fn usage(example: &Example) -> String {
 /// `Ok(None)` means `--help`.
 fn parse(
     example: &Example,
+    extra: &[ExtraOption],
     args: impl IntoIterator<Item = String>,
 ) -> Result<Option<Args>, String> {
     let mut addr = example.default_addr.to_string();
@@ -192,6 +258,7 @@ fn parse(
     let mut workers = None;
     let mut max_threads = None;
     let mut max_children = None;
+    let mut extra_values = Vec::new();
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -205,10 +272,13 @@ fn parse(
         if name == "--help" || name == "-h" {
             return Ok(None);
         }
-        if !matches!(
-            name.as_str(),
-            "--addr" | "--mode" | "--workers" | "--max-threads" | "--max-children"
-        ) {
+        let extra_option = extra.iter().find(|option| option.name == name);
+        if extra_option.is_none()
+            && !matches!(
+                name.as_str(),
+                "--addr" | "--mode" | "--workers" | "--max-threads" | "--max-children"
+            )
+        {
             return Err(if name.starts_with('-') {
                 format!("unknown option '{name}'")
             } else {
@@ -219,6 +289,12 @@ fn parse(
             Some(value) => value,
             None => return Err(format!("{name} needs a value")),
         };
+        if let Some(option) = extra_option {
+            (option.check)(&value)
+                .map_err(|why| format!("invalid value '{value}' for {name} ({why})"))?;
+            extra_values.push((option.name, value));
+            continue;
+        }
         match name.as_str() {
             "--addr" => addr = check_addr(&value)?,
             "--mode" => {
@@ -259,6 +335,7 @@ fn parse(
         workers,
         max_threads,
         max_children,
+        extra: extra_values,
     }))
 }
 

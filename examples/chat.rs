@@ -1,0 +1,232 @@
+//! A UDP chat room — the seeds' "QQ chat" (000, 001, 002), as a `socketserver` server.
+//!
+//! In the seeds a person at the server reads each message and types the answer. Here the server
+//! is a room: whoever sends a datagram is in it, and every message is relayed to everyone else
+//! in the room as `[ip:port] message`, the seeds' way of naming a sender.
+//!
+//! The protocol, every datagram one message:
+//!
+//! * **Every datagram gets exactly one reply,** so the seeds' clients, which wait for one datagram
+//!   after each send, keep working. A reply never starts with `[`; a relayed message always does.
+//!   * a message: relayed to the others, then `sent as [ip:port] to N other participant(s)`;
+//!   * an empty datagram joins (or stays in) the room without saying anything:
+//!     `in the room as [ip:port] with N other participant(s)`;
+//!   * from a newcomer when the room is full: `error: the room is full (N participants); try
+//!     again later` — nothing is relayed.
+//! * A participant who sends nothing for `--idle-timeout` seconds leaves the room. UDP has no
+//!   "disconnect", so silence is the only sign that a client is gone.
+//! * Messages are relayed as UTF-8: invalid bytes become U+FFFD, so one broken client cannot make
+//!   the others' `decode('utf-8')` fail.
+//!
+//! The seeds' clients show one datagram per message they send, so a relayed message appears the
+//! next time that client sends something; `cargo run --example client -- chat` shows everything as
+//! it arrives.
+//!
+//! ```text
+//! cargo run --example chat                            # 127.0.0.1:8081, single mode
+//! cargo run --example chat -- --idle-timeout 60 --max-participants 10
+//! cargo run --example client -- chat --addr 127.0.0.1:8081
+//! ```
+
+mod common;
+
+use std::collections::HashMap;
+use std::io;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::{Args, Example, ExtraOption, ModeName};
+use socketserver::{Address, Builder, DatagramRequest};
+
+const EXAMPLE: Example = Example {
+    name: "chat",
+    about: "UDP chat room: relays every message to the other participants as `[ip:port] message`, and answers each datagram.",
+    default_addr: "127.0.0.1:8081",
+    default_mode: ModeName::Single,
+};
+
+const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
+const DEFAULT_MAX_PARTICIPANTS: u64 = 64;
+
+const OPTIONS: &[ExtraOption] = &[
+    ExtraOption {
+        name: "--idle-timeout",
+        value: "SECS",
+        help: "a participant silent this long leaves the room (default 300)",
+        check: common::check_positive,
+    },
+    ExtraOption {
+        name: "--max-participants",
+        value: "N",
+        help: "most participants at once; newcomers are turned away beyond it (default 64)",
+        check: common::check_positive,
+    },
+];
+
+/// Who is in the room, and when each last sent something.
+#[derive(Debug)]
+struct Room {
+    last_seen: HashMap<Address, Instant>,
+    max_participants: usize,
+    idle_timeout: Duration,
+}
+
+/// What to do with one datagram, decided under the room's lock and carried out after it.
+struct Plan {
+    /// The relayed message and who gets it (empty when nothing is relayed).
+    relay: Option<(Vec<u8>, Vec<Address>)>,
+    /// The reply to the sender, by how many others actually received the relay.
+    reply: Reply,
+}
+
+enum Reply {
+    Sent,
+    InTheRoom { others: usize },
+    Full { max: usize },
+}
+
+impl Room {
+    fn new(max_participants: usize, idle_timeout: Duration) -> Room {
+        Room {
+            last_seen: HashMap::new(),
+            max_participants,
+            idle_timeout,
+        }
+    }
+
+    /// Removes the participants silent for longer than the idle timeout.
+    fn expire(&mut self, now: Instant) {
+        let idle_timeout = self.idle_timeout;
+        self.last_seen.retain(|who, seen| {
+            let stays = now.saturating_duration_since(*seen) <= idle_timeout;
+            if !stays {
+                log::info!("{who} left the room (silent for {idle_timeout:?})");
+            }
+            stays
+        });
+    }
+
+    /// Admits `sender` (or refreshes it) and decides who gets `message`.
+    fn receive(&mut self, sender: &Address, message: &[u8], now: Instant) -> Plan {
+        self.expire(now);
+        let newcomer = !self.last_seen.contains_key(sender);
+        if newcomer && self.last_seen.len() >= self.max_participants {
+            log::warn!("{sender} turned away: the room is full");
+            return Plan {
+                relay: None,
+                reply: Reply::Full {
+                    max: self.max_participants,
+                },
+            };
+        }
+        if newcomer {
+            log::info!(
+                "{sender} joined the room ({} participants)",
+                self.last_seen.len() + 1
+            );
+        }
+        self.last_seen.insert(sender.clone(), now);
+        let others: Vec<Address> = self
+            .last_seen
+            .keys()
+            .filter(|who| *who != sender)
+            .cloned()
+            .collect();
+        if message.is_empty() {
+            return Plan {
+                relay: None,
+                reply: Reply::InTheRoom {
+                    others: others.len(),
+                },
+            };
+        }
+        let relayed = format!("{} {}", tag(sender), String::from_utf8_lossy(message));
+        Plan {
+            relay: Some((relayed.into_bytes(), others)),
+            reply: Reply::Sent,
+        }
+    }
+}
+
+/// `[ip:port]`, as the seeds print a sender (`'[%s:%s]' % (addr[0], addr[1])`: no brackets
+/// around an IPv6 address).
+fn tag(who: &Address) -> String {
+    match who.as_inet() {
+        Some(inet) => format!("[{}:{}]", inet.ip(), inet.port()),
+        None => format!("[{who}]"),
+    }
+}
+
+/// "1 other participant", "2 other participants".
+fn others(n: usize) -> String {
+    let plural = if n == 1 { "" } else { "s" };
+    format!("{n} other participant{plural}")
+}
+
+/// Locks the room. A handler that panicked while holding the lock cannot have left the map
+/// half-updated (every change is one `insert` or `retain`), so a poisoned lock is used as is.
+fn lock(room: &Mutex<Room>) -> MutexGuard<'_, Room> {
+    room.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The handler: admit the sender, relay the message, answer the sender.
+fn chat(room: &Mutex<Room>, req: &mut DatagramRequest) -> io::Result<()> {
+    let sender = req.peer_addr().clone();
+    // Decide under the lock; send after it, so a slow send never holds up the other handlers.
+    let plan = lock(room).receive(&sender, req.data(), Instant::now());
+    let mut delivered = 0;
+    if let Some((message, recipients)) = &plan.relay {
+        for to in recipients {
+            match req.socket().send_to(message, to) {
+                Ok(()) => delivered += 1,
+                // One unreachable participant must not cost the others their message.
+                Err(e) => log::warn!("cannot relay a message from {sender} to {to}: {e}"),
+            }
+        }
+    }
+    let reply = match plan.reply {
+        Reply::Sent => format!("sent as {} to {}", tag(&sender), others(delivered)),
+        Reply::InTheRoom { others: n } => {
+            format!("in the room as {} with {}", tag(&sender), others(n))
+        }
+        Reply::Full { max } => {
+            format!("error: the room is full ({max} participants); try again later")
+        }
+    };
+    // Replying after relaying makes the reply true when it arrives: the relays have left.
+    req.reply(reply.as_bytes())
+}
+
+/// Binds the server in the chosen mode and serves until the process is stopped.
+fn run(args: &Args) -> io::Result<()> {
+    let idle = args.extra_number("--idle-timeout", DEFAULT_IDLE_TIMEOUT_SECS);
+    let max = args.extra_number("--max-participants", DEFAULT_MAX_PARTICIPANTS);
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let room = Arc::new(Mutex::new(Room::new(max, Duration::from_secs(idle))));
+    // Each handler clones the closure, and with it the `Arc`: one room for every thread.
+    let handler = move |req: &mut DatagramRequest| chat(&room, req);
+    let addr = args.addr.as_str();
+    match args.mode {
+        ModeName::Single => common::serve(Builder::new().bind_udp(addr, handler)?),
+        ModeName::Threading => common::serve(
+            Builder::new()
+                .mode(args.threading())
+                .bind_udp(addr, handler)?,
+        ),
+        ModeName::Pool => common::serve(Builder::new().mode(args.pool()).bind_udp(addr, handler)?),
+        // The room lives in this process's memory, shared by threads; in separate processes
+        // every child would have a room of its own and nobody would hear anybody.
+        ModeName::Process | ModeName::Prefork => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "chat keeps its room in memory shared between threads, so it cannot run in the \
+             process or prefork mode; use single, threading or pool",
+        )),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = common::parse_args_with(&EXAMPLE, OPTIONS);
+    common::init_logging();
+    common::exit_status(run(&args))
+}

@@ -1,0 +1,182 @@
+//! One client for every example, so each can be driven without Python:
+//!
+//! ```text
+//! cargo run --example client -- --help
+//! cargo run --example client -- echo --addr 127.0.0.1:8080        # lines from stdin
+//! cargo run --example client -- udp --addr 127.0.0.1:9000 hello   # one message
+//! cargo run --example client -- time --addr 127.0.0.1:9000 '%H:%M:%S'
+//! cargo run --example client -- chat --addr 127.0.0.1:8081
+//! ```
+//!
+//! Every subcommand is a module with `pub fn run(addr: &str, args: &[String]) -> Result<(), String>`
+//! and one entry in [`SUBCOMMANDS`]. Every socket has a read timeout, so a server that is gone
+//! gives an error instead of a hang; stdin ending (Ctrl-D, or the end of a pipe) ends the client
+//! with status 0. A bad command line exits with status 2, a failure with `error: …` and status 1.
+
+mod chat;
+mod connect;
+mod echo;
+mod input;
+mod time;
+mod udp;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+/// A subcommand: its name, the address it talks to by default (the seed's), what it takes after
+/// the options, what it does, and the function that runs it.
+struct Subcommand {
+    name: &'static str,
+    default_addr: &'static str,
+    arguments: &'static str,
+    about: &'static str,
+    run: fn(&str, &[String]) -> Result<(), String>,
+}
+
+/// Every subcommand. Adding one is a module and a line here.
+#[rustfmt::skip]
+const SUBCOMMANDS: &[Subcommand] = &[
+    sub("echo", "127.0.0.1:8080", "[MESSAGE...]", "TCP upper-case echo (echo_upper): each stdin line, or MESSAGE, and its answer", echo::run),
+    sub("udp", "127.0.0.1:9000", "[MESSAGE...]", "UDP upper-case echo (udp_upper): each stdin line, or MESSAGE, as a datagram", udp::run),
+    sub("time", "127.0.0.1:9000", "[FORMAT...]", "UDP time server (time_server): the time in FORMAT (default %Y-%m-%d %X)", time::run),
+    sub("chat", "127.0.0.1:8081", "[MESSAGE...]", "UDP chat room (chat): joins, sends stdin lines, shows replies and others' messages", chat::run),
+];
+
+const fn sub(
+    name: &'static str,
+    default_addr: &'static str,
+    arguments: &'static str,
+    about: &'static str,
+    run: fn(&str, &[String]) -> Result<(), String>,
+) -> Subcommand {
+    Subcommand {
+        name,
+        default_addr,
+        arguments,
+        about,
+        run,
+    }
+}
+
+/// What the command line asks for.
+enum Request<'a> {
+    Help(String),
+    Run {
+        subcommand: &'a Subcommand,
+        addr: String,
+        args: Vec<String>,
+    },
+}
+
+fn usage() -> String {
+    let mut text = String::from(
+        "usage: client <SUBCOMMAND> [--addr HOST:PORT] [ARGS...]\n\
+         \n\
+         Talks to the socketserver examples. Reads stdin line by line where a subcommand takes\n\
+         lines, and ends at the end of stdin.\n\
+         \n\
+         subcommands:\n",
+    );
+    for s in SUBCOMMANDS {
+        text.push_str(&format!("  {:<11} {}\n", s.name, s.about));
+    }
+    text.push_str(
+        "\n`client <SUBCOMMAND> --help` shows a subcommand's arguments and default address.\n",
+    );
+    text
+}
+
+fn subcommand_usage(s: &Subcommand) -> String {
+    format!(
+        "usage: client {name} [--addr HOST:PORT] {arguments}\n\
+         \n\
+         {about}.\n\
+         \n\
+         options:\n\
+         \x20 --addr HOST:PORT  the server's address (default {addr})\n\
+         \x20 --help            print this help\n\
+         \x20 --                end of options: what follows is {arguments}\n",
+        name = s.name,
+        arguments = s.arguments,
+        about = s.about,
+        addr = s.default_addr,
+    )
+}
+
+fn parse(args: &[String]) -> Result<Request<'static>, String> {
+    let Some((name, rest)) = args.split_first() else {
+        return Err("a subcommand is needed".to_string());
+    };
+    if name == "--help" || name == "-h" || name == "help" {
+        return Ok(Request::Help(usage()));
+    }
+    let subcommand = SUBCOMMANDS
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| format!("unknown subcommand '{name}'"))?;
+    let mut addr = subcommand.default_addr.to_string();
+    let mut words = Vec::new();
+    let mut rest = rest.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--help" | "-h" => return Ok(Request::Help(subcommand_usage(subcommand))),
+            "--" => {
+                words.extend(rest.by_ref().cloned());
+                break;
+            }
+            "--addr" => {
+                let value = rest.next().ok_or("--addr needs a value")?;
+                addr = check_addr(value)?;
+            }
+            _ if arg.starts_with("--addr=") => addr = check_addr(&arg["--addr=".len()..])?,
+            _ if arg.starts_with("--") => return Err(format!("unknown option '{arg}'")),
+            _ => words.push(arg.clone()),
+        }
+    }
+    Ok(Request::Run {
+        subcommand,
+        addr,
+        args: words,
+    })
+}
+
+/// Checks that `value` looks like `HOST:PORT`; whether it resolves is found out on connecting.
+fn check_addr(value: &str) -> Result<String, String> {
+    let ok = value
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(format!(
+            "invalid value '{value}' for --addr (expected HOST:PORT, e.g. 127.0.0.1:8080)"
+        ))
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match parse(&args) {
+        Ok(Request::Help(text)) => {
+            let _ = io::stdout().lock().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Ok(Request::Run {
+            subcommand,
+            addr,
+            args,
+        }) => match (subcommand.run)(&addr, &args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                let _ = writeln!(io::stderr().lock(), "error: {message}");
+                ExitCode::from(1)
+            }
+        },
+        Err(message) => {
+            let mut err = io::stderr().lock();
+            let _ = writeln!(err, "client: {message}");
+            let _ = err.write_all(usage().as_bytes());
+            ExitCode::from(2)
+        }
+    }
+}

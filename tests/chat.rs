@@ -1,0 +1,298 @@
+//! The `chat` example: two of the seeds' own Python chat clients talking through the room, and the
+//! room under hostile input — empty and invalid UTF-8 datagrams, a full room, idle participants.
+
+mod programs;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
+use programs::{
+    example, interactive_python, python3_available, Run, Server, IO_TIMEOUT, RUN_TIMEOUT,
+};
+
+/// The chat client of seeds 000 and 002, verbatim but for the server's port, which comes from the
+/// command line, and `input()`, which reads a line of stdin (ending the program at its end).
+const SEED_002_CHAT_CLIENT: &str = r#"
+import socket, sys
+socket.setdefaulttimeout(10)  # added: no call may wait forever
+def input(prompt=''):  # added: the test types one line at a time; the end of stdin ends the client
+    line = sys.stdin.readline()
+    if not line:
+        raise SystemExit(0)
+    return line.rstrip('\n')
+PORT = int(sys.argv[1])  # added: the seed's 8081, from the command line
+
+BUFSIZE=1024
+udp_client_socket=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)
+
+qq_name_dic={
+    '狗哥alex':('127.0.0.1',PORT),
+    '瞎驴':('127.0.0.1',PORT),
+    '一棵树':('127.0.0.1',PORT),
+    '武大郎':('127.0.0.1',PORT),
+}
+
+while True:
+    qq_name=input('请选择聊天对象: ').strip()
+    while True:
+        msg=input('请输入消息,回车发送: ').strip()
+        if msg == 'quit':break
+        if not msg or not qq_name or qq_name not in qq_name_dic:continue
+        udp_client_socket.sendto(msg.encode('utf-8'),qq_name_dic[qq_name])
+        back_msg,addr=udp_client_socket.recvfrom(BUFSIZE)
+        print('来自[%s:%s]的一条消息:\033[1;44m%s\033[0m' %(addr[0],addr[1],back_msg.decode('utf-8')))
+
+udp_client_socket.close()
+"#;
+
+/// The chat client of seed 001 (names checked first, `q` to leave a conversation), changed the
+/// same way.
+const SEED_001_CHAT_CLIENT: &str = r#"
+import socket, sys
+socket.setdefaulttimeout(10)  # added: no call may wait forever
+def input(prompt=''):  # added: the test types one line at a time; the end of stdin ends the client
+    line = sys.stdin.readline()
+    if not line:
+        raise SystemExit(0)
+    return line.rstrip('\n')
+PORT = int(sys.argv[1])  # added: the seed's 8081, from the command line
+
+BUFSIZE=1024
+udp_client_socket=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)
+
+qq_name_dic={
+# 真实情况下是不同ip
+'Tom':('127.0.0.1',PORT),
+'Mike':('127.0.0.1',PORT),
+'Jack':('127.0.0.1',PORT),
+'John':('127.0.0.1',PORT),
+}
+
+while True:
+    qq_name=input('请选择聊天对象: ').strip()
+    if not qq_name or qq_name not in qq_name_dic:continue
+    while True:
+        msg=input('请输入消息,回车发送,输入q结束和他的聊天: ').strip()
+        if msg == 'q':break
+        if not msg:continue
+        udp_client_socket.sendto(msg.encode('utf-8'),qq_name_dic[qq_name])
+        back_msg,addr=udp_client_socket.recvfrom(BUFSIZE)
+        print('来自[%s:%s]的一条消息:\033[1;44m%s\033[0m' %(addr[0],addr[1],back_msg.decode('utf-8')))
+
+udp_client_socket.close()
+"#;
+
+#[test]
+fn seed_python_chat_clients_talk_through_the_room() {
+    if !python3_available() {
+        return;
+    }
+    let server = Server::start("chat", &[]);
+    let port = server.addr.port();
+    let port_arg = port.to_string();
+    // What the seed clients print around each datagram they receive from the server.
+    let shown = |text: &str| format!("来自[127.0.0.1:{port}]的一条消息:\x1b[1;44m{text}\x1b[0m");
+
+    let mut a = interactive_python(SEED_002_CHAT_CLIENT, &[&port_arg]);
+    let mut b = interactive_python(SEED_001_CHAT_CLIENT, &[&port_arg]);
+
+    a.send_line("狗哥alex");
+    a.send_line("hello from A");
+    let line = a.next_line();
+    let a_tag = tag_in(&line, "sent as ", " to 0 other participants");
+    assert_eq!(
+        line,
+        shown(&format!("sent as {a_tag} to 0 other participants"))
+    );
+
+    b.send_line("Tom");
+    b.send_line("hi A, 我是 B");
+    let line = b.next_line();
+    let b_tag = tag_in(&line, "sent as ", " to 1 other participant");
+    assert_eq!(
+        line,
+        shown(&format!("sent as {b_tag} to 1 other participant"))
+    );
+    assert_ne!(a_tag, b_tag);
+
+    // A sees one datagram per message it sends: first B's message, waiting since B sent it.
+    a.send_line("how are you?");
+    assert_eq!(a.next_line(), shown(&format!("{b_tag} hi A, 我是 B")));
+    b.send_line("fine");
+    assert_eq!(b.next_line(), shown(&format!("{a_tag} how are you?")));
+
+    a.send_line("quit");
+    b.send_line("q");
+    for (name, client) in [("A", a), ("B", b)] {
+        let (status, rest, stderr) = client.finish();
+        assert!(
+            status.success(),
+            "client {name}: {status}; stderr:\n{stderr}"
+        );
+        assert!(rest.is_empty(), "client {name} printed more: {rest:?}");
+    }
+}
+
+/// The `[127.0.0.1:port]` between `before` and `after` in `line`, checked for shape.
+fn tag_in(line: &str, before: &str, after: &str) -> String {
+    let start = line.find(before).map(|i| i + before.len());
+    let end = line.find(after);
+    let (Some(start), Some(end)) = (start, end) else {
+        panic!("no `{before}[…]{after}` in {line:?}");
+    };
+    let tag = &line[start..end];
+    let port = tag
+        .strip_prefix("[127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|port| port.parse::<u16>().ok());
+    assert!(
+        port.is_some_and(|p| p != 0),
+        "{tag:?} is not `[127.0.0.1:port]`"
+    );
+    tag.to_string()
+}
+
+#[test]
+fn empty_and_invalid_utf8_datagrams() {
+    for mode in ["single", "threading", "pool"] {
+        let server = Server::start("chat", &["--mode", mode]);
+        let (p1, t1) = participant(server.addr);
+        let (p2, t2) = participant(server.addr);
+
+        // An empty datagram joins without saying anything.
+        assert_eq!(
+            exchange(&p1, b""),
+            format!("in the room as {t1} with 0 other participants")
+        );
+        assert_eq!(
+            exchange(&p2, b""),
+            format!("in the room as {t2} with 1 other participant")
+        );
+
+        // Invalid UTF-8 is relayed with U+FFFD in its place, so the others can always decode it.
+        assert_eq!(
+            exchange(&p1, b"bad \xff\xfe bytes"),
+            format!("sent as {t1} to 1 other participant"),
+            "{mode}"
+        );
+        assert_eq!(
+            receive(&p2),
+            format!("{t1} bad \u{fffd}\u{fffd} bytes"),
+            "{mode}"
+        );
+
+        // A message starting with `[` cannot pass for a reply: the relay adds the sender's tag.
+        assert_eq!(
+            exchange(&p2, b"[x] y"),
+            format!("sent as {t2} to 1 other participant")
+        );
+        assert_eq!(receive(&p1), format!("{t2} [x] y"), "{mode}");
+    }
+}
+
+#[test]
+fn a_full_room_turns_newcomers_away_until_someone_leaves_by_idling() {
+    let server = Server::start(
+        "chat",
+        &[
+            "--mode",
+            "threading",
+            "--max-participants",
+            "2",
+            "--idle-timeout",
+            "2",
+        ],
+    );
+    let (p1, t1) = participant(server.addr);
+    let (p2, t2) = participant(server.addr);
+    let (p3, t3) = participant(server.addr);
+    assert_eq!(
+        exchange(&p1, b""),
+        format!("in the room as {t1} with 0 other participants")
+    );
+    assert_eq!(
+        exchange(&p2, b"hi"),
+        format!("sent as {t2} to 1 other participant")
+    );
+    assert_eq!(receive(&p1), format!("{t2} hi"));
+
+    // The room is full: the newcomer is told so, and its message goes nowhere.
+    for message in [&b"let me in"[..], b""] {
+        assert_eq!(
+            exchange(&p3, message),
+            "error: the room is full (2 participants); try again later"
+        );
+    }
+    assert_eq!(
+        exchange(&p1, b"still two?"),
+        format!("sent as {t1} to 1 other participant")
+    );
+    assert_eq!(
+        receive(&p2),
+        format!("{t1} still two?"),
+        "the first datagram p2 gets must be p1's: a turned-away message is not relayed"
+    );
+
+    // Once the others have been silent longer than the idle timeout, they are gone.
+    thread::sleep(Duration::from_millis(3500));
+    assert_eq!(
+        exchange(&p3, b""),
+        format!("in the room as {t3} with 0 other participants")
+    );
+    assert_eq!(
+        exchange(&p3, b"anyone?"),
+        format!("sent as {t3} to 0 other participants")
+    );
+}
+
+#[test]
+fn chat_options_on_the_command_line() {
+    let mut help = Command::new(example("chat"));
+    help.arg("--help");
+    let run = Run::to_completion(help, RUN_TIMEOUT);
+    assert!(run.status.success(), "{run}");
+    assert!(run.stdout.contains("--idle-timeout SECS"), "{run}");
+    assert!(run.stdout.contains("--max-participants N"), "{run}");
+
+    for args in [
+        ["--idle-timeout", "0"],
+        ["--idle-timeout", "soon"],
+        ["--max-participants", "-1"],
+    ] {
+        let mut bad = Command::new(example("chat"));
+        bad.args(args);
+        let run = Run::to_completion(bad, RUN_TIMEOUT);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {run}");
+        let first_line = run.stderr.lines().next().unwrap_or_default();
+        assert!(
+            first_line.contains(args[0]) && first_line.contains(args[1]),
+            "{run}"
+        );
+        assert!(run.stderr.contains("usage:"), "{run}");
+    }
+}
+
+/// A UDP socket connected to the server, and its `[127.0.0.1:port]` tag.
+fn participant(server: SocketAddr) -> (UdpSocket, String) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    socket.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    socket.connect(server).unwrap();
+    let tag = format!("[127.0.0.1:{}]", socket.local_addr().unwrap().port());
+    (socket, tag)
+}
+
+fn exchange(socket: &UdpSocket, datagram: &[u8]) -> String {
+    socket.send(datagram).unwrap();
+    receive(socket)
+}
+
+fn receive(socket: &UdpSocket) -> String {
+    let mut buf = vec![0u8; 65_536];
+    let n = socket
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("no datagram from the chat server: {e}"));
+    String::from_utf8(buf[..n].to_vec()).expect("the server sends UTF-8")
+}
