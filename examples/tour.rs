@@ -4,7 +4,9 @@
 //! in every concurrency mode (single, threading, pool), on port 0 or a temporary socket file,
 //! drives each with a few clients at once, and prints what was sent, what came back and the
 //! server's stats. Then it shows the hooks: errors and panics reported through `handle_error`,
-//! `verify_request` turning a client away, and a handler shutting its own server down.
+//! `verify_request` turning a client away, and a handler shutting its own server down. Last, the
+//! process-based modes: the tour starts itself again as a small TCP server (`--process-demo
+//! process|prefork`) whose requests are handled in child processes, and drives it the same way.
 //!
 //! Everything is bounded: every client socket has read and write timeouts, and every server must
 //! stop within a few seconds of being asked. Any failure ends the tour with `error: …` and exit
@@ -15,18 +17,19 @@ mod common;
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use socketserver::transport::Transport;
 use socketserver::{
-    Address, Builder, DatagramRequest, Mode, Pool, RequestHandler, Server, ServerHandle, Stats,
-    StreamRequest, Threading,
+    Address, Builder, DatagramRequest, Mode, Pool, Prefork, Process, RequestHandler, Server,
+    ServerHandle, Stats, StreamRequest, Threading,
 };
 
 /// Read and write timeout of every client socket.
@@ -44,6 +47,13 @@ type Result<T = (), E = String> = std::result::Result<T, E>;
 
 fn main() -> ExitCode {
     common::init_logging_at("warn");
+    // The process-mode demo server (and, re-executed with the same arguments, its children).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, mode] = args.as_slice() {
+        if flag == "--process-demo" {
+            return common::exit_status(process_demo_server(mode));
+        }
+    }
     silence_deliberate_panic();
     let started = Instant::now();
     match tour() {
@@ -85,6 +95,11 @@ fn tour() -> Result {
     handle_error_hook()?;
     verify_request_hook()?;
     shutdown_from_a_handler()?;
+    process_demo(
+        "process",
+        "TCP, process mode: a child process per connection",
+    )?;
+    process_demo("prefork", "TCP, prefork mode: 2 worker processes")?;
     dir.remove()
 }
 
@@ -619,4 +634,198 @@ fn silence_deliberate_panic() {
             default_hook(info);
         }
     }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The process-based modes.
+
+/// The demo server the tour starts as a separate program: TCP on port 0, answering one line per
+/// connection with the pid of the process that handled it. Its children run this same code and
+/// take over their sockets instead of binding. It stops when its stdin closes.
+fn process_demo_server(mode: &str) -> io::Result<()> {
+    let builder = Builder::new().read_timeout(IO_TIMEOUT);
+    let pid_echo: PidEcho = pid_echo;
+    match mode {
+        "process" => serve_until_stdin_closes(
+            builder
+                .mode(Process::new().max_children(4))
+                .bind_tcp("127.0.0.1:0", pid_echo)?,
+        ),
+        "prefork" => serve_until_stdin_closes(
+            builder
+                .mode(Prefork::new(2))
+                .bind_tcp("127.0.0.1:0", pid_echo)?,
+        ),
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("--process-demo takes process or prefork, not {other:?}"),
+        )),
+    }
+}
+
+/// Reads one line and answers `pid <n>: <LINE>`.
+fn pid_echo(req: &mut StreamRequest) -> io::Result<()> {
+    let mut line = String::new();
+    req.read_line(&mut line)?;
+    writeln!(
+        req,
+        "pid {}: {}",
+        std::process::id(),
+        line.trim_end().to_uppercase()
+    )
+}
+
+type PidEcho = fn(&mut StreamRequest) -> io::Result<()>;
+
+fn serve_until_stdin_closes<M: Mode>(
+    mut server: Server<socketserver::transport::Tcp, PidEcho, M>,
+) -> io::Result<()> {
+    // Children re-run main: only the parent announces itself and watches stdin (in a child,
+    // stdin belongs to the mode).
+    if !socketserver::is_worker() {
+        common::announce(server.local_addr())?;
+        let handle = server.handle();
+        thread::spawn(move || {
+            let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+            handle.shutdown();
+        });
+    }
+    let handle = server.handle();
+    server.serve_forever()?;
+    server.server_close()?;
+    common::print_line(format_args!(
+        "pid {}: {}",
+        std::process::id(),
+        show_stats(&handle.stats())
+    ))
+}
+
+/// Starts the demo server, sends it [`CLIENTS`] clients at once, stops it, prints the transcript.
+fn process_demo(mode: &str, title: &str) -> Result {
+    let exe = std::env::current_exe().map_err(|e| format!("{title}: own executable: {e}"))?;
+    let child = Command::new(exe)
+        .args(["--process-demo", mode])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{title}: cannot start the demo server: {e}"))?;
+    let mut demo = DemoServer::new(child);
+    let first = demo.line(title)?;
+    let addr: SocketAddr = first
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("{title}: the demo server printed {first:?}"))?;
+    say(format!(
+        "\n== {title}, on {addr} (server pid {})",
+        demo.pid()
+    ))?;
+    let replies: Vec<io::Result<String>> = thread::scope(|scope| {
+        let clients: Vec<_> = (1..=CLIENTS)
+            .map(|i| scope.spawn(move || pid_echo_client(addr, i)))
+            .collect();
+        clients
+            .into_iter()
+            .map(|c| {
+                c.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("client panicked")))
+            })
+            .collect()
+    });
+    let stats = demo.stop(title)?;
+    for (i, reply) in replies.into_iter().enumerate() {
+        let reply = reply.map_err(|e| format!("{title}: client {}: {e}", i + 1))?;
+        say(format!("   client {}: {reply}", i + 1))?;
+    }
+    say(format!("   stats of the server process ({stats})"))?;
+    if mode == "prefork" {
+        say("   (a prefork supervisor takes no requests itself: each worker counts its own)")?;
+    }
+    Ok(())
+}
+
+fn pid_echo_client(addr: SocketAddr, client: usize) -> io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    writeln!(stream, "hello from client {client}")?;
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply)?;
+    let expected = format!("HELLO FROM CLIENT {client}");
+    if !reply.trim_end().ends_with(&expected) {
+        return Err(io::Error::other(format!("unexpected reply {reply:?}")));
+    }
+    Ok(reply.trim_end().to_string())
+}
+
+/// The demo server process: its stdout lines arrive through a channel so every read has a
+/// deadline, and it is killed if the tour leaves early.
+struct DemoServer {
+    child: Option<Child>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl DemoServer {
+    fn new(mut child: Child) -> Self {
+        let (tx, lines) = mpsc::channel();
+        if let Some(stdout) = child.stdout.take() {
+            thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        DemoServer {
+            child: Some(child),
+            lines,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    fn line(&self, title: &str) -> Result<String> {
+        self.lines
+            .recv_timeout(STOP_TIMEOUT)
+            .map_err(|_| format!("{title}: no output from the demo server within {STOP_TIMEOUT:?}"))
+    }
+
+    /// Closes the server's stdin, waits for it to exit, and returns its last line (its stats).
+    fn stop(&mut self, title: &str) -> Result<String> {
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| format!("{title}: already stopped"))?;
+        drop(child.stdin.take());
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "{title}: the demo server did not stop within {STOP_TIMEOUT:?}"
+                    ));
+                }
+            }
+        };
+        if !status.success() {
+            return Err(format!("{title}: the demo server exited with {status}"));
+        }
+        let stats = self.line(title)?;
+        Ok(stats)
+    }
+}
+
+impl Drop for DemoServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
