@@ -97,21 +97,114 @@ impl Args {
 /// Parses the process's arguments. Prints the usage and exits 0 on `--help`; prints a one-line
 /// message and the usage to stderr and exits 2 on a bad argument.
 pub fn parse_args(example: &Example) -> Args {
-    match parse(example, std::env::args().skip(1)) {
-        Ok(Some(args)) => args,
+    parse_args_with(example, &[]).0
+}
+
+/// An option of one example's own, beside the shared ones: `--name VALUE` (or `--name=VALUE`).
+pub struct ExtraOption {
+    /// The option, with its dashes: `"--root"`.
+    pub name: &'static str,
+    /// What the value is, for the usage: `"DIR"`.
+    pub value: &'static str,
+    /// One line of help, including the default if there is one.
+    pub help: &'static str,
+}
+
+/// The values given for an example's [`ExtraOption`]s.
+#[derive(Debug, Clone, Default)]
+pub struct Extras(Vec<(&'static str, String)>);
+
+impl Extras {
+    /// The value given for `name`, if any (the last one, if given twice).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of `name` parsed as `T`, or `default` when absent; a bad value exits with
+    /// status 2 like any bad argument.
+    pub fn parse_or<T: std::str::FromStr>(
+        &self,
+        example: &Example,
+        extra: &[ExtraOption],
+        name: &str,
+        default: T,
+    ) -> T
+    where
+        T::Err: Display,
+    {
+        match self.get(name) {
+            None => default,
+            Some(value) => value.parse().unwrap_or_else(|e| {
+                usage_error(
+                    example,
+                    extra,
+                    &format!("invalid value '{value}' for {name} ({e})"),
+                )
+            }),
+        }
+    }
+}
+
+/// Like [`parse_args`], also accepting the example's own options `extra`.
+pub fn parse_args_with(example: &Example, extra: &[ExtraOption]) -> (Args, Extras) {
+    let mut shared = Vec::new();
+    let mut extras = Extras::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let (name, inline_value) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => {
+                (name.to_string(), Some(value.to_string()))
+            }
+            _ => (arg.clone(), None),
+        };
+        let Some(option) = extra.iter().find(|o| o.name == name) else {
+            shared.push(arg);
+            continue;
+        };
+        match inline_value.or_else(|| args.next()) {
+            Some(value) => extras.0.push((option.name, value)),
+            None => usage_error(example, extra, &format!("{name} needs a value")),
+        }
+    }
+    match parse(example, shared) {
+        Ok(Some(args)) => (args, extras),
         Ok(None) => {
             let mut out = io::stdout().lock();
-            let _ = out.write_all(usage(example).as_bytes());
+            let _ = out.write_all(usage_with(example, extra).as_bytes());
             let _ = out.flush();
             process::exit(0);
         }
-        Err(message) => {
-            let mut err = io::stderr().lock();
-            let _ = writeln!(err, "{}: {message}", example.name);
-            let _ = err.write_all(usage(example).as_bytes());
-            process::exit(2);
+        Err(message) => usage_error(example, extra, &message),
+    }
+}
+
+/// Prints `<example>: <message>` and the usage to stderr, and exits with status 2.
+pub fn usage_error(example: &Example, extra: &[ExtraOption], message: &str) -> ! {
+    let mut err = io::stderr().lock();
+    let _ = writeln!(err, "{}: {message}", example.name);
+    let _ = err.write_all(usage_with(example, extra).as_bytes());
+    process::exit(2);
+}
+
+/// The usage text with the example's own options listed after the shared ones.
+fn usage_with(example: &Example, extra: &[ExtraOption]) -> String {
+    let mut text = usage(example);
+    if !extra.is_empty() {
+        text.push_str(
+            "\n{name} options:\n"
+                .replace("{name}", example.name)
+                .as_str(),
+        );
+        for option in extra {
+            let left = format!("{} {}", option.name, option.value);
+            text.push_str(&format!("  {left:<24} {}\n", option.help));
         }
     }
+    text
 }
 
 /// The usage text, ending in a newline.

@@ -75,10 +75,8 @@ impl Authenticator {
 
 impl<H: RequestHandler<StreamRequest>> RequestHandler<StreamRequest> for RequireAuth<H> {
     fn setup(&mut self, request: &mut StreamRequest) -> io::Result<()> {
-        if let Err(e) = self.auth.challenge(request) {
-            log::warn!("{} refused: {e}", request.peer_addr());
-            return Err(e);
-        }
+        // A refusal is returned, not logged here: the server's `handle_error` hook reports it.
+        self.auth.challenge(request)?;
         log::debug!("{} authenticated", request.peer_addr());
         self.inner.setup(request)
     }
