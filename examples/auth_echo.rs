@@ -100,16 +100,7 @@ fn run(args: &Args, extras: &Extras) -> io::Result<()> {
         auth.digest_in_use()
     );
     let handler = auth.require(upper_echo);
-    let addr = args.addr.as_str();
-    match args.mode {
-        ModeName::Single => common::serve(Builder::new().bind_tcp(addr, handler)?),
-        ModeName::Threading => common::serve(
-            Builder::new()
-                .mode(args.threading())
-                .bind_tcp(addr, handler)?,
-        ),
-        ModeName::Pool => common::serve(Builder::new().mode(args.pool()).bind_tcp(addr, handler)?),
-    }
+    common::serve_tcp(args, Builder::new(), handler)
 }
 
 fn main() -> ExitCode {

@@ -278,14 +278,7 @@ fn run(args: &Args, extras: &Extras) -> io::Result<()> {
     let builder = Builder::new()
         .read_timeout(Duration::from_secs_f64(idle.clamp(0.001, 86_400.0)))
         .write_timeout(Duration::from_secs_f64(idle.clamp(0.001, 86_400.0)));
-    let addr = args.addr.as_str();
-    match args.mode {
-        ModeName::Single => common::serve(builder.bind_tcp(addr, handler)?),
-        ModeName::Threading => {
-            common::serve(builder.mode(args.threading()).bind_tcp(addr, handler)?)
-        }
-        ModeName::Pool => common::serve(builder.mode(args.pool()).bind_tcp(addr, handler)?),
-    }
+    common::serve_tcp(args, builder, handler)
 }
 
 fn main() -> ExitCode {

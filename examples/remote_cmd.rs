@@ -307,7 +307,7 @@ fn run(args: &Args, extras: &Extras) -> io::Result<()> {
         Some(secret) => {
             let auth = Authenticator::new(secret).digest(digest);
             log::info!("every connection must pass an HMAC-{digest} handshake");
-            serve(args, auth.require(handler))
+            common::serve_tcp(args, Builder::new(), auth.require(handler))
         }
         None => {
             if !loopback_only(&args.addr)? {
@@ -320,21 +320,8 @@ fn run(args: &Args, extras: &Extras) -> io::Result<()> {
                 ));
             }
             log::warn!("no secret key: any local user can run commands as this user");
-            serve(args, handler)
+            common::serve_tcp(args, Builder::new(), handler)
         }
-    }
-}
-
-fn serve<H: RequestHandler<StreamRequest> + Clone>(args: &Args, handler: H) -> io::Result<()> {
-    let addr = args.addr.as_str();
-    match args.mode {
-        ModeName::Single => common::serve(Builder::new().bind_tcp(addr, handler)?),
-        ModeName::Threading => common::serve(
-            Builder::new()
-                .mode(args.threading())
-                .bind_tcp(addr, handler)?,
-        ),
-        ModeName::Pool => common::serve(Builder::new().mode(args.pool()).bind_tcp(addr, handler)?),
     }
 }
 

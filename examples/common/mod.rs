@@ -20,7 +20,7 @@ use std::io::{self, Write};
 use std::process::{self, ExitCode};
 
 use socketserver::transport::Transport;
-use socketserver::{Mode, Pool, RequestHandler, Server, Threading};
+use socketserver::{Builder, Mode, Pool, RequestHandler, Server, Threading};
 
 /// The concurrency mode chosen with `--mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,6 +359,19 @@ where
     announce(server.local_addr())?;
     server.serve_forever()?;
     server.server_close()
+}
+
+/// Binds a TCP server for `handler` from `builder` in the `--mode` of `args`, and [`serve`]s it.
+pub fn serve_tcp<H>(args: &Args, builder: Builder, handler: H) -> io::Result<()>
+where
+    H: RequestHandler<socketserver::StreamRequest> + Clone,
+{
+    let addr = args.addr.as_str();
+    match args.mode {
+        ModeName::Single => serve(builder.bind_tcp(addr, handler)?),
+        ModeName::Threading => serve(builder.mode(args.threading()).bind_tcp(addr, handler)?),
+        ModeName::Pool => serve(builder.mode(args.pool()).bind_tcp(addr, handler)?),
+    }
 }
 
 /// Prints `error: <message>` to stderr and returns exit status 1.
