@@ -14,11 +14,9 @@ import argparse
 import multiprocessing
 import os
 import socket
-import socketserver
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,6 +36,10 @@ def start_rust(mode, *extra):
     return proc, (host, int(port))
 
 
+# Python's ForkingTCPServer runs in a process of its own: forked in the client's process, its
+# children would inherit the client's sockets and never see EOF.
+PYTHON_FORKING = """
+import socketserver, sys
 class UpperHandler(socketserver.BaseRequestHandler):
     def handle(self):
         while True:
@@ -45,14 +47,20 @@ class UpperHandler(socketserver.BaseRequestHandler):
             if not data:
                 return
             self.request.sendall(data.upper())
+socketserver.ForkingTCPServer.allow_reuse_address = True
+server = socketserver.ForkingTCPServer(("127.0.0.1", 0), UpperHandler)
+print("listening on %s:%d" % server.server_address, flush=True)
+server.serve_forever()
+"""
 
 
 def start_python_forking():
-    socketserver.ForkingTCPServer.allow_reuse_address = True
-    server = socketserver.ForkingTCPServer(("127.0.0.1", 0), UpperHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    return server, server.server_address
+    proc = subprocess.Popen([sys.executable, "-c", PYTHON_FORKING], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    line = proc.stdout.readline().decode().strip()
+    assert line.startswith("listening on "), line
+    host, port = line[len("listening on "):].rsplit(":", 1)
+    return proc, (host, int(port))
 
 
 def churn(addr, n):
@@ -114,14 +122,11 @@ def main():
     for _ in range(args.rounds):
         for name in results:
             if name == "python ForkingTCPServer":
-                server, addr = start_python_forking()
-                results[name].append(churn(addr, args.churn))
-                server.shutdown()
-                server.server_close()
+                proc, addr = start_python_forking()
             else:
                 proc, addr = start_rust(name.split()[1])
-                results[name].append(churn(addr, args.churn))
-                stop(proc)
+            results[name].append(churn(addr, args.churn))
+            stop(proc)
     base = statistics.median(results["python ForkingTCPServer"])
     for name, rates in results.items():
         rate = statistics.median(rates)

@@ -54,6 +54,9 @@
 //! * **Modes** — [`Single`], [`Threading`] (optionally capped), [`Pool`] (bounded queue, wait or
 //!   reject when full). See [`mode`].
 //! * **Control** — [`ServerHandle`]: `shutdown()` from any thread or handler, `stats()`.
+//! * **Protocols** — [`framing`]: length-prefixed frames and JSON header + body messages, the
+//!   seeds' cure for TCP's "sticky packets"; [`auth`]: HMAC challenge–response authentication
+//!   of clients, as a wrapper around any stream handler.
 //!
 //! Errors are `std::io::Error`s whose messages say what failed and where; failures inside a
 //! handler reach the `handle_error` hook as a [`Failure`] and never stop the server. The library
@@ -71,7 +74,9 @@
 compile_error!("socketserver currently supports Unix-like systems only (Linux, macOS, the BSDs)");
 
 mod address;
+pub mod auth;
 mod failure;
+pub mod framing;
 mod handler;
 pub mod mode;
 mod process;

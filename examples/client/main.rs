@@ -13,10 +13,13 @@
 //! gives an error instead of a hang; stdin ending (Ctrl-D, or the end of a pipe) ends the client
 //! with status 0. A bad command line exits with status 2, a failure with `error: …` and status 1.
 
+mod auth_echo;
 mod chat;
 mod connect;
 mod echo;
+mod file;
 mod input;
+mod remote_cmd;
 mod time;
 mod udp;
 
@@ -40,6 +43,9 @@ const SUBCOMMANDS: &[Subcommand] = &[
     sub("udp", "127.0.0.1:9000", "[MESSAGE...]", "UDP upper-case echo (udp_upper): each stdin line, or MESSAGE, as a datagram", udp::run),
     sub("time", "127.0.0.1:9000", "[FORMAT...]", "UDP time server (time_server): the time in FORMAT (default %Y-%m-%d %X)", time::run),
     sub("chat", "127.0.0.1:8081", "[MESSAGE...]", "UDP chat room (chat): joins, sends stdin lines, shows replies and others' messages", chat::run),
+    sub("remote-cmd", "127.0.0.1:8080", "[--secret-file PATH] [--digest md5|sha256]", "remote command (remote_cmd): each stdin line is run by the server; prints its output", remote_cmd::run),
+    sub("file", "127.0.0.1:8080", "[--secret-file PATH] [put PATH | get NAME [DEST] | list]", "file server (file_server): one command, or commands as stdin lines", file::run),
+    sub("auth-echo", "127.0.0.1:8080", "[--secret-file PATH] [--digest md5|sha256]", "HMAC handshake, then upper-case echo of stdin lines (auth_echo)", auth_echo::run),
 ];
 
 const fn sub(
@@ -103,6 +109,10 @@ fn subcommand_usage(s: &Subcommand) -> String {
     )
 }
 
+/// Options passed on to the subcommands that authenticate (they parse them themselves).
+const AUTH_OPTIONS: [&str; 2] = ["--secret-file", "--digest"];
+const AUTH_SUBCOMMANDS: [&str; 3] = ["remote-cmd", "file", "auth-echo"];
+
 fn parse(args: &[String]) -> Result<Request<'static>, String> {
     let Some((name, rest)) = args.split_first() else {
         return Err("a subcommand is needed".to_string());
@@ -129,6 +139,17 @@ fn parse(args: &[String]) -> Result<Request<'static>, String> {
                 addr = check_addr(value)?;
             }
             _ if arg.starts_with("--addr=") => addr = check_addr(&arg["--addr=".len()..])?,
+            // The authenticated subcommands read their key and digest options themselves.
+            _ if AUTH_OPTIONS
+                .iter()
+                .any(|o| arg == o || arg.starts_with(&format!("{o}=")))
+                && AUTH_SUBCOMMANDS.contains(&subcommand.name) =>
+            {
+                words.push(arg.clone());
+                if !arg.contains('=') {
+                    words.push(rest.next().ok_or(format!("{arg} needs a value"))?.clone());
+                }
+            }
             _ if arg.starts_with("--") => return Err(format!("unknown option '{arg}'")),
             _ => words.push(arg.clone()),
         }

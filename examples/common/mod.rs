@@ -421,3 +421,58 @@ pub fn exit_status(result: io::Result<()>) -> ExitCode {
         Err(e) => fail(e),
     }
 }
+
+/// An [`ExtraOption::check`] that accepts any value (the example checks it when it uses it).
+pub fn any_value(_value: &str) -> Result<(), String> {
+    Ok(())
+}
+
+/// Prints `<example>: <message>` and the usage to stderr, and exits with status 2.
+pub fn usage_error(example: &Example, extra: &[ExtraOption], message: &str) -> ! {
+    let mut err = io::stderr().lock();
+    let _ = writeln!(err, "{}: {message}", example.name);
+    let _ = err.write_all(usage_with(example, extra).as_bytes());
+    process::exit(2);
+}
+
+impl Args {
+    /// The value of the extra option `name` parsed as `T`, or `default` when absent; a bad value
+    /// exits with status 2 like any bad argument.
+    pub fn extra_parsed<T: std::str::FromStr>(
+        &self,
+        example: &Example,
+        extra: &[ExtraOption],
+        name: &str,
+        default: T,
+    ) -> T
+    where
+        T::Err: Display,
+    {
+        match self.extra(name) {
+            None => default,
+            Some(value) => value.parse().unwrap_or_else(|e| {
+                usage_error(
+                    example,
+                    extra,
+                    &format!("invalid value '{value}' for {name} ({e})"),
+                )
+            }),
+        }
+    }
+}
+
+/// Serves a TCP `handler` in the mode chosen on the command line, keeping the options already set
+/// on `builder`.
+pub fn serve_tcp<H>(args: &Args, builder: Builder, handler: H) -> io::Result<()>
+where
+    H: RequestHandler<socketserver::StreamRequest> + Clone,
+{
+    let addr = args.addr.as_str();
+    match args.mode {
+        ModeName::Single => serve(builder.bind_tcp(addr, handler)?),
+        ModeName::Threading => serve(builder.mode(args.threading()).bind_tcp(addr, handler)?),
+        ModeName::Pool => serve(builder.mode(args.pool()).bind_tcp(addr, handler)?),
+        ModeName::Process => serve(builder.mode(args.process()).bind_tcp(addr, handler)?),
+        ModeName::Prefork => serve(builder.mode(args.prefork()).bind_tcp(addr, handler)?),
+    }
+}

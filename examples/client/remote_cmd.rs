@@ -1,0 +1,76 @@
+//! `client remote-cmd`: the seeds' remote-command client (seed 004) for `remote_cmd`.
+//!
+//! Sends each line of stdin as one command, reads the `struct 'i'` + JSON header, then exactly
+//! `total_size` bytes of output, which it prints as they arrive and checks against the header's
+//! `md5`. A non-zero exit status, a time-out or a cut is noted on stderr. If a key is configured
+//! (`SOCKETSERVER_SECRET` or `--secret-file PATH`, `--digest md5|sha256`), the HMAC handshake
+//! comes first. Stops at EOF or `quit`.
+
+use std::io::{self, BufRead, Write};
+
+use md5::{Digest as _, Md5};
+use socketserver::framing::{copy_exact_inspect, header_u64, Framing};
+
+use super::auth_echo::{authenticator, connect};
+
+pub fn run(addr: &str, args: &[String]) -> Result<(), String> {
+    let (auth, rest) = authenticator(args)?;
+    if let Some(extra) = rest.first() {
+        return Err(format!("unexpected argument '{extra}'"));
+    }
+    let mut stream = connect(addr)?;
+    if let Some(auth) = auth {
+        auth.respond(&mut stream)
+            .map_err(|e| format!("handshake with {addr} failed: {e}"))?;
+    }
+    let framing = Framing::python_struct_i().max_frame_len(64 * 1024);
+    for line in io::stdin().lock().lines() {
+        let line = line.map_err(|e| format!("cannot read stdin: {e}"))?;
+        let command = line.trim();
+        if command.is_empty() {
+            continue;
+        }
+        if command == "quit" {
+            break;
+        }
+        io::Write::write_all(&mut stream, command.as_bytes())
+            .map_err(|e| format!("cannot send the command: {e}"))?;
+        let header = framing
+            .read_header(&mut stream)
+            .map_err(|e| format!("bad reply header: {e}"))?
+            .ok_or("the server closed the connection (authentication refused?)")?;
+        let total = header_u64(&header, &["total_size", "data_size"]).map_err(|e| e.to_string())?;
+        let mut md5 = Md5::new();
+        let mut out = io::stdout().lock();
+        copy_exact_inspect(&mut stream, &mut out, total, |chunk| md5.update(chunk))
+            .map_err(|e| format!("output cut off: {e}"))?;
+        out.flush()
+            .map_err(|e| format!("cannot write stdout: {e}"))?;
+        let got = md5
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>();
+        if let Some(want) = header.get("md5").and_then(|v| v.as_str()) {
+            if !want.eq_ignore_ascii_case(&got) {
+                return Err(format!(
+                    "md5 mismatch: the header says {want}, the output is {got}"
+                ));
+            }
+        }
+        let note = |text: String| {
+            let _ = writeln!(io::stderr(), "[{text}]");
+        };
+        match header.get("exit_code").and_then(|v| v.as_i64()) {
+            Some(0) | None => {}
+            Some(code) => note(format!("exit status {code}")),
+        }
+        if header.get("timed_out").and_then(|v| v.as_bool()) == Some(true) {
+            note("the command was killed at its time limit".to_string());
+        }
+        if header.get("truncated").and_then(|v| v.as_bool()) == Some(true) {
+            note("the output was cut at the server's limit".to_string());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! Header + body messages: a length-prefixed JSON header that announces the body (feature `json`).
+
+use std::io::{self, Read, Write};
+
+use serde_json::{Map, Value};
+
+use super::codec::Framing;
+
+/// A message header: a JSON object such as `{"cmd": "put", "filename": "a.txt", "filesize": 3}`.
+pub type Header = Map<String, Value>;
+
+impl Framing {
+    /// Writes `header` as one frame of UTF-8 JSON — the seeds'
+    /// `struct.pack('i', len(head)) + head`. It must be a JSON object. Does not flush.
+    pub fn write_header<W: Write + ?Sized>(
+        &self,
+        writer: &mut W,
+        header: &Header,
+    ) -> io::Result<()> {
+        let json = serde_json::to_vec(header).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot encode header: {e}"),
+            )
+        })?;
+        self.write_frame(writer, &json)
+    }
+
+    /// Reads one header frame and parses it. `Ok(None)` means the stream ended cleanly before
+    /// it. A frame that is not UTF-8 JSON, or JSON that is not an object, is `InvalidData`.
+    pub fn read_header<R: Read + ?Sized>(&self, reader: &mut R) -> io::Result<Option<Header>> {
+        let Some(frame) = self.read_frame(reader)? else {
+            return Ok(None);
+        };
+        parse_header(&frame).map(Some)
+    }
+}
+
+/// Parses a header frame: a UTF-8 JSON object.
+pub fn parse_header(frame: &[u8]) -> io::Result<Header> {
+    match serde_json::from_slice::<Value>(frame) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the header is JSON but not an object: {}", kind_of(&other)),
+        )),
+        Err(e) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the header is not valid JSON ({e})"),
+        )),
+    }
+}
+
+/// The first of `names` present in `header`, as a non-negative integer — for size fields that
+/// go by several names (`"filesize"` or `"file_size"`, `"total_size"` or `"data_size"`).
+/// `InvalidData` if none is present or the value is not a whole number of at least 0.
+///
+/// ```
+/// use socketserver::framing::{header_u64, parse_header};
+///
+/// let header = parse_header(br#"{"file_name": "a.txt", "file_size": 3}"#).unwrap();
+/// assert_eq!(header_u64(&header, &["filesize", "file_size"]).unwrap(), 3);
+/// assert!(header_u64(&header, &["total_size"]).is_err());
+/// ```
+pub fn header_u64(header: &Header, names: &[&str]) -> io::Result<u64> {
+    let (name, value) = first_of(header, names)?;
+    value.as_u64().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("header field \"{name}\" must be a whole number of at least 0, got {value}"),
+        )
+    })
+}
+
+/// The first of `names` present in `header`, as a string. `InvalidData` if none is present or
+/// the value is not a string.
+pub fn header_str<'a>(header: &'a Header, names: &[&str]) -> io::Result<&'a str> {
+    let (name, value) = first_of(header, names)?;
+    value.as_str().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("header field \"{name}\" must be a string, got {value}"),
+        )
+    })
+}
+
+fn first_of<'h, 'n>(header: &'h Header, names: &[&'n str]) -> io::Result<(&'n str, &'h Value)> {
+    names
+        .iter()
+        .find_map(|name| header.get(*name).map(|value| (*name, value)))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the header has no field {}", names.join(" or ")),
+            )
+        })
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn header(value: Value) -> Header {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!("tests pass objects"),
+        }
+    }
+
+    #[test]
+    fn round_trips_the_seeds_header() {
+        let framing = Framing::python_struct_i();
+        let sent = header(json!({"cmd": "put", "filename": "a.txt", "filesize": 3}));
+        let mut wire = Vec::new();
+        framing.write_header(&mut wire, &sent).unwrap();
+        wire.extend_from_slice(b"abc");
+        let mut reader = &wire[..];
+        let got = framing.read_header(&mut reader).unwrap().unwrap();
+        assert_eq!(got, sent);
+        assert_eq!(header_u64(&got, &["filesize"]).unwrap(), 3);
+        assert_eq!(header_str(&got, &["filename"]).unwrap(), "a.txt");
+        assert_eq!(reader, b"abc");
+    }
+
+    #[test]
+    fn not_json_and_not_an_object_are_invalid_data() {
+        let err = parse_header(b"{not json").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("not valid JSON"), "{err}");
+        let err = parse_header(b"[1, 2]").unwrap_err();
+        assert!(err.to_string().contains("not an object: an array"), "{err}");
+        let err = parse_header(&[0xff, 0xfe]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn size_fields_must_be_whole_non_negative_numbers() {
+        for bad in [
+            json!({"filesize": -1}),
+            json!({"filesize": 1.5}),
+            json!({"filesize": "3"}),
+        ] {
+            let err = header_u64(&header(bad), &["filesize"]).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            assert!(err.to_string().contains("whole number"), "{err}");
+        }
+        let err = header_u64(&header(json!({})), &["filesize", "file_size"]).unwrap_err();
+        assert!(err.to_string().contains("filesize or file_size"), "{err}");
+    }
+}

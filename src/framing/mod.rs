@@ -1,0 +1,72 @@
+//! Message framing over byte streams: length-prefixed frames, and header + body messages.
+//!
+//! TCP carries a stream of bytes, not messages: two quick `send`s can arrive as one read, and one
+//! `send` can arrive over several (the seeds' "sticky packets", 粘包). The cure the seeds teach
+//! is a fixed-size length in front of every message, and reading *exactly* that many bytes. This
+//! module does it for any [`Read`](std::io::Read)/[`Write`](std::io::Write) — a
+//! [`StreamRequest`](crate::StreamRequest) on the server, a `TcpStream` on the client:
+//!
+//! * [`Framing`] reads and writes frames: a [`LengthPrefix`] of 1, 2, 4 or 8 bytes, big-, little-
+//!   or native-endian, signed or not (big-endian `u32` by default;
+//!   [`Framing::python_struct_i`] is the seeds' `struct.pack('i', n)`). Every length is checked
+//!   against a maximum (8 MiB by default) before anything is allocated.
+//! * Header + body messages, as in the seeds' remote-command and upload programs: a framed JSON
+//!   [`Header`] ([`Framing::write_header`], [`Framing::read_header`], feature `json`, on by
+//!   default) announcing the size of a body that follows unframed, streamed with [`copy_exact`]
+//!   so it never has to fit in memory; [`receive_file`] streams one into a file that appears only
+//!   when complete and checksummed.
+//!
+//! ```
+//! use std::io::{BufReader, Write};
+//! use std::net::{TcpListener, TcpStream};
+//! use serde_json::json;
+//! use socketserver::framing::{copy_exact, header_u64, Framing};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let listener = TcpListener::bind("127.0.0.1:0")?;
+//! let addr = listener.local_addr()?;
+//! let framing = Framing::python_struct_i(); // what the seeds' Python clients speak
+//!
+//! // Sender: a header announcing the body, then the body, in as many writes as it likes.
+//! let sender = std::thread::spawn(move || -> std::io::Result<()> {
+//!     let mut stream = TcpStream::connect(addr)?;
+//!     let header = json!({"filename": "a.txt", "total_size": 11});
+//!     framing.write_header(&mut stream, header.as_object().unwrap())?;
+//!     stream.write_all(b"hello ")?;
+//!     stream.write_all(b"world")?;
+//!     framing.write_frame(&mut stream, b"next message")
+//! });
+//!
+//! // Receiver: the header, exactly the body it announced, and the next frame intact.
+//! let (stream, _) = listener.accept()?;
+//! let mut stream = BufReader::new(stream);
+//! let header = framing.read_header(&mut stream)?.expect("a header");
+//! let size = header_u64(&header, &["total_size", "data_size"])?;
+//! let mut body = Vec::new();
+//! copy_exact(&mut stream, &mut body, size)?;
+//! assert_eq!(body, b"hello world");
+//! assert_eq!(framing.read_frame(&mut stream)?, Some(b"next message".to_vec()));
+//! sender.join().expect("sender thread")?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A server handler uses the same calls on its `&mut StreamRequest`; a frame that announces too
+//! much, a header that is not JSON, or a connection cut mid-body is an `io::Error` the handler
+//! returns, ending that connection only.
+
+mod body;
+mod codec;
+mod file;
+#[cfg(feature = "json")]
+mod header;
+mod prefix;
+
+pub use body::{copy_exact, copy_exact_inspect};
+pub use codec::{Framing, DEFAULT_MAX_FRAME_LEN};
+#[cfg(test)]
+pub(crate) use file::to_hex;
+pub use file::{check_file_name, md5_hex, md5_hex_of, receive_file, sha256_hex, Expected};
+#[cfg(feature = "json")]
+pub use header::{header_str, header_u64, parse_header, Header};
+pub use prefix::{ByteOrder, LengthPrefix, Width};
