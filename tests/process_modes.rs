@@ -65,6 +65,10 @@ const TESTS: &[(&str, TestFn)] = &[
         "process_max_children_is_never_exceeded",
         process_max_children,
     ),
+    (
+        "process_child_inherits_only_its_connection",
+        process_no_descriptor_leak,
+    ),
     ("prefork_tcp_echo_and_udp_echo", prefork_echo),
     (
         "prefork_killed_worker_is_replaced_and_clients_are_served",
@@ -547,6 +551,30 @@ fn process_max_children() -> Result<(), String> {
     server.stop().map(|_| ())
 }
 
+/// Eight clients at once, so children are spawned concurrently by several threads: each child
+/// must hold exactly one socket, its own connection — not the listener, not another child's
+/// connection.
+fn process_no_descriptor_leak() -> Result<(), String> {
+    let server = ScenarioServer::start("process_sockets")?;
+    let addr = server.inet();
+    let replies: Vec<Result<String, String>> = thread::scope(|s| {
+        let clients: Vec<_> = (0..8)
+            .map(|i| s.spawn(move || tcp_line(addr, &format!("client {i}"))))
+            .collect();
+        clients
+            .into_iter()
+            .map(|c| c.join().unwrap_or_else(|_| Err("client panicked".into())))
+            .collect()
+    });
+    for reply in replies {
+        let reply = reply?;
+        check(reply.starts_with("sockets: 1 "), || {
+            format!("a child held other sockets than its connection: {reply:?}")
+        })?;
+    }
+    server.stop().map(|_| ())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Prefork
 
@@ -697,6 +725,7 @@ fn scenario_server(name: &str) -> ExitCode {
         "process_faulty" => serve_tcp(Process::new(), faulty_line),
         "process_capped" => serve_tcp(Process::new().max_children(3), slow_upper_line),
         "process_unrelated_child" => unrelated_child_scenario(),
+        "process_sockets" => serve_tcp(Process::new(), count_sockets),
         "process_udp" => serve_udp(Process::new()),
         "process_unix_stream" => serve_unix_stream(Process::new()),
         "process_unix_datagram" => serve_unix_datagram(Process::new()),
@@ -854,6 +883,22 @@ fn slow_upper_line(req: &mut StreamRequest) -> io::Result<()> {
 fn accepted_then_slow_line(req: &mut StreamRequest) -> io::Result<()> {
     writeln!(req, "accepted")?;
     slow_upper_line(req)
+}
+
+/// Answers `sockets: <n> <descriptors>`: the sockets this process holds, from `/proc/self/fd`.
+fn count_sockets(req: &mut StreamRequest) -> io::Result<()> {
+    let mut line = String::new();
+    req.read_line(&mut line)?;
+    let mut sockets = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let entry = entry?;
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            if target.to_string_lossy().starts_with("socket:") {
+                sockets.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    writeln!(req, "sockets: {} {}", sockets.len(), sockets.join(","))
 }
 
 fn faulty_line(req: &mut StreamRequest) -> io::Result<()> {
