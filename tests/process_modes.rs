@@ -75,6 +75,14 @@ const TESTS: &[(&str, TestFn)] = &[
         prefork_replaces_killed_worker,
     ),
     (
+        "prefork_max_requests_recycles_workers",
+        prefork_recycles_workers,
+    ),
+    (
+        "prefork_drain_timeout_kills_a_stuck_worker",
+        prefork_drain_timeout,
+    ),
+    (
         "prefork_graceful_stop_loses_no_accepted_request",
         prefork_graceful_stop,
     ),
@@ -148,18 +156,31 @@ impl ScenarioServer {
         Self::start_with(scenario, None)
     }
 
+    fn start_with_env(scenario: &str, env: &[(&str, &str)]) -> Result<ScenarioServer, String> {
+        Self::start_full(scenario, None, env)
+    }
+
     fn start_unix(scenario: &str) -> Result<ScenarioServer, String> {
         Self::start_with(scenario, Some(TempSocketPath::new(scenario)))
     }
 
     fn start_with(scenario: &str, path: Option<TempSocketPath>) -> Result<ScenarioServer, String> {
+        Self::start_full(scenario, path, &[])
+    }
+
+    fn start_full(
+        scenario: &str,
+        path: Option<TempSocketPath>,
+        env: &[(&str, &str)],
+    ) -> Result<ScenarioServer, String> {
         let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
         let mut command = Command::new(exe);
         command
             .env(SCENARIO_VAR, scenario)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::inherit())
+            .envs(env.iter().copied());
         if let Some(path) = &path {
             command.env(SOCKET_PATH_VAR, path.path());
         }
@@ -555,7 +576,11 @@ fn process_max_children() -> Result<(), String> {
 /// must hold exactly one socket, its own connection — not the listener, not another child's
 /// connection.
 fn process_no_descriptor_leak() -> Result<(), String> {
-    let server = ScenarioServer::start("process_sockets")?;
+    // The scenario server gets socket-activation variables; its children must not.
+    let server = ScenarioServer::start_with_env(
+        "process_sockets",
+        &[("LISTEN_FDS", "1"), ("LISTEN_PID", "1")],
+    )?;
     let addr = server.inet();
     let replies: Vec<Result<String, String>> = thread::scope(|s| {
         let clients: Vec<_> = (0..8)
@@ -570,6 +595,9 @@ fn process_no_descriptor_leak() -> Result<(), String> {
         let reply = reply?;
         check(reply.starts_with("sockets: 1 "), || {
             format!("a child held other sockets than its connection: {reply:?}")
+        })?;
+        check(reply.ends_with("activation vars: 0"), || {
+            format!("LISTEN_FDS/LISTEN_PID reached a child: {reply:?}")
         })?;
     }
     server.stop().map(|_| ())
@@ -687,6 +715,52 @@ fn prefork_graceful_stop() -> Result<(), String> {
     stopped.map(|_| ())
 }
 
+/// One worker recycled after every 4 requests (no jitter): 12 sequential requests are all
+/// served, by at least three different worker processes in turn.
+fn prefork_recycles_workers() -> Result<(), String> {
+    let server = ScenarioServer::start("prefork_recycling")?;
+    let mut pids = Vec::new();
+    for i in 0..12 {
+        let reply = tcp_line(server.inet(), &format!("r{i}"))?;
+        let (pid, text) = reply
+            .split_once(' ')
+            .ok_or_else(|| format!("reply {reply:?}"))?;
+        check(text == format!("R{i}"), || format!("reply {reply:?}"))?;
+        if pids.last() != Some(&pid.to_string()) {
+            pids.push(pid.to_string());
+        }
+    }
+    println!("    workers in turn: {pids:?}");
+    check(pids.len() >= 3, || {
+        format!("expected at least 3 workers in turn, saw {pids:?}")
+    })?;
+    server.stop().map(|_| ())
+}
+
+/// A worker stuck in a request longer than the drain timeout (200 ms) is killed: the server
+/// stops within the timeout plus a little, and the stuck client sees its connection end.
+fn prefork_drain_timeout() -> Result<(), String> {
+    let server = ScenarioServer::start("prefork_stuck")?;
+    let mut stuck = timed_tcp(server.inet())?;
+    stuck.write_all(b"hold\n").map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stuck.try_clone().map_err(|e| e.to_string())?);
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .map_err(|e| format!("no accepted line: {e}"))?;
+    let started = Instant::now();
+    server.stop()?;
+    println!(
+        "    server with a stuck worker stopped after {:?}",
+        started.elapsed()
+    );
+    line.clear();
+    let rest = reader.read_line(&mut line);
+    check(matches!(rest, Ok(0)) || rest.is_err(), || {
+        format!("the stuck request should have been cut off, got {line:?}")
+    })
+}
+
 fn prefork_parent_killed() -> Result<(), String> {
     let mut server = ScenarioServer::start("prefork_tcp")?;
     let pid = server.pid();
@@ -735,6 +809,14 @@ fn scenario_server(name: &str) -> ExitCode {
             accepted_then_slow_line,
         ),
         "prefork_udp" => serve_udp(Prefork::new(2)),
+        "prefork_recycling" => serve_tcp(
+            Prefork::new(1).max_requests(4).max_requests_jitter(0),
+            pid_upper_line,
+        ),
+        "prefork_stuck" => serve_tcp(
+            Prefork::new(1).drain_timeout(Duration::from_millis(200)),
+            accepted_then_stuck,
+        ),
         other => Err(io::Error::other(format!("no scenario named {other}"))),
     };
     match result {
@@ -880,6 +962,13 @@ fn slow_upper_line(req: &mut StreamRequest) -> io::Result<()> {
     )
 }
 
+fn accepted_then_stuck(req: &mut StreamRequest) -> io::Result<()> {
+    writeln!(req, "accepted")?;
+    // Longer than any test waits: only the drain timeout's kill ends it.
+    thread::sleep(Duration::from_secs(60));
+    Ok(())
+}
+
 fn accepted_then_slow_line(req: &mut StreamRequest) -> io::Result<()> {
     writeln!(req, "accepted")?;
     slow_upper_line(req)
@@ -898,7 +987,16 @@ fn count_sockets(req: &mut StreamRequest) -> io::Result<()> {
             }
         }
     }
-    writeln!(req, "sockets: {} {}", sockets.len(), sockets.join(","))
+    let activation = ["LISTEN_FDS", "LISTEN_PID"]
+        .iter()
+        .filter(|v| std::env::var_os(v).is_some())
+        .count();
+    writeln!(
+        req,
+        "sockets: {} {} activation vars: {activation}",
+        sockets.len(),
+        sockets.join(",")
+    )
 }
 
 fn faulty_line(req: &mut StreamRequest) -> io::Result<()> {
