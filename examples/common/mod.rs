@@ -11,16 +11,20 @@
 //! * Log lines go to stderr, at level `info` unless `RUST_LOG` says otherwise.
 //! * A bad argument prints a one-line message and the usage to stderr and exits with status 2; a
 //!   runtime error prints `error: <message>` to stderr and exits with status 1.
+//! * Options of one example only (`--proto`, `--stack-size`, …) are declared as [`Extra`]s and
+//!   parsed by [`parse_args_with`], with the same error handling.
 
 // Each example uses a subset of these helpers.
 #![allow(dead_code)]
+
+pub mod frame;
 
 use std::fmt::Display;
 use std::io::{self, Write};
 use std::process::{self, ExitCode};
 
 use socketserver::transport::Transport;
-use socketserver::{Mode, Pool, RequestHandler, Server, Threading};
+use socketserver::{Builder, Mode, Pool, RequestHandler, Server, Threading};
 
 /// The concurrency mode chosen with `--mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,9 +77,78 @@ pub struct Args {
     pub mode: ModeName,
     workers: Option<usize>,
     max_threads: Option<usize>,
+    /// Values of the example's own options, defaults filled in, in declaration order.
+    extras: Vec<(&'static str, String)>,
 }
 
+/// An option of one example only, such as `--proto`.
+#[derive(Debug, Clone, Copy)]
+pub struct Extra {
+    /// The option, with its dashes: `--proto`.
+    pub name: &'static str,
+    /// What the value looks like in the usage: `PROTO`, `N`.
+    pub metavar: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+    /// The value when the option is absent.
+    pub default: &'static str,
+    /// Which values are accepted.
+    pub kind: ExtraKind,
+}
+
+/// What values an [`Extra`] accepts.
+#[derive(Debug, Clone, Copy)]
+pub enum ExtraKind {
+    /// A whole number of at least 1.
+    Positive,
+    /// One of these words.
+    OneOf(&'static [&'static str]),
+}
+
+/// `--stack-size BYTES`: the stack of each handler thread, applied by [`Args::builder`]. Small
+/// stacks let a threading server hold many idle connections.
+pub const STACK_SIZE: Extra = Extra {
+    name: "--stack-size",
+    metavar: "BYTES",
+    help: "stack size of each handler thread (default: Rust's 2 MiB)",
+    default: "",
+    kind: ExtraKind::Positive,
+};
+
 impl Args {
+    /// The value of the example's own option `name` (its default when absent).
+    ///
+    /// # Panics
+    ///
+    /// If `name` was not declared in the [`Extra`]s given to [`parse_args_with`]: a bug in the
+    /// example, not a user error.
+    pub fn extra(&self, name: &str) -> &str {
+        self.extras
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("option {name} was not declared"))
+    }
+
+    /// [`extra`](Self::extra) for an [`ExtraKind::Positive`] option, already checked by the parser.
+    /// `None` when the option is absent and has no default.
+    pub fn extra_number(&self, name: &str) -> Option<usize> {
+        self.extra(name).parse().ok()
+    }
+
+    /// A [`Builder`] with what the common options configure (`--stack-size`, when declared).
+    pub fn builder(&self) -> Builder {
+        let stack = self
+            .extras
+            .iter()
+            .find(|(n, _)| *n == STACK_SIZE.name)
+            .and_then(|(_, v)| v.parse().ok());
+        match stack {
+            Some(bytes) => Builder::new().thread_stack_size(bytes),
+            None => Builder::new(),
+        }
+    }
+
     /// The [`Threading`] mode as configured by `--max-threads` (no cap when absent).
     pub fn threading(&self) -> Threading {
         match self.max_threads {
@@ -97,27 +170,47 @@ impl Args {
 /// Parses the process's arguments. Prints the usage and exits 0 on `--help`; prints a one-line
 /// message and the usage to stderr and exits 2 on a bad argument.
 pub fn parse_args(example: &Example) -> Args {
-    match parse(example, std::env::args().skip(1)) {
+    parse_args_with(example, &[])
+}
+
+/// [`parse_args`] for an example with options of its own.
+pub fn parse_args_with(example: &Example, extras: &[Extra]) -> Args {
+    match parse(example, extras, std::env::args().skip(1)) {
         Ok(Some(args)) => args,
         Ok(None) => {
             let mut out = io::stdout().lock();
-            let _ = out.write_all(usage(example).as_bytes());
+            let _ = out.write_all(usage(example, extras).as_bytes());
             let _ = out.flush();
             process::exit(0);
         }
         Err(message) => {
             let mut err = io::stderr().lock();
             let _ = writeln!(err, "{}: {message}", example.name);
-            let _ = err.write_all(usage(example).as_bytes());
+            let _ = err.write_all(usage(example, extras).as_bytes());
             process::exit(2);
         }
     }
 }
 
 /// The usage text, ending in a newline.
-pub fn usage(example: &Example) -> String {
+pub fn usage(example: &Example, extras: &[Extra]) -> String {
+    let synopsis: String = extras
+        .iter()
+        .map(|e| format!(" [{} {}]", e.name, e.metavar))
+        .collect();
+    let help: String = extras
+        .iter()
+        .map(|e| {
+            let option = format!("{} {}", e.name, e.metavar);
+            let default = match e.default {
+                "" => String::new(),
+                d => format!(" (default {d})"),
+            };
+            format!("  {option:<17} {}{default}\n", e.help)
+        })
+        .collect();
     format!(
-        "usage: {name} [--addr HOST:PORT] [--mode single|threading|pool] [--workers N] [--max-threads N]\n\
+        "usage: {name} [--addr HOST:PORT] [--mode single|threading|pool] [--workers N] [--max-threads N]{synopsis}\n\
          \n\
          {about}\n\
          \n\
@@ -126,6 +219,7 @@ pub fn usage(example: &Example) -> String {
          \x20 --mode MODE       single, threading or pool (default {mode})\n\
          \x20 --workers N       worker threads with --mode pool (default: 4 per CPU core)\n\
          \x20 --max-threads N   most handler threads at once with --mode threading (default: no cap)\n\
+         {help}\
          \x20 --help            print this help\n",
         name = example.name,
         about = example.about,
@@ -137,12 +231,17 @@ pub fn usage(example: &Example) -> String {
 /// `Ok(None)` means `--help`.
 fn parse(
     example: &Example,
+    extras: &[Extra],
     args: impl IntoIterator<Item = String>,
 ) -> Result<Option<Args>, String> {
     let mut addr = example.default_addr.to_string();
     let mut mode = example.default_mode;
     let mut workers = None;
     let mut max_threads = None;
+    let mut extra_values: Vec<(&'static str, String)> = extras
+        .iter()
+        .map(|e| (e.name, e.default.to_string()))
+        .collect();
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -156,10 +255,13 @@ fn parse(
         if name == "--help" || name == "-h" {
             return Ok(None);
         }
-        if !matches!(
-            name.as_str(),
-            "--addr" | "--mode" | "--workers" | "--max-threads"
-        ) {
+        let extra = extras.iter().position(|e| e.name == name);
+        if extra.is_none()
+            && !matches!(
+                name.as_str(),
+                "--addr" | "--mode" | "--workers" | "--max-threads"
+            )
+        {
             return Err(if name.starts_with('-') {
                 format!("unknown option '{name}'")
             } else {
@@ -170,6 +272,11 @@ fn parse(
             Some(value) => value,
             None => return Err(format!("{name} needs a value")),
         };
+        if let Some(i) = extra {
+            check_extra(&extras[i], &value)?;
+            extra_values[i].1 = value;
+            continue;
+        }
         match name.as_str() {
             "--addr" => addr = check_addr(&value)?,
             "--mode" => {
@@ -201,7 +308,20 @@ fn parse(
         mode,
         workers,
         max_threads,
+        extras: extra_values,
     }))
+}
+
+fn check_extra(extra: &Extra, value: &str) -> Result<(), String> {
+    match extra.kind {
+        ExtraKind::Positive => positive(extra.name, value).map(drop),
+        ExtraKind::OneOf(words) if words.contains(&value) => Ok(()),
+        ExtraKind::OneOf(words) => Err(format!(
+            "invalid value '{value}' for {} (expected one of: {})",
+            extra.name,
+            words.join(", ")
+        )),
+    }
 }
 
 /// Checks that `value` looks like `HOST:PORT` (`[::1]:8080` for IPv6). Whether the host resolves
