@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "target", "release", "examples")
 PY = [sys.executable, os.path.join(ROOT, "bench", "py_servers.py")]
 STARTUP = 15  # seconds a contestant may take to listen
-RUN_TIMEOUT = 300  # seconds any one client run may take before it is killed
+RUN_TIMEOUT = 120  # seconds any one client run may take before it is killed
 
 
 def log(*args):
@@ -99,7 +99,15 @@ class Contestant:
                 self.proc.wait(5)
 
 
+# A pool worker serves one connection for as long as it lasts, so for connection workloads the
+# pool is sized above the most concurrent clients (200); with fewer workers the extra clients
+# wait in the queue and a client such as redis-benchmark, which needs all 50, stalls.
+POOL_WORKERS = "256"
+
+
 def ours(name, example, mode, *extra):
+    if mode == "pool" and "udp" not in extra:
+        extra = ("--workers", POOL_WORKERS) + extra
     return lambda: Contestant(name, [os.path.join(EXAMPLES, example), "--addr", "127.0.0.1:0",
                                      "--mode", mode, *extra])
 
@@ -189,6 +197,9 @@ def wrk(port, duration):
     return {"rps": rps, "p99_us": float(p99.group(1)) * scale[p99.group(2)] if p99 else None}
 
 
+failures = []
+
+
 def compare(title, contestants, measure, rounds, baseline):
     """Runs `measure(contestant)` on each contestant per round, alternating; returns result rows."""
     log(f"== {title}")
@@ -200,15 +211,24 @@ def compare(title, contestants, measure, rounds, baseline):
             samples[c.name] = []
         for r in range(rounds):
             for c in started:
-                result = measure(c)
+                try:
+                    result = measure(c)
+                except (RuntimeError, subprocess.TimeoutExpired, ValueError, AttributeError) as e:
+                    # One failed run is reported, not fatal: the other contestants still count.
+                    log(f"   round {r + 1} {c.name}: FAILED: {e}")
+                    failures.append(f"{title}, {c.name}, round {r + 1}: {str(e)[:200]}")
+                    continue
                 samples[c.name].append(result)
                 log(f"   round {r + 1} {c.name}: {result['rps']:.0f} req/s")
     finally:
         for c in started:
             c.stop()
-    base = statistics.median(s["rps"] for s in samples[baseline]) if baseline in samples else None
+    base = (statistics.median(s["rps"] for s in samples[baseline])
+            if samples.get(baseline) else None)
     rows = []
     for name, results in samples.items():
+        if not results:
+            continue
         rps = statistics.median(s["rps"] for s in results)
         p99s = [s.get("p99_us") for s in results if s.get("p99_us") is not None]
         rows.append({"workload": title, "contestant": name, "rps": rps,
@@ -265,7 +285,7 @@ def main():
                         (conns, row["rps"]))
 
     if want("resp"):
-        for pipeline, n in ((1, 20000 if a.quick else 100000), (16, 200000 if a.quick else 500000)):
+        for pipeline, n in ((1, 20000 if a.quick else 50000), (16, 200000 if a.quick else 300000)):
             cs = [redis_server] + [ours(f"socketserver {m}", "resp_kv", m) for m in modes if m != "single"]
             cs += [python("Python ThreadingTCPServer", "resp", "threading"),
                    python("Python ForkingTCPServer", "resp", "forking")]
@@ -383,6 +403,8 @@ def write_report(path, meta, rows, idle, chart_file):
                   f"{fmt(idle['rps_idle'] / idle['rps_alone'], 2)} |",
                   "", f"Server RSS with them: {fmt(idle['rss_after_kib'] / 1024, 1)} MiB, "
                   f"**{fmt(idle['rss_per_idle_kib'], 1)} KiB per idle connection** (a thread each)."]
+    if failures:
+        lines += ["", "## Failed runs", ""] + [f"- {f}" for f in failures]
     lines += ["", "## Targets", ""] + targets(rows, idle)
     lines += ["", "Reproduce: `bench/compare.sh` (installs redis-server, redis-tools, wrk, nginx and "
               "matplotlib when missing; `--quick` for a short run, `--only resp,http` for a subset). "
