@@ -374,6 +374,25 @@ def draw_chart(chart):
     return "bench/throughput.png"
 
 
+NOTES = """
+## Reading the numbers
+
+- The load generator and the server share the two cores, and every client is a blocking
+  ping-pong loop: at one connection each request costs two loopback round trips of syscalls and
+  wake-ups on both sides, which hides most of any server's own cost. That is why the Python
+  baselines come close at one connection, and why the "10× Python" goal is out of reach for
+  every contestant here, the no-framework `std::net` server included; the gap opens with
+  concurrency (Python's GIL), up to 3–5× against `ThreadingTCPServer`.
+- `single` serves one connection at a time by design, so with many clients it runs at the
+  one-connection rate. `threading` on UDP starts a thread per datagram (as Python's
+  `ThreadingUDPServer` does); use `single` or `pool` for datagrams.
+- At 200 connections `threading` pays for thread scheduling across 200 runnable threads; `pool`
+  (sized to the connections) and the plain server fare better. Single-connection runs vary by
+  ±20 % between rounds on this shared machine: compare the per-round columns before trusting a
+  gap of that size.
+"""
+
+
 def fmt(x, digits=0):
     return "—" if x is None else f"{x:,.{digits}f}"
 
@@ -403,6 +422,7 @@ def write_report(path, meta, rows, idle, chart_file):
                   f"{fmt(idle['rps_idle'] / idle['rps_alone'], 2)} |",
                   "", f"Server RSS with them: {fmt(idle['rss_after_kib'] / 1024, 1)} MiB, "
                   f"**{fmt(idle['rss_per_idle_kib'], 1)} KiB per idle connection** (a thread each)."]
+    lines += NOTES.splitlines()
     if failures:
         lines += ["", "## Failed runs", ""] + [f"- {f}" for f in failures]
     lines += ["", "## Targets", ""] + targets(rows, idle)
