@@ -16,6 +16,8 @@
 // Each example uses a subset of these helpers.
 #![allow(dead_code)]
 
+pub mod frame;
+
 use std::fmt::Display;
 use std::io::{self, Write};
 use std::process::{self, ExitCode};
@@ -474,5 +476,25 @@ where
         ModeName::Pool => serve(builder.mode(args.pool()).bind_tcp(addr, handler)?),
         ModeName::Process => serve(builder.mode(args.process()).bind_tcp(addr, handler)?),
         ModeName::Prefork => serve(builder.mode(args.prefork()).bind_tcp(addr, handler)?),
+    }
+}
+
+/// `--stack-size BYTES`: the stack of each handler thread, applied by [`Args::builder`]. Small
+/// stacks let a threading server hold many idle connections.
+pub const STACK_SIZE: ExtraOption = ExtraOption {
+    name: "--stack-size",
+    value: "BYTES",
+    help: "stack size of each handler thread (default: Rust's 2 MiB)",
+    check: check_positive,
+};
+
+impl Args {
+    /// A [`Builder`] with what the common options configure (`--stack-size`, when declared and
+    /// given).
+    pub fn builder(&self) -> Builder {
+        match self.extra(STACK_SIZE.name).and_then(|v| v.parse().ok()) {
+            Some(bytes) => Builder::new().thread_stack_size(bytes),
+            None => Builder::new(),
+        }
     }
 }

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks: this crate in every mode against plain std::net, Python's socketserver,
+# redis-server (under redis-benchmark) and nginx (under wrk), all on loopback, in one run.
+# Writes BENCHMARKS.md, bench/throughput.png and bench/results.json. Not part of CI (.ci/run):
+# it takes 20-30 minutes. Options go to bench/compare.py: --quick, --rounds N, --duration S,
+# --only echo,resp,http,churn,udp,idle.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v redis-benchmark >/dev/null || need_apt+=(redis-tools)
+command -v wrk >/dev/null || need_apt+=(wrk)
+command -v nginx >/dev/null || need_apt+=(nginx)
+if ((${#need_apt[@]})); then
+    echo "== installing ${need_apt[*]}" >&2
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >&2
+fi
+# The packages start their services on install; the benchmark starts its own on free ports.
+for svc in redis-server nginx; do
+    if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+        echo "note: the system's $svc service is running; it is left alone" >&2
+    fi
+done
+if ! python3 -c "import matplotlib" 2>/dev/null; then
+    echo "== installing matplotlib (for the chart)" >&2
+    python3 -m pip install -q matplotlib >&2 || echo "warning: no matplotlib, no chart" >&2
+fi
+
+# 10,000 idle connections: the client and the server each hold that many descriptors.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+if [ "$(ulimit -n)" -lt 20100 ]; then
+    echo "note: ulimit -n is $(ulimit -n); the idle-connection test may need --idle lower" >&2
+fi
+
+echo "== building the examples (release)" >&2
+cargo build --release --examples -q
+
+exec python3 bench/compare.py "$@"

@@ -1,0 +1,98 @@
+//! The echo servers the benchmarks drive: framed echo, line echo or UDP echo, in any mode.
+//!
+//! * `--proto framed` (default): each message is a 4-byte big-endian length and that many bytes;
+//!   every frame comes back unchanged, header and payload in one write.
+//! * `--proto line`: every `\n`-terminated line comes back unchanged.
+//! * `--proto udp`: every datagram comes back unchanged (up to 65507 bytes).
+//!
+//! ```text
+//! cargo run --release --example echo_server -- --addr 127.0.0.1:0 --mode pool --workers 8
+//! cargo run --release --example loadgen -- --addr 127.0.0.1:PORT --workload framed --conns 50
+//! ```
+//!
+//! `std_echo` serves the same protocols with no framework, as the floor to compare against.
+
+mod common;
+
+use std::io;
+use std::process::ExitCode;
+
+use common::frame::{echo_frames, echo_lines};
+use common::{Args, Example, ExtraOption, ModeName, STACK_SIZE};
+use socketserver::{Builder, DatagramRequest, Mode, StreamRequest};
+
+const EXAMPLE: Example = Example {
+    name: "echo_server",
+    about:
+        "Echo server for benchmarks: framed (4-byte big-endian length prefix), line or UDP echo.",
+    default_addr: "127.0.0.1:7000",
+    default_mode: ModeName::Threading,
+};
+
+const PROTO: ExtraOption = ExtraOption {
+    name: "--proto",
+    value: "PROTO",
+    help: "framed, line or udp (default framed)",
+    check: check_proto,
+};
+
+fn check_proto(value: &str) -> Result<(), String> {
+    match value {
+        "framed" | "line" | "udp" => Ok(()),
+        _ => Err("expected framed, line or udp".to_string()),
+    }
+}
+
+/// The largest UDP payload over IPv4.
+const MAX_DATAGRAM: usize = 65_507;
+
+fn framed(req: &mut StreamRequest) -> io::Result<()> {
+    ended_by_peer(echo_frames(req))
+}
+
+fn lines(req: &mut StreamRequest) -> io::Result<()> {
+    ended_by_peer(echo_lines(req))
+}
+
+fn datagram(req: &mut DatagramRequest) -> io::Result<()> {
+    req.reply(req.data())
+}
+
+/// A peer that resets the connection has merely left: not worth an error report per connection
+/// when a load generator closes hundreds of them.
+fn ended_by_peer(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(()),
+        other => other,
+    }
+}
+
+fn serve_in<M: Mode>(builder: Builder<M>, args: &Args) -> io::Result<()> {
+    let addr = args.addr.as_str();
+    match args.extra(PROTO.name).unwrap_or("framed") {
+        "udp" => common::serve(
+            builder
+                .max_packet_size(MAX_DATAGRAM)
+                .bind_udp(addr, datagram)?,
+        ),
+        "line" => common::serve(builder.bind_tcp(addr, lines)?),
+        _ => common::serve(builder.bind_tcp(addr, framed)?),
+    }
+}
+
+fn run(args: &Args) -> io::Result<()> {
+    let builder = args.builder();
+    match args.mode {
+        ModeName::Single => serve_in(builder, args),
+        ModeName::Threading => serve_in(builder.mode(args.threading()), args),
+        ModeName::Pool => serve_in(builder.mode(args.pool()), args),
+        ModeName::Process => serve_in(builder.mode(args.process()), args),
+        ModeName::Prefork => serve_in(builder.mode(args.prefork()), args),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = common::parse_args_with(&EXAMPLE, &[PROTO, STACK_SIZE]);
+    common::init_logging_at("warn");
+    common::exit_status(run(&args))
+}

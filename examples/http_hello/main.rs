@@ -1,0 +1,221 @@
+//! A minimal HTTP/1.1 server answering `hello` — enough for `wrk`, `curl` and browsers.
+//!
+//! * `GET /` (and `HEAD /`) answer `200` with the body `hello\n`; other paths `404`; other
+//!   methods `405`.
+//! * Keep-alive: HTTP/1.1 connections stay open unless the request says `Connection: close`;
+//!   HTTP/1.0 ones close unless it says `Connection: keep-alive`. Every response carries
+//!   `Content-Length`. Pipelined requests are answered in order, one `send` per batch.
+//! * Refusals close the connection after the response: `400` for a malformed request line or
+//!   header (or HTTP/1.1 without `Host`), `413` for a body over 1 MiB, `431` for a head over
+//!   `--max-head` bytes, `501` for `Transfer-Encoding`, `505` for other HTTP versions.
+//! * An idle keep-alive connection is closed after `--idle-timeout` seconds.
+//!
+//! ```text
+//! cargo run --release --example http_hello -- --addr 127.0.0.1:8000
+//! wrk -t2 -c50 -d5s http://127.0.0.1:8000/
+//! ```
+
+#[path = "../common/mod.rs"]
+mod common;
+mod head;
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use common::{Args, Example, ExtraOption, ModeName, STACK_SIZE};
+use head::{Head, Refusal};
+use socketserver::{Builder, Mode, StreamRequest};
+
+const EXAMPLE: Example = Example {
+    name: "http_hello",
+    about: "Minimal HTTP/1.1 server answering `hello`, with keep-alive.",
+    default_addr: "127.0.0.1:8000",
+    default_mode: ModeName::Threading,
+};
+
+const MAX_HEAD: ExtraOption = ExtraOption {
+    name: "--max-head",
+    value: "BYTES",
+    help: "largest request head accepted; bigger ones get 431 (default 8192)",
+    check: common::check_positive,
+};
+
+const IDLE_TIMEOUT: ExtraOption = ExtraOption {
+    name: "--idle-timeout",
+    value: "SECS",
+    help: "close a connection after this long without a request (default 30)",
+    check: common::check_positive,
+};
+
+/// Largest request body accepted (and skipped: this server has no use for bodies).
+const MAX_BODY: usize = 1024 * 1024;
+const BODY: &[u8] = b"hello\n";
+
+/// One connection: answer every complete request, send the batch when the input runs dry.
+fn serve_connection(req: &mut StreamRequest, max_head: usize) -> io::Result<()> {
+    let mut input = vec![0u8; (max_head + 1).max(16 * 1024)];
+    let (mut start, mut filled) = (0, 0);
+    let mut out = Vec::with_capacity(4096);
+    // Body bytes of the last request still to be read and dropped.
+    let mut skip = 0usize;
+    loop {
+        loop {
+            let dropped = skip.min(filled - start);
+            (start, skip) = (start + dropped, skip - dropped);
+            if skip > 0 {
+                break;
+            }
+            let pending = &input[start..filled];
+            let Some(len) = head::head_len(pending) else {
+                if pending.len() > max_head {
+                    return refuse(req, &mut out, 431, "request head too large");
+                }
+                break;
+            };
+            if len > max_head {
+                return refuse(req, &mut out, 431, "request head too large");
+            }
+            let head = match head::parse(&pending[..len]) {
+                Ok(head) => head,
+                Err(Refusal::BadRequest(why)) => return refuse(req, &mut out, 400, why),
+                Err(Refusal::NotImplemented) => {
+                    return refuse(req, &mut out, 501, "Transfer-Encoding is not supported")
+                }
+                Err(Refusal::VersionNotSupported) => {
+                    return refuse(req, &mut out, 505, "only HTTP/1.0 and 1.1 are supported")
+                }
+            };
+            if head.content_length > MAX_BODY {
+                return refuse(req, &mut out, 413, "request body too large");
+            }
+            respond(&head, &mut out);
+            if !head.keep_alive {
+                req.write_all(&out)?;
+                return linger_close(req);
+            }
+            (start, skip) = (start + len, head.content_length);
+        }
+        if !out.is_empty() {
+            req.write_all(&out)?;
+            out.clear();
+        }
+        if start == filled {
+            (start, filled) = (0, 0);
+        } else if filled == input.len() {
+            input.copy_within(start..filled, 0);
+            (start, filled) = (0, filled - start);
+        }
+        match req.read(&mut input[filled..]) {
+            Ok(0) => return Ok(()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Idle past the timeout, or the client vanished: close quietly, as servers do.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn respond(head: &Head<'_>, out: &mut Vec<u8>) {
+    let get = head.method == b"GET";
+    let (status, body): (&str, &[u8]) = if !get && head.method != b"HEAD" {
+        ("405 Method Not Allowed", b"method not allowed\n")
+    } else if head.target != b"/" {
+        ("404 Not Found", b"not found\n")
+    } else {
+        ("200 OK", BODY)
+    };
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_bytes());
+    out.extend_from_slice(b"\r\nContent-Type: text/plain\r\nContent-Length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    if status.starts_with("405") {
+        out.extend_from_slice(b"\r\nAllow: GET, HEAD");
+    }
+    if !head.keep_alive {
+        out.extend_from_slice(b"\r\nConnection: close");
+    } else if head.http10 {
+        out.extend_from_slice(b"\r\nConnection: keep-alive");
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+    if head.method != b"HEAD" {
+        out.extend_from_slice(body);
+    }
+}
+
+/// Sends the earlier responses and an error response, then closes.
+fn refuse(req: &mut StreamRequest, out: &mut Vec<u8>, status: u16, why: &str) -> io::Result<()> {
+    log::debug!("{}: {status} ({why}); closing", req.peer_addr());
+    let reason = match status {
+        400 => "Bad Request",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        _ => "HTTP Version Not Supported",
+    };
+    let body = format!("{why}\n");
+    write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    req.write_all(out)?;
+    linger_close(req)
+}
+
+/// Closes gracefully: closing a socket with unread input makes the kernel send a reset, which can
+/// destroy the response before the client reads it. So send FIN, then read and drop what the
+/// client still sends, for a short, bounded while (nginx's "lingering close").
+fn linger_close(req: &mut StreamRequest) -> io::Result<()> {
+    req.connection().shutdown(Shutdown::Write)?;
+    req.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut sink = [0u8; 4096];
+    let mut left: usize = 64 * 1024;
+    while left > 0 {
+        match req.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+    Ok(())
+}
+
+fn serve_in<M: Mode>(builder: Builder<M>, args: &Args) -> io::Result<()> {
+    let max_head = args.extra_number(MAX_HEAD.name, 8192) as usize;
+    let idle = args.extra_number(IDLE_TIMEOUT.name, 30);
+    let handler = move |req: &mut StreamRequest| serve_connection(req, max_head);
+    common::serve(
+        builder
+            .read_timeout(Duration::from_secs(idle))
+            .bind_tcp(args.addr.as_str(), handler)?,
+    )
+}
+
+fn run(args: &Args) -> io::Result<()> {
+    let builder = args.builder();
+    match args.mode {
+        ModeName::Single => serve_in(builder, args),
+        ModeName::Threading => serve_in(builder.mode(args.threading()), args),
+        ModeName::Pool => serve_in(builder.mode(args.pool()), args),
+        ModeName::Process => serve_in(builder.mode(args.process()), args),
+        ModeName::Prefork => serve_in(builder.mode(args.prefork()), args),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = common::parse_args_with(&EXAMPLE, &[MAX_HEAD, IDLE_TIMEOUT, STACK_SIZE]);
+    common::init_logging_at("warn");
+    common::exit_status(run(&args))
+}

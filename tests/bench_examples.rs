@@ -1,0 +1,309 @@
+//! The benchmark examples as a client sees them: `resp_kv` answers pipelined RESP in order,
+//! `http_hello` keeps connections alive and refuses bad requests, and `loadgen` drives the echo
+//! servers, checks every reply and notices wrong ones. Every run is small and bounded.
+
+mod example_procs;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use example_procs::{example, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
+/// Reads until `want.len()` bytes have arrived (or the deadline passes) and returns them.
+fn read_len(stream: &mut TcpStream, len: usize) -> String {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < len && Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read failed after {:?}: {e}", String::from_utf8_lossy(&got)),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Reads until the server closes the connection.
+fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    stream
+        .read_to_end(&mut got)
+        .unwrap_or_else(|e| panic!("expected the server to close: {e}"));
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// resp_kv
+
+#[test]
+fn resp_kv_answers_a_pipelined_sequence_in_order() {
+    for mode in ["threading", "pool", "single"] {
+        let server = Server::start("resp_kv", &["--mode", mode]);
+        let mut conn = connect(server.addr);
+        let pipeline = "PING\r\n\
+                        *1\r\n$4\r\nPING\r\n\
+                        *3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nva lu\r\n\
+                        *2\r\n$3\r\nGET\r\n$1\r\nk\r\n\
+                        *2\r\n$4\r\nincr\r\n$1\r\nn\r\n\
+                        INCR n\r\n\
+                        *4\r\n$5\r\nLPUSH\r\n$1\r\nl\r\n$1\r\na\r\n$1\r\nb\r\n\
+                        *2\r\n$4\r\nLPOP\r\n$1\r\nl\r\n\
+                        *3\r\n$3\r\nDEL\r\n$1\r\nk\r\n$1\r\nl\r\n\
+                        *2\r\n$3\r\nGET\r\n$1\r\nk\r\n\
+                        INCR\r\n\
+                        *2\r\n$4\r\nINCR\r\n$1\r\nl\r\n\
+                        FOO x\r\n";
+        let want = "+PONG\r\n+PONG\r\n+OK\r\n$5\r\nva lu\r\n:1\r\n:2\r\n:2\r\n$1\r\nb\r\n:2\r\n\
+                    $-1\r\n-ERR wrong number of arguments for 'incr' command\r\n:1\r\n\
+                    -ERR unknown command 'FOO', with args beginning with: 'x' \r\n";
+        // Split mid-command, so one command arrives in two reads.
+        let (first, second) = pipeline.split_at(pipeline.len() / 2);
+        conn.write_all(first.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        conn.write_all(second.as_bytes()).unwrap();
+        assert_eq!(read_len(&mut conn, want.len()), want, "{mode} mode");
+    }
+}
+
+#[test]
+fn resp_kv_keeps_one_store_across_connections_and_types_its_values() {
+    let server = Server::start("resp_kv", &[]);
+    let mut a = connect(server.addr);
+    a.write_all(b"*3\r\n$5\r\nRPUSH\r\n$4\r\nlist\r\n$1\r\nx\r\nSET s 7\r\n")
+        .unwrap();
+    assert_eq!(read_len(&mut a, 9), ":1\r\n+OK\r\n");
+    let mut b = connect(server.addr);
+    b.write_all(b"GET list\r\nINCR s\r\nRPOP list\r\nRPOP list\r\nQUIT\r\n")
+        .unwrap();
+    let reply = read_to_close(&mut b);
+    assert_eq!(
+        reply,
+        "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n\
+         :8\r\n$1\r\nx\r\n$-1\r\n+OK\r\n"
+    );
+}
+
+#[test]
+fn resp_kv_closes_after_a_protocol_error() {
+    let server = Server::start("resp_kv", &[]);
+    let mut conn = connect(server.addr);
+    conn.write_all(b"PING\r\n*x\r\n").unwrap();
+    assert_eq!(
+        read_to_close(&mut conn),
+        "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// http_hello
+
+const GET: &str = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+const HELLO: &str =
+    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nhello\n";
+
+#[test]
+fn http_hello_keeps_the_connection_alive_and_answers_pipelined_requests() {
+    let server = Server::start("http_hello", &[]);
+    let mut conn = connect(server.addr);
+    conn.write_all(GET.as_bytes()).unwrap();
+    assert_eq!(read_len(&mut conn, HELLO.len()), HELLO);
+    // Same connection, two requests in one write, one with a body to skip, then a 404.
+    conn.write_all(
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nabcdeGET /nope HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    let want = "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\nContent-Length: 19\r\n\
+                Allow: GET, HEAD\r\n\r\nmethod not allowed\n\
+                HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nnot found\n";
+    assert_eq!(read_len(&mut conn, want.len()), want);
+}
+
+#[test]
+fn http_hello_honours_connection_close_and_http_1_0() {
+    let server = Server::start("http_hello", &["--mode", "pool", "--workers", "2"]);
+    let mut conn = connect(server.addr);
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_to_close(&mut conn),
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello\n"
+    );
+    let mut old = connect(server.addr);
+    old.write_all(b"HEAD / HTTP/1.0\r\n\r\n").unwrap();
+    assert_eq!(
+        read_to_close(&mut old),
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: close\r\n\r\n"
+    );
+}
+
+#[test]
+fn http_hello_refuses_malformed_requests_with_400_and_closes() {
+    let server = Server::start("http_hello", &[]);
+    for bad in [
+        "GARBAGE\r\n\r\n",
+        "GET /\r\n\r\n",
+        "GET / HTTP/1.1 extra\r\nHost: t\r\n\r\n",
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: t\r\nno colon here\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: -3\r\n\r\n",
+    ] {
+        let mut conn = connect(server.addr);
+        conn.write_all(bad.as_bytes()).unwrap();
+        let reply = read_to_close(&mut conn);
+        assert!(
+            reply.starts_with("HTTP/1.1 400 Bad Request\r\n")
+                && reply.contains("Connection: close"),
+            "{bad:?} got {reply:?}"
+        );
+    }
+    let mut conn = connect(server.addr);
+    conn.write_all(b"GET / HTTP/2.0\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(read_to_close(&mut conn).starts_with("HTTP/1.1 505 "));
+}
+
+#[test]
+fn http_hello_limits_the_request_head() {
+    let server = Server::start("http_hello", &["--max-head", "1024"]);
+    let mut conn = connect(server.addr);
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(2000)
+    );
+    conn.write_all(big.as_bytes()).unwrap();
+    let reply = read_to_close(&mut conn);
+    assert!(
+        reply.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+        "{reply:?}"
+    );
+    // A head that never ends is cut off at the limit too, without waiting for the blank line.
+    let mut endless = connect(server.addr);
+    endless
+        .write_all(format!("GET / HTTP/1.1\r\nX: {}", "b".repeat(1500)).as_bytes())
+        .unwrap();
+    assert!(read_to_close(&mut endless).starts_with("HTTP/1.1 431 "));
+    // Under the limit is fine.
+    let mut fine = connect(server.addr);
+    fine.write_all(GET.as_bytes()).unwrap();
+    assert_eq!(read_len(&mut fine, HELLO.len()), HELLO);
+}
+
+// ---------------------------------------------------------------------------------------------
+// loadgen
+
+fn loadgen(addr: SocketAddr, args: &[&str]) -> Run {
+    let mut command = Command::new(example("loadgen"));
+    command
+        .args(["--addr", &addr.to_string(), "--duration", "30", "--json"])
+        .args(args);
+    Run::to_completion(command, RUN_TIMEOUT)
+}
+
+/// The value of a numeric field in loadgen's JSON line.
+fn field(json: &str, name: &str) -> f64 {
+    let key = format!("\"{name}\":");
+    let rest = &json[json
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name} in {json}"))
+        + key.len()..];
+    let end = rest.find([',', '}']).unwrap();
+    rest[..end].parse().unwrap()
+}
+
+#[test]
+fn loadgen_drives_each_echo_workload_and_verifies_every_reply() {
+    let cases: [(&str, &[&str], &[&str]); 5] = [
+        (
+            "echo_server",
+            &["--mode", "pool", "--workers", "4"],
+            &["--workload", "framed"],
+        ),
+        (
+            "echo_server",
+            &["--proto", "line"],
+            &["--workload", "line", "--size", "100"],
+        ),
+        (
+            "echo_server",
+            &["--proto", "udp", "--mode", "single"],
+            &["--workload", "udp"],
+        ),
+        (
+            "std_echo",
+            &[],
+            &["--workload", "framed", "--size", "20000"],
+        ),
+        ("resp_kv", &[], &["--workload", "resp"]),
+    ];
+    for (server_name, server_args, load_args) in cases {
+        let server = Server::start(server_name, server_args);
+        let run = loadgen(
+            server.addr,
+            &[&["--conns", "3", "--requests", "50"], load_args].concat(),
+        );
+        let what = format!("{server_name} {server_args:?} {load_args:?}");
+        assert!(run.status.success(), "{what}: {run}");
+        let json = run.stdout.trim();
+        assert_eq!(field(json, "failed_clients"), 0.0, "{what}: {json}");
+        // UDP may lose a datagram under load; every other reply must be there and right.
+        let answered = field(json, "ok") + field(json, "lost");
+        assert_eq!(answered, 150.0, "{what}: {json}");
+        assert!(field(json, "p99_us") > 0.0, "{what}: {json}");
+    }
+}
+
+#[test]
+fn loadgen_churns_connections_and_holds_idle_ones() {
+    let server = Server::start("echo_server", &[]);
+    let pid = server.child.id().to_string();
+    let run = loadgen(
+        server.addr,
+        &[
+            "--conns",
+            "2",
+            "--requests",
+            "20",
+            "--churn",
+            "--idle",
+            "20",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert!(run.status.success(), "{run}");
+    let json = run.stdout.trim();
+    assert_eq!(field(json, "ok"), 40.0, "{json}");
+    assert!(field(json, "rss_after_kib") > 0.0, "{json}");
+}
+
+#[test]
+fn loadgen_notices_wrong_replies() {
+    // echo_upper upper-cases what it echoes: every line-echo reply differs from the request.
+    let server = Server::start("echo_upper", &[]);
+    let run = loadgen(
+        server.addr,
+        &["--workload", "line", "--conns", "1", "--requests", "5"],
+    );
+    assert_eq!(run.status.code(), Some(1), "{run}");
+    assert!(run.stderr.contains("differs from the expected"), "{run}");
+}
+
+#[test]
+fn loadgen_refuses_addresses_off_this_machine() {
+    let mut command = Command::new(example("loadgen"));
+    command.args(["--addr", "192.0.2.1:80"]);
+    let run = Run::to_completion(command, RUN_TIMEOUT);
+    assert_eq!(run.status.code(), Some(2), "{run}");
+    assert!(run.stderr.contains("loopback"), "{run}");
+}
