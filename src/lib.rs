@@ -45,14 +45,16 @@
 //!
 //! * **Servers** — [`Server`]`<Transport, Handler, Mode>` and aliases that read like Python's:
 //!   [`TcpServer`], [`UdpServer`], [`UnixStreamServer`], [`UnixDatagramServer`], their
-//!   `Threading…` and `Pool…` forms. Options (`SO_REUSEADDR`, `SO_REUSEPORT`, backlog, dual-stack
+//!   `Threading…`, `Pool…`, `Forking…` and `Prefork…` forms. Options (`SO_REUSEADDR`, `SO_REUSEPORT`, backlog, dual-stack
 //!   IPv6, `TCP_NODELAY`, timeouts, `max_packet_size`) and hooks (`verify_request`,
 //!   `handle_error`, `handle_timeout`, `service_actions`) are set on a [`Builder`].
 //! * **Handlers** — [`RequestHandler`] with `setup`/`handle`/`finish`; closures work too. Stream
 //!   servers pass a [`StreamRequest`] (buffered reads, `sendall` writes), datagram servers a
 //!   [`DatagramRequest`] (the packet, and replies from the server's socket).
 //! * **Modes** — [`Single`], [`Threading`] (optionally capped), [`Pool`] (bounded queue, wait or
-//!   reject when full). See [`mode`].
+//!   reject when full), and two process-based modes started without `fork()`: [`Process`] (a
+//!   child per request, Python's `ForkingMixIn`) and [`Prefork`] (supervised worker processes).
+//!   See [`mode`], and [`is_worker`] for what re-executing the program means for `main`.
 //! * **Control** — [`ServerHandle`]: `shutdown()` from any thread or handler, `stats()`.
 //! * **Protocols** — [`framing`]: length-prefixed frames and JSON header + body messages, the
 //!   seeds' cure for TCP's "sticky packets"; [`auth`]: HMAC challenge–response authentication
