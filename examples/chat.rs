@@ -199,15 +199,9 @@ fn chat(room: &Mutex<Room>, req: &mut DatagramRequest) -> io::Result<()> {
 
 /// Binds the server in the chosen mode and serves until the process is stopped.
 fn run(args: &Args) -> io::Result<()> {
-    // The room lives in this process's memory, shared by threads; in separate processes
-    // every child would have a room of its own and nobody would hear anybody.
-    if matches!(args.mode, ModeName::Process | ModeName::Prefork) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "chat keeps its room in memory shared between threads, so it cannot run in the \
-             process or prefork mode; use single, threading or pool",
-        ));
-    }
+    // In separate processes every child would have a room of its own and nobody would hear
+    // anybody.
+    args.threads_only("its room")?;
     let idle = args.parsed("--idle-timeout", DEFAULT_IDLE_TIMEOUT_SECS);
     let max = args.parsed("--max-participants", DEFAULT_MAX_PARTICIPANTS);
     let room = Arc::new(Mutex::new(Room::new(max, Duration::from_secs(idle))));

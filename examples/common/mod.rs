@@ -186,6 +186,23 @@ impl Args {
         }
     }
 
+    /// An error for `--mode process` or `prefork` in an example that keeps `state` (such as "its
+    /// store") in memory shared between threads: separate processes would each have their own
+    /// copy, and what one connection changed would be lost on the next.
+    pub fn threads_only(&self, state: &str) -> io::Result<()> {
+        if matches!(self.mode, ModeName::Process | ModeName::Prefork) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} keeps {state} in memory shared between threads, so it cannot run in the \
+                     process or prefork mode; use single, threading or pool",
+                    self.example.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The [`Threading`] mode as configured by `--max-threads` (no cap when absent).
     fn threading(&self) -> Threading {
         match self.max_threads {

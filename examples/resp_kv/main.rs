@@ -113,15 +113,8 @@ fn serve_connection(store: &Store, req: &mut StreamRequest) -> io::Result<()> {
 }
 
 fn run(args: &Args) -> io::Result<()> {
-    // The store is memory shared between threads: separate processes would each have their
-    // own, and a SET in one connection would not be seen by the next.
-    if matches!(args.mode, ModeName::Process | ModeName::Prefork) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "resp_kv keeps its store in memory shared between threads, so it cannot run in the \
-             process or prefork mode; use single, threading or pool",
-        ));
-    }
+    // In separate processes a SET in one connection would not be seen by the next.
+    args.threads_only("its store")?;
     let store = Arc::new(Store::new());
     let handler = move |req: &mut StreamRequest| serve_connection(&store, req);
     common::serve_tcp(args, args.builder(), handler)
