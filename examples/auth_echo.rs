@@ -25,16 +25,14 @@ use std::time::Duration;
 
 use common::{Args, Example, ExtraOption, ModeName};
 use socketserver::auth::{Authenticator, Digest, Secret};
-use socketserver::{Builder, StreamRequest};
+use socketserver::StreamRequest;
 
 const EXAMPLE: Example = Example {
     name: "auth_echo",
     about: "TCP upper-case echo that serves only clients passing an HMAC challenge-response handshake (seed 002 §13).",
     default_addr: "127.0.0.1:9999",
     default_mode: ModeName::Threading,
-};
-
-const OPTIONS: &[ExtraOption] = &[
+    options: &[
     ExtraOption {
         name: "--secret-file",
         value: "PATH",
@@ -45,15 +43,16 @@ const OPTIONS: &[ExtraOption] = &[
         name: "--digest",
         value: "md5|sha256",
         help: "HMAC hash; md5 for the seeds' Python clients (default sha256)",
-        check: common::any_value,
+        check: common::check_parses::<Digest>,
     },
     ExtraOption {
         name: "--handshake-timeout",
         value: "SECS",
         help: "how long a client may take to answer the challenge (default 10)",
-        check: common::any_value,
+        check: common::check_parses::<f64>,
     },
-];
+    ],
+};
 
 /// The echo, once the client is authenticated.
 fn upper_echo(req: &mut StreamRequest) -> io::Result<()> {
@@ -75,21 +74,17 @@ fn upper_echo(req: &mut StreamRequest) -> io::Result<()> {
 
 /// The authenticator configured by the command line and the environment.
 fn authenticator(args: &Args) -> io::Result<Authenticator> {
-    let file = args.extra("--secret-file").map(Path::new);
+    let file = args.value("--secret-file").map(Path::new);
     let secret = Secret::load(file, "SOCKETSERVER_SECRET")?.ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
             "no secret key: set SOCKETSERVER_SECRET or pass --secret-file PATH",
         )
     })?;
-    let digest: Digest = args.extra_parsed(&EXAMPLE, OPTIONS, "--digest", Digest::Sha256);
-    let secs: f64 = args.extra_parsed(&EXAMPLE, OPTIONS, "--handshake-timeout", 10.0);
+    let digest = args.parsed("--digest", Digest::Sha256);
+    let secs: f64 = args.parsed("--handshake-timeout", 10.0);
     if !(secs > 0.0 && secs.is_finite()) {
-        common::usage_error(
-            &EXAMPLE,
-            OPTIONS,
-            "--handshake-timeout must be a positive number of seconds",
-        );
+        args.usage_error("--handshake-timeout must be a positive number of seconds");
     }
     Ok(Authenticator::new(secret)
         .digest(digest)
@@ -103,11 +98,11 @@ fn run(args: &Args) -> io::Result<()> {
         auth.digest_in_use()
     );
     let handler = auth.require(upper_echo);
-    common::serve_tcp(args, Builder::new(), handler)
+    common::serve_tcp(args, args.builder(), handler)
 }
 
 fn main() -> ExitCode {
-    let args = common::parse_args_with(&EXAMPLE, OPTIONS);
+    let args = common::parse_args(&EXAMPLE);
     common::init_logging();
     common::exit_status(run(&args))
 }

@@ -37,32 +37,31 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::{Args, Example, ExtraOption, ModeName};
-use socketserver::{Address, Builder, DatagramRequest};
+use socketserver::{Address, DatagramRequest};
 
 const EXAMPLE: Example = Example {
     name: "chat",
     about: "UDP chat room: relays every message to the other participants as `[ip:port] message`, and answers each datagram.",
     default_addr: "127.0.0.1:8081",
     default_mode: ModeName::Single,
+    options: &[
+        ExtraOption {
+            name: "--idle-timeout",
+            value: "SECS",
+            help: "a participant silent this long leaves the room (default 300)",
+            check: common::check_positive,
+        },
+        ExtraOption {
+            name: "--max-participants",
+            value: "N",
+            help: "most participants at once; newcomers are turned away beyond it (default 64)",
+            check: common::check_positive,
+        },
+    ],
 };
 
 const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
-const DEFAULT_MAX_PARTICIPANTS: u64 = 64;
-
-const OPTIONS: &[ExtraOption] = &[
-    ExtraOption {
-        name: "--idle-timeout",
-        value: "SECS",
-        help: "a participant silent this long leaves the room (default 300)",
-        check: common::check_positive,
-    },
-    ExtraOption {
-        name: "--max-participants",
-        value: "N",
-        help: "most participants at once; newcomers are turned away beyond it (default 64)",
-        check: common::check_positive,
-    },
-];
+const DEFAULT_MAX_PARTICIPANTS: usize = 64;
 
 /// Who is in the room, and when each last sent something.
 #[derive(Debug)]
@@ -200,33 +199,19 @@ fn chat(room: &Mutex<Room>, req: &mut DatagramRequest) -> io::Result<()> {
 
 /// Binds the server in the chosen mode and serves until the process is stopped.
 fn run(args: &Args) -> io::Result<()> {
-    let idle = args.extra_number("--idle-timeout", DEFAULT_IDLE_TIMEOUT_SECS);
-    let max = args.extra_number("--max-participants", DEFAULT_MAX_PARTICIPANTS);
-    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    // In separate processes every child would have a room of its own and nobody would hear
+    // anybody.
+    args.threads_only("its room")?;
+    let idle = args.parsed("--idle-timeout", DEFAULT_IDLE_TIMEOUT_SECS);
+    let max = args.parsed("--max-participants", DEFAULT_MAX_PARTICIPANTS);
     let room = Arc::new(Mutex::new(Room::new(max, Duration::from_secs(idle))));
     // Each handler clones the closure, and with it the `Arc`: one room for every thread.
     let handler = move |req: &mut DatagramRequest| chat(&room, req);
-    let addr = args.addr.as_str();
-    match args.mode {
-        ModeName::Single => common::serve(Builder::new().bind_udp(addr, handler)?),
-        ModeName::Threading => common::serve(
-            Builder::new()
-                .mode(args.threading())
-                .bind_udp(addr, handler)?,
-        ),
-        ModeName::Pool => common::serve(Builder::new().mode(args.pool()).bind_udp(addr, handler)?),
-        // The room lives in this process's memory, shared by threads; in separate processes
-        // every child would have a room of its own and nobody would hear anybody.
-        ModeName::Process | ModeName::Prefork => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "chat keeps its room in memory shared between threads, so it cannot run in the \
-             process or prefork mode; use single, threading or pool",
-        )),
-    }
+    common::serve_udp(args, args.builder(), handler)
 }
 
 fn main() -> ExitCode {
-    let args = common::parse_args_with(&EXAMPLE, OPTIONS);
+    let args = common::parse_args(&EXAMPLE);
     common::init_logging();
     common::exit_status(run(&args))
 }

@@ -17,9 +17,9 @@ mod common;
 use std::io;
 use std::process::ExitCode;
 
-use common::frame::{echo_frames, echo_lines};
-use common::{Args, Example, ExtraOption, ModeName, STACK_SIZE};
-use socketserver::{Builder, DatagramRequest, Mode, StreamRequest};
+use common::frame::{echo_frames, echo_lines, PROTO};
+use common::{Args, Example, ModeName, STACK_SIZE};
+use socketserver::{DatagramRequest, StreamRequest};
 
 const EXAMPLE: Example = Example {
     name: "echo_server",
@@ -27,21 +27,8 @@ const EXAMPLE: Example = Example {
         "Echo server for benchmarks: framed (4-byte big-endian length prefix), line or UDP echo.",
     default_addr: "127.0.0.1:7000",
     default_mode: ModeName::Threading,
+    options: &[PROTO, STACK_SIZE],
 };
-
-const PROTO: ExtraOption = ExtraOption {
-    name: "--proto",
-    value: "PROTO",
-    help: "framed, line or udp (default framed)",
-    check: check_proto,
-};
-
-fn check_proto(value: &str) -> Result<(), String> {
-    match value {
-        "framed" | "line" | "udp" => Ok(()),
-        _ => Err("expected framed, line or udp".to_string()),
-    }
-}
 
 /// The largest UDP payload over IPv4.
 const MAX_DATAGRAM: usize = 65_507;
@@ -67,32 +54,17 @@ fn ended_by_peer(result: io::Result<()>) -> io::Result<()> {
     }
 }
 
-fn serve_in<M: Mode>(builder: Builder<M>, args: &Args) -> io::Result<()> {
-    let addr = args.addr.as_str();
-    match args.extra(PROTO.name).unwrap_or("framed") {
-        "udp" => common::serve(
-            builder
-                .max_packet_size(MAX_DATAGRAM)
-                .bind_udp(addr, datagram)?,
-        ),
-        "line" => common::serve(builder.bind_tcp(addr, lines)?),
-        _ => common::serve(builder.bind_tcp(addr, framed)?),
-    }
-}
-
 fn run(args: &Args) -> io::Result<()> {
     let builder = args.builder();
-    match args.mode {
-        ModeName::Single => serve_in(builder, args),
-        ModeName::Threading => serve_in(builder.mode(args.threading()), args),
-        ModeName::Pool => serve_in(builder.mode(args.pool()), args),
-        ModeName::Process => serve_in(builder.mode(args.process()), args),
-        ModeName::Prefork => serve_in(builder.mode(args.prefork()), args),
+    match args.value(PROTO.name).unwrap_or("framed") {
+        "udp" => common::serve_udp(args, builder.max_packet_size(MAX_DATAGRAM), datagram),
+        "line" => common::serve_tcp(args, builder, lines),
+        _ => common::serve_tcp(args, builder, framed),
     }
 }
 
 fn main() -> ExitCode {
-    let args = common::parse_args_with(&EXAMPLE, &[PROTO, STACK_SIZE]);
+    let args = common::parse_args(&EXAMPLE);
     common::init_logging_at("warn");
     common::exit_status(run(&args))
 }

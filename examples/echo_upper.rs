@@ -25,14 +25,15 @@ mod common;
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
-use common::{Example, Launch, ModeName};
-use socketserver::{Builder, Mode, StreamRequest};
+use common::{Example, ModeName};
+use socketserver::StreamRequest;
 
 const EXAMPLE: Example = Example {
     name: "echo_upper",
     about: "TCP upper-case echo: answers every chunk a client sends with its ASCII letters upper-cased.",
     default_addr: "127.0.0.1:8080",
     default_mode: ModeName::Threading,
+    options: &[],
 };
 
 /// The handler: the seeds' "communication loop" for one connection.
@@ -56,19 +57,8 @@ fn upper_echo(req: &mut StreamRequest) -> io::Result<()> {
     Ok(())
 }
 
-/// The server, bindable in any mode.
-struct Upper<'a> {
-    addr: &'a str,
-}
-
-impl Launch for Upper<'_> {
-    fn launch<M: Mode>(self, builder: Builder<M>) -> io::Result<()> {
-        common::serve(builder.bind_tcp(self.addr, upper_echo)?)
-    }
-}
-
 fn main() -> ExitCode {
     let args = common::parse_args(&EXAMPLE);
     common::init_logging();
-    common::exit_status(common::launch(&args, Upper { addr: &args.addr }))
+    common::exit_status(common::serve_tcp(&args, args.builder(), upper_echo))
 }

@@ -46,35 +46,34 @@ use socketserver::framing::{
     check_file_name, copy_exact, header_str, header_u64, md5_hex_of, receive_file, Expected,
     Framing, Header,
 };
-use socketserver::{Builder, RequestHandler, StreamRequest};
+use socketserver::{RequestHandler, StreamRequest};
 
 const EXAMPLE: Example = Example {
     name: "file_server",
     about: "The seeds' FTP homework: put (upload), get and list files in --root DIR, with struct 'i' + JSON headers.",
     default_addr: "127.0.0.1:8080",
     default_mode: ModeName::Threading,
+    options: &[
+        ExtraOption {
+            name: "--root",
+            value: "DIR",
+            help: "the folder served; created if missing (required)",
+            check: common::any_value,
+        },
+        ExtraOption {
+            name: "--max-file-size",
+            value: "BYTES",
+            help: "largest upload accepted (default 67108864, 64 MiB)",
+            check: common::check_parses::<u64>,
+        },
+        ExtraOption {
+            name: "--idle-timeout",
+            value: "SECS",
+            help: "disconnect a client silent for this long (default 300)",
+            check: common::check_parses::<f64>,
+        },
+    ],
 };
-
-const OPTIONS: &[ExtraOption] = &[
-    ExtraOption {
-        name: "--root",
-        value: "DIR",
-        help: "the folder served; created if missing (required)",
-        check: common::any_value,
-    },
-    ExtraOption {
-        name: "--max-file-size",
-        value: "BYTES",
-        help: "largest upload accepted (default 67108864, 64 MiB)",
-        check: common::any_value,
-    },
-    ExtraOption {
-        name: "--idle-timeout",
-        value: "SECS",
-        help: "disconnect a client silent for this long (default 300)",
-        check: common::any_value,
-    },
-];
 
 /// JSON headers are small; anything larger is hostile or broken.
 const MAX_HEADER: u64 = 64 * 1024;
@@ -261,31 +260,28 @@ fn reply_error(req: &mut StreamRequest, message: &str) -> io::Result<()> {
 }
 
 fn run(args: &Args) -> io::Result<()> {
-    let Some(root) = args.extra("--root") else {
-        common::usage_error(
-            &EXAMPLE,
-            OPTIONS,
-            "--root DIR is required: the folder to serve",
-        );
+    let Some(root) = args.value("--root") else {
+        args.usage_error("--root DIR is required: the folder to serve");
     };
     fs::create_dir_all(root)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot create --root {root}: {e}")))?;
     let root = fs::canonicalize(root)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot open --root {root}: {e}")))?;
-    let idle: f64 = args.extra_parsed(&EXAMPLE, OPTIONS, "--idle-timeout", 300.0);
+    let idle: f64 = args.parsed("--idle-timeout", 300.0);
     let handler = FileServer {
         root: Arc::new(root),
-        max_file_size: args.extra_parsed(&EXAMPLE, OPTIONS, "--max-file-size", 64 * 1024 * 1024),
+        max_file_size: args.parsed("--max-file-size", 64 * 1024 * 1024),
     };
     log::info!("serving files in {}", handler.root.display());
-    let builder = Builder::new()
+    let builder = args
+        .builder()
         .read_timeout(Duration::from_secs_f64(idle.clamp(0.001, 86_400.0)))
         .write_timeout(Duration::from_secs_f64(idle.clamp(0.001, 86_400.0)));
     common::serve_tcp(args, builder, handler)
 }
 
 fn main() -> ExitCode {
-    let args = common::parse_args_with(&EXAMPLE, OPTIONS);
+    let args = common::parse_args(&EXAMPLE);
     common::init_logging();
     common::exit_status(run(&args))
 }

@@ -44,41 +44,40 @@ use common::{Args, Example, ExtraOption, ModeName};
 use serde_json::json;
 use socketserver::auth::{Authenticator, Digest, Secret};
 use socketserver::framing::{md5_hex, Framing};
-use socketserver::{Builder, RequestHandler, StreamRequest};
+use socketserver::{RequestHandler, StreamRequest};
 
 const EXAMPLE: Example = Example {
     name: "remote_cmd",
     about: "Runs each command a client sends with `sh -c` and answers with a struct 'i' + JSON header (total_size, md5) and the output (seed 004).",
     default_addr: "127.0.0.1:8080",
     default_mode: ModeName::Threading,
+    options: &[
+        ExtraOption {
+            name: "--secret-file",
+            value: "PATH",
+            help: "require the HMAC handshake with this key (default: $SOCKETSERVER_SECRET if set)",
+            check: common::any_value,
+        },
+        ExtraOption {
+            name: "--digest",
+            value: "md5|sha256",
+            help: "HMAC hash of the handshake (default sha256)",
+            check: common::check_parses::<Digest>,
+        },
+        ExtraOption {
+            name: "--timeout",
+            value: "SECS",
+            help: "time limit per command (default 10)",
+            check: common::check_parses::<f64>,
+        },
+        ExtraOption {
+            name: "--max-output",
+            value: "BYTES",
+            help: "most output kept per command, stdout and stderr together (default 1048576)",
+            check: common::check_parses::<usize>,
+        },
+    ],
 };
-
-const OPTIONS: &[ExtraOption] = &[
-    ExtraOption {
-        name: "--secret-file",
-        value: "PATH",
-        help: "require the HMAC handshake with this key (default: $SOCKETSERVER_SECRET if set)",
-        check: common::any_value,
-    },
-    ExtraOption {
-        name: "--digest",
-        value: "md5|sha256",
-        help: "HMAC hash of the handshake (default sha256)",
-        check: common::any_value,
-    },
-    ExtraOption {
-        name: "--timeout",
-        value: "SECS",
-        help: "time limit per command (default 10)",
-        check: common::any_value,
-    },
-    ExtraOption {
-        name: "--max-output",
-        value: "BYTES",
-        help: "most output kept per command, stdout and stderr together (default 1048576)",
-        check: common::any_value,
-    },
-];
 
 /// The most a command line may be: one read of this size, as the seeds' `recv(1024)`, larger.
 const MAX_COMMAND: usize = 8192;
@@ -296,21 +295,18 @@ fn loopback_only(addr: &str) -> io::Result<bool> {
 
 fn run(args: &Args) -> io::Result<()> {
     let limits = Limits {
-        timeout: Duration::from_secs_f64(
-            args.extra_parsed(&EXAMPLE, OPTIONS, "--timeout", 10.0f64)
-                .clamp(0.001, 86_400.0),
-        ),
-        max_output: args.extra_parsed(&EXAMPLE, OPTIONS, "--max-output", 1024 * 1024),
+        timeout: Duration::from_secs_f64(args.parsed("--timeout", 10.0f64).clamp(0.001, 86_400.0)),
+        max_output: args.parsed("--max-output", 1024 * 1024),
     };
-    let file = args.extra("--secret-file").map(Path::new);
+    let file = args.value("--secret-file").map(Path::new);
     let secret = Secret::load(file, "SOCKETSERVER_SECRET")?;
-    let digest: Digest = args.extra_parsed(&EXAMPLE, OPTIONS, "--digest", Digest::Sha256);
+    let digest = args.parsed("--digest", Digest::Sha256);
     let handler = RemoteCommand { limits };
     match secret {
         Some(secret) => {
             let auth = Authenticator::new(secret).digest(digest);
             log::info!("every connection must pass an HMAC-{digest} handshake");
-            common::serve_tcp(args, Builder::new(), auth.require(handler))
+            common::serve_tcp(args, args.builder(), auth.require(handler))
         }
         None => {
             if !loopback_only(&args.addr)? {
@@ -323,13 +319,13 @@ fn run(args: &Args) -> io::Result<()> {
                 ));
             }
             log::warn!("no secret key: any local user can run commands as this user");
-            common::serve_tcp(args, Builder::new(), handler)
+            common::serve_tcp(args, args.builder(), handler)
         }
     }
 }
 
 fn main() -> ExitCode {
-    let args = common::parse_args_with(&EXAMPLE, OPTIONS);
+    let args = common::parse_args(&EXAMPLE);
     common::init_logging();
     common::exit_status(run(&args))
 }

@@ -15,8 +15,8 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::ExitCode;
 use std::thread;
 
-use common::frame::{echo_frames, echo_lines};
-use common::{Args, Example, ExtraOption, ModeName};
+use common::frame::{echo_frames, echo_lines, PROTO};
+use common::{Args, Example, ModeName};
 
 const EXAMPLE: Example = Example {
     name: "std_echo",
@@ -24,21 +24,8 @@ const EXAMPLE: Example = Example {
             Only --mode threading is offered.",
     default_addr: "127.0.0.1:7001",
     default_mode: ModeName::Threading,
+    options: &[PROTO],
 };
-
-const PROTO: ExtraOption = ExtraOption {
-    name: "--proto",
-    value: "PROTO",
-    help: "framed, line or udp (default framed)",
-    check: check_proto,
-};
-
-fn check_proto(value: &str) -> Result<(), String> {
-    match value {
-        "framed" | "line" | "udp" => Ok(()),
-        _ => Err("expected framed, line or udp".to_string()),
-    }
-}
 
 /// A connection with buffered reads and direct writes, like `StreamRequest`.
 struct Conn {
@@ -109,7 +96,7 @@ fn serve_udp(socket: UdpSocket) -> io::Result<()> {
 }
 
 fn run(args: &Args) -> io::Result<()> {
-    let proto = args.extra(PROTO.name).unwrap_or("framed");
+    let proto = args.value(PROTO.name).unwrap_or("framed");
     let bind_error =
         |e: io::Error| io::Error::new(e.kind(), format!("cannot bind {}: {e}", args.addr));
     if proto == "udp" {
@@ -123,7 +110,7 @@ fn run(args: &Args) -> io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let args = common::parse_args_with(&EXAMPLE, &[PROTO]);
+    let args = common::parse_args(&EXAMPLE);
     if args.mode != ModeName::Threading {
         let _ = writeln!(
             io::stderr(),

@@ -39,6 +39,7 @@ const EXAMPLE: Example = Example {
     about: "Demonstrates TCP sticky packets (two sends merged, a short read leaving a remainder), then the same traffic with framing. Runs by itself and exits.",
     default_addr: "127.0.0.1:0",
     default_mode: ModeName::Single,
+    options: &[],
 };
 
 /// The bound on every wait, so the demonstration ends even if something is broken.
@@ -224,11 +225,7 @@ fn main() -> ExitCode {
     let args = common::parse_args(&EXAMPLE);
     common::init_logging_at("warn");
     if args.mode != ModeName::Single {
-        common::usage_error(
-            &EXAMPLE,
-            &[],
-            "sticky_packets runs in single mode only: the cases must run in order",
-        );
+        args.usage_error("sticky_packets runs in single mode only: the cases must run in order");
     }
     common::exit_status(run(&args))
 }

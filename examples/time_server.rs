@@ -28,14 +28,15 @@ use std::ffi::CString;
 use std::io;
 use std::process::ExitCode;
 
-use common::{Args, Example, Launch, ModeName};
-use socketserver::{Builder, DatagramRequest, Mode};
+use common::{Args, Example, ModeName};
+use socketserver::DatagramRequest;
 
 const EXAMPLE: Example = Example {
     name: "time_server",
     about: "UDP time server: answers every datagram, a strftime format (empty: %Y-%m-%d %X), with the local time in that format.",
     default_addr: "127.0.0.1:9000",
     default_mode: ModeName::Single,
+    options: &[],
 };
 
 /// The format used for an empty datagram, as in the seeds.
@@ -159,21 +160,7 @@ fn strftime(format: &str, tm: &libc::tm) -> Result<String, String> {
 /// Binds the server in the chosen mode, with `SO_REUSEADDR` as in the seed, and serves until the
 /// process is stopped.
 fn run(args: &Args) -> io::Result<()> {
-    common::launch(args, TimeServer { addr: &args.addr })
-}
-
-struct TimeServer<'a> {
-    addr: &'a str,
-}
-
-impl Launch for TimeServer<'_> {
-    fn launch<M: Mode>(self, builder: Builder<M>) -> io::Result<()> {
-        common::serve(
-            builder
-                .reuse_address(true)
-                .bind_udp(self.addr, time_reply)?,
-        )
-    }
+    common::serve_udp(args, args.builder().reuse_address(true), time_reply)
 }
 
 extern "C" {

@@ -15,14 +15,15 @@ mod common;
 use std::io;
 use std::process::ExitCode;
 
-use common::{Example, Launch, ModeName};
-use socketserver::{Builder, DatagramRequest, Mode};
+use common::{Example, ModeName};
+use socketserver::DatagramRequest;
 
 const EXAMPLE: Example = Example {
     name: "udp_upper",
     about: "UDP upper-case echo: answers every datagram with a copy whose ASCII letters are upper-cased.",
     default_addr: "127.0.0.1:9000",
     default_mode: ModeName::Single,
+    options: &[],
 };
 
 /// The handler: one datagram, one reply, sent from the server's socket to the sender.
@@ -35,19 +36,8 @@ fn upper_reply(req: &mut DatagramRequest) -> io::Result<()> {
     req.reply(&req.data().to_ascii_uppercase())
 }
 
-/// The server, bindable in any mode.
-struct Upper<'a> {
-    addr: &'a str,
-}
-
-impl Launch for Upper<'_> {
-    fn launch<M: Mode>(self, builder: Builder<M>) -> io::Result<()> {
-        common::serve(builder.bind_udp(self.addr, upper_reply)?)
-    }
-}
-
 fn main() -> ExitCode {
     let args = common::parse_args(&EXAMPLE);
     common::init_logging();
-    common::exit_status(common::launch(&args, Upper { addr: &args.addr }))
+    common::exit_status(common::serve_udp(&args, args.builder(), upper_reply))
 }

@@ -2,14 +2,14 @@
 //! `http_hello` keeps connections alive and refuses bad requests, and `loadgen` drives the echo
 //! servers, checks every reply and notices wrong ones. Every run is small and bounded.
 
-mod example_procs;
+mod programs;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use example_procs::{example, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
+use programs::{example, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
@@ -266,7 +266,7 @@ fn loadgen_drives_each_echo_workload_and_verifies_every_reply() {
 #[test]
 fn loadgen_churns_connections_and_holds_idle_ones() {
     let server = Server::start("echo_server", &[]);
-    let pid = server.child.id().to_string();
+    let pid = server.pid().to_string();
     let run = loadgen(
         server.addr,
         &[

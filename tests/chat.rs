@@ -8,20 +8,14 @@ use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use programs::{
-    example, interactive_python, python3_available, Run, Server, IO_TIMEOUT, RUN_TIMEOUT,
-};
+use programs::python::{interactive_seed_client, python3_available};
+use programs::{example, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
 
 /// The chat client of seeds 000 and 002, verbatim but for the server's port, which comes from the
-/// command line, and `input()`, which reads a line of stdin (ending the program at its end).
+/// command line. [`interactive_seed_client`] adds socket timeouts and an `input()` that reads a
+/// line of stdin (ending the program at its end).
 const SEED_002_CHAT_CLIENT: &str = r#"
 import socket, sys
-socket.setdefaulttimeout(10)  # added: no call may wait forever
-def input(prompt=''):  # added: the test types one line at a time; the end of stdin ends the client
-    line = sys.stdin.readline()
-    if not line:
-        raise SystemExit(0)
-    return line.rstrip('\n')
 PORT = int(sys.argv[1])  # added: the seed's 8081, from the command line
 
 BUFSIZE=1024
@@ -51,12 +45,6 @@ udp_client_socket.close()
 /// same way.
 const SEED_001_CHAT_CLIENT: &str = r#"
 import socket, sys
-socket.setdefaulttimeout(10)  # added: no call may wait forever
-def input(prompt=''):  # added: the test types one line at a time; the end of stdin ends the client
-    line = sys.stdin.readline()
-    if not line:
-        raise SystemExit(0)
-    return line.rstrip('\n')
 PORT = int(sys.argv[1])  # added: the seed's 8081, from the command line
 
 BUFSIZE=1024
@@ -91,12 +79,11 @@ fn seed_python_chat_clients_talk_through_the_room() {
     }
     let server = Server::start("chat", &[]);
     let port = server.addr.port();
-    let port_arg = port.to_string();
     // What the seed clients print around each datagram they receive from the server.
     let shown = |text: &str| format!("来自[127.0.0.1:{port}]的一条消息:\x1b[1;44m{text}\x1b[0m");
 
-    let mut a = interactive_python(SEED_002_CHAT_CLIENT, &[&port_arg]);
-    let mut b = interactive_python(SEED_001_CHAT_CLIENT, &[&port_arg]);
+    let mut a = interactive_seed_client(SEED_002_CHAT_CLIENT, port);
+    let mut b = interactive_seed_client(SEED_001_CHAT_CLIENT, port);
 
     a.send_line("狗哥alex");
     a.send_line("hello from A");

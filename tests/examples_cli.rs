@@ -11,7 +11,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 
-use programs::{example, python3_available, run_python, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
+use programs::python::{python3_available, run_seed_client};
+use programs::{example, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
 
 // ---------------------------------------------------------------------------------------------
 // echo_upper
@@ -258,16 +259,10 @@ fn an_address_in_use_is_a_runtime_error_with_status_1() {
 // The seeds' own Python clients
 
 /// The TCP client of the seeds' upper-case echo (000 and 002, "加上链接循环与通信循环"), verbatim
-/// but for the port, which comes from the command line, and `input()`, which reads the rest of
-/// the command line instead of the keyboard.
+/// but for the port, which comes from the command line. [`run_seed_client`] adds socket timeouts
+/// and an `input()` that reads the rest of the command line instead of the keyboard.
 const SEED_TCP_CLIENT: &str = r#"
 import socket, sys
-socket.setdefaulttimeout(10)  # added: no call may wait forever
-_script = sys.argv[2:]
-def input(prompt=''):  # added: scripted input; the seed's loop never ends, the script does
-    if not _script:
-        raise SystemExit(0)
-    return _script.pop(0)
 
 ip_port=('127.0.0.1',int(sys.argv[1]))
 BUFSIZE=1024
@@ -285,12 +280,6 @@ s.close()                                       #挂电话
 /// The UDP client of the seeds' upper-case echo (000 and 002), changed the same way.
 const SEED_UDP_CLIENT: &str = r#"
 import socket, sys
-socket.setdefaulttimeout(10)  # added: no call may wait forever
-_script = sys.argv[2:]
-def input(prompt=''):  # added: scripted input; the seed's loop never ends, the script does
-    if not _script:
-        raise SystemExit(0)
-    return _script.pop(0)
 
 ip_port=('127.0.0.1',int(sys.argv[1]))
 BUFSIZE=1024
@@ -313,7 +302,7 @@ fn seed_python_tcp_client_talks_to_echo_upper() {
     }
     for mode in ["single", "threading", "pool", "process", "prefork"] {
         let server = Server::start("echo_upper", &["--mode", mode]);
-        let run = run_python(SEED_TCP_CLIENT, server.addr.port(), &SEED_INPUT);
+        let run = run_seed_client(SEED_TCP_CLIENT, server.addr.port(), &SEED_INPUT);
         assert!(run.status.success(), "seed TCP client, {mode} mode: {run}");
         let lines: Vec<&str> = run.stdout.lines().collect();
         assert_eq!(
@@ -331,7 +320,7 @@ fn seed_python_udp_client_talks_to_udp_upper() {
     }
     for mode in ["single", "threading", "pool", "process", "prefork"] {
         let server = Server::start("udp_upper", &["--mode", mode]);
-        let run = run_python(SEED_UDP_CLIENT, server.addr.port(), &SEED_INPUT);
+        let run = run_seed_client(SEED_UDP_CLIENT, server.addr.port(), &SEED_INPUT);
         assert!(run.status.success(), "seed UDP client, {mode} mode: {run}");
         let from = format!("('127.0.0.1', {})", server.addr.port());
         let want = [

@@ -5,21 +5,18 @@
 //!
 //! Servers listen on `127.0.0.1:0`; every socket, child process and wait has a deadline.
 
-mod protocol_programs;
+mod programs;
 
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use protocol_programs::{
-    client, example, python, python3_available, scratch, Guard, Run, Server, RUN,
-};
+use programs::python::{python, python3_available, run_seed_client, seed_client};
+use programs::{example, scratch, Interactive, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
 use serde_json::{json, Value};
 use socketserver::framing::{md5_hex, Framing, Header};
 
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const SEED_KEY: &str = "linhaifeng bang bang bang";
 
 fn connect(addr: SocketAddr) -> TcpStream {
@@ -29,6 +26,25 @@ fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// Runs the Rust `client` example, `client <subcommand> --addr <addr> <args>`, with `env` added to
+/// its environment and `stdin` as its input.
+fn client(
+    subcommand: &str,
+    addr: SocketAddr,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &str,
+) -> Run {
+    let mut command = Command::new(example("client"));
+    command
+        .arg(subcommand)
+        .args(["--addr", &addr.to_string()])
+        .args(args)
+        .env_remove("SOCKETSERVER_SECRET")
+        .envs(env.iter().copied());
+    Run::with_input(command, stdin.as_bytes(), RUN_TIMEOUT)
+}
+
 fn object(value: Value) -> Header {
     value.as_object().cloned().expect("a JSON object")
 }
@@ -36,19 +52,14 @@ fn object(value: Value) -> Header {
 // ---------------------------------------------------------------------------------------------
 // remote_cmd
 
-/// Seed 004's client, verbatim but for the port (argv), scripted `input()`, a socket timeout,
-/// and three lines marked `added` that check the output against the header's md5.
+/// Seed 004's client, verbatim but for the port (argv) and three lines marked `added` that check
+/// the output against the header's md5. [`seed_client`] adds a scripted `input()` and a socket
+/// timeout.
 const SEED_REMOTE_CLIENT: &str = r#"
 import json
 import struct
 import sys, hashlib  # added
 from socket import *
-setdefaulttimeout(10)  # added: no call may wait forever
-_script = sys.argv[2:]
-def input(prompt=''):  # added: scripted input
-    if not _script:
-        raise SystemExit(0)
-    return _script.pop(0)
 
 client = socket(AF_INET,SOCK_STREAM)
 client.connect(('127.0.0.1',int(sys.argv[1])))
@@ -84,14 +95,12 @@ fn seed_remote_command_client_parses_the_header_and_gets_the_output() {
     if !python3_available() {
         return;
     }
-    let server = Server::start("remote_cmd", &[], &[]);
-    let dir = scratch("seed_remote_command");
-    let port = server.addr.port().to_string();
+    let server = Server::start("remote_cmd", &[]);
     let big = "seq 1 3000"; // 13893 bytes: many recv(1024) calls
-    let run = python(
+    let run = run_seed_client(
         SEED_REMOTE_CLIENT,
-        &[&port, "echo hello", "", "echo out; echo err >&2", big],
-        &dir,
+        server.addr.port(),
+        &["echo hello", "", "echo out; echo err >&2", big],
     );
     assert!(run.status.success(), "{run}");
     let stdout = &run.stdout;
@@ -110,11 +119,7 @@ fn seed_remote_command_client_parses_the_header_and_gets_the_output() {
 
 #[test]
 fn remote_cmd_enforces_its_time_and_output_limits() {
-    let server = Server::start(
-        "remote_cmd",
-        &["--timeout", "1", "--max-output", "1000"],
-        &[],
-    );
+    let server = Server::start("remote_cmd", &["--timeout", "1", "--max-output", "1000"]);
     let run = client(
         "remote-cmd",
         server.addr,
@@ -144,7 +149,7 @@ fn remote_cmd_refuses_non_loopback_addresses_without_a_secret() {
         command
             .args(["--addr", addr])
             .env_remove("SOCKETSERVER_SECRET");
-        let run = Run::start(command, b"", RUN);
+        let run = Run::to_completion(command, RUN_TIMEOUT);
         assert_eq!(run.status.code(), Some(1), "{run}");
         assert!(
             run.stderr.contains("refusing to run shell commands"),
@@ -160,7 +165,7 @@ fn remote_cmd_with_a_secret_serves_only_authenticated_clients() {
     let key_file = dir.join("key");
     fs::write(&key_file, "s3cret key\n").unwrap();
     let key_arg = key_file.to_str().unwrap();
-    let server = Server::start("remote_cmd", &["--secret-file", key_arg], &[]);
+    let server = Server::start("remote_cmd", &["--secret-file", key_arg]);
     // The client reads the same key from the environment (the file's trailing newline is not
     // part of the key).
     let run = client(
@@ -198,20 +203,14 @@ fn remote_cmd_with_a_secret_serves_only_authenticated_clients() {
 // ---------------------------------------------------------------------------------------------
 // file_server
 
-/// Seed 002's FTP client (`MYTCPClient`), verbatim but for the address (argv), scripted
-/// `input()` and a socket timeout.
+/// Seed 002's FTP client (`MYTCPClient`), verbatim but for the address (argv). [`seed_client`]
+/// adds a scripted `input()` and a socket timeout.
 const SEED_FTP_CLIENT: &str = r#"
 import socket
 import struct
 import json
 import os
 import sys  # added
-socket.setdefaulttimeout(10)  # added
-_script = sys.argv[2:]
-def input(prompt=''):  # added: scripted input
-    if not _script:
-        raise SystemExit(0)
-    return _script.pop(0)
 class MYTCPClient:
     address_family = socket.AF_INET
     socket_type = socket.SOCK_STREAM
@@ -270,19 +269,14 @@ client.run()
 "#;
 
 /// Seed 000's movie upload client (header `file_name`/`file_size`, no `cmd`), verbatim but for
-/// the folder and port (argv), scripted `input()` and a socket timeout.
+/// the folder (where it runs) and the port (argv). [`seed_client`] adds a scripted `input()` and
+/// a socket timeout.
 const SEED_MOVIE_CLIENT: &str = r#"
 import os , json ,struct, socket, sys
-socket.setdefaulttimeout(10)  # added
-_script = sys.argv[3:]
-def input(prompt=''):  # added: scripted input
-    if not _script:
-        raise SystemExit(0)
-    return _script.pop(0)
 client=socket.socket()
 client.connect(('127.0.0.1',int(sys.argv[1])))
 while True:
-    movie_dir=sys.argv[2]
+    movie_dir=os.getcwd()  # changed: the test runs the client in the folder of movies
     movie_list=os.listdir(movie_dir)
     for index,movie in enumerate(movie_list,1):
         print(index,movie)
@@ -323,10 +317,13 @@ fn seed_ftp_client_uploads_and_the_rust_client_gets_an_identical_copy() {
     let root = dir.join("root");
     let data = sample_file(300_000);
     fs::write(dir.join("电影.bin"), &data).unwrap();
-    let server = Server::start("file_server", &["--root", root.to_str().unwrap()], &[]);
-    let port = server.addr.port().to_string();
+    let server = Server::start("file_server", &["--root", root.to_str().unwrap()]);
+    let port = server.addr.port();
 
-    let run = python(SEED_FTP_CLIENT, &[&port, "put 电影.bin"], &dir);
+    // The client opens the file by the name typed, relative to where it runs.
+    let mut ftp = seed_client(SEED_FTP_CLIENT, port, &["put 电影.bin"]);
+    ftp.current_dir(&dir);
+    let run = Run::to_completion(ftp, RUN_TIMEOUT);
     assert!(run.status.success(), "{run}");
     assert!(run.stdout.contains("upload successful"), "{run}");
     server.wait_for_log("stored 电影.bin (300000 bytes)");
@@ -346,11 +343,9 @@ fn seed_ftp_client_uploads_and_the_rust_client_gets_an_identical_copy() {
     let movies = dir.join("movies");
     fs::create_dir_all(&movies).unwrap();
     fs::write(movies.join("movie.mp4"), sample_file(50_000)).unwrap();
-    let run = python(
-        SEED_MOVIE_CLIENT,
-        &[&port, movies.to_str().unwrap(), "1"],
-        &dir,
-    );
+    let mut upload = seed_client(SEED_MOVIE_CLIENT, port, &["1"]);
+    upload.current_dir(&movies);
+    let run = Run::to_completion(upload, RUN_TIMEOUT);
     assert!(run.status.success(), "{run}");
     server.wait_for_log("stored movie.mp4 (50000 bytes)");
     assert_eq!(
@@ -440,7 +435,6 @@ fn file_server_refuses_hostile_input_and_leaves_no_partial_file() {
             "--max-file-size",
             "1000000",
         ],
-        &[],
     );
     let addr = server.addr;
 
@@ -526,7 +520,7 @@ fn file_server_refuses_hostile_input_and_leaves_no_partial_file() {
 fn file_server_needs_a_root() {
     let mut command = Command::new(example("file_server"));
     command.args(["--addr", "127.0.0.1:0"]);
-    let run = Run::start(command, b"", RUN);
+    let run = Run::to_completion(command, RUN_TIMEOUT);
     assert_eq!(run.status.code(), Some(2), "{run}");
     assert!(run.stderr.contains("--root DIR is required"), "{run}");
 }
@@ -535,7 +529,7 @@ fn file_server_needs_a_root() {
 fn rust_file_client_round_trips_and_reports_refusals() {
     let dir = scratch("file_client");
     let root = dir.join("root");
-    let server = Server::start("file_server", &["--root", root.to_str().unwrap()], &[]);
+    let server = Server::start("file_server", &["--root", root.to_str().unwrap()]);
     let data = sample_file(70_000);
     fs::write(dir.join("a.bin"), &data).unwrap();
     let script = format!(
@@ -561,19 +555,13 @@ fn rust_file_client_round_trips_and_reports_refusals() {
 // ---------------------------------------------------------------------------------------------
 // auth_echo
 
-/// Seed 002 §13's clients, verbatim but for the port (argv), scripted `input()`, a socket
-/// timeout and one change: Python 3.8+ requires `hmac.new`'s digest, which was MD5 by default
-/// in the seeds' Python. KEY is replaced per client.
+/// Seed 002 §13's clients, verbatim but for the port (argv) and one change: Python 3.8+ requires
+/// `hmac.new`'s digest, which was MD5 by default in the seeds' Python. KEY is replaced per
+/// client. [`seed_client`] adds a scripted `input()` and a socket timeout.
 const SEED_AUTH_CLIENT: &str = r#"
 from socket import *
 import hmac,os
 import sys  # added
-setdefaulttimeout(10)  # added
-_script = sys.argv[2:]
-def input(prompt=''):  # added: scripted input
-    if not _script:
-        raise SystemExit(0)
-    return _script.pop(0)
 
 secret_key=KEY
 def conn_auth(conn):
@@ -619,18 +607,17 @@ fn seed_hmac_clients_legal_accepted_illegal_refused() {
     if !python3_available() {
         return;
     }
-    let dir = scratch("seed_auth");
-    let server = Server::start(
+    let server = Server::start_with_env(
         "auth_echo",
         &["--digest", "md5", "--handshake-timeout", "1"],
         &[("SOCKETSERVER_SECRET", SEED_KEY)],
     );
-    let port = server.addr.port().to_string();
+    let port = server.addr.port();
 
-    let run = python(
+    let run = run_seed_client(
         &seed_auth_client(SEED_KEY, true),
-        &[&port, "hello", "", "socketserver", "quit"],
-        &dir,
+        port,
+        &["hello", "", "socketserver", "quit"],
     );
     assert!(run.status.success(), "{run}");
     assert_eq!(run.stdout, "HELLO\nSOCKETSERVER\n");
@@ -638,7 +625,7 @@ fn seed_hmac_clients_legal_accepted_illegal_refused() {
     // No handshake: the server takes the 5 bytes of "hello" as the start of a 16-byte answer,
     // and hangs up when the deadline passes or the client leaves. What the client prints (the
     // challenge's random bytes, or a decoding error) is never the echo.
-    let run = python(&seed_auth_client(SEED_KEY, false), &[&port, "hello"], &dir);
+    let run = run_seed_client(&seed_auth_client(SEED_KEY, false), port, &["hello"]);
     assert!(!run.stdout.contains("HELLO"), "{run}");
     let log = server.wait_for_log("authentication: ");
     assert!(
@@ -648,10 +635,10 @@ fn seed_hmac_clients_legal_accepted_illegal_refused() {
     );
 
     // The seed's other illegal client: a wrong key.
-    let run = python(
+    let run = run_seed_client(
         &seed_auth_client("linhaifeng bang bang bang1111", true),
-        &[&port, "hello"],
-        &dir,
+        port,
+        &["hello"],
     );
     assert!(!run.stdout.contains("HELLO"), "{run}");
     server.wait_for_log("authentication failed: the answer is not the HMAC-MD5");
@@ -659,7 +646,7 @@ fn seed_hmac_clients_legal_accepted_illegal_refused() {
 
 #[test]
 fn rust_auth_echo_client_with_and_without_the_key() {
-    let server = Server::start("auth_echo", &[], &[("SOCKETSERVER_SECRET", "k")]);
+    let server = Server::start_with_env("auth_echo", &[], &[("SOCKETSERVER_SECRET", "k")]);
     let run = client(
         "auth-echo",
         server.addr,
@@ -689,7 +676,7 @@ fn auth_echo_without_a_key_does_not_start() {
     command
         .args(["--addr", "127.0.0.1:0"])
         .env_remove("SOCKETSERVER_SECRET");
-    let run = Run::start(command, b"", RUN);
+    let run = Run::to_completion(command, RUN_TIMEOUT);
     assert_eq!(run.status.code(), Some(1), "{run}");
     assert!(run.stderr.contains("SOCKETSERVER_SECRET"), "{run}");
 }
@@ -699,7 +686,7 @@ fn auth_echo_without_a_key_does_not_start() {
 
 #[test]
 fn sticky_packets_shows_both_cases_and_the_cure() {
-    let run = Run::start(Command::new(example("sticky_packets")), b"", RUN);
+    let run = Run::to_completion(Command::new(example("sticky_packets")), RUN_TIMEOUT);
     assert!(run.status.success(), "{run}");
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert!(lines[0].starts_with("listening on 127.0.0.1:"), "{run}");
@@ -758,20 +745,9 @@ fn rust_framing_client_talks_to_a_python_struct_i_server() {
     if !python3_available() {
         return;
     }
-    let mut child = Guard(
-        Command::new("python3")
-            .args(["-c", PYTHON_FRAME_SERVER])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let mut port = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut port)
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", port.trim()).parse().unwrap();
+    let mut server = Interactive::start(python(PYTHON_FRAME_SERVER, &[]));
+    let port = server.next_line();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut stream = connect(addr);
     let framing = Framing::python_struct_i();
     let big: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();

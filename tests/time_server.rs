@@ -7,24 +7,19 @@ mod programs;
 use std::net::{SocketAddr, UdpSocket};
 
 use programs::clock::{self, TZ, TZ_ZONE_AND_OFFSET};
-use programs::{python3_available, run_python, Server, IO_TIMEOUT};
+use programs::python::{python3_available, run_seed_client};
+use programs::{example, Interactive, Server, IO_TIMEOUT};
 
 fn start(mode: &str) -> Server {
     Server::start_with_env("time_server", &["--mode", mode], &[("TZ", TZ)])
 }
 
 /// The time client of seed 001 (`print('当前日期:', …)`), verbatim but for the port, which comes
-/// from the command line, and `input()`, which reads the rest of the command line instead of the
-/// keyboard. Unlike the echo clients it sends empty input too: that asks for the default format.
+/// from the command line. [`run_seed_client`] adds socket timeouts and an `input()` that reads
+/// the rest of the command line instead of the keyboard. Unlike the echo clients it sends empty
+/// input too: that asks for the default format.
 const SEED_001_TIME_CLIENT: &str = r#"
-import sys
-import socket; socket.setdefaulttimeout(10)  # added: no call may wait forever
-_script = sys.argv[2:]
-def input(prompt=''):  # added: scripted input; the seed's loop never ends, the script does
-    if not _script:
-        raise SystemExit(0)
-    return _script.pop(0)
-
+import sys  # added
 from socket import *
 ip_port=('127.0.0.1',int(sys.argv[1]))
 bufsize=1024
@@ -41,14 +36,7 @@ while True:
 
 /// The time client of seed 002 (`print(data.decode('utf-8'))`), changed the same way.
 const SEED_002_TIME_CLIENT: &str = r#"
-import sys
-import socket; socket.setdefaulttimeout(10)  # added: no call may wait forever
-_script = sys.argv[2:]
-def input(prompt=''):  # added: scripted input; the seed's loop never ends, the script does
-    if not _script:
-        raise SystemExit(0)
-    return _script.pop(0)
-
+import sys  # added
 from socket import *
 ip_port=('127.0.0.1',int(sys.argv[1]))
 bufsize=1024
@@ -71,7 +59,7 @@ fn seed_python_time_clients_get_the_local_time() {
         let port = server.addr.port();
 
         let before = clock::now_secs();
-        let run = run_python(SEED_001_TIME_CLIENT, port, &["", "%Z %z", "  %H时%M分  "]);
+        let run = run_seed_client(SEED_001_TIME_CLIENT, port, &["", "%Z %z", "  %H时%M分  "]);
         let after = clock::now_secs();
         assert!(run.status.success(), "seed 001 client, {mode} mode: {run}");
         let lines: Vec<&str> = run.stdout.lines().collect();
@@ -98,7 +86,7 @@ fn seed_python_time_clients_get_the_local_time() {
         );
 
         let before = clock::now_secs();
-        let run = run_python(SEED_002_TIME_CLIENT, port, &[""]);
+        let run = run_seed_client(SEED_002_TIME_CLIENT, port, &[""]);
         let after = clock::now_secs();
         assert!(run.status.success(), "seed 002 client, {mode} mode: {run}");
         clock::assert_local_time_between(run.stdout.trim_end(), before, after);
@@ -157,9 +145,9 @@ fn the_server_sets_so_reuseaddr_like_the_seed() {
     let port = holder.local_addr().unwrap().as_socket().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
 
-    let mut command = std::process::Command::new(programs::example("time_server"));
+    let mut command = std::process::Command::new(example("time_server"));
     command.args(["--addr", &addr]);
-    let mut server = programs::Interactive::start(command);
+    let mut server = Interactive::start(command);
     assert_eq!(server.next_line(), format!("listening on {addr}"));
 }
 

@@ -14,7 +14,10 @@
 //! with status 0. A bad command line exits with status 2, a failure with `error: …` and status 1.
 
 mod auth_echo;
+// For `check_addr`: `--addr` is checked the same way as the servers check theirs.
 mod chat;
+#[path = "../common/mod.rs"]
+mod common;
 mod connect;
 mod echo;
 mod file;
@@ -25,6 +28,8 @@ mod udp;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
+
+use common::check_addr;
 
 /// A subcommand: its name, the address it talks to by default (the seed's), what it takes after
 /// the options, what it does, and the function that runs it.
@@ -159,20 +164,6 @@ fn parse(args: &[String]) -> Result<Request<'static>, String> {
         addr,
         args: words,
     })
-}
-
-/// Checks that `value` looks like `HOST:PORT`; whether it resolves is found out on connecting.
-fn check_addr(value: &str) -> Result<String, String> {
-    let ok = value
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-    if ok {
-        Ok(value.to_string())
-    } else {
-        Err(format!(
-            "invalid value '{value}' for --addr (expected HOST:PORT, e.g. 127.0.0.1:8080)"
-        ))
-    }
 }
 
 fn main() -> ExitCode {

@@ -6,6 +6,23 @@
 
 use std::io::{self, BufRead, ErrorKind, Write};
 
+use super::ExtraOption;
+
+/// `--proto framed|line|udp`: which echo `echo_server` and `std_echo` speak.
+pub const PROTO: ExtraOption = ExtraOption {
+    name: "--proto",
+    value: "PROTO",
+    help: "framed, line or udp (default framed)",
+    check: check_proto,
+};
+
+fn check_proto(value: &str) -> Result<(), String> {
+    match value {
+        "framed" | "line" | "udp" => Ok(()),
+        _ => Err("expected framed, line or udp".to_string()),
+    }
+}
+
 /// Largest payload accepted: bigger frames are a protocol error, so a bad peer cannot make the
 /// server allocate without bound.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;

@@ -12,6 +12,11 @@
 //! * Log lines go to stderr, at level `info` unless `RUST_LOG` says otherwise.
 //! * A bad argument prints a one-line message and the usage to stderr and exits with status 2; a
 //!   runtime error prints `error: <message>` to stderr and exits with status 1.
+//!
+//! An example declares itself in an [`Example`], its own options in [`Example::options`];
+//! [`parse_args`] reads the command line (checking every value), [`Args::value`] and
+//! [`Args::parsed`] read the example's options, and [`serve_tcp`] or [`serve_udp`] serve its
+//! handler in the chosen mode, starting from the [`Builder`] of [`Args::builder`].
 
 // Each example uses a subset of these helpers.
 #![allow(dead_code)]
@@ -21,9 +26,13 @@ pub mod frame;
 use std::fmt::Display;
 use std::io::{self, Write};
 use std::process::{self, ExitCode};
+use std::str::FromStr;
 
 use socketserver::transport::Transport;
-use socketserver::{Builder, Mode, Pool, Prefork, Process, RequestHandler, Server, Threading};
+use socketserver::{
+    Builder, DatagramRequest, Mode, Pool, Prefork, Process, RequestHandler, Server, StreamRequest,
+    Threading,
+};
 
 /// The concurrency mode chosen with `--mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,11 +82,13 @@ pub struct Example {
     pub default_addr: &'static str,
     /// `--mode` when none is given.
     pub default_mode: ModeName,
+    /// The options only this example has, after the common ones in the usage.
+    pub options: &'static [ExtraOption],
 }
 
-/// An option only one example has, such as the chat room's `--idle-timeout SECS`. It always takes
-/// a value, which `check` validates while the command line is parsed, so a bad value exits with
-/// status 2 like any other bad argument.
+/// An option only some examples have, such as the chat room's `--idle-timeout SECS`. It always
+/// takes a value, which `check` validates while the command line is parsed, so a bad value exits
+/// with status 2 like any other bad argument. Read it with [`Args::value`] or [`Args::parsed`].
 pub struct ExtraOption {
     /// The option, with its dashes: `--idle-timeout`.
     pub name: &'static str,
@@ -85,96 +96,9 @@ pub struct ExtraOption {
     pub value: &'static str,
     /// One line for the usage, including the default.
     pub help: &'static str,
-    /// Validates a value, returning the message for a bad one.
+    /// Validates a value, returning the message for a bad one: [`check_positive`],
+    /// [`check_parses`], [`any_value`] or the example's own.
     pub check: fn(&str) -> Result<(), String>,
-}
-
-/// The parsed command line.
-#[derive(Debug, Clone)]
-pub struct Args {
-    /// `--addr HOST:PORT`, checked for shape; resolved when the server binds.
-    pub addr: String,
-    /// `--mode`.
-    pub mode: ModeName,
-    workers: Option<usize>,
-    max_threads: Option<usize>,
-    max_children: Option<usize>,
-    /// Values of the example's [`ExtraOption`]s that were given, already checked.
-    extra: Vec<(&'static str, String)>,
-}
-
-impl Args {
-    /// The [`Threading`] mode as configured by `--max-threads` (no cap when absent).
-    pub fn threading(&self) -> Threading {
-        match self.max_threads {
-            Some(max) => Threading::new().max_threads(max),
-            None => Threading::new(),
-        }
-    }
-
-    /// The [`Pool`] mode as configured by `--workers` (the library's default size when absent:
-    /// four workers per CPU core).
-    pub fn pool(&self) -> Pool {
-        match self.workers {
-            Some(workers) => Pool::new(workers),
-            None => Pool::default(),
-        }
-    }
-
-    /// The [`Process`] mode as configured by `--max-children` (default 40, as in Python).
-    pub fn process(&self) -> Process {
-        match self.max_children {
-            Some(max) => Process::new().max_children(max),
-            None => Process::new(),
-        }
-    }
-
-    /// The [`Prefork`] mode: `--workers` processes (default: one per CPU core), each serving
-    /// with a thread per connection, so long-lived clients do not hold a whole worker.
-    pub fn prefork(&self) -> Prefork {
-        let workers = self
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        Prefork::new(workers).worker_mode(Threading::new())
-    }
-}
-
-/// What an example serves, bindable with a [`Builder`] of any mode: examples implement it once
-/// and [`launch`] picks the mode from `--mode`.
-pub trait Launch {
-    /// Binds the example's server with `builder` (adding options of its own if it likes) and
-    /// serves it until it is shut down.
-    fn launch<M: Mode>(self, builder: Builder<M>) -> io::Result<()>;
-}
-
-/// Serves `what` in the mode chosen on the command line.
-pub fn launch(args: &Args, what: impl Launch) -> io::Result<()> {
-    match args.mode {
-        ModeName::Single => what.launch(Builder::new()),
-        ModeName::Threading => what.launch(Builder::new().mode(args.threading())),
-        ModeName::Pool => what.launch(Builder::new().mode(args.pool())),
-        ModeName::Process => what.launch(Builder::new().mode(args.process())),
-        ModeName::Prefork => what.launch(Builder::new().mode(args.prefork())),
-    }
-}
-
-impl Args {
-    /// The value given for the extra option `name`, if any (the last one, if given twice).
-    pub fn extra(&self, name: &str) -> Option<&str> {
-        self.extra
-            .iter()
-            .rev()
-            .find(|(option, _)| *option == name)
-            .map(|(_, value)| value.as_str())
-    }
-
-    /// The extra option `name` as a number, or `default` when it was not given. Its `check`
-    /// should be [`check_positive`], so parsing cannot fail here; if it does, `default` is used.
-    pub fn extra_number(&self, name: &str, default: u64) -> u64 {
-        self.extra(name)
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(default)
-    }
 }
 
 /// An [`ExtraOption::check`] for a whole number of at least 1.
@@ -185,43 +109,166 @@ pub fn check_positive(value: &str) -> Result<(), String> {
     }
 }
 
-/// Parses the process's arguments. Prints the usage and exits 0 on `--help`; prints a one-line
-/// message and the usage to stderr and exits 2 on a bad argument.
-pub fn parse_args(example: &Example) -> Args {
-    parse_args_with(example, &[])
+/// An [`ExtraOption::check`] for a value that parses as `T`, such as `check_parses::<f64>`.
+pub fn check_parses<T>(value: &str) -> Result<(), String>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    value.parse::<T>().map(|_| ()).map_err(|e| e.to_string())
 }
 
-/// [`parse_args`] for an example that also takes the options in `extra`.
-pub fn parse_args_with(example: &Example, extra: &[ExtraOption]) -> Args {
-    match parse(example, extra, std::env::args().skip(1)) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            let mut out = io::stdout().lock();
-            let _ = out.write_all(usage_with(example, extra).as_bytes());
-            let _ = out.flush();
-            process::exit(0);
+/// An [`ExtraOption::check`] that accepts any value, such as a path.
+pub fn any_value(_value: &str) -> Result<(), String> {
+    Ok(())
+}
+
+/// `--stack-size BYTES`: the stack of each handler thread, applied by [`Args::builder`]. Small
+/// stacks let a threading server hold many idle connections.
+pub const STACK_SIZE: ExtraOption = ExtraOption {
+    name: "--stack-size",
+    value: "BYTES",
+    help: "stack size of each handler thread (default: Rust's 2 MiB)",
+    check: check_positive,
+};
+
+/// The parsed command line.
+pub struct Args {
+    /// `--addr HOST:PORT`, checked for shape; resolved when the server binds.
+    pub addr: String,
+    /// `--mode`.
+    pub mode: ModeName,
+    example: &'static Example,
+    workers: Option<usize>,
+    max_threads: Option<usize>,
+    max_children: Option<usize>,
+    /// Values of the example's [`ExtraOption`]s that were given, already checked.
+    extra: Vec<(&'static str, String)>,
+}
+
+impl Args {
+    /// The value given for the extra option `name`, if any (the last one, if given twice).
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.extra
+            .iter()
+            .rev()
+            .find(|(option, _)| *option == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The value of the extra option `name` parsed as `T`, or `default` when it was not given.
+    /// Its `check` has accepted the value; one that still does not parse as `T` is a usage error.
+    pub fn parsed<T>(&self, name: &str, default: T) -> T
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        match self.value(name) {
+            None => default,
+            Some(value) => value.parse().unwrap_or_else(|e| {
+                self.usage_error(&format!("invalid value '{value}' for {name} ({e})"))
+            }),
         }
-        Err(message) => {
-            let mut err = io::stderr().lock();
-            let _ = writeln!(err, "{}: {message}", example.name);
-            let _ = err.write_all(usage_with(example, extra).as_bytes());
-            process::exit(2);
+    }
+
+    /// Prints `<example>: <message>` and the usage to stderr, and exits with status 2: for a
+    /// command line that parses but cannot work, such as a missing required option.
+    pub fn usage_error(&self, message: &str) -> ! {
+        exit_with_usage_error(self.example, message)
+    }
+
+    /// A [`Builder`] with what the common options configure: `--stack-size`, when the example
+    /// declares [`STACK_SIZE`] and it is given. The mode is set by [`serve_tcp`] / [`serve_udp`].
+    pub fn builder(&self) -> Builder {
+        match self.value(STACK_SIZE.name).and_then(|v| v.parse().ok()) {
+            Some(bytes) => Builder::new().thread_stack_size(bytes),
+            None => Builder::new(),
         }
+    }
+
+    /// An error for `--mode process` or `prefork` in an example that keeps `state` (such as "its
+    /// store") in memory shared between threads: separate processes would each have their own
+    /// copy, and what one connection changed would be lost on the next.
+    pub fn threads_only(&self, state: &str) -> io::Result<()> {
+        if matches!(self.mode, ModeName::Process | ModeName::Prefork) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} keeps {state} in memory shared between threads, so it cannot run in the \
+                     process or prefork mode; use single, threading or pool",
+                    self.example.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The [`Threading`] mode as configured by `--max-threads` (no cap when absent).
+    fn threading(&self) -> Threading {
+        match self.max_threads {
+            Some(max) => Threading::new().max_threads(max),
+            None => Threading::new(),
+        }
+    }
+
+    /// The [`Pool`] mode as configured by `--workers` (the library's default size when absent:
+    /// four workers per CPU core).
+    fn pool(&self) -> Pool {
+        match self.workers {
+            Some(workers) => Pool::new(workers),
+            None => Pool::default(),
+        }
+    }
+
+    /// The [`Process`] mode as configured by `--max-children` (default 40, as in Python).
+    fn process(&self) -> Process {
+        match self.max_children {
+            Some(max) => Process::new().max_children(max),
+            None => Process::new(),
+        }
+    }
+
+    /// The [`Prefork`] mode: `--workers` processes (default: one per CPU core), each serving
+    /// with a thread per connection, so long-lived clients do not hold a whole worker.
+    fn prefork(&self) -> Prefork {
+        let workers = self
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        Prefork::new(workers).worker_mode(Threading::new())
     }
 }
 
-/// The usage text, ending in a newline.
-pub fn usage(example: &Example) -> String {
-    usage_with(example, &[])
+/// Parses the process's arguments. Prints the usage and exits 0 on `--help`; prints a one-line
+/// message and the usage to stderr and exits 2 on a bad argument.
+pub fn parse_args(example: &'static Example) -> Args {
+    match parse(example, std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(usage(example).as_bytes());
+            let _ = out.flush();
+            process::exit(0);
+        }
+        Err(message) => exit_with_usage_error(example, &message),
+    }
 }
 
-/// The usage text of an example with extra options, ending in a newline.
-pub fn usage_with(example: &Example, extra: &[ExtraOption]) -> String {
-    let synopsis: String = extra
+fn exit_with_usage_error(example: &Example, message: &str) -> ! {
+    let mut err = io::stderr().lock();
+    let _ = writeln!(err, "{}: {message}", example.name);
+    let _ = err.write_all(usage(example).as_bytes());
+    process::exit(2);
+}
+
+/// The usage text, ending in a newline.
+fn usage(example: &Example) -> String {
+    let synopsis: String = example
+        .options
         .iter()
         .map(|option| format!(" [{} {}]", option.name, option.value))
         .collect();
-    let options: String = extra
+    let options: String = example
+        .options
         .iter()
         .map(|option| {
             let flag = format!("{} {}", option.name, option.value);
@@ -251,8 +298,7 @@ pub fn usage_with(example: &Example, extra: &[ExtraOption]) -> String {
 
 /// `Ok(None)` means `--help`.
 fn parse(
-    example: &Example,
-    extra: &[ExtraOption],
+    example: &'static Example,
     args: impl IntoIterator<Item = String>,
 ) -> Result<Option<Args>, String> {
     let mut addr = example.default_addr.to_string();
@@ -274,7 +320,7 @@ fn parse(
         if name == "--help" || name == "-h" {
             return Ok(None);
         }
-        let extra_option = extra.iter().find(|option| option.name == name);
+        let extra_option = example.options.iter().find(|option| option.name == name);
         if extra_option.is_none()
             && !matches!(
                 name.as_str(),
@@ -334,6 +380,7 @@ fn parse(
     Ok(Some(Args {
         addr,
         mode,
+        example,
         workers,
         max_threads,
         max_children,
@@ -342,8 +389,8 @@ fn parse(
 }
 
 /// Checks that `value` looks like `HOST:PORT` (`[::1]:8080` for IPv6). Whether the host resolves
-/// is found out when the server binds.
-fn check_addr(value: &str) -> Result<String, String> {
+/// is found out when the address is used. Also the `client` example's check of its `--addr`.
+pub fn check_addr(value: &str) -> Result<String, String> {
     let ok = value
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
@@ -393,11 +440,62 @@ pub fn announce(addr: impl Display) -> io::Result<()> {
     print_line(format_args!("listening on {addr}"))
 }
 
+/// Serves the TCP `handler` at `--addr` in the `--mode` chosen, with the options already set on
+/// `builder` (start from [`Args::builder`]), until the server is shut down.
+pub fn serve_tcp<H>(args: &Args, builder: Builder, handler: H) -> io::Result<()>
+where
+    H: RequestHandler<StreamRequest> + Clone,
+{
+    serve_in_mode(args, builder, Tcp(&args.addr, handler))
+}
+
+/// [`serve_tcp`] for a UDP `handler`.
+pub fn serve_udp<H>(args: &Args, builder: Builder, handler: H) -> io::Result<()>
+where
+    H: RequestHandler<DatagramRequest> + Clone,
+{
+    serve_in_mode(args, builder, Udp(&args.addr, handler))
+}
+
+/// Binds and serves with a [`Builder`] of any mode: a trait rather than a closure, because a
+/// closure cannot be generic over the mode.
+trait BindAndServe {
+    fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()>;
+}
+
+/// A TCP handler and the address to bind it to.
+struct Tcp<'a, H>(&'a str, H);
+
+impl<H: RequestHandler<StreamRequest> + Clone> BindAndServe for Tcp<'_, H> {
+    fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()> {
+        serve(builder.bind_tcp(self.0, self.1)?)
+    }
+}
+
+/// A UDP handler and the address to bind it to.
+struct Udp<'a, H>(&'a str, H);
+
+impl<H: RequestHandler<DatagramRequest> + Clone> BindAndServe for Udp<'_, H> {
+    fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()> {
+        serve(builder.bind_udp(self.0, self.1)?)
+    }
+}
+
+fn serve_in_mode(args: &Args, builder: Builder, server: impl BindAndServe) -> io::Result<()> {
+    match args.mode {
+        ModeName::Single => server.bind_and_serve(builder),
+        ModeName::Threading => server.bind_and_serve(builder.mode(args.threading())),
+        ModeName::Pool => server.bind_and_serve(builder.mode(args.pool())),
+        ModeName::Process => server.bind_and_serve(builder.mode(args.process())),
+        ModeName::Prefork => server.bind_and_serve(builder.mode(args.prefork())),
+    }
+}
+
 /// Announces the server's address, serves until shut down, then closes the server.
 ///
 /// In a child process of the `process` and `prefork` modes (which run `main` again) the address is
 /// not announced: the parent did that, and the child shares its stdout.
-pub fn serve<T, H, M>(mut server: Server<T, H, M>) -> io::Result<()>
+fn serve<T, H, M>(mut server: Server<T, H, M>) -> io::Result<()>
 where
     T: Transport,
     H: RequestHandler<T::Request> + Clone,
@@ -421,80 +519,5 @@ pub fn exit_status(result: io::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
-    }
-}
-
-/// An [`ExtraOption::check`] that accepts any value (the example checks it when it uses it).
-pub fn any_value(_value: &str) -> Result<(), String> {
-    Ok(())
-}
-
-/// Prints `<example>: <message>` and the usage to stderr, and exits with status 2.
-pub fn usage_error(example: &Example, extra: &[ExtraOption], message: &str) -> ! {
-    let mut err = io::stderr().lock();
-    let _ = writeln!(err, "{}: {message}", example.name);
-    let _ = err.write_all(usage_with(example, extra).as_bytes());
-    process::exit(2);
-}
-
-impl Args {
-    /// The value of the extra option `name` parsed as `T`, or `default` when absent; a bad value
-    /// exits with status 2 like any bad argument.
-    pub fn extra_parsed<T: std::str::FromStr>(
-        &self,
-        example: &Example,
-        extra: &[ExtraOption],
-        name: &str,
-        default: T,
-    ) -> T
-    where
-        T::Err: Display,
-    {
-        match self.extra(name) {
-            None => default,
-            Some(value) => value.parse().unwrap_or_else(|e| {
-                usage_error(
-                    example,
-                    extra,
-                    &format!("invalid value '{value}' for {name} ({e})"),
-                )
-            }),
-        }
-    }
-}
-
-/// Serves a TCP `handler` in the mode chosen on the command line, keeping the options already set
-/// on `builder`.
-pub fn serve_tcp<H>(args: &Args, builder: Builder, handler: H) -> io::Result<()>
-where
-    H: RequestHandler<socketserver::StreamRequest> + Clone,
-{
-    let addr = args.addr.as_str();
-    match args.mode {
-        ModeName::Single => serve(builder.bind_tcp(addr, handler)?),
-        ModeName::Threading => serve(builder.mode(args.threading()).bind_tcp(addr, handler)?),
-        ModeName::Pool => serve(builder.mode(args.pool()).bind_tcp(addr, handler)?),
-        ModeName::Process => serve(builder.mode(args.process()).bind_tcp(addr, handler)?),
-        ModeName::Prefork => serve(builder.mode(args.prefork()).bind_tcp(addr, handler)?),
-    }
-}
-
-/// `--stack-size BYTES`: the stack of each handler thread, applied by [`Args::builder`]. Small
-/// stacks let a threading server hold many idle connections.
-pub const STACK_SIZE: ExtraOption = ExtraOption {
-    name: "--stack-size",
-    value: "BYTES",
-    help: "stack size of each handler thread (default: Rust's 2 MiB)",
-    check: check_positive,
-};
-
-impl Args {
-    /// A [`Builder`] with what the common options configure (`--stack-size`, when declared and
-    /// given).
-    pub fn builder(&self) -> Builder {
-        match self.extra(STACK_SIZE.name).and_then(|v| v.parse().ok()) {
-            Some(bytes) => Builder::new().thread_stack_size(bytes),
-            None => Builder::new(),
-        }
     }
 }

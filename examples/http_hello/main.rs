@@ -26,13 +26,14 @@ use std::time::Duration;
 
 use common::{Args, Example, ExtraOption, ModeName, STACK_SIZE};
 use head::{Head, Refusal};
-use socketserver::{Builder, Mode, StreamRequest};
+use socketserver::StreamRequest;
 
 const EXAMPLE: Example = Example {
     name: "http_hello",
     about: "Minimal HTTP/1.1 server answering `hello`, with keep-alive.",
     default_addr: "127.0.0.1:8000",
     default_mode: ModeName::Threading,
+    options: &[MAX_HEAD, IDLE_TIMEOUT, STACK_SIZE],
 };
 
 const MAX_HEAD: ExtraOption = ExtraOption {
@@ -192,30 +193,16 @@ fn linger_close(req: &mut StreamRequest) -> io::Result<()> {
     Ok(())
 }
 
-fn serve_in<M: Mode>(builder: Builder<M>, args: &Args) -> io::Result<()> {
-    let max_head = args.extra_number(MAX_HEAD.name, 8192) as usize;
-    let idle = args.extra_number(IDLE_TIMEOUT.name, 30);
-    let handler = move |req: &mut StreamRequest| serve_connection(req, max_head);
-    common::serve(
-        builder
-            .read_timeout(Duration::from_secs(idle))
-            .bind_tcp(args.addr.as_str(), handler)?,
-    )
-}
-
 fn run(args: &Args) -> io::Result<()> {
-    let builder = args.builder();
-    match args.mode {
-        ModeName::Single => serve_in(builder, args),
-        ModeName::Threading => serve_in(builder.mode(args.threading()), args),
-        ModeName::Pool => serve_in(builder.mode(args.pool()), args),
-        ModeName::Process => serve_in(builder.mode(args.process()), args),
-        ModeName::Prefork => serve_in(builder.mode(args.prefork()), args),
-    }
+    let max_head = args.parsed(MAX_HEAD.name, 8192);
+    let idle = args.parsed(IDLE_TIMEOUT.name, 30);
+    let handler = move |req: &mut StreamRequest| serve_connection(req, max_head);
+    let builder = args.builder().read_timeout(Duration::from_secs(idle));
+    common::serve_tcp(args, builder, handler)
 }
 
 fn main() -> ExitCode {
-    let args = common::parse_args_with(&EXAMPLE, &[MAX_HEAD, IDLE_TIMEOUT, STACK_SIZE]);
+    let args = common::parse_args(&EXAMPLE);
     common::init_logging_at("warn");
     common::exit_status(run(&args))
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use commands::{Argv, Next};
 use common::{Args, Example, ModeName, STACK_SIZE};
 use protocol::Parsed;
-use socketserver::{Builder, Mode, StreamRequest};
+use socketserver::StreamRequest;
 use store::Store;
 
 const EXAMPLE: Example = Example {
@@ -34,6 +34,7 @@ const EXAMPLE: Example = Example {
             LPOP, DEL; pipelining supported.",
     default_addr: "127.0.0.1:6380",
     default_mode: ModeName::Threading,
+    options: &[STACK_SIZE],
 };
 
 /// Initial input buffer; reads go straight into it when at least `READ_CHUNK` bytes are free.
@@ -111,31 +112,16 @@ fn serve_connection(store: &Store, req: &mut StreamRequest) -> io::Result<()> {
     }
 }
 
-fn serve_in<M: Mode>(builder: Builder<M>, addr: &str) -> io::Result<()> {
+fn run(args: &Args) -> io::Result<()> {
+    // In separate processes a SET in one connection would not be seen by the next.
+    args.threads_only("its store")?;
     let store = Arc::new(Store::new());
     let handler = move |req: &mut StreamRequest| serve_connection(&store, req);
-    common::serve(builder.bind_tcp(addr, handler)?)
-}
-
-fn run(args: &Args) -> io::Result<()> {
-    let builder = args.builder();
-    let addr = args.addr.as_str();
-    match args.mode {
-        ModeName::Single => serve_in(builder, addr),
-        ModeName::Threading => serve_in(builder.mode(args.threading()), addr),
-        ModeName::Pool => serve_in(builder.mode(args.pool()), addr),
-        // The store is memory shared between threads: separate processes would each have their
-        // own, and a SET in one connection would not be seen by the next.
-        ModeName::Process | ModeName::Prefork => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "resp_kv keeps its store in memory shared between threads, so it cannot run in the \
-             process or prefork mode; use single, threading or pool",
-        )),
-    }
+    common::serve_tcp(args, args.builder(), handler)
 }
 
 fn main() -> ExitCode {
-    let args = common::parse_args_with(&EXAMPLE, &[STACK_SIZE]);
+    let args = common::parse_args(&EXAMPLE);
     common::init_logging_at("warn");
     common::exit_status(run(&args))
 }

@@ -1,0 +1,104 @@
+//! Finding the compiled example binaries, building them when they are missing or stale.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use super::pipes::{drain, wait_with_deadline, ChildGuard};
+
+/// How long building the examples may take, when the test has to do it.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The path of the compiled example `name`, building the examples first if needed.
+///
+/// `cargo test` builds the examples next to the test binaries (`target/<profile>/examples/`);
+/// `cargo test --test examples_cli` does not, so when a binary is missing, or older than the
+/// sources, the first test to notice runs `cargo build --examples` into the same target directory.
+pub fn example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let profile_dir = profile_dir();
+    let path = profile_dir.join("examples").join(name);
+    if !path.exists() || older_than_sources(&path) {
+        if let Err(e) = BUILT.get_or_init(|| build_examples(&profile_dir)) {
+            panic!("cannot build example binary {}: {e}", path.display());
+        }
+    }
+    assert!(
+        path.exists(),
+        "example binary {} is missing even after `cargo build --examples`",
+        path.display()
+    );
+    path
+}
+
+/// `target/<profile>`: the test binary lives in its `deps` directory.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe.parent().expect("the test binary's directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("the profile directory").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// Whether any file under `src/` or `examples/`, or `Cargo.toml`, changed after `binary` was built.
+fn older_than_sources(binary: &Path) -> bool {
+    fn newest(path: &Path) -> Option<SystemTime> {
+        let meta = fs::metadata(path).ok()?;
+        if !meta.is_dir() {
+            return meta.modified().ok();
+        }
+        fs::read_dir(path)
+            .ok()?
+            .filter_map(|entry| newest(&entry.ok()?.path()))
+            .max()
+    }
+    let Some(built) = fs::metadata(binary).and_then(|m| m.modified()).ok() else {
+        return true;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    ["src", "examples", "Cargo.toml"]
+        .iter()
+        .filter_map(|part| newest(&root.join(part)))
+        .any(|changed| changed > built)
+}
+
+fn build_examples(profile_dir: &Path) -> Result<(), String> {
+    let mut command = Command::new(env!("CARGO"));
+    command
+        .args(["build", "--examples"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    // Build into the target directory this test binary came from, with the same profile.
+    if let Some(target_dir) = profile_dir.parent() {
+        command.arg("--target-dir").arg(target_dir);
+    }
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            command.arg("--release");
+        }
+        Some(profile) => {
+            command.args(["--profile", profile]);
+        }
+    }
+    let what = format!("{command:?}");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    let mut guard = ChildGuard(Some(child));
+    let status = wait_with_deadline(guard.child(), BUILD_TIMEOUT)
+        .ok_or_else(|| format!("{what} did not finish within {BUILD_TIMEOUT:?}"))?;
+    guard.0 = None;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status}):\n{}", stderr.all(&what)))
+    }
+}
