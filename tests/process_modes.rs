@@ -719,20 +719,25 @@ fn prefork_graceful_stop() -> Result<(), String> {
 /// served, by at least three different worker processes in turn.
 fn prefork_recycles_workers() -> Result<(), String> {
     let server = ScenarioServer::start("prefork_recycling")?;
-    let mut pids = Vec::new();
+    // (worker pid, requests it served in a row)
+    let mut runs: Vec<(String, usize)> = Vec::new();
     for i in 0..12 {
         let reply = tcp_line(server.inet(), &format!("r{i}"))?;
         let (pid, text) = reply
             .split_once(' ')
             .ok_or_else(|| format!("reply {reply:?}"))?;
         check(text == format!("R{i}"), || format!("reply {reply:?}"))?;
-        if pids.last() != Some(&pid.to_string()) {
-            pids.push(pid.to_string());
+        match runs.last_mut() {
+            Some((last, served)) if last.as_str() == pid => *served += 1,
+            _ => runs.push((pid.to_string(), 1)),
         }
     }
-    println!("    workers in turn: {pids:?}");
-    check(pids.len() >= 3, || {
-        format!("expected at least 3 workers in turn, saw {pids:?}")
+    println!("    workers in turn (pid, requests): {runs:?}");
+    check(runs.len() >= 3, || {
+        format!("expected at least 3 workers in turn, saw {runs:?}")
+    })?;
+    check(runs.iter().all(|(_, served)| *served <= 4), || {
+        format!("a worker served more than its max_requests of 4: {runs:?}")
     })?;
     server.stop().map(|_| ())
 }

@@ -276,8 +276,9 @@ where
                         if self.handle.is_shutting_down() || self.receive_one()?.is_none() {
                             break;
                         }
+                        // Checked per request, not per batch: a busy worker must not overshoot.
+                        self.check_request_limit();
                     }
-                    self.check_request_limit();
                 }
             }
             if let Some(hook) = &mut self.hooks.service_actions {
