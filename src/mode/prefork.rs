@@ -91,6 +91,13 @@ enum Part {
 /// Counters ([`stats`](crate::Server::stats)) are per process: the parent counts nothing, each
 /// worker counts its own requests.
 ///
+/// Workers share the parent's socket rather than each binding its own with `SO_REUSEPORT`. With
+/// per-worker sockets the kernel would spread connections without waking every worker, but the
+/// parent's own socket would join the group and take a share nobody accepts (or, not listening,
+/// leave the port refusing connections until the workers are up, after `listening on` was
+/// printed), and a worker that exits for recycling would reset the connections queued on its
+/// socket. Sharing one socket has neither problem.
+///
 /// ```no_run
 /// use std::io::{BufRead, Write};
 /// use socketserver::{Builder, Prefork, StreamRequest, Threading};
