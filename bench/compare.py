@@ -103,11 +103,17 @@ class Contestant:
 # pool is sized above the most concurrent clients (200); with fewer workers the extra clients
 # wait in the queue and a client such as redis-benchmark, which needs all 50, stalls.
 POOL_WORKERS = "256"
+# `process` holds a child per connection for as long as it lasts, and stops accepting at
+# `--max-children` (default 40, as in Python): above the most concurrent clients, for the same
+# reason. Python's ForkingTCPServer runs without its cap here too (bench/py_servers.py).
+MAX_CHILDREN = "256"
 
 
 def ours(name, example, mode, *extra):
     if mode == "pool" and "udp" not in extra:
         extra = ("--workers", POOL_WORKERS) + extra
+    if mode == "process":
+        extra = ("--max-children", MAX_CHILDREN) + extra
     return lambda: Contestant(name, [os.path.join(EXAMPLES, example), "--addr", "127.0.0.1:0",
                                      "--mode", mode, *extra])
 
@@ -238,14 +244,25 @@ def compare(title, contestants, measure, rounds, baseline):
     return rows
 
 
-def extra_modes():
-    """Process-based modes, once echo_server offers them."""
+# Modes every example offers; the process-based ones join where an example's --help lists them.
+THREAD_MODES = ["single", "threading", "pool"]
+PROCESS_MODES = ["process", "prefork"]
+
+
+def offered_modes(example):
+    """The modes `example --help` lists on its `--mode MODE` option line, in THREAD_MODES +
+    PROCESS_MODES order; the thread modes alone if the help cannot be read."""
     try:
-        usage = subprocess.run([os.path.join(EXAMPLES, "echo_server"), "--help"],
+        usage = subprocess.run([os.path.join(EXAMPLES, example), "--help"],
                                capture_output=True, text=True, timeout=10).stdout
-    except OSError:
-        return []
-    return [m for m in ("process", "prefork") if m in usage.split("--mode", 1)[-1].split("\n")[0]]
+    except (OSError, subprocess.TimeoutExpired):
+        return THREAD_MODES
+    for line in usage.splitlines():
+        words = line.split()
+        if words[:2] == ["--mode", "MODE"]:
+            listed = set(re.findall(r"[a-z]+", line.split("MODE", 1)[1].split("(")[0]))
+            return [m for m in THREAD_MODES + PROCESS_MODES if m in listed]
+    return THREAD_MODES
 
 
 def main():
@@ -263,11 +280,16 @@ def main():
     want = lambda w: not only or w in only
     rounds, d = a.rounds, a.duration
     conn_counts = [1, 10, 50] if a.quick else [1, 10, 50, 200]
-    modes = ["single", "threading", "pool"] + extra_modes()
     meta = {"started": datetime.datetime.now().isoformat(timespec="seconds"),
             "load_start": loadavg(), "cores": os.cpu_count(),
             "kernel": os.uname().release, "command": " ".join(["bench/compare.sh"] + sys.argv[1:]),
             "rounds": rounds, "duration": d}
+    modes = offered_modes("echo_server")
+    http_modes = [m for m in offered_modes("http_hello") if m != "single"]
+    # resp_kv keeps its store in the process's memory, shared by threads: it refuses the process
+    # modes (each child would have a store of its own), whatever its --help lists.
+    resp_modes = [m for m in offered_modes("resp_kv") if m in ("threading", "pool")]
+    meta["modes"] = {"echo_server": modes, "http_hello": http_modes, "resp_kv": resp_modes}
     rows, chart = [], {}
 
     if want("echo"):
@@ -286,14 +308,14 @@ def main():
 
     if want("resp"):
         for pipeline, n in ((1, 20000 if a.quick else 50000), (16, 200000 if a.quick else 300000)):
-            cs = [redis_server] + [ours(f"socketserver {m}", "resp_kv", m) for m in modes if m != "single"]
+            cs = [redis_server] + [ours(f"socketserver {m}", "resp_kv", m) for m in resp_modes]
             cs += [python("Python ThreadingTCPServer", "resp", "threading"),
                    python("Python ForkingTCPServer", "resp", "forking")]
             rows += compare(f"RESP redis-benchmark -c 50 -P {pipeline} (PING/SET/GET)", cs,
                             lambda c: redis_bench(c.port, pipeline, n), rounds, "redis-server")
 
     if want("http"):
-        cs = [nginx] + [ours(f"socketserver {m}", "http_hello", m) for m in modes if m != "single"]
+        cs = [nginx] + [ours(f"socketserver {m}", "http_hello", m) for m in http_modes]
         cs += [python("Python ThreadingHTTPServer", "http", "threading")]
         rows += compare("HTTP wrk -t2 -c50", cs, lambda c: wrk(c.port, max(d, 2)), rounds, "nginx (1 worker)")
 
@@ -390,6 +412,12 @@ NOTES = """
   (sized to the connections) and the plain server fare better. Single-connection runs vary by
   ±20 % between rounds on this shared machine: compare the per-round columns before trusting a
   gap of that size.
+- `process` starts a child per request by re-executing the program (no `fork()`): a connection
+  for TCP, a datagram for UDP. On persistent connections that is paid once per client; on churn
+  and UDP it is paid for every request, as Python's `ForkingTCPServer` pays a `fork()` — its
+  baseline. `prefork` here is two worker processes (one per core), each with a thread per
+  connection (the examples' `--mode prefork`), so on UDP it starts a thread per datagram, like
+  `threading`. `resp_kv` offers neither: its store lives in one process's memory.
 """
 
 
@@ -469,6 +497,13 @@ def targets(rows, idle):
           worst_plain and f"at {worst_plain[1]}")
     check("framed echo vs the best Python socketserver (worst point)", worst_py and worst_py[0], 10,
           worst_py and f"at {worst_py[1]}")
+    churn = next((r for r in rows if r["workload"].startswith("connection churn")
+                  and r["contestant"] == "socketserver process"), None)
+    forking = churn and rps_of(churn["workload"], "Python ForkingTCPServer")
+    if churn and forking:
+        out.append(f"- connection churn, `process` vs Python ForkingTCPServer (a process per "
+                   f"connection both): **{churn['rps'] / forking:.2f}×** "
+                   f"({fmt(churn['rps'])} vs {fmt(forking)} req/s)")
     if idle:
         ratio = idle["p99_idle_us"] / idle["p99_alone_us"]
         out.append(f"- {idle['idle']:,} idle connections: active p99 {ratio:.2f}× of alone (goal ≤ 2×) — "

@@ -4,8 +4,8 @@
 //! handler, the mode's hand-off, stats).
 //!
 //! `cargo bench --bench dispatch`. Loopback only; each benchmark is bounded by Criterion's
-//! measurement time. The framing codec's micro-benchmark joins this once the `framing` module
-//! lands.
+//! measurement time. The framing codec's own cost is measured apart, in memory, by
+//! `benches/framing.rs`.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
