@@ -45,7 +45,8 @@ pub enum ModeName {
     Pool,
     /// `--mode process`: a child process per request, at most `--max-children` at once.
     Process,
-    /// `--mode prefork`: `--workers` worker processes, each with a thread per connection.
+    /// `--mode prefork`: `--workers` worker processes, each with a thread per connection (one
+    /// datagram at a time for UDP).
     Prefork,
 }
 
@@ -228,13 +229,20 @@ impl Args {
         }
     }
 
-    /// The [`Prefork`] mode: `--workers` processes (default: one per CPU core), each serving
-    /// with a thread per connection, so long-lived clients do not hold a whole worker.
-    fn prefork(&self) -> Prefork {
+    /// The [`Prefork`] mode: `--workers` processes (default: one per CPU core). For a stream
+    /// server each worker starts a thread per connection, so long-lived clients do not hold a
+    /// whole worker; for a datagram server each handles one datagram at a time, since a thread
+    /// per datagram would cost more than the request.
+    fn prefork(&self, stream: bool) -> Prefork {
         let workers = self
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        Prefork::new(workers).worker_mode(Threading::new())
+        let prefork = Prefork::new(workers);
+        if stream {
+            prefork.worker_mode(Threading::new())
+        } else {
+            prefork
+        }
     }
 }
 
@@ -460,6 +468,8 @@ where
 /// Binds and serves with a [`Builder`] of any mode: a trait rather than a closure, because a
 /// closure cannot be generic over the mode.
 trait BindAndServe {
+    /// Whether this is a stream (connection) server.
+    const STREAM: bool;
     fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()>;
 }
 
@@ -467,6 +477,7 @@ trait BindAndServe {
 struct Tcp<'a, H>(&'a str, H);
 
 impl<H: RequestHandler<StreamRequest> + Clone> BindAndServe for Tcp<'_, H> {
+    const STREAM: bool = true;
     fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()> {
         serve(builder.bind_tcp(self.0, self.1)?)
     }
@@ -476,18 +487,19 @@ impl<H: RequestHandler<StreamRequest> + Clone> BindAndServe for Tcp<'_, H> {
 struct Udp<'a, H>(&'a str, H);
 
 impl<H: RequestHandler<DatagramRequest> + Clone> BindAndServe for Udp<'_, H> {
+    const STREAM: bool = false;
     fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()> {
         serve(builder.bind_udp(self.0, self.1)?)
     }
 }
 
-fn serve_in_mode(args: &Args, builder: Builder, server: impl BindAndServe) -> io::Result<()> {
+fn serve_in_mode<S: BindAndServe>(args: &Args, builder: Builder, server: S) -> io::Result<()> {
     match args.mode {
         ModeName::Single => server.bind_and_serve(builder),
         ModeName::Threading => server.bind_and_serve(builder.mode(args.threading())),
         ModeName::Pool => server.bind_and_serve(builder.mode(args.pool())),
         ModeName::Process => server.bind_and_serve(builder.mode(args.process())),
-        ModeName::Prefork => server.bind_and_serve(builder.mode(args.prefork())),
+        ModeName::Prefork => server.bind_and_serve(builder.mode(args.prefork(S::STREAM))),
     }
 }
 
