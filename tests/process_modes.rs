@@ -83,6 +83,10 @@ const TESTS: &[(&str, TestFn)] = &[
         prefork_drain_timeout,
     ),
     (
+        "orphaned_worker_stops_instead_of_becoming_a_server",
+        orphaned_worker_stops,
+    ),
+    (
         "prefork_graceful_stop_loses_no_accepted_request",
         prefork_graceful_stop,
     ),
@@ -763,6 +767,45 @@ fn prefork_drain_timeout() -> Result<(), String> {
     let rest = reader.read_line(&mut line);
     check(matches!(rest, Ok(0)) || rest.is_err(), || {
         format!("the stuck request should have been cut off, got {line:?}")
+    })
+}
+
+/// A worker whose parent died while it started (so its parent pid is no longer the one in its
+/// role) must still act as a worker: adopt the inherited socket, find its lifeline closed, and
+/// exit — never bind and serve as a new server of its own. Simulated by starting the scenario
+/// program as a worker of a parent that does not exist, with a listener it inherits.
+fn orphaned_worker_stops() -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let fd = listener.as_raw_fd();
+    // SAFETY: clears close-on-exec on a descriptor this test owns, so the child inherits it (the
+    // driver runs one test at a time, so no other spawn picks it up).
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
+        return Err(format!("fcntl: {}", io::Error::last_os_error()));
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let output = Command::new(exe)
+        .env(SCENARIO_VAR, "prefork_tcp")
+        .env(
+            "SOCKETSERVER_PROCESS_ROLE",
+            format!("worker:999999999:{fd}:0"),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut child = output;
+    let status = wait_with_deadline(&mut child, WAIT);
+    let mut stdout = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut stdout);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let status = status.ok_or("the orphaned worker did not exit")?;
+    check(status.success() && !stdout.contains("listening on"), || {
+        format!("orphaned worker: {status}, stdout {stdout:?}")
     })
 }
 

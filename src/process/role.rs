@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 /// The private environment variable that tells a re-executed program its role. Its value is
-/// `request:<parent pid>:<fd>` or `worker:<parent pid>:<fd>:<index>`.
+/// `request:<parent pid>:<fd>` or `worker:<parent pid>:<fd>:<index>` (the pid is for log lines).
 pub(crate) const ROLE_VAR: &str = "SOCKETSERVER_PROCESS_ROLE";
 
 /// What a child was started to do.
@@ -29,7 +29,20 @@ pub enum ProcessKind {
     Prefork,
 }
 
+/// Whether `fd` is open in this process without close-on-exec, as an inherited socket is.
+fn inherited(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor's flags; it fails with EBADF if it is not open.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    flags != -1 && flags & libc::FD_CLOEXEC == 0
+}
+
 impl Role {
+    fn fd(self) -> RawFd {
+        match self {
+            Role::Request { fd } | Role::Worker { fd, .. } => fd,
+        }
+    }
+
     fn kind(self) -> ProcessKind {
         match self {
             Role::Request { .. } => ProcessKind::PerRequest,
@@ -44,13 +57,13 @@ impl Role {
         }
     }
 
-    /// Parses a role value; `None` unless it is well formed and names `parent` as the parent.
-    fn decode(value: &str, parent: u32) -> Option<Role> {
+    /// Parses a role value; `None` unless it is well formed.
+    fn decode(value: &str) -> Option<Role> {
         let mut parts = value.split(':');
         let kind = parts.next()?;
-        let named_parent: u32 = parts.next()?.parse().ok()?;
+        let _parent: u32 = parts.next()?.parse().ok()?;
         let fd: RawFd = parts.next()?.parse().ok()?;
-        if named_parent != parent || fd < 0 {
+        if fd < 0 {
             return None;
         }
         let role = match kind {
@@ -75,11 +88,11 @@ fn detected() -> Option<&'static Detected> {
     DETECTED
         .get_or_init(|| {
             let value = std::env::var(ROLE_VAR).ok()?;
-            // SAFETY: getppid has no preconditions and cannot fail.
-            let parent = unsafe { libc::getppid() } as u32;
-            // The parent's pid must match: a program this child runs in turn (a handler spawning
-            // the same binary) inherits the variable but has another parent, so it is not a worker.
-            let role = Role::decode(&value, parent);
+            // The variable alone is not proof: a program a handler runs in turn inherits it too.
+            // The inherited socket is: it was opened without close-on-exec for this process only.
+            // (Not the parent's pid: a child whose parent died as it started has another parent,
+            // and must still know it is a child, not become a server of its own.)
+            let role = Role::decode(&value).filter(|role| inherited(role.fd()));
             if role.is_none() {
                 log::debug!("ignoring {ROLE_VAR}={value:?}: not addressed to this process");
             }
@@ -129,12 +142,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn roles_round_trip_for_their_own_parent_only() {
+    fn roles_round_trip() {
         for role in [Role::Request { fd: 7 }, Role::Worker { fd: 4, index: 2 }] {
-            let value = role.encode(1234);
-            assert_eq!(Role::decode(&value, 1234), Some(role));
-            assert_eq!(Role::decode(&value, 999), None, "another parent's child");
+            assert_eq!(Role::decode(&role.encode(1234)), Some(role));
         }
+    }
+
+    #[test]
+    fn only_an_open_descriptor_without_close_on_exec_counts_as_inherited() {
+        use std::os::fd::AsRawFd;
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fd = socket.as_raw_fd();
+        assert!(!inherited(fd), "std opens sockets close-on-exec");
+        // SAFETY: clears the flag on a descriptor this test owns.
+        assert_ne!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, -1);
+        assert!(inherited(fd));
+        drop(socket);
+        assert!(!inherited(fd), "a closed descriptor");
     }
 
     #[test]
@@ -149,7 +173,7 @@ mod tests {
             "request:1:3:extra",
             "other:1:3",
         ] {
-            assert_eq!(Role::decode(value, 1), None, "{value:?}");
+            assert_eq!(Role::decode(value), None, "{value:?}");
         }
     }
 
