@@ -422,6 +422,46 @@ fn eight_mib_reply_arrives_whole() {
     serving.finish(WAIT).unwrap();
 }
 
+/// A vectored write of several buffers, 4 MiB in all (more than one `writev` can place in the
+/// socket buffer), arrives whole and in order, and reports the full length.
+#[test]
+fn vectored_write_sends_every_buffer() {
+    const BIG: usize = 4 * 1024 * 1024;
+    fn parts() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        (
+            b"head:".to_vec(),
+            (0..BIG).map(|i| (i % 253) as u8).collect(),
+            b":tail".to_vec(),
+        )
+    }
+    let (written_tx, written) = crossbeam_channel::unbounded();
+    let server = ThreadingTcpServer::bind("127.0.0.1:0", move |req: &mut StreamRequest| {
+        let (a, b, c) = parts();
+        let bufs = [
+            io::IoSlice::new(&a),
+            io::IoSlice::new(&b),
+            io::IoSlice::new(&c),
+        ];
+        let n = req.write_vectored(&bufs)?;
+        let _ = written_tx.send(n);
+        Ok(())
+    })
+    .unwrap();
+    let serving = Serving::start(server);
+    let mut client = common::tcp_client(common::inet_addr(&serving.handle));
+    let (a, b, c) = parts();
+    let mut reply = vec![0u8; a.len() + b.len() + c.len()];
+    client
+        .read_exact(&mut reply)
+        .expect("the whole vectored reply");
+    assert!(
+        reply == [a, b, c].concat(),
+        "the vectored reply was corrupted"
+    );
+    assert_eq!(recv(&written, "the handler's write"), BIG + 10);
+    serving.finish(WAIT).unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Datagram edge cases
 // ---------------------------------------------------------------------------------------------

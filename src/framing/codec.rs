@@ -1,6 +1,6 @@
 //! [`Framing`]: reading and writing length-prefixed frames, exactly.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 
 use super::prefix::LengthPrefix;
 
@@ -160,8 +160,9 @@ impl Framing {
             field.extend_from_slice(payload);
             writer.write_all(&field)
         } else {
-            writer.write_all(&field)?;
-            writer.write_all(payload)
+            // Length and payload in one vectored write (one `writev` on a socket): no copy of a
+            // large payload, and no separate small segment for the length.
+            write_all_vectored(writer, &mut [IoSlice::new(&field), IoSlice::new(payload)])
         }
     }
 
@@ -177,6 +178,28 @@ impl Framing {
         }
         self.prefix.encode(len)
     }
+}
+
+/// `Write::write_all_vectored`, which is not stable yet: retries until every buffer is written.
+fn write_all_vectored<W: Write + ?Sized>(
+    writer: &mut W,
+    mut bufs: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match writer.write_vectored(bufs) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the connection accepted no more bytes of the frame",
+                ))
+            }
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl Default for Framing {
@@ -226,6 +249,32 @@ fn read_exactly<R: Read + ?Sized>(reader: &mut R, buf: &mut Vec<u8>, len: u64) -
 mod tests {
     use super::*;
     use crate::framing::{ByteOrder, Width};
+
+    /// A writer that takes at most 7 bytes per call, vectored or not, like a congested socket.
+    struct Trickle(Vec<u8>);
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(7);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_large_frame_survives_short_vectored_writes() {
+        let framing = Framing::new();
+        let payload: Vec<u8> = (0..COALESCE + 1000).map(|i| (i % 249) as u8).collect();
+        let mut out = Trickle(Vec::new());
+        framing.write_frame(&mut out, &payload).unwrap();
+        let mut reader = &out.0[..];
+        assert_eq!(framing.read_frame(&mut reader).unwrap(), Some(payload));
+        assert!(reader.is_empty());
+    }
 
     /// A reader that hands out its bytes in the given chunk sizes (cycling), like a socket whose
     /// segments were split and merged in transit.

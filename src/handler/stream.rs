@@ -1,6 +1,6 @@
 //! [`StreamRequest`]: one accepted TCP or Unix stream connection, as a handler sees it.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -86,6 +86,13 @@ impl Write for &Connection {
         match self {
             Connection::Tcp(s) => (&*s).write(buf),
             Connection::Unix(s) => (&*s).write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Connection::Tcp(s) => (&*s).write_vectored(bufs),
+            Connection::Unix(s) => (&*s).write_vectored(bufs),
         }
     }
 
@@ -208,6 +215,30 @@ impl Write for StreamRequest {
         let mut conn = self.reader.get_ref();
         conn.write_all(buf)?;
         Ok(buf.len())
+    }
+
+    /// Writes all of `bufs` with as few `writev` calls as the socket allows (one, usually), and
+    /// returns their total length, or fails — the same all-or-error promise as `write`.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let total = bufs.iter().map(|b| b.len()).sum();
+        let mut owned: Vec<IoSlice<'_>> = bufs.to_vec();
+        let mut left = owned.as_mut_slice();
+        IoSlice::advance_slices(&mut left, 0);
+        let mut conn = self.reader.get_ref();
+        while !left.is_empty() {
+            match conn.write_vectored(left) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the connection accepted no more bytes",
+                    ))
+                }
+                Ok(n) => IoSlice::advance_slices(&mut left, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(total)
     }
 
     fn flush(&mut self) -> io::Result<()> {
