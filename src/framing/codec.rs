@@ -3,6 +3,7 @@
 use std::io::{self, IoSlice, Read, Write};
 
 use super::prefix::LengthPrefix;
+use crate::handler::write_all_vectored;
 
 /// The largest frame a [`Framing`] accepts unless told otherwise: 8 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: u64 = 8 * 1024 * 1024;
@@ -178,28 +179,6 @@ impl Framing {
         }
         self.prefix.encode(len)
     }
-}
-
-/// `Write::write_all_vectored`, which is not stable yet: retries until every buffer is written.
-fn write_all_vectored<W: Write + ?Sized>(
-    writer: &mut W,
-    mut bufs: &mut [IoSlice<'_>],
-) -> io::Result<()> {
-    IoSlice::advance_slices(&mut bufs, 0);
-    while !bufs.is_empty() {
-        match writer.write_vectored(bufs) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "the connection accepted no more bytes of the frame",
-                ))
-            }
-            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 impl Default for Framing {

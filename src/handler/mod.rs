@@ -7,6 +7,7 @@ pub(crate) mod lifecycle;
 mod stream;
 
 pub use datagram::{DatagramRequest, DatagramSocket};
+pub(crate) use stream::write_all_vectored;
 pub use stream::{Connection, StreamRequest};
 
 use std::io;

@@ -221,27 +221,34 @@ impl Write for StreamRequest {
     /// returns their total length, or fails — the same all-or-error promise as `write`.
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let total = bufs.iter().map(|b| b.len()).sum();
-        let mut owned: Vec<IoSlice<'_>> = bufs.to_vec();
-        let mut left = owned.as_mut_slice();
-        IoSlice::advance_slices(&mut left, 0);
-        let mut conn = self.reader.get_ref();
-        while !left.is_empty() {
-            match conn.write_vectored(left) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "the connection accepted no more bytes",
-                    ))
-                }
-                Ok(n) => IoSlice::advance_slices(&mut left, n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let mut left: Vec<IoSlice<'_>> = bufs.to_vec();
+        write_all_vectored(&mut self.reader.get_ref(), &mut left)?;
         Ok(total)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// `Write::write_all_vectored`, which is not stable yet: retries until every buffer is written.
+pub(crate) fn write_all_vectored<W: Write + ?Sized>(
+    writer: &mut W,
+    mut bufs: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match writer.write_vectored(bufs) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the connection accepted no more bytes",
+                ))
+            }
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
