@@ -86,6 +86,10 @@ impl Counters {
         self.accept_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn active(&self) -> u64 {
         self.active.load(Ordering::Acquire)
     }

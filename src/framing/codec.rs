@@ -2,7 +2,7 @@
 
 use std::io::{self, IoSlice, Read, Write};
 
-use super::prefix::LengthPrefix;
+use super::prefix::{Field, LengthPrefix};
 use crate::handler::write_all_vectored;
 
 /// The largest frame a [`Framing`] accepts unless told otherwise: 8 MiB.
@@ -150,24 +150,28 @@ impl Framing {
     /// payload itself (from a file, say, with [`copy_exact`](super::copy_exact)).
     pub fn write_len<W: Write + ?Sized>(&self, writer: &mut W, len: u64) -> io::Result<()> {
         let field = self.encode_len(len)?;
-        writer.write_all(&field)
+        writer.write_all(field.as_bytes())
     }
 
     /// Writes one frame: the length field, then `payload`. Does not flush. A payload over the
     /// limit is an `InvalidInput` error and nothing is written.
     pub fn write_frame<W: Write + ?Sized>(&self, writer: &mut W, payload: &[u8]) -> io::Result<()> {
-        let mut field = self.encode_len(payload.len() as u64)?;
+        let field = self.encode_len(payload.len() as u64)?;
+        let field = field.as_bytes();
         if payload.len() <= COALESCE {
-            field.extend_from_slice(payload);
-            writer.write_all(&field)
+            // One buffer, allocated once: one write, and one segment where possible.
+            let mut frame = Vec::with_capacity(field.len() + payload.len());
+            frame.extend_from_slice(field);
+            frame.extend_from_slice(payload);
+            writer.write_all(&frame)
         } else {
             // Length and payload in one vectored write (one `writev` on a socket): no copy of a
             // large payload, and no separate small segment for the length.
-            write_all_vectored(writer, &mut [IoSlice::new(&field), IoSlice::new(payload)])
+            write_all_vectored(writer, &mut [IoSlice::new(field), IoSlice::new(payload)])
         }
     }
 
-    fn encode_len(&self, len: u64) -> io::Result<Vec<u8>> {
+    fn encode_len(&self, len: u64) -> io::Result<Field> {
         if len > self.max_frame_len {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -177,7 +181,7 @@ impl Framing {
                 ),
             ));
         }
-        self.prefix.encode(len)
+        self.prefix.field(len)
     }
 }
 

@@ -71,6 +71,19 @@ pub struct LengthPrefix {
     signed: bool,
 }
 
+/// An encoded length field, at most 8 bytes, kept on the stack.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Field {
+    bytes: [u8; 8],
+    len: usize,
+}
+
+impl Field {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 impl LengthPrefix {
     /// 4-byte unsigned big-endian: the default, and the usual choice for new protocols.
     pub const U32_BE: LengthPrefix = LengthPrefix::new(Width::Four, ByteOrder::Big, false);
@@ -115,6 +128,11 @@ impl LengthPrefix {
 
     /// The field for a frame of `len` bytes. Fails with `InvalidInput` if `len` does not fit.
     pub fn encode(&self, len: u64) -> io::Result<Vec<u8>> {
+        self.field(len).map(|field| field.as_bytes().to_vec())
+    }
+
+    /// [`encode`](Self::encode) without allocating: the field in a fixed-size buffer.
+    pub(crate) fn field(&self, len: u64) -> io::Result<Field> {
         if len > self.max_len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -127,12 +145,12 @@ impl LengthPrefix {
             ));
         }
         let n = self.width.bytes();
-        let big = len.to_be_bytes();
-        let mut field = big[8 - n..].to_vec();
+        let mut bytes = [0u8; 8];
+        bytes[..n].copy_from_slice(&len.to_be_bytes()[8 - n..]);
         if !self.order.is_big() {
-            field.reverse();
+            bytes[..n].reverse();
         }
-        Ok(field)
+        Ok(Field { bytes, len: n })
     }
 
     /// The length a field announces. `field` must be exactly [`Width::bytes`] long. A negative

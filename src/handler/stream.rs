@@ -221,8 +221,21 @@ impl Write for StreamRequest {
     /// returns their total length, or fails — the same all-or-error promise as `write`.
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let total = bufs.iter().map(|b| b.len()).sum();
-        let mut left: Vec<IoSlice<'_>> = bufs.to_vec();
-        write_all_vectored(&mut self.reader.get_ref(), &mut left)?;
+        let mut conn = self.reader.get_ref();
+        // Usually one writev takes everything; only a short write pays for a copy of the slices
+        // (`advance_slices` needs them mutable).
+        let sent = loop {
+            match conn.write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other?,
+            }
+        };
+        if sent < total {
+            let mut left: Vec<IoSlice<'_>> = bufs.to_vec();
+            let mut left = left.as_mut_slice();
+            IoSlice::advance_slices(&mut left, sent);
+            write_all_vectored(&mut conn, left)?;
+        }
         Ok(total)
     }
 

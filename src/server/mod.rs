@@ -295,7 +295,7 @@ where
     /// A prefork worker that has taken its `max_requests` stops, to be replaced.
     fn check_request_limit(&self) {
         if let Some(limit) = self.request_limit {
-            if self.handle.stats().accepted >= limit && !self.handle.is_shutting_down() {
+            if self.handle.shared.counters.accepted() >= limit && !self.handle.is_shutting_down() {
                 log::info!(
                     "worker {} served {limit} requests; recycling",
                     std::process::id()
