@@ -306,6 +306,13 @@ fn live_children(parent: u32) -> Vec<u32> {
         .collect()
 }
 
+/// A process's command name, from `/proc/<pid>/comm`.
+fn command_name(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|name| name.trim_end().to_string())
+}
+
 /// Whether `pid` is a running process (not gone, not a zombie awaiting its new parent's wait).
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -529,11 +536,26 @@ fn process_unrelated_child() -> Result<(), String> {
     for i in 0..20 {
         tcp_line(server.inet(), &format!("r{i}"))?;
     }
-    // Let the program's own child exit while the server still runs and reaps its children.
-    thread::sleep(Duration::from_millis(200));
+    // Wait for the program's own child (`sh`) to exit while the server runs: it shows as a
+    // zombie, and must stay one — the server reaps only its own children — until the program
+    // waits for it.
+    let pid = server.pid();
+    let own_zombie = || {
+        children_of(pid)
+            .into_iter()
+            .find(|&(child, state)| state == 'Z' && command_name(child).as_deref() == Some("sh"))
+            .map(|(child, _)| child)
+    };
+    check(eventually(WAIT, || own_zombie().is_some()), || {
+        "the program's own child never exited".to_string()
+    })?;
+    let zombie = own_zombie();
     for i in 0..5 {
         tcp_line(server.inet(), &format!("s{i}"))?;
     }
+    check(own_zombie() == zombie, || {
+        "the server reaped a child it did not start".to_string()
+    })?;
     let output = server.stop()?;
     check(output.contains("unrelated child: exit status 7"), || {
         format!("the program's own child was not waited for correctly: {output:?}")
