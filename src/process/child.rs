@@ -16,16 +16,9 @@ pub(crate) fn adopt_socket(fd: RawFd, ty: Type) -> io::Result<Socket> {
             format!("descriptor {fd} handed over by the parent process {why}"),
         )
     };
-    // SAFETY: fcntl(F_GETFD) only inspects the descriptor table; it fails with EBADF for a
-    // descriptor that is not open, which we check before taking ownership.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-        return Err(not_inherited(format!(
-            "is not open: {}",
-            io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: the descriptor is open, was inherited for this purpose, and nothing else in this
-    // process owns it (the role that names it is handed out once).
+    // SAFETY: the role that names `fd` is only accepted when `fd` is open without close-on-exec
+    // (`role::inherited`), it was inherited for this purpose, and nothing else in this process owns
+    // it (the role is handed out once).
     let socket = unsafe { Socket::from_raw_fd(fd) };
     match socket.r#type() {
         Ok(actual) if actual == ty => {}
