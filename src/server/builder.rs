@@ -218,7 +218,9 @@ impl<M: Mode> Builder<M> {
 
     /// Called with the peer and the [`Failure`] when a request's handler returns an error or
     /// panics, or a datagram is truncated (Python's `handle_error`). Runs on the thread that ran
-    /// the request. The default logs the failure with `log::error!`.
+    /// the request. The default logs the failure with `log::error!`, throttled: at most 5 lines a
+    /// second, the next line (or the server's close) saying how many similar failures were not
+    /// logged, so a flood of bad requests cannot flood the log. A hook gets every failure.
     pub fn handle_error(
         mut self,
         hook: impl Fn(&Address, &Failure) + Send + Sync + 'static,

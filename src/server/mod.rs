@@ -1,6 +1,7 @@
 //! The server: binding (through [`Builder`]), the serving loop, shutdown and close.
 
 mod builder;
+mod failure_log;
 pub(crate) mod handle;
 pub(crate) mod stop;
 pub mod transport;
@@ -22,7 +23,8 @@ use crate::handler::{lifecycle, RequestHandler};
 use crate::mode::{Mode, Pool, Prefork, Process, Single, Task, Threading};
 use crate::process::{self, Handoff, Role};
 use crate::socket::bind::context;
-use crate::socket::errors::{classify, Backoff, Recovery, Throttle};
+use crate::socket::errors::{classify, Backoff, Recovery};
+use crate::throttle::Throttle;
 use crate::socket::options::ConnectionOptions;
 use crate::socket::poll::{self, Ready};
 use crate::socket::unix_path::UnixPathGuard;
@@ -198,6 +200,7 @@ where
             counters: Default::default(),
             local,
             on_error,
+            failure_log: failure_log::FailureLog::new(),
         });
         let worker = matches!(role, Some(Role::Worker { .. }));
         if let Some(Role::Worker { index, .. }) = role {
@@ -384,7 +387,9 @@ where
         self.closed = true;
         let deadline = self.close_timeout.map(|t| Instant::now() + t);
         let counters = &self.handle.shared.counters;
-        if counters.wait_idle(deadline) {
+        let idle = counters.wait_idle(deadline);
+        self.handle.shared.failure_log.flush(self.local_addr());
+        if idle {
             self.mode.join();
             log::info!("closed server on {}", self.local_addr());
             return Ok(());
@@ -570,6 +575,7 @@ impl<T: Transport, H, M: Mode> Drop for Server<T, H, M> {
             self.handle.shared.stop.request();
             self.release_socket();
             self.mode.stop_intake();
+            self.handle.shared.failure_log.flush(self.handle.local_addr());
         }
     }
 }
