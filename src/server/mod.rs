@@ -166,7 +166,7 @@ where
                 let local = Address::from_sockaddr(socket.local_addr()?);
                 let server =
                     Self::assemble(Some(socket), None, local, handler, builder, Some(role))?;
-                process::lifeline_watch(server.handle())?;
+                process::lifeline_watch(server.handle(), server.mode.drain_timeout())?;
                 Ok(server)
             }
         }
@@ -323,12 +323,24 @@ where
         std::process::exit(code)
     }
 
-    /// A prefork worker that stopped serving: finishes its running requests, then exits.
+    /// A prefork worker that stopped serving: finishes its running requests within the drain
+    /// timeout, then exits, leaving any still running (a client holding an idle connection).
     fn exit_worker(&mut self) -> ! {
         self.release_socket();
         self.mode.stop_intake();
-        self.handle.shared.counters.wait_idle(None);
-        self.mode.join();
+        let drain = self.mode.drain_timeout();
+        let counters = &self.handle.shared.counters;
+        if counters.wait_idle(drain.map(|t| Instant::now() + t)) {
+            self.mode.join();
+        } else {
+            log::warn!(
+                "worker {}: {} request(s) still running after the drain timeout ({:?}); exiting",
+                std::process::id(),
+                counters.active(),
+                drain.unwrap_or_default()
+            );
+        }
+        self.handle.shared.failure_log.flush(self.local_addr());
         log::info!("worker {} stopped", std::process::id());
         std::process::exit(0)
     }
