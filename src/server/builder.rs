@@ -273,7 +273,9 @@ impl<M: Mode> Builder<M> {
     }
 
     /// Binds a Unix stream server to the socket file `path` and starts listening. The file is
-    /// removed when the server closes.
+    /// removed when the server closes. A socket file left there by a server that is gone
+    /// (connecting to it is refused) is replaced; if a server answers on it, or `path` is not a
+    /// socket, binding fails with `AddrInUse` and the file is left alone.
     pub fn bind_unix_stream<H>(
         self,
         path: impl AsRef<Path>,
@@ -290,7 +292,8 @@ impl<M: Mode> Builder<M> {
     }
 
     /// Binds a Unix datagram server to the socket file `path`. The file is removed when the server
-    /// closes.
+    /// closes. A stale socket file is replaced, as for
+    /// [`bind_unix_stream`](Self::bind_unix_stream).
     pub fn bind_unix_datagram<H>(
         self,
         path: impl AsRef<Path>,
