@@ -111,7 +111,11 @@ mod tests {
         assert_eq!(&first[..3], &[Some(0); 3]);
         assert!(first[3..].iter().all(Option::is_none), "{first:?}");
         t.window = Some(Instant::now() - Duration::from_secs(7200));
-        assert_eq!(t.admit(), Some(7), "the next interval's first line carries the count");
+        assert_eq!(
+            t.admit(),
+            Some(7),
+            "the next interval's first line carries the count"
+        );
         assert_eq!(t.admit(), Some(0));
     }
 

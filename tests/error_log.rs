@@ -61,7 +61,9 @@ fn held_back(line: &str) -> u64 {
         return 0;
     };
     let start = line[..end].rfind([' ', '(']).map_or(0, |i| i + 1);
-    line[start..end].parse().unwrap_or_else(|_| panic!("count in {line:?}"))
+    line[start..end]
+        .parse()
+        .unwrap_or_else(|_| panic!("count in {line:?}"))
 }
 
 /// A pool server answering nothing: datagrams over 16 bytes are dropped as truncated (reported
@@ -125,7 +127,11 @@ fn a_flood_of_failing_datagrams_logs_a_few_lines_and_counts_the_rest() {
     let per_request = errors_mentioning(&format!("request from {peer} failed"));
     let summary = errors_mentioning(&format!("server on {server}: "));
     let logged = per_request.len() as u64;
-    let not_logged: u64 = per_request.iter().chain(&summary).map(|l| held_back(l)).sum();
+    let not_logged: u64 = per_request
+        .iter()
+        .chain(&summary)
+        .map(|l| held_back(l))
+        .sum();
     println!(
         "{total} failures ({DATAGRAMS} in {elapsed:?}): {logged} logged, {not_logged} counted; {:?}",
         per_request.iter().chain(&summary).collect::<Vec<_>>()

@@ -37,6 +37,12 @@ impl Shared {
             }
         }
     }
+
+    /// Logs how many failures the default report held back since its last line (when the server
+    /// closes, since no later line will say it).
+    pub(crate) fn flush_failures(&self) {
+        self.failure_log.flush(&self.local);
+    }
 }
 
 /// A handle to a running server: shut it down, read its stats, from any thread.

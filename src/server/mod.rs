@@ -24,11 +24,11 @@ use crate::mode::{Mode, Pool, Prefork, Process, Single, Task, Threading};
 use crate::process::{self, Handoff, Role};
 use crate::socket::bind::context;
 use crate::socket::errors::{classify, Backoff, Recovery};
-use crate::throttle::Throttle;
 use crate::socket::options::ConnectionOptions;
 use crate::socket::poll::{self, Ready};
 use crate::socket::unix_path::UnixPathGuard;
 use crate::stats::{Ending, Stats};
+use crate::throttle::Throttle;
 
 use builder::{BuiltParts, LoopHooks};
 use handle::Shared;
@@ -340,7 +340,7 @@ where
                 drain.unwrap_or_default()
             );
         }
-        self.handle.shared.failure_log.flush(self.local_addr());
+        self.handle.shared.flush_failures();
         log::info!("worker {} stopped", std::process::id());
         std::process::exit(0)
     }
@@ -400,7 +400,7 @@ where
         let deadline = self.close_timeout.map(|t| Instant::now() + t);
         let counters = &self.handle.shared.counters;
         let idle = counters.wait_idle(deadline);
-        self.handle.shared.failure_log.flush(self.local_addr());
+        self.handle.shared.flush_failures();
         if idle {
             self.mode.join();
             log::info!("closed server on {}", self.local_addr());
@@ -587,7 +587,7 @@ impl<T: Transport, H, M: Mode> Drop for Server<T, H, M> {
             self.handle.shared.stop.request();
             self.release_socket();
             self.mode.stop_intake();
-            self.handle.shared.failure_log.flush(self.handle.local_addr());
+            self.handle.shared.flush_failures();
         }
     }
 }
