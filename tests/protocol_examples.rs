@@ -584,7 +584,7 @@ fn file_server_stores_and_serves_a_255_byte_name() {
     );
     drop(raw);
     server.wait_for_log(&format!("upload of {cut} failed"));
-    assert_eq!(listing(server.addr), [name.clone()]);
+    assert_eq!(listing(server.addr), std::slice::from_ref(&name));
     assert_eq!(all_entries(&root), [name]);
 }
 
