@@ -78,6 +78,7 @@ pub(crate) fn lifeline_watch(
                     std::process::id(),
                     server.stats().active
                 );
+                server.shared.flush_failures();
                 std::process::exit(0);
             }
         })
