@@ -85,6 +85,7 @@ mod process;
 mod server;
 mod socket;
 mod stats;
+mod throttle;
 
 pub use address::Address;
 pub use failure::Failure;

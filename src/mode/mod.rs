@@ -93,6 +93,11 @@ pub(crate) mod sealed {
         fn worker_request_limit(&self) -> Option<u64> {
             None
         }
+        /// In a prefork worker: how long a worker that stops may take to finish its requests
+        /// before it exits anyway.
+        fn drain_timeout(&self) -> Option<std::time::Duration> {
+            None
+        }
         /// Whether this process supervises workers instead of serving (a prefork parent).
         fn supervises(&self) -> bool {
             false
