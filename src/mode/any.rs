@@ -170,6 +170,9 @@ impl ModeImpl for AnyMode {
     fn worker_request_limit(&self) -> Option<u64> {
         self.inner().worker_request_limit()
     }
+    fn drain_timeout(&self) -> Option<std::time::Duration> {
+        self.inner().drain_timeout()
+    }
     fn supervises(&self) -> bool {
         self.inner().supervises()
     }
@@ -201,5 +204,11 @@ mod tests {
         assert_eq!(AnyMode::default().name(), "single-threaded");
         assert!(AnyMode::from(Process::new()).process_kind().is_some());
         assert!(AnyMode::from(Pool::new(2)).process_kind().is_none());
+        let prefork =
+            AnyMode::from(Prefork::new(2).drain_timeout(std::time::Duration::from_secs(7)));
+        assert_eq!(
+            prefork.drain_timeout(),
+            Some(std::time::Duration::from_secs(7))
+        );
     }
 }

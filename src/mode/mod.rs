@@ -64,7 +64,8 @@ pub(crate) mod sealed {
     use crate::process::ProcessKind;
     use crate::server::stop::StopSignal;
 
-    /// What the server asks of a mode. Not public API.
+    /// What the server asks of a mode. Not public API. [`AnyMode`](super::AnyMode) delegates
+    /// every method, the defaulted ones included: a method added here must be added there.
     pub trait ModeImpl: Send + 'static {
         /// A short name for log lines.
         fn name(&self) -> &'static str;
