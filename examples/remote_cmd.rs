@@ -265,6 +265,7 @@ impl Drop for Slot {
 /// Runs `command` with `sh -c`, under a runner (see `runner.rs`), within `limits`.
 fn run_command(runner: &Path, command: &OsStr, limits: Limits) -> io::Result<Output> {
     let mut child = Command::new(runner)
+        .arg0("remote_cmd-runner") // what `ps` shows, with the command
         .arg(command)
         .env(runner::RUNNER_VAR, "1")
         // Out of the server's process group, so a Ctrl-C meant for the server does not kill the
