@@ -19,6 +19,13 @@
 //! * Files live in `--root DIR` only. Names with `..`, a separator, NUL or other control
 //!   characters, absolute paths and names starting with `.` are refused (the seeds'
 //!   `normpath(join(dir, name))` lets `../` escape the folder).
+//! * Only regular files are served, listed and overwritten. A symbolic link in the folder is
+//!   never followed — `get` opens with `O_NOFOLLOW` and checks the opened file's type, `list`
+//!   leaves links out, `put` refuses to replace one — so a link to `/etc/passwd` serves nothing.
+//!   FIFOs, devices and folders are refused the same way (opened with `O_NONBLOCK`, so a FIFO
+//!   cannot hang `get`).
+//! * `list` shows what `get` would serve. Entries that vanish while it looks (an upload's
+//!   temporary file renamed into place, a file deleted) are skipped, not an error.
 //! * An upload is written to a hidden temporary file and renamed into place only when all the
 //!   announced bytes arrived (and the `md5`/`sha256` matched, if the header had one): a cut-off
 //!   upload never appears as a finished file.
@@ -31,20 +38,23 @@
 //! cargo run --example client -- file --addr 127.0.0.1:8080 put a.txt
 //! ```
 
+#[path = "file_server/command.rs"]
+mod command;
 mod common;
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use command::{header_framing, interpret, Command, Refusal};
 use common::{Args, Example, ExtraOption, ModeName};
 use serde_json::{json, Value};
 use socketserver::framing::{
-    check_file_name, copy_exact, header_str, header_u64, md5_hex_of, receive_file, Expected,
-    Framing, Header,
+    check_file_name, copy_exact, md5_hex_of, receive_file, Expected, Framing,
 };
 use socketserver::{RequestHandler, StreamRequest};
 
@@ -75,9 +85,6 @@ const EXAMPLE: Example = Example {
     ],
 };
 
-/// JSON headers are small; anything larger is hostile or broken.
-const MAX_HEADER: u64 = 64 * 1024;
-
 #[derive(Clone)]
 struct FileServer {
     root: Arc<PathBuf>,
@@ -92,7 +99,7 @@ enum Next {
 
 impl RequestHandler<StreamRequest> for FileServer {
     fn handle(&mut self, req: &mut StreamRequest) -> io::Result<()> {
-        let framing = Framing::python_struct_i().max_frame_len(MAX_HEADER);
+        let framing = header_framing();
         loop {
             let header = match framing.read_header(req) {
                 Ok(Some(header)) => header,
@@ -104,21 +111,23 @@ impl RequestHandler<StreamRequest> for FileServer {
                 }
                 Err(e) => return Err(e),
             };
-            let cmd = match header.get("cmd") {
-                Some(Value::String(cmd)) => cmd.clone(),
-                // Seed 000 sends uploads without a "cmd".
-                None if header.contains_key("file_name") || header.contains_key("filename") => {
-                    "put".to_string()
-                }
-                _ => String::new(),
-            };
-            let next = match cmd.as_str() {
-                "put" => self.put(req, &header)?,
-                "get" => self.get(req, &header)?,
-                "list" => self.list(req)?,
-                _ => {
-                    reply_error(req, "unknown command: \"cmd\" must be put, get or list")?;
+            let next = match interpret(&header, self.max_file_size) {
+                Ok(Command::Put {
+                    name,
+                    size,
+                    expected,
+                }) => self.put(req, &name, size, &expected)?,
+                Ok(Command::Get { name }) => self.get(req, &name)?,
+                Ok(Command::List) => self.list(req)?,
+                Err(Refusal::Skip { body, message }) => {
+                    // Skip the body so the next command is read from the right place.
+                    copy_exact(req, &mut io::sink(), body)?;
+                    reply_error(req, &message)?;
                     Next::Continue
+                }
+                Err(Refusal::Close { message }) => {
+                    reply_error(req, &message)?;
+                    Next::Close
                 }
             };
             if let Next::Close = next {
@@ -129,40 +138,29 @@ impl RequestHandler<StreamRequest> for FileServer {
 }
 
 impl FileServer {
-    fn put(&self, req: &mut StreamRequest, header: &Header) -> io::Result<Next> {
-        let size = match header_u64(header, &["filesize", "file_size"]) {
-            Ok(size) => size,
-            Err(e) => {
-                // Without a size the body cannot be skipped: the connection is out of step.
-                reply_error(req, &e.to_string())?;
-                return Ok(Next::Close);
-            }
-        };
-        if size > self.max_file_size {
-            log::warn!("{}: refused an upload of {size} bytes", req.peer_addr());
-            reply_error(
-                req,
-                &format!(
-                    "the file is {size} bytes, more than the limit of {} bytes",
-                    self.max_file_size
-                ),
-            )?;
-            return Ok(Next::Close);
-        }
-        let checked = header_str(header, &["filename", "file_name"])
-            .and_then(check_file_name)
-            .map(str::to_string)
-            .and_then(|name| Ok((name, Expected::from_header(header)?)));
-        let (name, expected) = match checked {
-            Ok(ok) => ok,
-            Err(e) => {
-                // Skip the body so the next command is read from the right place.
+    fn put(
+        &self,
+        req: &mut StreamRequest,
+        name: &str,
+        size: u64,
+        expected: &Expected,
+    ) -> io::Result<Next> {
+        let dest = self.root.join(name);
+        // Only a regular file is replaced. The rename that puts the upload in place would
+        // replace a symbolic link itself, never its target, but a link (or a folder, a FIFO)
+        // there was not put there by this server: leave it alone.
+        match fs::symlink_metadata(&dest) {
+            Ok(meta) if !meta.file_type().is_file() => {
                 copy_exact(req, &mut io::sink(), size)?;
-                reply_error(req, &e.to_string())?;
+                reply_error(
+                    req,
+                    &format!("{name} exists and is not a regular file: only regular files are overwritten"),
+                )?;
                 return Ok(Next::Continue);
             }
-        };
-        match receive_file(req, &self.root.join(&name), size, &expected) {
+            _ => {}
+        }
+        match receive_file(req, &dest, size, expected) {
             Ok(()) => {
                 log::info!("{}: stored {name} ({size} bytes)", req.peer_addr());
                 reply(
@@ -186,12 +184,9 @@ impl FileServer {
         }
     }
 
-    fn get(&self, req: &mut StreamRequest, header: &Header) -> io::Result<Next> {
-        let opened = header_str(header, &["filename", "file_name"])
-            .and_then(check_file_name)
-            .and_then(|name| open_regular(&self.root.join(name)).map(|f| (name.to_string(), f)));
-        let (name, mut file, size) = match opened {
-            Ok((name, (file, size))) => (name, file, size),
+    fn get(&self, req: &mut StreamRequest, name: &str) -> io::Result<Next> {
+        let (mut file, size) = match open_regular(&self.root, name) {
+            Ok(opened) => opened,
             Err(e) => {
                 reply_error(req, &e.to_string())?;
                 return Ok(Next::Continue);
@@ -209,14 +204,29 @@ impl FileServer {
     }
 
     fn list(&self, req: &mut StreamRequest) -> io::Result<Next> {
+        let entries = match fs::read_dir(self.root.as_path()) {
+            Ok(entries) => entries,
+            Err(e) => {
+                reply_error(req, &format!("cannot list the folder: {e}"))?;
+                return Ok(Next::Continue);
+            }
+        };
         let mut files = Vec::new();
-        for entry in fs::read_dir(self.root.as_path())? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let meta = entry.metadata()?;
-            // Hidden names include uploads still in progress.
-            if meta.is_file() && !name.starts_with('.') {
-                files.push((name, meta.len()));
+        // Uploads come and go while we look: an entry that vanishes, or cannot be read, is
+        // skipped rather than failing the listing.
+        for entry in entries.flatten() {
+            // Only what `get` would serve: plain names (not the hidden temporary files of
+            // uploads in progress), regular files (not links, whatever they point to).
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if check_file_name(&name).is_err() {
+                continue;
+            }
+            // `DirEntry::metadata` does not follow links.
+            match entry.metadata() {
+                Ok(meta) if meta.file_type().is_file() => files.push((name, meta.len())),
+                _ => {}
             }
         }
         files.sort();
@@ -229,21 +239,29 @@ impl FileServer {
     }
 }
 
-/// Opens `path` for reading if it is a regular file; its size.
-fn open_regular(path: &Path) -> io::Result<(File, u64)> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let file = File::open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => io::Error::new(e.kind(), format!("no such file: {name}")),
-        _ => io::Error::new(e.kind(), format!("cannot open {name}: {e}")),
-    })?;
+/// Opens `root/name` for reading if it is a regular file; its size. A symbolic link is refused
+/// without being followed (`O_NOFOLLOW`), and a FIFO or device without blocking on it
+/// (`O_NONBLOCK`, which changes nothing for reads of a regular file).
+fn open_regular(root: &Path, name: &str) -> io::Result<(File, u64)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(root.join(name))
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{name} is a symbolic link: only regular files are served"),
+            ),
+            _ if e.kind() == io::ErrorKind::NotFound => {
+                io::Error::new(e.kind(), format!("no such file: {name}"))
+            }
+            _ => io::Error::new(e.kind(), format!("cannot open {name}: {e}")),
+        })?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{name} is not a regular file"),
+            format!("{name} is not a regular file: only regular files are served"),
         ));
     }
     Ok((file, meta.len()))

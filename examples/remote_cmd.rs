@@ -19,10 +19,34 @@
 //! (`--digest`, SHA-256 by default). The handshake keeps out clients without the key; it does not
 //! encrypt commands or output, so beyond a trusted network run it through TLS or SSH.
 //!
-//! Each command runs with no stdin, in its own process group, for at most `--timeout` seconds
-//! (then the whole group is killed) and with at most `--max-output` bytes of output kept (the
-//! rest is cut and the command killed). Either case is reported in the header and in a note at
-//! the end of the output.
+//! **The seeds' protocol has no framing**: a command is whatever one `recv` returns, so TCP
+//! cutting a command in two, or merging two, makes the server run the wrong commands. This server
+//! never runs a fragment it can detect:
+//!
+//! * an unframed command is gathered until the connection has been quiet for `--quiet-time`
+//!   seconds (0.2 by default): the seeds' client sends one command and then waits for the reply,
+//!   so whatever arrives before the reply is one command. Pieces sent further apart than that
+//!   would still be taken for two commands — the limit of any unframed protocol;
+//! * an unframed command longer than 8192 bytes (one read of the server's buffer) is not run at
+//!   all, not even in part: its bytes are dropped until the connection is quiet and the client
+//!   gets an error reply;
+//! * a framed request — `\xffrc1`, a 4-byte big-endian length, then the command (up to 64 KiB)
+//!   — is read exactly, however it is split. `client remote-cmd` sends these. 0xFF never occurs
+//!   in UTF-8 or GBK text, so a seed client's command cannot be mistaken for one.
+//!
+//! An error reply has the same form as any other: the header (with an extra `"error"` field,
+//! `exit_code` null) and a one-line message as the output, which the seeds' client prints.
+//!
+//! Each command runs with no stdin for at most `--timeout` seconds, with at most `--max-output`
+//! bytes of output kept (the rest is cut and the command killed); either case is reported in the
+//! header and in a note at the end of the output. The limit covers every process the command
+//! starts, including those that leave its process group (`setsid`) or double-fork: the command
+//! runs under a small runner process that is a Linux child subreaper (see `remote_cmd/runner.rs`),
+//! which kills the whole tree at the limit, and also as soon as the shell exits, so nothing the
+//! command leaves in the background survives it. At most `--max-commands` commands (8 by
+//! default) run at once; past that, a command gets an error reply instead of running. (The count
+//! is per server process: in `--mode process`, where each connection is a process of its own,
+//! `--max-children` is the cap; in `--mode prefork` each worker counts its own.)
 //!
 //! ```text
 //! cargo run --example remote_cmd                                   # 127.0.0.1:8080
@@ -30,18 +54,28 @@
 //! ```
 
 mod common;
+#[path = "remote_cmd/request.rs"]
+mod request;
+#[path = "remote_cmd/runner.rs"]
+mod runner;
+#[path = "remote_cmd/wire.rs"]
+mod wire;
 
+use std::ffi::OsStr;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{Args, Example, ExtraOption, ModeName};
-use serde_json::json;
+use request::{read_request, Request};
+use serde_json::{json, Value};
 use socketserver::auth::{Authenticator, Digest, Secret};
 use socketserver::framing::{md5_hex, Framing};
 use socketserver::{RequestHandler, StreamRequest};
@@ -76,11 +110,27 @@ const EXAMPLE: Example = Example {
             help: "most output kept per command, stdout and stderr together (default 1048576)",
             check: common::check_parses::<usize>,
         },
+        ExtraOption {
+            name: "--max-commands",
+            value: "N",
+            help: "most commands running at once; past it, an error reply (default 8)",
+            check: common::check_positive,
+        },
+        ExtraOption {
+            name: "--quiet-time",
+            value: "SECS",
+            help: "an unframed (seed) command is complete once no byte came for this long (default 0.2)",
+            check: check_quiet_time,
+        },
     ],
 };
 
-/// The most a command line may be: one read of this size, as the seeds' `recv(1024)`, larger.
-const MAX_COMMAND: usize = 8192;
+fn check_quiet_time(value: &str) -> Result<(), String> {
+    match value.parse::<f64>() {
+        Ok(secs) if (0.001..=10.0).contains(&secs) => Ok(()),
+        _ => Err("expected seconds between 0.001 and 10".to_string()),
+    }
+}
 
 /// Limits on every command.
 #[derive(Clone, Copy)]
@@ -101,25 +151,46 @@ struct Output {
 #[derive(Clone)]
 struct RemoteCommand {
     limits: Limits,
+    quiet: Duration,
+    /// The program that runs a command: this one, as its runner (see `runner.rs`).
+    runner: Arc<PathBuf>,
+    slots: Slots,
 }
 
 impl RequestHandler<StreamRequest> for RemoteCommand {
     fn handle(&mut self, req: &mut StreamRequest) -> io::Result<()> {
         let peer = req.peer_addr().clone();
-        let framing = Framing::python_struct_i();
-        let mut buf = vec![0u8; MAX_COMMAND];
         loop {
-            // The seeds' protocol: the command is whatever one read returns.
-            let n = match req.read(&mut buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+            let command = match read_request(req, self.quiet)? {
+                Request::End => return Ok(()),
+                Request::Refused { message, close } => {
+                    log::warn!("{peer}: {message}");
+                    reply_error(req, &message)?;
+                    if close {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Request::Command(command) => command,
             };
-            let command = String::from_utf8_lossy(&buf[..n]).into_owned();
-            log::info!("{peer} runs {command:?}");
-            let output = run_command(&command, self.limits)?;
+            if command.contains(&0) {
+                reply_error(
+                    req,
+                    "the command contains a NUL byte, which no shell command can",
+                )?;
+                continue;
+            }
+            let Some(_slot) = self.slots.take() else {
+                let message = format!(
+                    "busy: {} command(s) are running, the most --max-commands allows; try again later",
+                    self.slots.max
+                );
+                log::warn!("{peer}: {message}");
+                reply_error(req, &message)?;
+                continue;
+            };
+            log::info!("{peer} runs {:?}", String::from_utf8_lossy(&command));
+            let output = run_command(&self.runner, OsStr::from_bytes(&command), self.limits)?;
             let header = json!({
                 "filename": "output.txt",
                 "total_size": output.stdout.len() + output.stderr.len(),
@@ -129,27 +200,89 @@ impl RequestHandler<StreamRequest> for RemoteCommand {
                 "timed_out": output.timed_out,
                 "truncated": output.truncated,
             });
-            let header = header.as_object().cloned().unwrap_or_default();
-            framing.write_header(req, &header)?;
-            req.write_all(&output.stdout)?;
-            req.write_all(&output.stderr)?;
+            send_reply(req, header, &output.stdout, &output.stderr)?;
         }
     }
 }
 
-/// Runs `command` with `sh -c` under `limits`.
-fn run_command(command: &str, limits: Limits) -> io::Result<Output> {
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
+/// The seeds' reply: `struct 'i'` length, JSON header, then the output.
+fn send_reply(
+    req: &mut StreamRequest,
+    header: Value,
+    stdout: &[u8],
+    stderr: &[u8],
+) -> io::Result<()> {
+    let header = header.as_object().cloned().unwrap_or_default();
+    Framing::python_struct_i().write_header(req, &header)?;
+    req.write_all(stdout)?;
+    req.write_all(stderr)
+}
+
+/// An error in the seeds' reply format: the header says `total_size`, `md5` and `"error"`, and
+/// the output is one line the seeds' client prints.
+fn reply_error(req: &mut StreamRequest, message: &str) -> io::Result<()> {
+    let text = format!("[remote_cmd: {message}]\n");
+    let header = json!({
+        "filename": "output.txt",
+        "total_size": text.len(),
+        "md5": md5_hex(text.as_bytes()),
+        "stdout_size": 0,
+        "exit_code": null,
+        "timed_out": false,
+        "truncated": false,
+        "error": message,
+    });
+    send_reply(req, header, b"", text.as_bytes())
+}
+
+/// Counts the commands running, up to `max`.
+#[derive(Clone)]
+struct Slots {
+    running: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// One running command; its slot is free again when this is dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slots {
+    fn take(&self) -> Option<Slot> {
+        self.running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(Arc::clone(&self.running)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Runs `command` with `sh -c`, under a runner (see `runner.rs`), within `limits`.
+fn run_command(runner: &Path, command: &OsStr, limits: Limits) -> io::Result<Output> {
+    let mut child = Command::new(runner)
+        .arg0("remote_cmd-runner") // what `ps` shows, with the command
         .arg(command)
-        .stdin(Stdio::null())
+        .env(runner::RUNNER_VAR, "1")
+        // Out of the server's process group, so a Ctrl-C meant for the server does not kill the
+        // runner before it has ended the command (the server's exit closes the lifeline).
+        .process_group(0)
+        // The lifeline: closing it (or the server dying) ends the command's whole tree.
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Its own process group, so a time limit kills whatever the command started as well.
-        .process_group(0)
         .spawn()
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot start /bin/sh: {e}")))?;
-    let group = child.id() as i32;
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot start the command runner {}: {e}", runner.display()),
+            )
+        })?;
+    let mut lifeline = child.stdin.take();
     let (tx, rx) = mpsc::channel();
     let stdout = child
         .stdout
@@ -172,13 +305,13 @@ fn run_command(command: &str, limits: Limits) -> io::Result<Output> {
             Ok((index, data, overflowed)) => {
                 if overflowed && !over_limit {
                     over_limit = true;
-                    kill_group(group);
+                    drop(lifeline.take());
                 }
                 pieces[index] = Some((data, overflowed));
             }
             Err(mpsc::RecvTimeoutError::Timeout) if !timed_out => {
                 timed_out = true;
-                kill_group(group);
+                drop(lifeline.take());
                 // Killed processes close their pipes at once; give the readers a moment.
                 let grace = Instant::now() + Duration::from_secs(1);
                 while pieces.iter().any(Option::is_none) {
@@ -192,8 +325,8 @@ fn run_command(command: &str, limits: Limits) -> io::Result<Output> {
             Err(_) => break,
         }
     }
-    let exit_code = wait_bounded(&mut child, group)?;
-    kill_group(group); // anything the command left running in the background
+    drop(lifeline);
+    let exit_code = wait_bounded(&mut child)?;
     drop((stdout, stderr));
 
     let [out, err] = pieces;
@@ -261,26 +394,21 @@ fn collect(
     })
 }
 
-/// Reaps the shell, killing its group if it does not exit promptly; its exit code, if it had one.
-fn wait_bounded(child: &mut Child, group: i32) -> io::Result<Option<i32>> {
+/// Reaps the runner, which exits once the command's tree is gone. One that does not within 2 s
+/// is killed, its descendants first (they would escape to init once it is gone).
+fn wait_bounded(child: &mut Child) -> io::Result<Option<i32>> {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok(status.code());
         }
         if Instant::now() >= deadline {
-            kill_group(group);
+            let pid = child.id() as libc::pid_t;
+            runner::kill_descendants(pid);
+            let _ = child.kill();
             return child.wait().map(|status| status.code());
         }
         thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn kill_group(group: i32) {
-    // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved. The
-    // group is the shell's own (process_group(0)), so only the command's processes are hit.
-    unsafe {
-        libc::kill(-group, libc::SIGKILL);
     }
 }
 
@@ -301,7 +429,15 @@ fn run(args: &Args) -> io::Result<()> {
     let file = args.value("--secret-file").map(Path::new);
     let secret = Secret::load(file, "SOCKETSERVER_SECRET")?;
     let digest = args.parsed("--digest", Digest::Sha256);
-    let handler = RemoteCommand { limits };
+    let handler = RemoteCommand {
+        limits,
+        quiet: Duration::from_secs_f64(args.parsed("--quiet-time", 0.2)),
+        runner: Arc::new(runner::program()?),
+        slots: Slots {
+            running: Arc::new(AtomicUsize::new(0)),
+            max: args.parsed("--max-commands", 8),
+        },
+    };
     match secret {
         Some(secret) => {
             let auth = Authenticator::new(secret).digest(digest);
@@ -325,6 +461,8 @@ fn run(args: &Args) -> io::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Started by the server to run one command? Then only that (see `runner.rs`).
+    runner::run_if_runner();
     let args = common::parse_args(&EXAMPLE);
     common::init_logging();
     common::exit_status(run(&args))

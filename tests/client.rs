@@ -3,7 +3,8 @@
 
 mod programs;
 
-use std::net::{TcpListener, UdpSocket};
+use std::io::Write;
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 
 use programs::clock::{self, TZ, TZ_ZONE_AND_OFFSET};
@@ -131,6 +132,45 @@ fn chat_in_a_full_room_is_an_error() {
     let second = run(&["chat", "--addr", &addr]);
     assert_eq!(second.status.code(), Some(1), "{second}");
     assert!(second.stderr.contains("the room is full"), "{second}");
+}
+
+#[test]
+fn remote_cmd_sends_framed_commands_that_arrive_whole() {
+    let server = Server::start("remote_cmd", &[]);
+    let addr = server.addr.to_string();
+    // 10,000 bytes: more than the server takes as an unframed command, so only a framed one runs.
+    let long = format!("echo {}", "x".repeat(9_995));
+    let lines = run_with_input(
+        &["remote-cmd", "--addr", &addr],
+        &[&long, "echo two; echo lines"],
+    );
+    assert_eq!(lines, ["x".repeat(9_995).as_str(), "two", "lines"]);
+    let log = server.wait_for_log("runs \"echo two");
+    assert_eq!(log.matches(" runs ").count(), 2, "{log}");
+}
+
+#[test]
+fn remote_cmd_prints_a_refusal_on_stderr_and_fails() {
+    let server = Server::start("remote_cmd", &["--max-commands", "1"]);
+    let addr = server.addr.to_string();
+    let mut busy = TcpStream::connect(server.addr).unwrap();
+    busy.write_all(b"sleep 3").unwrap();
+    server.wait_for_log("runs \"sleep 3\"");
+    let refused = Run::with_input(
+        client(&["remote-cmd", "--addr", &addr]),
+        b"echo hi\n",
+        RUN_TIMEOUT,
+    );
+    assert_eq!(refused.status.code(), Some(1), "{refused}");
+    assert!(refused.stdout.is_empty(), "{refused}");
+    assert!(
+        refused.stderr.contains("busy: 1 command(s) are running"),
+        "{refused}"
+    );
+    assert!(
+        refused.stderr.contains("the server refused 1 command(s)"),
+        "{refused}"
+    );
 }
 
 #[test]

@@ -11,6 +11,8 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use programs::python::{python, python3_available, run_seed_client, seed_client};
 use programs::{example, scratch, Interactive, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
@@ -198,6 +200,209 @@ fn remote_cmd_with_a_secret_serves_only_authenticated_clients() {
     assert!(!run.status.success(), "{run}");
     server.wait_for_log("authentication failed");
     assert!(!marker.exists(), "an unauthenticated command ran");
+}
+
+/// Sends `pieces` to remote_cmd as the seeds' client does (no framing), `gap` apart.
+fn send_pieces(stream: &mut TcpStream, pieces: &[&[u8]], gap: Duration) {
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 {
+            thread::sleep(gap);
+        }
+        stream.write_all(piece).unwrap();
+    }
+}
+
+/// Reads one remote_cmd reply: the header and the `total_size` bytes of output.
+fn command_reply(stream: &mut TcpStream) -> (Header, String) {
+    let header = Framing::python_struct_i()
+        .read_header(stream)
+        .unwrap()
+        .expect("a reply header");
+    let size = header["total_size"].as_u64().unwrap();
+    let mut output = vec![0u8; size as usize];
+    stream.read_exact(&mut output).unwrap();
+    assert_eq!(header["md5"], md5_hex(&output), "{header:?}");
+    (header, String::from_utf8(output).unwrap())
+}
+
+/// Whether the server sends nothing more within `wait` (no reply to a fragment, say).
+fn nothing_more(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut byte = [0u8; 1];
+    let quiet = matches!(stream.read(&mut byte), Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut));
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    quiet
+}
+
+#[test]
+fn remote_cmd_never_runs_a_fragment_as_a_command() {
+    let dir = scratch("remote_cmd_fragments");
+    let log = dir.join("log");
+    let server = Server::start("remote_cmd", &["--quiet-time", "0.5"]);
+    let mut stream = connect(server.addr);
+
+    // The seeds' protocol: "ec" and "ho ..." 50 ms apart are one command, run once.
+    let command = format!("echo once >> {}; echo split", log.display());
+    let (head, tail) = command.as_bytes().split_at(2);
+    send_pieces(&mut stream, &[head, tail], Duration::from_millis(50));
+    let (header, output) = command_reply(&mut stream);
+    assert_eq!(output, "split\n", "{header:?}");
+    assert_eq!(header["exit_code"], 0);
+    assert!(nothing_more(&mut stream, Duration::from_millis(700)));
+
+    // A framed request is read exactly, however far apart its pieces arrive: magic, length and
+    // command all cut, with gaps longer than the quiet time.
+    let command = format!("echo twice >> {}; echo framed", log.display());
+    let mut request = vec![0xff, b'r', b'c', b'1'];
+    request.extend_from_slice(&(command.len() as u32).to_be_bytes());
+    request.extend_from_slice(command.as_bytes());
+    let pieces: Vec<&[u8]> = vec![
+        &request[..2],
+        &request[2..6],
+        &request[6..11],
+        &request[11..],
+    ];
+    send_pieces(&mut stream, &pieces, Duration::from_millis(600));
+    let (header, output) = command_reply(&mut stream);
+    assert_eq!(output, "framed\n", "{header:?}");
+    assert!(nothing_more(&mut stream, Duration::from_millis(700)));
+
+    assert_eq!(fs::read_to_string(&log).unwrap(), "once\ntwice\n");
+    server.wait_for_log("runs \"echo once");
+    assert!(!server.wait_for_log("runs").contains("runs \"ec\""));
+}
+
+#[test]
+fn remote_cmd_refuses_an_over_long_command_and_runs_none_of_it() {
+    let dir = scratch("remote_cmd_over_long");
+    let (first, last) = (dir.join("first"), dir.join("last"));
+    let server = Server::start("remote_cmd", &[]);
+    let mut stream = connect(server.addr);
+    // 10,000 bytes: the first 8,192 and the last 1,808 each hold a complete command.
+    let head = format!("touch {}; ", first.display());
+    let tail = format!("; touch {}", last.display());
+    let command = format!(
+        "{head}{}{tail}",
+        ":".repeat(10_000 - head.len() - tail.len())
+    );
+    assert_eq!(command.len(), 10_000);
+    assert!(command[..8192].contains(&head) && command[8192..].contains(&tail));
+    stream.write_all(command.as_bytes()).unwrap();
+    let (header, output) = command_reply(&mut stream);
+    let error = header["error"].as_str().expect("an error reply");
+    assert!(error.contains("10000 bytes, more than the 8192"), "{error}");
+    assert!(output.contains(error), "{output}");
+    assert_eq!(header["exit_code"], Value::Null);
+    // Still in step: the next command is answered.
+    stream.write_all(b"echo next").unwrap();
+    assert_eq!(command_reply(&mut stream).1, "next\n");
+    assert!(
+        !first.exists() && !last.exists(),
+        "a part of the command ran"
+    );
+}
+
+/// Processes whose environment holds `MARK=<mark>`, from /proc.
+fn marked_processes(mark: &str) -> Vec<String> {
+    let needle = format!("MARK={mark}");
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            let environ = fs::read(e.path().join("environ")).ok()?;
+            environ
+                .split(|&b| b == 0)
+                .any(|var| var == needle.as_bytes())
+                .then(|| {
+                    fs::read_to_string(e.path().join("cmdline"))
+                        .unwrap_or_default()
+                        .replace('\0', " ")
+                })
+        })
+        .collect()
+}
+
+/// Waits (at most 3 s) until no process is marked with `mark`; those still there.
+fn marked_processes_gone(mark: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let left = marked_processes(mark);
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn remote_cmd_time_limit_kills_processes_that_left_the_process_group() {
+    let server = Server::start("remote_cmd", &["--timeout", "2"]);
+    let mut stream = connect(server.addr);
+    let mark = format!("remote-cmd-escape-{}", std::process::id());
+    // A new session (setsid), a double fork (its parent gone at once), and the shell waiting.
+    let command =
+        format!("export MARK={mark}; setsid sleep 30 & (setsid sh -c 'sleep 30; :' &); sleep 30");
+    stream.write_all(command.as_bytes()).unwrap();
+    // The escaped processes are running before the limit...
+    let deadline = Instant::now() + Duration::from_millis(1800);
+    while marked_processes(&mark).len() < 4 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        marked_processes(&mark).len() >= 4,
+        "{:?}",
+        marked_processes(&mark)
+    );
+    // ...and none is after it.
+    let (header, output) = command_reply(&mut stream);
+    assert_eq!(header["timed_out"], true, "{header:?}");
+    assert!(output.contains("killed after 2s"), "{output}");
+    assert_eq!(marked_processes_gone(&mark), Vec::<String>::new());
+
+    // A background process that outlives the shell is ended with it, without waiting for the
+    // time limit.
+    let mark = format!("remote-cmd-background-{}", std::process::id());
+    let command = format!("export MARK={mark}; setsid sleep 30 >/dev/null 2>&1 & echo left");
+    stream.write_all(command.as_bytes()).unwrap();
+    let (header, output) = command_reply(&mut stream);
+    assert_eq!(
+        (header["timed_out"].clone(), output.as_str()),
+        (Value::Bool(false), "left\n")
+    );
+    assert_eq!(marked_processes_gone(&mark), Vec::<String>::new());
+}
+
+#[test]
+fn remote_cmd_caps_concurrent_commands() {
+    let server = Server::start("remote_cmd", &["--max-commands", "2"]);
+    let mut busy: Vec<TcpStream> = ["sleep 2.01", "sleep 2.02"]
+        .iter()
+        .map(|command| {
+            let mut stream = connect(server.addr);
+            stream.write_all(command.as_bytes()).unwrap();
+            server.wait_for_log(&format!("runs \"{command}\""));
+            stream
+        })
+        .collect();
+    // Both slots taken: the third is refused at once, in the seeds' reply format.
+    let mut third = connect(server.addr);
+    third.write_all(b"echo third").unwrap();
+    let (header, output) = command_reply(&mut third);
+    let error = header["error"].as_str().expect("an error reply");
+    assert!(error.contains("busy: 2 command(s) are running"), "{error}");
+    assert!(output.contains(error), "{output}");
+    for stream in &mut busy {
+        assert_eq!(command_reply(stream).0["exit_code"], 0);
+    }
+    // Slots free again: the same connection's next command runs.
+    third.write_all(b"echo third").unwrap();
+    assert_eq!(command_reply(&mut third).1, "third\n");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -514,6 +719,101 @@ fn file_server_refuses_hostile_input_and_leaves_no_partial_file() {
     // Every connection above has ended, and the server still serves.
     assert_eq!(listing(addr), ["ok.txt", "sum.txt"]);
     assert_eq!(all_entries(&root), ["ok.txt", "sum.txt"]);
+}
+
+#[test]
+fn file_server_serves_lists_and_overwrites_only_regular_files() {
+    let dir = scratch("file_server_links");
+    let root = dir.join("root");
+    fs::create_dir_all(&root).unwrap();
+    let outside = dir.join("secret.txt");
+    fs::write(&outside, "outside the root").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", root.join("passwd")).unwrap();
+    std::os::unix::fs::symlink(&dir, root.join("folder-link")).unwrap();
+    fs::create_dir(root.join("folder")).unwrap();
+    let fifo = std::ffi::CString::new(root.join("fifo").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads the NUL-terminated path it is given.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    fs::write(root.join("plain.txt"), "plain").unwrap();
+    let server = Server::start("file_server", &["--root", root.to_str().unwrap()]);
+    let mut raw = Raw::new(server.addr);
+
+    // Not served: links (whatever they point to), a FIFO (without hanging), a folder.
+    for name in ["link.txt", "passwd", "folder-link"] {
+        raw.send(json!({"cmd": "get", "filename": name}), b"");
+        let message = raw.error();
+        assert!(message.contains("symbolic link"), "{name}: {message}");
+    }
+    for name in ["fifo", "folder"] {
+        raw.send(json!({"cmd": "get", "filename": name}), b"");
+        let message = raw.error();
+        assert!(message.contains("not a regular file"), "{name}: {message}");
+    }
+    // Not listed.
+    assert_eq!(listing(server.addr), ["plain.txt"]);
+    // Not overwritten: the upload is refused (its body skipped), the link and its target stay.
+    for name in ["link.txt", "folder-link", "fifo", "folder"] {
+        raw.send(
+            json!({"cmd": "put", "filename": name, "filesize": 4}),
+            b"evil",
+        );
+        let message = raw.error();
+        assert!(message.contains("not a regular file"), "{name}: {message}");
+    }
+    assert_eq!(fs::read_to_string(&outside).unwrap(), "outside the root");
+    assert!(fs::symlink_metadata(root.join("link.txt"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // A regular file is overwritten, and still in step after the refusals.
+    raw.send(
+        json!({"cmd": "put", "filename": "plain.txt", "filesize": 3}),
+        b"new",
+    );
+    assert_eq!(raw.status()["status"], "ok");
+    assert_eq!(fs::read_to_string(root.join("plain.txt")).unwrap(), "new");
+}
+
+#[test]
+fn file_server_lists_while_uploads_come_and_go() {
+    let dir = scratch("file_server_list_race");
+    let root = dir.join("root");
+    let server = Server::start("file_server", &["--root", root.to_str().unwrap()]);
+    let addr = server.addr;
+    // Four uploaders, each replacing its few files over and over: every upload creates a
+    // temporary file and renames it away, under the lister's feet.
+    let uploaders: Vec<_> = (0..4)
+        .map(|u| {
+            thread::spawn(move || {
+                let mut raw = Raw::new(addr);
+                for i in 0..150 {
+                    let name = format!("u{u}-{}.bin", i % 3);
+                    raw.send(
+                        json!({"cmd": "put", "filename": name, "filesize": 100}),
+                        &[u as u8; 100],
+                    );
+                    assert_eq!(raw.status()["status"], "ok");
+                }
+            })
+        })
+        .collect();
+    let mut raw = Raw::new(addr);
+    let mut lists = 0;
+    while lists < 2000 && !uploaders.iter().all(|u| u.is_finished()) {
+        raw.send(json!({"cmd": "list"}), b"");
+        let status = raw.status();
+        assert_eq!(status["status"], "ok", "list #{lists}: {status:?}");
+        for file in status["files"].as_array().unwrap() {
+            assert!(!file["name"].as_str().unwrap().starts_with('.'), "{file}");
+        }
+        lists += 1;
+    }
+    for uploader in uploaders {
+        uploader.join().unwrap();
+    }
+    assert!(lists > 0);
+    assert_eq!(listing(addr).len(), 12);
 }
 
 #[test]

@@ -23,6 +23,9 @@ mod echo;
 mod file;
 mod input;
 mod remote_cmd;
+// The framed request `remote-cmd` sends, shared with the server.
+#[path = "../remote_cmd/wire.rs"]
+mod remote_cmd_wire;
 mod time;
 mod udp;
 

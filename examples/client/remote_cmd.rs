@@ -1,8 +1,11 @@
 //! `client remote-cmd`: the seeds' remote-command client (seed 004) for `remote_cmd`.
 //!
-//! Sends each line of stdin as one command, reads the `struct 'i'` + JSON header, then exactly
-//! `total_size` bytes of output, which it prints as they arrive and checks against the header's
-//! `md5`. A non-zero exit status, a time-out or a cut is noted on stderr. If a key is configured
+//! Sends each line of stdin as one command, framed (see `examples/remote_cmd/wire.rs`: unlike the
+//! seeds' bare command, it is never cut or merged in transit), reads the `struct 'i'` + JSON
+//! header, then exactly `total_size` bytes of output, which it prints as they arrive and checks
+//! against the header's `md5`. A non-zero exit status, a time-out or a cut is noted on stderr; a
+//! command the server refused (its header has `"error"`) prints the server's message on stderr,
+//! and the client exits with status 1 at the end. If a key is configured
 //! (`SOCKETSERVER_SECRET` or `--secret-file PATH`, `--digest md5|sha256`), the HMAC handshake
 //! comes first. Stops at EOF or `quit`.
 
@@ -12,6 +15,7 @@ use md5::{Digest as _, Md5};
 use socketserver::framing::{copy_exact_inspect, header_u64, Framing};
 
 use super::auth_echo::{authenticator, connect};
+use super::remote_cmd_wire::framed_request;
 
 pub fn run(addr: &str, args: &[String]) -> Result<(), String> {
     let (auth, rest) = authenticator(args)?;
@@ -24,6 +28,7 @@ pub fn run(addr: &str, args: &[String]) -> Result<(), String> {
             .map_err(|e| format!("handshake with {addr} failed: {e}"))?;
     }
     let framing = Framing::python_struct_i().max_frame_len(64 * 1024);
+    let mut refused = 0;
     for line in io::stdin().lock().lines() {
         let line = line.map_err(|e| format!("cannot read stdin: {e}"))?;
         let command = line.trim();
@@ -33,19 +38,30 @@ pub fn run(addr: &str, args: &[String]) -> Result<(), String> {
         if command == "quit" {
             break;
         }
-        io::Write::write_all(&mut stream, command.as_bytes())
+        let request = framed_request(command.as_bytes())
+            .map_err(|e| format!("cannot send the command: {e}"))?;
+        io::Write::write_all(&mut stream, &request)
             .map_err(|e| format!("cannot send the command: {e}"))?;
         let header = framing
             .read_header(&mut stream)
             .map_err(|e| format!("bad reply header: {e}"))?
             .ok_or("the server closed the connection (authentication refused?)")?;
         let total = header_u64(&header, &["total_size", "data_size"]).map_err(|e| e.to_string())?;
+        let error = header.get("error").and_then(|v| v.as_str());
         let mut md5 = Md5::new();
-        let mut out = io::stdout().lock();
+        // A refusal's output is the server's message: for stderr, like the client's own notes.
+        let mut out: Box<dyn Write> = match error {
+            Some(_) => Box::new(io::stderr().lock()),
+            None => Box::new(io::stdout().lock()),
+        };
         copy_exact_inspect(&mut stream, &mut out, total, |chunk| md5.update(chunk))
             .map_err(|e| format!("output cut off: {e}"))?;
         out.flush()
             .map_err(|e| format!("cannot write stdout: {e}"))?;
+        drop(out);
+        if error.is_some() {
+            refused += 1;
+        }
         let got = md5
             .finalize()
             .iter()
@@ -72,5 +88,8 @@ pub fn run(addr: &str, args: &[String]) -> Result<(), String> {
             note("the output was cut at the server's limit".to_string());
         }
     }
-    Ok(())
+    match refused {
+        0 => Ok(()),
+        n => Err(format!("the server refused {n} command(s)")),
+    }
 }
