@@ -278,8 +278,15 @@ fn exchange(socket: &UdpSocket, datagram: &[u8]) -> String {
 
 fn receive(socket: &UdpSocket) -> String {
     let mut buf = vec![0u8; 65_536];
-    let n = socket
-        .recv(&mut buf)
-        .unwrap_or_else(|e| panic!("no datagram from the chat server: {e}"));
+    // A stop and continue of the test process (a debugger, a loaded machine's job control) ends a
+    // timed recv with EINTR: retry it, as any client must.
+    let n = loop {
+        match socket.recv(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => {
+                break other.unwrap_or_else(|e| panic!("no datagram from the chat server: {e}"))
+            }
+        }
+    };
     String::from_utf8(buf[..n].to_vec()).expect("the server sends UTF-8")
 }

@@ -244,7 +244,10 @@ impl<M: Mode> Builder<M> {
     /// panics, or a datagram is truncated (Python's `handle_error`). Runs on the thread that ran
     /// the request. The default logs the failure with `log::error!`, throttled: at most 5 lines a
     /// second, the next line (or the server's close) saying how many similar failures were not
-    /// logged, so a flood of bad requests cannot flood the log. A hook gets every failure.
+    /// logged, so a flood of bad requests cannot flood the log. With no logger installed (or one
+    /// that drops ERROR lines from this crate) the same throttled lines go to stderr, as Python's
+    /// default prints there; a hook — `handle_error(|_, _| {})` to stay silent — replaces both.
+    /// A hook gets every failure.
     pub fn handle_error(
         mut self,
         hook: impl Fn(&Address, &Failure) + Send + Sync + 'static,

@@ -1,5 +1,9 @@
 //! The default `handle_error`: failed requests logged through `log`, throttled, so that a flood of
 //! bad requests (oversized datagrams, say) costs a few lines a second instead of one per request.
+//!
+//! With no logger listening, the lines go to stderr instead, as Python's default `handle_error`
+//! prints its traceback there: a first server whose handler fails must not fail silently. This is
+//! the only place the library writes to stderr.
 
 use std::fmt;
 use std::time::Duration;
@@ -57,11 +61,29 @@ impl FailureLog {
         }
     }
 
-    /// The one place these lines leave the crate (so another sink, such as stderr when no logger
-    /// is installed, can be added here alone).
+    /// The one place these lines leave the crate.
     fn emit(&self, line: fmt::Arguments<'_>) {
-        log::error!("{line}");
+        if logger_listens() {
+            log::error!("{line}");
+        } else {
+            // `eprintln!` rather than a write to `io::stderr()`, so a test harness capturing
+            // output captures this too; it panics if stderr is broken, and nothing useful can be
+            // done then, so that panic is swallowed.
+            let _ = std::panic::catch_unwind(|| eprintln!("socketserver: error: {line}"));
+        }
     }
+}
+
+/// Whether an ERROR line from this module would reach a logger: `false` when no logger was
+/// installed (`log`'s default maximum level is `Off`) or the installed one drops it.
+fn logger_listens() -> bool {
+    log::max_level() >= log::LevelFilter::Error
+        && log::logger().enabled(
+            &log::Metadata::builder()
+                .level(log::Level::Error)
+                .target(module_path!())
+                .build(),
+        )
 }
 
 /// `" (N similar failures not logged)"` after a line that follows held-back ones; nothing otherwise.
