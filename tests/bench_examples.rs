@@ -199,6 +199,62 @@ fn http_hello_limits_the_request_head() {
     assert_eq!(read_len(&mut fine, HELLO.len()), HELLO);
 }
 
+#[test]
+fn http_hello_drops_empty_lines_before_a_request_and_cuts_off_a_stream_of_them() {
+    let server = Server::start("http_hello", &["--max-head", "1024"]);
+    // Empty lines before a request line are skipped; they count against the head limit.
+    let mut polite = connect(server.addr);
+    polite.write_all("\r\n".repeat(400).as_bytes()).unwrap();
+    polite.write_all(GET.as_bytes()).unwrap();
+    assert_eq!(read_len(&mut polite, HELLO.len()), HELLO);
+    // Nothing but empty lines past the limit: refused.
+    let mut blank = connect(server.addr);
+    blank.write_all(&[b'\n'; 1025]).unwrap();
+    let reply = read_to_close(&mut blank);
+    assert!(
+        reply.starts_with("HTTP/1.1 400 Bad Request\r\n") && reply.contains("only empty lines"),
+        "{reply:?}"
+    );
+
+    // Connections streaming line feeds as fast as they can are cut off, while others are served.
+    const FLOOD_CAP: usize = 64 << 20;
+    let flooders: Vec<_> = (0..4)
+        .map(|_| {
+            let mut conn = connect(server.addr);
+            std::thread::spawn(move || {
+                let chunk = [b'\n'; 16 * 1024];
+                let mut sent = 0;
+                while sent < FLOOD_CAP {
+                    match conn.write(&chunk) {
+                        Ok(n) => sent += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            assert!(
+                                !matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ),
+                                "the server stopped reading without closing: {e}"
+                            );
+                            return sent;
+                        }
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut client = connect(server.addr);
+    for _ in 0..20 {
+        client.write_all(GET.as_bytes()).unwrap();
+        assert_eq!(read_len(&mut client, HELLO.len()), HELLO);
+    }
+    for flooder in flooders {
+        let sent = flooder.join().unwrap();
+        assert!(sent < FLOOD_CAP, "a stream of line feeds was never cut off");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // loadgen
 

@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use common::{Args, Example, ExtraOption, ModeName, STACK_SIZE};
-use head::{Head, Refusal};
+use head::{Head, HeadScanner, Refusal, Scan};
 use socketserver::StreamRequest;
 
 const EXAMPLE: Example = Example {
@@ -59,26 +59,33 @@ fn serve_connection(req: &mut StreamRequest, max_head: usize) -> io::Result<()> 
     let mut input = vec![0u8; (max_head + 1).max(16 * 1024)];
     let (mut start, mut filled) = (0, 0);
     let mut out = Vec::with_capacity(4096);
+    let mut scanner = HeadScanner::new(max_head);
     // Body bytes of the last request still to be read and dropped.
-    let mut skip = 0usize;
+    let mut body_left = 0usize;
     loop {
         loop {
-            let dropped = skip.min(filled - start);
-            (start, skip) = (start + dropped, skip - dropped);
-            if skip > 0 {
+            let dropped = body_left.min(filled - start);
+            (start, body_left) = (start + dropped, body_left - dropped);
+            if body_left > 0 {
                 break;
             }
-            let pending = &input[start..filled];
-            let Some(len) = head::head_len(pending) else {
-                if pending.len() > max_head {
-                    return refuse(req, &mut out, 431, "request head too large");
+            // Empty lines before a request line are dropped as they arrive, so the scanner
+            // only ever resumes on the head itself.
+            let len = match scanner.scan(&input[start..filled]) {
+                Scan::More { skip } => {
+                    start += skip;
+                    break;
                 }
-                break;
+                Scan::Head { skip, len } => {
+                    start += skip;
+                    len
+                }
+                Scan::TooLarge => return refuse(req, &mut out, 431, "request head too large"),
+                Scan::OnlyEmptyLines => {
+                    return refuse(req, &mut out, 400, "only empty lines, no request line")
+                }
             };
-            if len > max_head {
-                return refuse(req, &mut out, 431, "request head too large");
-            }
-            let head = match head::parse(&pending[..len]) {
+            let head = match head::parse(&input[start..start + len]) {
                 Ok(head) => head,
                 Err(Refusal::BadRequest(why)) => return refuse(req, &mut out, 400, why),
                 Err(Refusal::NotImplemented) => {
@@ -96,7 +103,7 @@ fn serve_connection(req: &mut StreamRequest, max_head: usize) -> io::Result<()> 
                 req.write_all(&out)?;
                 return linger_close(req);
             }
-            (start, skip) = (start + len, head.content_length);
+            (start, body_left) = (start + len, head.content_length);
         }
         if !out.is_empty() {
             req.write_all(&out)?;
