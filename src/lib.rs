@@ -88,7 +88,10 @@ mod stats;
 
 pub use address::Address;
 pub use failure::Failure;
-pub use handler::{Connection, DatagramRequest, DatagramSocket, RequestHandler, StreamRequest};
+pub use handler::{
+    Connection, DatagramRequest, DatagramSocket, Deadline, Limit, LimitExceeded, RequestHandler,
+    StreamRequest,
+};
 pub use mode::{Mode, Pool, Prefork, Process, Single, Threading, WhenFull, WorkerMode};
 pub use process::is_worker;
 pub use server::transport;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::digest::Digest;
 use super::secret::Secret;
-use crate::handler::{Connection, StreamRequest};
+use crate::handler::{LimitExceeded, StreamRequest};
 
 /// Bytes in a challenge, as in the seeds (`os.urandom(32)`).
 pub const CHALLENGE_LEN: usize = 32;
@@ -43,12 +43,12 @@ impl TimedStream for UnixStream {
     }
 }
 
+/// On a request, the handshake's deadline and the request's own limits (its
+/// [`Deadline`](crate::Deadline), the server's idle timeout and lifetime) all apply: whichever is
+/// nearest ends the handshake.
 impl TimedStream for StreamRequest {
     fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        match self.connection() {
-            Connection::Tcp(s) => s.read_timeout(),
-            Connection::Unix(s) => s.read_timeout(),
-        }
+        Ok(StreamRequest::read_timeout(self))
     }
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         StreamRequest::set_read_timeout(self, timeout)
@@ -229,6 +229,8 @@ fn read_exact_by<S: TimedStream + ?Sized>(
             }
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // The request's own limit passed first: say which, rather than the handshake's.
+            Err(e) if LimitExceeded::find(&e).is_some() => return Err(e),
             Err(e)
                 if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
             {

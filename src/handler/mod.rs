@@ -3,10 +3,13 @@
 //! servers.
 
 mod datagram;
+mod deadline;
 pub(crate) mod lifecycle;
+mod limits;
 mod stream;
 
 pub use datagram::{DatagramRequest, DatagramSocket};
+pub use deadline::{Deadline, Limit, LimitExceeded};
 pub(crate) use stream::write_all_vectored;
 pub use stream::{Connection, StreamRequest};
 

@@ -3,12 +3,15 @@
 use std::io::{self, BufRead, BufReader, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
+use super::deadline::Deadline;
+use super::limits::Guarded;
 use crate::address::Address;
 use crate::server::handle::ServerHandle;
+use crate::socket::options::ConnectionOptions;
 
 /// Read buffer size, as in Python's `StreamRequestHandler` (`rbufsize` of `io.DEFAULT_BUFFER_SIZE`).
 const READ_BUFFER: usize = 8 * 1024;
@@ -57,14 +60,14 @@ impl Connection {
         }
     }
 
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
             Connection::Tcp(s) => s.set_read_timeout(timeout),
             Connection::Unix(s) => s.set_read_timeout(timeout),
         }
     }
 
-    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
             Connection::Tcp(s) => s.set_write_timeout(timeout),
             Connection::Unix(s) => s.set_write_timeout(timeout),
@@ -118,17 +121,30 @@ impl Read for Connection {
 ///   an error. Writes are not buffered: each one reaches the socket at once.
 /// * Timeouts and `TCP_NODELAY` come from the server's configuration and can be changed per
 ///   connection.
+/// * Time limits: a read timeout bounds one wait, so a peer trickling a byte at a time defeats
+///   it. A [`Deadline`] ([`set_deadline`](Self::set_deadline)) bounds a whole exchange, and the
+///   server's [`idle_timeout`](crate::Builder::idle_timeout) and
+///   [`max_connection_lifetime`](crate::Builder::max_connection_lifetime) bound every
+///   connection. Whatever waits on the socket through the request — `read`, `read_line`,
+///   `write`, the [`framing`](crate::framing) and [`auth`](crate::auth) helpers — waits only
+///   until the nearest of them, then fails with a `TimedOut` error carrying a
+///   [`LimitExceeded`](crate::LimitExceeded) that says which one passed.
 #[derive(Debug)]
 pub struct StreamRequest {
-    reader: BufReader<Connection>,
+    reader: BufReader<Guarded>,
     peer: Address,
     server: ServerHandle,
 }
 
 impl StreamRequest {
-    pub(crate) fn new(connection: Connection, peer: Address, server: ServerHandle) -> Self {
+    pub(crate) fn new(
+        connection: Connection,
+        peer: Address,
+        server: ServerHandle,
+        options: &ConnectionOptions,
+    ) -> Self {
         StreamRequest {
-            reader: BufReader::with_capacity(READ_BUFFER, connection),
+            reader: BufReader::with_capacity(READ_BUFFER, Guarded::new(connection, options)),
             peer,
             server,
         }
@@ -160,7 +176,7 @@ impl StreamRequest {
 
     /// The underlying connection, for what the request does not wrap.
     pub fn connection(&self) -> &Connection {
-        self.reader.get_ref()
+        self.reader.get_ref().connection()
     }
 
     /// Sends all of `data`, like Python's `socket.sendall`: it returns only when every byte has
@@ -169,15 +185,41 @@ impl StreamRequest {
         self.write_all(data)
     }
 
-    /// Sets how long a read may wait for data before failing with `WouldBlock`/`TimedOut`
-    /// (`None`: forever).
+    /// Sets how long one read may wait for data before failing with `WouldBlock`/`TimedOut`
+    /// (`None`: forever). A nearer deadline, idle timeout or lifetime still applies.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.connection().set_read_timeout(timeout)
+        self.reader.get_ref().set_read_timeout(timeout)
     }
 
-    /// Sets how long a write may wait for buffer space before failing (`None`: forever).
+    /// The read timeout set by the server or [`set_read_timeout`](Self::set_read_timeout).
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.reader.get_ref().read_timeout()
+    }
+
+    /// Sets how long one write may wait for buffer space before failing (`None`: forever). A
+    /// nearer deadline, idle timeout or lifetime still applies.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.connection().set_write_timeout(timeout)
+        self.reader.get_ref().set_write_timeout(timeout)
+    }
+
+    /// Sets the deadline every later read and write that waits on the peer must meet, replacing
+    /// any earlier one. Past it they fail with `TimedOut` (see [`Deadline`]) without waiting at
+    /// all — writes too, so to send an answer after it passed (HTTP's 408, say), clear it first.
+    /// What part of a message arrived before it passed is unknown to the caller, so the connection
+    /// is best closed after that answer.
+    pub fn set_deadline(&mut self, deadline: Deadline) {
+        self.reader.get_mut().set_deadline(Some(deadline));
+    }
+
+    /// Removes the deadline (the server's idle timeout and lifetime still apply).
+    pub fn clear_deadline(&mut self) {
+        self.reader.get_mut().set_deadline(None);
+    }
+
+    /// When the current deadline passes, counting what its `min_rate` has earned so far; `None`
+    /// if there is none.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.reader.get_ref().deadline_expiry()
     }
 
     /// Turns Nagle's algorithm off (`true`) or on. Only TCP connections have it: on a Unix
@@ -212,8 +254,7 @@ impl BufRead for StreamRequest {
 impl Write for StreamRequest {
     /// Writes all of `buf` (retrying short writes and `EINTR`) and returns `buf.len()`, or fails.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut conn = self.reader.get_ref();
-        conn.write_all(buf)?;
+        self.reader.get_mut().write_all(buf)?;
         Ok(buf.len())
     }
 
@@ -221,7 +262,7 @@ impl Write for StreamRequest {
     /// returns their total length, or fails — the same all-or-error promise as `write`.
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let total = bufs.iter().map(|b| b.len()).sum();
-        let mut conn = self.reader.get_ref();
+        let conn = self.reader.get_mut();
         // Usually one writev takes everything; only a short write pays for a copy of the slices
         // (`advance_slices` needs them mutable).
         let sent = loop {
@@ -234,7 +275,7 @@ impl Write for StreamRequest {
             let mut left: Vec<IoSlice<'_>> = bufs.to_vec();
             let mut left = left.as_mut_slice();
             IoSlice::advance_slices(&mut left, sent);
-            write_all_vectored(&mut conn, left)?;
+            write_all_vectored(conn, left)?;
         }
         Ok(total)
     }

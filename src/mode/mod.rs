@@ -14,6 +14,18 @@
 //!
 //! The process-based modes start children by re-executing the program (no `fork()` of a running
 //! Rust program): read [`Process`] and [`is_worker`](crate::is_worker) before using them.
+//!
+//! ## Slow peers
+//!
+//! Every mode gives a connection a thread or a process for as long as it lasts, so what a slow
+//! peer can hold is: the whole server in [`Single`]; one thread in [`Threading`] (cap them with
+//! `max_threads`); one worker in [`Pool`], with every newcomer queued behind the workers it holds
+//! (as many slow connections as workers starve it); one child in [`Process`], up to
+//! `max_children`. A read timeout does not help against a peer trickling a byte at a time. Bound
+//! the time instead: a per-message [`Deadline`](crate::Deadline) in the handler, and the
+//! server's [`idle_timeout`](crate::Builder::idle_timeout) and
+//! [`max_connection_lifetime`](crate::Builder::max_connection_lifetime), which every read and
+//! write through the request honours.
 
 mod pool;
 mod prefork;

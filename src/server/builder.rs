@@ -62,6 +62,8 @@ pub(crate) struct LoopHooks {
 /// | [`backlog`](Self::backlog) | 1024 | 5 |
 /// | [`nodelay`](Self::nodelay) | on | off |
 /// | [`read_timeout`](Self::read_timeout)/[`write_timeout`](Self::write_timeout) | none | none |
+/// | [`idle_timeout`](Self::idle_timeout) | none | none (no such option) |
+/// | [`max_connection_lifetime`](Self::max_connection_lifetime) | none | none (no such option) |
 /// | [`max_packet_size`](Self::max_packet_size) | 8192 | 8192 |
 /// | [`close_timeout`](Self::close_timeout) | none (wait for every request) | `block_on_close = True` |
 pub struct Builder<M = Single> {
@@ -168,6 +170,28 @@ impl<M: Mode> Builder<M> {
     /// How long a write on an accepted connection may wait before failing (default: forever).
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.connection.write_timeout = Some(timeout);
+        self
+    }
+
+    /// Closes a stream connection on which no byte has moved, either way, for `timeout`
+    /// (default: never, as in Python). Unlike [`read_timeout`](Self::read_timeout), which a
+    /// handler may change, it applies to every wait of every connection. A peer trickling a byte
+    /// at a time is not idle: bound it with a [`Deadline`](crate::Deadline) or
+    /// [`max_connection_lifetime`](Self::max_connection_lifetime). A wait it ends fails with
+    /// `TimedOut` and a [`LimitExceeded`](crate::LimitExceeded) of
+    /// [`Limit::IdleTimeout`](crate::Limit::IdleTimeout). Zero is taken as one millisecond.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.connection.idle_timeout = Some(timeout.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// Ends every stream connection `lifetime` after it was accepted, however busy (default:
+    /// never). Waits past it fail with `TimedOut` and a
+    /// [`LimitExceeded`](crate::LimitExceeded) of [`Limit::Lifetime`](crate::Limit::Lifetime), so
+    /// no connection can hold a thread or a pool worker for longer. The time a connection spends
+    /// queued for a [`Pool`](crate::Pool) worker counts. Zero is taken as one millisecond.
+    pub fn max_connection_lifetime(mut self, lifetime: Duration) -> Self {
+        self.connection.max_lifetime = Some(lifetime.max(Duration::from_millis(1)));
         self
     }
 

@@ -156,7 +156,7 @@ where
                 let handed = process::read_handoff(max)?;
                 let local = handed.local.clone();
                 let mut server = Self::assemble(None, None, local, handler, builder, Some(role))?;
-                server.adopted = Some(T::adopt(socket, handed, &server.handle));
+                server.adopted = Some(T::adopt(socket, handed, &server.handle, &server.connection));
                 Ok(server)
             }
             Role::Worker { fd, .. } => {

@@ -77,7 +77,12 @@ pub(crate) mod sealed {
         /// or the server's datagram socket) and the datagram, if any.
         fn handoff_parts(request: &Self::Request) -> (RawFd, Vec<u8>);
         /// In a child process: the request made of the inherited socket and what the parent sent.
-        fn adopt(socket: Socket, handed: Handed, server: &ServerHandle) -> Self::Request;
+        fn adopt(
+            socket: Socket,
+            handed: Handed,
+            server: &ServerHandle,
+            options: &ConnectionOptions,
+        ) -> Self::Request;
 
         /// The socket type this transport serves, to check an inherited socket.
         fn socket_type() -> Type {
@@ -119,6 +124,7 @@ fn accept(
         wrap(socket),
         peer,
         cx.server.clone(),
+        o,
     )))
 }
 
@@ -180,8 +186,18 @@ impl TransportImpl for Tcp {
         (request.connection().as_raw_fd(), Vec::new())
     }
 
-    fn adopt(socket: Socket, handed: Handed, server: &ServerHandle) -> StreamRequest {
-        StreamRequest::new(Connection::Tcp(socket.into()), handed.peer, server.clone())
+    fn adopt(
+        socket: Socket,
+        handed: Handed,
+        server: &ServerHandle,
+        options: &ConnectionOptions,
+    ) -> StreamRequest {
+        StreamRequest::new(
+            Connection::Tcp(socket.into()),
+            handed.peer,
+            server.clone(),
+            options,
+        )
     }
 }
 
@@ -206,8 +222,18 @@ impl TransportImpl for UnixStream {
         (request.connection().as_raw_fd(), Vec::new())
     }
 
-    fn adopt(socket: Socket, handed: Handed, server: &ServerHandle) -> StreamRequest {
-        StreamRequest::new(Connection::Unix(socket.into()), handed.peer, server.clone())
+    fn adopt(
+        socket: Socket,
+        handed: Handed,
+        server: &ServerHandle,
+        options: &ConnectionOptions,
+    ) -> StreamRequest {
+        StreamRequest::new(
+            Connection::Unix(socket.into()),
+            handed.peer,
+            server.clone(),
+            options,
+        )
     }
 }
 
@@ -232,7 +258,12 @@ impl TransportImpl for Udp {
         (request.socket().as_raw_fd(), request.data().to_vec())
     }
 
-    fn adopt(socket: Socket, handed: Handed, server: &ServerHandle) -> DatagramRequest {
+    fn adopt(
+        socket: Socket,
+        handed: Handed,
+        server: &ServerHandle,
+        _options: &ConnectionOptions,
+    ) -> DatagramRequest {
         adopt_datagram(socket, handed, server)
     }
 }
@@ -258,7 +289,12 @@ impl TransportImpl for UnixDatagram {
         (request.socket().as_raw_fd(), request.data().to_vec())
     }
 
-    fn adopt(socket: Socket, handed: Handed, server: &ServerHandle) -> DatagramRequest {
+    fn adopt(
+        socket: Socket,
+        handed: Handed,
+        server: &ServerHandle,
+        _options: &ConnectionOptions,
+    ) -> DatagramRequest {
         adopt_datagram(socket, handed, server)
     }
 }

@@ -37,10 +37,14 @@ impl Default for BindOptions {
 /// Options applied to every accepted connection, explicitly, so nothing is inherited by accident
 /// from the listening socket.
 #[derive(Debug, Clone)]
-pub(crate) struct ConnectionOptions {
+pub struct ConnectionOptions {
     pub nodelay: bool,
     pub read_timeout: Option<Duration>,
     pub write_timeout: Option<Duration>,
+    /// Longest a stream connection may go with no byte moving either way.
+    pub idle_timeout: Option<Duration>,
+    /// Longest a stream connection may last, from accept.
+    pub max_lifetime: Option<Duration>,
     pub max_packet_size: usize,
 }
 
@@ -50,6 +54,8 @@ impl Default for ConnectionOptions {
             nodelay: true,
             read_timeout: None,
             write_timeout: None,
+            idle_timeout: None,
+            max_lifetime: None,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
         }
     }

@@ -1,0 +1,352 @@
+//! A connection under its request's time limits: the read and write timeouts, the server's idle
+//! timeout and connection lifetime, and the handler's [`Deadline`], folded into one socket
+//! timeout per wait.
+//!
+//! The socket timeout is only changed when the one a wait needs differs from the one the socket
+//! already has, so a server with no limits set pays nothing, and one with only an idle timeout
+//! pays a single `setsockopt` per connection.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::deadline::{Deadline, LimitExceeded};
+use super::stream::Connection;
+use crate::socket::options::ConnectionOptions;
+
+/// Which way a wait goes: the socket has a timeout for each.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    Read,
+    Write,
+}
+
+/// What bounds one wait, so a timeout can be reported as the limit that caused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Binding {
+    /// The plain read or write timeout: the socket's own error is returned as it is.
+    Timeout,
+    Idle,
+    Lifetime,
+    Deadline,
+}
+
+/// The connection's lifetime limit: when it ends, and how long it was, for the message.
+#[derive(Debug, Clone, Copy)]
+struct Lifetime {
+    end: Instant,
+    length: Duration,
+}
+
+/// The connection a [`StreamRequest`](crate::StreamRequest) reads and writes through.
+#[derive(Debug)]
+pub(crate) struct Guarded {
+    conn: Connection,
+    /// The timeouts the user asked for: what a wait gets when no limit is nearer.
+    base_read: AtomicTimeout,
+    base_write: AtomicTimeout,
+    /// The timeouts the socket has now.
+    applied_read: AtomicTimeout,
+    applied_write: AtomicTimeout,
+    idle: Option<Duration>,
+    lifetime: Option<Lifetime>,
+    /// The handler's deadline and the bytes read since it was set (for its `min_rate`).
+    deadline: Option<(Deadline, u64)>,
+}
+
+impl Guarded {
+    /// `conn`, accepted just now, with the server's options already applied to the socket.
+    pub(crate) fn new(conn: Connection, options: &ConnectionOptions) -> Guarded {
+        let now = Instant::now();
+        Guarded {
+            conn,
+            base_read: AtomicTimeout::new(options.read_timeout),
+            base_write: AtomicTimeout::new(options.write_timeout),
+            applied_read: AtomicTimeout::new(options.read_timeout),
+            applied_write: AtomicTimeout::new(options.write_timeout),
+            idle: options.idle_timeout,
+            lifetime: options.max_lifetime.and_then(|length| {
+                // A lifetime too long to represent is no limit at all.
+                now.checked_add(length).map(|end| Lifetime { end, length })
+            }),
+            deadline: None,
+        }
+    }
+
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(crate) fn read_timeout(&self) -> Option<Duration> {
+        self.base_read.get()
+    }
+
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.conn.set_read_timeout(timeout)?;
+        self.base_read.set(timeout);
+        self.applied_read.set(timeout);
+        Ok(())
+    }
+
+    pub(crate) fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.conn.set_write_timeout(timeout)?;
+        self.base_write.set(timeout);
+        self.applied_write.set(timeout);
+        Ok(())
+    }
+
+    pub(crate) fn set_deadline(&mut self, deadline: Option<Deadline>) {
+        self.deadline = deadline.map(|d| (d, 0));
+    }
+
+    pub(crate) fn deadline_expiry(&self) -> Option<Instant> {
+        let (deadline, received) = self.deadline.as_ref()?;
+        deadline.expiry(*received)
+    }
+
+    fn has_limits(&self) -> bool {
+        self.idle.is_some() || self.lifetime.is_some() || self.deadline.is_some()
+    }
+
+    /// The timeout the next wait gets, and what it stands for; or the limit that has already
+    /// passed.
+    fn plan(
+        &self,
+        base: Option<Duration>,
+        now: Instant,
+    ) -> Result<(Option<Duration>, Binding), LimitExceeded> {
+        let mut wait = (base, Binding::Timeout);
+        let mut consider = |left: Duration, binding: Binding| {
+            if wait.0.is_none_or(|t| left < t) {
+                wait = (Some(left), binding);
+            }
+        };
+        if let Some(idle) = self.idle {
+            consider(idle, Binding::Idle);
+        }
+        if let Some(life) = self.lifetime {
+            let left = life.end.saturating_duration_since(now);
+            if left.is_zero() {
+                return Err(LimitExceeded::lifetime(life.length));
+            }
+            consider(left, Binding::Lifetime);
+        }
+        if let Some((deadline, received)) = &self.deadline {
+            if let Some(expiry) = deadline.expiry(*received) {
+                let left = expiry.saturating_duration_since(now);
+                if left.is_zero() {
+                    return Err(deadline.exceeded(*received));
+                }
+                consider(left, Binding::Deadline);
+            }
+        }
+        Ok(wait)
+    }
+
+    /// Gives the socket the timeout the coming wait needs.
+    fn before_wait(&self, direction: Direction) -> io::Result<Binding> {
+        let (base, applied) = match direction {
+            Direction::Read => (&self.base_read, &self.applied_read),
+            Direction::Write => (&self.base_write, &self.applied_write),
+        };
+        if !self.has_limits() && applied.get() == base.get() {
+            return Ok(Binding::Timeout);
+        }
+        let (timeout, binding) = self.plan(base.get(), Instant::now())?;
+        if applied.get() != timeout {
+            match direction {
+                Direction::Read => self.conn.set_read_timeout(timeout)?,
+                Direction::Write => self.conn.set_write_timeout(timeout)?,
+            }
+            applied.set(timeout);
+        }
+        Ok(binding)
+    }
+
+    /// Reports a wait that timed out as the limit that bounded it.
+    fn after_wait<T>(&self, result: io::Result<T>, binding: Binding) -> io::Result<T> {
+        match result {
+            Err(e)
+                if binding != Binding::Timeout
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+            {
+                Err(match binding {
+                    Binding::Idle => LimitExceeded::idle(self.idle.unwrap_or_default()),
+                    Binding::Lifetime => {
+                        LimitExceeded::lifetime(self.lifetime.map(|l| l.length).unwrap_or_default())
+                    }
+                    _ => match &self.deadline {
+                        Some((deadline, received)) => deadline.exceeded(*received),
+                        None => return Err(e),
+                    },
+                }
+                .into())
+            }
+            other => other,
+        }
+    }
+}
+
+impl Read for Guarded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let binding = self.before_wait(Direction::Read)?;
+        let result = (&self.conn).read(buf);
+        if let (Ok(n), Some((_, received))) = (&result, &mut self.deadline) {
+            *received = received.saturating_add(*n as u64);
+        }
+        self.after_wait(result, binding)
+    }
+}
+
+impl Write for Guarded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let binding = self.before_wait(Direction::Write)?;
+        let result = (&self.conn).write(buf);
+        self.after_wait(result, binding)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let binding = self.before_wait(Direction::Write)?;
+        let result = (&self.conn).write_vectored(bufs);
+        self.after_wait(result, binding)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An `Option<Duration>` that can be changed through `&self`, so the request's timeout setters
+/// keep their `&self` signatures (and the request stays `Sync`).
+#[derive(Debug)]
+struct AtomicTimeout(AtomicU64);
+
+impl AtomicTimeout {
+    const NONE: u64 = u64::MAX;
+
+    fn new(timeout: Option<Duration>) -> AtomicTimeout {
+        let t = AtomicTimeout(AtomicU64::new(Self::NONE));
+        t.set(timeout);
+        t
+    }
+
+    fn get(&self) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            Self::NONE => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
+    }
+
+    fn set(&self, timeout: Option<Duration>) {
+        // 584 years and more is stored as a little less, which no wait will notice.
+        let nanos = timeout.map_or(Self::NONE, |t| {
+            u64::try_from(t.as_nanos()).map_or(Self::NONE - 1, |n| n.min(Self::NONE - 1))
+        });
+        self.0.store(nanos, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn guarded(options: &ConnectionOptions) -> (Guarded, UnixStream) {
+        let (a, b) = UnixStream::pair().expect("socket pair");
+        (Guarded::new(Connection::Unix(a), options), b)
+    }
+
+    #[test]
+    fn the_nearest_limit_bounds_a_wait() {
+        let options = ConnectionOptions {
+            read_timeout: Some(Duration::from_secs(60)),
+            idle_timeout: Some(Duration::from_secs(30)),
+            max_lifetime: Some(Duration::from_secs(3600)),
+            ..ConnectionOptions::default()
+        };
+        let (mut g, _peer) = guarded(&options);
+        let now = Instant::now();
+        let base = Some(Duration::from_secs(60));
+        assert_eq!(
+            g.plan(base, now).unwrap(),
+            (Some(Duration::from_secs(30)), Binding::Idle)
+        );
+        g.set_deadline(Some(Deadline::after(Duration::from_secs(5))));
+        let (t, binding) = g.plan(base, Instant::now()).unwrap();
+        assert_eq!(binding, Binding::Deadline);
+        assert!(t.unwrap() <= Duration::from_secs(5));
+        let late = now + Duration::from_secs(3599);
+        g.set_deadline(None);
+        let (t, binding) = g.plan(base, late).unwrap();
+        assert_eq!(binding, Binding::Lifetime);
+        assert!(t.unwrap() <= Duration::from_secs(1));
+        let dead = now + Duration::from_secs(7200);
+        assert_eq!(
+            g.plan(base, dead).unwrap_err().limit(),
+            crate::Limit::Lifetime
+        );
+    }
+
+    #[test]
+    fn without_limits_the_plain_timeout_is_kept() {
+        let (g, _peer) = guarded(&ConnectionOptions::default());
+        assert_eq!(
+            g.plan(None, Instant::now()).unwrap(),
+            (None, Binding::Timeout)
+        );
+        assert_eq!(g.before_wait(Direction::Read).unwrap(), Binding::Timeout);
+    }
+
+    #[test]
+    fn a_passed_deadline_fails_before_waiting_and_a_cleared_one_restores_the_timeout() {
+        let (mut g, mut peer) = guarded(&ConnectionOptions::default());
+        g.set_deadline(Some(
+            Deadline::after(Duration::from_millis(50)).named("test"),
+        ));
+        let mut buf = [0u8; 4];
+        let err = g.read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(LimitExceeded::find(&err).unwrap().name(), "test");
+        // The socket now carries the deadline's short timeout; clearing must undo it.
+        g.set_deadline(None);
+        assert!(g.applied_read.get().is_some());
+        peer.write_all(b"ok").unwrap();
+        assert_eq!(g.read(&mut buf).unwrap(), 2);
+        assert_eq!(g.applied_read.get(), None);
+        assert_eq!(
+            g.connection().as_unix().unwrap().read_timeout().unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn bytes_read_count_towards_the_min_rate() {
+        let (mut g, mut peer) = guarded(&ConnectionOptions::default());
+        g.set_deadline(Some(
+            Deadline::after(Duration::from_secs(1)).min_rate(10, Duration::from_secs(100)),
+        ));
+        let before = g.deadline_expiry().unwrap();
+        peer.write_all(&[7u8; 50]).unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(g.read(&mut buf).unwrap(), 50);
+        assert_eq!(
+            g.deadline_expiry().unwrap(),
+            before + Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn atomic_timeouts_round_trip() {
+        for t in [
+            None,
+            Some(Duration::from_millis(1)),
+            Some(Duration::from_secs(90)),
+        ] {
+            assert_eq!(AtomicTimeout::new(t).get(), t);
+        }
+        assert!(AtomicTimeout::new(Some(Duration::MAX)).get().is_some());
+    }
+}
