@@ -4,7 +4,7 @@
 
 mod programs;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -252,6 +252,64 @@ fn http_hello_drops_empty_lines_before_a_request_and_cuts_off_a_stream_of_them()
     for flooder in flooders {
         let sent = flooder.join().unwrap();
         assert!(sent < FLOOD_CAP, "a stream of line feeds was never cut off");
+    }
+}
+
+#[test]
+fn http_hello_closes_a_connection_whose_head_misses_the_header_timeout() {
+    let server = Server::start("http_hello", &["--header-timeout", "1"]);
+    let mut normal = connect(server.addr);
+    normal.write_all(GET.as_bytes()).unwrap();
+    assert_eq!(read_len(&mut normal, HELLO.len()), HELLO);
+    let mut silent = connect(server.addr);
+
+    // One byte every 200 ms: the whole head would take 5.8 s.
+    let mut trickle = connect(server.addr);
+    trickle
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut sent = 0;
+    let mut reply = [0u8; 256];
+    let closed = loop {
+        if sent == GET.len() || trickle.write_all(&GET.as_bytes()[sent..=sent]).is_err() {
+            break sent < GET.len();
+        }
+        sent += 1;
+        match trickle.read(&mut reply) {
+            Ok(0) => break true,
+            Ok(n) => panic!(
+                "a reply to a trickled head: {:?}",
+                String::from_utf8_lossy(&reply[..n])
+            ),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break true,
+        }
+    };
+    assert!(
+        closed,
+        "the trickled head was read to its end ({sent} bytes)"
+    );
+    assert!(sent < GET.len() / 2, "closed only after {sent} bytes");
+
+    // A connection that sends nothing is closed too: its first head was due a second after it
+    // opened. One idle between requests is not: the idle timeout (30 s) applies to it.
+    assert_eq!(read_to_close(&mut silent), "");
+    normal.write_all(GET.as_bytes()).unwrap();
+    assert_eq!(read_len(&mut normal, HELLO.len()), HELLO);
+}
+
+#[test]
+fn http_hello_help_shows_its_limits() {
+    let mut command = Command::new(example("http_hello"));
+    command.arg("--help");
+    let run = Run::to_completion(command, RUN_TIMEOUT);
+    assert!(run.status.success(), "{run}");
+    for option in [
+        "--max-head BYTES",
+        "--header-timeout SECS",
+        "--idle-timeout SECS",
+    ] {
+        assert!(run.stdout.contains(option), "{option} missing: {run}");
     }
 }
 
