@@ -6,7 +6,7 @@ use std::io;
 
 /// Why a request failed. Passed, with the peer's address, to the server's `handle_error` hook
 /// (see [`Builder::handle_error`](crate::Builder::handle_error)); the default hook logs it with
-/// `log::error!`. A failure costs only its own request: the server keeps serving.
+/// `log::error!`, throttled. A failure costs only its own request: the server keeps serving.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Failure {

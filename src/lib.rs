@@ -85,14 +85,15 @@ mod process;
 mod server;
 mod socket;
 mod stats;
+mod throttle;
 
 pub use address::Address;
 pub use failure::Failure;
 pub use handler::{
-    Connection, DatagramRequest, DatagramSocket, Deadline, Limit, LimitExceeded, RequestHandler,
-    StreamRequest,
+    datagram_handler, stream_handler, Connection, DatagramRequest, DatagramSocket, Deadline, Limit,
+    LimitExceeded, ReadHalf, RequestHandler, StreamRequest, WriteHalf,
 };
-pub use mode::{Mode, Pool, Prefork, Process, Single, Threading, WhenFull, WorkerMode};
+pub use mode::{AnyMode, Mode, Pool, Prefork, Process, Single, Threading, WhenFull, WorkerMode};
 pub use process::is_worker;
 pub use server::transport;
 pub use server::{

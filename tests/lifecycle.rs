@@ -987,6 +987,138 @@ fn closing_an_old_unix_server_leaves_a_newer_servers_file() {
     assert!(!path.exists());
 }
 
+/// A fresh directory for one test's socket files, removed when dropped.
+struct SocketDir(std::path::PathBuf);
+
+impl SocketDir {
+    fn new(test: &str) -> SocketDir {
+        let dir = std::env::temp_dir().join(format!("ss-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        SocketDir(dir)
+    }
+
+    fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Issue 9: a server killed before it could remove its socket file left it behind, and the next
+/// start failed with "address in use". Now a socket file nobody answers on is replaced.
+#[test]
+fn a_stale_unix_socket_file_is_replaced_for_stream_and_datagram_servers() {
+    let dir = SocketDir::new("stale");
+    // What a SIGKILLed server leaves: the file of a socket that is no longer bound.
+    let stream_path = dir.join("stream.sock");
+    drop(UnixListener::bind(&stream_path).unwrap());
+    assert!(stream_path.exists());
+    let server = UnixStreamServer::bind(&stream_path, echo_line).unwrap();
+    let serving = Serving::start(server);
+    let reply = common::exchange(common::unix_client(&stream_path), b"after a crash\n");
+    assert_eq!(reply, b"after a crash\n");
+    serving.finish(WAIT).unwrap();
+
+    let datagram_path = dir.join("datagram.sock");
+    drop(UnixDatagram::bind(&datagram_path).unwrap());
+    assert!(datagram_path.exists());
+    let server = Builder::new()
+        .bind_unix_datagram(&datagram_path, |req: &mut DatagramRequest| {
+            req.reply(req.data())
+        })
+        .unwrap();
+    let serving = Serving::start(server);
+    let (client, _client_path) = common::unix_datagram_client("stale-client");
+    client.send_to(b"datagram", &datagram_path).unwrap();
+    let mut buf = [0u8; 64];
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"datagram");
+    serving.finish(WAIT).unwrap();
+}
+
+/// A socket file a live server answers on is never taken over, whichever type either side is.
+#[test]
+fn a_unix_socket_a_live_server_answers_on_is_refused_and_kept() {
+    let dir = SocketDir::new("live");
+    let stream_path = dir.join("stream.sock");
+    let live_stream = UnixListener::bind(&stream_path).unwrap();
+    let datagram_path = dir.join("datagram.sock");
+    let live_datagram = UnixDatagram::bind(&datagram_path).unwrap();
+    let datagram_handler = |req: &mut DatagramRequest| req.reply(req.data());
+    let refusals = [
+        (
+            UnixStreamServer::bind(&stream_path, echo_line).map(drop),
+            &stream_path,
+        ),
+        (
+            Builder::new()
+                .bind_unix_datagram(&datagram_path, datagram_handler)
+                .map(drop),
+            &datagram_path,
+        ),
+        (
+            Builder::new()
+                .bind_unix_datagram(&stream_path, datagram_handler)
+                .map(drop),
+            &stream_path,
+        ),
+        (
+            UnixStreamServer::bind(&datagram_path, echo_line).map(drop),
+            &datagram_path,
+        ),
+    ];
+    for (refused, path) in refusals {
+        let err = refused.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+    }
+    let answering = UnixStreamServer::bind(&stream_path, echo_line).unwrap_err();
+    assert!(
+        answering.to_string().contains("a server is answering"),
+        "{answering}"
+    );
+    // Both servers still own their files and are reachable.
+    assert!(stream_path.exists() && datagram_path.exists());
+    let client = common::unix_client(&stream_path);
+    drop(client);
+    let sender = UnixDatagram::unbound().unwrap();
+    sender.send_to(b"still yours", &datagram_path).unwrap();
+    let mut buf = [0u8; 64];
+    live_datagram
+        .set_read_timeout(Some(common::IO_TIMEOUT))
+        .unwrap();
+    let n = live_datagram.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"still yours");
+    drop(live_stream);
+}
+
+/// A path that exists but is not a socket is never deleted to make room.
+#[test]
+fn a_unix_path_that_is_not_a_socket_is_refused_and_never_deleted() {
+    let dir = SocketDir::new("not-socket");
+    let file = dir.join("precious.txt");
+    std::fs::write(&file, b"keep me").unwrap();
+    let stream = UnixStreamServer::bind(&file, echo_line).unwrap_err();
+    let datagram = Builder::new()
+        .bind_unix_datagram(&file, |req: &mut DatagramRequest| req.reply(req.data()))
+        .unwrap_err();
+    for err in [stream, datagram] {
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        let message = err.to_string();
+        assert!(message.contains("precious.txt"), "{message}");
+        assert!(message.contains("not a socket"), "{message}");
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Threads
 // ---------------------------------------------------------------------------------------------

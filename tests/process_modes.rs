@@ -94,6 +94,10 @@ const TESTS: &[(&str, TestFn)] = &[
         "prefork_workers_exit_when_the_parent_is_killed",
         prefork_parent_killed,
     ),
+    (
+        "prefork_orphaned_worker_held_by_an_idle_client_exits_after_drain_timeout",
+        prefork_orphan_drains,
+    ),
 ];
 
 fn run_tests() -> ExitCode {
@@ -853,6 +857,69 @@ fn prefork_parent_killed() -> Result<(), String> {
     Ok(())
 }
 
+/// Issue 9: with its parent SIGKILLed, a worker held by a client on an idle connection went on
+/// serving (alive 45 s later). Its lifeline closing must start the same bounded drain as a
+/// shutdown: the request running when the parent dies (a `slow` line, 100 ms) still gets its
+/// reply, then the worker exits within about its drain timeout (600 ms) — long before the
+/// handler's 60 s read timeout would have freed it.
+fn prefork_orphan_drains() -> Result<(), String> {
+    let mut server = ScenarioServer::start("prefork_idle_client")?;
+    let mut reader = BufReader::new(timed_tcp(server.inet())?);
+    let mut exchange = |line: &str| -> Result<String, String> {
+        reader
+            .get_mut()
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| format!("send {line:?}: {e}"))?;
+        let mut reply = String::new();
+        reader
+            .read_line(&mut reply)
+            .map_err(|e| format!("no reply to {line:?}: {e}"))?;
+        Ok(reply.trim_end().to_string())
+    };
+    let reply = exchange("hello")?;
+    let (pid, text) = reply
+        .split_once(' ')
+        .ok_or_else(|| format!("reply {reply:?}"))?;
+    check(text == "HELLO", || format!("reply {reply:?}"))?;
+    let worker: u32 = pid.parse().map_err(|e| format!("pid in {reply:?}: {e}"))?;
+    check(live_children(server.pid()).contains(&worker), || {
+        format!("{worker} is not a worker of {}", server.pid())
+    })?;
+
+    reader
+        .get_mut()
+        .write_all(b"slow\n")
+        .map_err(|e| format!("send slow: {e}"))?;
+    let mut parent = server.child.take().ok_or("no parent")?;
+    parent.kill().map_err(|e| format!("kill parent: {e}"))?;
+    let _ = parent.wait();
+    let killed_at = Instant::now();
+    let mut reply = String::new();
+    reader
+        .read_line(&mut reply)
+        .map_err(|e| format!("the running request got no reply: {e}"))?;
+    check(reply.trim_end() == format!("{worker} SLOW"), || {
+        format!("the running request got {reply:?}")
+    })?;
+
+    let gone = eventually(WAIT, || !alive(worker));
+    let waited = killed_at.elapsed();
+    if !gone {
+        // SAFETY: kill(2) on the worker this test started (through its parent); no memory involved.
+        unsafe { libc::kill(worker as i32, libc::SIGKILL) };
+        return Err(format!(
+            "the orphaned worker {worker} held by an idle client was still alive {waited:?} after \
+             its parent was killed"
+        ));
+    }
+    println!("    orphaned worker exited {waited:?} after its parent was killed");
+    reply.clear();
+    let rest = reader.read_line(&mut reply);
+    check(matches!(rest, Ok(0)) || rest.is_err(), || {
+        format!("the idle connection should have ended with the worker, got {reply:?}")
+    })
+}
+
 // =============================================================================================
 // Scenario servers (run in the scenario server process and, re-executed, in its children)
 
@@ -887,6 +954,12 @@ fn scenario_server(name: &str) -> ExitCode {
             Prefork::new(1).drain_timeout(Duration::from_millis(200)),
             accepted_then_stuck,
         ),
+        "prefork_idle_client" => reporting_builder()
+            // Longer than the test waits: only the drain can end the idle connection.
+            .read_timeout(Duration::from_secs(60))
+            .mode(Prefork::new(1).drain_timeout(Duration::from_millis(600)))
+            .bind_tcp("127.0.0.1:0", pid_upper_lines)
+            .and_then(serve_and_report),
         other => Err(io::Error::other(format!("no scenario named {other}"))),
     };
     match result {
@@ -1018,6 +1091,21 @@ fn pid_upper_line(req: &mut StreamRequest) -> io::Result<()> {
         std::process::id(),
         line.trim_end().to_uppercase()
     )
+}
+
+/// Answers every line with `<pid> <LINE>` until the client closes; `slow` is answered after
+/// 100 ms.
+fn pid_upper_lines(req: &mut StreamRequest) -> io::Result<()> {
+    let mut line = String::new();
+    while req.read_line(&mut line)? > 0 {
+        let text = line.trim_end().to_uppercase();
+        if text == "SLOW" {
+            thread::sleep(Duration::from_millis(100));
+        }
+        writeln!(req, "{} {text}", std::process::id())?;
+        line.clear();
+    }
+    Ok(())
 }
 
 fn slow_upper_line(req: &mut StreamRequest) -> io::Result<()> {

@@ -552,6 +552,42 @@ fn rust_file_client_round_trips_and_reports_refusals() {
     assert!(!dir.join("nope.bin").exists());
 }
 
+/// Issue 9: names of 233 to 255 bytes passed `check_file_name`, then the upload failed with
+/// "File name too long", because the temporary file's name added 23 bytes. End to end with a
+/// 255-byte name: stored, fetched and listed; and a cut-off upload of another leaves nothing.
+#[test]
+fn file_server_stores_and_serves_a_255_byte_name() {
+    let dir = scratch("file_server_long_name");
+    let root = dir.join("root");
+    let server = Server::start("file_server", &["--root", root.to_str().unwrap()]);
+    let name = format!("{}.bin", "n".repeat(251));
+    assert_eq!(name.len(), 255);
+    let mut raw = Raw::new(server.addr);
+    raw.send(
+        json!({"cmd": "put", "filename": name, "filesize": 5, "md5": md5_hex(b"hello")}),
+        b"hello",
+    );
+    let status = raw.status();
+    assert_eq!(status["status"], "ok", "{status:?}");
+    raw.send(json!({"cmd": "get", "filename": name}), b"");
+    let status = raw.status();
+    assert_eq!(status["filesize"], 5, "{status:?}");
+    let mut body = [0u8; 5];
+    raw.stream.read_exact(&mut body).unwrap();
+    assert_eq!(&body, b"hello");
+
+    let cut = format!("{}.bin", "c".repeat(251));
+    let mut raw = Raw::new(server.addr);
+    raw.send(
+        json!({"cmd": "put", "filename": cut, "filesize": 100_000}),
+        &[1u8; 5000],
+    );
+    drop(raw);
+    server.wait_for_log(&format!("upload of {cut} failed"));
+    assert_eq!(listing(server.addr), std::slice::from_ref(&name));
+    assert_eq!(all_entries(&root), [name]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // auth_echo
 

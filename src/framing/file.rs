@@ -90,8 +90,10 @@ impl Expected {
 /// Receives a body of exactly `size` bytes from `reader` into the file `dest`, so that `dest`
 /// appears only when the body arrived whole (and matched `expected`).
 ///
-/// The bytes go to a hidden temporary file beside `dest` (`.<name>.<random>.part`), which is
-/// synced and renamed onto `dest` only after all `size` bytes arrived and the checksums matched.
+/// The bytes go to a hidden temporary file beside `dest` (`.part-<16 random hex digits>`, short
+/// whatever the length of `dest`'s name, so every name [`check_file_name`] accepts can be
+/// received), which is synced and renamed onto `dest` only after all `size` bytes arrived and the
+/// checksums matched.
 /// On any failure — the stream ends early (`UnexpectedEof`), a read times out, a checksum differs
 /// (`InvalidData`), the disk is full — the temporary file is removed and `dest` is untouched: a
 /// cut-off upload never looks like a finished file. An existing `dest` is replaced atomically.
@@ -122,7 +124,7 @@ pub fn receive_file<R: Read + ?Sized>(
     size: u64,
     expected: &Expected,
 ) -> io::Result<()> {
-    let name = dest.file_name().ok_or_else(|| {
+    dest.file_name().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{} does not name a file", dest.display()),
@@ -132,7 +134,7 @@ pub fn receive_file<R: Read + ?Sized>(
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let temp = Temporary::create(dir, &name.to_string_lossy())?;
+    let temp = Temporary::create(dir)?;
     let mut md5 = expected.md5.as_ref().map(|_| Md5::new());
     let mut sha256 = expected.sha256.as_ref().map(|_| Sha256::new());
     copy_exact_inspect(reader, &mut &temp.file, size, |chunk| {
@@ -205,14 +207,16 @@ struct Temporary {
 }
 
 impl Temporary {
-    fn create(dir: &Path, name: &str) -> io::Result<Temporary> {
+    /// Creates a new file in `dir` whose name does not depend on the final one: a name near the
+    /// 255-byte limit must not become too long for its temporary file.
+    fn create(dir: &Path) -> io::Result<Temporary> {
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).map_err(|e| {
             io::Error::other(format!(
                 "cannot name a temporary file: no OS randomness ({e})"
             ))
         })?;
-        let path = dir.join(format!(".{name}.{}.part", to_hex(&random)));
+        let path = dir.join(format!(".part-{}", to_hex(&random)));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -321,6 +325,30 @@ mod tests {
         receive_file(&mut &b"new"[..], &dest, 3, &Expected::default()).unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"new");
         assert_eq!(entries(&dir), ["x.bin"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue 9: names of 233 to 255 bytes passed the check, then failed with "File name too
+    /// long" because the temporary name added 23 bytes to them.
+    #[test]
+    fn every_accepted_name_length_can_be_received_and_a_failure_leaves_nothing() {
+        let dir = scratch("long");
+        for len in [1, 232, 233, 254, 255] {
+            let name = "n".repeat(len);
+            let dest = dir.join(check_file_name(&name).unwrap());
+            let err = receive_file(&mut &b"cut"[..], &dest, 10, &Expected::default()).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{len}: {err}");
+            assert!(entries(&dir).is_empty(), "{len}: {:?}", entries(&dir));
+            receive_file(&mut &b"whole"[..], &dest, 5, &Expected::default()).unwrap();
+            assert_eq!(fs::read(&dest).unwrap(), b"whole", "{len}");
+            assert_eq!(entries(&dir), [name], "{len}");
+            fs::remove_file(&dest).unwrap();
+        }
+        // A multi-byte name at the limit: 85 three-byte characters.
+        let name = "数".repeat(85);
+        assert_eq!(name.len(), 255);
+        receive_file(&mut &b"x"[..], &dir.join(&name), 1, &Expected::default()).unwrap();
+        assert_eq!(entries(&dir), [name]);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -51,7 +51,7 @@ pub(crate) struct Guarded {
     idle: Option<Duration>,
     lifetime: Option<Lifetime>,
     /// The handler's deadline and the bytes read since it was set (for its `min_rate`).
-    deadline: Option<(Deadline, u64)>,
+    deadline: Option<(Deadline, AtomicU64)>,
 }
 
 impl Guarded {
@@ -96,12 +96,12 @@ impl Guarded {
     }
 
     pub(crate) fn set_deadline(&mut self, deadline: Option<Deadline>) {
-        self.deadline = deadline.map(|d| (d, 0));
+        self.deadline = deadline.map(|d| (d, AtomicU64::new(0)));
     }
 
     pub(crate) fn deadline_expiry(&self) -> Option<Instant> {
         let (deadline, received) = self.deadline.as_ref()?;
-        deadline.expiry(*received)
+        deadline.expiry(received.load(Ordering::Relaxed))
     }
 
     fn has_limits(&self) -> bool {
@@ -132,10 +132,11 @@ impl Guarded {
             consider(left, Binding::Lifetime);
         }
         if let Some((deadline, received)) = &self.deadline {
-            if let Some(expiry) = deadline.expiry(*received) {
+            let received = received.load(Ordering::Relaxed);
+            if let Some(expiry) = deadline.expiry(received) {
                 let left = expiry.saturating_duration_since(now);
                 if left.is_zero() {
-                    return Err(deadline.exceeded(*received));
+                    return Err(deadline.exceeded(received));
                 }
                 consider(left, Binding::Deadline);
             }
@@ -179,7 +180,9 @@ impl Guarded {
                         LimitExceeded::lifetime(self.lifetime.map(|l| l.length).unwrap_or_default())
                     }
                     _ => match &self.deadline {
-                        Some((deadline, received)) => deadline.exceeded(*received),
+                        Some((deadline, received)) => {
+                            deadline.exceeded(received.load(Ordering::Relaxed))
+                        }
                         None => return Err(e),
                     },
                 }
@@ -190,18 +193,20 @@ impl Guarded {
     }
 }
 
-impl Read for Guarded {
+// Reads and writes go through `&Guarded`, so a request's read half and write half can be used
+// at the same time.
+impl Read for &Guarded {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let binding = self.before_wait(Direction::Read)?;
         let result = (&self.conn).read(buf);
-        if let (Ok(n), Some((_, received))) = (&result, &mut self.deadline) {
-            *received = received.saturating_add(*n as u64);
+        if let (Ok(n), Some((_, received))) = (&result, &self.deadline) {
+            received.fetch_add(*n as u64, Ordering::Relaxed);
         }
         self.after_wait(result, binding)
     }
 }
 
-impl Write for Guarded {
+impl Write for &Guarded {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let binding = self.before_wait(Direction::Write)?;
         let result = (&self.conn).write(buf);
@@ -307,14 +312,14 @@ mod tests {
             Deadline::after(Duration::from_millis(50)).named("test"),
         ));
         let mut buf = [0u8; 4];
-        let err = g.read(&mut buf).unwrap_err();
+        let err = (&g).read(&mut buf).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(LimitExceeded::find(&err).unwrap().name(), "test");
         // The socket now carries the deadline's short timeout; clearing must undo it.
         g.set_deadline(None);
         assert!(g.applied_read.get().is_some());
         peer.write_all(b"ok").unwrap();
-        assert_eq!(g.read(&mut buf).unwrap(), 2);
+        assert_eq!((&g).read(&mut buf).unwrap(), 2);
         assert_eq!(g.applied_read.get(), None);
         assert_eq!(
             g.connection().as_unix().unwrap().read_timeout().unwrap(),
@@ -331,7 +336,7 @@ mod tests {
         let before = g.deadline_expiry().unwrap();
         peer.write_all(&[7u8; 50]).unwrap();
         let mut buf = [0u8; 64];
-        assert_eq!(g.read(&mut buf).unwrap(), 50);
+        assert_eq!((&g).read(&mut buf).unwrap(), 50);
         assert_eq!(
             g.deadline_expiry().unwrap(),
             before + Duration::from_secs(5)

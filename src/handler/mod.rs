@@ -6,10 +6,13 @@ mod datagram;
 mod deadline;
 pub(crate) mod lifecycle;
 mod limits;
+mod read_buffer;
+mod split;
 mod stream;
 
 pub use datagram::{DatagramRequest, DatagramSocket};
 pub use deadline::{Deadline, Limit, LimitExceeded};
+pub use split::{ReadHalf, WriteHalf};
 pub(crate) use stream::write_all_vectored;
 pub use stream::{Connection, StreamRequest};
 
@@ -23,7 +26,10 @@ use std::io;
 /// an `Arc` inside the handler.
 ///
 /// `R` is [`StreamRequest`] or [`DatagramRequest`]. A closure `FnMut(&mut R) -> io::Result<()>`
-/// (which is `Clone` when what it captures is) is a handler too.
+/// (which is `Clone` when what it captures is) is a handler too. Rust cannot infer a closure's
+/// argument type from this trait, so name it — `|req: &mut StreamRequest| { … }` — or wrap the
+/// closure in [`stream_handler`] or [`datagram_handler`], which name it for you; without either,
+/// rustc stops with E0282, "type annotations needed".
 ///
 /// Order of calls, as in Python: `setup`; if it succeeded, `handle`, then `finish` — which runs
 /// even if `handle` failed or panicked. An error or panic in any of them is passed to the server's
@@ -56,6 +62,12 @@ use std::io;
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a handler of `{R}` requests",
+    label = "not a `RequestHandler<{R}>`",
+    note = "a handler implements `RequestHandler<{R}>`, or is a closure `|req: &mut {R}| -> std::io::Result<()>` that is `Clone + Send + 'static`",
+    note = "stream servers (TCP, Unix stream) take `StreamRequest`, datagram servers (UDP, Unix datagram) take `DatagramRequest`"
+)]
 pub trait RequestHandler<R>: Send + 'static {
     /// Runs before [`handle`](Self::handle). If it fails, neither `handle` nor `finish` runs.
     fn setup(&mut self, request: &mut R) -> io::Result<()> {
@@ -81,4 +93,56 @@ where
     fn handle(&mut self, request: &mut R) -> io::Result<()> {
         self(request)
     }
+}
+
+/// Returns the closure `handler` as it is, telling the compiler that it handles a
+/// [`StreamRequest`], so its argument type need not be written out.
+///
+/// ```
+/// use std::io::{BufRead, Write};
+/// use socketserver::{stream_handler, ThreadingTcpServer};
+///
+/// # fn main() -> std::io::Result<()> {
+/// let server = ThreadingTcpServer::bind(
+///     "127.0.0.1:0",
+///     stream_handler(|req| {
+///         let mut line = String::new();
+///         req.read_line(&mut line)?;
+///         req.write_all(line.to_uppercase().as_bytes())
+///     }),
+/// )?;
+/// server.server_close()?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn stream_handler<F>(handler: F) -> F
+where
+    F: FnMut(&mut StreamRequest) -> io::Result<()> + Clone + Send + 'static,
+{
+    handler
+}
+
+/// Returns the closure `handler` as it is, telling the compiler that it handles a
+/// [`DatagramRequest`], so its argument type need not be written out.
+///
+/// ```
+/// use socketserver::{datagram_handler, UdpServer};
+///
+/// # fn main() -> std::io::Result<()> {
+/// let server = UdpServer::bind(
+///     "127.0.0.1:0",
+///     datagram_handler(|req| {
+///         let upper = req.data().to_ascii_uppercase();
+///         req.reply(&upper)
+///     }),
+/// )?;
+/// server.server_close()?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn datagram_handler<F>(handler: F) -> F
+where
+    F: FnMut(&mut DatagramRequest) -> io::Result<()> + Clone + Send + 'static,
+{
+    handler
 }

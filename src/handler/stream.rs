@@ -1,6 +1,6 @@
 //! [`StreamRequest`]: one accepted TCP or Unix stream connection, as a handler sees it.
 
-use std::io::{self, BufRead, BufReader, IoSlice, Read, Write};
+use std::io::{self, BufRead, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -9,6 +9,8 @@ use socket2::SockRef;
 
 use super::deadline::Deadline;
 use super::limits::Guarded;
+use super::read_buffer::ReadBuffer;
+use super::split::{ReadHalf, WriteHalf};
 use crate::address::Address;
 use crate::server::handle::ServerHandle;
 use crate::socket::options::ConnectionOptions;
@@ -129,9 +131,13 @@ impl Read for Connection {
 ///   `write`, the [`framing`](crate::framing) and [`auth`](crate::auth) helpers — waits only
 ///   until the nearest of them, then fails with a `TimedOut` error carrying a
 ///   [`LimitExceeded`](crate::LimitExceeded) that says which one passed.
+///
+/// To read and write at once — a loop over `lines()` that answers each line — take the two
+/// halves with [`split`](Self::split).
 #[derive(Debug)]
 pub struct StreamRequest {
-    reader: BufReader<Guarded>,
+    buffer: ReadBuffer,
+    conn: Guarded,
     peer: Address,
     server: ServerHandle,
 }
@@ -144,10 +150,37 @@ impl StreamRequest {
         options: &ConnectionOptions,
     ) -> Self {
         StreamRequest {
-            reader: BufReader::with_capacity(READ_BUFFER, Guarded::new(connection, options)),
+            buffer: ReadBuffer::new(READ_BUFFER),
+            conn: Guarded::new(connection, options),
             peer,
             server,
         }
+    }
+
+    /// The request as a buffered reading half and a writing half that can be used together
+    /// (Python's `rfile` and `wfile`); both honour the request's time limits.
+    ///
+    /// ```
+    /// use std::io::{BufRead, Write};
+    /// use socketserver::StreamRequest;
+    ///
+    /// fn shout_each_line(req: &mut StreamRequest) -> std::io::Result<()> {
+    ///     let (reader, mut writer) = req.split();
+    ///     for line in reader.lines() {
+    ///         writeln!(writer, "{}", line?.to_uppercase())?;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// # let _ = shout_each_line;
+    /// ```
+    pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        (
+            ReadHalf {
+                buffer: &mut self.buffer,
+                conn: &self.conn,
+            },
+            WriteHalf { conn: &self.conn },
+        )
     }
 
     /// The client's address (Python's `client_address`). For a Unix stream server this is usually
@@ -176,7 +209,7 @@ impl StreamRequest {
 
     /// The underlying connection, for what the request does not wrap.
     pub fn connection(&self) -> &Connection {
-        self.reader.get_ref().connection()
+        self.conn.connection()
     }
 
     /// Sends all of `data`, like Python's `socket.sendall`: it returns only when every byte has
@@ -188,18 +221,18 @@ impl StreamRequest {
     /// Sets how long one read may wait for data before failing with `WouldBlock`/`TimedOut`
     /// (`None`: forever). A nearer deadline, idle timeout or lifetime still applies.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.reader.get_ref().set_read_timeout(timeout)
+        self.conn.set_read_timeout(timeout)
     }
 
     /// The read timeout set by the server or [`set_read_timeout`](Self::set_read_timeout).
     pub fn read_timeout(&self) -> Option<Duration> {
-        self.reader.get_ref().read_timeout()
+        self.conn.read_timeout()
     }
 
     /// Sets how long one write may wait for buffer space before failing (`None`: forever). A
     /// nearer deadline, idle timeout or lifetime still applies.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.reader.get_ref().set_write_timeout(timeout)
+        self.conn.set_write_timeout(timeout)
     }
 
     /// Sets the deadline every later read and write that waits on the peer must meet, replacing
@@ -208,18 +241,18 @@ impl StreamRequest {
     /// What part of a message arrived before it passed is unknown to the caller, so the connection
     /// is best closed after that answer.
     pub fn set_deadline(&mut self, deadline: Deadline) {
-        self.reader.get_mut().set_deadline(Some(deadline));
+        self.conn.set_deadline(Some(deadline));
     }
 
     /// Removes the deadline (the server's idle timeout and lifetime still apply).
     pub fn clear_deadline(&mut self) {
-        self.reader.get_mut().set_deadline(None);
+        self.conn.set_deadline(None);
     }
 
     /// When the current deadline passes, counting what its `min_rate` has earned so far; `None`
     /// if there is none.
     pub fn deadline(&self) -> Option<Instant> {
-        self.reader.get_ref().deadline_expiry()
+        self.conn.deadline_expiry()
     }
 
     /// Turns Nagle's algorithm off (`true`) or on. Only TCP connections have it: on a Unix
@@ -237,52 +270,61 @@ impl StreamRequest {
 
 impl Read for StreamRequest {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reader.read(buf)
+        self.buffer.read(&self.conn, buf)
     }
 }
 
 impl BufRead for StreamRequest {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.reader.fill_buf()
+        self.buffer.fill_buf(&self.conn)
     }
 
     fn consume(&mut self, amt: usize) {
-        self.reader.consume(amt)
+        self.buffer.consume(amt)
     }
 }
 
 impl Write for StreamRequest {
     /// Writes all of `buf` (retrying short writes and `EINTR`) and returns `buf.len()`, or fails.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.reader.get_mut().write_all(buf)?;
-        Ok(buf.len())
+        send_all(&self.conn, buf)
     }
 
     /// Writes all of `bufs` with as few `writev` calls as the socket allows (one, usually), and
     /// returns their total length, or fails — the same all-or-error promise as `write`.
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let total = bufs.iter().map(|b| b.len()).sum();
-        let conn = self.reader.get_mut();
-        // Usually one writev takes everything; only a short write pays for a copy of the slices
-        // (`advance_slices` needs them mutable).
-        let sent = loop {
-            match conn.write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => break other?,
-            }
-        };
-        if sent < total {
-            let mut left: Vec<IoSlice<'_>> = bufs.to_vec();
-            let mut left = left.as_mut_slice();
-            IoSlice::advance_slices(&mut left, sent);
-            write_all_vectored(conn, left)?;
-        }
-        Ok(total)
+        send_all_vectored(&self.conn, bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Python's `sendall`: all of `buf`, or an error.
+pub(crate) fn send_all(mut conn: &Guarded, buf: &[u8]) -> io::Result<usize> {
+    conn.write_all(buf)?;
+    Ok(buf.len())
+}
+
+/// `sendall` for several buffers, with as few `writev` calls as the socket allows.
+pub(crate) fn send_all_vectored(mut conn: &Guarded, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    let total = bufs.iter().map(|b| b.len()).sum();
+    // Usually one writev takes everything; only a short write pays for a copy of the slices
+    // (`advance_slices` needs them mutable).
+    let sent = loop {
+        match conn.write_vectored(bufs) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => break other?,
+        }
+    };
+    if sent < total {
+        let mut left: Vec<IoSlice<'_>> = bufs.to_vec();
+        let mut left = left.as_mut_slice();
+        IoSlice::advance_slices(&mut left, sent);
+        write_all_vectored(&mut conn, left)?;
+    }
+    Ok(total)
 }
 
 /// `Write::write_all_vectored`, which is not stable yet: retries until every buffer is written.

@@ -9,7 +9,8 @@
 //! | [`Prefork`] | — (gunicorn, `Net::Server::PreFork`) | in one of N long-lived worker processes, each serving with a thread mode |
 //!
 //! A mode is chosen with [`Builder::mode`](crate::Builder::mode) or by the server alias
-//! (`ThreadingTcpServer`, `PoolUdpServer`, `ForkingTcpServer`, …). The [`Mode`] trait is sealed: the
+//! (`ThreadingTcpServer`, `PoolUdpServer`, `ForkingTcpServer`, …); to choose it at run time
+//! (from a flag, say), use [`AnyMode`]. The [`Mode`] trait is sealed: the
 //! crate keeps the freedom to extend it as new modes arrive.
 //!
 //! The process-based modes start children by re-executing the program (no `fork()` of a running
@@ -27,6 +28,7 @@
 //! [`max_connection_lifetime`](crate::Builder::max_connection_lifetime), which every read and
 //! write through the request honours.
 
+mod any;
 mod pool;
 mod prefork;
 mod process;
@@ -35,6 +37,7 @@ mod task;
 mod threading;
 mod threads;
 
+pub use any::AnyMode;
 pub use pool::{Pool, WhenFull};
 pub use prefork::{Prefork, WorkerMode};
 pub use process::{Process, DEFAULT_MAX_CHILDREN};
@@ -61,7 +64,8 @@ pub(crate) mod sealed {
     use crate::process::ProcessKind;
     use crate::server::stop::StopSignal;
 
-    /// What the server asks of a mode. Not public API.
+    /// What the server asks of a mode. Not public API. [`AnyMode`](super::AnyMode) delegates
+    /// every method, the defaulted ones included: a method added here must be added there.
     pub trait ModeImpl: Send + 'static {
         /// A short name for log lines.
         fn name(&self) -> &'static str;
@@ -88,6 +92,11 @@ pub(crate) mod sealed {
         fn become_worker(&mut self, _index: usize) {}
         /// Requests a worker process serves before it exits to be replaced.
         fn worker_request_limit(&self) -> Option<u64> {
+            None
+        }
+        /// In a prefork worker: how long a worker that stops may take to finish its requests
+        /// before it exits anyway.
+        fn drain_timeout(&self) -> Option<std::time::Duration> {
             None
         }
         /// Whether this process supervises workers instead of serving (a prefork parent).

@@ -8,7 +8,7 @@ use crossbeam_channel::{Select, Sender, TrySendError};
 use super::sealed::ModeImpl;
 use super::{Task, ThreadSettings};
 use crate::server::stop::StopSignal;
-use crate::socket::errors::Throttle;
+use crate::throttle::Throttle;
 
 /// What a [`Pool`] does with a new request when its queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

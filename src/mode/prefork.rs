@@ -82,9 +82,11 @@ enum Part {
 ///   (plus a random jitter, so workers do not all recycle at once) and is replaced at once — a
 ///   cure for slow leaks;
 /// * each worker's stdin is a *lifeline* pipe from the parent: at end-of-file the worker stops
-///   accepting, finishes its requests and exits. Shutdown closes the lifelines and waits up to
-///   [`drain_timeout`](Self::drain_timeout) before killing the stragglers; and if the parent dies,
-///   the lifelines close by themselves, so workers never outlive it by more than their requests.
+///   accepting, lets its running requests finish within [`drain_timeout`](Self::drain_timeout)
+///   and exits, cutting off any still running (a client holding an idle connection, say).
+///   Shutdown closes the lifelines and kills the workers still running after `drain_timeout`;
+///   and if the parent dies, the lifelines close by themselves, so workers never outlive it by
+///   more than `drain_timeout`.
 ///
 /// The socket is shared, and so is its `O_NONBLOCK` flag: every worker is woken for a new
 /// connection and all but one find nothing to accept, which the serving loop treats as normal.
@@ -170,7 +172,10 @@ impl Prefork {
         self
     }
 
-    /// How long shutdown waits for workers to finish their requests before killing them.
+    /// How long a stopping worker may take to finish its requests (30 s by default). Shutdown
+    /// kills the workers still running after it; a worker that stops on its own — its parent
+    /// died, or it recycles after [`max_requests`](Self::max_requests) — exits after it, even if
+    /// requests are still running.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
         self
@@ -241,6 +246,10 @@ impl ModeImpl for Prefork {
             j => RandomState::new().hash_one(std::process::id()) % (j + 1),
         };
         Some(limit.saturating_add(jitter))
+    }
+
+    fn drain_timeout(&self) -> Option<Duration> {
+        Some(self.drain_timeout)
     }
 
     fn supervises(&self) -> bool {

@@ -2,6 +2,7 @@
 
 use std::io::{self, Read};
 use std::os::fd::{FromRawFd, RawFd};
+use std::time::Duration;
 
 use socket2::{Socket, Type};
 
@@ -44,8 +45,13 @@ pub(crate) fn read_handoff(max_datagram: usize) -> io::Result<Received> {
 }
 
 /// Shuts `server` down when stdin — the lifeline pipe from the parent — reaches end-of-file: the
-/// parent closed it to stop this worker, or the parent died.
-pub(crate) fn lifeline_watch(server: ServerHandle) -> io::Result<()> {
+/// parent closed it to stop this worker, or the parent died. Then, `drain_timeout` later, ends the
+/// process if it is still running: the serving thread may be held in a handler (a `Single` worker
+/// whose client holds an idle connection) and never get back to see the shutdown.
+pub(crate) fn lifeline_watch(
+    server: ServerHandle,
+    drain_timeout: Option<Duration>,
+) -> io::Result<()> {
     std::thread::Builder::new()
         .name("socketserver-lifeline".to_string())
         .spawn(move || {
@@ -64,6 +70,17 @@ pub(crate) fn lifeline_watch(server: ServerHandle) -> io::Result<()> {
             }
             log::debug!("lifeline closed: worker {} stopping", std::process::id());
             server.shutdown();
+            if let Some(timeout) = drain_timeout {
+                std::thread::sleep(timeout);
+                log::warn!(
+                    "worker {}: {} request(s) still running {timeout:?} after its lifeline \
+                     closed (the drain timeout); exiting",
+                    std::process::id(),
+                    server.stats().active
+                );
+                server.shared.flush_failures();
+                std::process::exit(0);
+            }
         })
         .map(|_| ())
 }

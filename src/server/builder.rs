@@ -242,7 +242,9 @@ impl<M: Mode> Builder<M> {
 
     /// Called with the peer and the [`Failure`] when a request's handler returns an error or
     /// panics, or a datagram is truncated (Python's `handle_error`). Runs on the thread that ran
-    /// the request. The default logs the failure with `log::error!`.
+    /// the request. The default logs the failure with `log::error!`, throttled: at most 5 lines a
+    /// second, the next line (or the server's close) saying how many similar failures were not
+    /// logged, so a flood of bad requests cannot flood the log. A hook gets every failure.
     pub fn handle_error(
         mut self,
         hook: impl Fn(&Address, &Failure) + Send + Sync + 'static,
@@ -295,7 +297,9 @@ impl<M: Mode> Builder<M> {
     }
 
     /// Binds a Unix stream server to the socket file `path` and starts listening. The file is
-    /// removed when the server closes.
+    /// removed when the server closes. A socket file left there by a server that is gone
+    /// (connecting to it is refused) is replaced; if a server answers on it, or `path` is not a
+    /// socket, binding fails with `AddrInUse` and the file is left alone.
     pub fn bind_unix_stream<H>(
         self,
         path: impl AsRef<Path>,
@@ -312,7 +316,8 @@ impl<M: Mode> Builder<M> {
     }
 
     /// Binds a Unix datagram server to the socket file `path`. The file is removed when the server
-    /// closes.
+    /// closes. A stale socket file is replaced, as for
+    /// [`bind_unix_stream`](Self::bind_unix_stream).
     pub fn bind_unix_datagram<H>(
         self,
         path: impl AsRef<Path>,

@@ -8,6 +8,7 @@ use crate::address::Address;
 use crate::failure::Failure;
 use crate::stats::{Counters, Stats};
 
+use super::failure_log::FailureLog;
 use super::stop::StopSignal;
 
 /// The `handle_error` hook: called from whichever thread ran the request.
@@ -19,20 +20,28 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) local: Address,
     pub(crate) on_error: Option<ErrorHook>,
+    /// The default report, used when there is no `on_error` hook (and if the hook panics).
+    pub(crate) failure_log: FailureLog,
 }
 
 impl Shared {
-    /// Passes a failed request to `handle_error`, or logs it if there is no hook. A panicking hook
-    /// is logged too, so it cannot take a worker thread down.
+    /// Passes a failed request to `handle_error`, or logs it (throttled) if there is no hook. A
+    /// panicking hook is logged too, so it cannot take a worker thread down.
     pub(crate) fn report(&self, peer: &Address, failure: &Failure) {
         match &self.on_error {
-            None => log::error!("request from {peer} failed: {failure}"),
+            None => self.failure_log.failed(peer, failure),
             Some(hook) => {
                 if catch_unwind(AssertUnwindSafe(|| hook(peer, failure))).is_err() {
-                    log::error!("handle_error hook panicked on request from {peer}: {failure}");
+                    self.failure_log.hook_panicked(peer, failure);
                 }
             }
         }
+    }
+
+    /// Logs how many failures the default report held back since its last line (when the server
+    /// closes, since no later line will say it).
+    pub(crate) fn flush_failures(&self) {
+        self.failure_log.flush(&self.local);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The server: binding (through [`Builder`]), the serving loop, shutdown and close.
 
 mod builder;
+mod failure_log;
 pub(crate) mod handle;
 pub(crate) mod stop;
 pub mod transport;
@@ -22,11 +23,12 @@ use crate::handler::{lifecycle, RequestHandler};
 use crate::mode::{Mode, Pool, Prefork, Process, Single, Task, Threading};
 use crate::process::{self, Handoff, Role};
 use crate::socket::bind::context;
-use crate::socket::errors::{classify, Backoff, Recovery, Throttle};
+use crate::socket::errors::{classify, Backoff, Recovery};
 use crate::socket::options::ConnectionOptions;
 use crate::socket::poll::{self, Ready};
 use crate::socket::unix_path::UnixPathGuard;
 use crate::stats::{Ending, Stats};
+use crate::throttle::Throttle;
 
 use builder::{BuiltParts, LoopHooks};
 use handle::Shared;
@@ -164,7 +166,7 @@ where
                 let local = Address::from_sockaddr(socket.local_addr()?);
                 let server =
                     Self::assemble(Some(socket), None, local, handler, builder, Some(role))?;
-                process::lifeline_watch(server.handle())?;
+                process::lifeline_watch(server.handle(), server.mode.drain_timeout())?;
                 Ok(server)
             }
         }
@@ -198,6 +200,7 @@ where
             counters: Default::default(),
             local,
             on_error,
+            failure_log: failure_log::FailureLog::new(),
         });
         let worker = matches!(role, Some(Role::Worker { .. }));
         if let Some(Role::Worker { index, .. }) = role {
@@ -320,12 +323,24 @@ where
         std::process::exit(code)
     }
 
-    /// A prefork worker that stopped serving: finishes its running requests, then exits.
+    /// A prefork worker that stopped serving: finishes its running requests within the drain
+    /// timeout, then exits, leaving any still running (a client holding an idle connection).
     fn exit_worker(&mut self) -> ! {
         self.release_socket();
         self.mode.stop_intake();
-        self.handle.shared.counters.wait_idle(None);
-        self.mode.join();
+        let drain = self.mode.drain_timeout();
+        let counters = &self.handle.shared.counters;
+        if counters.wait_idle(drain.map(|t| Instant::now() + t)) {
+            self.mode.join();
+        } else {
+            log::warn!(
+                "worker {}: {} request(s) still running after the drain timeout ({:?}); exiting",
+                std::process::id(),
+                counters.active(),
+                drain.unwrap_or_default()
+            );
+        }
+        self.handle.shared.flush_failures();
         log::info!("worker {} stopped", std::process::id());
         std::process::exit(0)
     }
@@ -384,7 +399,9 @@ where
         self.closed = true;
         let deadline = self.close_timeout.map(|t| Instant::now() + t);
         let counters = &self.handle.shared.counters;
-        if counters.wait_idle(deadline) {
+        let idle = counters.wait_idle(deadline);
+        self.handle.shared.flush_failures();
+        if idle {
             self.mode.join();
             log::info!("closed server on {}", self.local_addr());
             return Ok(());
@@ -570,6 +587,7 @@ impl<T: Transport, H, M: Mode> Drop for Server<T, H, M> {
             self.handle.shared.stop.request();
             self.release_socket();
             self.mode.stop_intake();
+            self.handle.shared.flush_failures();
         }
     }
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::options::BindOptions;
+use super::unix_path::remove_stale;
 
 /// Adds what we were doing to an error, keeping its kind so callers can still match on it.
 pub(crate) fn context(err: io::Error, what: impl Display) -> io::Error {
@@ -88,8 +89,9 @@ pub(crate) fn bind_unix(path: &Path, ty: Type, options: &BindOptions) -> io::Res
             "reuse_port (SO_REUSEPORT) applies to TCP and UDP sockets only, not Unix sockets",
         ));
     }
+    let what = || format!("cannot bind Unix socket to {}", path.display());
+    let addr = SockAddr::unix(path).map_err(|e| context(e, what()))?;
     let bind = || -> io::Result<Socket> {
-        let addr = SockAddr::unix(path)?;
         let socket = Socket::new(Domain::UNIX, ty, None)?;
         socket.bind(&addr)?;
         if ty == Type::STREAM {
@@ -97,17 +99,15 @@ pub(crate) fn bind_unix(path: &Path, ty: Type, options: &BindOptions) -> io::Res
         }
         Ok(socket)
     };
-    bind().map_err(|e| {
-        let hint = if e.kind() == io::ErrorKind::AddrInUse {
-            " (if no server is running there, remove the stale socket file)"
-        } else {
-            ""
-        };
-        context(
-            e,
-            format!("cannot bind Unix socket to {}{hint}", path.display()),
-        )
-    })
+    match bind() {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            // A server that was killed leaves its socket file behind: replace it if nothing
+            // answers there, refuse if a server does or the path is not a socket at all.
+            remove_stale(path, &addr, ty).map_err(|e| context(e, what()))?;
+            bind().map_err(|e| context(e, what()))
+        }
+        bound => bound.map_err(|e| context(e, what())),
+    }
 }
 
 fn backlog(requested: u32) -> i32 {

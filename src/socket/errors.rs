@@ -1,7 +1,7 @@
-//! Which `accept`/`recv` errors the serving loop survives, and how it backs off and logs them.
+//! Which `accept`/`recv` errors the serving loop survives, and how it backs off from them.
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What the serving loop does about an error from `accept` or `recv_from`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,41 +69,6 @@ impl Backoff {
     }
 }
 
-/// Lets a repeated warning through at most once per interval and counts what it held back, so an
-/// error storm leaves a readable log.
-#[derive(Debug)]
-pub(crate) struct Throttle {
-    interval: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl Throttle {
-    pub(crate) fn new(interval: Duration) -> Self {
-        Throttle {
-            interval,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(n)` if this occurrence should be logged, with `n` occurrences held back since the
-    /// last one that was; `None` if it should be held back.
-    pub(crate) fn admit(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        match self.last {
-            Some(last) if now.duration_since(last) < self.interval => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,15 +99,5 @@ mod tests {
         assert!(pauses.windows(2).all(|w| w[0] <= w[1]));
         b.reset();
         assert_eq!(b.next_pause().as_millis(), 5);
-    }
-
-    #[test]
-    fn throttle_admits_once_per_interval_and_counts_the_rest() {
-        let mut t = Throttle::new(Duration::from_secs(3600));
-        assert_eq!(t.admit(), Some(0));
-        assert_eq!(t.admit(), None);
-        assert_eq!(t.admit(), None);
-        t.last = Some(Instant::now() - Duration::from_secs(7200));
-        assert_eq!(t.admit(), Some(2));
     }
 }
