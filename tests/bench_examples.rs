@@ -4,7 +4,7 @@
 
 mod programs;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -197,6 +197,120 @@ fn http_hello_limits_the_request_head() {
     let mut fine = connect(server.addr);
     fine.write_all(GET.as_bytes()).unwrap();
     assert_eq!(read_len(&mut fine, HELLO.len()), HELLO);
+}
+
+#[test]
+fn http_hello_drops_empty_lines_before_a_request_and_cuts_off_a_stream_of_them() {
+    let server = Server::start("http_hello", &["--max-head", "1024"]);
+    // Empty lines before a request line are skipped; they count against the head limit.
+    let mut polite = connect(server.addr);
+    polite.write_all("\r\n".repeat(400).as_bytes()).unwrap();
+    polite.write_all(GET.as_bytes()).unwrap();
+    assert_eq!(read_len(&mut polite, HELLO.len()), HELLO);
+    // Nothing but empty lines past the limit: refused.
+    let mut blank = connect(server.addr);
+    blank.write_all(&[b'\n'; 1025]).unwrap();
+    let reply = read_to_close(&mut blank);
+    assert!(
+        reply.starts_with("HTTP/1.1 400 Bad Request\r\n") && reply.contains("only empty lines"),
+        "{reply:?}"
+    );
+
+    // Connections streaming line feeds as fast as they can are cut off, while others are served.
+    const FLOOD_CAP: usize = 64 << 20;
+    let flooders: Vec<_> = (0..4)
+        .map(|_| {
+            let mut conn = connect(server.addr);
+            std::thread::spawn(move || {
+                let chunk = [b'\n'; 16 * 1024];
+                let mut sent = 0;
+                while sent < FLOOD_CAP {
+                    match conn.write(&chunk) {
+                        Ok(n) => sent += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            assert!(
+                                !matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ),
+                                "the server stopped reading without closing: {e}"
+                            );
+                            return sent;
+                        }
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut client = connect(server.addr);
+    for _ in 0..20 {
+        client.write_all(GET.as_bytes()).unwrap();
+        assert_eq!(read_len(&mut client, HELLO.len()), HELLO);
+    }
+    for flooder in flooders {
+        let sent = flooder.join().unwrap();
+        assert!(sent < FLOOD_CAP, "a stream of line feeds was never cut off");
+    }
+}
+
+#[test]
+fn http_hello_closes_a_connection_whose_head_misses_the_header_timeout() {
+    let server = Server::start("http_hello", &["--header-timeout", "1"]);
+    let mut normal = connect(server.addr);
+    normal.write_all(GET.as_bytes()).unwrap();
+    assert_eq!(read_len(&mut normal, HELLO.len()), HELLO);
+    let mut silent = connect(server.addr);
+
+    // One byte every 200 ms: the whole head would take 5.8 s.
+    let mut trickle = connect(server.addr);
+    trickle
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut sent = 0;
+    let mut reply = [0u8; 256];
+    let closed = loop {
+        if sent == GET.len() || trickle.write_all(&GET.as_bytes()[sent..=sent]).is_err() {
+            break sent < GET.len();
+        }
+        sent += 1;
+        match trickle.read(&mut reply) {
+            Ok(0) => break true,
+            Ok(n) => panic!(
+                "a reply to a trickled head: {:?}",
+                String::from_utf8_lossy(&reply[..n])
+            ),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break true,
+        }
+    };
+    assert!(
+        closed,
+        "the trickled head was read to its end ({sent} bytes)"
+    );
+    assert!(sent < GET.len() / 2, "closed only after {sent} bytes");
+
+    // A connection that sends nothing is closed too: its first head was due a second after it
+    // opened. One idle between requests is not: the idle timeout (30 s) applies to it.
+    assert_eq!(read_to_close(&mut silent), "");
+    normal.write_all(GET.as_bytes()).unwrap();
+    assert_eq!(read_len(&mut normal, HELLO.len()), HELLO);
+}
+
+#[test]
+fn http_hello_help_shows_its_limits() {
+    let mut command = Command::new(example("http_hello"));
+    command.arg("--help");
+    let run = Run::to_completion(command, RUN_TIMEOUT);
+    assert!(run.status.success(), "{run}");
+    for option in [
+        "--max-head BYTES",
+        "--header-timeout SECS",
+        "--idle-timeout SECS",
+    ] {
+        assert!(run.stdout.contains(option), "{option} missing: {run}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,6 +8,11 @@
 //! * Refusals close the connection after the response: `400` for a malformed request line or
 //!   header (or HTTP/1.1 without `Host`), `413` for a body over 1 MiB, `431` for a head over
 //!   `--max-head` bytes, `501` for `Transfer-Encoding`, `505` for other HTTP versions.
+//! * Empty lines before a request line are skipped, counted against `--max-head` (`400` when a
+//!   connection sends only those past it).
+//! * A request head must arrive within `--header-timeout` seconds: the first one counted from
+//!   the connection's start, later ones from their first byte. A connection that misses it is
+//!   closed without a reply (as nginx's `client_header_timeout` does).
 //! * An idle keep-alive connection is closed after `--idle-timeout` seconds.
 //!
 //! ```text
@@ -25,21 +30,28 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use common::{Args, Example, ExtraOption, ModeName, STACK_SIZE};
-use head::{Head, Refusal};
-use socketserver::StreamRequest;
+use head::{Head, HeadScanner, Refusal, Scan};
+use socketserver::{Deadline, Limit, LimitExceeded, StreamRequest};
 
 const EXAMPLE: Example = Example {
     name: "http_hello",
     about: "Minimal HTTP/1.1 server answering `hello`, with keep-alive.",
     default_addr: "127.0.0.1:8000",
     default_mode: ModeName::Threading,
-    options: &[MAX_HEAD, IDLE_TIMEOUT, STACK_SIZE],
+    options: &[MAX_HEAD, HEADER_TIMEOUT, IDLE_TIMEOUT, STACK_SIZE],
 };
 
 const MAX_HEAD: ExtraOption = ExtraOption {
     name: "--max-head",
     value: "BYTES",
     help: "largest request head accepted; bigger ones get 431 (default 8192)",
+    check: common::check_positive,
+};
+
+const HEADER_TIMEOUT: ExtraOption = ExtraOption {
+    name: "--header-timeout",
+    value: "SECS",
+    help: "close a connection whose request head takes longer to arrive (default 10)",
     check: common::check_positive,
 };
 
@@ -54,31 +66,58 @@ const IDLE_TIMEOUT: ExtraOption = ExtraOption {
 const MAX_BODY: usize = 1024 * 1024;
 const BODY: &[u8] = b"hello\n";
 
+/// The limits on a request head.
+#[derive(Debug, Clone, Copy)]
+struct HeadLimits {
+    max_len: usize,
+    timeout: Duration,
+}
+
 /// One connection: answer every complete request, send the batch when the input runs dry.
-fn serve_connection(req: &mut StreamRequest, max_head: usize) -> io::Result<()> {
+fn serve_connection(req: &mut StreamRequest, limits: HeadLimits) -> io::Result<()> {
+    let max_head = limits.max_len;
     let mut input = vec![0u8; (max_head + 1).max(16 * 1024)];
     let (mut start, mut filled) = (0, 0);
     let mut out = Vec::with_capacity(4096);
+    let mut scanner = HeadScanner::new(max_head);
     // Body bytes of the last request still to be read and dropped.
-    let mut skip = 0usize;
+    let mut body_left = 0usize;
+    // The head deadline runs from the connection's start for the first request; for later ones
+    // from their first byte (until then the connection is idle, and the idle timeout applies).
+    let head_deadline = || Deadline::after(limits.timeout).named("request head");
+    req.set_deadline(head_deadline());
+    let mut timing = true;
+    // Whether empty lines before the next request line have been dropped: its head has begun.
+    let mut head_begun = false;
     loop {
         loop {
-            let dropped = skip.min(filled - start);
-            (start, skip) = (start + dropped, skip - dropped);
-            if skip > 0 {
+            let dropped = body_left.min(filled - start);
+            (start, body_left) = (start + dropped, body_left - dropped);
+            if body_left > 0 {
                 break;
             }
-            let pending = &input[start..filled];
-            let Some(len) = head::head_len(pending) else {
-                if pending.len() > max_head {
-                    return refuse(req, &mut out, 431, "request head too large");
+            // Empty lines before a request line are dropped as they arrive, so the scanner
+            // only ever resumes on the head itself.
+            let len = match scanner.scan(&input[start..filled]) {
+                Scan::More { skip } => {
+                    start += skip;
+                    head_begun |= skip > 0;
+                    break;
                 }
-                break;
+                Scan::Head { skip, len } => {
+                    start += skip;
+                    if timing {
+                        req.clear_deadline();
+                    }
+                    (timing, head_begun) = (false, false);
+                    len
+                }
+                Scan::TooLarge => return refuse(req, &mut out, 431, "request head too large"),
+                Scan::OnlyEmptyLines => {
+                    return refuse(req, &mut out, 400, "only empty lines, no request line")
+                }
             };
-            if len > max_head {
-                return refuse(req, &mut out, 431, "request head too large");
-            }
-            let head = match head::parse(&pending[..len]) {
+            let head = match head::parse(&input[start..start + len]) {
                 Ok(head) => head,
                 Err(Refusal::BadRequest(why)) => return refuse(req, &mut out, 400, why),
                 Err(Refusal::NotImplemented) => {
@@ -96,7 +135,7 @@ fn serve_connection(req: &mut StreamRequest, max_head: usize) -> io::Result<()> 
                 req.write_all(&out)?;
                 return linger_close(req);
             }
-            (start, skip) = (start + len, head.content_length);
+            (start, body_left) = (start + len, head.content_length);
         }
         if !out.is_empty() {
             req.write_all(&out)?;
@@ -108,10 +147,19 @@ fn serve_connection(req: &mut StreamRequest, max_head: usize) -> io::Result<()> 
             input.copy_within(start..filled, 0);
             (start, filled) = (0, filled - start);
         }
+        if !timing && body_left == 0 && (head_begun || filled > start) {
+            req.set_deadline(head_deadline());
+            timing = true;
+        }
         match req.read(&mut input[filled..]) {
             Ok(0) => return Ok(()),
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // The head never completed in time: close without a reply, as nginx does.
+            Err(e) if LimitExceeded::find(&e).is_some_and(|l| l.limit() == Limit::Deadline) => {
+                log::debug!("{}: {e}; closing", req.peer_addr());
+                return Ok(());
+            }
             // Idle past the timeout, or the client vanished: close quietly, as servers do.
             Err(e)
                 if matches!(
@@ -158,6 +206,8 @@ fn respond(head: &Head<'_>, out: &mut Vec<u8>) {
 /// Sends the earlier responses and an error response, then closes.
 fn refuse(req: &mut StreamRequest, out: &mut Vec<u8>, status: u16, why: &str) -> io::Result<()> {
     log::debug!("{}: {status} ({why}); closing", req.peer_addr());
+    // The answer and the lingering close have their own bounds, not what is left of the head's.
+    req.clear_deadline();
     let reason = match status {
         400 => "Bad Request",
         413 => "Content Too Large",
@@ -194,9 +244,12 @@ fn linger_close(req: &mut StreamRequest) -> io::Result<()> {
 }
 
 fn run(args: &Args) -> io::Result<()> {
-    let max_head = args.parsed(MAX_HEAD.name, 8192);
+    let limits = HeadLimits {
+        max_len: args.parsed(MAX_HEAD.name, 8192),
+        timeout: Duration::from_secs(args.parsed(HEADER_TIMEOUT.name, 10)),
+    };
     let idle = args.parsed(IDLE_TIMEOUT.name, 30);
-    let handler = move |req: &mut StreamRequest| serve_connection(req, max_head);
+    let handler = move |req: &mut StreamRequest| serve_connection(req, limits);
     let builder = args.builder().read_timeout(Duration::from_secs(idle));
     common::serve_tcp(args, builder, handler)
 }
