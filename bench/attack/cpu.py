@@ -183,16 +183,18 @@ def http_blank_lines(ctx):
         counts = {k: sum(c[k] for c in per) for k in ("conns", "bytes")}
     b, a = latency_summary(base_lat), latency_summary(lat)
     rows = [
-        ["without attack", "–", base_cpu, len(base_lat), base_fail, b["p50_ms"], b["p99_ms"], b["max_ms"]],
+        ["without attack", "–", base_cpu, idle.wanted_pct, len(base_lat), base_fail, b["p50_ms"], b["p99_ms"],
+         b["max_ms"]],
         [f"{attackers} × {rate // 1000} KB/s of LF", f'{counts["conns"]} conns, {counts["bytes"] / 1e6:.1f} MB',
-         cpu, len(lat), fail, a["p50_ms"], a["p99_ms"], a["max_ms"]],
+         cpu, meter.wanted_pct, len(lat), fail, a["p50_ms"], a["p99_ms"], a["max_ms"]],
     ]
     return {
         "title": f"http_hello: {attackers} connections loop bare line feeds at {rate // 1000} KB/s each for {seconds:g} s; "
         "a keep-alive GET loop (every 5 ms) measures the cost",
-        "columns": ["phase", "attack sent", "server CPU%", "GETs ok", "GETs failed", "p50 ms", "p99 ms", "max ms"],
+        "columns": ["phase", "attack sent", "server CPU%", "CPU% wanted", "GETs ok", "GETs failed", "p50 ms", "p99 ms", "max ms"],
         "rows": rows,
         "notes": [f"server `{server.cmdline}`, alive at the end: {'yes' if alive else 'NO'}"],
-        "data": {"baseline": b, "attack": a, "baseline_cpu": base_cpu, "attack_cpu": cpu, "counts": counts,
+        "data": {"baseline": b, "attack": a, "baseline_cpu": base_cpu, "attack_cpu": cpu,
+                 "baseline_wanted": idle.wanted_pct, "attack_wanted": meter.wanted_pct, "counts": counts,
                  "failures": [base_fail, fail], "alive": alive},
     }

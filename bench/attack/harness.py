@@ -136,19 +136,7 @@ class Server:
     def stderr_stats(self, start=0):
         """(bytes, lines, longest line in bytes) written to stderr since byte offset `start`."""
         self._stderr.flush()
-        size = lines = longest = current = 0
-        with open(self.stderr_path, "rb") as f:
-            f.seek(start)
-            while chunk := f.read(MIB):
-                size += len(chunk)
-                lines += chunk.count(b"\n")
-                parts = chunk.split(b"\n")
-                if len(parts) == 1:
-                    current += len(chunk)
-                else:
-                    longest = max(longest, current + len(parts[0]), *(len(p) for p in parts[1:-1]))
-                    current = len(parts[-1])
-        return size, lines, max(longest, current)
+        return file_stats(self.stderr_path, start)
 
     def panics(self):
         """stderr lines that report a panic."""
@@ -187,6 +175,24 @@ class Server:
     def __exit__(self, *exc):
         self.stop()
         return False
+
+
+def file_stats(path, start=0):
+    """(bytes, lines, longest line in bytes) of the file at `path` from byte offset `start`, read
+    a MiB at a time: a flooded server's stderr may be tens of MB."""
+    size = lines = longest = current = 0
+    with open(path, "rb") as f:
+        f.seek(start)
+        while chunk := f.read(MIB):
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+            parts = chunk.split(b"\n")
+            if len(parts) == 1:
+                current += len(chunk)
+            else:
+                longest = max(longest, current + len(parts[0]), *(len(p) for p in parts[1:-1]))
+                current = len(parts[-1])
+    return size, lines, max(longest, current)
 
 
 # ---- /proc ---------------------------------------------------------------------------------
@@ -262,23 +268,41 @@ class CpuMeter:
     """CPU% of a server (its whole process tree) between start() and stop(); 100 % = one core.
 
     On a loaded machine a busy server gets only its share of the cores, so stop() also sets
-    `wanted_pct`: time on a CPU plus time runnable but waiting for one, over the threads alive at
-    both ends. It reads near 100 % per thread that never blocks, however loaded the machine is.
+    `wanted_pct`: time on a CPU plus time runnable but waiting for one, summed over the server's
+    threads, which a thread reads every 50 ms (a thread born meanwhile counts from zero; one
+    that lived less than that between two readings is missed). It reads near 100 % per thread
+    that never blocks, however loaded the machine is.
     """
 
     def __init__(self, pid):
         self.pid = pid
         self.wanted_pct = None
+        self._stop = threading.Event()
 
     def start(self):
-        self.t0, self.c0, self.s0 = time.monotonic(), cpu_ticks(self.pid), sched_ns(self.pid)
+        self.t0, self.c0 = time.monotonic(), cpu_ticks(self.pid)
+        self._first = {t: r + w for t, (r, w) in sched_ns(self.pid).items()}
+        self._last = dict(self._first)
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
         return self
 
+    def _sample(self):
+        while not self._stop.wait(0.05):
+            self._read()
+
+    def _read(self):
+        for tid, (r, w) in sched_ns(self.pid).items():
+            self._first.setdefault(tid, 0)  # born during the interval
+            self._last[tid] = r + w
+
     def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._read()
         dt = time.monotonic() - self.t0
         used = (cpu_ticks(self.pid) - self.c0) / CLK_TCK
-        s1 = sched_ns(self.pid)
-        busy = sum(s1[t][0] + s1[t][1] - r - w for t, (r, w) in self.s0.items() if t in s1)
+        busy = sum(self._last[t] - self._first[t] for t in self._last)
         self.wanted_pct = round(100.0 * busy / 1e9 / dt, 1) if dt > 0 else 0.0
         return round(100.0 * used / dt, 1) if dt > 0 else 0.0
 

@@ -140,7 +140,7 @@ def time_to_serve(addr, bound):
 
 def run(ctx):
     conns = ctx.pick(1000, 150)
-    duration = ctx.pick(10.0, 3.0)
+    duration = ctx.pick(10.0, 2.5)
     interval = ctx.pick(3.0, 1.0)
     good = ctx.pick(8, 3)
     timeout = ctx.pick(3.0, 1.0)  # per well-behaved exchange
