@@ -98,7 +98,7 @@ class Server:
             left = deadline - time.monotonic()
             if left <= 0 or self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"{self.cmdline}: no `listening on` line (exit {self.proc.poll()}): {self.stderr_text()[-500:]}"
+                    f"{self.cmdline}: no `listening on` line (exit {self.proc.poll()}): {self.stderr_text()[:300]}"
                 )
             ready, _, _ = select.select([fd], [], [], left)
             if ready:

@@ -72,7 +72,8 @@ def markdown(results, header):
         out.append(f"## {name} ({result['seconds']:.1f} s)")
         out.append("")
         if "error" in result:
-            out += [f"**harness error**: `{result['error']}`", ""]
+            error = " ".join(result["error"].split())
+            out += [f"**harness error**: {error}", ""]
             continue
         for section in result["sections"]:
             out += [f"{section['title']}", ""]
