@@ -281,6 +281,13 @@ mod tests {
     }
 
     #[test]
+    fn temporary_names_do_not_repeat() {
+        let names: std::collections::HashSet<[u8; 8]> =
+            (0..1000).map(|_| unique_suffix()).collect();
+        assert_eq!(names.len(), 1000);
+    }
+
+    #[test]
     fn names_are_checked() {
         for good in ["a.txt", "a b", "x..y", "数据.bin"] {
             assert!(check_file_name(good).is_ok(), "{good}");
