@@ -62,7 +62,39 @@
 //!
 //! Errors are `std::io::Error`s whose messages say what failed and where; failures inside a
 //! handler reach the `handle_error` hook as a [`Failure`] and never stop the server. The library
-//! logs through the [`log`] crate and never prints.
+//! logs through the [`log`](https://docs.rs/log) crate and never prints.
+//!
+//! ## Features
+//!
+//! Cargo features, all on by default, add protocol helpers and their dependencies. With
+//! `default-features = false` the crate keeps its servers, modes and length-prefixed
+//! [`framing::Framing`], and depends only on `crossbeam-channel`, `socket2`, `log` and `libc`.
+//! The features are independent: enable any subset.
+//!
+//! | Feature | Adds | Pulls in |
+//! |---|---|---|
+//! | `json` | JSON header + body messages: [`framing::Header`], `Framing::read_header`/`write_header`, `header_u64`/`header_str`, `Expected::from_header`, and the [`framing::serde_json`] re-export | `serde_json` |
+//! | `auth` | the [`auth`] module: HMAC-SHA256/HMAC-MD5 challenge–response | `hmac`, `sha2`, `md-5`, `getrandom` |
+//! | `checksum` | [`framing::md5_hex`], `md5_hex_of`, `sha256_hex`, and the checks [`framing::receive_file`] makes (without it, an [`Expected`](framing::Expected) naming a checksum is refused) | `md-5`, `sha2` |
+//!
+//! ```toml
+//! [dependencies]
+//! # servers and framing only, e.g. for a plain TCP echo server:
+//! socketserver = { version = "0.1", default-features = false }
+//! # or with JSON headers only:
+//! # socketserver = { version = "0.1", default-features = false, features = ["json"] }
+//! ```
+//!
+// The items of a feature that is off do not exist: their links then lead to the list above.
+#![cfg_attr(not(feature = "auth"), doc = "[`auth`]: crate#features")]
+#![cfg_attr(
+    not(feature = "json"),
+    doc = "[`framing::Header`]: crate#features\n[`framing::serde_json`]: crate#features"
+)]
+#![cfg_attr(
+    not(feature = "checksum"),
+    doc = "[`framing::md5_hex`]: crate#features"
+)]
 //!
 //! ## Platform
 //!
@@ -76,6 +108,7 @@
 compile_error!("socketserver currently supports Unix-like systems only (Linux, macOS, the BSDs)");
 
 mod address;
+#[cfg(feature = "auth")]
 pub mod auth;
 mod failure;
 pub mod framing;

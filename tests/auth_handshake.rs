@@ -3,6 +3,8 @@
 //! silence past the deadline. Every refusal must reach `handle_error` with its own error kind and
 //! free the handler thread.
 
+#![cfg(feature = "auth")]
+
 mod common;
 
 use std::io::{self, Read, Write};

@@ -1,6 +1,9 @@
 //! The `client` example against the example servers: every subcommand, stdin ending the client
 //! cleanly, its command line, and the errors it gives for a server that is not there.
 
+// The `client` example needs these features (its `required-features` in Cargo.toml).
+#![cfg(all(feature = "json", feature = "auth", feature = "checksum"))]
+
 mod programs;
 
 use std::io::Write;

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{recv, Reported, Serving, WAIT};
+#[cfg(feature = "auth")]
 use socketserver::auth::{Authenticator, Secret};
 use socketserver::framing::{copy_exact, Framing};
 use socketserver::{
@@ -363,6 +364,7 @@ fn framing_reads_honour_the_request_deadline() {
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
+#[cfg(feature = "auth")]
 #[test]
 fn the_auth_handshake_honours_the_request_deadline() {
     let auth = Authenticator::new(Secret::new("key").expect("secret")).timeout(WAIT);

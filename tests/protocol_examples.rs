@@ -5,6 +5,9 @@
 //!
 //! Servers listen on `127.0.0.1:0`; every socket, child process and wait has a deadline.
 
+// The examples it drives need these features (their `required-features` in Cargo.toml).
+#![cfg(all(feature = "json", feature = "auth", feature = "checksum"))]
+
 mod programs;
 
 use std::fs;

@@ -1,13 +1,14 @@
 //! Files as message bodies: safe names, checksums, and uploads that appear only when complete.
 
+use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-
-use md5::{Digest, Md5};
-use sha2::Sha256;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::body::copy_exact_inspect;
+use super::checksum::Checks;
 
 /// Checks that `name` is a plain file name that stays inside the folder it is joined to, and
 /// returns it. Refused, with an `InvalidInput` error saying why: the empty name, `.` and `..`,
@@ -52,7 +53,9 @@ pub fn check_file_name(name: &str) -> io::Result<&str> {
     Ok(name)
 }
 
-/// Hex checksums a received body must match (lower- or upper-case hex).
+/// Hex checksums a received body must match (lower- or upper-case hex). Checking them needs the
+/// `checksum` feature (on by default); without it [`receive_file`] refuses an `Expected` that
+/// names one (`Unsupported`) instead of leaving it unchecked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expected {
     /// The MD5 of the body, 32 hex digits.
@@ -90,13 +93,15 @@ impl Expected {
 /// Receives a body of exactly `size` bytes from `reader` into the file `dest`, so that `dest`
 /// appears only when the body arrived whole (and matched `expected`).
 ///
-/// The bytes go to a hidden temporary file beside `dest` (`.part-<16 random hex digits>`, short
+/// The bytes go to a hidden temporary file beside `dest` (`.part-<16 hex digits>`, short
 /// whatever the length of `dest`'s name, so every name [`check_file_name`] accepts can be
 /// received), which is synced and renamed onto `dest` only after all `size` bytes arrived and the
 /// checksums matched.
 /// On any failure — the stream ends early (`UnexpectedEof`), a read times out, a checksum differs
 /// (`InvalidData`), the disk is full — the temporary file is removed and `dest` is untouched: a
 /// cut-off upload never looks like a finished file. An existing `dest` is replaced atomically.
+/// Checksums are checked with the `checksum` feature; without it, an `expected` that names one is
+/// refused (`Unsupported`) before anything is read.
 ///
 /// ```
 /// use socketserver::framing::{receive_file, Expected};
@@ -112,7 +117,10 @@ impl Expected {
 ///
 /// let mut whole = &b"hello"[..];
 /// let md5 = Some("5d41402abc4b2a76b9719d911017c592".to_string());
+/// # #[cfg(feature = "checksum")]
 /// receive_file(&mut whole, &dest, 5, &Expected { md5, sha256: None })?;
+/// # #[cfg(not(feature = "checksum"))]
+/// # receive_file(&mut whole, &dest, 5, &Expected::default())?;
 /// assert_eq!(std::fs::read(&dest)?, b"hello");
 /// # std::fs::remove_dir_all(&dir)?;
 /// # Ok(())
@@ -134,59 +142,11 @@ pub fn receive_file<R: Read + ?Sized>(
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
+    let mut checks = Checks::new(expected)?;
     let temp = Temporary::create(dir)?;
-    let mut md5 = expected.md5.as_ref().map(|_| Md5::new());
-    let mut sha256 = expected.sha256.as_ref().map(|_| Sha256::new());
-    copy_exact_inspect(reader, &mut &temp.file, size, |chunk| {
-        if let Some(h) = &mut md5 {
-            h.update(chunk);
-        }
-        if let Some(h) = &mut sha256 {
-            h.update(chunk);
-        }
-    })?;
-    if let (Some(want), Some(h)) = (&expected.md5, md5) {
-        check_digest("MD5", want, &to_hex(&h.finalize()))?;
-    }
-    if let (Some(want), Some(h)) = (&expected.sha256, sha256) {
-        check_digest("SHA-256", want, &to_hex(&h.finalize()))?;
-    }
+    copy_exact_inspect(reader, &mut &temp.file, size, |chunk| checks.update(chunk))?;
+    checks.verify()?;
     temp.commit(dest)
-}
-
-fn check_digest(algorithm: &str, want: &str, got: &str) -> io::Result<()> {
-    if want.eq_ignore_ascii_case(got) {
-        Ok(())
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("checksum mismatch: the {algorithm} of the received bytes is {got}, the header announced {want}"),
-        ))
-    }
-}
-
-/// The MD5 of `data`, as 32 lower-case hex digits (Python's `hashlib.md5(data).hexdigest()`).
-pub fn md5_hex(data: &[u8]) -> String {
-    to_hex(&Md5::digest(data))
-}
-
-/// The SHA-256 of `data`, as 64 lower-case hex digits.
-pub fn sha256_hex(data: &[u8]) -> String {
-    to_hex(&Sha256::digest(data))
-}
-
-/// The MD5 of everything `reader` yields, as 32 lower-case hex digits, read in chunks (for files).
-pub fn md5_hex_of<R: Read + ?Sized>(reader: &mut R) -> io::Result<String> {
-    let mut hasher = Md5::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => return Ok(to_hex(&hasher.finalize())),
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
@@ -197,6 +157,17 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
         out.push(DIGITS[(b & 15) as usize] as char);
     }
     out
+}
+
+/// 8 bytes that differ for every temporary file of every process: the pid and a counter, hashed
+/// with std's randomly keyed SipHash so that names are not guessable either — without a
+/// dependency on an OS randomness crate (`create_new` refuses a clash all the same).
+fn unique_suffix() -> [u8; 8] {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.finish().to_be_bytes()
 }
 
 /// A temporary file that is removed when dropped, unless [`commit`](Self::commit)ted.
@@ -210,13 +181,7 @@ impl Temporary {
     /// Creates a new file in `dir` whose name does not depend on the final one: a name near the
     /// 255-byte limit must not become too long for its temporary file.
     fn create(dir: &Path) -> io::Result<Temporary> {
-        let mut random = [0u8; 8];
-        getrandom::fill(&mut random).map_err(|e| {
-            io::Error::other(format!(
-                "cannot name a temporary file: no OS randomness ({e})"
-            ))
-        })?;
-        let path = dir.join(format!(".part-{}", to_hex(&random)));
+        let path = dir.join(format!(".part-{}", to_hex(&unique_suffix())));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -282,23 +247,14 @@ mod tests {
         names
     }
 
-    #[test]
-    fn known_digests() {
-        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        assert_eq!(md5_hex_of(&mut &b"hello"[..]).unwrap(), md5_hex(b"hello"));
-    }
-
+    #[cfg(feature = "checksum")]
     #[test]
     fn a_checksum_mismatch_leaves_nothing() {
         let dir = scratch("mismatch");
         let dest = dir.join("x.bin");
         let expected = Expected {
             md5: None,
-            sha256: Some(sha256_hex(b"other")),
+            sha256: Some(crate::framing::sha256_hex(b"other")),
         };
         let err = receive_file(&mut &b"hello"[..], &dest, 5, &expected).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
@@ -350,6 +306,13 @@ mod tests {
         receive_file(&mut &b"x"[..], &dir.join(&name), 1, &Expected::default()).unwrap();
         assert_eq!(entries(&dir), [name]);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn temporary_names_do_not_repeat() {
+        let names: std::collections::HashSet<[u8; 8]> =
+            (0..1000).map(|_| unique_suffix()).collect();
+        assert_eq!(names.len(), 1000);
     }
 
     #[test]

@@ -7,6 +7,26 @@ use serde_json::{Map, Value};
 use super::codec::Framing;
 
 /// A message header: a JSON object such as `{"cmd": "put", "filename": "a.txt", "filesize": 3}`.
+///
+/// It is a [`serde_json::Map`] of [`serde_json::Value`]s, from the `serde_json` crate that this
+/// module re-exports as [`socketserver::framing::serde_json`](super::serde_json) (feature
+/// `json`): build one with its `json!` macro, read fields with `get` and `as_str`/`as_u64`, or
+/// with [`header_str`]/[`header_u64`], which say what is wrong in their errors.
+///
+/// ```
+/// use socketserver::framing::serde_json::{json, Value};
+/// use socketserver::framing::{header_u64, Header};
+///
+/// # fn main() -> std::io::Result<()> {
+/// let reply: Header = match json!({"status": "ok", "filesize": 3}) {
+///     Value::Object(map) => map,
+///     _ => unreachable!("a JSON object literal"),
+/// };
+/// assert_eq!(reply.get("status").and_then(Value::as_str), Some("ok"));
+/// assert_eq!(header_u64(&reply, &["filesize"])?, 3);
+/// # Ok(())
+/// # }
+/// ```
 pub type Header = Map<String, Value>;
 
 impl Framing {

@@ -14,15 +14,18 @@
 //!   [`Header`] ([`Framing::write_header`], [`Framing::read_header`], feature `json`, on by
 //!   default) announcing the size of a body that follows unframed, streamed with [`copy_exact`]
 //!   so it never has to fit in memory; [`receive_file`] streams one into a file that appears only
-//!   when complete and checksummed.
+//!   when complete and checksummed ([`md5_hex`], [`sha256_hex`]: feature `checksum`, on by
+//!   default). [`serde_json`] is re-exported here (feature `json`), to build and read headers
+//!   without adding it to your own `Cargo.toml`.
 //!
 //! ```
+//! # #[cfg(feature = "json")]
+//! # fn main() -> std::io::Result<()> {
 //! use std::io::{BufReader, Write};
 //! use std::net::{TcpListener, TcpStream};
-//! use serde_json::json;
+//! use socketserver::framing::serde_json::json;
 //! use socketserver::framing::{copy_exact, header_u64, Framing};
 //!
-//! # fn main() -> std::io::Result<()> {
 //! let listener = TcpListener::bind("127.0.0.1:0")?;
 //! let addr = listener.local_addr()?;
 //! let framing = Framing::python_struct_i(); // what the seeds' Python clients speak
@@ -49,13 +52,28 @@
 //! sender.join().expect("sender thread")?;
 //! # Ok(())
 //! # }
+//! # #[cfg(not(feature = "json"))]
+//! # fn main() {}
 //! ```
 //!
 //! A server handler uses the same calls on its `&mut StreamRequest`; a frame that announces too
 //! much, a header that is not JSON, or a connection cut mid-body is an `io::Error` the handler
 //! returns, ending that connection only.
+//!
+// The items of a feature that is off do not exist: their links then lead to the crate's list of
+// features, so the docs build (and say where to look) in every combination of features.
+#![cfg_attr(
+    not(feature = "json"),
+    doc = "[`Header`]: crate#features\n[`Framing::write_header`]: crate#features\n\
+           [`Framing::read_header`]: crate#features\n[`serde_json`]: crate#features"
+)]
+#![cfg_attr(
+    not(feature = "checksum"),
+    doc = "[`md5_hex`]: crate#features\n[`sha256_hex`]: crate#features"
+)]
 
 mod body;
+mod checksum;
 mod codec;
 mod file;
 #[cfg(feature = "json")]
@@ -63,10 +81,17 @@ mod header;
 mod prefix;
 
 pub use body::{copy_exact, copy_exact_inspect};
+#[cfg(feature = "checksum")]
+pub use checksum::{md5_hex, md5_hex_of, sha256_hex};
 pub use codec::{Framing, DEFAULT_MAX_FRAME_LEN};
-#[cfg(test)]
+#[cfg(all(test, feature = "auth"))]
 pub(crate) use file::to_hex;
-pub use file::{check_file_name, md5_hex, md5_hex_of, receive_file, sha256_hex, Expected};
+pub use file::{check_file_name, receive_file, Expected};
 #[cfg(feature = "json")]
 pub use header::{header_str, header_u64, parse_header, Header};
 pub use prefix::{ByteOrder, LengthPrefix, Width};
+/// The JSON library [`Header`] comes from (feature `json`), re-exported so handlers can build
+/// replies with [`json!`](serde_json::json) and read [`Value`](serde_json::Value)s without
+/// depending on `serde_json` themselves.
+#[cfg(feature = "json")]
+pub use serde_json;

@@ -128,7 +128,7 @@ impl Read for Connection {
 ///   server's [`idle_timeout`](crate::Builder::idle_timeout) and
 ///   [`max_connection_lifetime`](crate::Builder::max_connection_lifetime) bound every
 ///   connection. Whatever waits on the socket through the request — `read`, `read_line`,
-///   `write`, the [`framing`](crate::framing) and [`auth`](crate::auth) helpers — waits only
+///   `write`, the [`framing`](crate::framing) and `auth` helpers — waits only
 ///   until the nearest of them, then fails with a `TimedOut` error carrying a
 ///   [`LimitExceeded`](crate::LimitExceeded) that says which one passed.
 ///

@@ -102,8 +102,8 @@ impl Default for Builder<Single> {
 }
 
 impl<M: Mode> Builder<M> {
-    /// Chooses the concurrency mode: [`Single`], [`Threading`](crate::Threading) or
-    /// [`Pool`](crate::Pool).
+    /// Chooses the concurrency mode: [`Single`], [`Threading`](crate::Threading),
+    /// [`Pool`](crate::Pool), [`Process`](crate::Process) or [`Prefork`](crate::Prefork).
     pub fn mode<M2: Mode>(self, mode: M2) -> Builder<M2> {
         Builder {
             mode,

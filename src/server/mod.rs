@@ -58,7 +58,8 @@ pub enum Outcome {
 }
 
 /// A socket server: transport `T` ([`Tcp`], [`Udp`], [`UnixStream`], [`UnixDatagram`]), request
-/// handler `H`, concurrency mode `M` ([`Single`], [`Threading`], [`Pool`]).
+/// handler `H`, concurrency mode `M` ([`Single`], [`Threading`], [`Pool`], [`Process`],
+/// [`Prefork`]).
 ///
 /// Usually named through an alias — [`TcpServer`], [`ThreadingTcpServer`], [`PoolUdpServer`], … —
 /// and created with `bind` or with a [`Builder`]. The lifecycle is Python's:
