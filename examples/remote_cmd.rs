@@ -40,6 +40,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::preview::preview;
 use common::{Args, Example, ExtraOption, ModeName};
 use serde_json::json;
 use socketserver::auth::{Authenticator, Digest, Secret};
@@ -118,7 +119,7 @@ impl RequestHandler<StreamRequest> for RemoteCommand {
                 Err(e) => return Err(e),
             };
             let command = String::from_utf8_lossy(&buf[..n]).into_owned();
-            log::info!("{peer} runs {command:?}");
+            log::debug!("{peer} runs {}", preview(command.as_bytes()));
             let output = run_command(&command, self.limits)?;
             let header = json!({
                 "filename": "output.txt",

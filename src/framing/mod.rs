@@ -61,6 +61,7 @@ mod file;
 #[cfg(feature = "json")]
 mod header;
 mod prefix;
+mod preview;
 
 pub use body::{copy_exact, copy_exact_inspect};
 pub use codec::{Framing, DEFAULT_MAX_FRAME_LEN};
