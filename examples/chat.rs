@@ -100,7 +100,7 @@ impl Room {
         self.last_seen.retain(|who, seen| {
             let stays = now.saturating_duration_since(*seen) <= idle_timeout;
             if !stays {
-                log::info!("{who} left the room (silent for {idle_timeout:?})");
+                log::debug!("{who} left the room (silent for {idle_timeout:?})");
             }
             stays
         });
@@ -111,7 +111,8 @@ impl Room {
         self.expire(now);
         let newcomer = !self.last_seen.contains_key(sender);
         if newcomer && self.last_seen.len() >= self.max_participants {
-            log::warn!("{sender} turned away: the room is full");
+            // Debug, like every per-datagram line: newcomers cost a datagram each.
+            log::debug!("{sender} turned away: the room is full");
             return Plan {
                 relay: None,
                 reply: Reply::Full {
@@ -120,7 +121,7 @@ impl Room {
             };
         }
         if newcomer {
-            log::info!(
+            log::debug!(
                 "{sender} joined the room ({} participants)",
                 self.last_seen.len() + 1
             );

@@ -1,7 +1,9 @@
 //! The echo servers the benchmarks drive: framed echo, line echo or UDP echo, in any mode.
 //!
-//! * `--proto framed` (default): each message is a 4-byte big-endian length and that many bytes;
-//!   every frame comes back unchanged, header and payload in one write.
+//! * `--proto framed` (default): each message is a 4-byte big-endian length and that many bytes
+//!   (at most 16 MiB); every frame comes back unchanged, header and payload in one write. Frames
+//!   are read with the crate's `framing` into one buffer per connection that grows only as bytes
+//!   arrive: a length announced but never sent costs 64 KiB, not the frame.
 //! * `--proto line`: every `\n`-terminated line comes back unchanged.
 //! * `--proto udp`: every datagram comes back unchanged (up to 65507 bytes).
 //!

@@ -25,6 +25,7 @@ mod common;
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
+use common::preview::preview;
 use common::{Example, ModeName};
 use socketserver::StreamRequest;
 
@@ -39,7 +40,8 @@ const EXAMPLE: Example = Example {
 /// The handler: the seeds' "communication loop" for one connection.
 fn upper_echo(req: &mut StreamRequest) -> io::Result<()> {
     let peer = req.peer_addr().clone();
-    log::info!("connection from {peer}");
+    // Debug, like every per-request line: connections are cheap to open by the thousand.
+    log::debug!("connection from {peer}");
     let mut buf = [0u8; 1024];
     loop {
         let n = match req.read(&mut buf) {
@@ -50,10 +52,10 @@ fn upper_echo(req: &mut StreamRequest) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        log::debug!("{peer} sent {:?}", String::from_utf8_lossy(&buf[..n]));
+        log::debug!("{peer} sent {}", preview(&buf[..n]));
         req.write_all(&buf[..n].to_ascii_uppercase())?;
     }
-    log::info!("{peer} left");
+    log::debug!("{peer} left");
     Ok(())
 }
 

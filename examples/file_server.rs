@@ -272,8 +272,10 @@ fn reply(req: &mut StreamRequest, status: Value) -> io::Result<()> {
     Framing::python_struct_i().write_header(req, &status)
 }
 
+/// Refuses a request. Logged at debug, as a client can make refusals as fast as it can send; a
+/// stored or sent file is logged at info (it took a whole transfer, and names a checked file).
 fn reply_error(req: &mut StreamRequest, message: &str) -> io::Result<()> {
-    log::warn!("{}: {message}", req.peer_addr());
+    log::debug!("{}: {message}", req.peer_addr());
     reply(req, json!({"status": "error", "message": message}))
 }
 

@@ -73,6 +73,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::preview::preview;
 use common::{Args, Example, ExtraOption, ModeName};
 use request::{read_request, Request};
 use serde_json::{json, Value};
@@ -164,7 +165,8 @@ impl RequestHandler<StreamRequest> for RemoteCommand {
             let command = match read_request(req, self.quiet)? {
                 Request::End => return Ok(()),
                 Request::Refused { message, close } => {
-                    log::warn!("{peer}: {message}");
+                    // Per request, so DEBUG: a flood of bad requests must not flood the log.
+                    log::debug!("{peer}: {message}");
                     reply_error(req, &message)?;
                     if close {
                         return Ok(());
@@ -185,11 +187,11 @@ impl RequestHandler<StreamRequest> for RemoteCommand {
                     "busy: {} command(s) are running, the most --max-commands allows; try again later",
                     self.slots.max
                 );
-                log::warn!("{peer}: {message}");
+                log::debug!("{peer}: {message}");
                 reply_error(req, &message)?;
                 continue;
             };
-            log::info!("{peer} runs {:?}", String::from_utf8_lossy(&command));
+            log::debug!("{peer} runs {}", preview(&command));
             let output = run_command(&self.runner, OsStr::from_bytes(&command), self.limits)?;
             let header = json!({
                 "filename": "output.txt",

@@ -1,8 +1,10 @@
 //! The no-framework floor for the benchmarks: `echo_server`'s protocols served with plain
 //! `std::net`, a thread per connection (or one loop for UDP), and nothing else.
 //!
-//! It reads through the same 8 KiB `BufReader` and answers through the same frame and line codecs
-//! as `echo_server`, so the difference between the two is what the framework costs.
+//! It reads through the same 8 KiB `BufReader`, writes the same way (one `write` or `writev`
+//! straight to the socket) and answers through the same frame and line codecs as `echo_server`
+//! (frames with the crate's `framing`, a codec over any `Read`/`Write`, not the server
+//! framework), so the difference between the two is what the framework costs.
 //!
 //! ```text
 //! cargo run --release --example std_echo -- --addr 127.0.0.1:0 --proto framed
@@ -10,7 +12,7 @@
 
 mod common;
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, IoSlice, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::ExitCode;
 use std::thread;
@@ -50,6 +52,10 @@ impl BufRead for Conn {
 impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.reader.get_mut().write(buf)
+    }
+    // One `writev` for a frame's length and payload, as `StreamRequest` does.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.reader.get_mut().write_vectored(bufs)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())

@@ -28,6 +28,7 @@ use std::ffi::CString;
 use std::io;
 use std::process::ExitCode;
 
+use common::preview::preview;
 use common::{Args, Example, ModeName};
 use socketserver::DatagramRequest;
 
@@ -55,27 +56,18 @@ fn time_reply(req: &mut DatagramRequest) -> io::Result<()> {
     let reply = match reply_for(req.data()) {
         Ok(time) => time.into_bytes(),
         Err(why) => {
-            log::warn!("{}: {why}", req.peer_addr());
+            log::debug!("{}: {why}", req.peer_addr());
             format!("error: {why}").into_bytes()
         }
     };
-    log::info!(
+    // Debug: a line per request would let a flood of requests flood the log.
+    log::debug!(
         "{} asked {}, answered {} bytes",
         req.peer_addr(),
         preview(req.data()),
         reply.len()
     );
     req.reply(&reply)
-}
-
-/// The start of a request, quoted, for the log: a hostile format may be kilobytes long.
-fn preview(request: &[u8]) -> String {
-    const SHOWN: usize = 60;
-    let text = String::from_utf8_lossy(request);
-    match text.char_indices().nth(SHOWN) {
-        Some((cut, _)) => format!("{:?}… ({} bytes)", &text[..cut], request.len()),
-        None => format!("{text:?}"),
-    }
 }
 
 /// The local time formatted as the request asks, or why it cannot be.
@@ -94,7 +86,8 @@ fn reply_for(request: &[u8]) -> Result<String, String> {
     let formatted = strftime(format, &now)?;
     if formatted.is_empty() {
         return Err(format!(
-            "the format {format:?} produces an empty time string"
+            "the format {} produces an empty time string",
+            preview(format.as_bytes())
         ));
     }
     Ok(formatted)

@@ -15,6 +15,7 @@ mod common;
 use std::io;
 use std::process::ExitCode;
 
+use common::preview::preview;
 use common::{Example, ModeName};
 use socketserver::DatagramRequest;
 
@@ -28,11 +29,8 @@ const EXAMPLE: Example = Example {
 
 /// The handler: one datagram, one reply, sent from the server's socket to the sender.
 fn upper_reply(req: &mut DatagramRequest) -> io::Result<()> {
-    log::info!(
-        "{} sent {:?}",
-        req.peer_addr(),
-        String::from_utf8_lossy(req.data())
-    );
+    // Debug, and only the start: a flood of large datagrams must not become a flood of log.
+    log::debug!("{} sent {}", req.peer_addr(), preview(req.data()));
     req.reply(&req.data().to_ascii_uppercase())
 }
 

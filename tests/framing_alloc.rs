@@ -1,28 +1,39 @@
-//! Hostile lengths never cause large allocations: this binary counts the largest single
-//! allocation while the framing reads malformed input.
+//! Hostile lengths never cause large allocations, and a steady echo allocates nothing per frame:
+//! this binary counts allocations, and the largest one, while the framing reads and writes.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use socketserver::framing::{ByteOrder, Framing, LengthPrefix, Width};
 
-/// The system allocator, noting the largest request it served since the last reset.
+/// The system allocator, noting for each thread how many requests it served and the largest.
 struct Counting;
 
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    // Per thread, as other tests run meanwhile on other threads. Const-initialised and without
+    // a destructor, so the allocator may use them.
+    /// The largest allocation or reallocation this thread made since the last reset.
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+    /// How many allocations and reallocations this thread made.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note_allocation(size: usize) {
+    let _ = LARGEST.try_with(|largest| largest.set(largest.get().max(size)));
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        note_allocation(layout.size());
         System.alloc(layout)
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         System.dealloc(ptr, layout)
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.fetch_max(new_size, Ordering::Relaxed);
+        note_allocation(new_size);
         System.realloc(ptr, layout, new_size)
     }
 }
@@ -30,19 +41,35 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// Tests in this binary measure one at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// Runs `read` on `input` and returns its error and the largest allocation made meanwhile.
+/// Runs `read_frame` on `input` and returns its error and the largest allocation made
+/// meanwhile; then the same for `read_frame_into` with an empty buffer, which must fail the same
+/// way and allocate no more.
 fn measure(framing: Framing, input: &[u8]) -> (io::Error, usize) {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    LARGEST.store(0, Ordering::Relaxed);
+    LARGEST.set(0);
     let result = framing.read_frame(&mut &input[..]);
-    let largest = LARGEST.load(Ordering::Relaxed);
-    (
-        result.expect_err("malformed input must be an error"),
-        largest,
-    )
+    let largest = LARGEST.get();
+    let err = result.expect_err("malformed input must be an error");
+
+    let mut buf = Vec::new();
+    LARGEST.set(0);
+    let into = framing.read_frame_into(&mut &input[..], &mut buf);
+    let largest_into = LARGEST.get();
+    let err_into = into.expect_err("malformed input must be an error for read_frame_into too");
+    assert_eq!(err_into.kind(), err.kind());
+    assert!(buf.is_empty());
+    assert!(
+        largest_into < SMALL,
+        "read_frame_into allocated {largest_into} bytes"
+    );
+    (err, largest)
+}
+
+/// How many allocations this thread made while `f` ran, and the largest.
+fn count(f: impl FnOnce()) -> (usize, usize) {
+    LARGEST.set(0);
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    (ALLOCATIONS.with(Cell::get) - before, LARGEST.get())
 }
 
 const SMALL: usize = 256 * 1024;
@@ -84,5 +111,74 @@ fn negative_lengths_allocate_nothing_large() {
         let (err, largest) = measure(Framing::python_struct_i(), &value.to_ne_bytes());
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(largest < SMALL, "allocated {largest} bytes");
+    }
+}
+
+#[test]
+fn a_16_mib_length_with_no_payload_allocates_nothing_large() {
+    // echo_server's framing: frames of up to 16 MiB. The length is accepted, nothing follows.
+    let framing = Framing::new().max_frame_len(16 * 1024 * 1024);
+    let (err, largest) = measure(framing, &(16u32 * 1024 * 1024).to_be_bytes());
+    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    assert!(largest < SMALL, "allocated {largest} bytes");
+}
+
+/// A writer into a buffer of fixed capacity that takes everything at once, vectored or not, like
+/// a socket with room in its send buffer; it never allocates.
+struct Wire {
+    sent: Vec<u8>,
+}
+
+impl io::Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[io::IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if self.sent.len() + total > self.sent.capacity() {
+            return Err(io::Error::other("the test's wire is full"));
+        }
+        for buf in bufs {
+            self.sent.extend_from_slice(buf);
+        }
+        Ok(total)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_steady_echo_of_same_size_frames_allocates_nothing_per_frame() {
+    const FRAMES: usize = 200;
+    let framing = Framing::new();
+    for size in [64usize, 16 * 1024, 100 * 1024] {
+        let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let mut input = Vec::new();
+        for _ in 0..FRAMES + 1 {
+            framing.write_frame(&mut input, &payload).unwrap();
+        }
+        let mut reader = &input[..];
+        let mut wire = Wire {
+            sent: Vec::with_capacity(input.len()),
+        };
+        // The first frame sizes the connection's buffer; every later one reuses it.
+        let mut frame = Vec::new();
+        assert!(framing.read_frame_into(&mut reader, &mut frame).unwrap());
+        framing.write_frame_vectored(&mut wire, &frame).unwrap();
+        let (allocations, largest) = count(|| {
+            for _ in 0..FRAMES {
+                assert!(framing.read_frame_into(&mut reader, &mut frame).unwrap());
+                framing.write_frame_vectored(&mut wire, &frame).unwrap();
+            }
+            assert!(!framing.read_frame_into(&mut reader, &mut frame).unwrap());
+        });
+        assert_eq!(
+            allocations, 0,
+            "{FRAMES} echoed frames of {size} bytes made {allocations} allocations (largest {largest} bytes)"
+        );
+        assert!(wire.sent == input, "the echo of {size}-byte frames differs");
     }
 }

@@ -9,7 +9,10 @@
 //!   `--help` prints the usage.
 //! * The first line on stdout is exactly `listening on <bound address>`, so scripts and tests can
 //!   read the real port.
-//! * Log lines go to stderr, at level `info` unless `RUST_LOG` says otherwise.
+//! * Log lines go to stderr, at level `info` unless `RUST_LOG` says otherwise. Lines about one
+//!   request or connection are at `debug` (`RUST_LOG=debug` shows them), so a flood of requests
+//!   is not a flood of log; a line never shows more of a payload than [`preview::preview`]: a
+//!   short, escaped prefix.
 //! * A bad argument prints a one-line message and the usage to stderr and exits with status 2; a
 //!   runtime error prints `error: <message>` to stderr and exits with status 1.
 //!
@@ -22,6 +25,7 @@
 #![allow(dead_code)]
 
 pub mod frame;
+pub mod preview;
 
 use std::fmt::Display;
 use std::io::{self, Write};

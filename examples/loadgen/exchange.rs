@@ -5,7 +5,7 @@ use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use crate::common::frame;
+use crate::common::frame::FRAMING;
 
 /// What is sent and how the reply is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +94,10 @@ impl Stream {
     ) -> io::Result<()> {
         match workload {
             Workload::Framed => {
-                frame::write_frame(self.reader.get_mut(), payload, &mut self.out)?;
-                if !frame::read_frame(&mut self.reader, &mut self.reply)? {
+                // The reply's memory grows only as it arrives: a server announcing 16 MiB and
+                // sending nothing cannot make the client reserve it.
+                FRAMING.write_frame_vectored(self.reader.get_mut(), payload)?;
+                if !FRAMING.read_frame_into(&mut self.reader, &mut self.reply)? {
                     return Err(closed());
                 }
                 expect_same(&self.reply, payload)

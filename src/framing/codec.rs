@@ -137,6 +137,8 @@ impl Framing {
 
     /// Reads one whole frame. `Ok(None)` means the stream ended cleanly between frames; a stream
     /// that ends inside a frame is `UnexpectedEof`. See the type's docs for the limits.
+    ///
+    /// Each frame is a new `Vec`; [`read_frame_into`](Self::read_frame_into) reuses one instead.
     pub fn read_frame<R: Read + ?Sized>(&self, reader: &mut R) -> io::Result<Option<Vec<u8>>> {
         let Some(len) = self.read_len(reader)? else {
             return Ok(None);
@@ -144,6 +146,56 @@ impl Framing {
         let mut frame = Vec::new();
         read_exactly(reader, &mut frame, len)?;
         Ok(Some(frame))
+    }
+
+    /// Reads one whole frame into `buf`, replacing what it held and reusing its memory: the way
+    /// to read frame after frame on a connection without allocating for each. `Ok(true)`: `buf`
+    /// is the frame's payload; `Ok(false)`: the stream ended cleanly between frames. On
+    /// `Ok(false)` or an error, `buf` is left empty.
+    ///
+    /// The defences are [`read_frame`](Self::read_frame)'s: the announced length is checked
+    /// against the limit before anything is allocated, and `buf` grows past the bytes it already
+    /// held only as bytes arrive (64 KiB at a time), so a peer that announces a large frame and
+    /// sends nothing costs one step, not the frame. The bytes `buf` held are overwritten in
+    /// place, and its capacity is never shrunk: a frame no longer than an earlier one costs no
+    /// allocation and no clearing. (So a connection that once received a large frame keeps that
+    /// memory until `buf` is dropped or shrunk with [`Vec::shrink_to`].)
+    ///
+    /// ```
+    /// use socketserver::framing::Framing;
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let framing = Framing::new();
+    /// let mut wire = Vec::new();
+    /// framing.write_frame(&mut wire, b"hello")?;
+    /// framing.write_frame(&mut wire, b"world")?;
+    ///
+    /// let mut reader = &wire[..];
+    /// let mut frame = Vec::new();
+    /// assert!(framing.read_frame_into(&mut reader, &mut frame)?);
+    /// assert_eq!(frame, b"hello");
+    /// let memory = frame.as_ptr();
+    /// assert!(framing.read_frame_into(&mut reader, &mut frame)?);
+    /// assert_eq!(frame, b"world");
+    /// assert_eq!(frame.as_ptr(), memory); // the same buffer, not a new one
+    /// assert!(!framing.read_frame_into(&mut reader, &mut frame)?);
+    /// assert!(frame.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn read_frame_into<R: Read + ?Sized>(
+        &self,
+        reader: &mut R,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<bool> {
+        let result = self.read_len(reader).and_then(|len| match len {
+            Some(len) => read_exactly(reader, buf, len).map(|()| true),
+            None => Ok(false),
+        });
+        if !matches!(result, Ok(true)) {
+            buf.clear();
+        }
+        result
     }
 
     /// Writes the length field for a frame of `len` bytes, for a caller that then streams the
@@ -155,20 +207,58 @@ impl Framing {
 
     /// Writes one frame: the length field, then `payload`. Does not flush. A payload over the
     /// limit is an `InvalidInput` error and nothing is written.
+    ///
+    /// A small frame is copied into one buffer behind its length field, so that even a writer
+    /// without real vectored writes sends it in one write (one segment where possible); that
+    /// costs an allocation per frame. [`write_frame_vectored`](Self::write_frame_vectored)
+    /// costs none.
     pub fn write_frame<W: Write + ?Sized>(&self, writer: &mut W, payload: &[u8]) -> io::Result<()> {
+        if payload.len() > COALESCE {
+            return self.write_frame_vectored(writer, payload);
+        }
         let field = self.encode_len(payload.len() as u64)?;
         let field = field.as_bytes();
-        if payload.len() <= COALESCE {
-            // One buffer, allocated once: one write, and one segment where possible.
-            let mut frame = Vec::with_capacity(field.len() + payload.len());
-            frame.extend_from_slice(field);
-            frame.extend_from_slice(payload);
-            writer.write_all(&frame)
-        } else {
-            // Length and payload in one vectored write (one `writev` on a socket): no copy of a
-            // large payload, and no separate small segment for the length.
-            write_all_vectored(writer, &mut [IoSlice::new(field), IoSlice::new(payload)])
-        }
+        // One buffer, allocated once: one write, and one segment where possible.
+        let mut frame = Vec::with_capacity(field.len() + payload.len());
+        frame.extend_from_slice(field);
+        frame.extend_from_slice(payload);
+        writer.write_all(&frame)
+    }
+
+    /// Writes one frame, the length field then `payload`, with vectored writes and no allocation
+    /// or copy, whatever its size. Does not flush. A payload over the limit is an `InvalidInput`
+    /// error and nothing is written.
+    ///
+    /// On a socket, a [`StreamRequest`](crate::StreamRequest), a `BufWriter` or a `Vec` this is
+    /// one `writev` (one segment where possible): the choice for a hot path, such as an echo
+    /// that sends back each frame read with [`read_frame_into`](Self::read_frame_into). A writer
+    /// whose `write_vectored` is the default (it writes only the first slice) gets the field
+    /// and the payload in two writes; for such a writer [`write_frame`](Self::write_frame) is
+    /// better.
+    ///
+    /// ```
+    /// use socketserver::framing::Framing;
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let framing = Framing::new();
+    /// let mut wire = Vec::new();
+    /// framing.write_frame_vectored(&mut wire, b"hello")?;
+    /// assert_eq!(wire, b"\0\0\0\x05hello");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn write_frame_vectored<W: Write + ?Sized>(
+        &self,
+        writer: &mut W,
+        payload: &[u8],
+    ) -> io::Result<()> {
+        let field = self.encode_len(payload.len() as u64)?;
+        // Length and payload in one vectored write (one `writev` on a socket): no copy of the
+        // payload, and no separate small segment for the length.
+        write_all_vectored(
+            writer,
+            &mut [IoSlice::new(field.as_bytes()), IoSlice::new(payload)],
+        )
     }
 
     fn encode_len(&self, len: u64) -> io::Result<Field> {
@@ -206,19 +296,25 @@ fn read_full<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8]) -> io::Result<usi
     Ok(filled)
 }
 
-/// Appends exactly `len` bytes from `reader` to `buf`, growing it step by step as bytes arrive.
+/// Makes `buf` exactly the next `len` bytes from `reader`. The bytes `buf` already holds are
+/// overwritten in place, not cleared first (a buffer reused for frames of one size costs only
+/// the read); past them it grows step by step, as bytes arrive. On an error its contents are
+/// unspecified.
 fn read_exactly<R: Read + ?Sized>(reader: &mut R, buf: &mut Vec<u8>, len: u64) -> io::Result<()> {
-    let start = buf.len();
+    buf.truncate(usize::try_from(len).unwrap_or(usize::MAX));
     let mut got: u64 = 0;
     while got < len {
-        let step = (len - got).min(STEP as u64) as usize;
-        let at = buf.len();
-        buf.resize(at + step, 0);
-        let n = read_full(reader, &mut buf[at..])?;
-        buf.truncate(at + n);
+        let at = got as usize;
+        let end = if at < buf.len() {
+            buf.len()
+        } else {
+            let step = (len - got).min(STEP as u64) as usize;
+            buf.resize(at + step, 0);
+            at + step
+        };
+        let n = read_full(reader, &mut buf[at..end])?;
         got += n as u64;
-        if n < step {
-            buf.truncate(start);
+        if at + n < end {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("the stream ended in the middle of a frame ({got} of {len} bytes)"),
@@ -388,6 +484,104 @@ mod tests {
         assert_eq!(framing.read_frame(&mut reader).unwrap(), Some(big));
     }
 
+    #[test]
+    fn read_frame_into_reuses_one_buffer_for_frames_of_one_size() {
+        let framing = Framing::new();
+        let frames: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 1000]).collect();
+        let data = wire(framing, &frames);
+        let mut reader = Chunked {
+            data: &data,
+            sizes: vec![3, 700, 1],
+            next: 0,
+        };
+        let mut buf = Vec::new();
+        assert!(framing.read_frame_into(&mut reader, &mut buf).unwrap());
+        let (memory, capacity) = (buf.as_ptr(), buf.capacity());
+        assert_eq!(buf, frames[0]);
+        for frame in &frames[1..] {
+            assert!(framing.read_frame_into(&mut reader, &mut buf).unwrap());
+            assert_eq!(&buf, frame);
+            assert_eq!((buf.as_ptr(), buf.capacity()), (memory, capacity));
+        }
+        assert!(!framing.read_frame_into(&mut reader, &mut buf).unwrap());
+        assert!(buf.is_empty());
+        assert_eq!(buf.capacity(), capacity, "a clean end keeps the memory");
+    }
+
+    #[test]
+    fn read_frame_into_never_shrinks_and_reads_smaller_frames_in_place() {
+        let framing = Framing::new();
+        let big = vec![9u8; 3 * STEP + 17];
+        let frames = [big.clone(), b"small".to_vec(), Vec::new(), big];
+        let data = wire(framing, &frames);
+        let mut reader = &data[..];
+        let mut buf = Vec::new();
+        assert!(framing.read_frame_into(&mut reader, &mut buf).unwrap());
+        let (memory, capacity) = (buf.as_ptr(), buf.capacity());
+        for frame in &frames[1..] {
+            assert!(framing.read_frame_into(&mut reader, &mut buf).unwrap());
+            assert_eq!(&buf, frame);
+            assert_eq!((buf.as_ptr(), buf.capacity()), (memory, capacity));
+        }
+    }
+
+    #[test]
+    fn read_frame_into_grows_only_as_bytes_arrive() {
+        // 8 MiB announced, 100 bytes sent: one step of memory, not the frame.
+        let mut data = (8u32 * 1024 * 1024).to_be_bytes().to_vec();
+        data.extend_from_slice(&[7u8; 100]);
+        let mut buf = Vec::new();
+        let err = Framing::new()
+            .read_frame_into(&mut &data[..], &mut buf)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(err.to_string().contains("100 of 8388608"), "{err}");
+        assert!(buf.is_empty());
+        assert!(buf.capacity() <= STEP, "{}", buf.capacity());
+
+        // A buffer already holding 1000 bytes fills those first, and grows one step past them.
+        let mut buf = vec![1u8; 1000];
+        let mut data = (8u32 * 1024 * 1024).to_be_bytes().to_vec();
+        data.extend_from_slice(&[7u8; 2000]);
+        let err = Framing::new()
+            .read_frame_into(&mut &data[..], &mut buf)
+            .unwrap_err();
+        assert!(err.to_string().contains("2000 of 8388608"), "{err}");
+        assert!(buf.capacity() <= 2 * (1000 + STEP), "{}", buf.capacity());
+    }
+
+    #[test]
+    fn read_frame_into_refuses_a_length_over_the_limit_before_touching_the_buffer() {
+        let framing = Framing::new().max_frame_len(10);
+        let mut buf = Vec::with_capacity(4);
+        buf.extend_from_slice(b"old");
+        let err = framing
+            .read_frame_into(&mut &[0u8, 0, 0, 11, 1, 2][..], &mut buf)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(buf.is_empty());
+        assert_eq!(buf.capacity(), 4);
+    }
+
+    #[test]
+    fn write_frame_vectored_writes_what_write_frame_writes() {
+        let framing = Framing::python_struct_i();
+        for size in [0, 1, 100, COALESCE, COALESCE + 1, 3 * STEP] {
+            let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let mut plain = Vec::new();
+            framing.write_frame(&mut plain, &payload).unwrap();
+            // A writer without real vectored writes, taking 7 bytes at a time, gets it all too.
+            let mut short = Trickle(Vec::new());
+            framing.write_frame_vectored(&mut short, &payload).unwrap();
+            assert_eq!(short.0, plain, "{size} bytes");
+        }
+        let err = Framing::new()
+            .max_frame_len(3)
+            .write_frame_vectored(&mut Vec::new(), b"four")
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
     mod prop {
         use super::*;
         use proptest::prelude::*;
@@ -416,6 +610,85 @@ mod tests {
                     decoded.push(frame);
                 }
                 prop_assert_eq!(decoded, frames);
+            }
+
+            /// `read_frame_into` with one buffer reused throughout decodes what `read_frame`
+            /// decodes, in any chunking, and the buffer's capacity never goes down.
+            #[test]
+            fn read_frame_into_round_trips_any_frames_in_one_buffer(
+                prefix in prefix_strategy(),
+                frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..127), 0..12),
+                sizes in proptest::collection::vec(1usize..64, 1..16),
+                start in proptest::collection::vec(any::<u8>(), 0..200),
+            ) {
+                let framing = Framing::new().prefix(prefix);
+                let data = wire(framing, &frames);
+                let mut reader = Chunked { data: &data, sizes, next: 0 };
+                let mut buf = start;
+                let mut capacity = buf.capacity();
+                let mut decoded = Vec::new();
+                while framing.read_frame_into(&mut reader, &mut buf).unwrap() {
+                    prop_assert!(buf.capacity() >= capacity);
+                    capacity = buf.capacity();
+                    decoded.push(buf.clone());
+                }
+                prop_assert!(buf.is_empty());
+                prop_assert_eq!(decoded, frames);
+            }
+
+            /// A frame cut anywhere, read into a buffer that held anything, is `UnexpectedEof`
+            /// (or a clean end at offset 0) and leaves the buffer empty; growth stays within a
+            /// step of what the buffer held or what arrived.
+            #[test]
+            fn read_frame_into_handles_any_truncation(
+                prefix in prefix_strategy(),
+                frame in proptest::collection::vec(any::<u8>(), 1..127),
+                cut_at in 0usize..256,
+                start in proptest::collection::vec(any::<u8>(), 0..200),
+            ) {
+                let framing = Framing::new().prefix(prefix);
+                let data = wire(framing, std::slice::from_ref(&frame));
+                let cut = cut_at % data.len();
+                let mut buf = start;
+                let result = framing.read_frame_into(&mut &data[..cut], &mut buf);
+                if cut == 0 {
+                    prop_assert!(!result.unwrap());
+                } else {
+                    prop_assert_eq!(result.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+                }
+                prop_assert!(buf.is_empty());
+                prop_assert!(buf.capacity() <= 2 * (200 + STEP));
+            }
+
+            /// Random bytes into a reused buffer never panic, and never grow it past a step
+            /// beyond the input.
+            #[test]
+            fn read_frame_into_survives_garbage(
+                prefix in prefix_strategy(),
+                data in proptest::collection::vec(any::<u8>(), 0..64),
+            ) {
+                let framing = Framing::new().prefix(prefix).max_frame_len(u64::MAX);
+                let mut reader = &data[..];
+                let mut buf = Vec::new();
+                while let Ok(true) = framing.read_frame_into(&mut reader, &mut buf) {
+                    prop_assert!(buf.len() <= data.len());
+                }
+                prop_assert!(buf.capacity() <= STEP);
+            }
+
+            /// `write_frame_vectored` puts the same bytes on the wire as `write_frame`.
+            #[test]
+            fn write_frame_vectored_matches_write_frame(
+                prefix in prefix_strategy(),
+                payload in proptest::collection::vec(any::<u8>(), 0..127),
+            ) {
+                let framing = Framing::new().prefix(prefix);
+                let mut plain = Vec::new();
+                let mut vectored = Trickle(Vec::new());
+                let a = framing.write_frame(&mut plain, &payload).map_err(|e| e.kind());
+                let b = framing.write_frame_vectored(&mut vectored, &payload).map_err(|e| e.kind());
+                prop_assert_eq!(a, b);
+                prop_assert_eq!(plain, vectored.0);
             }
 
             /// Every length over the limit is refused, whatever follows it, and nothing of the

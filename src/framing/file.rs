@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::body::copy_exact_inspect;
 use super::checksum::Checks;
+use super::preview::preview;
 
 /// Checks that `name` is a plain file name that stays inside the folder it is joined to, and
 /// returns it. Refused, with an `InvalidInput` error saying why: the empty name, `.` and `..`,
@@ -32,7 +33,7 @@ pub fn check_file_name(name: &str) -> io::Result<&str> {
     let refuse = |why: &str| {
         Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("file name {name:?} refused: {why}"),
+            format!("file name {} refused: {why}", preview(name.as_bytes())),
         ))
     };
     if name.is_empty() {
@@ -79,7 +80,10 @@ impl Expected {
                 }
                 _ => Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("header field \"{name}\" must be {digits} hex digits, got {value}"),
+                    format!(
+                        "header field \"{name}\" must be {digits} hex digits, got {}",
+                        super::preview::shown(value)
+                    ),
                 )),
             }
         };
@@ -335,6 +339,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_refused_name_appears_in_the_error_short_and_escaped() {
+        let err = check_file_name("../a.txt").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("file name \"../a.txt\" refused"),
+            "{err}"
+        );
+        // The error is logged and sent back: a megabyte-long name with newlines is neither.
+        let hostile = format!("{}\nforged log line", "n".repeat(1 << 20));
+        let err = check_file_name(&hostile).unwrap_err().to_string();
+        assert!(err.len() < 200 && !err.contains('\n'), "{err}");
+        assert!(
+            err.contains(&format!("… ({} bytes)", hostile.len())),
+            "{err}"
+        );
+    }
+
     #[cfg(feature = "json")]
     #[test]
     fn expected_checksums_come_from_the_header() {
@@ -349,9 +371,16 @@ mod tests {
         );
         assert_eq!(expected.sha256, None);
         let bad = crate::framing::parse_header(br#"{"md5": "xxxxxxxx"}"#).unwrap();
-        assert_eq!(
-            Expected::from_header(&bad).unwrap_err().kind(),
-            io::ErrorKind::InvalidData
+        let err = Expected::from_header(&bad).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().ends_with(r#"got "xxxxxxxx""#), "{err}");
+        // A huge value is cut short in the message, which is logged and sent back.
+        let huge = format!(r#"{{"sha256": "{}"}}"#, "f".repeat(100_000));
+        let bad = crate::framing::parse_header(huge.as_bytes()).unwrap();
+        let err = Expected::from_header(&bad).unwrap_err().to_string();
+        assert!(
+            err.len() < 200 && err.ends_with("… (100002 bytes)"),
+            "{err}"
         );
     }
 }

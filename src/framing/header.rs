@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use serde_json::{Map, Value};
 
 use super::codec::Framing;
+use super::preview::shown;
 
 /// A message header: a JSON object such as `{"cmd": "put", "filename": "a.txt", "filesize": 3}`.
 ///
@@ -87,7 +88,10 @@ pub fn header_u64(header: &Header, names: &[&str]) -> io::Result<u64> {
     value.as_u64().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("header field \"{name}\" must be a whole number of at least 0, got {value}"),
+            format!(
+                "header field \"{name}\" must be a whole number of at least 0, got {}",
+                shown(value)
+            ),
         )
     })
 }
@@ -99,7 +103,10 @@ pub fn header_str<'a>(header: &'a Header, names: &[&str]) -> io::Result<&'a str>
     value.as_str().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("header field \"{name}\" must be a string, got {value}"),
+            format!(
+                "header field \"{name}\" must be a string, got {}",
+                shown(value)
+            ),
         )
     })
 }
@@ -172,11 +179,27 @@ mod tests {
             json!({"filesize": 1.5}),
             json!({"filesize": "3"}),
         ] {
-            let err = header_u64(&header(bad), &["filesize"]).unwrap_err();
+            let err = header_u64(&header(bad.clone()), &["filesize"]).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);
             assert!(err.to_string().contains("whole number"), "{err}");
+            assert!(
+                err.to_string().ends_with(&bad["filesize"].to_string()),
+                "{err}"
+            );
         }
         let err = header_u64(&header(json!({})), &["filesize", "file_size"]).unwrap_err();
         assert!(err.to_string().contains("filesize or file_size"), "{err}");
+    }
+
+    #[test]
+    fn a_huge_value_appears_in_the_error_cut_short() {
+        let big = "x\n".repeat(1 << 19);
+        let err = header_u64(&header(json!({"filesize": big})), &["filesize"]).unwrap_err();
+        let err = err.to_string();
+        assert!(err.len() < 200 && !err.contains('\n'), "{err}");
+        // The JSON of the value: quotes, and each "\n" escaped to two characters.
+        assert!(err.contains("… (1572866 bytes)"), "{err}");
+        let err = header_str(&header(json!({"filename": [big]})), &["filename"]).unwrap_err();
+        assert!(err.to_string().len() < 200, "{err}");
     }
 }

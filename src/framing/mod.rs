@@ -10,6 +10,8 @@
 //!   or native-endian, signed or not (big-endian `u32` by default;
 //!   [`Framing::python_struct_i`] is the seeds' `struct.pack('i', n)`). Every length is checked
 //!   against a maximum (8 MiB by default) before anything is allocated.
+//!   [`Framing::read_frame_into`] and [`Framing::write_frame_vectored`] read into a reused
+//!   buffer and write with one vectored write, for a hot path with no allocation per frame.
 //! * Header + body messages, as in the seeds' remote-command and upload programs: a framed JSON
 //!   [`Header`] ([`Framing::write_header`], [`Framing::read_header`], feature `json`, on by
 //!   default) announcing the size of a body that follows unframed, streamed with [`copy_exact`]
@@ -79,6 +81,7 @@ mod file;
 #[cfg(feature = "json")]
 mod header;
 mod prefix;
+mod preview;
 
 pub use body::{copy_exact, copy_exact_inspect};
 #[cfg(feature = "checksum")]

@@ -113,6 +113,11 @@ impl Server {
         self.child.id()
     }
 
+    /// Everything the server wrote to stderr so far.
+    pub fn log_so_far(&self) -> String {
+        self.stderr.snapshot()
+    }
+
     /// Waits (at most [`LOG_TIMEOUT`]) until the server's stderr contains `text`; returns all of
     /// it so far.
     pub fn wait_for_log(&self, text: &str) -> String {
