@@ -31,9 +31,11 @@ mod shared;
 mod store;
 
 use std::io::{self, Read, Write};
+use std::net::Shutdown;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use budget::{Budget, Charge};
 use commands::{Argv, Next};
@@ -48,8 +50,7 @@ use store::Store;
 const MAX_MEMORY: ExtraOption = ExtraOption {
     name: "--max-memory",
     value: "BYTES",
-    help: "most memory all connections' buffers may take together; a connection that would \
-           need more gets -OOM and is closed (default 268435456, 256 MiB)",
+    help: "all connections' buffers together; past it -OOM and close (default 256 MiB)",
     check: check_positive,
 };
 const DEFAULT_MAX_MEMORY: usize = 256 * 1024 * 1024;
@@ -68,13 +69,31 @@ const OOM: &str = "OOM command not allowed when the connections' buffers are ove
 /// Counters are added to the shared ones after this many bytes or steps, not on every read.
 const PUBLISH_EVERY: u64 = 16 * 1024;
 
-/// One connection: parse every complete command, answer into `output`, send when the input runs
-/// dry.
+/// How a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The client left, or asked to (`QUIT`).
+    Done,
+    /// An error reply was sent: close without resetting the connection.
+    Failed,
+}
+
+/// One connection: answers it, then, after an error reply and once its buffers are given back to
+/// the budget, [`linger`]s.
 fn serve_connection(shared: &Shared, req: &mut StreamRequest) -> io::Result<()> {
+    if answer(shared, req)? == End::Failed {
+        linger(req);
+    }
+    Ok(())
+}
+
+/// Parses every complete command, answers into `output`, sends when the input runs dry.
+fn answer(shared: &Shared, req: &mut StreamRequest) -> io::Result<End> {
     let initial = Query::INITIAL_MEMORY + Output::INITIAL_MEMORY;
     let Some(mut charge) = Charge::new(&shared.budget, initial) else {
         log::debug!("{}: over --max-memory; refused", req.peer_addr());
-        return req.write_all(format!("-{OOM}\r\n").as_bytes());
+        req.write_all(format!("-{OOM}\r\n").as_bytes())?;
+        return Ok(End::Failed);
     };
     let mut query = Query::new();
     let mut output = Output::new();
@@ -92,7 +111,8 @@ fn serve_connection(shared: &Shared, req: &mut StreamRequest) -> io::Result<()> 
                     }
                     query.consume();
                     if next == Next::Close {
-                        return output.send(req, &[]);
+                        output.send(req, &[])?;
+                        return Ok(End::Done);
                     }
                 }
                 Step::Incomplete => break,
@@ -121,27 +141,52 @@ fn serve_connection(shared: &Shared, req: &mut StreamRequest) -> io::Result<()> 
             Err(Refused::OutOfMemory) => return refuse(req, &mut output),
         };
         match req.read(room) {
-            Ok(0) => return Ok(()),
+            Ok(0) => return Ok(End::Done),
             Ok(n) => {
                 query.filled(n);
                 tally.bytes(n);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // A client that drops the connection has simply left.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(End::Done),
             Err(e) => return Err(e),
         }
     }
 }
 
 /// Sends the replies so far, then the error `message`, before the connection closes.
-fn fail(req: &mut StreamRequest, output: &mut Output, message: &str) -> io::Result<()> {
+fn fail(req: &mut StreamRequest, output: &mut Output, message: &str) -> io::Result<End> {
     output.send(req, &[])?;
-    req.write_all(format!("-{message}\r\n").as_bytes())
+    req.write_all(format!("-{message}\r\n").as_bytes())?;
+    Ok(End::Failed)
+}
+
+/// How long, and how much, a failed connection's input is read and dropped before it closes.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
+
+/// Closing a socket with unread input makes the kernel reset the connection, and the client may
+/// never see the error just sent. So: end the sending side, then read and drop what the client
+/// is still sending (into a small buffer, for a bounded time and amount) until it closes too.
+fn linger(req: &mut StreamRequest) {
+    let _ = req.connection().shutdown(Shutdown::Write);
+    let deadline = Instant::now() + LINGER;
+    let mut scratch = [0u8; 8192];
+    let mut dropped = 0;
+    while dropped < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || req.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match req.read(&mut scratch) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => dropped += n,
+        }
+    }
 }
 
 /// [`fail`] for a connection that would take the buffers over the budget.
-fn refuse(req: &mut StreamRequest, output: &mut Output) -> io::Result<()> {
+fn refuse(req: &mut StreamRequest, output: &mut Output) -> io::Result<End> {
     log::debug!("{}: over --max-memory; closing", req.peer_addr());
     fail(req, output, OOM)
 }
