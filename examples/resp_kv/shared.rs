@@ -16,7 +16,8 @@ pub struct Shared {
     pub stats: Stats,
 }
 
-/// Counters kept for `INFO`, updated a connection's read at a time (not per command).
+/// Counters kept for `INFO`. A connection adds its bytes and steps every 16 KiB or so and when it
+/// ends, not on every read, so the figures may lag that much per open connection.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Connections open now.
