@@ -2,8 +2,11 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::Arc;
 
+use crate::output::{Large, Output};
 use crate::protocol::{self, parse_i64};
+use crate::shared::Shared;
 use crate::store::{Store, Value};
 
 /// What the connection does after a command.
@@ -51,47 +54,55 @@ const COMMANDS: &[(&str, usize, usize)] = &[
     ("ECHO", 2, 2),
     ("CONFIG", 1, 0),
     ("COMMAND", 1, 0),
+    ("INFO", 1, 2),
     ("QUIT", 1, 0),
 ];
 
-/// Runs one command against `store`, appending its reply to `out`.
-pub fn execute(store: &Store, argv: &Argv<'_>, out: &mut Vec<u8>) -> Next {
+/// Runs one command, appending its reply to `output`: at most
+/// [`MAX_SMALL_REPLY`](crate::output::MAX_SMALL_REPLY) bytes, or a bulk value sent from where it
+/// is.
+pub fn execute(shared: &Shared, argv: &Argv<'_>, output: &mut Output) -> Next {
+    let store = &shared.store;
     let name = argv.get(0);
     let Some(&(command, min, max)) = COMMANDS
         .iter()
         .find(|(known, _, _)| name.eq_ignore_ascii_case(known.as_bytes()))
     else {
-        unknown(argv, out);
+        unknown(argv, output.buf());
         return Next::Continue;
     };
     if argv.len() < min || (max != 0 && argv.len() > max) {
-        wrong_arity(command, out);
+        wrong_arity(command, output.buf());
         return Next::Continue;
     }
     match command {
-        "PING" if argv.len() == 1 => protocol::simple(out, "PONG"),
-        "PING" | "ECHO" => protocol::bulk(out, argv.get(1)),
-        "GET" => get(store, argv.get(1), out),
+        "PING" if argv.len() == 1 => protocol::simple(output.buf(), "PONG"),
+        "PING" | "ECHO" => {
+            let range = argv.ranges[1].clone();
+            output.bulk(argv.get(1), || Large::Arg(range));
+        }
+        "GET" => get(store, argv.get(1), output),
         "SET" => {
             set(store, argv.get(1), argv.get(2));
-            protocol::simple(out, "OK");
+            protocol::simple(output.buf(), "OK");
         }
-        "INCR" => incr(store, argv.get(1), out),
-        "LPUSH" | "RPUSH" => push(store, argv, command == "LPUSH", out),
-        "LPOP" | "RPOP" => pop(store, argv.get(1), command == "LPOP", out),
+        "INCR" => incr(store, argv.get(1), output.buf()),
+        "LPUSH" | "RPUSH" => push(store, argv, command == "LPUSH", output.buf()),
+        "LPOP" | "RPOP" => pop(store, argv.get(1), command == "LPOP", output),
         "DEL" => {
             let removed = (1..argv.len())
                 .filter(|&i| store.shard(argv.get(i)).remove(argv.get(i)).is_some())
                 .count();
-            protocol::integer(out, removed as i64);
+            protocol::integer(output.buf(), removed as i64);
         }
         "QUIT" => {
-            protocol::simple(out, "OK");
+            protocol::simple(output.buf(), "OK");
             return Next::Close;
         }
-        "CONFIG" => config(argv, out),
+        "CONFIG" => config(argv, output.buf()),
+        "INFO" => protocol::bulk(output.buf(), shared.info().as_bytes()),
         // redis-cli asks for command docs first; an empty list means "none to offer".
-        _ => protocol::array(out, 0),
+        _ => protocol::array(output.buf(), 0),
     }
     Next::Continue
 }
@@ -118,23 +129,27 @@ fn config(argv: &Argv<'_>, out: &mut Vec<u8>) {
     }
 }
 
-fn get(store: &Store, key: &[u8], out: &mut Vec<u8>) {
+fn get(store: &Store, key: &[u8], output: &mut Output) {
     match store.shard(key).get(key) {
-        None => protocol::nil(out),
-        Some(Value::Str(value)) => protocol::bulk(out, value),
-        Some(Value::List(_)) => protocol::error(out, WRONGTYPE),
+        None => protocol::nil(output.buf()),
+        // A large value is shared, not copied: the lock is released before it is sent.
+        Some(Value::Str(value)) => output.bulk(value, || Large::Value(Arc::clone(value))),
+        Some(Value::List(_)) => protocol::error(output.buf(), WRONGTYPE),
     }
 }
 
 fn set(store: &Store, key: &[u8], value: &[u8]) {
     let mut shard = store.shard(key);
     // Overwriting a string reuses its allocation: the benchmarks SET the same keys over and over.
+    // A value still being sent to some client is left to it, and replaced.
     if let Some(Value::Str(old)) = shard.get_mut(key) {
-        old.clear();
-        old.extend_from_slice(value);
-        return;
+        if let Some(old) = Arc::get_mut(old) {
+            old.clear();
+            old.extend_from_slice(value);
+            return;
+        }
     }
-    shard.insert(key.to_vec(), Value::Str(value.to_vec()));
+    shard.insert(key.to_vec(), Value::Str(Arc::new(value.to_vec())));
 }
 
 fn incr(store: &Store, key: &[u8], out: &mut Vec<u8>) {
@@ -152,7 +167,7 @@ fn incr(store: &Store, key: &[u8], out: &mut Vec<u8>) {
     };
     let mut text = Vec::with_capacity(20);
     protocol::push_decimal(&mut text, next);
-    shard.insert(key.to_vec(), Value::Str(text));
+    shard.insert(key.to_vec(), Value::Str(Arc::new(text)));
     protocol::integer(out, next);
 }
 
@@ -177,13 +192,13 @@ fn push(store: &Store, argv: &Argv<'_>, front: bool, out: &mut Vec<u8>) {
     protocol::integer(out, list.len() as i64);
 }
 
-fn pop(store: &Store, key: &[u8], front: bool, out: &mut Vec<u8>) {
+fn pop(store: &Store, key: &[u8], front: bool, output: &mut Output) {
     let mut shard = store.shard(key);
     let Some(value) = shard.get_mut(key) else {
-        return protocol::nil(out);
+        return protocol::nil(output.buf());
     };
     let Value::List(list) = value else {
-        return protocol::error(out, WRONGTYPE);
+        return protocol::error(output.buf(), WRONGTYPE);
     };
     let item = if front {
         list.pop_front()
@@ -193,9 +208,10 @@ fn pop(store: &Store, key: &[u8], front: bool, out: &mut Vec<u8>) {
     if list.is_empty() {
         shard.remove(key);
     }
+    drop(shard);
     match item {
-        Some(item) => protocol::bulk(out, &item),
-        None => protocol::nil(out),
+        Some(item) => output.bulk_owned(item),
+        None => protocol::nil(output.buf()),
     }
 }
 

@@ -2,15 +2,17 @@
 //! lock, so connections touching different keys rarely wait for each other.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A power of two, so a key's shard is a mask of its hash.
 const SHARDS: usize = 64;
 
 /// A stored value.
+#[derive(Debug)]
 pub enum Value {
-    /// Set by `SET` or `INCR`.
-    Str(Vec<u8>),
+    /// Set by `SET` or `INCR`. Shared, so a large value is sent to a slow client without holding
+    /// the shard's lock and without a copy; `SET` overwrites it in place when no reply holds it.
+    Str(Arc<Vec<u8>>),
     /// Built by `LPUSH`/`RPUSH`; removed when it becomes empty, as in Redis.
     List(VecDeque<Vec<u8>>),
 }
@@ -19,6 +21,7 @@ pub enum Value {
 pub type Shard = HashMap<Vec<u8>, Value>;
 
 /// Keys spread over [`SHARDS`] locked maps.
+#[derive(Debug)]
 pub struct Store {
     shards: Vec<Mutex<Shard>>,
 }
