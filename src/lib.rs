@@ -134,7 +134,7 @@ pub use server::{
     ForkingUnixStreamServer, Outcome, PoolTcpServer, PoolUdpServer, PoolUnixDatagramServer,
     PoolUnixStreamServer, PreforkTcpServer, PreforkUdpServer, Server, ServerHandle, TcpServer,
     ThreadingTcpServer, ThreadingUdpServer, ThreadingUnixDatagramServer, ThreadingUnixStreamServer,
-    UdpServer, UnixDatagramServer, UnixStreamServer,
+    UdpServer, UnixDatagramServer, UnixStreamServer, DEFAULT_GRACE_PERIOD,
 };
 pub use socket::options::{DEFAULT_BACKLOG, DEFAULT_MAX_PACKET_SIZE};
 pub use stats::Stats;

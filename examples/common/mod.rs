@@ -6,7 +6,8 @@
 //! * `--addr HOST:PORT` chooses the address (port 0 lets the system pick a free port);
 //!   `--mode single|threading|pool|process|prefork` the concurrency mode, with `--workers N` for
 //!   `pool` and `prefork`, `--max-threads N` for `threading` and `--max-children N` for `process`;
-//!   `--help` prints the usage.
+//!   `--grace SECS` how long a stop on SIGTERM or SIGINT lets running requests finish (default
+//!   30; a second signal, or SIGQUIT, stops at once); `--help` prints the usage.
 //! * The first line on stdout is exactly `listening on <bound address>`, so scripts and tests can
 //!   read the real port.
 //! * Log lines go to stderr, at level `info` unless `RUST_LOG` says otherwise. Lines about one
@@ -31,6 +32,7 @@ use std::fmt::Display;
 use std::io::{self, Write};
 use std::process::{self, ExitCode};
 use std::str::FromStr;
+use std::time::Duration;
 
 use socketserver::transport::Transport;
 use socketserver::{
@@ -147,6 +149,8 @@ pub struct Args {
     workers: Option<usize>,
     max_threads: Option<usize>,
     max_children: Option<usize>,
+    /// `--grace SECS`: how long a graceful stop waits for running requests.
+    grace: Duration,
     /// Values of the example's [`ExtraOption`]s that were given, already checked.
     extra: Vec<(&'static str, String)>,
 }
@@ -182,12 +186,14 @@ impl Args {
         exit_with_usage_error(self.example, message)
     }
 
-    /// A [`Builder`] with what the common options configure: `--stack-size`, when the example
-    /// declares [`STACK_SIZE`] and it is given. The mode is set by [`serve_tcp`] / [`serve_udp`].
+    /// A [`Builder`] with what the common options configure: a graceful stop on SIGTERM and
+    /// SIGINT with the `--grace` period, and `--stack-size` when the example declares
+    /// [`STACK_SIZE`] and it is given. The mode is set by [`serve_tcp`] / [`serve_udp`].
     pub fn builder(&self) -> Builder {
+        let builder = stop_on_signals(Builder::new()).grace_period(self.grace);
         match self.value(STACK_SIZE.name).and_then(|v| v.parse().ok()) {
-            Some(bytes) => Builder::new().thread_stack_size(bytes),
-            None => Builder::new(),
+            Some(bytes) => builder.thread_stack_size(bytes),
+            None => builder,
         }
     }
 
@@ -250,6 +256,18 @@ impl Args {
     }
 }
 
+/// Arms the graceful stop on signals; without the library's `signals` feature the examples stop
+/// as signals' default effect has them.
+#[cfg(feature = "signals")]
+fn stop_on_signals(builder: Builder) -> Builder {
+    builder.stop_on_signals()
+}
+
+#[cfg(not(feature = "signals"))]
+fn stop_on_signals(builder: Builder) -> Builder {
+    builder
+}
+
 /// Parses the process's arguments. Prints the usage and exits 0 on `--help`; prints a one-line
 /// message and the usage to stderr and exits 2 on a bad argument.
 pub fn parse_args(example: &'static Example) -> Args {
@@ -288,7 +306,7 @@ fn usage(example: &Example) -> String {
         })
         .collect();
     format!(
-        "usage: {name} [--addr HOST:PORT] [--mode MODE] [--workers N] [--max-threads N] [--max-children N]{synopsis}\n\
+        "usage: {name} [--addr HOST:PORT] [--mode MODE] [--workers N] [--max-threads N] [--max-children N] [--grace SECS]{synopsis}\n\
          \n\
          {about}\n\
          \n\
@@ -299,6 +317,9 @@ fn usage(example: &Example) -> String {
          \x20                   worker processes with --mode prefork (default: 1 per CPU core)\n\
          \x20 --max-threads N   most handler threads at once with --mode threading (default: no cap)\n\
          \x20 --max-children N  most child processes at once with --mode process (default 40)\n\
+         \x20 --grace SECS      on SIGTERM or SIGINT, stop taking requests and let running ones\n\
+         \x20                   finish for up to SECS seconds, then exit (default 30); a second\n\
+         \x20                   signal, or SIGQUIT, stops at once\n\
          {options}\
          \x20 --help            print this help\n",
         name = example.name,
@@ -318,6 +339,7 @@ fn parse(
     let mut workers = None;
     let mut max_threads = None;
     let mut max_children = None;
+    let mut grace = socketserver::DEFAULT_GRACE_PERIOD;
     let mut extra_values = Vec::new();
 
     let mut args = args.into_iter();
@@ -336,7 +358,7 @@ fn parse(
         if extra_option.is_none()
             && !matches!(
                 name.as_str(),
-                "--addr" | "--mode" | "--workers" | "--max-threads" | "--max-children"
+                "--addr" | "--mode" | "--workers" | "--max-threads" | "--max-children" | "--grace"
             )
         {
             return Err(if name.starts_with('-') {
@@ -367,6 +389,7 @@ fn parse(
             }
             "--workers" => workers = Some(positive(&name, &value)?),
             "--max-children" => max_children = Some(positive(&name, &value)?),
+            "--grace" => grace = seconds(&name, &value)?,
             _ => max_threads = Some(positive(&name, &value)?),
         }
     }
@@ -396,6 +419,7 @@ fn parse(
         workers,
         max_threads,
         max_children,
+        grace,
         extra: extra_values,
     }))
 }
@@ -422,6 +446,17 @@ fn positive(name: &str, value: &str) -> Result<usize, String> {
             "invalid value '{value}' for {name} (expected a whole number of at least 1)"
         )),
     }
+}
+
+/// A number of seconds, whole or not, at least 0.
+fn seconds(name: &str, value: &str) -> Result<Duration, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| {
+            format!("invalid value '{value}' for {name} (expected a number of seconds, such as 30)")
+        })
 }
 
 /// Sends log lines to stderr, at level `info` unless `RUST_LOG` says otherwise.

@@ -179,6 +179,12 @@ impl ModeImpl for AnyMode {
     fn supervise(&mut self, socket: RawFd, stop: &StopSignal) -> io::Result<()> {
         self.inner_mut().supervise(socket, stop)
     }
+    fn stop_workers(&mut self, abort: &StopSignal) -> usize {
+        self.inner_mut().stop_workers(abort)
+    }
+    fn cut_off(&mut self) {
+        self.inner_mut().cut_off()
+    }
 }
 
 #[cfg(test)]

@@ -103,9 +103,18 @@ pub(crate) mod sealed {
         fn supervises(&self) -> bool {
             false
         }
-        /// Runs the supervisor until `stop`, then stops the workers. Only called if `supervises`.
+        /// Runs the supervisor until `stop`. Only called if `supervises`.
         fn supervise(&mut self, _socket: RawFd, _stop: &StopSignal) -> io::Result<()> {
             Ok(())
         }
+        /// After `supervise`: tells the workers to stop and waits for them within the drain
+        /// timeout, killing those still running then or once `abort` is requested. Returns how
+        /// many it killed.
+        fn stop_workers(&mut self, _abort: &StopSignal) -> usize {
+            0
+        }
+        /// The stop turned immediate: end what the mode can of the requests still running (kill
+        /// child processes, close connections still queued). Must not block.
+        fn cut_off(&mut self) {}
     }
 }

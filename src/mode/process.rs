@@ -1,7 +1,9 @@
 //! [`Process`]: a child process for every request — Python's `ForkingMixIn`, without `fork()`.
 
+use std::collections::HashSet;
 use std::io;
 use std::process::{Child, ExitStatus};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::sealed::ModeImpl;
 use super::{Task, ThreadSettings, Threading};
@@ -32,6 +34,10 @@ pub const DEFAULT_MAX_CHILDREN: usize = 40;
 ///   and counted in [`Stats::failed`](crate::Stats::failed). It never affects the parent.
 /// * [`Server::server_close`](crate::Server::server_close) waits for the children, with the
 ///   optional [`close_timeout`](crate::Builder::close_timeout).
+/// * A graceful stop ([`stop_on_signals`](crate::Builder::stop_on_signals)) lets the children
+///   finish their requests within the grace period, then kills those still running (SIGKILL), as
+///   an immediate stop does at once. Children ignore the SIGINT and SIGTERM that a terminal or
+///   systemd sends the whole process group: their parent decides.
 ///
 /// **Everything `main` does before building the server runs again in every child.** The server
 /// must be built the same way each run (same mode, same transport); a child must not print the
@@ -62,6 +68,7 @@ pub const DEFAULT_MAX_CHILDREN: usize = 40;
 pub struct Process {
     max_children: usize,
     waiters: Threading,
+    children: Children,
 }
 
 impl Process {
@@ -70,6 +77,7 @@ impl Process {
         Process {
             max_children: DEFAULT_MAX_CHILDREN,
             waiters: Threading::new(),
+            children: Children::default(),
         }
     }
 
@@ -106,11 +114,18 @@ impl ModeImpl for Process {
     }
 
     fn dispatch(&mut self, task: Task, stop: &StopSignal) {
+        let children = self.children.clone();
         self.waiters
-            .run_on_thread(task, stop, "child", run_in_child);
+            .run_on_thread(task, stop, "child", move |task| {
+                run_in_child(task, &children)
+            });
     }
 
     fn stop_intake(&mut self) {}
+
+    fn cut_off(&mut self) {
+        self.children.kill_all();
+    }
 
     fn join(&mut self) {
         self.waiters.join();
@@ -125,8 +140,62 @@ impl ModeImpl for Process {
     }
 }
 
+/// The pids of the children handling requests, for an immediate stop to kill. A pid stays here
+/// until its child has exited but *before* it is reaped, so a kill never reaches a pid the system
+/// has handed to another process.
+#[derive(Debug, Clone, Default)]
+struct Children(Arc<Mutex<HashSet<u32>>>);
+
+impl Children {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<u32>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for `child` to exit, and reaps it once it no longer counts as running.
+    fn wait(&self, child: &mut Child) -> io::Result<ExitStatus> {
+        let pid = child.id();
+        self.lock().insert(pid);
+        let exited = wait_exited(pid);
+        self.lock().remove(&pid);
+        exited?;
+        child.wait()
+    }
+
+    fn kill_all(&self) {
+        let children = self.lock();
+        for &pid in children.iter() {
+            log::warn!("killing child {pid}: the stop cut its request off");
+            // SAFETY: plain kill(2) on a pid that is our own unreaped child (see above).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Waits until child `pid` has exited, leaving it unreaped (`WNOWAIT`).
+fn wait_exited(pid: u32) -> io::Result<()> {
+    loop {
+        // SAFETY: `info` is a zeroed siginfo_t the call fills in; it outlives the call.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
 /// Runs on a waiter thread: starts the child, hands it the request, waits for it to exit.
-fn run_in_child(mut task: Task) {
+fn run_in_child(mut task: Task, children: &Children) {
     let Some(handoff) = task.take_handoff() else {
         log::error!(
             "request from {} reached the process mode without its socket; closed it",
@@ -147,7 +216,7 @@ fn run_in_child(mut task: Task) {
     let pid = child.id();
     log::debug!("child {pid} handling request from {}", task.peer());
     hand_over(&mut child, &handoff);
-    let ending = match child.wait() {
+    let ending = match children.wait(&mut child) {
         Ok(status) => judge(status, pid, &handoff),
         Err(e) => {
             log::error!("cannot wait for child {pid} handling {}: {e}", handoff.peer);

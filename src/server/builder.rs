@@ -32,7 +32,22 @@ pub(crate) struct LoopHooks {
     pub(crate) verify_request: Option<VerifyHook>,
     pub(crate) handle_timeout: Option<LoopHook>,
     pub(crate) service_actions: Option<LoopHook>,
+    pub(crate) on_stop: Option<LoopHook>,
 }
+
+/// How the server stops: [`Builder::stop_on_signals`] and [`Builder::grace_period`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StopOptions {
+    /// Whether SIGTERM, SIGINT and SIGQUIT stop the server.
+    pub(crate) signals: bool,
+    /// A graceful stop's grace period (`None`: stops are not graceful).
+    pub(crate) grace: Option<Duration>,
+}
+
+/// The grace period [`Builder::stop_on_signals`] gives running requests unless told otherwise:
+/// what systemd (`TimeoutStopSec`) and Kubernetes (`terminationGracePeriodSeconds`) allow by
+/// default, too.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
 /// Configures and binds a server: socket options, timeouts, concurrency mode and hooks.
 ///
@@ -66,6 +81,8 @@ pub(crate) struct LoopHooks {
 /// | [`max_connection_lifetime`](Self::max_connection_lifetime) | none | none (no such option) |
 /// | [`max_packet_size`](Self::max_packet_size) | 8192 | 8192 |
 /// | [`close_timeout`](Self::close_timeout) | none (wait for every request) | `block_on_close = True` |
+/// | [`stop_on_signals`](Self::stop_on_signals) | off: signals have their default effect | same |
+/// | [`grace_period`](Self::grace_period) | 30 s once a stop is graceful | no graceful stop |
 pub struct Builder<M = Single> {
     mode: M,
     bind: BindOptions,
@@ -76,6 +93,7 @@ pub struct Builder<M = Single> {
     close_timeout: Option<Duration>,
     hooks: LoopHooks,
     on_error: Option<ErrorHook>,
+    stopping: StopOptions,
 }
 
 impl Builder<Single> {
@@ -91,6 +109,7 @@ impl Builder<Single> {
             close_timeout: None,
             hooks: LoopHooks::default(),
             on_error: None,
+            stopping: StopOptions::default(),
         }
     }
 }
@@ -115,6 +134,7 @@ impl<M: Mode> Builder<M> {
             close_timeout: self.close_timeout,
             hooks: self.hooks,
             on_error: self.on_error,
+            stopping: self.stopping,
         }
     }
 
@@ -279,6 +299,86 @@ impl<M: Mode> Builder<M> {
         self
     }
 
+    /// Stops the server gracefully on SIGTERM or SIGINT — what systemd, Kubernetes, container
+    /// runtimes and a terminal's Ctrl-C send — and at once on a second one, or on SIGQUIT. One
+    /// call arms it; the grace period is 30 s unless [`grace_period`](Self::grace_period) says
+    /// otherwise.
+    ///
+    /// A graceful stop, once [`serve_forever`](Server::serve_forever) sees the signal:
+    ///
+    /// 1. calls the [`on_stop`](Self::on_stop) hook, and stops taking new requests;
+    /// 2. serves the connections (or datagrams) the kernel had already queued — a client that
+    ///    connected just before the stop is served, not reset — then closes the socket (a Unix
+    ///    server removes its socket file);
+    /// 3. waits for the running requests, and those queued in a [`Pool`](crate::Pool), to finish
+    ///    within the grace period; handlers see
+    ///    [`is_shutting_down`](ServerHandle::is_shutting_down) and can end long-lived
+    ///    connections early;
+    /// 4. returns `Ok(())`, so `main` can clean up and exit with status 0.
+    ///
+    /// If the grace period passes first, or a second SIGTERM/SIGINT or a SIGQUIT arrives
+    /// ([`ServerHandle::stop_now`] does the same), it logs how many requests were cut off and
+    /// returns at once with an error saying so (`TimedOut` or `Interrupted`): child processes
+    /// still handling requests are killed ([`Process`](crate::Process) children, and
+    /// [`Prefork`](crate::Prefork) workers, to whom the parent passes the stop), and
+    /// [`server_close`](Server::server_close) does not wait for handler threads. A further
+    /// signal after that ends the process at once (exit status 128 + the signal). In
+    /// [`Single`] mode the handler runs on the serving thread, so an immediate stop takes effect
+    /// when the request it is handling ends: bound requests with
+    /// [`idle_timeout`](Self::idle_timeout) or a [`Deadline`](crate::Deadline).
+    ///
+    /// The signal handlers only pass the signal on (through the `signal-hook` crate); the
+    /// stopping is done by the serving thread. Children of the process-based modes are
+    /// re-executions of the program, so they arm it too: a prefork worker drains like its
+    /// parent, a per-request child finishes its request (the parent kills it if the grace period
+    /// runs out). Requires the `signals` feature (on by default).
+    ///
+    /// ```no_run
+    /// use std::io::BufRead;
+    /// use std::time::Duration;
+    /// use socketserver::{Builder, StreamRequest, Threading};
+    ///
+    /// fn main() -> std::io::Result<()> {
+    ///     let mut server = Builder::new()
+    ///         .mode(Threading::new())
+    ///         .stop_on_signals()
+    ///         .grace_period(Duration::from_secs(10))
+    ///         .bind_tcp("127.0.0.1:8080", |req: &mut StreamRequest| {
+    ///             let mut line = String::new();
+    ///             req.read_line(&mut line).map(|_| ())
+    ///         })?;
+    ///     server.serve_forever()?; // returns after SIGTERM, once the requests are done
+    ///     server.server_close()?;
+    ///     // … clean up …
+    ///     Ok(()) // exit status 0
+    /// }
+    /// ```
+    #[cfg(feature = "signals")]
+    pub fn stop_on_signals(mut self) -> Self {
+        self.stopping.signals = true;
+        self.stopping.grace.get_or_insert(DEFAULT_GRACE_PERIOD);
+        self
+    }
+
+    /// How long a graceful stop lets running requests finish (30 s by default) before it cuts
+    /// them off; it bounds [`server_close`](Server::server_close)'s wait too, whatever the
+    /// [`close_timeout`](Self::close_timeout). Set on its own, without
+    /// [`stop_on_signals`](Self::stop_on_signals), it makes [`ServerHandle::shutdown`] a graceful
+    /// stop, for a program that handles signals itself: `shutdown` acts as SIGTERM does,
+    /// [`ServerHandle::stop_now`] as a second one.
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.stopping.grace = Some(grace);
+        self
+    }
+
+    /// Called once, on the serving thread, when [`serve_forever`](Server::serve_forever) begins
+    /// to stop — on [`ServerHandle::shutdown`] or a signal — before it drains: the place to tell
+    /// a supervisor the service is stopping, or to stop feeding work to it.
+    pub fn on_stop(mut self, hook: impl FnMut(&ServerHandle) + Send + 'static) -> Self {
+        self.hooks.on_stop = Some(Box::new(hook));
+        self
+    }
+
     /// Binds a TCP server to the first address of `addr` that works and starts listening.
     pub fn bind_tcp<H>(self, addr: impl ToSocketAddrs, handler: H) -> io::Result<Server<Tcp, H, M>>
     where
@@ -416,6 +516,7 @@ impl<M: Mode> Builder<M> {
             close_timeout: self.close_timeout,
             hooks: self.hooks,
             on_error: self.on_error,
+            stopping: self.stopping,
         }
     }
 }
@@ -430,6 +531,7 @@ pub(crate) struct BuiltParts<M> {
     pub(crate) close_timeout: Option<Duration>,
     pub(crate) hooks: LoopHooks,
     pub(crate) on_error: Option<ErrorHook>,
+    pub(crate) stopping: StopOptions,
 }
 
 impl<M: fmt::Debug> fmt::Debug for Builder<M> {
@@ -441,6 +543,7 @@ impl<M: fmt::Debug> fmt::Debug for Builder<M> {
             .field("threads", &self.threads)
             .field("timeout", &self.timeout)
             .field("close_timeout", &self.close_timeout)
+            .field("stopping", &self.stopping)
             .finish_non_exhaustive()
     }
 }

@@ -1,8 +1,10 @@
 //! [`ServerHandle`]: the cloneable, thread-safe way to reach a server while it serves.
 
 use std::fmt;
+use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::address::Address;
 use crate::failure::Failure;
@@ -17,6 +19,12 @@ pub(crate) type ErrorHook = Arc<dyn Fn(&Address, &Failure) + Send + Sync>;
 /// State shared by the server, its handle, and every request in flight.
 pub(crate) struct Shared {
     pub(crate) stop: StopSignal,
+    /// Stop waiting for running requests: a second signal, `stop_now`, or the grace period over.
+    pub(crate) abort: StopSignal,
+    /// Why `abort` was requested, for the log line and `serve_forever`'s error.
+    pub(crate) abort_reason: OnceLock<(io::ErrorKind, String)>,
+    /// With a graceful stop: how long running requests may take to finish once it begins.
+    pub(crate) grace: Option<Duration>,
     pub(crate) counters: Counters,
     pub(crate) local: Address,
     pub(crate) on_error: Option<ErrorHook>,
@@ -36,6 +44,35 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Requests an immediate stop for `reason`; returns whether this call was the first. Also
+    /// requests the ordinary stop, so whatever waits on either wakes.
+    pub(crate) fn abort(&self, reason: impl Into<String>) -> bool {
+        self.abort_with(io::ErrorKind::Interrupted, reason)
+    }
+
+    /// [`abort`](Self::abort), saying which error kind `serve_forever` returns for it.
+    pub(crate) fn abort_with(&self, kind: io::ErrorKind, reason: impl Into<String>) -> bool {
+        let _ = self.abort_reason.set((kind, reason.into()));
+        self.stop.request();
+        let first = self.abort.request();
+        self.counters.wake();
+        first
+    }
+
+    /// Why the stop became immediate, and the error kind that reports it.
+    pub(crate) fn abort_reason(&self) -> (io::ErrorKind, String) {
+        self.abort_reason.get().cloned().unwrap_or((
+            io::ErrorKind::Interrupted,
+            "stop_now was called".to_string(),
+        ))
+    }
+
+    /// When a graceful stop's grace period ends: `None` with no grace period, or before the stop.
+    pub(crate) fn grace_deadline(&self) -> Option<Instant> {
+        let began = self.stop.requested_at()?;
+        self.grace.map(|grace| began + grace)
     }
 
     /// Logs how many failures the default report held back since its last line (when the server
@@ -74,8 +111,60 @@ impl ServerHandle {
         }
     }
 
-    /// Whether [`shutdown`](Self::shutdown) has been called. Long-lived handlers (a chat session,
-    /// say) can check it to end early.
+    /// Stops at once: like [`shutdown`](Self::shutdown), and in a graceful stop (see
+    /// [`Builder::stop_on_signals`](crate::Builder::stop_on_signals) and
+    /// [`Builder::grace_period`](crate::Builder::grace_period)) also stops waiting for the
+    /// requests still running — what a second SIGINT or SIGTERM, or a SIGQUIT, does.
+    /// `serve_forever` returns within milliseconds with an `Interrupted` error saying how many
+    /// requests were cut off (`Ok` if none were), child processes still handling requests are
+    /// killed, and [`Server::server_close`](crate::Server::server_close) does not wait for
+    /// handler threads. Threads cannot be killed: a handler still running is left to the end of
+    /// the process.
+    pub fn stop_now(&self) {
+        if self.shared.abort("stop_now was called") {
+            log::warn!(
+                "stopping server on {} at once; {} request(s) running",
+                self.shared.local,
+                self.shared.counters.active()
+            );
+        }
+    }
+
+    /// Whether the server is stopping: [`shutdown`](Self::shutdown) or
+    /// [`stop_now`](Self::stop_now) was called, or a signal armed by
+    /// [`Builder::stop_on_signals`](crate::Builder::stop_on_signals) arrived. Long-lived
+    /// handlers (a chat session, a keep-alive connection) check it to end early, as soon as the
+    /// stop begins rather than when the grace period runs out:
+    ///
+    /// ```
+    /// use std::io::{self, BufRead, Write};
+    /// use std::time::Duration;
+    /// use socketserver::StreamRequest;
+    ///
+    /// /// Answers lines until the client leaves or the server stops.
+    /// fn keep_alive(req: &mut StreamRequest) -> io::Result<()> {
+    ///     // Wake every second while idle, to look at the server's state.
+    ///     req.set_read_timeout(Some(Duration::from_secs(1)))?;
+    ///     let mut line = String::new();
+    ///     loop {
+    ///         if req.server().is_shutting_down() {
+    ///             return Ok(()); // between requests: end the connection now
+    ///         }
+    ///         match req.read_line(&mut line) {
+    ///             Ok(0) => return Ok(()), // the client closed
+    ///             Ok(_) => {
+    ///                 req.write_all(line.to_uppercase().as_bytes())?;
+    ///                 line.clear();
+    ///             }
+    ///             // Idle for a second: loop round to check for a stop. (What part of a line
+    ///             // arrived stays in `line`.)
+    ///             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+    ///             Err(e) => return Err(e),
+    ///         }
+    ///     }
+    /// }
+    /// # let _ = keep_alive;
+    /// ```
     pub fn is_shutting_down(&self) -> bool {
         self.shared.stop.is_requested()
     }
@@ -96,6 +185,7 @@ impl fmt::Debug for ServerHandle {
         f.debug_struct("ServerHandle")
             .field("local_addr", &self.shared.local)
             .field("shutting_down", &self.is_shutting_down())
+            .field("stopping_at_once", &self.shared.abort.is_requested())
             .finish()
     }
 }

@@ -1,0 +1,126 @@
+//! Stopping on SIGTERM, SIGINT and SIGQUIT ([`Builder::stop_on_signals`](crate::Builder::stop_on_signals)).
+//!
+//! `signal-hook`'s handlers only write to its self-pipe; a small relay thread reads the signals
+//! from there and turns them into the same requests `shutdown` and `stop_now` make, which the
+//! serving thread acts on. Keeping the relay separate from the serving loop means a stop still
+//! reaches a loop that is blocked waiting for pool or thread capacity, and a later reload or
+//! upgrade signal (SIGHUP, SIGUSR2, …) has one place to be added.
+
+use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::iterator::{Handle, Signals};
+
+use super::handle::ServerHandle;
+
+/// The signals a graceful stop listens to.
+const STOP_SIGNALS: [i32; 3] = [SIGTERM, SIGINT, SIGQUIT];
+
+/// Passes stop signals to one server for as long as it lives.
+pub(crate) struct SignalRelay {
+    handle: Handle,
+}
+
+impl SignalRelay {
+    /// Installs the handlers and starts the relay thread for `server`.
+    pub(crate) fn start(server: ServerHandle) -> io::Result<SignalRelay> {
+        let mut signals = Signals::new(STOP_SIGNALS).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot install handlers for SIGTERM, SIGINT and SIGQUIT: {e}"),
+            )
+        })?;
+        let handle = signals.handle();
+        let spawned = std::thread::Builder::new()
+            .name("socketserver-signals".to_string())
+            .spawn(move || {
+                let mut stops = 0;
+                for signal in signals.forever() {
+                    relay(&server, signal, &mut stops);
+                }
+            });
+        if let Err(e) = spawned {
+            handle.close();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot start the thread that relays stop signals: {e}"),
+            ));
+        }
+        Ok(SignalRelay { handle })
+    }
+}
+
+impl Drop for SignalRelay {
+    fn drop(&mut self) {
+        self.handle.close();
+        // signal-hook leaves its handler installed once no action remains, which would make the
+        // signals do nothing at all: give them their default effect back for the rest of the run.
+        let default = Arc::new(AtomicBool::new(true));
+        for signal in STOP_SIGNALS {
+            if let Err(e) = signal_hook::flag::register_conditional_default(signal, default.clone())
+            {
+                log::debug!("cannot restore the default action of {}: {e}", name(signal));
+            }
+        }
+    }
+}
+
+/// What one signal does: the first SIGTERM or SIGINT starts a graceful stop, a second one or a
+/// SIGQUIT stops at once, and any signal after that ends the process.
+fn relay(server: &ServerHandle, signal: i32, stops: &mut u32) {
+    let shared = &server.shared;
+    let name = name(signal);
+    if shared.abort.is_requested() {
+        log::error!("{name} while already stopping at once: exiting now");
+        std::process::exit(128 + signal);
+    }
+    *stops += 1;
+    if signal == SIGQUIT || *stops > 1 {
+        if shared.abort(format!("{name} arrived")) {
+            log::warn!(
+                "{name}: stopping server on {} at once; {} request(s) running",
+                shared.local,
+                shared.counters.active()
+            );
+        }
+        return;
+    }
+    let grace = shared.grace.map_or("no grace period".to_string(), |g| {
+        format!("grace period {g:?}")
+    });
+    if shared.stop.request() {
+        log::info!(
+            "{name}: stopping server on {} gracefully ({grace}, {} request(s) running); \
+             send SIGINT or SIGTERM again, or SIGQUIT, to stop at once",
+            shared.local,
+            shared.counters.active()
+        );
+    }
+}
+
+/// Keeps SIGTERM and SIGINT from ending a per-request child: the parent decides when its
+/// request is cut off (a terminal's Ctrl-C and systemd's stop reach every process of the group).
+/// A handler, unlike ignoring, is reset by `exec`, so programs the request runs are unaffected.
+pub(crate) fn shield_request_child() -> io::Result<()> {
+    let noticed = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGINT] {
+        signal_hook::flag::register(signal, noticed.clone()).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot install a handler for {}: {e}", name(signal)),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn name(signal: i32) -> &'static str {
+    match signal {
+        SIGTERM => "SIGTERM",
+        SIGINT => "SIGINT",
+        SIGQUIT => "SIGQUIT",
+        _ => "signal",
+    }
+}

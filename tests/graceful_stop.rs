@@ -1,0 +1,644 @@
+//! Graceful stop on signals (`Builder::stop_on_signals`), in every mode, end to end.
+//!
+//! A signal goes to a whole process, so the server under test cannot be this test process: this
+//! binary is its own server program, run without libtest's harness (`harness = false` in
+//! Cargo.toml), as `tests/process_modes.rs` is. Started with `GRACEFUL_SCENARIO=<mode>` in its
+//! environment it is a *scenario server*: it serves slow requests in that mode with
+//! `stop_on_signals`, prints `listening on <addr>`, and exits 0 if `serve_forever` and
+//! `server_close` returned `Ok` (1 with the error otherwise). The children of the process
+//! modes re-execute it with the same environment and build the same server. Started without
+//! it, it is the *driver*: each test starts a scenario server, puts requests in flight, signals
+//! it with `kill(2)` and checks what the clients got and how the process ended.
+//!
+//! A request is a line; the handler answers `started <pid>` at once, sleeps `GRACEFUL_SLOW_MS`,
+//! then answers `done <line>`. Every socket has a timeout and every wait a deadline; a scenario
+//! server is killed when its test ends, however it ends.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use socketserver::{
+    is_worker, AnyMode, Builder, Pool, Prefork, Process, Single, StreamRequest, Threading,
+};
+
+const SCENARIO_VAR: &str = "GRACEFUL_SCENARIO";
+const SLOW_VAR: &str = "GRACEFUL_SLOW_MS";
+const GRACE_VAR: &str = "GRACEFUL_GRACE_MS";
+const UNIX_VAR: &str = "GRACEFUL_UNIX_PATH";
+
+/// Read and write timeout of every socket, the server's included.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long anything a test waits for may take before the test fails.
+const WAIT: Duration = Duration::from_secs(20);
+/// The grace period of the tests that expect every request to finish.
+const GRACE: Duration = Duration::from_secs(5);
+
+fn main() -> ExitCode {
+    if let Ok(mode) = std::env::var(SCENARIO_VAR) {
+        return scenario_server(&mode);
+    }
+    run_tests()
+}
+
+// =============================================================================================
+// The driver
+
+type TestFn = fn() -> Result<(), String>;
+
+const TESTS: &[(&str, TestFn)] = &[
+    ("single_sigterm_serves_the_backlog_and_exits_0", || {
+        twenty_in_flight("single", 100)
+    }),
+    ("threading_sigterm_lets_20_requests_finish", || {
+        twenty_in_flight("threading", 300)
+    }),
+    (
+        "pool_sigterm_finishes_running_queued_and_backlog_requests",
+        || twenty_in_flight("pool", 300),
+    ),
+    ("process_sigterm_lets_20_children_finish", || {
+        twenty_in_flight("process", 300)
+    }),
+    ("prefork_sigterm_lets_the_workers_drain", || {
+        twenty_in_flight("prefork", 300)
+    }),
+    (
+        "unix_server_removes_its_socket_file_on_sigterm",
+        unix_socket_file,
+    ),
+    ("threading_second_sigint_stops_at_once", || {
+        second_signal("threading")
+    }),
+    ("pool_second_sigint_stops_at_once", || second_signal("pool")),
+    ("process_second_sigint_kills_the_children", || {
+        second_signal("process")
+    }),
+    ("prefork_second_sigint_kills_the_workers", || {
+        second_signal("prefork")
+    }),
+    ("sigquit_stops_at_once", sigquit),
+    ("the_grace_period_bounds_the_wait", grace_runs_out),
+];
+
+fn run_tests() -> ExitCode {
+    // `cargo test -- <filter>` passes the filter on; options (starting with '-') are ignored.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let selected: Vec<_> = TESTS
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} tests", selected.len());
+    let mut failed = Vec::new();
+    for (name, test) in &selected {
+        let started = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(test)).unwrap_or_else(|panic| {
+            Err(panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panicked".to_string()))
+        });
+        match outcome {
+            Ok(()) => println!("test {name} ... ok ({:.1?})", started.elapsed()),
+            Err(why) => {
+                println!("test {name} ... FAILED\n{why}");
+                failed.push(*name);
+            }
+        }
+    }
+    if failed.is_empty() {
+        println!("\ntest result: ok. {} passed", selected.len());
+        ExitCode::SUCCESS
+    } else {
+        println!("\ntest result: FAILED. failures: {failed:?}");
+        ExitCode::FAILURE
+    }
+}
+
+/// A scenario server: the child process, its collected stderr, and where it listens.
+struct Scenario {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    addr: String,
+    unix: Option<PathBuf>,
+}
+
+impl Scenario {
+    fn start(mode: &str, slow: Duration, grace: Duration, unix: Option<PathBuf>) -> Scenario {
+        let mut command = Command::new(std::env::current_exe().expect("this test program"));
+        command
+            .env(SCENARIO_VAR, mode)
+            .env(SLOW_VAR, slow.as_millis().to_string())
+            .env(GRACE_VAR, grace.as_millis().to_string())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(path) = &unix {
+            command.env(UNIX_VAR, path);
+        }
+        let mut child = command.spawn().expect("start the scenario server");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("piped stderr");
+        let collected = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buf[..n]);
+                collected.lock().unwrap().push_str(&text);
+            }
+        });
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = tx.send(reader.read_line(&mut line).map(|_| line));
+            let _ = io::copy(&mut reader, &mut io::sink());
+        });
+        let mut scenario = Scenario {
+            child,
+            stderr,
+            addr: String::new(),
+            unix,
+        };
+        let line = match rx.recv_timeout(WAIT) {
+            Ok(Ok(line)) => line,
+            _ => panic!(
+                "{mode}: no `listening on` line; stderr:\n{}",
+                scenario.log()
+            ),
+        };
+        scenario.addr = line
+            .trim_end()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("{mode}: first line {line:?}; stderr:\n{}", scenario.log()))
+            .to_string();
+        scenario
+    }
+
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid, which is not reaped before `wait` below.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
+    }
+
+    /// The exit status, or `None` if it is still running after `timeout`.
+    fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// A connected client that has sent request `n`.
+    fn client(&self, n: usize) -> io::Result<Box<dyn ReadWrite>> {
+        let mut stream: Box<dyn ReadWrite> = match &self.unix {
+            Some(path) => {
+                let s = UnixStream::connect(path)?;
+                s.set_read_timeout(Some(IO_TIMEOUT))?;
+                s.set_write_timeout(Some(IO_TIMEOUT))?;
+                Box::new(s)
+            }
+            None => {
+                let s = TcpStream::connect(&self.addr)?;
+                s.set_read_timeout(Some(IO_TIMEOUT))?;
+                s.set_write_timeout(Some(IO_TIMEOUT))?;
+                Box::new(s)
+            }
+        };
+        writeln!(stream, "request {n}")?;
+        Ok(stream)
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+trait ReadWrite: Read + Write + Send {}
+impl<T: Read + Write + Send> ReadWrite for T {}
+
+/// What happened to one client.
+#[derive(Debug)]
+enum Event {
+    /// Connected and sent its request.
+    Sent,
+    /// Its handler began, in process `pid`.
+    Started(u32),
+    /// The whole answer arrived (`Ok`), or what went wrong.
+    Ended(Result<(), String>),
+}
+
+/// Starts `count` clients at once; each reports its events on the channel.
+fn clients(scenario: &Scenario, count: usize) -> mpsc::Receiver<(usize, Event)> {
+    let (tx, rx) = mpsc::channel();
+    thread::scope(|scope| {
+        for n in 0..count {
+            let tx = tx.clone();
+            scope.spawn(move || match scenario.client(n) {
+                Ok(stream) => {
+                    let _ = tx.send((n, Event::Sent));
+                    thread::spawn(move || {
+                        let ended = converse(stream, n, &tx);
+                        let _ = tx.send((n, Event::Ended(ended)));
+                    });
+                }
+                Err(e) => {
+                    let _ = tx.send((n, Event::Ended(Err(format!("connect: {e}")))));
+                }
+            });
+        }
+    });
+    rx
+}
+
+fn converse(
+    stream: Box<dyn ReadWrite>,
+    n: usize,
+    tx: &mpsc::Sender<(usize, Event)>,
+) -> Result<(), String> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .map_err(|e| format!("read: {e}"))?;
+    let pid = line
+        .trim_end()
+        .strip_prefix("started ")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("expected `started <pid>`, got {line:?}"))?;
+    let _ = tx.send((n, Event::Started(pid)));
+    line.clear();
+    reader
+        .read_line(&mut line)
+        .map_err(|e| format!("read: {e}"))?;
+    if line != format!("done request {n}\n") {
+        return Err(format!("expected `done request {n}`, got {line:?}"));
+    }
+    Ok(())
+}
+
+/// Collects events until `enough` holds for them, or fails after [`WAIT`].
+struct Tally {
+    sent: usize,
+    started: Vec<u32>,
+    ended: Vec<(usize, Result<(), String>)>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            sent: 0,
+            started: Vec::new(),
+            ended: Vec::new(),
+        }
+    }
+
+    fn until(
+        &mut self,
+        rx: &mpsc::Receiver<(usize, Event)>,
+        what: &str,
+        enough: impl Fn(&Tally) -> bool,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + WAIT;
+        while !enough(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((_, Event::Sent)) => self.sent += 1,
+                Ok((_, Event::Started(pid))) => self.started.push(pid),
+                Ok((n, Event::Ended(result))) => self.ended.push((n, result)),
+                Err(_) => {
+                    return Err(format!(
+                        "waited {WAIT:?} for {what}: {} sent, {} started, ended: {:?}",
+                        self.sent,
+                        self.started.len(),
+                        self.ended
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How many requests the mode runs at once (the rest wait in a queue or the listen backlog).
+fn concurrency(mode: &str) -> usize {
+    match mode {
+        "single" => 1,
+        "pool" => 4,
+        _ => 20,
+    }
+}
+
+/// Whether every process in `pids` has ended (a child killed or exited, then reaped by init).
+fn all_gone(pids: &[u32]) -> bool {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let alive: Vec<u32> = pids
+            .iter()
+            .copied()
+            // SAFETY: signal 0 only checks that the process exists.
+            .filter(|&pid| unsafe { libc::kill(pid as libc::pid_t, 0) } == 0)
+            .collect();
+        if alive.is_empty() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(what())
+    }
+}
+
+/// 20 slow requests in flight, SIGTERM: every one completes, the server exits 0 within the
+/// grace period, and no process it started is left.
+fn twenty_in_flight(mode: &str, slow_ms: u64) -> Result<(), String> {
+    let mut server = Scenario::start(mode, Duration::from_millis(slow_ms), GRACE, None);
+    run_twenty(&mut server, mode)
+}
+
+fn run_twenty(server: &mut Scenario, mode: &str) -> Result<(), String> {
+    const CLIENTS: usize = 20;
+    let events = clients(server, CLIENTS);
+    let mut tally = Tally::new();
+    let running = concurrency(mode);
+    tally.until(&events, "the requests to be in flight", |t| {
+        t.sent + t.ended.len() >= CLIENTS && t.started.len() >= running
+    })?;
+    let started_before = tally.started.len();
+    let signalled = Instant::now();
+    server.signal(libc::SIGTERM);
+    let status = server.wait(GRACE + WAIT);
+    let took = signalled.elapsed();
+    tally.until(&events, "every client to finish", |t| {
+        t.ended.len() >= CLIENTS
+    })?;
+    println!(
+        "  {mode}: {started_before} of {CLIENTS} running at SIGTERM, the rest queued; \
+         SIGTERM to exit: {took:.2?}"
+    );
+    let log = server.log();
+    let status =
+        status.ok_or_else(|| format!("still running {:?} after SIGTERM:\n{log}", GRACE + WAIT))?;
+    let failed: Vec<_> = tally.ended.iter().filter(|(_, r)| r.is_err()).collect();
+    check(failed.is_empty(), || {
+        format!(
+            "{} of {CLIENTS} requests failed: {failed:?}\n{log}",
+            failed.len()
+        )
+    })?;
+    check(status.success(), || {
+        format!("exit status {status}, expected 0:\n{log}")
+    })?;
+    check(took < GRACE, || {
+        format!("took {took:?}, longer than the grace period:\n{log}")
+    })?;
+    check(all_gone(&tally.started), || {
+        format!(
+            "processes that served requests outlived the server: {:?}",
+            tally.started
+        )
+    })
+}
+
+fn unix_socket_file() -> Result<(), String> {
+    let path =
+        std::env::temp_dir().join(format!("socketserver-graceful-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut server = Scenario::start(
+        "threading",
+        Duration::from_millis(300),
+        GRACE,
+        Some(path.clone()),
+    );
+    check(path.exists(), || {
+        "the socket file was not created".to_string()
+    })?;
+    let result = run_twenty(&mut server, "threading");
+    let left = path.exists();
+    let _ = std::fs::remove_file(&path);
+    result?;
+    check(!left, || format!("{} was left behind", path.display()))
+}
+
+/// Requests that would take a minute, a graceful stop with a long grace period, then a second
+/// signal: the server exits at once with status 1, saying what it cut off, and no process it
+/// started is left.
+fn second_signal(mode: &str) -> Result<(), String> {
+    const CLIENTS: usize = 3;
+    let mut server = Scenario::start(mode, Duration::from_secs(60), Duration::from_secs(60), None);
+    let events = clients(&server, CLIENTS);
+    let mut tally = Tally::new();
+    tally.until(&events, "the requests to start", |t| {
+        t.started.len() >= CLIENTS
+    })?;
+    server.signal(libc::SIGTERM);
+    server_log_says(&server, "gracefully")?;
+    check(server.wait(Duration::from_millis(300)).is_none(), || {
+        format!(
+            "exited on the first signal, with requests running:\n{}",
+            server.log()
+        )
+    })?;
+    let signalled = Instant::now();
+    server.signal(libc::SIGINT);
+    let status = server.wait(WAIT);
+    let took = signalled.elapsed();
+    println!("  {mode}: second signal to exit: {took:.2?}");
+    let log = server.log();
+    let status = status.ok_or_else(|| format!("still running {WAIT:?} after SIGINT:\n{log}"))?;
+    check(status.code() == Some(1), || {
+        format!("exit status {status}, expected 1:\n{log}")
+    })?;
+    let cut = match mode {
+        "prefork" => "worker process(es) killed",
+        _ => "3 request(s) cut off",
+    };
+    check(log.contains(cut), || {
+        format!("the log does not say {cut:?}:\n{log}")
+    })?;
+    tally.until(&events, "every client to end", |t| t.ended.len() >= CLIENTS)?;
+    check(tally.ended.iter().all(|(_, r)| r.is_err()), || {
+        format!(
+            "a request finished although it was cut off: {:?}",
+            tally.ended
+        )
+    })?;
+    check(all_gone(&tally.started), || {
+        format!(
+            "processes that served requests outlived the server: {:?}",
+            tally.started
+        )
+    })
+}
+
+fn server_log_says(server: &Scenario, text: &str) -> Result<(), String> {
+    let deadline = Instant::now() + WAIT;
+    while !server.log().contains(text) {
+        if Instant::now() >= deadline {
+            return Err(format!("the log never said {text:?}:\n{}", server.log()));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+fn sigquit() -> Result<(), String> {
+    let mut server = Scenario::start(
+        "threading",
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+        None,
+    );
+    let events = clients(&server, 2);
+    let mut tally = Tally::new();
+    tally.until(&events, "the requests to start", |t| t.started.len() >= 2)?;
+    let signalled = Instant::now();
+    server.signal(libc::SIGQUIT);
+    let status = server.wait(WAIT);
+    println!("  SIGQUIT to exit: {:.2?}", signalled.elapsed());
+    let log = server.log();
+    let status = status.ok_or_else(|| format!("still running after SIGQUIT:\n{log}"))?;
+    check(status.code() == Some(1), || {
+        format!("exit status {status}, expected 1:\n{log}")
+    })?;
+    check(
+        log.contains("SIGQUIT") && log.contains("2 request(s) cut off"),
+        || format!("the log does not say what SIGQUIT cut off:\n{log}"),
+    )
+}
+
+fn grace_runs_out() -> Result<(), String> {
+    let grace = Duration::from_millis(500);
+    let mut server = Scenario::start("pool", Duration::from_secs(60), grace, None);
+    let events = clients(&server, 6);
+    let mut tally = Tally::new();
+    tally.until(&events, "the requests to be in flight", |t| {
+        t.sent >= 6 && t.started.len() >= 4
+    })?;
+    let signalled = Instant::now();
+    server.signal(libc::SIGTERM);
+    let status = server.wait(WAIT);
+    let took = signalled.elapsed();
+    println!("  grace {grace:?}: SIGTERM to exit: {took:.2?}");
+    let log = server.log();
+    let status = status.ok_or_else(|| format!("still running after the grace period:\n{log}"))?;
+    check(status.code() == Some(1), || {
+        format!("exit status {status}, expected 1:\n{log}")
+    })?;
+    check(took >= grace, || {
+        format!("exited after {took:?}, before the grace period:\n{log}")
+    })?;
+    // 4 running, 2 queued for the pool's workers: all cut off.
+    check(log.contains("6 request(s) cut off"), || {
+        format!("the log does not say 6 requests were cut off:\n{log}")
+    })
+}
+
+// =============================================================================================
+// The scenario server
+
+fn scenario_server(mode: &str) -> ExitCode {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .is_test(false)
+        .try_init();
+    match serve(mode) {
+        Ok(()) => {
+            if !is_worker() {
+                eprintln!("scenario: serve_forever and server_close returned Ok");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("scenario {mode}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn millis(var: &str) -> io::Result<Duration> {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .ok_or_else(|| io::Error::other(format!("{var} is not set to a number of milliseconds")))
+}
+
+fn serve(mode: &str) -> io::Result<()> {
+    let slow = millis(SLOW_VAR)?;
+    let grace = millis(GRACE_VAR)?;
+    let mode: AnyMode = match mode {
+        "single" => Single.into(),
+        "threading" => Threading::new().into(),
+        "pool" => Pool::new(4).queue(4).into(),
+        "process" => Process::new().into(),
+        "prefork" => Prefork::new(2).worker_mode(Threading::new()).into(),
+        other => return Err(io::Error::other(format!("no scenario named {other}"))),
+    };
+    let handler = move |req: &mut StreamRequest| -> io::Result<()> {
+        let mut line = String::new();
+        req.read_line(&mut line)?;
+        writeln!(req, "started {}", std::process::id())?;
+        thread::sleep(slow);
+        write!(req, "done {line}")
+    };
+    let builder = Builder::new()
+        .mode(mode)
+        .read_timeout(IO_TIMEOUT)
+        .write_timeout(IO_TIMEOUT)
+        .stop_on_signals()
+        .grace_period(grace);
+    match std::env::var_os(UNIX_VAR) {
+        Some(path) => run(builder.bind_unix_stream(path, handler)?),
+        None => run(builder.bind_tcp("127.0.0.1:0", handler)?),
+    }
+}
+
+fn run<T, H>(mut server: socketserver::Server<T, H, AnyMode>) -> io::Result<()>
+where
+    T: socketserver::transport::Transport,
+    H: socketserver::RequestHandler<T::Request> + Clone,
+{
+    if !is_worker() {
+        println!("listening on {}", server.local_addr());
+        io::stdout().flush()?;
+    }
+    server.serve_forever()?;
+    server.server_close()
+}
