@@ -33,6 +33,8 @@ const SCENARIO_VAR: &str = "GRACEFUL_SCENARIO";
 const SLOW_VAR: &str = "GRACEFUL_SLOW_MS";
 const GRACE_VAR: &str = "GRACEFUL_GRACE_MS";
 const UNIX_VAR: &str = "GRACEFUL_UNIX_PATH";
+/// Set: the handler serves requests on a connection until `wait_for_request` says to stop.
+const KEEP_ALIVE_VAR: &str = "GRACEFUL_KEEP_ALIVE";
 
 /// Read and write timeout of every socket, the server's included.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,6 +87,20 @@ const TESTS: &[(&str, TestFn)] = &[
         second_signal("prefork")
     }),
     ("sigquit_stops_at_once", sigquit),
+    ("single_idle_keep_alive_connection_ends_at_the_stop", || {
+        idle_keep_alive("single")
+    }),
+    (
+        "threading_idle_keep_alive_connections_end_at_the_stop",
+        || idle_keep_alive("threading"),
+    ),
+    ("process_idle_keep_alive_children_end_at_the_stop", || {
+        idle_keep_alive("process")
+    }),
+    (
+        "prefork_idle_keep_alive_connections_end_at_the_stop",
+        || idle_keep_alive("prefork"),
+    ),
     ("the_grace_period_bounds_the_wait", grace_runs_out),
 ];
 
@@ -136,7 +152,20 @@ struct Scenario {
 
 impl Scenario {
     fn start(mode: &str, slow: Duration, grace: Duration, unix: Option<PathBuf>) -> Scenario {
+        Scenario::start_with(mode, slow, grace, unix, false)
+    }
+
+    fn start_with(
+        mode: &str,
+        slow: Duration,
+        grace: Duration,
+        unix: Option<PathBuf>,
+        keep_alive: bool,
+    ) -> Scenario {
         let mut command = Command::new(std::env::current_exe().expect("this test program"));
+        if keep_alive {
+            command.env(KEEP_ALIVE_VAR, "1");
+        }
         command
             .env(SCENARIO_VAR, mode)
             .env(SLOW_VAR, slow.as_millis().to_string())
@@ -544,6 +573,70 @@ fn sigquit() -> Result<(), String> {
     )
 }
 
+/// Clients that had their answer and hold their connection open, idle: a graceful stop ends
+/// their connections at once (`wait_for_request`), so the server exits 0 long before the grace
+/// period, and each client sees the connection closed.
+fn idle_keep_alive(mode: &str) -> Result<(), String> {
+    let clients = if mode == "single" { 1 } else { 3 };
+    let grace = Duration::from_secs(30);
+    let mut server = Scenario::start_with(mode, Duration::from_millis(10), grace, None, true);
+    let (tx, rx) = mpsc::channel();
+    for n in 0..clients {
+        let mut stream = server.client(n).map_err(|e| format!("connect: {e}"))?;
+        let tx = tx.clone();
+        thread::spawn(move || {
+            let mut answer = [0u8; 256];
+            let mut got = Vec::new();
+            // The two answer lines, then the end of the connection.
+            let ended = loop {
+                match stream.read(&mut answer) {
+                    Ok(0) => break Ok(String::from_utf8_lossy(&got).into_owned()),
+                    Ok(k) => {
+                        got.extend_from_slice(&answer[..k]);
+                        if got.ends_with(format!("done request {n}\n").as_bytes()) {
+                            let _ = tx.send((n, None));
+                        }
+                    }
+                    Err(e) => break Err(format!("read: {e}")),
+                }
+            };
+            let _ = tx.send((n, Some(ended)));
+        });
+    }
+    let deadline = Instant::now() + WAIT;
+    let mut answered = 0;
+    while answered < clients {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok((_, None)) => answered += 1,
+            Ok((n, Some(ended))) => return Err(format!("client {n} ended early: {ended:?}")),
+            Err(_) => return Err(format!("no answer within {WAIT:?}:\n{}", server.log())),
+        }
+    }
+    let signalled = Instant::now();
+    server.signal(libc::SIGTERM);
+    let status = server.wait(WAIT);
+    let took = signalled.elapsed();
+    println!("  {mode}: {clients} idle keep-alive connection(s): SIGTERM to exit: {took:.2?}");
+    let log = server.log();
+    let status = status.ok_or_else(|| format!("still running {WAIT:?} after SIGTERM:\n{log}"))?;
+    check(status.success(), || {
+        format!("exit status {status}, expected 0:\n{log}")
+    })?;
+    for _ in 0..clients {
+        match rx.recv_timeout(WAIT) {
+            Ok((_, Some(Ok(_)))) => {}
+            other => {
+                return Err(format!(
+                    "a client did not see its connection closed: {other:?}"
+                ))
+            }
+        }
+    }
+    check(took < grace / 2, || {
+        format!("took {took:?}: the idle connections held the stop:\n{log}")
+    })
+}
+
 fn grace_runs_out() -> Result<(), String> {
     let grace = Duration::from_millis(500);
     let mut server = Scenario::start("pool", Duration::from_secs(60), grace, None);
@@ -611,12 +704,21 @@ fn serve(mode: &str) -> io::Result<()> {
         "prefork" => Prefork::new(2).worker_mode(Threading::new()).into(),
         other => return Err(io::Error::other(format!("no scenario named {other}"))),
     };
+    let keep_alive = std::env::var_os(KEEP_ALIVE_VAR).is_some();
     let handler = move |req: &mut StreamRequest| -> io::Result<()> {
         let mut line = String::new();
-        req.read_line(&mut line)?;
-        writeln!(req, "started {}", std::process::id())?;
-        thread::sleep(slow);
-        write!(req, "done {line}")
+        loop {
+            line.clear();
+            if req.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            writeln!(req, "started {}", std::process::id())?;
+            thread::sleep(slow);
+            write!(req, "done {line}")?;
+            if !keep_alive || !req.wait_for_request()? {
+                return Ok(());
+            }
+        }
     };
     let builder = Builder::new()
         .mode(mode)

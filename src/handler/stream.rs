@@ -207,6 +207,45 @@ impl StreamRequest {
         &self.server
     }
 
+    /// Waits, between two requests on a keep-alive connection, for the next one: `Ok(true)` once
+    /// its first bytes are here (read them as usual), `Ok(false)` if the client closed the
+    /// connection — or if the server began to stop and nothing of a next request had arrived.
+    /// So a graceful stop ([`Builder::stop_on_signals`](crate::Builder::stop_on_signals)) ends
+    /// idle connections at once, instead of waiting out its grace period for clients that keep
+    /// them open; a request that is already on its way is still served. The wait honours the
+    /// request's read timeout and time limits as a read does, and fails as a read would.
+    ///
+    /// ```
+    /// use std::io::{BufRead, Write};
+    /// use socketserver::StreamRequest;
+    ///
+    /// fn echo_lines(req: &mut StreamRequest) -> std::io::Result<()> {
+    ///     let mut line = String::new();
+    ///     while req.wait_for_request()? {
+    ///         line.clear();
+    ///         if req.read_line(&mut line)? == 0 {
+    ///             break;
+    ///         }
+    ///         req.write_all(line.as_bytes())?;
+    ///     }
+    ///     Ok(()) // closed by the client, or the server is stopping
+    /// }
+    /// # let _ = echo_lines;
+    /// ```
+    ///
+    /// In a [`Process`](crate::Process) child the stop is seen when its parent passes it on,
+    /// which it does with [`stop_on_signals`](crate::Builder::stop_on_signals).
+    pub fn wait_for_request(&mut self) -> io::Result<bool> {
+        if self.buffer.has_data() {
+            return Ok(true);
+        }
+        let stop = self.server.shared.stop.pipe_fd();
+        if !self.conn.wait_readable(stop)? && !self.conn.readable_now()? {
+            return Ok(false);
+        }
+        Ok(!self.fill_buf()?.is_empty())
+    }
+
     /// The underlying connection, for what the request does not wrap.
     pub fn connection(&self) -> &Connection {
         self.conn.connection()

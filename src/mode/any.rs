@@ -185,6 +185,9 @@ impl ModeImpl for AnyMode {
     fn cut_off(&mut self) {
         self.inner_mut().cut_off()
     }
+    fn pass_stop_on(&mut self) {
+        self.inner_mut().pass_stop_on()
+    }
 }
 
 #[cfg(test)]

@@ -113,6 +113,9 @@ pub(crate) mod sealed {
         fn stop_workers(&mut self, _abort: &StopSignal) -> usize {
             0
         }
+        /// The stop has begun: tell running children, so their handlers see
+        /// `is_shutting_down`. Must not block.
+        fn pass_stop_on(&mut self) {}
         /// The stop turned immediate: end what the mode can of the requests still running (kill
         /// child processes, close connections still queued). Must not block.
         fn cut_off(&mut self) {}

@@ -1,8 +1,8 @@
 //! [`Process`]: a child process for every request — Python's `ForkingMixIn`, without `fork()`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io;
-use std::process::{Child, ExitStatus};
+use std::process::{Child, ChildStdin, ExitStatus};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::sealed::ModeImpl;
@@ -36,8 +36,12 @@ pub const DEFAULT_MAX_CHILDREN: usize = 40;
 ///   optional [`close_timeout`](crate::Builder::close_timeout).
 /// * A graceful stop ([`stop_on_signals`](crate::Builder::stop_on_signals)) lets the children
 ///   finish their requests within the grace period, then kills those still running (SIGKILL), as
-///   an immediate stop does at once. Children ignore the SIGINT and SIGTERM that a terminal or
-///   systemd sends the whole process group: their parent decides.
+///   an immediate stop does at once. A child's stdin stays open as a lifeline while it runs:
+///   when any stop begins the parent closes it, and
+///   [`is_shutting_down`](crate::ServerHandle::is_shutting_down) turns true for the child's
+///   handler, so it can end a long-lived connection early. With `stop_on_signals` children do
+///   not end on the SIGINT or SIGTERM a terminal or systemd sends the whole process group
+///   either: the parent decides when a request is cut off.
 ///
 /// **Everything `main` does before building the server runs again in every child.** The server
 /// must be built the same way each run (same mode, same transport); a child must not print the
@@ -127,6 +131,10 @@ impl ModeImpl for Process {
         self.children.kill_all();
     }
 
+    fn pass_stop_on(&mut self) {
+        self.children.stop();
+    }
+
     fn join(&mut self) {
         self.waiters.join();
     }
@@ -140,30 +148,51 @@ impl ModeImpl for Process {
     }
 }
 
-/// The pids of the children handling requests, for an immediate stop to kill. A pid stays here
-/// until its child has exited but *before* it is reaped, so a kill never reaches a pid the system
-/// has handed to another process.
+/// The children handling requests, by pid, each with its stdin: the lifeline whose closing tells
+/// the child the server is stopping. A pid stays here until its child has exited but *before* it
+/// is reaped, so a kill never reaches a pid the system has handed to another process.
 #[derive(Debug, Clone, Default)]
-struct Children(Arc<Mutex<HashSet<u32>>>);
+struct Children(Arc<Mutex<Running>>);
+
+#[derive(Debug, Default)]
+struct Running {
+    children: HashMap<u32, Option<ChildStdin>>,
+    /// The stop has begun: a child registered from now on gets its lifeline closed at once.
+    stopping: bool,
+}
 
 impl Children {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<u32>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Running> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits for `child` to exit, and reaps it once it no longer counts as running.
-    fn wait(&self, child: &mut Child) -> io::Result<ExitStatus> {
+    /// Waits for `child` to exit, holding its lifeline `stdin` meanwhile, and reaps it once it no
+    /// longer counts as running.
+    fn wait(&self, child: &mut Child, stdin: Option<ChildStdin>) -> io::Result<ExitStatus> {
         let pid = child.id();
-        self.lock().insert(pid);
+        {
+            let mut running = self.lock();
+            let stdin = stdin.filter(|_| !running.stopping);
+            running.children.insert(pid, stdin);
+        }
         let exited = wait_exited(pid);
-        self.lock().remove(&pid);
+        self.lock().children.remove(&pid);
         exited?;
         child.wait()
     }
 
+    /// Closes every child's lifeline, and those of children still to come.
+    fn stop(&self) {
+        let mut running = self.lock();
+        running.stopping = true;
+        for stdin in running.children.values_mut() {
+            drop(stdin.take());
+        }
+    }
+
     fn kill_all(&self) {
-        let children = self.lock();
-        for &pid in children.iter() {
+        let running = self.lock();
+        for &pid in running.children.keys() {
             log::warn!("killing child {pid}: the stop cut its request off");
             // SAFETY: plain kill(2) on a pid that is our own unreaped child (see above).
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
@@ -215,8 +244,8 @@ fn run_in_child(mut task: Task, children: &Children) {
     task.release();
     let pid = child.id();
     log::debug!("child {pid} handling request from {}", task.peer());
-    hand_over(&mut child, &handoff);
-    let ending = match children.wait(&mut child) {
+    let lifeline = hand_over(&mut child, &handoff);
+    let ending = match children.wait(&mut child, lifeline) {
         Ok(status) => judge(status, pid, &handoff),
         Err(e) => {
             log::error!("cannot wait for child {pid} handling {}: {e}", handoff.peer);
@@ -226,18 +255,19 @@ fn run_in_child(mut task: Task, children: &Children) {
     task.end(ending);
 }
 
-/// Writes the request description to the child's stdin and closes it. A child that died first
-/// shows in its exit status, so a failed write is only logged.
-fn hand_over(child: &mut Child, handoff: &Handoff) {
-    if let Some(mut stdin) = child.stdin.take() {
-        if let Err(e) = handoff.write_to(&mut stdin) {
-            log::debug!(
-                "cannot hand the request from {} to child {}: {e}",
-                handoff.peer,
-                child.id()
-            );
-        }
+/// Writes the request description to the child's stdin, and returns stdin, now the child's
+/// lifeline. A child that died first shows in its exit status, so a failed write is only logged.
+fn hand_over(child: &mut Child, handoff: &Handoff) -> Option<ChildStdin> {
+    let mut stdin = child.stdin.take()?;
+    if let Err(e) = handoff.write_to(&mut stdin) {
+        log::debug!(
+            "cannot hand the request from {} to child {}: {e}",
+            handoff.peer,
+            child.id()
+        );
+        return None;
     }
+    Some(stdin)
 }
 
 fn judge(status: ExitStatus, pid: u32, handoff: &Handoff) -> Ending {

@@ -167,6 +167,8 @@ where
                 let local = handed.local.clone();
                 let mut server = Self::assemble(None, None, local, handler, builder, Some(role))?;
                 server.adopted = Some(T::adopt(socket, handed, &server.handle, &server.connection));
+                // Stdin stays open after the handoff: the parent closes it when a stop begins.
+                process::lifeline_watch(server.handle(), None)?;
                 Ok(server)
             }
             Role::Worker { fd, .. } => {
@@ -224,15 +226,15 @@ where
         }
         let request_limit = mode.worker_request_limit().filter(|_| worker);
         #[cfg(feature = "signals")]
-        let _signals = match role {
-            _ if !stopping.signals => None,
-            Some(Role::Request { .. }) => {
-                signals::shield_request_child()?;
-                None
+        let signals = match stopping.signals {
+            false => None,
+            true => {
+                let handle = ServerHandle {
+                    shared: Arc::clone(&shared),
+                };
+                let child = matches!(role, Some(Role::Request { .. }));
+                Some(signals::SignalRelay::start(handle, child)?)
             }
-            _ => Some(signals::SignalRelay::start(ServerHandle {
-                shared: Arc::clone(&shared),
-            })?),
         };
         Ok(Server {
             socket: socket.map(Arc::new),
@@ -253,7 +255,7 @@ where
             worker,
             request_limit,
             #[cfg(feature = "signals")]
-            _signals,
+            _signals: signals,
             transport: PhantomData,
         })
     }
@@ -344,6 +346,7 @@ where
         if let Some(hook) = &mut self.hooks.on_stop {
             hook(&self.handle);
         }
+        self.mode.pass_stop_on();
         if let Some(deadline) = self.stop_deadline() {
             let left = deadline.saturating_duration_since(Instant::now());
             grace_timer(self.handle.clone(), left);

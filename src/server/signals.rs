@@ -24,8 +24,11 @@ pub(crate) struct SignalRelay {
 }
 
 impl SignalRelay {
-    /// Installs the handlers and starts the relay thread for `server`.
-    pub(crate) fn start(server: ServerHandle) -> io::Result<SignalRelay> {
+    /// Installs the handlers and starts the relay thread for `server`. In a per-request child
+    /// (`child`) the signals only tell the handler, through `is_shutting_down`, that the server
+    /// is stopping: the parent decides when the request is cut off (a terminal's Ctrl-C and
+    /// systemd's stop reach every process of the group, and the parent passes its stop on).
+    pub(crate) fn start(server: ServerHandle, child: bool) -> io::Result<SignalRelay> {
         let mut signals = Signals::new(STOP_SIGNALS).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -38,7 +41,7 @@ impl SignalRelay {
             .spawn(move || {
                 let mut stops = 0;
                 for signal in signals.forever() {
-                    relay(&server, signal, &mut stops);
+                    relay(&server, signal, &mut stops, child);
                 }
             });
         if let Err(e) = spawned {
@@ -69,9 +72,17 @@ impl Drop for SignalRelay {
 
 /// What one signal does: the first SIGTERM or SIGINT starts a graceful stop, a second one or a
 /// SIGQUIT stops at once, and any signal after that ends the process.
-fn relay(server: &ServerHandle, signal: i32, stops: &mut u32) {
+fn relay(server: &ServerHandle, signal: i32, stops: &mut u32, child: bool) {
     let shared = &server.shared;
     let name = name(signal);
+    if child {
+        log::debug!(
+            "{name}: child {} tells its handler the server is stopping",
+            std::process::id()
+        );
+        shared.stop.request();
+        return;
+    }
     if shared.abort.is_requested() {
         log::error!("{name} while already stopping at once: exiting now");
         std::process::exit(128 + signal);
@@ -98,22 +109,6 @@ fn relay(server: &ServerHandle, signal: i32, stops: &mut u32) {
             shared.counters.active()
         );
     }
-}
-
-/// Keeps SIGTERM and SIGINT from ending a per-request child: the parent decides when its
-/// request is cut off (a terminal's Ctrl-C and systemd's stop reach every process of the group).
-/// A handler, unlike ignoring, is reset by `exec`, so programs the request runs are unaffected.
-pub(crate) fn shield_request_child() -> io::Result<()> {
-    let noticed = Arc::new(AtomicBool::new(false));
-    for signal in [SIGTERM, SIGINT] {
-        signal_hook::flag::register(signal, noticed.clone()).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot install a handler for {}: {e}", name(signal)),
-            )
-        })?;
-    }
-    Ok(())
 }
 
 fn name(signal: i32) -> &'static str {
