@@ -100,7 +100,9 @@ enum Next {
 impl RequestHandler<StreamRequest> for FileServer {
     fn handle(&mut self, req: &mut StreamRequest) -> io::Result<()> {
         let framing = header_framing();
-        loop {
+        // Between commands, a stopping server ends the connection (see wait_for_request); a
+        // command on its way is still served.
+        while req.wait_for_request()? {
             let header = match framing.read_header(req) {
                 Ok(Some(header)) => header,
                 Ok(None) => return Ok(()), // the client left between commands
@@ -134,6 +136,7 @@ impl RequestHandler<StreamRequest> for FileServer {
                 return Ok(());
             }
         }
+        Ok(())
     }
 }
 
