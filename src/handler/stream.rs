@@ -210,7 +210,7 @@ impl StreamRequest {
     /// Waits, between two requests on a keep-alive connection, for the next one: `Ok(true)` once
     /// its first bytes are here (read them as usual), `Ok(false)` if the client closed the
     /// connection — or if the server began to stop and nothing of a next request had arrived.
-    /// So a graceful stop ([`Builder::stop_on_signals`](crate::Builder::stop_on_signals)) ends
+    /// So a graceful stop ([`Builder::stop_on_signals`](crate#stopping-gracefully)) ends
     /// idle connections at once, instead of waiting out its grace period for clients that keep
     /// them open; a request that is already on its way is still served. The wait honours the
     /// request's read timeout and time limits as a read does, and fails as a read would.
@@ -234,7 +234,7 @@ impl StreamRequest {
     /// ```
     ///
     /// In a [`Process`](crate::Process) child the stop is seen when its parent passes it on,
-    /// which it does with [`stop_on_signals`](crate::Builder::stop_on_signals).
+    /// which it does with [`stop_on_signals`](crate#stopping-gracefully).
     pub fn wait_for_request(&mut self) -> io::Result<bool> {
         if self.buffer.has_data() {
             return Ok(true);

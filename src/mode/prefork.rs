@@ -84,9 +84,12 @@ enum Part {
 /// * each worker's stdin is a *lifeline* pipe from the parent: at end-of-file the worker stops
 ///   accepting, lets its running requests finish within [`drain_timeout`](Self::drain_timeout)
 ///   and exits, cutting off any still running (a client holding an idle connection, say).
-///   Shutdown closes the lifelines and kills the workers still running after `drain_timeout`;
+///   Shutdown closes the lifelines and kills the workers still running after `drain_timeout`
+///   (or, in a graceful stop, once its grace period runs out or the stop turns immediate);
 ///   and if the parent dies, the lifelines close by themselves, so workers never outlive it by
-///   more than `drain_timeout`.
+///   more than `drain_timeout`. With [`stop_on_signals`](crate#stopping-gracefully) a
+///   worker that is sent SIGTERM or SIGINT itself (systemd signals every process of the
+///   service) drains the same way.
 ///
 /// The socket is shared, and so is its `O_NONBLOCK` flag: every worker is woken for a new
 /// connection and all but one find nothing to accept, which the serving loop treats as normal.

@@ -34,7 +34,7 @@ pub const DEFAULT_MAX_CHILDREN: usize = 40;
 ///   and counted in [`Stats::failed`](crate::Stats::failed). It never affects the parent.
 /// * [`Server::server_close`](crate::Server::server_close) waits for the children, with the
 ///   optional [`close_timeout`](crate::Builder::close_timeout).
-/// * A graceful stop ([`stop_on_signals`](crate::Builder::stop_on_signals)) lets the children
+/// * A graceful stop ([`stop_on_signals`](crate#stopping-gracefully)) lets the children
 ///   finish their requests within the grace period, then kills those still running (SIGKILL), as
 ///   an immediate stop does at once. A child's stdin stays open as a lifeline while it runs:
 ///   when any stop begins the parent closes it, and

@@ -35,16 +35,17 @@ pub(crate) struct LoopHooks {
     pub(crate) on_stop: Option<LoopHook>,
 }
 
-/// How the server stops: [`Builder::stop_on_signals`] and [`Builder::grace_period`].
+/// How the server stops: [`Builder::stop_on_signals`](crate#stopping-gracefully) and [`Builder::grace_period`].
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct StopOptions {
     /// Whether SIGTERM, SIGINT and SIGQUIT stop the server.
+    #[cfg_attr(not(feature = "signals"), allow(dead_code))]
     pub(crate) signals: bool,
     /// A graceful stop's grace period (`None`: stops are not graceful).
     pub(crate) grace: Option<Duration>,
 }
 
-/// The grace period [`Builder::stop_on_signals`] gives running requests unless told otherwise:
+/// The grace period [`Builder::stop_on_signals`](crate#stopping-gracefully) gives running requests unless told otherwise:
 /// what systemd (`TimeoutStopSec`) and Kubernetes (`terminationGracePeriodSeconds`) allow by
 /// default, too.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
@@ -81,7 +82,7 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// | [`max_connection_lifetime`](Self::max_connection_lifetime) | none | none (no such option) |
 /// | [`max_packet_size`](Self::max_packet_size) | 8192 | 8192 |
 /// | [`close_timeout`](Self::close_timeout) | none (wait for every request) | `block_on_close = True` |
-/// | [`stop_on_signals`](Self::stop_on_signals) | off: signals have their default effect | same |
+/// | [`stop_on_signals`](crate#stopping-gracefully) | off: signals have their default effect | same |
 /// | [`grace_period`](Self::grace_period) | 30 s once a stop is graceful | no graceful stop |
 pub struct Builder<M = Single> {
     mode: M,
@@ -363,7 +364,7 @@ impl<M: Mode> Builder<M> {
     /// How long a graceful stop lets running requests finish (30 s by default) before it cuts
     /// them off; it bounds [`server_close`](Server::server_close)'s wait too, whatever the
     /// [`close_timeout`](Self::close_timeout). Set on its own, without
-    /// [`stop_on_signals`](Self::stop_on_signals), it makes [`ServerHandle::shutdown`] a graceful
+    /// [`stop_on_signals`](crate#stopping-gracefully), it makes [`ServerHandle::shutdown`] a graceful
     /// stop, for a program that handles signals itself: `shutdown` acts as SIGTERM does,
     /// [`ServerHandle::stop_now`] as a second one.
     pub fn grace_period(mut self, grace: Duration) -> Self {

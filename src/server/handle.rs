@@ -112,7 +112,7 @@ impl ServerHandle {
     }
 
     /// Stops at once: like [`shutdown`](Self::shutdown), and in a graceful stop (see
-    /// [`Builder::stop_on_signals`](crate::Builder::stop_on_signals) and
+    /// [`Builder::stop_on_signals`](crate#stopping-gracefully) and
     /// [`Builder::grace_period`](crate::Builder::grace_period)) also stops waiting for the
     /// requests still running — what a second SIGINT or SIGTERM, or a SIGQUIT, does.
     /// `serve_forever` returns within milliseconds with an `Interrupted` error saying how many
@@ -132,7 +132,7 @@ impl ServerHandle {
 
     /// Whether the server is stopping: [`shutdown`](Self::shutdown) or
     /// [`stop_now`](Self::stop_now) was called, or a signal armed by
-    /// [`Builder::stop_on_signals`](crate::Builder::stop_on_signals) arrived. Long-lived
+    /// [`Builder::stop_on_signals`](crate#stopping-gracefully) arrived. Long-lived
     /// handlers (a chat session, a keep-alive connection) check it to end early, as soon as the
     /// stop begins rather than when the grace period runs out:
     ///

@@ -72,7 +72,7 @@ pub enum Outcome {
 ///    for one request at a time;
 /// 3. stop: [`ServerHandle::shutdown`] from any thread (get the handle with
 ///    [`handle`](Self::handle) before moving the server into its thread), or from a handler; or
-///    SIGTERM/SIGINT with [`Builder::stop_on_signals`], which makes the stop graceful;
+///    SIGTERM/SIGINT with [`Builder::stop_on_signals`](crate#stopping-gracefully), which makes the stop graceful;
 /// 4. close: [`server_close`](Self::server_close) closes the socket and waits for running
 ///    requests. Dropping the server closes the socket without waiting.
 pub struct Server<T: Transport, H, M: Mode> {
@@ -268,7 +268,7 @@ where
     /// descriptors) are logged and retried with back-off; only an error that makes the socket
     /// unusable ends the loop with `Err`.
     ///
-    /// A graceful stop ([`Builder::stop_on_signals`], [`Builder::grace_period`]) does more before
+    /// A graceful stop ([`Builder::stop_on_signals`](crate#stopping-gracefully), [`Builder::grace_period`]) does more before
     /// it returns: it serves what was queued in the listen backlog, closes the socket, and waits
     /// for the running requests within the grace period; `Ok(())` then means every request
     /// finished, and an error says how many were cut off by the grace period (`TimedOut`) or by
