@@ -5,7 +5,7 @@
 //! their own: `resp_kv_parser`, `http_head`, `fuzz_file_server`.)
 
 use std::cell::Cell;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::rc::Rc;
 
 use proptest::prelude::*;
@@ -63,7 +63,7 @@ impl Read for Peer {
 }
 
 #[cfg(feature = "auth")]
-impl Write for Peer {
+impl std::io::Write for Peer {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.written += buf.len();
         Ok(buf.len())
