@@ -31,9 +31,9 @@ pub fn example(name: &str) -> PathBuf {
 /// The path of the compiled benchmark tool `name` (a binary of the `socketserver-bench` package
 /// in `bench/`, such as `loadgen`), building it first if it is missing or stale.
 ///
-/// `cargo test` builds only this package, so the tool is always built on demand, with
-/// `cargo build -p socketserver-bench --bin <name>`, into the same target directory. That needs
-/// none of the bench package's dev-dependencies (Criterion).
+/// `cargo test` builds only the root package's targets, so the first test to ask runs
+/// `cargo build -p socketserver-bench --bins` into the same target directory. That builds none of
+/// the bench package's dev-dependencies (Criterion).
 pub fn bench_tool(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let path = profile_dir().join(name);
