@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! cargo run --release --example echo_server -- --addr 127.0.0.1:0 --mode pool --workers 8
-//! cargo run --release --example loadgen -- --addr 127.0.0.1:PORT --workload framed --conns 50
+//! cargo run --release -p socketserver-bench --bin loadgen -- --addr 127.0.0.1:PORT --workload framed --conns 50
 //! ```
 //!
 //! `std_echo` serves the same protocols with no framework, as the floor to compare against.
