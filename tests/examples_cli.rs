@@ -207,15 +207,24 @@ fn tour_help_prints_the_usage_without_touring() {
     let run = Run::to_completion(command, RUN_TIMEOUT);
     assert!(run.status.success(), "tour --help: {run}");
     assert!(run.stdout.starts_with("usage: tour"), "tour --help: {run}");
-    assert!(!run.stdout.contains("=="), "tour --help ran the tour: {run}");
+    assert!(
+        !run.stdout.contains("=="),
+        "tour --help ran the tour: {run}"
+    );
 
     let mut command = Command::new(example("tour"));
     command.arg("--frobnicate");
     let run = Run::to_completion(command, RUN_TIMEOUT);
     assert_eq!(run.status.code(), Some(2), "tour --frobnicate: {run}");
     let first_line = run.stderr.lines().next().unwrap_or_default();
-    assert!(first_line.contains("--frobnicate"), "tour --frobnicate: {run}");
-    assert!(run.stdout.is_empty(), "tour --frobnicate ran the tour: {run}");
+    assert!(
+        first_line.contains("--frobnicate"),
+        "tour --frobnicate: {run}"
+    );
+    assert!(
+        run.stdout.is_empty(),
+        "tour --frobnicate ran the tour: {run}"
+    );
 }
 
 #[test]
@@ -322,7 +331,9 @@ fn help_offers_only_the_modes_an_example_accepts() {
             offered.contains(accepted),
             "{name} --help offers {offered:?}, expected {accepted:?}"
         );
-        let accepted = accepted.trim_end_matches(" (default").trim_end_matches(" only");
+        let accepted = accepted
+            .trim_end_matches(" (default")
+            .trim_end_matches(" only");
         for mode in *refused {
             assert!(
                 !offered.contains(mode),
