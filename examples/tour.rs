@@ -6,7 +6,9 @@
 //! server's stats. Then it shows the hooks: errors and panics reported through `handle_error`,
 //! `verify_request` turning a client away, and a handler shutting its own server down. Last, the
 //! process-based modes: the tour starts itself again as a small TCP server (`--process-demo
-//! process|prefork`) whose requests are handled in child processes, and drives it the same way.
+//! process|prefork`) whose requests are handled in child processes, and drives it the same way;
+//! each reply names the process that wrote it. In the prefork demo every client holds its
+//! connection until both workers are busy with one, so the transcript shows both at work.
 //!
 //! Everything is bounded: every client socket has read and write timeouts, and every server must
 //! stop within a few seconds of being asked. Any failure ends the tour with `error: …` and exit
