@@ -30,7 +30,12 @@ const EXAMPLE: Example = Example {
     default_addr: "127.0.0.1:7000",
     default_mode: ModeName::Threading,
     modes: ModeName::ALL,
-    options: &[PROTO, STACK_SIZE],
+    options: &[
+        PROTO,
+        STACK_SIZE,
+        common::IDLE_TIMEOUT,
+        common::MAX_LIFETIME,
+    ],
 };
 
 /// The largest UDP payload over IPv4.

@@ -35,7 +35,7 @@ const EXAMPLE: Example = Example {
     default_addr: "127.0.0.1:8080",
     default_mode: ModeName::Threading,
     modes: ModeName::ALL,
-    options: &[],
+    options: &[common::IDLE_TIMEOUT, common::MAX_LIFETIME],
 };
 
 /// The handler: the seeds' "communication loop" for one connection.

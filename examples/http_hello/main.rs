@@ -39,7 +39,13 @@ const EXAMPLE: Example = Example {
     default_addr: "127.0.0.1:8000",
     default_mode: ModeName::Threading,
     modes: ModeName::ALL,
-    options: &[MAX_HEAD, HEADER_TIMEOUT, IDLE_TIMEOUT, STACK_SIZE],
+    options: &[
+        MAX_HEAD,
+        HEADER_TIMEOUT,
+        IDLE_TIMEOUT,
+        common::MAX_LIFETIME,
+        STACK_SIZE,
+    ],
 };
 
 const MAX_HEAD: ExtraOption = ExtraOption {
