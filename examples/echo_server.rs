@@ -29,6 +29,7 @@ const EXAMPLE: Example = Example {
         "Echo server for benchmarks: framed (4-byte big-endian length prefix), line or UDP echo.",
     default_addr: "127.0.0.1:7000",
     default_mode: ModeName::Threading,
+    modes: ModeName::ALL,
     options: &[
         PROTO,
         STACK_SIZE,
