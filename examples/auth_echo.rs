@@ -32,6 +32,7 @@ const EXAMPLE: Example = Example {
     about: "TCP upper-case echo that serves only clients passing an HMAC challenge-response handshake (seed 002 §13).",
     default_addr: "127.0.0.1:9999",
     default_mode: ModeName::Threading,
+    modes: ModeName::ALL,
     options: &[
     ExtraOption {
         name: "--secret-file",
@@ -51,6 +52,8 @@ const EXAMPLE: Example = Example {
         help: "how long a client may take to answer the challenge (default 10)",
         check: common::check_parses::<f64>,
     },
+    common::IDLE_TIMEOUT,
+    common::MAX_LIFETIME,
     ],
 };
 
