@@ -121,13 +121,15 @@ impl ServerHandle {
     /// handler threads. Threads cannot be killed: a handler still running is left to the end of
     /// the process.
     pub fn stop_now(&self) {
-        if self.shared.abort("stop_now was called") {
+        // Logged first: once asked, the serving thread may end the process before this logs.
+        if !self.shared.abort.is_requested() {
             log::warn!(
                 "stopping server on {} at once; {} request(s) running",
                 self.shared.local,
                 self.shared.counters.active()
             );
         }
+        self.shared.abort("stop_now was called");
     }
 
     /// Whether the server is stopping: [`shutdown`](Self::shutdown) or

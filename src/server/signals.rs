@@ -88,20 +88,23 @@ fn relay(server: &ServerHandle, signal: i32, stops: &mut u32, child: bool) {
         std::process::exit(128 + signal);
     }
     *stops += 1;
+    // Each line is logged before the request it announces: once the request is made, the
+    // serving thread may finish the stop and end the process before this thread logs anything.
     if signal == SIGQUIT || *stops > 1 {
-        if shared.abort(format!("{name} arrived")) {
+        if !shared.abort.is_requested() {
             log::warn!(
                 "{name}: stopping server on {} at once; {} request(s) running",
                 shared.local,
                 shared.counters.active()
             );
         }
+        shared.abort(format!("{name} arrived"));
         return;
     }
-    let grace = shared.grace.map_or("no grace period".to_string(), |g| {
-        format!("grace period {g:?}")
-    });
-    if shared.stop.request() {
+    if !shared.stop.is_requested() {
+        let grace = shared.grace.map_or("no grace period".to_string(), |g| {
+            format!("grace period {g:?}")
+        });
         log::info!(
             "{name}: stopping server on {} gracefully ({grace}, {} request(s) running); \
              send SIGINT or SIGTERM again, or SIGQUIT, to stop at once",
@@ -109,6 +112,7 @@ fn relay(server: &ServerHandle, signal: i32, stops: &mut u32, child: bool) {
             shared.counters.active()
         );
     }
+    shared.stop.request();
 }
 
 fn name(signal: i32) -> &'static str {
