@@ -102,6 +102,15 @@ const TESTS: &[(&str, TestFn)] = &[
         || idle_keep_alive("prefork"),
     ),
     ("the_grace_period_bounds_the_wait", grace_runs_out),
+    // In this process: no signal involved.
+    (
+        "grace_period_alone_makes_shutdown_graceful_and_on_stop_runs_once",
+        in_process_graceful_shutdown,
+    ),
+    (
+        "stop_now_cuts_off_and_server_close_does_not_wait",
+        in_process_stop_now,
+    ),
 ];
 
 fn run_tests() -> ExitCode {
@@ -743,4 +752,119 @@ where
     }
     server.serve_forever()?;
     server.server_close()
+}
+
+// =============================================================================================
+// In the driver's own process, without signals: `grace_period` alone, `shutdown`, `stop_now`.
+
+fn in_process_graceful_shutdown() -> Result<(), String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let on_thread = Arc::new(Mutex::new(None));
+    let (calls2, on_thread2) = (Arc::clone(&calls), Arc::clone(&on_thread));
+    let mut server = Builder::new()
+        .mode(Threading::new())
+        .grace_period(GRACE)
+        .read_timeout(IO_TIMEOUT)
+        .on_stop(move |_| {
+            calls2.fetch_add(1, Ordering::SeqCst);
+            *on_thread2.lock().unwrap() = Some(thread::current().id());
+        })
+        .bind_tcp("127.0.0.1:0", |req: &mut StreamRequest| {
+            let mut line = String::new();
+            req.read_line(&mut line)?;
+            writeln!(req, "started {}", std::process::id())?;
+            thread::sleep(Duration::from_millis(200));
+            write!(req, "done {line}")
+        })
+        .map_err(|e| e.to_string())?;
+    let addr = server.local_addr().to_string();
+    let handle = server.handle();
+    let serving = thread::spawn(move || {
+        let id = thread::current().id();
+        (server.serve_forever().map(|()| server), id)
+    });
+    let mut streams = Vec::new();
+    for n in 0..3 {
+        let mut stream = TcpStream::connect(&addr).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        writeln!(stream, "request {n}").map_err(|e| e.to_string())?;
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).map_err(|e| e.to_string())?;
+        streams.push(reader);
+    }
+    handle.shutdown();
+    let (served, serving_id) = serving.join().map_err(|_| "the serving thread panicked")?;
+    let server = served.map_err(|e| format!("serve_forever: {e}"))?;
+    // serve_forever returned only once every request had finished.
+    let stats = handle.stats();
+    check(stats.completed == 3 && stats.active == 0, || {
+        format!("{stats:?}")
+    })?;
+    for (n, reader) in streams.iter_mut().enumerate() {
+        let mut line = String::new();
+        reader.read_line(&mut line).map_err(|e| e.to_string())?;
+        check(line == format!("done request {n}\n"), || {
+            format!("{line:?}")
+        })?;
+    }
+    check(calls.load(Ordering::SeqCst) == 1, || {
+        "on_stop not called once".to_string()
+    })?;
+    check(*on_thread.lock().unwrap() == Some(serving_id), || {
+        "on_stop did not run on the serving thread".to_string()
+    })?;
+    server.server_close().map_err(|e| e.to_string())
+}
+
+fn in_process_stop_now() -> Result<(), String> {
+    let mut server = Builder::new()
+        .mode(Threading::new())
+        .grace_period(Duration::from_secs(60))
+        .bind_tcp("127.0.0.1:0", |req: &mut StreamRequest| {
+            // Reads until the client leaves: only the client (or the process) ends it.
+            io::copy(req, &mut io::sink()).map(|_| ())
+        })
+        .map_err(|e| e.to_string())?;
+    let addr = server.local_addr().to_string();
+    let handle = server.handle();
+    let serving = thread::spawn(move || (server.serve_forever(), server));
+    let idle = TcpStream::connect(&addr).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + WAIT;
+    while handle.stats().active < 1 {
+        check(Instant::now() < deadline, || {
+            "the request never started".to_string()
+        })?;
+        thread::sleep(Duration::from_millis(5));
+    }
+    handle.shutdown();
+    thread::sleep(Duration::from_millis(100));
+    check(!serving.is_finished(), || {
+        "serve_forever returned with a request running".to_string()
+    })?;
+    let stopped = Instant::now();
+    handle.stop_now();
+    let (served, server) = serving.join().map_err(|_| "the serving thread panicked")?;
+    let err = served
+        .err()
+        .ok_or("serve_forever returned Ok after cutting a request off")?;
+    check(err.kind() == io::ErrorKind::Interrupted, || {
+        format!("{err}")
+    })?;
+    check(err.to_string().contains("1 request(s) cut off"), || {
+        format!("{err}")
+    })?;
+    let closed = server.server_close();
+    let took = stopped.elapsed();
+    println!("  stop_now to serve_forever's and server_close's return: {took:.2?}");
+    check(
+        closed.is_err_and(|e| e.kind() == io::ErrorKind::TimedOut),
+        || "server_close did not report the request it left running".to_string(),
+    )?;
+    check(took < Duration::from_secs(5), || format!("took {took:?}"))?;
+    drop(idle); // ends the handler left running
+    Ok(())
 }
