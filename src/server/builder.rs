@@ -374,7 +374,9 @@ impl<M: Mode> Builder<M> {
 
     /// Called once, on the serving thread, when [`serve_forever`](Server::serve_forever) begins
     /// to stop — on [`ServerHandle::shutdown`] or a signal — before it drains: the place to tell
-    /// a supervisor the service is stopping, or to stop feeding work to it.
+    /// a supervisor the service is stopping, or to stop feeding work to it. Prefork workers run
+    /// the program's `main` too, so it is also called in each worker as it stops: check
+    /// [`is_worker`](crate::is_worker) for what only the parent should do.
     pub fn on_stop(mut self, hook: impl FnMut(&ServerHandle) + Send + 'static) -> Self {
         self.hooks.on_stop = Some(Box::new(hook));
         self

@@ -135,8 +135,11 @@ impl ServerHandle {
     /// Whether the server is stopping: [`shutdown`](Self::shutdown) or
     /// [`stop_now`](Self::stop_now) was called, or a signal armed by
     /// [`Builder::stop_on_signals`](crate#stopping-gracefully) arrived. Long-lived
-    /// handlers (a chat session, a keep-alive connection) check it to end early, as soon as the
-    /// stop begins rather than when the grace period runs out:
+    /// handlers (a chat session, a long computation) check it to end early, as soon as the stop
+    /// begins rather than when the grace period runs out. Between two requests of a keep-alive
+    /// connection, [`StreamRequest::wait_for_request`](crate::StreamRequest::wait_for_request)
+    /// does it for you, ending an idle connection at once; a handler with its own read loop can
+    /// wake now and then to look:
     ///
     /// ```
     /// use std::io::{self, BufRead, Write};

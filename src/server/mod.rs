@@ -43,6 +43,11 @@ use transport::{Tcp, Transport, Udp, UnixDatagram, UnixStream};
 /// `service_actions` again: enough to save `poll` calls under load, few enough to stay responsive.
 const RECEIVE_BATCH: usize = 32;
 
+/// The most requests a graceful stop takes from the socket's queue after it began: what a full
+/// listen backlog holds with Linux's default `somaxconn`. Clients that keep connecting during the
+/// stop must not keep it from ending.
+const MAX_DRAINED: u64 = 4096;
+
 /// What one [`Server::handle_request`] call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -392,12 +397,14 @@ where
     }
 
     /// Takes, without waiting, what the kernel had queued for the socket when the stop began, so
-    /// those clients are served instead of reset when the socket closes. Ends early if the stop
-    /// turns immediate.
+    /// those clients are served instead of reset when the socket closes: until nothing is
+    /// pending, [`MAX_DRAINED`] were taken, or the stop turns immediate.
     fn drain_backlog(&mut self, socket_fd: RawFd) -> io::Result<u64> {
         let mut taken = 0;
         let abort = self.handle.shared.abort.pipe_fd();
-        while poll::wait(socket_fd, abort, Some(Duration::ZERO))? == Ready::Socket {
+        while taken < MAX_DRAINED
+            && poll::wait(socket_fd, abort, Some(Duration::ZERO))? == Ready::Socket
+        {
             // Nothing taken: another prefork worker was first, or a transient error was logged.
             if self.receive_one()?.is_none() {
                 break;
