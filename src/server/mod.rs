@@ -374,7 +374,14 @@ where
     /// socket file), and waits for the running requests until they end or the stop turns
     /// immediate.
     fn finish_gracefully(&mut self, socket_fd: RawFd) -> io::Result<()> {
-        let queued = self.drain_backlog(socket_fd)?;
+        // A prefork worker that recycles leaves the shared queue to the workers that go on.
+        let recycling = self
+            .request_limit
+            .is_some_and(|limit| self.handle.shared.counters.accepted() >= limit);
+        let queued = match recycling {
+            true => 0,
+            false => self.drain_backlog(socket_fd)?,
+        };
         if queued > 0 {
             log::info!(
                 "took {queued} request(s) queued on {} when the stop began",
