@@ -35,6 +35,9 @@ const GRACE_VAR: &str = "GRACEFUL_GRACE_MS";
 const UNIX_VAR: &str = "GRACEFUL_UNIX_PATH";
 /// Set: the handler serves requests on a connection until `wait_for_request` says to stop.
 const KEEP_ALIVE_VAR: &str = "GRACEFUL_KEEP_ALIVE";
+/// Set: the scenario arms and closes a first server before the one it serves, and after that one
+/// stops it waits, armed by no server, for a signal to end it.
+const AGAIN_VAR: &str = "GRACEFUL_AGAIN";
 
 /// Read and write timeout of every socket, the server's included.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,6 +105,10 @@ const TESTS: &[(&str, TestFn)] = &[
         || idle_keep_alive("prefork"),
     ),
     ("the_grace_period_bounds_the_wait", grace_runs_out),
+    (
+        "a_second_server_stops_gracefully_and_signals_end_the_process_once_none_is_armed",
+        signals_after_the_servers,
+    ),
     // In this process: no signal involved.
     (
         "grace_period_alone_makes_shutdown_graceful_and_on_stop_runs_once",
@@ -171,9 +178,19 @@ impl Scenario {
         unix: Option<PathBuf>,
         keep_alive: bool,
     ) -> Scenario {
+        Scenario::start_env(mode, slow, grace, unix, &[(KEEP_ALIVE_VAR, keep_alive)])
+    }
+
+    fn start_env(
+        mode: &str,
+        slow: Duration,
+        grace: Duration,
+        unix: Option<PathBuf>,
+        flags: &[(&str, bool)],
+    ) -> Scenario {
         let mut command = Command::new(std::env::current_exe().expect("this test program"));
-        if keep_alive {
-            command.env(KEEP_ALIVE_VAR, "1");
+        for (var, _) in flags.iter().filter(|(_, on)| *on) {
+            command.env(var, "1");
         }
         command
             .env(SCENARIO_VAR, mode)
@@ -646,6 +663,42 @@ fn idle_keep_alive(mode: &str) -> Result<(), String> {
     })
 }
 
+/// A server armed and closed, then another that serves: SIGTERM stops the second gracefully (the
+/// first left nothing that ends the process). Once it is gone too, SIGTERM has its default
+/// effect again.
+fn signals_after_the_servers() -> Result<(), String> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut server = Scenario::start_env(
+        "threading",
+        Duration::from_millis(300),
+        GRACE,
+        None,
+        &[(AGAIN_VAR, true)],
+    );
+    let events = clients(&server, 3);
+    let mut tally = Tally::new();
+    tally.until(&events, "the requests to start", |t| t.started.len() >= 3)?;
+    server.signal(libc::SIGTERM);
+    tally.until(&events, "every client to finish", |t| t.ended.len() >= 3)?;
+    check(tally.ended.iter().all(|(_, r)| r.is_ok()), || {
+        format!("{:?}\n{}", tally.ended, server.log())
+    })?;
+    server_log_says(&server, "scenario: no server armed")?;
+    check(server.wait(Duration::from_millis(100)).is_none(), || {
+        format!("exited before the second signal:\n{}", server.log())
+    })?;
+    server.signal(libc::SIGTERM);
+    let status = server
+        .wait(WAIT)
+        .ok_or("a SIGTERM with no server armed did nothing")?;
+    check(status.signal() == Some(libc::SIGTERM), || {
+        format!(
+            "exit status {status}, expected death by SIGTERM:\n{}",
+            server.log()
+        )
+    })
+}
+
 fn grace_runs_out() -> Result<(), String> {
     let grace = Duration::from_millis(500);
     let mut server = Scenario::start("pool", Duration::from_secs(60), grace, None);
@@ -735,10 +788,22 @@ fn serve(mode: &str) -> io::Result<()> {
         .write_timeout(IO_TIMEOUT)
         .stop_on_signals()
         .grace_period(grace);
+    let again = std::env::var_os(AGAIN_VAR).is_some();
+    if again {
+        Builder::new()
+            .stop_on_signals()
+            .bind_tcp("127.0.0.1:0", |_: &mut StreamRequest| Ok(()))?
+            .server_close()?;
+    }
     match std::env::var_os(UNIX_VAR) {
         Some(path) => run(builder.bind_unix_stream(path, handler)?),
         None => run(builder.bind_tcp("127.0.0.1:0", handler)?),
+    }?;
+    if again {
+        eprintln!("scenario: no server armed");
+        thread::sleep(WAIT);
     }
+    Ok(())
 }
 
 fn run<T, H>(mut server: socketserver::Server<T, H, AnyMode>) -> io::Result<()>

@@ -77,7 +77,8 @@ pub enum Outcome {
 ///    for one request at a time;
 /// 3. stop: [`ServerHandle::shutdown`] from any thread (get the handle with
 ///    [`handle`](Self::handle) before moving the server into its thread), or from a handler; or
-///    SIGTERM/SIGINT with [`Builder::stop_on_signals`](crate#stopping-gracefully), which makes the stop graceful;
+///    SIGTERM/SIGINT with [`Builder::stop_on_signals`](crate#stopping-gracefully), which makes
+///    the stop graceful;
 /// 4. close: [`server_close`](Self::server_close) closes the socket and waits for running
 ///    requests. Dropping the server closes the socket without waiting.
 pub struct Server<T: Transport, H, M: Mode> {
@@ -273,8 +274,8 @@ where
     /// descriptors) are logged and retried with back-off; only an error that makes the socket
     /// unusable ends the loop with `Err`.
     ///
-    /// A graceful stop ([`Builder::stop_on_signals`](crate#stopping-gracefully), [`Builder::grace_period`]) does more before
-    /// it returns: it serves what was queued in the listen backlog, closes the socket, and waits
+    /// A graceful stop ([`Builder::stop_on_signals`](crate#stopping-gracefully),
+    /// [`Builder::grace_period`]) does more before it returns: it serves what was queued in the listen backlog, closes the socket, and waits
     /// for the running requests within the grace period; `Ok(())` then means every request
     /// finished, and an error says how many were cut off by the grace period (`TimedOut`) or by
     /// [`ServerHandle::stop_now`] or a second signal (`Interrupted`).
@@ -354,7 +355,15 @@ where
         self.mode.pass_stop_on();
         if let Some(deadline) = self.stop_deadline() {
             let left = deadline.saturating_duration_since(Instant::now());
-            grace_timer(self.handle.clone(), left);
+            let shared = &self.handle.shared;
+            let reason = match (shared.grace, shared.grace_deadline() == Some(deadline)) {
+                (Some(grace), true) => format!("the grace period of {grace:?} ran out"),
+                _ => format!(
+                    "the drain timeout of {:?} ran out",
+                    self.mode.drain_timeout().unwrap_or_default()
+                ),
+            };
+            grace_timer(self.handle.clone(), left, reason);
         }
     }
 
@@ -774,14 +783,13 @@ impl<T: Transport, H, M: Mode + fmt::Debug> fmt::Debug for Server<T, H, M> {
     }
 }
 
-/// Turns the stop immediate once `left` has passed, unless it already is.
-fn grace_timer(server: ServerHandle, left: Duration) {
+/// Turns the stop immediate, for `reason`, once `left` has passed, unless it already is.
+fn grace_timer(server: ServerHandle, left: Duration, reason: String) {
     let spawned = std::thread::Builder::new()
         .name("socketserver-grace".to_string())
         .spawn(move || {
             let shared = &server.shared;
             if !shared.abort.sleep(left) {
-                let reason = format!("the time given to running requests ({left:?}) ran out");
                 shared.abort_with(io::ErrorKind::TimedOut, reason);
             }
         });

@@ -7,8 +7,8 @@
 //! upgrade signal (SIGHUP, SIGUSR2, …) has one place to be added.
 
 use std::io;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
@@ -36,6 +36,7 @@ impl SignalRelay {
             )
         })?;
         let handle = signals.handle();
+        Defaults::get().armed();
         let spawned = std::thread::Builder::new()
             .name("socketserver-signals".to_string())
             .spawn(move || {
@@ -46,6 +47,7 @@ impl SignalRelay {
             });
         if let Err(e) = spawned {
             handle.close();
+            Defaults::get().disarmed();
             return Err(io::Error::new(
                 e.kind(),
                 format!("cannot start the thread that relays stop signals: {e}"),
@@ -58,15 +60,49 @@ impl SignalRelay {
 impl Drop for SignalRelay {
     fn drop(&mut self) {
         self.handle.close();
-        // signal-hook leaves its handler installed once no action remains, which would make the
-        // signals do nothing at all: give them their default effect back for the rest of the run.
-        let default = Arc::new(AtomicBool::new(true));
-        for signal in STOP_SIGNALS {
-            if let Err(e) = signal_hook::flag::register_conditional_default(signal, default.clone())
-            {
-                log::debug!("cannot restore the default action of {}: {e}", name(signal));
+        Defaults::get().disarmed();
+    }
+}
+
+/// signal-hook leaves its handler installed once no action remains, which would make the stop
+/// signals do nothing at all once every server is gone. So while no server is armed, an action
+/// registered once gives them their default effect (ending the process) back.
+struct Defaults {
+    /// How many servers have their relay running.
+    armed: Mutex<usize>,
+    /// Whether the signals have their default effect: no server is armed.
+    idle: Arc<AtomicBool>,
+}
+
+impl Defaults {
+    fn get() -> &'static Defaults {
+        static DEFAULTS: OnceLock<Defaults> = OnceLock::new();
+        DEFAULTS.get_or_init(|| {
+            let idle = Arc::new(AtomicBool::new(false));
+            for signal in STOP_SIGNALS {
+                if let Err(e) =
+                    signal_hook::flag::register_conditional_default(signal, idle.clone())
+                {
+                    log::debug!("cannot keep the default action of {}: {e}", name(signal));
+                }
             }
-        }
+            Defaults {
+                armed: Mutex::new(0),
+                idle,
+            }
+        })
+    }
+
+    fn armed(&self) {
+        let mut armed = self.armed.lock().unwrap_or_else(PoisonError::into_inner);
+        *armed += 1;
+        self.idle.store(false, Ordering::SeqCst);
+    }
+
+    fn disarmed(&self) {
+        let mut armed = self.armed.lock().unwrap_or_else(PoisonError::into_inner);
+        *armed = armed.saturating_sub(1);
+        self.idle.store(*armed == 0, Ordering::SeqCst);
     }
 }
 
