@@ -101,13 +101,42 @@ fn echo_upper_exits_0_on_sigterm_and_sigint_in_every_mode() {
 }
 
 #[test]
-fn an_idle_client_cannot_hold_echo_upper_past_its_grace_period() {
-    let mut server = Server::start("echo_upper", &["--grace", "0.5"]);
+fn an_idle_echo_upper_client_is_closed_at_the_stop_and_does_not_hold_it() {
+    let mut server = Server::start("echo_upper", &["--grace", "30"]);
     let mut client = connect(server.addr);
     client.write_all(b"x").unwrap();
     let mut reply = [0u8; 1];
     client.read_exact(&mut reply).unwrap();
-    // The client stays connected and silent: its handler waits in a read.
+    // The client stays connected and silent: its handler waits for the next chunk.
+    let signalled = Instant::now();
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(EXIT_TIMEOUT);
+    let took = signalled.elapsed();
+    println!("echo_upper, one idle client: SIGTERM to exit: {took:?}");
+    let log = server.log_so_far();
+    let status = status.unwrap_or_else(|| panic!("still running:\n{log}"));
+    assert!(status.success(), "{status}\n{log}");
+    assert!(
+        took < Duration::from_secs(15),
+        "the idle client held the stop: {took:?}"
+    );
+    let mut rest = Vec::new();
+    assert_eq!(
+        client.read_to_end(&mut rest).unwrap(),
+        0,
+        "the connection was closed"
+    );
+}
+
+#[test]
+fn an_idle_client_of_an_example_without_wait_for_request_is_cut_off_at_the_grace_period() {
+    // resp_kv reads its pipelined commands without wait_for_request.
+    let mut server = Server::start("resp_kv", &["--grace", "0.5"]);
+    let mut client = connect(server.addr);
+    client.write_all(b"PING\r\n").unwrap();
+    let mut reply = [0u8; 7];
+    client.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"+PONG\r\n");
     server.signal(libc::SIGTERM);
     let status = server.wait_exit(EXIT_TIMEOUT);
     let log = server.log_so_far();

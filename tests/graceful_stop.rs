@@ -118,6 +118,10 @@ const TESTS: &[(&str, TestFn)] = &[
         "stop_now_cuts_off_and_server_close_does_not_wait",
         in_process_stop_now,
     ),
+    (
+        "wait_for_request_serves_a_request_on_its_way_at_the_stop_and_times_out_as_a_read",
+        in_process_wait_for_request,
+    ),
 ];
 
 fn run_tests() -> ExitCode {
@@ -932,4 +936,85 @@ fn in_process_stop_now() -> Result<(), String> {
     check(took < Duration::from_secs(5), || format!("took {took:?}"))?;
     drop(idle); // ends the handler left running
     Ok(())
+}
+
+fn in_process_wait_for_request() -> Result<(), String> {
+    let (seen_tx, seen) = mpsc::channel();
+    let seen_tx = Arc::new(Mutex::new(seen_tx));
+    let mut server = Builder::new()
+        .mode(Threading::new())
+        .grace_period(GRACE)
+        .read_timeout(Duration::from_millis(200))
+        .bind_tcp("127.0.0.1:0", move |req: &mut StreamRequest| {
+            let report = |what: String| {
+                let _ = seen_tx.lock().unwrap().send(what);
+            };
+            let mut line = String::new();
+            req.read_line(&mut line)?;
+            if line == "time out\n" {
+                // Nothing more comes and nothing stops: the wait fails as a read would.
+                report(format!(
+                    "{:?}",
+                    req.wait_for_request().map_err(|e| e.kind())
+                ));
+                return Ok(());
+            }
+            report(format!("read {}", line.trim_end()));
+            // The next request is already in the socket when the stop begins.
+            let deadline = Instant::now() + WAIT;
+            while !req.server().is_shutting_down() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+            let more = req.wait_for_request()?;
+            report(format!("{more}"));
+            line.clear();
+            req.read_line(&mut line)?;
+            write!(req, "served {line}")
+        })
+        .map_err(|e| e.to_string())?;
+    let addr = server.local_addr().to_string();
+    let handle = server.handle();
+    let serving =
+        thread::spawn(move || server.serve_forever().and_then(|()| server.server_close()));
+
+    let mut timing_out = TcpStream::connect(&addr).map_err(|e| e.to_string())?;
+    timing_out
+        .write_all(b"time out\n")
+        .map_err(|e| e.to_string())?;
+    let got = seen
+        .recv_timeout(WAIT)
+        .map_err(|_| "no report from the handler")?;
+    check(got == "Err(WouldBlock)", || {
+        format!("an idle wait ended with {got}")
+    })?;
+
+    let mut stream = TcpStream::connect(&addr).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    stream.write_all(b"first\n").map_err(|e| e.to_string())?;
+    let got = seen
+        .recv_timeout(WAIT)
+        .map_err(|_| "no report from the handler")?;
+    check(got == "read first", || got.clone())?;
+    // In the socket, not in the request's buffer, when the stop begins.
+    stream.write_all(b"second\n").map_err(|e| e.to_string())?;
+    thread::sleep(Duration::from_millis(50));
+    handle.shutdown();
+    let got = seen
+        .recv_timeout(WAIT)
+        .map_err(|_| "no report from the handler")?;
+    check(got == "true", || {
+        format!("the request on its way was dropped: {got}")
+    })?;
+    let mut answer = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut answer)
+        .map_err(|e| e.to_string())?;
+    check(answer == "served second\n", || format!("{answer:?}"))?;
+    drop(timing_out);
+    serving
+        .join()
+        .map_err(|_| "the serving thread panicked")?
+        .map_err(|e| e.to_string())
 }

@@ -216,6 +216,33 @@ impl Guarded {
     pub(crate) fn readable_now(&self) -> io::Result<bool> {
         poll::readable_now(self.conn.as_raw_fd())
     }
+
+    /// Reads that fail with `WouldBlock` instead of waiting (`MSG_DONTWAIT`), counted for the
+    /// deadline like any other.
+    pub(crate) fn without_waiting(&self) -> WithoutWaiting<'_> {
+        WithoutWaiting(self)
+    }
+}
+
+/// See [`Guarded::without_waiting`].
+pub(crate) struct WithoutWaiting<'a>(&'a Guarded);
+
+impl Read for WithoutWaiting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // A limit that has passed fails this read as it fails any other.
+        self.0.before_wait(Direction::Read)?;
+        let fd = self.0.conn.as_raw_fd();
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        if let Some((_, received)) = &self.0.deadline {
+            received.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
 }
 
 // Reads and writes go through `&Guarded`, so a request's read half and write half can be used
