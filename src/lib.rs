@@ -118,6 +118,7 @@ mod process;
 mod server;
 mod socket;
 mod stats;
+pub mod systemd;
 mod throttle;
 
 pub use address::Address;

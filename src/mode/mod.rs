@@ -103,8 +103,14 @@ pub(crate) mod sealed {
         fn supervises(&self) -> bool {
             false
         }
-        /// Runs the supervisor until `stop`, then stops the workers. Only called if `supervises`.
-        fn supervise(&mut self, _socket: RawFd, _stop: &StopSignal) -> io::Result<()> {
+        /// Runs the supervisor until `stop`, then stops the workers, calling `tick` on each of its
+        /// wake-ups (the systemd watchdog). Only called if `supervises`.
+        fn supervise(
+            &mut self,
+            _socket: RawFd,
+            _stop: &StopSignal,
+            _tick: &mut dyn FnMut(),
+        ) -> io::Result<()> {
             Ok(())
         }
     }

@@ -256,7 +256,12 @@ impl ModeImpl for Prefork {
         self.part == Part::Supervisor
     }
 
-    fn supervise(&mut self, socket: RawFd, stop: &StopSignal) -> io::Result<()> {
+    fn supervise(
+        &mut self,
+        socket: RawFd,
+        stop: &StopSignal,
+        tick: &mut dyn FnMut(),
+    ) -> io::Result<()> {
         let mut slots: Vec<Slot> = (0..self.workers).map(|_| Slot::new()).collect();
         log::info!("prefork: starting {} worker processes", self.workers);
         while !stop.is_requested() {
@@ -264,6 +269,7 @@ impl ModeImpl for Prefork {
                 slot.check(index);
                 slot.start_if_due(index, socket);
             }
+            tick();
             stop.sleep(SUPERVISE_TICK);
         }
         drain(&mut slots, self.drain_timeout);
