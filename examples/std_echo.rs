@@ -124,6 +124,9 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    if args.systemd {
+        args.usage_error("std_echo binds with plain std::net only; --systemd is not offered");
+    }
     common::init_logging_at("warn");
     common::exit_status(run(&args))
 }

@@ -227,5 +227,10 @@ fn main() -> ExitCode {
     if args.mode != ModeName::Single {
         args.usage_error("sticky_packets runs in single mode only: the cases must run in order");
     }
+    if args.systemd {
+        args.usage_error(
+            "sticky_packets is a demo that connects to its own server; --systemd is not offered",
+        );
+    }
     common::exit_status(run(&args))
 }

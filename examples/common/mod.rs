@@ -6,6 +6,9 @@
 //! * `--addr HOST:PORT` chooses the address (port 0 lets the system pick a free port);
 //!   `--mode single|threading|pool|process|prefork` the concurrency mode, with `--workers N` for
 //!   `pool` and `prefork`, `--max-threads N` for `threading` and `--max-children N` for `process`;
+//!   `--systemd` serves the socket passed by systemd socket activation (`LISTEN_FDS`; TCP or
+//!   Unix stream for stream servers, UDP or Unix datagram for datagram servers) instead of
+//!   binding `--addr`, and readiness goes to `NOTIFY_SOCKET` when set (see `deploy/`);
 //!   `--help` prints the usage.
 //! * The first line on stdout is exactly `listening on <bound address>`, so scripts and tests can
 //!   read the real port.
@@ -32,6 +35,7 @@ use std::io::{self, Write};
 use std::process::{self, ExitCode};
 use std::str::FromStr;
 
+use socketserver::systemd;
 use socketserver::transport::Transport;
 use socketserver::{
     Builder, DatagramRequest, Mode, Pool, Prefork, Process, RequestHandler, Server, StreamRequest,
@@ -143,6 +147,8 @@ pub struct Args {
     pub addr: String,
     /// `--mode`.
     pub mode: ModeName,
+    /// `--systemd`: serve the first socket systemd passed instead of binding `addr`.
+    pub systemd: bool,
     example: &'static Example,
     workers: Option<usize>,
     max_threads: Option<usize>,
@@ -288,12 +294,14 @@ fn usage(example: &Example) -> String {
         })
         .collect();
     format!(
-        "usage: {name} [--addr HOST:PORT] [--mode MODE] [--workers N] [--max-threads N] [--max-children N]{synopsis}\n\
+        "usage: {name} [--addr HOST:PORT] [--systemd] [--mode MODE] [--workers N] [--max-threads N] [--max-children N]{synopsis}\n\
          \n\
          {about}\n\
          \n\
          options:\n\
          \x20 --addr HOST:PORT  address to listen on (default {addr}; port 0 picks a free port)\n\
+         \x20 --systemd         serve the socket systemd passed (socket activation, LISTEN_FDS)\n\
+         \x20                   instead of binding --addr\n\
          \x20 --mode MODE       single, threading, pool, process or prefork (default {mode})\n\
          \x20 --workers N       worker threads with --mode pool (default: 4 per CPU core), or\n\
          \x20                   worker processes with --mode prefork (default: 1 per CPU core)\n\
@@ -315,6 +323,7 @@ fn parse(
 ) -> Result<Option<Args>, String> {
     let mut addr = example.default_addr.to_string();
     let mut mode = example.default_mode;
+    let mut systemd = false;
     let mut workers = None;
     let mut max_threads = None;
     let mut max_children = None;
@@ -331,6 +340,10 @@ fn parse(
         };
         if name == "--help" || name == "-h" {
             return Ok(None);
+        }
+        if arg == "--systemd" {
+            systemd = true;
+            continue;
         }
         let extra_option = example.options.iter().find(|option| option.name == name);
         if extra_option.is_none()
@@ -392,6 +405,7 @@ fn parse(
     Ok(Some(Args {
         addr,
         mode,
+        systemd,
         example,
         workers,
         max_threads,
@@ -458,7 +472,7 @@ pub fn serve_tcp<H>(args: &Args, builder: Builder, handler: H) -> io::Result<()>
 where
     H: RequestHandler<StreamRequest> + Clone,
 {
-    serve_in_mode(args, builder, Tcp(&args.addr, handler))
+    serve_in_mode(args, builder, Tcp(args, handler))
 }
 
 /// [`serve_tcp`] for a UDP `handler`.
@@ -466,7 +480,7 @@ pub fn serve_udp<H>(args: &Args, builder: Builder, handler: H) -> io::Result<()>
 where
     H: RequestHandler<DatagramRequest> + Clone,
 {
-    serve_in_mode(args, builder, Udp(&args.addr, handler))
+    serve_in_mode(args, builder, Udp(args, handler))
 }
 
 /// Binds and serves with a [`Builder`] of any mode: a trait rather than a closure, because a
@@ -477,23 +491,41 @@ trait BindAndServe {
     fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()>;
 }
 
-/// A TCP handler and the address to bind it to.
-struct Tcp<'a, H>(&'a str, H);
+/// A stream handler and where to serve it: `--addr` over TCP, or with `--systemd` the first socket
+/// systemd passed, TCP or Unix stream as the `.socket` unit says.
+struct Tcp<'a, H>(&'a Args, H);
 
 impl<H: RequestHandler<StreamRequest> + Clone> BindAndServe for Tcp<'_, H> {
     const STREAM: bool = true;
     fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()> {
-        serve(builder.bind_tcp(self.0, self.1)?)
+        let Tcp(args, handler) = self;
+        if !args.systemd {
+            return serve(builder.bind_tcp(args.addr.as_str(), handler)?);
+        }
+        if systemd::is_unix(0)? {
+            serve(builder.systemd_unix_stream(0, handler)?)
+        } else {
+            serve(builder.systemd_tcp(0, handler)?)
+        }
     }
 }
 
-/// A UDP handler and the address to bind it to.
-struct Udp<'a, H>(&'a str, H);
+/// A datagram handler and where to serve it: `--addr` over UDP, or with `--systemd` the first
+/// socket systemd passed, UDP or Unix datagram.
+struct Udp<'a, H>(&'a Args, H);
 
 impl<H: RequestHandler<DatagramRequest> + Clone> BindAndServe for Udp<'_, H> {
     const STREAM: bool = false;
     fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()> {
-        serve(builder.bind_udp(self.0, self.1)?)
+        let Udp(args, handler) = self;
+        if !args.systemd {
+            return serve(builder.bind_udp(args.addr.as_str(), handler)?);
+        }
+        if systemd::is_unix(0)? {
+            serve(builder.systemd_unix_datagram(0, handler)?)
+        } else {
+            serve(builder.systemd_udp(0, handler)?)
+        }
     }
 }
 

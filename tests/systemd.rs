@@ -1,0 +1,216 @@
+//! Socket activation with the real `systemd-socket-activate` (Debian package `systemd`): the
+//! examples run under it with `--systemd` serve the socket it passes — TCP in every kind of mode,
+//! UDP (`--datagram`) and a Unix stream socket — and print the real address; a socket of the
+//! wrong kind is refused with a message that says what was passed and what was needed.
+//!
+//! The tool binds, waits for the first client, then `exec`s the example, so a client connects
+//! (or sends) first and reads the `listening on` line afterwards. A free port is found by binding
+//! port 0 and closing it; if another process takes it meanwhile, the tool fails to bind and the
+//! test tries another port. Where the tool is missing (and `.ci/run` could not install it) the
+//! tests say so and pass without running.
+
+mod programs;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use programs::{example, scratch, Interactive, IO_TIMEOUT, STARTUP_TIMEOUT};
+
+const TOOL: &str = "systemd-socket-activate";
+/// Attempts at a free port before giving up.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Whether the tool is installed; prints why a test does not run when it is not.
+fn tool_available(test: &str) -> bool {
+    let found = Command::new(TOOL)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !found {
+        eprintln!(
+            "SKIPPED {test}: `{TOOL}` is not installed (Debian package `systemd`; `.ci/run` \
+             installs it where it can)"
+        );
+    }
+    found
+}
+
+/// A port that was free a moment ago.
+fn free_port(udp: bool) -> u16 {
+    if udp {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port");
+        socket.local_addr().expect("its address").port()
+    } else {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a TCP port");
+        listener.local_addr().expect("its address").port()
+    }
+}
+
+/// `systemd-socket-activate <tool_args> <example> --systemd <args>`.
+fn activate(tool_args: &[&str], name: &str, args: &[&str]) -> Interactive {
+    let mut command = Command::new(TOOL);
+    command
+        .args(tool_args)
+        .arg(example(name))
+        .arg("--systemd")
+        .args(args);
+    Interactive::start(command)
+}
+
+/// Runs `name` under the tool on a free loopback port (`udp`: with `--datagram`), retrying on a
+/// port taken meanwhile; `client` talks to it once the tool listens. Returns the running
+/// program and the address.
+fn activate_on_free_port(
+    udp: bool,
+    name: &str,
+    args: &[&str],
+    client: impl Fn(SocketAddr) -> Option<Vec<u8>>,
+) -> (Interactive, SocketAddr, Vec<u8>) {
+    for _ in 0..PORT_ATTEMPTS {
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port(udp)).into();
+        let listen = addr.to_string();
+        let mut tool_args = vec!["-l", listen.as_str(), "--fdname=web"];
+        if udp {
+            tool_args.push("--datagram");
+        }
+        let mut program = activate(&tool_args, name, args);
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while Instant::now() < deadline && !program.has_exited() {
+            if let Some(reply) = client(addr) {
+                return (program, addr, reply);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let log = program.stderr_so_far();
+        assert!(
+            log.contains("Address already in use") || log.contains("Failed to"),
+            "{name} under {TOOL} on {addr} did not answer within {STARTUP_TIMEOUT:?}; stderr:\n{log}"
+        );
+    }
+    panic!("no free port for {TOOL} after {PORT_ATTEMPTS} attempts");
+}
+
+/// One exchange over TCP: `None` while nothing listens yet.
+fn tcp_exchange(addr: SocketAddr, request: &[u8], reply_len: usize) -> Option<Vec<u8>> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
+    stream.set_write_timeout(Some(IO_TIMEOUT)).ok()?;
+    stream.write_all(request).ok()?;
+    let mut reply = vec![0u8; reply_len];
+    stream
+        .read_exact(&mut reply)
+        .unwrap_or_else(|e| panic!("no reply from the activated server on {addr}: {e}"));
+    Some(reply)
+}
+
+#[test]
+fn tcp_socket_activation_serves_in_threading_prefork_and_process_modes() {
+    if !tool_available("tcp_socket_activation") {
+        return;
+    }
+    for mode in ["threading", "prefork", "process"] {
+        let mut args = vec!["--mode", mode];
+        if mode == "prefork" {
+            args.extend(["--workers", "2"]);
+        }
+        let (mut server, addr, reply) = activate_on_free_port(false, "echo_upper", &args, |a| {
+            tcp_exchange(a, b"hello\n", 6)
+        });
+        assert_eq!(reply, b"HELLO\n", "--mode {mode}");
+        assert_eq!(
+            server.next_line(),
+            format!("listening on {addr}"),
+            "--mode {mode}: the line names the passed socket's address"
+        );
+        // Later connections too: in prefork and process mode they reach the children, which
+        // inherited the socket from the parent rather than from systemd.
+        for i in 0..4 {
+            let request = format!("again {i}\n");
+            let reply = tcp_exchange(addr, request.as_bytes(), request.len())
+                .unwrap_or_else(|| panic!("--mode {mode}: connection {i} refused"));
+            assert_eq!(reply, request.to_uppercase().as_bytes(), "--mode {mode}");
+        }
+        let log = server.stderr_so_far();
+        assert!(!log.contains("ERROR"), "--mode {mode}: {log}");
+    }
+}
+
+#[test]
+fn udp_socket_activation_with_datagram_serves_udp_upper() {
+    if !tool_available("udp_socket_activation") {
+        return;
+    }
+    let client = UdpSocket::bind("127.0.0.1:0").expect("client socket");
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let (mut server, addr, reply) = activate_on_free_port(true, "udp_upper", &[], |addr| {
+        client.send_to(b"hello", addr).ok()?;
+        let mut buf = [0u8; 64];
+        // The datagram waits in the socket while the tool starts the program; this closure is
+        // called again (a resend) until a reply comes.
+        let (n, _) = client.recv_from(&mut buf).ok()?;
+        Some(buf[..n].to_vec())
+    });
+    assert_eq!(reply, b"HELLO");
+    assert_eq!(server.next_line(), format!("listening on {addr}"));
+}
+
+#[test]
+fn unix_socket_activation_serves_echo_upper_on_the_passed_path() {
+    if !tool_available("unix_socket_activation") {
+        return;
+    }
+    let dir = scratch("systemd-unix-activation");
+    let path = dir.join("echo.sock");
+    let listen = path.to_str().expect("a UTF-8 path").to_string();
+    let mut server = activate(&["-l", &listen, "--fdname=web"], "echo_upper", &[]);
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let mut stream = loop {
+        if let Ok(stream) = UnixStream::connect(&path) {
+            break stream;
+        }
+        assert!(
+            Instant::now() < deadline && !server.has_exited(),
+            "{TOOL} never listened on {listen}; stderr:\n{}",
+            server.stderr_so_far()
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    stream.write_all(b"unix\n").expect("send");
+    let mut reply = [0u8; 5];
+    stream.read_exact(&mut reply).expect("reply");
+    assert_eq!(&reply, b"UNIX\n");
+    assert_eq!(server.next_line(), format!("listening on {listen}"));
+}
+
+#[test]
+fn a_socket_of_the_wrong_kind_is_refused_with_what_was_passed_and_needed() {
+    if !tool_available("wrong_kind_socket_activation") {
+        return;
+    }
+    // udp_upper wants a UDP socket; give it a TCP listener. The tool starts it on the first
+    // connection, which the program then cannot serve.
+    let (server, _addr, _) = activate_on_free_port(false, "udp_upper", &[], |addr| {
+        TcpStream::connect(addr).ok().map(|_| Vec::new())
+    });
+    let (status, stdout, stderr) = server.finish();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "stdout: {stdout:?}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.is_empty(), "nothing announced: {stdout:?}");
+    assert!(
+        stderr.contains(
+            "LISTEN_FDS names 1 socket (web); fd 3 (\"web\") is a listening TCP socket but \
+             systemd_udp needs a UDP socket (ListenDatagram="
+        ),
+        "{stderr}"
+    );
+}
