@@ -56,6 +56,8 @@
 //!   child per request, Python's `ForkingMixIn`) and [`Prefork`] (supervised worker processes).
 //!   See [`mode`], and [`is_worker`] for what re-executing the program means for `main`.
 //! * **Control** — [`ServerHandle`]: `shutdown()` from any thread or handler, `stats()`.
+//! * **Services** — [`systemd`]: socket activation (`Builder::systemd_tcp`, …) and readiness
+//!   (`READY=1`, `STATUS=`, `WATCHDOG=1`, `STOPPING=1`), automatic when `NOTIFY_SOCKET` is set.
 //! * **Protocols** — [`framing`]: length-prefixed frames and JSON header + body messages, the
 //!   seeds' cure for TCP's "sticky packets"; [`auth`]: HMAC challenge–response authentication
 //!   of clients, as a wrapper around any stream handler.

@@ -214,3 +214,58 @@ fn a_socket_of_the_wrong_kind_is_refused_with_what_was_passed_and_needed() {
         "{stderr}"
     );
 }
+
+/// The `ExecStart=` of a unit in `deploy/`, as the program's name and its arguments.
+fn exec_start(unit: &str) -> (String, Vec<String>) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(unit);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    for key in [
+        "Type=notify",
+        "Restart=",
+        "TimeoutStopSec=",
+        "DynamicUser=yes",
+        "NoNewPrivileges=yes",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(key)),
+            "{unit} has no {key}"
+        );
+    }
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap_or_else(|| panic!("{unit} has no ExecStart="));
+    let mut words = line.split_whitespace().map(str::to_string);
+    let program = words.next().expect("a program");
+    let name = program.rsplit('/').next().expect("a file name").to_string();
+    (name, words.collect())
+}
+
+#[test]
+fn the_deploy_units_command_lines_serve_under_socket_activation() {
+    if !tool_available("deploy_units") {
+        return;
+    }
+    let cases: [(&str, &[u8], &[u8]); 2] = [
+        ("echo_upper.service", b"units\n", b"UNITS\n"),
+        ("resp_kv.service", b"PING\r\n", b"+PONG\r\n"),
+    ];
+    for (unit, request, expected) in cases {
+        let (name, args) = exec_start(unit);
+        assert_eq!(
+            args.first().map(String::as_str),
+            Some("--systemd"),
+            "{unit}"
+        );
+        // `activate` adds `--systemd` itself.
+        let args: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+        let (mut server, addr, reply) = activate_on_free_port(false, &name, &args, |addr| {
+            tcp_exchange(addr, request, expected.len())
+        });
+        assert_eq!(reply, expected, "{unit}");
+        assert_eq!(server.next_line(), format!("listening on {addr}"), "{unit}");
+    }
+}

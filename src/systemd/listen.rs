@@ -388,7 +388,8 @@ mod tests {
 
     #[test]
     fn variables_for_another_process_or_garbled_are_refused_with_the_reason() {
-        let cases: &[(Option<&str>, Option<&str>, Option<&str>, &str)] = &[
+        type Case<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, &'a str);
+        let cases: &[Case] = &[
             (None, None, None, "LISTEN_FDS is not set"),
             (None, Some("1"), None, "LISTEN_PID is not"),
             (
