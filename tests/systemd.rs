@@ -61,14 +61,14 @@ fn activate(tool_args: &[&str], name: &str, args: &[&str]) -> Interactive {
     Interactive::start(command)
 }
 
-/// Runs `name` under the tool on a free loopback port (`udp`: with `--datagram`), retrying on a
-/// port taken meanwhile; `client` talks to it once the tool listens. Returns the running
-/// program and the address.
+/// Runs `name` under the tool on a free loopback port (`udp`: with `--datagram`), retrying when
+/// the port was taken meanwhile; once the tool says it listens, `client` talks to it (`Ok(None)`:
+/// no reply yet, try again). Returns the running program, the address and the reply.
 fn activate_on_free_port(
     udp: bool,
     name: &str,
     args: &[&str],
-    client: impl Fn(SocketAddr) -> Option<Vec<u8>>,
+    client: impl Fn(SocketAddr) -> Result<Option<Vec<u8>>, String>,
 ) -> (Interactive, SocketAddr, Vec<u8>) {
     for _ in 0..PORT_ATTEMPTS {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port(udp)).into();
@@ -79,32 +79,45 @@ fn activate_on_free_port(
         }
         let mut program = activate(&tool_args, name, args);
         let deadline = Instant::now() + STARTUP_TIMEOUT;
+        // Only once the tool has bound the port: before, another process may hold it.
+        let bound = format!("Listening on {addr}");
         while Instant::now() < deadline && !program.has_exited() {
-            if let Some(reply) = client(addr) {
-                return (program, addr, reply);
+            if program.stderr_so_far().contains(&bound) {
+                match client(addr) {
+                    Ok(Some(reply)) => return (program, addr, reply),
+                    Ok(None) => {}
+                    Err(why) => panic!(
+                        "{name} {args:?} under {TOOL} on {addr}: {why}; stderr:\n{}",
+                        program.stderr_so_far()
+                    ),
+                }
             }
-            thread::sleep(Duration::from_millis(50));
+            thread::sleep(Duration::from_millis(20));
         }
         let log = program.stderr_so_far();
         assert!(
-            log.contains("Address already in use") || log.contains("Failed to"),
+            !log.contains(&bound),
             "{name} under {TOOL} on {addr} did not answer within {STARTUP_TIMEOUT:?}; stderr:\n{log}"
         );
     }
     panic!("no free port for {TOOL} after {PORT_ATTEMPTS} attempts");
 }
 
-/// One exchange over TCP: `None` while nothing listens yet.
-fn tcp_exchange(addr: SocketAddr, request: &[u8], reply_len: usize) -> Option<Vec<u8>> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
-    stream.set_write_timeout(Some(IO_TIMEOUT)).ok()?;
-    stream.write_all(request).ok()?;
+/// One exchange over TCP with a server that listens.
+fn tcp_exchange(addr: SocketAddr, request: &[u8], reply_len: usize) -> Result<Vec<u8>, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(request)
+        .map_err(|e| format!("send: {e}"))?;
     let mut reply = vec![0u8; reply_len];
     stream
         .read_exact(&mut reply)
-        .unwrap_or_else(|e| panic!("no reply from the activated server on {addr}: {e}"));
-    Some(reply)
+        .map_err(|e| format!("no reply to {:?}: {e}", String::from_utf8_lossy(request)))?;
+    Ok(reply)
 }
 
 #[test]
@@ -118,7 +131,7 @@ fn tcp_socket_activation_serves_in_threading_prefork_and_process_modes() {
             args.extend(["--workers", "2"]);
         }
         let (mut server, addr, reply) = activate_on_free_port(false, "echo_upper", &args, |a| {
-            tcp_exchange(a, b"hello\n", 6)
+            tcp_exchange(a, b"hello\n", 6).map(Some)
         });
         assert_eq!(reply, b"HELLO\n", "--mode {mode}");
         assert_eq!(
@@ -130,8 +143,12 @@ fn tcp_socket_activation_serves_in_threading_prefork_and_process_modes() {
         // inherited the socket from the parent rather than from systemd.
         for i in 0..4 {
             let request = format!("again {i}\n");
-            let reply = tcp_exchange(addr, request.as_bytes(), request.len())
-                .unwrap_or_else(|| panic!("--mode {mode}: connection {i} refused"));
+            let reply = tcp_exchange(addr, request.as_bytes(), request.len()).unwrap_or_else(|e| {
+                panic!(
+                    "--mode {mode}: connection {i}: {e}; stderr:\n{}",
+                    server.stderr_so_far()
+                )
+            });
             assert_eq!(reply, request.to_uppercase().as_bytes(), "--mode {mode}");
         }
         let log = server.stderr_so_far();
@@ -149,12 +166,16 @@ fn udp_socket_activation_with_datagram_serves_udp_upper() {
         .set_read_timeout(Some(Duration::from_millis(500)))
         .expect("timeout");
     let (mut server, addr, reply) = activate_on_free_port(true, "udp_upper", &[], |addr| {
-        client.send_to(b"hello", addr).ok()?;
+        client
+            .send_to(b"hello", addr)
+            .map_err(|e| format!("send: {e}"))?;
         let mut buf = [0u8; 64];
         // The datagram waits in the socket while the tool starts the program; this closure is
         // called again (a resend) until a reply comes.
-        let (n, _) = client.recv_from(&mut buf).ok()?;
-        Some(buf[..n].to_vec())
+        Ok(client
+            .recv_from(&mut buf)
+            .ok()
+            .map(|(n, _)| buf[..n].to_vec()))
     });
     assert_eq!(reply, b"HELLO");
     assert_eq!(server.next_line(), format!("listening on {addr}"));
@@ -165,7 +186,8 @@ fn unix_socket_activation_serves_echo_upper_on_the_passed_path() {
     if !tool_available("unix_socket_activation") {
         return;
     }
-    let dir = scratch("systemd-unix-activation");
+    // Per process: two runs of this test binary at once must not share the socket file.
+    let dir = scratch(&format!("systemd-unix-activation-{}", std::process::id()));
     let path = dir.join("echo.sock");
     let listen = path.to_str().expect("a UTF-8 path").to_string();
     let mut server = activate(&["-l", &listen, "--fdname=web"], "echo_upper", &[]);
@@ -187,6 +209,8 @@ fn unix_socket_activation_serves_echo_upper_on_the_passed_path() {
     stream.read_exact(&mut reply).expect("reply");
     assert_eq!(&reply, b"UNIX\n");
     assert_eq!(server.next_line(), format!("listening on {listen}"));
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -195,11 +219,15 @@ fn a_socket_of_the_wrong_kind_is_refused_with_what_was_passed_and_needed() {
         return;
     }
     // udp_upper wants a UDP socket; give it a TCP listener. The tool starts it on the first
-    // connection, which the program then cannot serve.
+    // connection, which the program then cannot serve. The connection stays open until then.
+    let held = std::cell::RefCell::new(Vec::new());
     let (server, _addr, _) = activate_on_free_port(false, "udp_upper", &[], |addr| {
-        TcpStream::connect(addr).ok().map(|_| Vec::new())
+        let stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+        held.borrow_mut().push(stream);
+        Ok(Some(Vec::new()))
     });
     let (status, stdout, stderr) = server.finish();
+    drop(held);
     assert_eq!(
         status.code(),
         Some(1),
@@ -263,7 +291,7 @@ fn the_deploy_units_command_lines_serve_under_socket_activation() {
         // `activate` adds `--systemd` itself.
         let args: Vec<&str> = args[1..].iter().map(String::as_str).collect();
         let (mut server, addr, reply) = activate_on_free_port(false, &name, &args, |addr| {
-            tcp_exchange(addr, request, expected.len())
+            tcp_exchange(addr, request, expected.len()).map(Some)
         });
         assert_eq!(reply, expected, "{unit}");
         assert_eq!(server.next_line(), format!("listening on {addr}"), "{unit}");

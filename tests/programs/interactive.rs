@@ -106,6 +106,8 @@ impl Interactive {
         while let Ok(line) = self.lines.recv_timeout(IO_TIMEOUT) {
             rest.push(line);
         }
-        (status, rest, self.stderr.snapshot())
+        // All of stderr, not a snapshot: its reader thread may still hold the last bytes.
+        let stderr = self.stderr.all(&self.what);
+        (status, rest, stderr)
     }
 }
