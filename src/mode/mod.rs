@@ -104,7 +104,8 @@ pub(crate) mod sealed {
             false
         }
         /// Runs the supervisor until `stop`, then stops the workers, calling `tick` on each of its
-        /// wake-ups (the systemd watchdog). Only called if `supervises`.
+        /// wake-ups (the systemd watchdog), the one that sees the stop included, before the
+        /// workers drain. Only called if `supervises`.
         fn supervise(
             &mut self,
             _socket: RawFd,

@@ -272,6 +272,8 @@ impl ModeImpl for Prefork {
             tick();
             stop.sleep(SUPERVISE_TICK);
         }
+        // The wake-up that saw the stop: reported (STOPPING=1) before the workers drain.
+        tick();
         drain(&mut slots, self.drain_timeout);
         Ok(())
     }

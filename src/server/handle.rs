@@ -56,9 +56,12 @@ impl Shared {
         }
     }
 
-    /// On each wake-up of the serving loop: the watchdog ping and status refresh, when due.
+    /// On each wake-up of the serving loop: the watchdog ping and status refresh when due, or
+    /// `STOPPING=1` once a stop was requested (however it was).
     pub(crate) fn notify_tick(&self) {
-        if let Some(notify) = &self.notify {
+        if self.stop.is_requested() {
+            self.notify_stopping();
+        } else if let Some(notify) = &self.notify {
             notify.tick(|| notify.status(&self.counters.snapshot()));
         }
     }
