@@ -114,8 +114,9 @@ impl ServerHandle {
     }
 
     /// Tells systemd the server is ready (`READY=1`, with the current status) — again, after
-    /// [`notify_reloading`](Self::notify_reloading). `serve_forever` sends the first one itself.
-    /// Does nothing unless the server notifies systemd.
+    /// [`notify_reloading`](Self::notify_reloading). `serve_forever` sends the first one itself; a
+    /// program serving with `handle_request` calls this once it is ready. Does nothing unless
+    /// the server notifies systemd.
     pub fn notify_ready(&self) {
         self.shared.notify_ready();
     }
