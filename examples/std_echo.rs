@@ -119,6 +119,9 @@ fn run(args: &Args) -> io::Result<()> {
 fn main() -> ExitCode {
     // `modes` offers threading only: the one way this file serves.
     let args = common::parse_args(&EXAMPLE);
+    if args.systemd {
+        args.usage_error("std_echo binds with plain std::net only; --systemd is not offered");
+    }
     common::init_logging_at("warn");
     common::exit_status(run(&args))
 }

@@ -227,5 +227,10 @@ fn main() -> ExitCode {
     // `modes` offers single only: the cases must run one after another, in order.
     let args = common::parse_args(&EXAMPLE);
     common::init_logging_at("warn");
+    if args.systemd {
+        args.usage_error(
+            "sticky_packets is a demo that connects to its own server; --systemd is not offered",
+        );
+    }
     common::exit_status(run(&args))
 }

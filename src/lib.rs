@@ -58,6 +58,8 @@
 //! * **Control** — [`ServerHandle`]: `shutdown()` from any thread or handler, `stats()`.
 //!   [`Builder::stop_on_signals`] makes SIGTERM and SIGINT stop the server gracefully — see
 //!   [Stopping gracefully](#stopping-gracefully).
+//! * **Services** — [`systemd`]: socket activation (`Builder::systemd_tcp`, …) and readiness
+//!   (`READY=1`, `STATUS=`, `WATCHDOG=1`, `STOPPING=1`), automatic when `NOTIFY_SOCKET` is set.
 //! * **Protocols** — [`framing`]: length-prefixed frames and JSON header + body messages, the
 //!   seeds' cure for TCP's "sticky packets"; [`auth`]: HMAC challenge–response authentication
 //!   of clients, as a wrapper around any stream handler.
@@ -176,6 +178,7 @@ mod process;
 mod server;
 mod socket;
 mod stats;
+pub mod systemd;
 mod throttle;
 
 pub use address::Address;

@@ -6,6 +6,9 @@
 //! * `--addr HOST:PORT` chooses the address (port 0 lets the system pick a free port);
 //!   `--mode single|threading|pool|process|prefork` the concurrency mode, with `--workers N` for
 //!   `pool` and `prefork`, `--max-threads N` for `threading` and `--max-children N` for `process`;
+//!   `--systemd` serves the socket passed by systemd socket activation (`LISTEN_FDS`; TCP or
+//!   Unix stream for stream servers, UDP or Unix datagram for datagram servers) instead of
+//!   binding `--addr`, and readiness goes to `NOTIFY_SOCKET` when set (see `deploy/`);
 //!   `--grace SECS` how long a stop on SIGTERM or SIGINT lets running requests finish (default
 //!   30; a second signal, or SIGQUIT, stops at once); `--help` prints the usage. An example that
 //!   cannot run in every mode lists in [`Example::modes`] those it can: its usage offers only
@@ -36,6 +39,7 @@ use std::process::{self, ExitCode};
 use std::str::FromStr;
 use std::time::Duration;
 
+use socketserver::systemd;
 use socketserver::transport::Transport;
 use socketserver::{
     Builder, DatagramRequest, Mode, Pool, Prefork, Process, RequestHandler, Server, StreamRequest,
@@ -185,6 +189,8 @@ pub struct Args {
     pub addr: String,
     /// `--mode`.
     pub mode: ModeName,
+    /// `--systemd`: serve the first socket systemd passed instead of binding `addr`.
+    pub systemd: bool,
     example: &'static Example,
     workers: Option<usize>,
     max_threads: Option<usize>,
@@ -362,12 +368,14 @@ fn usage(example: &Example) -> String {
         .collect();
     let (mode_synopsis, mode_options) = mode_usage(example);
     format!(
-        "usage: {name} [--addr HOST:PORT] [--mode MODE]{mode_synopsis} [--grace SECS]{synopsis}\n\
+        "usage: {name} [--addr HOST:PORT] [--systemd] [--mode MODE]{mode_synopsis} [--grace SECS]{synopsis}\n\
          \n\
          {about}\n\
          \n\
          options:\n\
          \x20 --addr HOST:PORT  address to listen on (default {addr}; port 0 picks a free port)\n\
+         \x20 --systemd         serve the socket systemd passed (socket activation, LISTEN_FDS)\n\
+         \x20                   instead of binding --addr\n\
          {mode_options}\
          \x20 --grace SECS      on SIGTERM or SIGINT, stop taking requests and let running ones\n\
          \x20                   finish for up to SECS seconds, then exit (default 30); a second\n\
@@ -458,6 +466,7 @@ fn parse(
     );
     let mut addr = example.default_addr.to_string();
     let mut mode = example.default_mode;
+    let mut systemd = false;
     let mut workers = None;
     let mut max_threads = None;
     let mut max_children = None;
@@ -475,6 +484,10 @@ fn parse(
         };
         if name == "--help" || name == "-h" {
             return Ok(None);
+        }
+        if arg == "--systemd" {
+            systemd = true;
+            continue;
         }
         let extra_option = example.options.iter().find(|option| option.name == name);
         // `--workers` and the like exist only where one of their modes is offered.
@@ -548,6 +561,7 @@ fn parse(
     Ok(Some(Args {
         addr,
         mode,
+        systemd,
         example,
         workers,
         max_threads,
@@ -626,7 +640,7 @@ pub fn serve_tcp<H>(args: &Args, builder: Builder, handler: H) -> io::Result<()>
 where
     H: RequestHandler<StreamRequest> + Clone,
 {
-    serve_in_mode(args, args.stream_limits(builder), Tcp(&args.addr, handler))
+    serve_in_mode(args, args.stream_limits(builder), Tcp(args, handler))
 }
 
 /// [`serve_tcp`] for a UDP `handler`.
@@ -634,7 +648,7 @@ pub fn serve_udp<H>(args: &Args, builder: Builder, handler: H) -> io::Result<()>
 where
     H: RequestHandler<DatagramRequest> + Clone,
 {
-    serve_in_mode(args, builder, Udp(&args.addr, handler))
+    serve_in_mode(args, builder, Udp(args, handler))
 }
 
 /// Binds and serves with a [`Builder`] of any mode: a trait rather than a closure, because a
@@ -645,23 +659,41 @@ trait BindAndServe {
     fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()>;
 }
 
-/// A TCP handler and the address to bind it to.
-struct Tcp<'a, H>(&'a str, H);
+/// A stream handler and where to serve it: `--addr` over TCP, or with `--systemd` the first socket
+/// systemd passed, TCP or Unix stream as the `.socket` unit says.
+struct Tcp<'a, H>(&'a Args, H);
 
 impl<H: RequestHandler<StreamRequest> + Clone> BindAndServe for Tcp<'_, H> {
     const STREAM: bool = true;
     fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()> {
-        serve(builder.bind_tcp(self.0, self.1)?)
+        let Tcp(args, handler) = self;
+        if !args.systemd {
+            return serve(builder.bind_tcp(args.addr.as_str(), handler)?);
+        }
+        if systemd::is_unix(0)? {
+            serve(builder.systemd_unix_stream(0, handler)?)
+        } else {
+            serve(builder.systemd_tcp(0, handler)?)
+        }
     }
 }
 
-/// A UDP handler and the address to bind it to.
-struct Udp<'a, H>(&'a str, H);
+/// A datagram handler and where to serve it: `--addr` over UDP, or with `--systemd` the first
+/// socket systemd passed, UDP or Unix datagram.
+struct Udp<'a, H>(&'a Args, H);
 
 impl<H: RequestHandler<DatagramRequest> + Clone> BindAndServe for Udp<'_, H> {
     const STREAM: bool = false;
     fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()> {
-        serve(builder.bind_udp(self.0, self.1)?)
+        let Udp(args, handler) = self;
+        if !args.systemd {
+            return serve(builder.bind_udp(args.addr.as_str(), handler)?);
+        }
+        if systemd::is_unix(0)? {
+            serve(builder.systemd_unix_datagram(0, handler)?)
+        } else {
+            serve(builder.systemd_udp(0, handler)?)
+        }
     }
 }
 

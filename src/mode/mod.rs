@@ -103,8 +103,15 @@ pub(crate) mod sealed {
         fn supervises(&self) -> bool {
             false
         }
-        /// Runs the supervisor until `stop`. Only called if `supervises`.
-        fn supervise(&mut self, _socket: RawFd, _stop: &StopSignal) -> io::Result<()> {
+        /// Runs the supervisor until `stop`, calling `tick` on each of its wake-ups (the systemd
+        /// watchdog), the one that sees the stop included. Only called if `supervises`; the
+        /// workers are stopped afterwards, by `stop_workers`.
+        fn supervise(
+            &mut self,
+            _socket: RawFd,
+            _stop: &StopSignal,
+            _tick: &mut dyn FnMut(),
+        ) -> io::Result<()> {
             Ok(())
         }
         /// After `supervise`: tells the workers to stop and waits for them within the drain

@@ -262,7 +262,12 @@ impl ModeImpl for Prefork {
         self.part == Part::Supervisor
     }
 
-    fn supervise(&mut self, socket: RawFd, stop: &StopSignal) -> io::Result<()> {
+    fn supervise(
+        &mut self,
+        socket: RawFd,
+        stop: &StopSignal,
+        tick: &mut dyn FnMut(),
+    ) -> io::Result<()> {
         self.slots = (0..self.workers).map(|_| Slot::new()).collect();
         log::info!("prefork: starting {} worker processes", self.workers);
         while !stop.is_requested() {
@@ -270,8 +275,11 @@ impl ModeImpl for Prefork {
                 slot.check(index);
                 slot.start_if_due(index, socket);
             }
+            tick();
             stop.sleep(SUPERVISE_TICK);
         }
+        // The wake-up that saw the stop: reported (STOPPING=1) before the workers drain.
+        tick();
         Ok(())
     }
 

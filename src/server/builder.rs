@@ -22,6 +22,7 @@ use crate::server::handle::ServerHandle;
 use crate::socket::bind::{bind_inet, bind_unix};
 use crate::socket::options::{BindOptions, ConnectionOptions};
 use crate::socket::unix_path::UnixPathGuard;
+use crate::systemd::{self, Select, Want};
 
 type VerifyHook = Box<dyn FnMut(&Address) -> bool + Send>;
 type LoopHook = Box<dyn FnMut(&ServerHandle) + Send>;
@@ -95,6 +96,7 @@ pub struct Builder<M = Single> {
     hooks: LoopHooks,
     on_error: Option<ErrorHook>,
     stopping: StopOptions,
+    notify_systemd: bool,
 }
 
 impl Builder<Single> {
@@ -111,6 +113,7 @@ impl Builder<Single> {
             hooks: LoopHooks::default(),
             on_error: None,
             stopping: StopOptions::default(),
+            notify_systemd: true,
         }
     }
 }
@@ -136,6 +139,7 @@ impl<M: Mode> Builder<M> {
             hooks: self.hooks,
             on_error: self.on_error,
             stopping: self.stopping,
+            notify_systemd: self.notify_systemd,
         }
     }
 
@@ -382,6 +386,77 @@ impl<M: Mode> Builder<M> {
         self
     }
 
+    /// Whether the server reports to systemd when `NOTIFY_SOCKET` is set (default: on):
+    /// `READY=1` once serving, `STATUS=` lines with the stats, `WATCHDOG=1` pings when
+    /// `WATCHDOG_USEC` asks for them, `STOPPING=1` when stopping. See [`systemd`](crate::systemd).
+    /// Turn it off when the program reports to systemd itself.
+    pub fn notify_systemd(mut self, on: bool) -> Self {
+        self.notify_systemd = on;
+        self
+    }
+
+    /// Serves a listening TCP socket passed by systemd socket activation (`ListenStream=` in a
+    /// `.socket` unit), instead of binding: `socket` is its position (`0`: the first) or its
+    /// `FileDescriptorName=`. Fails, saying what was passed, if there is no such socket or it is
+    /// not a listening TCP socket. Bind options do not apply. See [`systemd`](crate::systemd).
+    pub fn systemd_tcp<H>(
+        self,
+        socket: impl Into<Select>,
+        handler: H,
+    ) -> io::Result<Server<Tcp, H, M>>
+    where
+        H: RequestHandler<StreamRequest> + Clone,
+    {
+        let select = socket.into();
+        self.serve(handler, |_| Ok((systemd::take(&select, Want::Tcp)?, None)))
+    }
+
+    /// Serves a UDP socket passed by systemd socket activation (`ListenDatagram=`), as
+    /// [`systemd_tcp`](Self::systemd_tcp) does for TCP.
+    pub fn systemd_udp<H>(
+        self,
+        socket: impl Into<Select>,
+        handler: H,
+    ) -> io::Result<Server<Udp, H, M>>
+    where
+        H: RequestHandler<DatagramRequest> + Clone,
+    {
+        let select = socket.into();
+        self.serve(handler, |_| Ok((systemd::take(&select, Want::Udp)?, None)))
+    }
+
+    /// Serves a listening Unix stream socket passed by systemd socket activation
+    /// (`ListenStream=/path`). The socket file belongs to systemd and is left in place on close.
+    pub fn systemd_unix_stream<H>(
+        self,
+        socket: impl Into<Select>,
+        handler: H,
+    ) -> io::Result<Server<UnixStream, H, M>>
+    where
+        H: RequestHandler<StreamRequest> + Clone,
+    {
+        let select = socket.into();
+        self.serve(handler, |_| {
+            Ok((systemd::take(&select, Want::UnixStream)?, None))
+        })
+    }
+
+    /// Serves a Unix datagram socket passed by systemd socket activation
+    /// (`ListenDatagram=/path`). The socket file is left in place on close.
+    pub fn systemd_unix_datagram<H>(
+        self,
+        socket: impl Into<Select>,
+        handler: H,
+    ) -> io::Result<Server<UnixDatagram, H, M>>
+    where
+        H: RequestHandler<DatagramRequest> + Clone,
+    {
+        let select = socket.into();
+        self.serve(handler, |_| {
+            Ok((systemd::take(&select, Want::UnixDatagram)?, None))
+        })
+    }
+
     /// Binds a TCP server to the first address of `addr` that works and starts listening.
     pub fn bind_tcp<H>(self, addr: impl ToSocketAddrs, handler: H) -> io::Result<Server<Tcp, H, M>>
     where
@@ -520,6 +595,7 @@ impl<M: Mode> Builder<M> {
             hooks: self.hooks,
             on_error: self.on_error,
             stopping: self.stopping,
+            notify_systemd: self.notify_systemd,
         }
     }
 }
@@ -535,6 +611,7 @@ pub(crate) struct BuiltParts<M> {
     pub(crate) hooks: LoopHooks,
     pub(crate) on_error: Option<ErrorHook>,
     pub(crate) stopping: StopOptions,
+    pub(crate) notify_systemd: bool,
 }
 
 impl<M: fmt::Debug> fmt::Debug for Builder<M> {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::address::Address;
 use crate::failure::Failure;
 use crate::stats::{Counters, Stats};
+use crate::systemd::Notifier;
 
 use super::failure_log::FailureLog;
 use super::stop::StopSignal;
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) on_error: Option<ErrorHook>,
     /// The default report, used when there is no `on_error` hook (and if the hook panics).
     pub(crate) failure_log: FailureLog,
+    /// The line to systemd, when `NOTIFY_SOCKET` asked for one (see [`crate::systemd`]).
+    pub(crate) notify: Option<Notifier>,
 }
 
 impl Shared {
@@ -75,6 +78,31 @@ impl Shared {
         self.grace.map(|grace| began + grace)
     }
 
+    /// Tells systemd the server is serving (`READY=1`).
+    pub(crate) fn notify_ready(&self) {
+        if let Some(notify) = &self.notify {
+            notify.ready(notify.status(&self.counters.snapshot()));
+        }
+    }
+
+    /// Tells systemd the server is stopping (`STOPPING=1`), once, from whichever path sees the
+    /// stop first: `shutdown`, the serving loop ending, or `server_close`.
+    pub(crate) fn notify_stopping(&self) {
+        if let Some(notify) = &self.notify {
+            notify.stopping(notify.status(&self.counters.snapshot()));
+        }
+    }
+
+    /// On each wake-up of the serving loop: the watchdog ping and status refresh when due, or
+    /// `STOPPING=1` once a stop was requested (however it was).
+    pub(crate) fn notify_tick(&self) {
+        if self.stop.is_requested() {
+            self.notify_stopping();
+        } else if let Some(notify) = &self.notify {
+            notify.tick(|| notify.status(&self.counters.snapshot()));
+        }
+    }
+
     /// Logs how many failures the default report held back since its last line (when the server
     /// closes, since no later line will say it).
     pub(crate) fn flush_failures(&self) {
@@ -108,6 +136,7 @@ impl ServerHandle {
     pub fn shutdown(&self) {
         if self.shared.stop.request() {
             log::info!("shutdown requested for server on {}", self.shared.local);
+            self.shared.notify_stopping();
         }
     }
 
@@ -170,6 +199,33 @@ impl ServerHandle {
     /// }
     /// # let _ = keep_alive;
     /// ```
+    /// Tells systemd the server is reloading its configuration (`RELOADING=1`, with the
+    /// `MONOTONIC_USEC=` that `Type=notify-reload` requires); call
+    /// [`notify_ready`](Self::notify_ready) when done. Does nothing unless the server notifies
+    /// systemd (see [`systemd`](crate::systemd)).
+    pub fn notify_reloading(&self) {
+        if let Some(notify) = &self.shared.notify {
+            notify.reloading();
+        }
+    }
+
+    /// Tells systemd the server is ready (`READY=1`, with the current status) — again, after
+    /// [`notify_reloading`](Self::notify_reloading). `serve_forever` sends the first one itself; a
+    /// program serving with `handle_request` calls this once it is ready. Does nothing unless
+    /// the server notifies systemd.
+    pub fn notify_ready(&self) {
+        self.shared.notify_ready();
+    }
+
+    /// Whether this server reports to systemd: `NOTIFY_SOCKET` was set,
+    /// [`Builder::notify_systemd`](crate::Builder::notify_systemd) was left on, and this is the
+    /// process systemd started (not a child of a process mode).
+    pub fn notifies_systemd(&self) -> bool {
+        self.shared.notify.is_some()
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has been called. Long-lived handlers (a chat session,
+    /// say) can check it to end early.
     pub fn is_shutting_down(&self) -> bool {
         self.shared.stop.is_requested()
     }

@@ -31,6 +31,7 @@ use crate::socket::options::ConnectionOptions;
 use crate::socket::poll::{self, Ready};
 use crate::socket::unix_path::UnixPathGuard;
 use crate::stats::{Ending, Stats};
+use crate::systemd::Notifier;
 use crate::throttle::Throttle;
 
 use builder::{BuiltParts, LoopHooks};
@@ -206,12 +207,24 @@ where
             hooks,
             on_error,
             stopping,
+            notify_systemd,
         } = builder.into_parts();
         if let (true, Some(socket)) = (T::STREAM, &socket) {
             // Non-blocking so a connection that vanishes between poll and accept (or that another
             // process sharing the listener took first) cannot block the loop.
             socket.set_nonblocking(true)?;
         }
+        // Only the process systemd started reports to it, not the children of a process mode.
+        let notify = (notify_systemd && role.is_none())
+            .then(Notifier::from_env)
+            .flatten()
+            .map(|n| {
+                n.with_label(format!(
+                    "{} server on {local} ({} mode)",
+                    T::NAME,
+                    mode.name()
+                ))
+            });
         let shared = Arc::new(Shared {
             stop: StopSignal::new()?,
             abort: StopSignal::new()?,
@@ -221,6 +234,7 @@ where
             local,
             on_error,
             failure_log: failure_log::FailureLog::new(),
+            notify,
         });
         let worker = matches!(role, Some(Role::Worker { .. }));
         if let Some(Role::Worker { index, .. }) = role {
@@ -296,9 +310,13 @@ where
                 self.local_addr(),
                 self.mode.name()
             );
-            self.mode.supervise(socket_fd, &self.handle.shared.stop)?;
+            let shared = Arc::clone(&self.handle.shared);
+            shared.notify_ready();
+            self.mode
+                .supervise(socket_fd, &shared.stop, &mut || shared.notify_tick())?;
+            shared.notify_stopping();
             self.begin_stop();
-            let killed = self.mode.stop_workers(&self.handle.shared.abort);
+            let killed = self.mode.stop_workers(&shared.abort);
             self.release_socket();
             return match killed {
                 0 => Ok(()),
@@ -311,11 +329,17 @@ where
             self.local_addr(),
             self.mode.name()
         );
-        let tick = self
+        let hook_tick = self
             .hooks
             .service_actions
             .is_some()
             .then_some(self.service_interval);
+        let notify_tick = self.handle.shared.notify.as_ref().map(Notifier::interval);
+        let tick = match (hook_tick, notify_tick) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.handle.shared.notify_ready();
         while !self.handle.is_shutting_down() {
             match poll::wait(socket_fd, self.stop().pipe_fd(), tick)? {
                 Ready::Stop => break,
@@ -333,7 +357,10 @@ where
             if let Some(hook) = &mut self.hooks.service_actions {
                 hook(&self.handle);
             }
+            self.handle.shared.notify_tick();
         }
+        // Where every stop is observed (a `shutdown` call, a signal): tell systemd at once.
+        self.handle.shared.notify_stopping();
         log::info!("stopped serving on {}", self.local_addr());
         self.begin_stop();
         let finished = match self.handle.shared.grace {
@@ -553,6 +580,7 @@ where
     /// created.
     pub fn server_close(mut self) -> io::Result<()> {
         self.handle.shared.stop.request();
+        self.handle.shared.notify_stopping();
         self.release_socket();
         self.mode.stop_intake();
         self.closed = true;
