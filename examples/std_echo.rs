@@ -122,6 +122,12 @@ fn main() -> ExitCode {
     if args.systemd {
         args.usage_error("std_echo binds with plain std::net only; --systemd is not offered");
     }
+    if args.grace.is_some() {
+        args.usage_error(
+            "std_echo serves with plain std::net only, which has no graceful stop (SIGTERM ends \
+             it at once); --grace is not offered",
+        );
+    }
     common::init_logging_at("warn");
     common::exit_status(run(&args))
 }

@@ -195,8 +195,8 @@ pub struct Args {
     workers: Option<usize>,
     max_threads: Option<usize>,
     max_children: Option<usize>,
-    /// `--grace SECS`: how long a graceful stop waits for running requests.
-    grace: Duration,
+    /// `--grace SECS`, if given: how long a graceful stop waits for running requests.
+    pub grace: Option<Duration>,
     /// Values of the example's [`ExtraOption`]s that were given, already checked.
     extra: Vec<(&'static str, String)>,
 }
@@ -236,7 +236,8 @@ impl Args {
     /// SIGINT with the `--grace` period, and `--stack-size` when the example declares
     /// [`STACK_SIZE`] and it is given. The mode is set by [`serve_tcp`] / [`serve_udp`].
     pub fn builder(&self) -> Builder {
-        let builder = stop_on_signals(Builder::new()).grace_period(self.grace);
+        let grace = self.grace.unwrap_or(socketserver::DEFAULT_GRACE_PERIOD);
+        let builder = stop_on_signals(Builder::new()).grace_period(grace);
         match self.value(STACK_SIZE.name).and_then(|v| v.parse().ok()) {
             Some(bytes) => builder.thread_stack_size(bytes),
             None => builder,
@@ -470,7 +471,7 @@ fn parse(
     let mut workers = None;
     let mut max_threads = None;
     let mut max_children = None;
-    let mut grace = socketserver::DEFAULT_GRACE_PERIOD;
+    let mut grace = None;
     let mut extra_values = Vec::new();
 
     let mut args = args.into_iter();
@@ -534,7 +535,7 @@ fn parse(
             }
             "--workers" => workers = Some(positive(&name, &value)?),
             "--max-children" => max_children = Some(positive(&name, &value)?),
-            "--grace" => grace = seconds(&name, &value)?,
+            "--grace" => grace = Some(seconds(&name, &value)?),
             _ => max_threads = Some(positive(&name, &value)?),
         }
     }
