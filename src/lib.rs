@@ -81,6 +81,7 @@
 //! | `auth` | the [`auth`] module: HMAC-SHA256/HMAC-MD5 challenge–response | `hmac`, `sha2`, `md-5`, `getrandom` |
 //! | `checksum` | [`framing::md5_hex`], `md5_hex_of`, `sha256_hex`, and the checks [`framing::receive_file`] makes (without it, an [`Expected`](framing::Expected) naming a checksum is refused) | `md-5`, `sha2` |
 //! | `signals` | [`Builder::stop_on_signals`]: a graceful stop on SIGTERM/SIGINT, an immediate one on SIGQUIT | `signal-hook` |
+//! | `proxy` | the PROXY protocol v1/v2 from load balancers: [`Builder::proxy_protocol`], [`StreamRequest::proxy_addr`], the [`proxy`] module | `ppp` |
 //!
 //! ```toml
 //! [dependencies]
@@ -103,6 +104,10 @@
 #![cfg_attr(
     not(feature = "signals"),
     doc = "[`Builder::stop_on_signals`]: crate#features"
+)]
+#![cfg_attr(
+    not(feature = "proxy"),
+    doc = "[`Builder::proxy_protocol`]: crate#features\n[`StreamRequest::proxy_addr`]: crate#features\n[`proxy`]: crate#features"
 )]
 //!
 //! ## Stopping gracefully
@@ -175,6 +180,8 @@ pub mod framing;
 mod handler;
 pub mod mode;
 mod process;
+#[cfg(feature = "proxy")]
+pub mod proxy;
 mod server;
 mod socket;
 mod stats;

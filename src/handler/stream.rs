@@ -13,6 +13,8 @@ use super::read_buffer::ReadBuffer;
 use super::split::{ReadHalf, WriteHalf};
 use crate::address::Address;
 use crate::server::handle::ServerHandle;
+#[cfg(feature = "proxy")]
+use crate::server::transport::sealed::Admission;
 use crate::socket::options::ConnectionOptions;
 
 /// Read buffer size, as in Python's `StreamRequestHandler` (`rbufsize` of `io.DEFAULT_BUFFER_SIZE`).
@@ -140,6 +142,20 @@ pub struct StreamRequest {
     conn: Guarded,
     peer: Address,
     server: ServerHandle,
+    /// With the PROXY protocol: the settings (until the header is read), then the balancer's
+    /// address and the header.
+    #[cfg(feature = "proxy")]
+    proxy: ProxyState,
+}
+
+/// Where a request stands with the PROXY protocol.
+#[cfg(feature = "proxy")]
+#[derive(Debug)]
+enum ProxyState {
+    Off,
+    Expected(std::sync::Arc<crate::proxy::ProxyConfig>),
+    /// The balancer's address and the header it sent (boxed: most requests have neither).
+    Read(Box<(Address, crate::proxy::ProxyHeader)>),
 }
 
 impl StreamRequest {
@@ -154,6 +170,64 @@ impl StreamRequest {
             conn: Guarded::new(connection, options),
             peer,
             server,
+            #[cfg(feature = "proxy")]
+            proxy: match &options.proxy {
+                Some(config) => ProxyState::Expected(std::sync::Arc::clone(config)),
+                None => ProxyState::Off,
+            },
+        }
+    }
+
+    /// With the PROXY protocol on, reads the connection's header within its deadline, from a
+    /// trusted balancer only, and takes the client's address from it. Otherwise does nothing.
+    #[cfg(feature = "proxy")]
+    pub(crate) fn admit(&mut self) -> io::Result<Admission> {
+        use crate::proxy;
+        let ProxyState::Expected(config) = &self.proxy else {
+            return Ok(Admission::Client);
+        };
+        let config = std::sync::Arc::clone(config);
+        proxy::check_trusted(&self.peer, &config.trusted)?;
+        self.set_deadline(Deadline::after(config.timeout).named("PROXY protocol header"));
+        // Straight from the connection, not through the buffer: not a byte past the header is
+        // read, and the buffer is still unallocated for the handler.
+        let accept = config.version.unwrap_or(proxy::ProxyProtocol::Any);
+        let header = proxy::read_header(&self.conn, accept);
+        self.clear_deadline();
+        let header = header.map_err(|e| {
+            io::Error::new(e.kind(), format!("PROXY protocol from {}: {e}", self.peer))
+        })?;
+        let admission = match header.is_local() {
+            true => Admission::HealthCheck,
+            false => Admission::Client,
+        };
+        let balancer = match header.source() {
+            Some(client) => std::mem::replace(&mut self.peer, Address::from(client)),
+            None => self.peer.clone(),
+        };
+        self.proxy = ProxyState::Read(Box::new((balancer, header)));
+        Ok(admission)
+    }
+
+    /// With the PROXY protocol on ([`Builder::proxy_protocol`](crate::Builder::proxy_protocol)):
+    /// the load balancer's address, the connection's real peer. `None` without it, when
+    /// [`peer_addr`](Self::peer_addr) is the connection's peer.
+    #[cfg(feature = "proxy")]
+    pub fn proxy_addr(&self) -> Option<&Address> {
+        match &self.proxy {
+            ProxyState::Read(read) => Some(&read.0),
+            _ => None,
+        }
+    }
+
+    /// With the PROXY protocol on: the header the balancer sent, with the version 2 TLVs
+    /// ([`authority`](crate::proxy::ProxyHeader::authority),
+    /// [`tls`](crate::proxy::ProxyHeader::tls), …).
+    #[cfg(feature = "proxy")]
+    pub fn proxy_header(&self) -> Option<&crate::proxy::ProxyHeader> {
+        match &self.proxy {
+            ProxyState::Read(read) => Some(&read.1),
+            _ => None,
         }
     }
 
@@ -184,7 +258,9 @@ impl StreamRequest {
     }
 
     /// The client's address (Python's `client_address`). For a Unix stream server this is usually
-    /// `(unnamed)`, since clients rarely bind their sockets.
+    /// `(unnamed)`, since clients rarely bind their sockets. With the PROXY protocol on
+    /// ([`Builder::proxy_protocol`](crate::Builder::proxy_protocol)) it is the client's address
+    /// the balancer reported, and [`proxy_addr`](Self::proxy_addr) the balancer's.
     pub fn peer_addr(&self) -> &Address {
         &self.peer
     }

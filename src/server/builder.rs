@@ -24,7 +24,8 @@ use crate::socket::options::{BindOptions, ConnectionOptions};
 use crate::socket::unix_path::UnixPathGuard;
 use crate::systemd::{self, Select, Want};
 
-type VerifyHook = Box<dyn FnMut(&Address) -> bool + Send>;
+/// Shared and locked, since with the PROXY protocol it runs on the requests' threads.
+pub(crate) type VerifyHook = Arc<std::sync::Mutex<dyn FnMut(&Address) -> bool + Send>>;
 type LoopHook = Box<dyn FnMut(&ServerHandle) + Send>;
 
 /// The hooks the serving loop calls (Python's overridable server methods).
@@ -259,10 +260,100 @@ impl<M: Mode> Builder<M> {
 
     /// Decides, before the handler runs, whether to serve a peer (Python's `verify_request`).
     /// Returning `false` closes the connection (or drops the datagram) and counts it in
-    /// [`Stats::rejected`](crate::Stats::rejected). Runs on the serving thread.
+    /// [`Stats::rejected`](crate::Stats::rejected). Runs on the serving thread — except with
+    /// the PROXY protocol on ([`proxy_protocol`](Self::proxy_protocol)): then it runs on the
+    /// request's thread (in a [`Process`](crate::Process) mode, in the child) right after the
+    /// header is read and before `setup`, so it sees the real client's address. Calls from
+    /// several threads then take turns.
     pub fn verify_request(mut self, hook: impl FnMut(&Address) -> bool + Send + 'static) -> Self {
-        self.hooks.verify_request = Some(Box::new(hook));
+        self.hooks.verify_request = Some(Arc::new(std::sync::Mutex::new(hook)));
         self
+    }
+
+    /// Expects a PROXY protocol header (HAProxy's `send-proxy`/`send-proxy-v2`, nginx's
+    /// `proxy_protocol on`, most cloud TCP balancers) at the start of every TCP or Unix stream
+    /// connection, of the given version. Off by default. Only peers listed in
+    /// [`trusted_proxies`](Self::trusted_proxies) may send one: a connection from anywhere else,
+    /// one without a well-formed header, or one whose header does not arrive within
+    /// [`proxy_header_timeout`](Self::proxy_header_timeout) (5 s) is closed before the handler
+    /// runs and reported to [`handle_error`](Self::handle_error) (counted as failed).
+    ///
+    /// The header is read on the request's thread, never on the accepting loop, and bounded
+    /// (107 bytes for version 1, 4 KiB for version 2) before anything is allocated. Then
+    /// [`StreamRequest::peer_addr`] is the client's address, [`StreamRequest::proxy_addr`] the
+    /// balancer's, and [`StreamRequest::proxy_header`] has the version 2 TLVs. A version 2
+    /// `LOCAL` header (the balancer's health check) is closed without running the handler and
+    /// counted as [`rejected`](crate::Stats::rejected); in the [`Process`](crate::Process) mode
+    /// the parent counts it as completed (the child ended well). `verify_request` then runs after
+    /// the header (see [`verify_request`](Self::verify_request)).
+    ///
+    /// ```
+    /// use socketserver::proxy::ProxyProtocol;
+    /// use socketserver::{Builder, StreamRequest};
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let server = Builder::new()
+    ///     .proxy_protocol(ProxyProtocol::Any)
+    ///     .trusted_proxies(["10.0.0.0/8", "127.0.0.1"])
+    ///     .bind_tcp("127.0.0.1:0", |req: &mut StreamRequest| {
+    ///         let client = req.peer_addr().to_string(); // the client, not the balancer
+    ///         writeln!(req, "hello {client}")
+    ///     })?;
+    /// # use std::io::Write;
+    /// # server.server_close()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "proxy")]
+    pub fn proxy_protocol(mut self, version: crate::proxy::ProxyProtocol) -> Self {
+        self.proxy_config().version = Some(version);
+        self
+    }
+
+    /// The balancers allowed to send PROXY protocol headers: IP addresses (`"10.0.0.7"`) and CIDR
+    /// ranges (`"10.0.0.0/8"`, `"fd00::/8"`), added to any given before. Trust only your
+    /// balancers' addresses: whoever may send a header can claim to be any client. A malformed
+    /// entry makes binding fail with `InvalidInput`. With none, every TCP peer is refused; peers
+    /// on a Unix stream socket are always trusted (the socket file's permissions decide who may
+    /// connect).
+    #[cfg(feature = "proxy")]
+    pub fn trusted_proxies<S: AsRef<str>>(mut self, proxies: impl IntoIterator<Item = S>) -> Self {
+        let config = self.proxy_config();
+        for text in proxies {
+            match text.as_ref().parse() {
+                Ok(range) => config.trusted.push(range),
+                Err(e) => config.invalid.push(e.to_string()),
+            }
+        }
+        self
+    }
+
+    /// How long a balancer may take to send a connection's PROXY protocol header (default 5 s,
+    /// [`DEFAULT_HEADER_TIMEOUT`](crate::proxy::DEFAULT_HEADER_TIMEOUT)).
+    #[cfg(feature = "proxy")]
+    pub fn proxy_header_timeout(mut self, timeout: Duration) -> Self {
+        self.proxy_config().timeout = timeout;
+        self
+    }
+
+    #[cfg(feature = "proxy")]
+    fn proxy_config(&mut self) -> &mut crate::proxy::ProxyConfig {
+        let config = self.connection.proxy.get_or_insert_with(Default::default);
+        Arc::make_mut(config)
+    }
+
+    /// Refuses PROXY protocol settings with a malformed trusted proxy.
+    fn check_proxy(&self) -> io::Result<()> {
+        #[cfg(feature = "proxy")]
+        if let Some(bad) = self
+            .connection
+            .proxy
+            .as_ref()
+            .and_then(|c| c.invalid.first())
+        {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, bad.clone()));
+        }
+        Ok(())
     }
 
     /// Called with the peer and the [`Failure`] when a request's handler returns an error or
@@ -572,6 +663,7 @@ impl<M: Mode> Builder<M> {
         T: Transport,
         H: RequestHandler<T::Request> + Clone,
     {
+        self.check_proxy()?;
         if let Some(role) = process::claim(self.mode.process_kind())? {
             return Server::from_role(role, handler, self);
         }
@@ -585,9 +677,16 @@ impl<M: Mode> Builder<M> {
     }
 
     pub(crate) fn into_parts(self) -> BuiltParts<M> {
+        #[allow(unused_mut)]
+        let mut connection = self.connection;
+        // Trusted proxies alone do not turn the PROXY protocol on.
+        #[cfg(feature = "proxy")]
+        {
+            connection.proxy = connection.proxy.filter(|c| c.version.is_some());
+        }
         BuiltParts {
             mode: self.mode,
-            connection: self.connection,
+            connection,
             threads: self.threads,
             timeout: self.timeout,
             service_interval: self.service_interval,

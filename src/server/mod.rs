@@ -15,7 +15,7 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::RawFd;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use socket2::Socket;
@@ -34,10 +34,10 @@ use crate::stats::{Ending, Stats};
 use crate::systemd::Notifier;
 use crate::throttle::Throttle;
 
-use builder::{BuiltParts, LoopHooks};
+use builder::{BuiltParts, LoopHooks, VerifyHook};
 use handle::Shared;
 use stop::StopSignal;
-use transport::sealed::{ReceiveContext, Received};
+use transport::sealed::{Admission, ReceiveContext, Received};
 use transport::{Tcp, Transport, Udp, UnixDatagram, UnixStream};
 
 /// Connections or datagrams taken per wake-up before the loop checks for shutdown and runs
@@ -491,13 +491,18 @@ where
     /// A per-request child: handles the request it was started for, then ends the process with
     /// status 0, or 1 if the handler failed (the parent logs and counts that).
     fn serve_adopted(&mut self, mut request: T::Request) -> ! {
-        let peer = T::peer(&request).clone();
-        let code = match lifecycle::run(&mut self.handler, &mut request, T::complete) {
-            Ok(()) => 0,
-            Err(failure) => {
-                self.handle.shared.report(&peer, &failure);
-                1
-            }
+        // A verify_request that waits for the PROXY header runs here, in the child; one that
+        // does not already ran in the parent.
+        let verify = self
+            .hooks
+            .verify_request
+            .as_ref()
+            .filter(|_| T::admits_late(&self.connection));
+        let ending =
+            run_request::<T, H>(&mut self.handler, &mut request, verify, &self.handle.shared);
+        let code = match ending {
+            Ending::Failed => 1,
+            Ending::Completed | Ending::Rejected => 0,
         };
         drop(request);
         std::process::exit(code)
@@ -701,8 +706,11 @@ where
         let peer = T::peer(&request).clone();
         let shared = &self.handle.shared;
         shared.counters.request_started();
-        if let Some(verify) = &mut self.hooks.verify_request {
-            if !verify(&peer) {
+        // With the PROXY protocol the real client is known only once its header is read, on the
+        // request's thread: verify_request waits for it there.
+        let late = T::admits_late(&self.connection);
+        if let Some(verify) = self.hooks.verify_request.as_ref().filter(|_| !late) {
+            if !verify.lock().unwrap_or_else(PoisonError::into_inner)(&peer) {
                 log::debug!("verify_request refused {peer}; closing");
                 drop(request);
                 shared.counters.request_ended(Ending::Rejected);
@@ -721,16 +729,10 @@ where
         });
         let mut handler = self.handler.clone();
         let job_shared = Arc::clone(shared);
-        let job_peer = peer.clone();
+        let verify = self.hooks.verify_request.clone().filter(|_| late);
         let job = Box::new(move || {
             let mut request = request;
-            match lifecycle::run(&mut handler, &mut request, T::complete) {
-                Ok(()) => Ending::Completed,
-                Err(failure) => {
-                    job_shared.report(&job_peer, &failure);
-                    Ending::Failed
-                }
-            }
+            run_request::<T, H>(&mut handler, &mut request, verify.as_ref(), &job_shared)
         });
         let mut task = Task::new(peer, Arc::clone(shared), job);
         if let Some(handoff) = handoff {
@@ -808,6 +810,49 @@ impl<T: Transport, H, M: Mode + fmt::Debug> fmt::Debug for Server<T, H, M> {
             .field("mode", &self.mode)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
+    }
+}
+
+/// Runs one request on its own thread (or child process): what must precede the handler (the
+/// PROXY protocol header), then `verify` if it waited for that, then the handler; reports a
+/// failure to `handle_error` and says how the request ended.
+fn run_request<T, H>(
+    handler: &mut H,
+    request: &mut T::Request,
+    verify: Option<&VerifyHook>,
+    shared: &Shared,
+) -> Ending
+where
+    T: Transport,
+    H: RequestHandler<T::Request>,
+{
+    match T::admit(request) {
+        Ok(Admission::Client) => {}
+        Ok(Admission::HealthCheck) => {
+            log::debug!(
+                "PROXY protocol LOCAL connection (a health check) from {}; closed",
+                T::peer(request)
+            );
+            return Ending::Rejected;
+        }
+        Err(e) => {
+            shared.report(T::peer(request), &Failure::Error(e));
+            return Ending::Failed;
+        }
+    }
+    let peer = T::peer(request).clone();
+    if let Some(verify) = verify {
+        if !verify.lock().unwrap_or_else(PoisonError::into_inner)(&peer) {
+            log::debug!("verify_request refused {peer}; closing");
+            return Ending::Rejected;
+        }
+    }
+    match lifecycle::run(handler, request, T::complete) {
+        Ok(()) => Ending::Completed,
+        Err(failure) => {
+            shared.report(&peer, &failure);
+            Ending::Failed
+        }
     }
 }
 

@@ -59,6 +59,18 @@ pub(crate) mod sealed {
         Lost,
     }
 
+    /// What a connection turned out to be once what precedes the handler (the PROXY protocol
+    /// header) was read.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Admission {
+        /// A client: serve it.
+        Client,
+        /// A PROXY protocol version 2 `LOCAL` header: the balancer's own connection (a health
+        /// check), not a client. Closed without running the handler.
+        #[cfg_attr(not(feature = "proxy"), allow(dead_code))]
+        HealthCheck,
+    }
+
     /// What the server asks of a transport. Not public API.
     pub trait TransportImpl: Send + 'static {
         /// [`StreamRequest`] or [`DatagramRequest`].
@@ -71,6 +83,11 @@ pub(crate) mod sealed {
         fn receive(cx: &mut ReceiveContext<'_>) -> io::Result<Received<Self::Request>>;
         /// The request's peer, for `verify_request` and error reports.
         fn peer(request: &Self::Request) -> &Address;
+        /// On the request's thread, before `verify_request` and `setup`: reads the PROXY protocol
+        /// header if the server expects one.
+        fn admit(request: &mut Self::Request) -> io::Result<Admission>;
+        /// Whether `admit` has work to do, so `verify_request` must wait for it.
+        fn admits_late(options: &ConnectionOptions) -> bool;
         /// The end-of-request step after a successful `finish`.
         fn complete(request: &mut Self::Request) -> io::Result<()>;
         /// What a child process needs to handle `request`: the socket to inherit (the connection,
@@ -95,7 +112,21 @@ pub(crate) mod sealed {
     }
 }
 
-use sealed::{ReceiveContext, Received, TransportImpl};
+use sealed::{Admission, ReceiveContext, Received, TransportImpl};
+
+fn admit_stream(_request: &mut StreamRequest) -> io::Result<Admission> {
+    #[cfg(feature = "proxy")]
+    return _request.admit();
+    #[cfg(not(feature = "proxy"))]
+    Ok(Admission::Client)
+}
+
+fn proxy_on(_options: &ConnectionOptions) -> bool {
+    #[cfg(feature = "proxy")]
+    return _options.proxy.is_some();
+    #[cfg(not(feature = "proxy"))]
+    false
+}
 
 fn accept(
     cx: &mut ReceiveContext<'_>,
@@ -178,6 +209,14 @@ impl TransportImpl for Tcp {
         request.peer_addr()
     }
 
+    fn admit(request: &mut StreamRequest) -> io::Result<Admission> {
+        admit_stream(request)
+    }
+
+    fn admits_late(options: &ConnectionOptions) -> bool {
+        proxy_on(options)
+    }
+
     fn complete(_request: &mut StreamRequest) -> io::Result<()> {
         Ok(())
     }
@@ -212,6 +251,14 @@ impl TransportImpl for UnixStream {
 
     fn peer(request: &StreamRequest) -> &Address {
         request.peer_addr()
+    }
+
+    fn admit(request: &mut StreamRequest) -> io::Result<Admission> {
+        admit_stream(request)
+    }
+
+    fn admits_late(options: &ConnectionOptions) -> bool {
+        proxy_on(options)
     }
 
     fn complete(_request: &mut StreamRequest) -> io::Result<()> {
@@ -250,6 +297,14 @@ impl TransportImpl for Udp {
         request.peer_addr()
     }
 
+    fn admit(_request: &mut DatagramRequest) -> io::Result<Admission> {
+        Ok(Admission::Client)
+    }
+
+    fn admits_late(_options: &ConnectionOptions) -> bool {
+        false
+    }
+
     fn complete(request: &mut DatagramRequest) -> io::Result<()> {
         request.send_pending_reply()
     }
@@ -279,6 +334,14 @@ impl TransportImpl for UnixDatagram {
 
     fn peer(request: &DatagramRequest) -> &Address {
         request.peer_addr()
+    }
+
+    fn admit(_request: &mut DatagramRequest) -> io::Result<Admission> {
+        Ok(Admission::Client)
+    }
+
+    fn admits_late(_options: &ConnectionOptions) -> bool {
+        false
     }
 
     fn complete(request: &mut DatagramRequest) -> io::Result<()> {

@@ -46,6 +46,9 @@ pub struct ConnectionOptions {
     /// Longest a stream connection may last, from accept.
     pub max_lifetime: Option<Duration>,
     pub max_packet_size: usize,
+    /// The PROXY protocol settings, when the server expects a header on each connection.
+    #[cfg(feature = "proxy")]
+    pub(crate) proxy: Option<std::sync::Arc<crate::proxy::ProxyConfig>>,
 }
 
 impl Default for ConnectionOptions {
@@ -57,6 +60,8 @@ impl Default for ConnectionOptions {
             idle_timeout: None,
             max_lifetime: None,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            #[cfg(feature = "proxy")]
+            proxy: None,
         }
     }
 }
