@@ -106,6 +106,10 @@ const TESTS: &[(&str, TestFn)] = &[
         prefork_orphan_drains,
     ),
     (
+        "proxy_protocol_the_real_client_reaches_process_and_prefork_children",
+        proxy_in_process_modes,
+    ),
+    (
         "systemd_notify_ready_before_serving_status_watchdog_then_stopping",
         notify_in_threading_mode,
     ),
@@ -494,6 +498,44 @@ fn stat(output: &str, name: &str) -> Result<u64, String> {
                 .and_then(|v| v.parse().ok())
         })
         .ok_or_else(|| format!("no {name} in {line:?}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// PROXY protocol
+
+/// In both process modes the child reads the header: the handler and `verify_request` there see
+/// the client the header names, and the balancer's own address beside it.
+#[cfg(feature = "proxy")]
+fn proxy_in_process_modes() -> Result<(), String> {
+    for scenario in ["process_proxy", "prefork_proxy"] {
+        let server = ScenarioServer::start(scenario)?;
+        let stream = timed_tcp(server.inet())?;
+        let balancer = stream.local_addr().map_err(|e| e.to_string())?;
+        let reply = stream_line(&stream, "PROXY TCP4 198.51.100.7 127.0.0.1 4321 80\r\nhi")?;
+        let (pid, rest) = reply
+            .split_once(' ')
+            .ok_or_else(|| format!("{scenario}: reply {reply:?}"))?;
+        check(
+            rest == format!("peer=198.51.100.7:4321 proxy={balancer}"),
+            || format!("{scenario}: got {reply:?}"),
+        )?;
+        check(pid != server.pid().to_string(), || {
+            format!("{scenario}: answered by the parent {pid}, not a child")
+        })?;
+        let refused = timed_tcp(server.inet())?;
+        let answer = stream_line(&refused, "PROXY TCP4 203.0.113.66 127.0.0.1 1 80\r\nhi");
+        check(answer.as_deref().map_or(true, str::is_empty), || {
+            format!("{scenario}: verify_request let 203.0.113.66 through: {answer:?}")
+        })?;
+        server.stop()?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "proxy"))]
+fn proxy_in_process_modes() -> Result<(), String> {
+    println!("skipped: built without the proxy feature");
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1204,6 +1246,10 @@ fn scenario_server(name: &str) -> ExitCode {
             .mode(Prefork::new(1).drain_timeout(Duration::from_millis(600)))
             .bind_tcp("127.0.0.1:0", pid_upper_lines)
             .and_then(serve_and_report),
+        #[cfg(feature = "proxy")]
+        "process_proxy" => serve_proxy(Process::new()),
+        #[cfg(feature = "proxy")]
+        "prefork_proxy" => serve_proxy(Prefork::new(2)),
         other => Err(io::Error::other(format!("no scenario named {other}"))),
     };
     match result {
@@ -1268,6 +1314,31 @@ fn serve_tcp<M: Mode>(
         reporting_builder()
             .mode(mode)
             .bind_tcp("127.0.0.1:0", handler)?,
+    )
+}
+
+/// A PROXY protocol server trusting loopback whose children answer with the peer they saw.
+#[cfg(feature = "proxy")]
+fn serve_proxy<M: Mode>(mode: M) -> io::Result<()> {
+    serve_and_report(
+        reporting_builder()
+            .mode(mode)
+            .proxy_protocol(socketserver::proxy::ProxyProtocol::Any)
+            .trusted_proxies(["127.0.0.1"])
+            // Sees the real client, in the child: 203.0.113.66 is refused.
+            .verify_request(|peer| !peer.to_string().starts_with("203.0.113.66:"))
+            .bind_tcp("127.0.0.1:0", |req: &mut StreamRequest| {
+                let mut line = String::new();
+                req.read_line(&mut line)?;
+                let proxy = req.proxy_addr().map(ToString::to_string);
+                let peer = req.peer_addr().to_string();
+                writeln!(
+                    req,
+                    "{} peer={peer} proxy={}",
+                    std::process::id(),
+                    proxy.unwrap_or_default()
+                )
+            })?,
     )
 }
 
