@@ -36,7 +36,12 @@ const EXAMPLE: Example = Example {
     default_addr: "127.0.0.1:8080",
     default_mode: ModeName::Threading,
     modes: ModeName::ALL,
-    options: &[common::IDLE_TIMEOUT, common::MAX_LIFETIME],
+    options: &[
+        common::IDLE_TIMEOUT,
+        common::MAX_LIFETIME,
+        common::PROXY_PROTOCOL,
+        common::TRUSTED_PROXY,
+    ],
 };
 
 /// The handler: the seeds' "communication loop" for one connection.

@@ -183,6 +183,51 @@ pub const MAX_LIFETIME: ExtraOption = ExtraOption {
     check: check_positive,
 };
 
+/// `--proxy-protocol v1|v2|any` for stream servers behind a load balancer: expect a PROXY
+/// protocol header on every connection (`Builder::proxy_protocol`), from a [`TRUSTED_PROXY`]
+/// only; applied by [`serve_tcp`].
+pub const PROXY_PROTOCOL: ExtraOption = ExtraOption {
+    name: "--proxy-protocol",
+    value: "VERSION",
+    help: "behind a load balancer: expect a PROXY protocol header, v1, v2 or any (default: none)",
+    check: check_proxy_version,
+};
+
+/// `--trusted-proxy CIDR`, repeatable: a load balancer's address or range allowed to send the
+/// [`PROXY_PROTOCOL`] header (`Builder::trusted_proxies`).
+pub const TRUSTED_PROXY: ExtraOption = ExtraOption {
+    name: "--trusted-proxy",
+    value: "CIDR",
+    help: "a balancer's address or range (10.0.0.0/8) allowed to send it; repeatable",
+    check: check_trusted_proxy,
+};
+
+#[cfg(feature = "proxy")]
+fn check_proxy_version(value: &str) -> Result<(), String> {
+    value
+        .parse::<socketserver::proxy::ProxyProtocol>()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(feature = "proxy")]
+fn check_trusted_proxy(value: &str) -> Result<(), String> {
+    value
+        .parse::<socketserver::proxy::TrustedProxy>()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "proxy"))]
+fn check_proxy_version(_value: &str) -> Result<(), String> {
+    Err("built without the library's `proxy` feature".to_string())
+}
+
+#[cfg(not(feature = "proxy"))]
+fn check_trusted_proxy(value: &str) -> Result<(), String> {
+    check_proxy_version(value)
+}
+
 /// The parsed command line.
 pub struct Args {
     /// `--addr HOST:PORT`, checked for shape; resolved when the server binds.
@@ -208,6 +253,15 @@ impl Args {
             .iter()
             .rev()
             .find(|(option, _)| *option == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Every value given for the extra option `name`, in order (for a repeatable option such as
+    /// [`TRUSTED_PROXY`]).
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.extra
+            .iter()
+            .filter(move |(option, _)| *option == name)
             .map(|(_, value)| value.as_str())
     }
 
@@ -254,6 +308,30 @@ impl Args {
         if let Some(lifetime) = secs(MAX_LIFETIME.name) {
             builder = builder.max_connection_lifetime(Duration::from_secs(lifetime));
         }
+        self.proxy_protocol(builder)
+    }
+
+    /// `builder` with [`PROXY_PROTOCOL`] and its [`TRUSTED_PROXY`]s, where given; one without
+    /// the other is a usage error (no balancer could be trusted, or none would be asked for).
+    #[cfg(feature = "proxy")]
+    fn proxy_protocol(&self, builder: Builder) -> Builder {
+        let trusted: Vec<&str> = self.values(TRUSTED_PROXY.name).collect();
+        let version = self.value(PROXY_PROTOCOL.name);
+        match (version, trusted.is_empty()) {
+            (None, true) => builder,
+            (None, false) => self.usage_error("--trusted-proxy needs --proxy-protocol"),
+            (Some(_), true) => self.usage_error(
+                "--proxy-protocol needs at least one --trusted-proxy (your load balancer's address)",
+            ),
+            (Some(_), false) => builder
+                .proxy_protocol(self.parsed(PROXY_PROTOCOL.name, socketserver::proxy::ProxyProtocol::Any))
+                .trusted_proxies(trusted),
+        }
+    }
+
+    /// Without the `proxy` feature [`PROXY_PROTOCOL`]'s check refuses every value.
+    #[cfg(not(feature = "proxy"))]
+    fn proxy_protocol(&self, builder: Builder) -> Builder {
         builder
     }
 

@@ -1,7 +1,8 @@
 //! A minimal HTTP/1.1 server answering `hello` — enough for `wrk`, `curl` and browsers.
 //!
 //! * `GET /` (and `HEAD /`) answer `200` with the body `hello\n`; other paths `404`; other
-//!   methods `405`.
+//!   methods `405`. Behind a load balancer (`--proxy-protocol`, `--trusted-proxy`) the body
+//!   names the client the balancer reported: `hello 203.0.113.9:51000\n`.
 //! * Keep-alive: HTTP/1.1 connections stay open unless the request says `Connection: close`;
 //!   HTTP/1.0 ones close unless it says `Connection: keep-alive`. Every response carries
 //!   `Content-Length`. Pipelined requests are answered in order, one `send` per batch.
@@ -44,6 +45,8 @@ const EXAMPLE: Example = Example {
         HEADER_TIMEOUT,
         IDLE_TIMEOUT,
         common::MAX_LIFETIME,
+        common::PROXY_PROTOCOL,
+        common::TRUSTED_PROXY,
         STACK_SIZE,
     ],
 };
@@ -83,6 +86,7 @@ struct HeadLimits {
 /// One connection: answer every complete request, send the batch when the input runs dry.
 fn serve_connection(req: &mut StreamRequest, limits: HeadLimits) -> io::Result<()> {
     let max_head = limits.max_len;
+    let hello = hello_body(req);
     let mut input = vec![0u8; (max_head + 1).max(16 * 1024)];
     let (mut start, mut filled) = (0, 0);
     let mut out = Vec::with_capacity(4096);
@@ -137,7 +141,7 @@ fn serve_connection(req: &mut StreamRequest, limits: HeadLimits) -> io::Result<(
             if head.content_length > MAX_BODY {
                 return refuse(req, &mut out, 413, "request body too large");
             }
-            respond(&head, &mut out);
+            respond(&head, &hello, &mut out);
             if !head.keep_alive {
                 req.write_all(&out)?;
                 return linger_close(req);
@@ -196,14 +200,26 @@ fn serve_connection(req: &mut StreamRequest, limits: HeadLimits) -> io::Result<(
     }
 }
 
-fn respond(head: &Head<'_>, out: &mut Vec<u8>) {
+/// The hello page's body: `hello\n`, or with the PROXY protocol `hello <client>\n`, the client
+/// the balancer reported (without it the peer is the connection's own, and the page stays the
+/// constant benchmarks expect).
+fn hello_body(req: &StreamRequest) -> Vec<u8> {
+    #[cfg(feature = "proxy")]
+    if req.proxy_addr().is_some() {
+        return format!("hello {}\n", req.peer_addr()).into_bytes();
+    }
+    let _ = req;
+    BODY.to_vec()
+}
+
+fn respond(head: &Head<'_>, hello: &[u8], out: &mut Vec<u8>) {
     let get = head.method == b"GET";
     let (status, body): (&str, &[u8]) = if !get && head.method != b"HEAD" {
         ("405 Method Not Allowed", b"method not allowed\n")
     } else if head.target != b"/" {
         ("404 Not Found", b"not found\n")
     } else {
-        ("200 OK", BODY)
+        ("200 OK", hello)
     };
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_bytes());

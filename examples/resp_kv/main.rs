@@ -68,6 +68,8 @@ const EXAMPLE: Example = Example {
         MAX_MEMORY,
         common::IDLE_TIMEOUT,
         common::MAX_LIFETIME,
+        common::PROXY_PROTOCOL,
+        common::TRUSTED_PROXY,
     ],
 };
 

@@ -1,0 +1,213 @@
+//! The examples behind real load balancers sending the PROXY protocol: HAProxy (`mode tcp` with
+//! `send-proxy` and `send-proxy-v2`) and nginx's `stream` module (`proxy_protocol on`), started
+//! on loopback with generated configurations and stopped by pid. Through each, `http_hello`'s
+//! page names the test client's own address and port, not the balancer's.
+//!
+//! `.ci/run` installs haproxy and nginx where they are missing (with apt-get, as root); where
+//! they cannot be installed, each test prints why it skipped.
+
+mod programs;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use programs::{scratch, Server, IO_TIMEOUT, STARTUP_TIMEOUT};
+
+/// A balancer process, killed and reaped when dropped (by its pid, through `Child`).
+struct Balancer {
+    child: Child,
+    name: &'static str,
+    log: PathBuf,
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The program's path, from `PATH` or the sbin folders where Debian installs both; `None` (with
+/// a line saying so) when it is not installed.
+fn find(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        println!(
+            "skipped: {program} is not installed (.ci/run installs it with apt-get when run as \
+             root); this test needs the real {program}"
+        );
+    }
+    found
+}
+
+/// A port free on loopback right now, for a balancer's listener (a balancer cannot report
+/// the port it picked, as the examples do).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe listener");
+    listener.local_addr().expect("its address").port()
+}
+
+fn start(name: &'static str, mut command: Command, log: PathBuf, addr: SocketAddr) -> Balancer {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("create the balancer's log"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    let mut balancer = Balancer { child, name, log };
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if let Ok(Some(status)) = balancer.child.try_wait() {
+            panic!("{name} exited with {status}:\n{}", balancer.log_text());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not listen on {addr} within {STARTUP_TIMEOUT:?}:\n{}",
+            balancer.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    balancer
+}
+
+impl Balancer {
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn haproxy(
+    program: &Path,
+    dir: &Path,
+    listen: SocketAddr,
+    backend: SocketAddr,
+    send: &str,
+) -> Balancer {
+    let config = format!(
+        "global\n\
+         \x20   maxconn 100\n\
+         defaults\n\
+         \x20   mode tcp\n\
+         \x20   timeout connect 2s\n\
+         \x20   timeout client 10s\n\
+         \x20   timeout server 10s\n\
+         frontend front\n\
+         \x20   bind {listen}\n\
+         \x20   default_backend instances\n\
+         backend instances\n\
+         \x20   server one {backend} {send}\n"
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, config).expect("write haproxy.cfg");
+    let mut command = Command::new(program);
+    command.arg("-f").arg(&path).arg("-db");
+    start("haproxy", command, dir.join("haproxy.log"), listen)
+}
+
+fn nginx(program: &Path, dir: &Path, listen: SocketAddr, backend: SocketAddr) -> Balancer {
+    // Debian builds the stream module as a dynamic module.
+    let module = Path::new("/usr/lib/nginx/modules/ngx_stream_module.so");
+    let load = if module.is_file() {
+        format!("load_module {};\n", module.display())
+    } else {
+        String::new()
+    };
+    let config = format!(
+        "{load}\
+         master_process off;\n\
+         error_log {dir}/error.log;\n\
+         pid {dir}/nginx.pid;\n\
+         events {{ worker_connections 64; }}\n\
+         stream {{\n\
+         \x20   server {{\n\
+         \x20       listen {listen};\n\
+         \x20       proxy_pass {backend};\n\
+         \x20       proxy_protocol on;\n\
+         \x20   }}\n\
+         }}\n",
+        dir = dir.display()
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, config).expect("write nginx.conf");
+    let mut command = Command::new(program);
+    command
+        .arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-c")
+        .arg(&path)
+        .args(["-g", "daemon off;"]);
+    start("nginx", command, dir.join("nginx.log"), listen)
+}
+
+/// `GET /` through the balancer: the page must name this client's own address and port.
+fn assert_client_seen(balancer: &Balancer, listen: SocketAddr) {
+    let mut stream = TcpStream::connect_timeout(&listen, IO_TIMEOUT).expect("connect");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    let me = stream.local_addr().expect("client address");
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
+        .expect("send");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read the page");
+    assert!(
+        reply.starts_with("HTTP/1.1 200 OK") && reply.ends_with(&format!("\r\n\r\nhello {me}\n")),
+        "through {}: expected the page to name {me}, got {reply:?}\n{}",
+        balancer.name,
+        balancer.log_text()
+    );
+}
+
+fn backend() -> Server {
+    Server::start(
+        "http_hello",
+        &["--proxy-protocol", "any", "--trusted-proxy", "127.0.0.1/32"],
+    )
+}
+
+#[test]
+fn haproxy_send_proxy_v1_and_v2_give_the_client_address() {
+    let Some(program) = find("haproxy") else {
+        return;
+    };
+    let server = backend();
+    for send in ["send-proxy", "send-proxy-v2"] {
+        let dir = scratch(&format!("haproxy_{send}"));
+        let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let balancer = haproxy(&program, &dir, listen, server.addr, send);
+        assert_client_seen(&balancer, listen);
+    }
+}
+
+#[test]
+fn nginx_stream_proxy_protocol_gives_the_client_address() {
+    let Some(program) = find("nginx") else {
+        return;
+    };
+    let server = backend();
+    let dir = scratch("nginx_stream");
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let balancer = nginx(&program, &dir, listen, server.addr);
+    assert_client_seen(&balancer, listen);
+}
+
+#[test]
+fn a_direct_client_is_refused_by_a_server_expecting_the_balancer() {
+    // Without a balancer in front: no header, so the connection is closed unanswered.
+    let server = backend();
+    let mut stream = TcpStream::connect_timeout(&server.addr, IO_TIMEOUT).expect("connect");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("send");
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    assert!(reply.is_empty(), "{:?}", String::from_utf8_lossy(&reply));
+}
