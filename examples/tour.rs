@@ -214,7 +214,10 @@ where
         let clients: Vec<_> = (1..=CLIENTS)
             .map(|i| scope.spawn(move || client(i)))
             .collect();
-        clients.into_iter().map(|c| c.join()).collect()
+        clients
+            .into_iter()
+            .map(std::thread::ScopedJoinHandle::join)
+            .collect()
     });
     // Stop the server before looking at the results, so that a failed client cannot leave it
     // running.
@@ -769,7 +772,7 @@ impl DemoServer {
         let (tx, lines) = mpsc::channel();
         if let Some(stdout) = child.stdout.take() {
             thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                     if tx.send(line).is_err() {
                         break;
                     }

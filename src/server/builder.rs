@@ -66,6 +66,7 @@ pub(crate) struct LoopHooks {
 /// | [`max_connection_lifetime`](Self::max_connection_lifetime) | none | none (no such option) |
 /// | [`max_packet_size`](Self::max_packet_size) | 8192 | 8192 |
 /// | [`close_timeout`](Self::close_timeout) | none (wait for every request) | `block_on_close = True` |
+#[must_use = "a Builder does nothing until one of its `bind_*` or `from_*` methods is called"]
 pub struct Builder<M = Single> {
     mode: M,
     bind: BindOptions,
@@ -280,6 +281,14 @@ impl<M: Mode> Builder<M> {
     }
 
     /// Binds a TCP server to the first address of `addr` that works and starts listening.
+    ///
+    /// # Errors
+    ///
+    /// The error resolving `addr`, or binding or listening on the last of its addresses tried, with
+    /// a message naming it (`AddrInUse` if another socket holds the port, `PermissionDenied` for a
+    /// privileged port); an error starting the mode (a [`Pool`](crate::Pool)'s threads, say); and
+    /// `Unsupported` when a child process of a process-based mode (see
+    /// [`is_worker`](crate::is_worker)) builds a server other than the one it was started to serve.
     pub fn bind_tcp<H>(self, addr: impl ToSocketAddrs, handler: H) -> io::Result<Server<Tcp, H, M>>
     where
         H: RequestHandler<StreamRequest> + Clone,
@@ -290,6 +299,10 @@ impl<M: Mode> Builder<M> {
     }
 
     /// Binds a UDP server to the first address of `addr` that works.
+    ///
+    /// # Errors
+    ///
+    /// As for [`bind_tcp`](Self::bind_tcp), without the listening.
     pub fn bind_udp<H>(self, addr: impl ToSocketAddrs, handler: H) -> io::Result<Server<Udp, H, M>>
     where
         H: RequestHandler<DatagramRequest> + Clone,
@@ -303,6 +316,12 @@ impl<M: Mode> Builder<M> {
     /// removed when the server closes. A socket file left there by a server that is gone
     /// (connecting to it is refused) is replaced; if a server answers on it, or `path` is not a
     /// socket, binding fails with `AddrInUse` and the file is left alone.
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse` as said above; the error binding or listening on `path` (a missing folder, no
+    /// permission, a path too long for a socket address), with a message naming it; and the mode
+    /// and process errors of [`bind_tcp`](Self::bind_tcp).
     pub fn bind_unix_stream<H>(
         self,
         path: impl AsRef<Path>,
@@ -321,6 +340,10 @@ impl<M: Mode> Builder<M> {
     /// Binds a Unix datagram server to the socket file `path`. The file is removed when the server
     /// closes. A stale socket file is replaced, as for
     /// [`bind_unix_stream`](Self::bind_unix_stream).
+    ///
+    /// # Errors
+    ///
+    /// As for [`bind_unix_stream`](Self::bind_unix_stream), without the listening.
     pub fn bind_unix_datagram<H>(
         self,
         path: impl AsRef<Path>,
@@ -339,6 +362,11 @@ impl<M: Mode> Builder<M> {
     /// Serves an already bound and listening TCP socket (Python's `bind_and_activate=False`; also
     /// how an inherited or socket-activated listener is served). Bind options do not apply; the
     /// listener is switched to non-blocking mode.
+    ///
+    /// # Errors
+    ///
+    /// The error reading the socket's address or switching it to non-blocking mode; and the mode
+    /// and process errors of [`bind_tcp`](Self::bind_tcp).
     pub fn from_tcp_listener<H>(
         self,
         listener: TcpListener,
@@ -351,6 +379,11 @@ impl<M: Mode> Builder<M> {
     }
 
     /// Serves an already bound UDP socket. Bind options do not apply.
+    ///
+    /// # Errors
+    ///
+    /// The error reading the socket's address or switching it to non-blocking mode; and the mode
+    /// and process errors of [`bind_tcp`](Self::bind_tcp).
     pub fn from_udp_socket<H>(self, socket: UdpSocket, handler: H) -> io::Result<Server<Udp, H, M>>
     where
         H: RequestHandler<DatagramRequest> + Clone,
@@ -360,6 +393,11 @@ impl<M: Mode> Builder<M> {
 
     /// Serves an already bound and listening Unix stream socket. Its file is left in place on close,
     /// since this server did not create it.
+    ///
+    /// # Errors
+    ///
+    /// The error reading the socket's address or switching it to non-blocking mode; and the mode
+    /// and process errors of [`bind_tcp`](Self::bind_tcp).
     pub fn from_unix_listener<H>(
         self,
         listener: UnixListener,
@@ -372,6 +410,11 @@ impl<M: Mode> Builder<M> {
     }
 
     /// Serves an already bound Unix datagram socket. Its file is left in place on close.
+    ///
+    /// # Errors
+    ///
+    /// The error reading the socket's address or switching it to non-blocking mode; and the mode
+    /// and process errors of [`bind_tcp`](Self::bind_tcp).
     pub fn from_unix_datagram<H>(
         self,
         socket: StdUnixDatagram,
@@ -451,6 +494,10 @@ where
     M: Mode + Default,
 {
     /// Binds a TCP server with default options (Python's `TCPServer(addr, Handler)`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Builder::bind_tcp`].
     pub fn bind(addr: impl ToSocketAddrs, handler: H) -> io::Result<Self> {
         Builder::new().mode(M::default()).bind_tcp(addr, handler)
     }
@@ -462,6 +509,10 @@ where
     M: Mode + Default,
 {
     /// Binds a UDP server with default options (Python's `UDPServer(addr, Handler)`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Builder::bind_udp`].
     pub fn bind(addr: impl ToSocketAddrs, handler: H) -> io::Result<Self> {
         Builder::new().mode(M::default()).bind_udp(addr, handler)
     }
@@ -473,6 +524,10 @@ where
     M: Mode + Default,
 {
     /// Binds a Unix stream server at `path` with default options (Python's `UnixStreamServer`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Builder::bind_unix_stream`].
     pub fn bind(path: impl AsRef<Path>, handler: H) -> io::Result<Self> {
         Builder::new()
             .mode(M::default())
@@ -487,6 +542,10 @@ where
 {
     /// Binds a Unix datagram server at `path` with default options (Python's
     /// `UnixDatagramServer`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Builder::bind_unix_datagram`].
     pub fn bind(path: impl AsRef<Path>, handler: H) -> io::Result<Self> {
         Builder::new()
             .mode(M::default())

@@ -246,6 +246,11 @@ where
     /// shutdown, then stops them. In a child process (see [`is_worker`](crate::is_worker)) this
     /// never returns: a per-request child handles its request and exits; a prefork worker serves
     /// until its lifeline closes, finishes its requests and exits.
+    ///
+    /// # Errors
+    ///
+    /// An error waiting on or accepting from the socket that makes it unusable (transient ones are
+    /// logged and retried, as said above).
     pub fn serve_forever(&mut self) -> io::Result<()> {
         if let Some(request) = self.adopted.take() {
             self.serve_adopted(request);
@@ -351,6 +356,11 @@ where
     /// Waits at most the configured [`timeout`](Builder::timeout); if it passes, calls the
     /// `handle_timeout` hook and returns [`Outcome::TimedOut`]. Returns [`Outcome::ShutDown`] at
     /// once if shutdown was requested.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` in [`Prefork`] mode, where the workers take the requests (call
+    /// [`serve_forever`](Self::serve_forever)); otherwise as for `serve_forever`.
     pub fn handle_request(&mut self) -> io::Result<Outcome> {
         if let Some(request) = self.adopted.take() {
             self.serve_adopted(request);
@@ -393,6 +403,11 @@ where
     /// With a [`close_timeout`](Builder::close_timeout), it stops waiting when that passes and
     /// returns a `TimedOut` error saying how many requests were still running; they are left to
     /// finish on their own threads. A Unix server removes the socket file it created.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut`, saying how many requests were still running, when the
+    /// [`close_timeout`](Builder::close_timeout) passed first.
     pub fn server_close(mut self) -> io::Result<()> {
         self.handle.shared.stop.request();
         self.release_socket();
@@ -428,7 +443,7 @@ where
 
     fn socket_fd(&self) -> io::Result<std::os::fd::RawFd> {
         use std::os::fd::AsRawFd;
-        self.socket.as_ref().map(|s| s.as_raw_fd()).ok_or_else(|| {
+        self.socket.as_ref().map(AsRawFd::as_raw_fd).ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotConnected, "the server has been closed")
         })
     }
@@ -555,7 +570,7 @@ impl<T: Transport, H, M: Mode> Server<T, H, M> {
 
     /// Same as [`ServerHandle::shutdown`].
     pub fn shutdown(&self) {
-        self.handle.shutdown()
+        self.handle.shutdown();
     }
 
     /// Same as [`ServerHandle::stats`].
