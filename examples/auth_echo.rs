@@ -51,6 +51,8 @@ const EXAMPLE: Example = Example {
         help: "how long a client may take to answer the challenge (default 10)",
         check: common::check_parses::<f64>,
     },
+    common::IDLE_TIMEOUT,
+    common::MAX_LIFETIME,
     ],
 };
 

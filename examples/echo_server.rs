@@ -29,7 +29,12 @@ const EXAMPLE: Example = Example {
         "Echo server for benchmarks: framed (4-byte big-endian length prefix), line or UDP echo.",
     default_addr: "127.0.0.1:7000",
     default_mode: ModeName::Threading,
-    options: &[PROTO, STACK_SIZE],
+    options: &[
+        PROTO,
+        STACK_SIZE,
+        common::IDLE_TIMEOUT,
+        common::MAX_LIFETIME,
+    ],
 };
 
 /// The largest UDP payload over IPv4.

@@ -82,6 +82,7 @@ const EXAMPLE: Example = Example {
             help: "disconnect a client silent for this long (default 300)",
             check: common::check_parses::<f64>,
         },
+        common::MAX_LIFETIME,
     ],
 };
 

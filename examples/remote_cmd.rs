@@ -123,6 +123,8 @@ const EXAMPLE: Example = Example {
             help: "an unframed (seed) command is complete once no byte came for this long (default 0.2)",
             check: check_quiet_time,
         },
+        common::IDLE_TIMEOUT,
+        common::MAX_LIFETIME,
     ],
 };
 

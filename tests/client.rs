@@ -139,7 +139,7 @@ fn chat_in_a_full_room_is_an_error() {
 
 #[test]
 fn remote_cmd_sends_framed_commands_that_arrive_whole() {
-    let server = Server::start("remote_cmd", &[]);
+    let server = Server::start_with_env("remote_cmd", &[], &[("RUST_LOG", "debug")]);
     let addr = server.addr.to_string();
     // 10,000 bytes: more than the server takes as an unframed command, so only a framed one runs.
     let long = format!("echo {}", "x".repeat(9_995));
@@ -154,7 +154,11 @@ fn remote_cmd_sends_framed_commands_that_arrive_whole() {
 
 #[test]
 fn remote_cmd_prints_a_refusal_on_stderr_and_fails() {
-    let server = Server::start("remote_cmd", &["--max-commands", "1"]);
+    let server = Server::start_with_env(
+        "remote_cmd",
+        &["--max-commands", "1"],
+        &[("RUST_LOG", "debug")],
+    );
     let addr = server.addr.to_string();
     let mut busy = TcpStream::connect(server.addr).unwrap();
     busy.write_all(b"sleep 3").unwrap();

@@ -184,3 +184,44 @@ fn at_debug_a_request_is_one_short_line_with_a_preview() {
         );
     }
 }
+
+/// Slow connections that hold every pool worker: with `--max-lifetime`, each is cut off after a
+/// second, so a well-behaved client is served; the connections keep sending a byte every 100 ms
+/// (an echo server answers each, so they are never idle).
+#[test]
+fn max_lifetime_frees_pool_workers_held_by_slow_connections() {
+    let server = Server::start(
+        "echo_upper",
+        &["--mode", "pool", "--workers", "2", "--max-lifetime", "1"],
+    );
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let mut stream = connect(server.addr);
+            thread::spawn(move || {
+                let mut buf = [0u8; 16];
+                for _ in 0..60 {
+                    if stream.write_all(b"x").is_err()
+                        || !matches!(stream.read(&mut buf), Ok(n) if n > 0)
+                    {
+                        return true; // cut off by the server
+                    }
+                    thread::sleep(Duration::from_millis(100));
+                }
+                false
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let mut good = connect(server.addr);
+    good.write_all(b"hello").unwrap();
+    let mut reply = [0u8; 5];
+    good.read_exact(&mut reply)
+        .expect("served once the slow connections' lifetime ended");
+    assert_eq!(&reply, b"HELLO");
+    for t in slow {
+        assert!(
+            t.join().unwrap(),
+            "a slow connection outlived --max-lifetime"
+        );
+    }
+}

@@ -241,7 +241,11 @@ fn nothing_more(stream: &mut TcpStream, wait: Duration) -> bool {
 fn remote_cmd_never_runs_a_fragment_as_a_command() {
     let dir = scratch("remote_cmd_fragments");
     let log = dir.join("log");
-    let server = Server::start("remote_cmd", &["--quiet-time", "0.5"]);
+    let server = Server::start_with_env(
+        "remote_cmd",
+        &["--quiet-time", "0.5"],
+        &[("RUST_LOG", "debug")],
+    );
     let mut stream = connect(server.addr);
 
     // The seeds' protocol: "ec" and "ho ..." 50 ms apart are one command, run once.
@@ -383,7 +387,11 @@ fn remote_cmd_time_limit_kills_processes_that_left_the_process_group() {
 
 #[test]
 fn remote_cmd_caps_concurrent_commands() {
-    let server = Server::start("remote_cmd", &["--max-commands", "2"]);
+    let server = Server::start_with_env(
+        "remote_cmd",
+        &["--max-commands", "2"],
+        &[("RUST_LOG", "debug")],
+    );
     let mut busy: Vec<TcpStream> = ["sleep 2.01", "sleep 2.02"]
         .iter()
         .map(|command| {

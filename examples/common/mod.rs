@@ -31,6 +31,7 @@ use std::fmt::Display;
 use std::io::{self, Write};
 use std::process::{self, ExitCode};
 use std::str::FromStr;
+use std::time::Duration;
 
 use socketserver::transport::Transport;
 use socketserver::{
@@ -137,6 +138,25 @@ pub const STACK_SIZE: ExtraOption = ExtraOption {
     check: check_positive,
 };
 
+/// `--idle-timeout SECS` for stream servers: close a connection on which nothing moved for that
+/// long (`Builder::idle_timeout`), applied by [`serve_tcp`]. An example may declare its own
+/// option of this name (with its own default in the help), as long as it means the same.
+pub const IDLE_TIMEOUT: ExtraOption = ExtraOption {
+    name: "--idle-timeout",
+    value: "SECS",
+    help: "close a connection idle for SECS (default: never)",
+    check: check_positive,
+};
+
+/// `--max-lifetime SECS` for stream servers: close every connection that long after it was
+/// accepted (`Builder::max_connection_lifetime`), applied by [`serve_tcp`].
+pub const MAX_LIFETIME: ExtraOption = ExtraOption {
+    name: "--max-lifetime",
+    value: "SECS",
+    help: "close every connection SECS after accepting it (default: never)",
+    check: check_positive,
+};
+
 /// The parsed command line.
 pub struct Args {
     /// `--addr HOST:PORT`, checked for shape; resolved when the server binds.
@@ -189,6 +209,19 @@ impl Args {
             Some(bytes) => Builder::new().thread_stack_size(bytes),
             None => Builder::new(),
         }
+    }
+
+    /// `builder` with the connection limits of [`IDLE_TIMEOUT`] and [`MAX_LIFETIME`], where the
+    /// example declares them and they were given.
+    fn stream_limits(&self, mut builder: Builder) -> Builder {
+        let secs = |name| self.value(name).and_then(|v| v.parse::<u64>().ok());
+        if let Some(idle) = secs(IDLE_TIMEOUT.name) {
+            builder = builder.idle_timeout(Duration::from_secs(idle));
+        }
+        if let Some(lifetime) = secs(MAX_LIFETIME.name) {
+            builder = builder.max_connection_lifetime(Duration::from_secs(lifetime));
+        }
+        builder
     }
 
     /// An error for `--mode process` or `prefork` in an example that keeps `state` (such as "its
@@ -458,7 +491,7 @@ pub fn serve_tcp<H>(args: &Args, builder: Builder, handler: H) -> io::Result<()>
 where
     H: RequestHandler<StreamRequest> + Clone,
 {
-    serve_in_mode(args, builder, Tcp(&args.addr, handler))
+    serve_in_mode(args, args.stream_limits(builder), Tcp(&args.addr, handler))
 }
 
 /// [`serve_tcp`] for a UDP `handler`.

@@ -38,7 +38,13 @@ const EXAMPLE: Example = Example {
     about: "Minimal HTTP/1.1 server answering `hello`, with keep-alive.",
     default_addr: "127.0.0.1:8000",
     default_mode: ModeName::Threading,
-    options: &[MAX_HEAD, HEADER_TIMEOUT, IDLE_TIMEOUT, STACK_SIZE],
+    options: &[
+        MAX_HEAD,
+        HEADER_TIMEOUT,
+        IDLE_TIMEOUT,
+        common::MAX_LIFETIME,
+        STACK_SIZE,
+    ],
 };
 
 const MAX_HEAD: ExtraOption = ExtraOption {

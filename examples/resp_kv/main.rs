@@ -61,7 +61,12 @@ const EXAMPLE: Example = Example {
             LPOP, DEL, INFO; pipelining supported.",
     default_addr: "127.0.0.1:6380",
     default_mode: ModeName::Threading,
-    options: &[STACK_SIZE, MAX_MEMORY],
+    options: &[
+        STACK_SIZE,
+        MAX_MEMORY,
+        common::IDLE_TIMEOUT,
+        common::MAX_LIFETIME,
+    ],
 };
 
 /// The reply to a connection the budget cannot hold, as Redis words its own.
