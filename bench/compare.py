@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark of this crate against what a user would otherwise pick.
 
-Run through bench/compare.sh, which installs the tools and builds the examples first. Every
-contestant is started here on a free loopback port and stopped by its pid; every workload runs
+Run through bench/compare.sh, which installs the tools and builds the examples and loadgen first.
+Every contestant is started here on a free loopback port and stopped by its pid; every workload runs
 against every contestant in the same invocation, alternating, for several rounds; the report gives
 medians and ratios (this machine is shared and noisy: absolute numbers drift, ratios much less).
 """
@@ -22,6 +22,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "target", "release", "examples")
+# loadgen is a binary of the socketserver-bench package (bench/Cargo.toml), not an example.
+LOADGEN = os.path.join(ROOT, "target", "release", "loadgen")
 PY = [sys.executable, os.path.join(ROOT, "bench", "py_servers.py")]
 STARTUP = 15  # seconds a contestant may take to listen
 RUN_TIMEOUT = 120  # seconds any one client run may take before it is killed
@@ -172,7 +174,7 @@ def run_client(argv):
 
 
 def loadgen(port, workload, conns, size, duration, *extra):
-    line = run_client([os.path.join(EXAMPLES, "loadgen"), "--addr", f"127.0.0.1:{port}",
+    line = run_client([LOADGEN, "--addr", f"127.0.0.1:{port}",
                        "--workload", workload, "--conns", str(conns), "--size", str(size),
                        "--requests", "100000000", "--duration", str(duration), "--json", *extra])
     return json.loads(line.strip().splitlines()[-1])

@@ -35,7 +35,8 @@ if [ "$(ulimit -n)" -lt 20100 ]; then
     echo "note: ulimit -n is $(ulimit -n); the idle-connection test may need --idle lower" >&2
 fi
 
-echo "== building the examples (release)" >&2
+echo "== building the examples and loadgen (release)" >&2
 cargo build --release --examples -q
+cargo build --release -p socketserver-bench --bins -q
 
 exec python3 bench/compare.py "$@"

@@ -32,6 +32,7 @@ const EXAMPLE: Example = Example {
     about: "TCP upper-case echo that serves only clients passing an HMAC challenge-response handshake (seed 002 §13).",
     default_addr: "127.0.0.1:9999",
     default_mode: ModeName::Threading,
+    modes: ModeName::ALL,
     options: &[
     ExtraOption {
         name: "--secret-file",

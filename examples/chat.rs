@@ -41,9 +41,10 @@ use socketserver::{Address, DatagramRequest};
 
 const EXAMPLE: Example = Example {
     name: "chat",
-    about: "UDP chat room: relays every message to the other participants as `[ip:port] message`, and answers each datagram.",
+    about: "UDP chat room: relays every message to the other participants as `[ip:port] message`, and answers each datagram. One room in memory shared between threads, so no process modes.",
     default_addr: "127.0.0.1:8081",
     default_mode: ModeName::Single,
+    modes: ModeName::THREADS,
     options: &[
         ExtraOption {
             name: "--idle-timeout",

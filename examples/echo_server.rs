@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! cargo run --release --example echo_server -- --addr 127.0.0.1:0 --mode pool --workers 8
-//! cargo run --release --example loadgen -- --addr 127.0.0.1:PORT --workload framed --conns 50
+//! cargo run --release -p socketserver-bench --bin loadgen -- --addr 127.0.0.1:PORT --workload framed --conns 50
 //! ```
 //!
 //! `std_echo` serves the same protocols with no framework, as the floor to compare against.
@@ -29,6 +29,7 @@ const EXAMPLE: Example = Example {
         "Echo server for benchmarks: framed (4-byte big-endian length prefix), line or UDP echo.",
     default_addr: "127.0.0.1:7000",
     default_mode: ModeName::Threading,
+    modes: ModeName::ALL,
     options: &[
         PROTO,
         STACK_SIZE,

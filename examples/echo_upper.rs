@@ -34,6 +34,7 @@ const EXAMPLE: Example = Example {
     about: "TCP upper-case echo: answers every chunk a client sends with its ASCII letters upper-cased.",
     default_addr: "127.0.0.1:8080",
     default_mode: ModeName::Threading,
+    modes: ModeName::ALL,
     options: &[common::IDLE_TIMEOUT, common::MAX_LIFETIME],
 };
 

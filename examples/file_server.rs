@@ -63,6 +63,7 @@ const EXAMPLE: Example = Example {
     about: "The seeds' FTP homework: put (upload), get and list files in --root DIR, with struct 'i' + JSON headers.",
     default_addr: "127.0.0.1:8080",
     default_mode: ModeName::Threading,
+    modes: ModeName::ALL,
     options: &[
         ExtraOption {
             name: "--root",

@@ -86,6 +86,7 @@ const EXAMPLE: Example = Example {
     about: "Runs each command a client sends with `sh -c` and answers with a struct 'i' + JSON header (total_size, md5) and the output (seed 004).",
     default_addr: "127.0.0.1:8080",
     default_mode: ModeName::Threading,
+    modes: ModeName::ALL,
     options: &[
         ExtraOption {
             name: "--secret-file",

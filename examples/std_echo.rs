@@ -26,6 +26,7 @@ const EXAMPLE: Example = Example {
             Only --mode threading is offered.",
     default_addr: "127.0.0.1:7001",
     default_mode: ModeName::Threading,
+    modes: &[ModeName::Threading],
     options: &[PROTO],
 };
 
@@ -116,14 +117,8 @@ fn run(args: &Args) -> io::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // `modes` offers threading only: the one way this file serves.
     let args = common::parse_args(&EXAMPLE);
-    if args.mode != ModeName::Threading {
-        let _ = writeln!(
-            io::stderr(),
-            "std_echo: it has only a thread-per-connection mode (--mode threading)"
-        );
-        return ExitCode::from(2);
-    }
     common::init_logging_at("warn");
     common::exit_status(run(&args))
 }

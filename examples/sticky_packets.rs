@@ -39,6 +39,7 @@ const EXAMPLE: Example = Example {
     about: "Demonstrates TCP sticky packets (two sends merged, a short read leaving a remainder), then the same traffic with framing. Runs by itself and exits.",
     default_addr: "127.0.0.1:0",
     default_mode: ModeName::Single,
+    modes: &[ModeName::Single],
     options: &[],
 };
 
@@ -222,10 +223,8 @@ fn run(args: &Args) -> io::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // `modes` offers single only: the cases must run one after another, in order.
     let args = common::parse_args(&EXAMPLE);
     common::init_logging_at("warn");
-    if args.mode != ModeName::Single {
-        args.usage_error("sticky_packets runs in single mode only: the cases must run in order");
-    }
     common::exit_status(run(&args))
 }

@@ -37,6 +37,7 @@ const EXAMPLE: Example = Example {
     about: "UDP time server: answers every datagram, a strftime format (empty: %Y-%m-%d %X), with the local time in that format.",
     default_addr: "127.0.0.1:9000",
     default_mode: ModeName::Single,
+    modes: ModeName::ALL,
     options: &[],
 };
 

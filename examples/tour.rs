@@ -6,7 +6,9 @@
 //! server's stats. Then it shows the hooks: errors and panics reported through `handle_error`,
 //! `verify_request` turning a client away, and a handler shutting its own server down. Last, the
 //! process-based modes: the tour starts itself again as a small TCP server (`--process-demo
-//! process|prefork`) whose requests are handled in child processes, and drives it the same way.
+//! process|prefork`) whose requests are handled in child processes, and drives it the same way;
+//! each reply names the process that wrote it. In the prefork demo every client holds its
+//! connection until both workers are busy with one, so the transcript shows both at work.
 //!
 //! Everything is bounded: every client socket has read and write timeouts, and every server must
 //! stop within a few seconds of being asked. Any failure ends the tour with `error: …` and exit
@@ -22,7 +24,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -40,18 +42,48 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 const REFUSED_WAIT: Duration = Duration::from_millis(300);
 /// Clients started at once against each echo server.
 const CLIENTS: usize = 3;
+/// Worker processes of the prefork demo server.
+const PREFORK_WORKERS: usize = 2;
 /// The payload of the panic the tour provokes; the panic hook keeps it off stderr.
 const DELIBERATE_PANIC: &str = "deliberate panic, provoked by the tour";
 
 type Result<T = (), E = String> = std::result::Result<T, E>;
 
+/// The usage: the tour takes no options but `--help`.
+const USAGE: &str = "usage: tour [--help]
+
+A guided tour of socketserver: an upper-case echo server for every transport in every mode,
+driven by concurrent clients, then the hooks and the process-based modes. Runs by itself and
+exits; set RUST_LOG=info to see the library's log lines as well.
+
+options:
+  --help  print this help
+";
+
 fn main() -> ExitCode {
     common::init_logging_at("warn");
-    // The process-mode demo server (and, re-executed with the same arguments, its children).
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [flag, mode] = args.as_slice() {
-        if flag == "--process-demo" {
+    match args.as_slice() {
+        [] => {}
+        // The process-mode demo server (and, re-executed with the same arguments, its children):
+        // how the tour starts itself again, not an option for users.
+        [flag, mode] if flag == "--process-demo" => {
             return common::exit_status(process_demo_server(mode));
+        }
+        [flag, ..] if flag == "--help" || flag == "-h" => {
+            return match common::print_line(USAGE.trim_end()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => common::fail(e),
+            };
+        }
+        [first, ..] => {
+            let what = if first.starts_with('-') {
+                "unknown option"
+            } else {
+                "unexpected argument"
+            };
+            let _ = write!(io::stderr().lock(), "tour: {what} '{first}'\n{USAGE}");
+            return ExitCode::from(2);
         }
     }
     silence_deliberate_panic();
@@ -99,7 +131,10 @@ fn tour() -> Result {
         "process",
         "TCP, process mode: a child process per connection",
     )?;
-    process_demo("prefork", "TCP, prefork mode: 2 worker processes")?;
+    process_demo(
+        "prefork",
+        &format!("TCP, prefork mode: {PREFORK_WORKERS} worker processes"),
+    )?;
     dir.remove()
 }
 
@@ -656,7 +691,7 @@ fn process_demo_server(mode: &str) -> io::Result<()> {
         ),
         "prefork" => serve_until_stdin_closes(
             builder
-                .mode(Prefork::new(2))
+                .mode(Prefork::new(PREFORK_WORKERS))
                 .bind_tcp("127.0.0.1:0", pid_echo)?,
         ),
         other => Err(io::Error::new(
@@ -666,7 +701,9 @@ fn process_demo_server(mode: &str) -> io::Result<()> {
     }
 }
 
-/// Reads one line and answers `pid <n>: <LINE>`.
+/// Reads one line, answers `pid <n>: <LINE>`, and keeps the connection until the client closes
+/// it (or the read timeout passes), so a prefork worker, serving one connection at a time, is
+/// busy while the client holds on.
 fn pid_echo(req: &mut StreamRequest) -> io::Result<()> {
     let mut line = String::new();
     req.read_line(&mut line)?;
@@ -675,7 +712,8 @@ fn pid_echo(req: &mut StreamRequest) -> io::Result<()> {
         "pid {}: {}",
         std::process::id(),
         line.trim_end().to_uppercase()
-    )
+    )?;
+    io::copy(req, &mut io::sink()).map(|_| ())
 }
 
 type PidEcho = fn(&mut StreamRequest) -> io::Result<()>;
@@ -722,9 +760,11 @@ fn process_demo(mode: &str, title: &str) -> Result {
         "\n== {title}, on {addr} (server pid {})",
         demo.pid()
     ))?;
+    let answered = Answered::default();
+    let answered = &answered;
     let replies: Vec<io::Result<String>> = thread::scope(|scope| {
         let clients: Vec<_> = (1..=CLIENTS)
-            .map(|i| scope.spawn(move || pid_echo_client(addr, i)))
+            .map(|i| scope.spawn(move || pid_echo_client(addr, i, answered)))
             .collect();
         clients
             .into_iter()
@@ -735,28 +775,76 @@ fn process_demo(mode: &str, title: &str) -> Result {
             .collect()
     });
     let stats = demo.stop(title)?;
+    let mut pids = HashSet::new();
     for (i, reply) in replies.into_iter().enumerate() {
         let reply = reply.map_err(|e| format!("{title}: client {}: {e}", i + 1))?;
         say(format!("   client {}: {reply}", i + 1))?;
+        pids.extend(reply.split(':').next().map(str::to_string));
     }
     say(format!("   stats of the server process ({stats})"))?;
     if mode == "prefork" {
         say("   (a prefork supervisor takes no requests itself: each worker counts its own)")?;
+        let workers = match pids.len() {
+            1 => "1 worker".to_string(),
+            n => format!("{n} workers"),
+        };
+        say(format!(
+            "   {workers} served the {CLIENTS} clients. A worker serves one connection at a time, and each"
+        ))?;
+        say(format!(
+            "   client held its connection open until {PREFORK_WORKERS} clients had answers, so \
+             the second went to"
+        ))?;
+        say("   another worker. (Short connections one after another may all go to one worker:")?;
+        say("   Linux wakes the worker that waited last.)")?;
     }
     Ok(())
 }
 
-fn pid_echo_client(addr: SocketAddr, client: usize) -> io::Result<String> {
+/// How many demo clients have their answer: each holds its connection open until
+/// [`PREFORK_WORKERS`] have, so that every prefork worker is busy with one of them at once.
+#[derive(Default)]
+struct Answered {
+    count: Mutex<usize>,
+    changed: Condvar,
+}
+
+impl Answered {
+    /// Counts one more answer, then waits (at most [`IO_TIMEOUT`]) until `enough` have come.
+    fn add_and_wait_for(&self, enough: usize) {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let mut count = self
+            .count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *count += 1;
+        self.changed.notify_all();
+        while *count < enough {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            count = match self.changed.wait_timeout(count, left) {
+                Ok((count, _)) => count,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+}
+
+fn pid_echo_client(addr: SocketAddr, client: usize, answered: &Answered) -> io::Result<String> {
     let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     writeln!(stream, "hello from client {client}")?;
     let mut reply = String::new();
-    BufReader::new(stream).read_line(&mut reply)?;
+    BufReader::new(&stream).read_line(&mut reply)?;
     let expected = format!("HELLO FROM CLIENT {client}");
     if !reply.trim_end().ends_with(&expected) {
         return Err(io::Error::other(format!("unexpected reply {reply:?}")));
     }
+    // Dropping the stream afterwards closes the connection and frees the worker.
+    answered.add_and_wait_for(PREFORK_WORKERS);
     Ok(reply.trim_end().to_string())
 }
 

@@ -24,6 +24,7 @@ const EXAMPLE: Example = Example {
     about: "UDP upper-case echo: answers every datagram with a copy whose ASCII letters are upper-cased.",
     default_addr: "127.0.0.1:9000",
     default_mode: ModeName::Single,
+    modes: ModeName::ALL,
     options: &[],
 };
 

@@ -1,6 +1,7 @@
 //! The benchmark examples as a client sees them: `resp_kv` answers pipelined RESP in order,
-//! `http_hello` keeps connections alive and refuses bad requests, and `loadgen` drives the echo
-//! servers, checks every reply and notices wrong ones. Every run is small and bounded.
+//! `http_hello` keeps connections alive and refuses bad requests, and `loadgen` (a binary of the
+//! `socketserver-bench` package in `bench/`, built on demand) drives the echo servers, checks
+//! every reply and notices wrong ones. Every run is small and bounded.
 
 mod programs;
 
@@ -9,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use programs::{example, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
+use programs::{bench_tool, example, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
@@ -317,7 +318,7 @@ fn http_hello_help_shows_its_limits() {
 // loadgen
 
 fn loadgen(addr: SocketAddr, args: &[&str]) -> Run {
-    let mut command = Command::new(example("loadgen"));
+    let mut command = Command::new(bench_tool("loadgen"));
     command
         .args(["--addr", &addr.to_string(), "--duration", "30", "--json"])
         .args(args);
@@ -415,7 +416,7 @@ fn loadgen_notices_wrong_replies() {
 
 #[test]
 fn loadgen_refuses_addresses_off_this_machine() {
-    let mut command = Command::new(example("loadgen"));
+    let mut command = Command::new(bench_tool("loadgen"));
     command.args(["--addr", "192.0.2.1:80"]);
     let run = Run::to_completion(command, RUN_TIMEOUT);
     assert_eq!(run.status.code(), Some(2), "{run}");

@@ -7,6 +7,7 @@
 
 mod programs;
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
@@ -180,6 +181,50 @@ fn tour_runs_to_completion() {
         run.stdout.contains("tour finished"),
         "tour did not finish its transcript: {run}"
     );
+    // The prefork section announces 2 workers: the clients' replies must come from both.
+    let prefork: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("== TCP, prefork mode"))
+        .take_while(|line| !line.is_empty())
+        .collect();
+    let pids: HashSet<&str> = prefork
+        .iter()
+        .filter_map(|line| line.trim_start().strip_prefix("client "))
+        .filter_map(|rest| rest.split(": ").nth(1))
+        .collect();
+    assert!(
+        pids.len() > 1,
+        "the prefork clients were all served by {pids:?}:\n{}",
+        prefork.join("\n")
+    );
+}
+
+#[test]
+fn tour_help_prints_the_usage_without_touring() {
+    let mut command = Command::new(example("tour"));
+    command.arg("--help");
+    let run = Run::to_completion(command, RUN_TIMEOUT);
+    assert!(run.status.success(), "tour --help: {run}");
+    assert!(run.stdout.starts_with("usage: tour"), "tour --help: {run}");
+    assert!(
+        !run.stdout.contains("=="),
+        "tour --help ran the tour: {run}"
+    );
+
+    let mut command = Command::new(example("tour"));
+    command.arg("--frobnicate");
+    let run = Run::to_completion(command, RUN_TIMEOUT);
+    assert_eq!(run.status.code(), Some(2), "tour --frobnicate: {run}");
+    let first_line = run.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first_line.contains("--frobnicate"),
+        "tour --frobnicate: {run}"
+    );
+    assert!(
+        run.stdout.is_empty(),
+        "tour --frobnicate ran the tour: {run}"
+    );
 }
 
 #[test]
@@ -231,6 +276,85 @@ fn help_prints_the_usage_and_exits_0() {
             run.stdout.contains("--addr HOST:PORT"),
             "{name} --help: {run}"
         );
+    }
+}
+
+/// An example that runs in some modes only offers just those in its usage, and refuses the
+/// others with a message naming what it accepts.
+#[test]
+fn help_offers_only_the_modes_an_example_accepts() {
+    // (example, the modes it accepts as the usage lists them, the modes it refuses, options of
+    // modes it does not have)
+    let cases: &[(&str, &str, &[&str], &[&str])] = &[
+        (
+            "sticky_packets",
+            "single only",
+            &["threading", "pool", "process", "prefork"],
+            &["--workers", "--max-threads", "--max-children"],
+        ),
+        (
+            "std_echo",
+            "threading only",
+            &["single", "pool", "process", "prefork"],
+            &["--workers", "--max-children"],
+        ),
+        (
+            "chat",
+            "single, threading or pool (default",
+            &["process", "prefork"],
+            &["--max-children"],
+        ),
+        (
+            "resp_kv",
+            "single, threading or pool (default",
+            &["process", "prefork"],
+            &["--max-children"],
+        ),
+        (
+            "echo_upper",
+            "single, threading, pool, process or prefork (default",
+            &[],
+            &[],
+        ),
+    ];
+    for (name, accepted, refused, absent_options) in cases {
+        let mut command = Command::new(example(name));
+        command.arg("--help");
+        let help = Run::to_completion(command, RUN_TIMEOUT);
+        assert!(help.status.success(), "{name} --help: {help}");
+        let offered = help
+            .stdout
+            .lines()
+            .find(|line| line.trim_start().starts_with("--mode MODE"))
+            .unwrap_or_else(|| panic!("{name} --help has no --mode line: {help}"));
+        assert!(
+            offered.contains(accepted),
+            "{name} --help offers {offered:?}, expected {accepted:?}"
+        );
+        let accepted = accepted
+            .trim_end_matches(" (default")
+            .trim_end_matches(" only");
+        for mode in *refused {
+            assert!(
+                !offered.contains(mode),
+                "{name} --help offers {mode}: {help}"
+            );
+            let mut command = Command::new(example(name));
+            command.args(["--mode", mode]);
+            let run = Run::to_completion(command, RUN_TIMEOUT);
+            assert_eq!(run.status.code(), Some(2), "{name} --mode {mode}: {run}");
+            let first_line = run.stderr.lines().next().unwrap_or_default();
+            assert!(
+                first_line.contains(&format!("'{mode}'")) && first_line.contains(accepted),
+                "{name} --mode {mode}: the message should name the mode and those accepted: {run}"
+            );
+        }
+        for option in *absent_options {
+            assert!(
+                !help.stdout.contains(option),
+                "{name} --help offers {option}, an option of a mode it does not have: {help}"
+            );
+        }
     }
 }
 

@@ -5,6 +5,9 @@
 //! the input's length, and work linear in the input. Work is counted, never timed: the reads
 //! the parser makes and the allocations it makes, through a counting allocator.
 
+// file_server itself needs these features (`required-features`), and so does its header code.
+#![cfg(all(feature = "json", feature = "checksum"))]
+
 #[path = "../examples/file_server/command.rs"]
 mod command;
 

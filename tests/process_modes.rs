@@ -11,6 +11,11 @@
 //!
 //! Every socket has a timeout and every wait for a process a deadline; each scenario server is
 //! killed when its test ends, however it ends.
+//!
+//! Many tests make servers fail on purpose (a panicking handler, a killed worker), and the
+//! library logs each failure. A scenario server's stderr is therefore captured, not inherited:
+//! tests assert on the lines they expect, and the driver prints a test's captured stderr only
+//! when that test fails, so a passing run shows none of it.
 
 mod common;
 
@@ -20,7 +25,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -113,6 +119,7 @@ fn run_tests() -> ExitCode {
     println!("\nrunning {} tests", selected.len());
     let mut failed = Vec::new();
     for (name, test) in &selected {
+        lock(&CAPTURED).clear();
         let started = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(test)).unwrap_or_else(|panic| {
             Err(panic
@@ -125,6 +132,7 @@ fn run_tests() -> ExitCode {
             Ok(()) => println!("test {name} ... ok ({:?})", started.elapsed()),
             Err(why) => {
                 println!("test {name} ... FAILED\n    {why}");
+                print_captured_stderr();
                 failed.push(*name);
             }
         }
@@ -142,6 +150,85 @@ fn run_tests() -> ExitCode {
     }
 }
 
+/// The stderr of every scenario server the running test started, in start order.
+static CAPTURED: Mutex<Vec<CapturedStderr>> = Mutex::new(Vec::new());
+
+/// A lock that a panicking test cannot poison for the tests after it.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A scenario server's stderr (its children's too: they inherit it), read into memory by a
+/// thread until every process holding the pipe has closed it.
+#[derive(Clone)]
+struct CapturedStderr(Arc<Captured>);
+
+struct Captured {
+    scenario: String,
+    text: Mutex<Vec<u8>>,
+    ended: AtomicBool,
+}
+
+impl CapturedStderr {
+    /// Starts reading `stderr`, and registers the capture for the running test.
+    fn start(scenario: &str, mut stderr: impl Read + Send + 'static) -> CapturedStderr {
+        let captured = CapturedStderr(Arc::new(Captured {
+            scenario: scenario.to_string(),
+            text: Mutex::new(Vec::new()),
+            ended: AtomicBool::new(false),
+        }));
+        let reader = captured.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stderr.read(&mut buf) {
+                lock(&reader.0.text).extend_from_slice(&buf[..n]);
+            }
+            reader.0.ended.store(true, Ordering::SeqCst);
+        });
+        lock(&CAPTURED).push(captured.clone());
+        captured
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&lock(&self.0.text)).into_owned()
+    }
+
+    /// Waits (at most [`WAIT`]) until `text` has been written `times` times: for the failures a
+    /// test provokes, whose log lines it expects.
+    fn expect(&self, text: &str, times: usize) -> Result<(), String> {
+        check(
+            eventually(WAIT, || self.text().matches(text).count() >= times),
+            || {
+                format!(
+                    "scenario {} should have written {text:?} {times} time(s) on stderr, wrote:\n{}",
+                    self.0.scenario,
+                    self.text()
+                )
+            },
+        )
+    }
+}
+
+/// Prints what the failed test's scenario servers wrote to stderr, after a short wait for the
+/// pipes to be read to their end.
+fn print_captured_stderr() {
+    let captures = lock(&CAPTURED).clone();
+    eventually(Duration::from_secs(1), || {
+        captures.iter().all(|c| c.0.ended.load(Ordering::SeqCst))
+    });
+    for captured in captures {
+        let text = captured.text();
+        if !text.is_empty() {
+            println!(
+                "---- stderr of scenario server {} ----\n{text}",
+                captured.0.scenario
+            );
+        }
+    }
+}
+
 fn check(condition: bool, why: impl FnOnce() -> String) -> Result<(), String> {
     if condition {
         Ok(())
@@ -155,6 +242,7 @@ struct ScenarioServer {
     child: Option<Child>,
     stdin: Option<ChildStdin>,
     stdout: Option<BufReader<ChildStdout>>,
+    stderr: CapturedStderr,
     addr: String,
     _socket_path: Option<TempSocketPath>,
 }
@@ -187,7 +275,7 @@ impl ScenarioServer {
             .env(SCENARIO_VAR, scenario)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .envs(env.iter().copied());
         if let Some(path) = &path {
             command.env(SOCKET_PATH_VAR, path.path());
@@ -197,10 +285,15 @@ impl ScenarioServer {
             .map_err(|e| format!("cannot start scenario {scenario}: {e}"))?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().map(BufReader::new);
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| format!("scenario {scenario}: no stderr pipe"))?;
         let mut server = ScenarioServer {
             child: Some(child),
             stdin,
             stdout,
+            stderr: CapturedStderr::start(scenario, stderr),
             addr: String::new(),
             _socket_path: path,
         };
@@ -504,6 +597,9 @@ fn process_child_failures() -> Result<(), String> {
     check(reply.ends_with("STILL THERE?"), || {
         format!("reply {reply:?}")
     })?;
+    // The parent logs each failed child; the panic hook of the child reports its panic.
+    server.stderr.expect("failed (exit status 1)", 2)?;
+    server.stderr.expect("panic requested by the client", 1)?;
     let output = server.stop()?;
     check(
         stat(&output, "failed")? == 2 && stat(&output, "completed")? == 1,
@@ -688,6 +784,9 @@ fn prefork_replaces_killed_worker() -> Result<(), String> {
         "    killed worker replaced within {:?}",
         replaced_at.elapsed()
     );
+    server
+        .stderr
+        .expect(&format!("(pid {victim}) was killed by signal 9"), 1)?;
     for i in 0..20 {
         let reply = tcp_line(server.inet(), &format!("after {i}"))?;
         check(reply.ends_with(&format!("AFTER {i}")), || {

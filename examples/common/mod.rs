@@ -6,7 +6,8 @@
 //! * `--addr HOST:PORT` chooses the address (port 0 lets the system pick a free port);
 //!   `--mode single|threading|pool|process|prefork` the concurrency mode, with `--workers N` for
 //!   `pool` and `prefork`, `--max-threads N` for `threading` and `--max-children N` for `process`;
-//!   `--help` prints the usage.
+//!   `--help` prints the usage. An example that cannot run in every mode lists in
+//!   [`Example::modes`] those it can: its usage offers only them, and `--mode` refuses the rest.
 //! * The first line on stdout is exactly `listening on <bound address>`, so scripts and tests can
 //!   read the real port.
 //! * Log lines go to stderr, at level `info` unless `RUST_LOG` says otherwise. Lines about one
@@ -56,6 +57,21 @@ pub enum ModeName {
 }
 
 impl ModeName {
+    /// Every mode: what [`Example::modes`] holds for an example that runs in any.
+    pub const ALL: &'static [ModeName] = &[
+        ModeName::Single,
+        ModeName::Threading,
+        ModeName::Pool,
+        ModeName::Process,
+        ModeName::Prefork,
+    ];
+
+    /// The modes that run every handler in this one process: for an example that keeps state
+    /// (a chat room, a store) in memory shared between threads, which separate processes would
+    /// each have a copy of. See [`Args::threads_only`].
+    pub const THREADS: &'static [ModeName] =
+        &[ModeName::Single, ModeName::Threading, ModeName::Pool];
+
     fn parse(value: &str) -> Option<Self> {
         match value {
             "single" => Some(ModeName::Single),
@@ -88,6 +104,10 @@ pub struct Example {
     pub default_addr: &'static str,
     /// `--mode` when none is given.
     pub default_mode: ModeName,
+    /// The modes `--mode` accepts, [`ModeName::ALL`] for most; the usage and the errors name
+    /// only these, and the options of modes not among them (`--workers`, `--max-threads`,
+    /// `--max-children`) are neither offered nor accepted.
+    pub modes: &'static [ModeName],
     /// The options only this example has, after the common ones in the usage.
     pub options: &'static [ExtraOption],
 }
@@ -226,7 +246,9 @@ impl Args {
 
     /// An error for `--mode process` or `prefork` in an example that keeps `state` (such as "its
     /// store") in memory shared between threads: separate processes would each have their own
-    /// copy, and what one connection changed would be lost on the next.
+    /// copy, and what one connection changed would be lost on the next. Such an example offers
+    /// only [`ModeName::THREADS`], so `--mode` already refuses these; this check keeps the reason
+    /// next to the state it protects.
     pub fn threads_only(&self, state: &str) -> io::Result<()> {
         if matches!(self.mode, ModeName::Process | ModeName::Prefork) {
             return Err(io::Error::new(
@@ -320,25 +342,87 @@ fn usage(example: &Example) -> String {
             format!("  {flag:<17} {}\n", option.help)
         })
         .collect();
+    let (mode_synopsis, mode_options) = mode_usage(example);
     format!(
-        "usage: {name} [--addr HOST:PORT] [--mode MODE] [--workers N] [--max-threads N] [--max-children N]{synopsis}\n\
+        "usage: {name} [--addr HOST:PORT] [--mode MODE]{mode_synopsis}{synopsis}\n\
          \n\
          {about}\n\
          \n\
          options:\n\
          \x20 --addr HOST:PORT  address to listen on (default {addr}; port 0 picks a free port)\n\
-         \x20 --mode MODE       single, threading, pool, process or prefork (default {mode})\n\
-         \x20 --workers N       worker threads with --mode pool (default: 4 per CPU core), or\n\
-         \x20                   worker processes with --mode prefork (default: 1 per CPU core)\n\
-         \x20 --max-threads N   most handler threads at once with --mode threading (default: no cap)\n\
-         \x20 --max-children N  most child processes at once with --mode process (default 40)\n\
+         {mode_options}\
          {options}\
          \x20 --help            print this help\n",
         name = example.name,
         about = example.about,
         addr = example.default_addr,
-        mode = example.default_mode.as_str(),
     )
+}
+
+/// The usage of `--mode` and of the options of the modes the example offers: the synopsis part
+/// after `[--mode MODE]`, and the lines for the options list.
+fn mode_usage(example: &Example) -> (String, String) {
+    let offers = |mode| example.modes.contains(&mode);
+    let mut synopsis = String::new();
+    let mut lines = if example.modes.len() == 1 {
+        format!(
+            "  --mode MODE       {} only: the one mode it has\n",
+            example.default_mode.as_str()
+        )
+    } else {
+        format!(
+            "  --mode MODE       {} (default {})\n",
+            mode_list(example.modes, "or"),
+            example.default_mode.as_str()
+        )
+    };
+    let pool = "worker threads with --mode pool (default: 4 per CPU core)";
+    let prefork = "worker processes with --mode prefork (default: 1 per CPU core)";
+    match (offers(ModeName::Pool), offers(ModeName::Prefork)) {
+        (true, true) => lines.push_str(&format!(
+            "  --workers N       {pool}, or\n                    {prefork}\n"
+        )),
+        (true, false) => lines.push_str(&format!("  --workers N       {pool}\n")),
+        (false, true) => lines.push_str(&format!("  --workers N       {prefork}\n")),
+        (false, false) => {}
+    }
+    if offers(ModeName::Pool) || offers(ModeName::Prefork) {
+        synopsis.push_str(" [--workers N]");
+    }
+    if offers(ModeName::Threading) {
+        synopsis.push_str(" [--max-threads N]");
+        lines.push_str(
+            "  --max-threads N   most handler threads at once with --mode threading (default: no cap)\n",
+        );
+    }
+    if offers(ModeName::Process) {
+        synopsis.push_str(" [--max-children N]");
+        lines.push_str(
+            "  --max-children N  most child processes at once with --mode process (default 40)\n",
+        );
+    }
+    (synopsis, lines)
+}
+
+/// `single, threading or pool`, with `last` ("or", "and") before the last mode.
+fn mode_list(modes: &[ModeName], last: &str) -> String {
+    let names: Vec<&str> = modes.iter().map(|mode| mode.as_str()).collect();
+    match names.split_last() {
+        Some((final_name, [])) => final_name.to_string(),
+        Some((final_name, rest)) => format!("{} {last} {final_name}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// The modes an option of some modes only applies to (`--workers`: pool and prefork), or `None`
+/// for an option that is not such.
+fn modes_of_option(name: &str) -> Option<&'static [ModeName]> {
+    match name {
+        "--workers" => Some(&[ModeName::Pool, ModeName::Prefork]),
+        "--max-threads" => Some(&[ModeName::Threading]),
+        "--max-children" => Some(&[ModeName::Process]),
+        _ => None,
+    }
 }
 
 /// `Ok(None)` means `--help`.
@@ -346,6 +430,11 @@ fn parse(
     example: &'static Example,
     args: impl IntoIterator<Item = String>,
 ) -> Result<Option<Args>, String> {
+    debug_assert!(
+        example.modes.contains(&example.default_mode),
+        "{}: the default mode is not among its modes",
+        example.name
+    );
     let mut addr = example.default_addr.to_string();
     let mut mode = example.default_mode;
     let mut workers = None;
@@ -366,12 +455,12 @@ fn parse(
             return Ok(None);
         }
         let extra_option = example.options.iter().find(|option| option.name == name);
-        if extra_option.is_none()
-            && !matches!(
-                name.as_str(),
-                "--addr" | "--mode" | "--workers" | "--max-threads" | "--max-children"
-            )
-        {
+        // `--workers` and the like exist only where one of their modes is offered.
+        let common_option = match modes_of_option(&name) {
+            Some(modes) => modes.iter().any(|mode| example.modes.contains(mode)),
+            None => matches!(name.as_str(), "--addr" | "--mode"),
+        };
+        if extra_option.is_none() && !common_option {
             return Err(if name.starts_with('-') {
                 format!("unknown option '{name}'")
             } else {
@@ -391,12 +480,22 @@ fn parse(
         match name.as_str() {
             "--addr" => addr = check_addr(&value)?,
             "--mode" => {
-                mode = ModeName::parse(&value).ok_or_else(|| {
-                    format!(
-                        "invalid value '{value}' for --mode (expected single, threading, pool, \
-                         process or prefork)"
-                    )
-                })?;
+                mode = match ModeName::parse(&value) {
+                    Some(mode) if example.modes.contains(&mode) => mode,
+                    Some(_) => {
+                        return Err(format!(
+                            "invalid value '{value}' for --mode ({} runs in {} mode only)",
+                            example.name,
+                            mode_list(example.modes, "or")
+                        ))
+                    }
+                    None => {
+                        return Err(format!(
+                            "invalid value '{value}' for --mode (expected {})",
+                            mode_list(example.modes, "or")
+                        ))
+                    }
+                }
             }
             "--workers" => workers = Some(positive(&name, &value)?),
             "--max-children" => max_children = Some(positive(&name, &value)?),
@@ -404,23 +503,24 @@ fn parse(
         }
     }
 
-    if workers.is_some() && !matches!(mode, ModeName::Pool | ModeName::Prefork) {
-        return Err(format!(
-            "--workers applies to --mode pool and prefork only (the mode is {})",
-            mode.as_str()
-        ));
-    }
-    if max_threads.is_some() && mode != ModeName::Threading {
-        return Err(format!(
-            "--max-threads applies to --mode threading only (the mode is {})",
-            mode.as_str()
-        ));
-    }
-    if max_children.is_some() && mode != ModeName::Process {
-        return Err(format!(
-            "--max-children applies to --mode process only (the mode is {})",
-            mode.as_str()
-        ));
+    for (name, given) in [
+        ("--workers", workers.is_some()),
+        ("--max-threads", max_threads.is_some()),
+        ("--max-children", max_children.is_some()),
+    ] {
+        let applies_to = modes_of_option(name).unwrap_or_default();
+        if given && !applies_to.contains(&mode) {
+            let offered: Vec<ModeName> = applies_to
+                .iter()
+                .copied()
+                .filter(|m| example.modes.contains(m))
+                .collect();
+            return Err(format!(
+                "{name} applies to --mode {} only (the mode is {})",
+                mode_list(&offered, "and"),
+                mode.as_str()
+            ));
+        }
     }
     Ok(Some(Args {
         addr,

@@ -38,6 +38,7 @@ const EXAMPLE: Example = Example {
     about: "Minimal HTTP/1.1 server answering `hello`, with keep-alive.",
     default_addr: "127.0.0.1:8000",
     default_mode: ModeName::Threading,
+    modes: ModeName::ALL,
     options: &[
         MAX_HEAD,
         HEADER_TIMEOUT,

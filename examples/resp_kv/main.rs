@@ -58,9 +58,11 @@ const DEFAULT_MAX_MEMORY: usize = 256 * 1024 * 1024;
 const EXAMPLE: Example = Example {
     name: "resp_kv",
     about: "Key-value server speaking the Redis protocol (RESP2): PING, SET, GET, INCR, LPUSH, \
-            LPOP, DEL, INFO; pipelining supported.",
+            LPOP, DEL, INFO; pipelining supported. One store in memory shared between threads, \
+            so no process modes.",
     default_addr: "127.0.0.1:6380",
     default_mode: ModeName::Threading,
+    modes: ModeName::THREADS,
     options: &[
         STACK_SIZE,
         MAX_MEMORY,

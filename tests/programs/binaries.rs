@@ -1,4 +1,5 @@
-//! Finding the compiled example binaries, building them when they are missing or stale.
+//! Finding the compiled example binaries and benchmark tools, building them when they are missing
+//! or stale.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,17 +19,56 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// sources, the first test to notice runs `cargo build --examples` into the same target directory.
 pub fn example(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let profile_dir = profile_dir();
-    let path = profile_dir.join("examples").join(name);
-    if !path.exists() || older_than_sources(&path) {
-        if let Err(e) = BUILT.get_or_init(|| build_examples(&profile_dir)) {
-            panic!("cannot build example binary {}: {e}", path.display());
+    let path = profile_dir().join("examples").join(name);
+    built(
+        &BUILT,
+        path,
+        &["src", "examples", "Cargo.toml"],
+        &["build", "--examples"],
+    )
+}
+
+/// The path of the compiled benchmark tool `name` (a binary of the `socketserver-bench` package
+/// in `bench/`, such as `loadgen`), building it first if it is missing or stale.
+///
+/// `cargo test` builds only the root package's targets, so the first test to ask runs
+/// `cargo build -p socketserver-bench --bins` into the same target directory. That builds none of
+/// the bench package's dev-dependencies (Criterion).
+pub fn bench_tool(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let path = profile_dir().join(name);
+    built(
+        &BUILT,
+        path,
+        &[
+            "src",
+            "examples/common",
+            "bench/loadgen",
+            "bench/Cargo.toml",
+            "Cargo.toml",
+        ],
+        &["build", "-p", "socketserver-bench", "--bins"],
+    )
+}
+
+/// `path`, after running `cargo <build>` once per test binary if it is missing or older than
+/// the `sources` (relative to the crate's root).
+fn built(
+    once: &OnceLock<Result<(), String>>,
+    path: PathBuf,
+    sources: &[&str],
+    build: &[&str],
+) -> PathBuf {
+    if !path.exists() || older_than_sources(&path, sources) {
+        if let Err(e) = once.get_or_init(|| run_build(build)) {
+            panic!("cannot build {}: {e}", path.display());
         }
     }
     assert!(
         path.exists(),
-        "example binary {} is missing even after `cargo build --examples`",
-        path.display()
+        "{} is missing even after `cargo {}`",
+        path.display(),
+        build.join(" ")
     );
     path
 }
@@ -44,8 +84,8 @@ fn profile_dir() -> PathBuf {
     }
 }
 
-/// Whether any file under `src/` or `examples/`, or `Cargo.toml`, changed after `binary` was built.
-fn older_than_sources(binary: &Path) -> bool {
+/// Whether any file under one of `sources` changed after `binary` was built.
+fn older_than_sources(binary: &Path, sources: &[&str]) -> bool {
     fn newest(path: &Path) -> Option<SystemTime> {
         let meta = fs::metadata(path).ok()?;
         if !meta.is_dir() {
@@ -60,17 +100,16 @@ fn older_than_sources(binary: &Path) -> bool {
         return true;
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    ["src", "examples", "Cargo.toml"]
+    sources
         .iter()
         .filter_map(|part| newest(&root.join(part)))
         .any(|changed| changed > built)
 }
 
-fn build_examples(profile_dir: &Path) -> Result<(), String> {
+fn run_build(build: &[&str]) -> Result<(), String> {
+    let profile_dir = profile_dir();
     let mut command = Command::new(env!("CARGO"));
-    command
-        .args(["build", "--examples"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    command.args(build).current_dir(env!("CARGO_MANIFEST_DIR"));
     // Build into the target directory this test binary came from, with the same profile.
     if let Some(target_dir) = profile_dir.parent() {
         command.arg("--target-dir").arg(target_dir);

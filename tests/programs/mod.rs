@@ -23,6 +23,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+// Only the tests of the benchmark tools (`loadgen`) use it.
+#[allow(unused_imports)]
+pub use binaries::bench_tool;
 pub use binaries::example;
 pub use interactive::Interactive;
 use pipes::{drain, wait_with_deadline, ChildGuard, Drained};

@@ -8,9 +8,9 @@
 //!
 //! ```text
 //! cargo run --release --example echo_server -- --addr 127.0.0.1:7000 &
-//! cargo run --release --example loadgen -- --addr 127.0.0.1:7000 --workload framed --conns 50 --size 64
-//! cargo run --release --example loadgen -- --addr 127.0.0.1:6380 --workload resp --churn
-//! cargo run --release --example loadgen -- --addr 127.0.0.1:7000 --idle 10000 --server-pid PID
+//! cargo run --release -p socketserver-bench --bin loadgen -- --addr 127.0.0.1:7000 --workload framed --conns 50 --size 64
+//! cargo run --release -p socketserver-bench --bin loadgen -- --addr 127.0.0.1:6380 --workload resp --churn
+//! cargo run --release -p socketserver-bench --bin loadgen -- --addr 127.0.0.1:7000 --idle 10000 --server-pid PID
 //! ```
 //!
 //! `--churn` opens a new connection for every request. `--idle N` holds N more connections open,
@@ -20,7 +20,7 @@
 //! Exit status: 0 when every reply was right, 1 when any was wrong or missing, 2 for bad
 //! arguments.
 
-#[path = "../common/mod.rs"]
+#[path = "../../examples/common/mod.rs"]
 mod common;
 mod exchange;
 mod latency;

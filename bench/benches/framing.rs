@@ -4,9 +4,9 @@
 //! per `read` (the worst a socket can do) against one that hands out everything at once; and a
 //! JSON header written and read back (feature `json`).
 //!
-//! `cargo bench --bench framing` — about half a minute: every benchmark is bounded by the short
-//! warm-up and measurement times configured at the bottom. Throughput is reported in bytes per
-//! second of payload.
+//! `cargo bench -p socketserver-bench --bench framing` — about half a minute: every benchmark is
+//! bounded by the short warm-up and measurement times configured at the bottom. Throughput is
+//! reported in bytes per second of payload.
 
 use std::hint::black_box;
 use std::io::{self, Read};
@@ -133,7 +133,6 @@ fn decode_one_byte(c: &mut Criterion) {
     group.finish();
 }
 
-#[cfg(feature = "json")]
 fn header(c: &mut Criterion) {
     use socketserver::framing::{header_u64, Header};
 
@@ -180,9 +179,6 @@ fn header(c: &mut Criterion) {
     });
     group.finish();
 }
-
-#[cfg(not(feature = "json"))]
-fn header(_: &mut Criterion) {}
 
 criterion_group! {
     name = benches;

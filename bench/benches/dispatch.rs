@@ -3,9 +3,9 @@
 //! The difference is what the framework adds per request (building the request, cloning the
 //! handler, the mode's hand-off, stats).
 //!
-//! `cargo bench --bench dispatch`. Loopback only; each benchmark is bounded by Criterion's
-//! measurement time. The framing codec's own cost is measured apart, in memory, by
-//! `benches/framing.rs`.
+//! `cargo bench -p socketserver-bench --bench dispatch`. Loopback only; each benchmark is bounded
+//! by Criterion's measurement time. The framing codec's own cost is measured apart, in memory, by
+//! `bench/benches/framing.rs`.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
