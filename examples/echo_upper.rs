@@ -3,7 +3,8 @@
 //! Each connection is served by a loop that reads up to 1024 bytes and answers them with their
 //! ASCII letters upper-cased (other UTF-8 bytes pass through unchanged, as with Python's
 //! `bytes.upper()`). A read of 0 bytes means the client left: that connection ends and the server
-//! goes on serving the others.
+//! goes on serving the others. On SIGTERM or SIGINT the server stops gracefully: idle connections
+//! end at once (`wait_for_request`), a chunk on its way is still answered, and it exits 0.
 //!
 //! ```text
 //! cargo run --example echo_upper                      # 127.0.0.1:8080, threading mode
@@ -45,6 +46,14 @@ fn upper_echo(req: &mut StreamRequest) -> io::Result<()> {
     log::debug!("connection from {peer}");
     let mut buf = [0u8; 1024];
     loop {
+        // Between two chunks the connection is idle: a server that is stopping ends it here, so
+        // an idle client cannot hold the stop (a chunk already on its way is still answered).
+        match req.wait_for_request() {
+            Ok(true) => {}
+            Ok(false) => break, // the client closed the connection, or the server is stopping
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+            Err(e) => return Err(e),
+        }
         let n = match req.read(&mut buf) {
             Ok(0) => break, // the client closed the connection
             Ok(n) => n,

@@ -102,7 +102,9 @@ enum Next {
 impl RequestHandler<StreamRequest> for FileServer {
     fn handle(&mut self, req: &mut StreamRequest) -> io::Result<()> {
         let framing = header_framing();
-        loop {
+        // Between commands, a stopping server ends the connection (see wait_for_request); a
+        // command on its way is still served.
+        while req.wait_for_request()? {
             let header = match framing.read_header(req) {
                 Ok(Some(header)) => header,
                 Ok(None) => return Ok(()), // the client left between commands
@@ -136,6 +138,7 @@ impl RequestHandler<StreamRequest> for FileServer {
                 return Ok(());
             }
         }
+        Ok(())
     }
 }
 
@@ -299,7 +302,33 @@ fn run(args: &Args) -> io::Result<()> {
         .builder()
         .read_timeout(Duration::from_secs_f64(idle.clamp(0.001, 86_400.0)))
         .write_timeout(Duration::from_secs_f64(idle.clamp(0.001, 86_400.0)));
-    common::serve_tcp(args, builder, handler)
+    let root = Arc::clone(&handler.root);
+    let served = common::serve_tcp(args, builder, handler);
+    // An upload cut off by an immediate stop (a second signal, the --grace period running out)
+    // never reached the code that removes its temporary file: its thread, or its child process,
+    // was still running when the stop ended.
+    remove_partial_uploads(&root);
+    served
+}
+
+/// Removes the hidden temporary files of unfinished uploads (`.part-<16 hex digits>`) from `root`.
+fn remove_partial_uploads(root: &Path) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_partial = name.to_str().is_some_and(|name| {
+            name.strip_prefix(".part-")
+                .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        });
+        if is_partial {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => log::info!("removed the partial upload {}", entry.path().display()),
+                Err(e) => log::warn!("cannot remove {}: {e}", entry.path().display()),
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {

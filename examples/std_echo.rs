@@ -119,6 +119,15 @@ fn run(args: &Args) -> io::Result<()> {
 fn main() -> ExitCode {
     // `modes` offers threading only: the one way this file serves.
     let args = common::parse_args(&EXAMPLE);
+    if args.systemd {
+        args.usage_error("std_echo binds with plain std::net only; --systemd is not offered");
+    }
+    if args.grace.is_some() {
+        args.usage_error(
+            "std_echo serves with plain std::net only, which has no graceful stop (SIGTERM ends \
+             it at once); --grace is not offered",
+        );
+    }
     common::init_logging_at("warn");
     common::exit_status(run(&args))
 }

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use common::{Args, Example, ModeName};
 use crossbeam_channel::{Receiver, Sender};
 use socketserver::framing::Framing;
-use socketserver::{Builder, StreamRequest};
+use socketserver::StreamRequest;
 
 const EXAMPLE: Example = Example {
     name: "sticky_packets",
@@ -149,7 +149,8 @@ fn run(args: &Args) -> io::Result<()> {
         report,
     };
     // Single mode always: the cases must run one after another, in order.
-    let mut server = Builder::new()
+    let mut server = args
+        .builder()
         .bind_tcp(args.addr.as_str(), move |req: &mut StreamRequest| {
             demo.clone().handle(req)
         })?;
@@ -226,5 +227,10 @@ fn main() -> ExitCode {
     // `modes` offers single only: the cases must run one after another, in order.
     let args = common::parse_args(&EXAMPLE);
     common::init_logging_at("warn");
+    if args.systemd {
+        args.usage_error(
+            "sticky_packets is a demo that connects to its own server; --systemd is not offered",
+        );
+    }
     common::exit_status(run(&args))
 }

@@ -56,6 +56,10 @@
 //!   child per request, Python's `ForkingMixIn`) and [`Prefork`] (supervised worker processes).
 //!   See [`mode`], and [`is_worker`] for what re-executing the program means for `main`.
 //! * **Control** — [`ServerHandle`]: `shutdown()` from any thread or handler, `stats()`.
+//!   [`Builder::stop_on_signals`] makes SIGTERM and SIGINT stop the server gracefully — see
+//!   [Stopping gracefully](#stopping-gracefully).
+//! * **Services** — [`systemd`]: socket activation (`Builder::systemd_tcp`, …) and readiness
+//!   (`READY=1`, `STATUS=`, `WATCHDOG=1`, `STOPPING=1`), automatic when `NOTIFY_SOCKET` is set.
 //! * **Protocols** — [`framing`]: length-prefixed frames and JSON header + body messages, the
 //!   seeds' cure for TCP's "sticky packets"; [`auth`]: HMAC challenge–response authentication
 //!   of clients, as a wrapper around any stream handler.
@@ -76,6 +80,7 @@
 //! | `json` | JSON header + body messages: [`framing::Header`], `Framing::read_header`/`write_header`, `header_u64`/`header_str`, `Expected::from_header`, and the [`framing::serde_json`] re-export | `serde_json` |
 //! | `auth` | the [`auth`] module: HMAC-SHA256/HMAC-MD5 challenge–response | `hmac`, `sha2`, `md-5`, `getrandom` |
 //! | `checksum` | [`framing::md5_hex`], `md5_hex_of`, `sha256_hex`, and the checks [`framing::receive_file`] makes (without it, an [`Expected`](framing::Expected) naming a checksum is refused) | `md-5`, `sha2` |
+//! | `signals` | [`Builder::stop_on_signals`]: a graceful stop on SIGTERM/SIGINT, an immediate one on SIGQUIT | `signal-hook` |
 //!
 //! ```toml
 //! [dependencies]
@@ -95,6 +100,61 @@
     not(feature = "checksum"),
     doc = "[`framing::md5_hex`]: crate#features"
 )]
+#![cfg_attr(
+    not(feature = "signals"),
+    doc = "[`Builder::stop_on_signals`]: crate#features"
+)]
+//!
+//! ## Stopping gracefully
+//!
+//! Service managers (systemd, Kubernetes, container runtimes) stop a service with SIGTERM and
+//! expect it to finish what it accepted. [`Builder::stop_on_signals`] arms that in one call: the
+//! first SIGTERM or SIGINT makes [`Server::serve_forever`] stop accepting, serve what was queued
+//! in the listen backlog, close the socket and wait for the running requests within the
+//! [`grace_period`](Builder::grace_period) (30 s by default), then return `Ok(())` so `main` can
+//! clean up and exit 0. A second signal, a SIGQUIT or [`ServerHandle::stop_now`] stops at once,
+//! saying how many requests were cut off. Every mode does this, the process-based ones included.
+//!
+//! Handlers see the stop as it begins: [`ServerHandle::is_shutting_down`] (through
+//! [`StreamRequest::server`]) lets a long-lived handler end early, and
+//! [`StreamRequest::wait_for_request`] ends an idle keep-alive connection at once instead of
+//! letting it hold the stop for the whole grace period. [`Builder::on_stop`] runs on the serving
+//! thread when the stop begins (to tell a supervisor, say).
+//!
+//! ```
+//! use std::io::{BufRead, Write};
+//! use std::time::Duration;
+//! use socketserver::{Builder, StreamRequest, Threading};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let mut server = Builder::new()
+//!     .mode(Threading::new())
+//!     .grace_period(Duration::from_secs(10)) // with the `signals` feature: .stop_on_signals()
+//!     .bind_tcp("127.0.0.1:0", |req: &mut StreamRequest| {
+//!         let mut line = String::new();
+//!         while req.wait_for_request()? {
+//!             line.clear();
+//!             if req.read_line(&mut line)? == 0 {
+//!                 break;
+//!             }
+//!             req.write_all(line.to_uppercase().as_bytes())?;
+//!         }
+//!         Ok(()) // the client left, or the server is stopping
+//!     })?;
+//! let addr = server.local_addr().as_inet().expect("a TCP address");
+//! let handle = server.handle();
+//! let serving = std::thread::spawn(move || server.serve_forever().and_then(|()| server.server_close()));
+//!
+//! let mut idle = std::net::TcpStream::connect(addr)?;
+//! idle.write_all(b"hi\n")?;
+//! let mut reply = String::new();
+//! std::io::BufReader::new(&idle).read_line(&mut reply)?;
+//! assert_eq!(reply, "HI\n");
+//! handle.shutdown(); // what SIGTERM does with stop_on_signals
+//! serving.join().expect("serving thread")?; // the idle connection did not hold it
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! ## Platform
 //!
@@ -118,6 +178,7 @@ mod process;
 mod server;
 mod socket;
 mod stats;
+pub mod systemd;
 mod throttle;
 
 pub use address::Address;
@@ -134,7 +195,7 @@ pub use server::{
     ForkingUnixStreamServer, Outcome, PoolTcpServer, PoolUdpServer, PoolUnixDatagramServer,
     PoolUnixStreamServer, PreforkTcpServer, PreforkUdpServer, Server, ServerHandle, TcpServer,
     ThreadingTcpServer, ThreadingUdpServer, ThreadingUnixDatagramServer, ThreadingUnixStreamServer,
-    UdpServer, UnixDatagramServer, UnixStreamServer,
+    UdpServer, UnixDatagramServer, UnixStreamServer, DEFAULT_GRACE_PERIOD,
 };
 pub use socket::options::{DEFAULT_BACKLOG, DEFAULT_MAX_PACKET_SIZE};
 pub use stats::Stats;

@@ -94,13 +94,21 @@ impl Counters {
         self.active.load(Ordering::Acquire)
     }
 
-    /// Waits until no request is active or `deadline` passes; returns whether it went idle.
-    pub(crate) fn wait_idle(&self, deadline: Option<Instant>) -> bool {
+    /// Waits until no request is active (`true`), `deadline` passes or `given_up()` holds
+    /// (`false`); whoever makes `given_up` hold calls [`wake`](Self::wake) after.
+    pub(crate) fn wait_idle_unless(
+        &self,
+        deadline: Option<Instant>,
+        given_up: impl Fn() -> bool,
+    ) -> bool {
         let mut guard = self
             .idle_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         while self.active() > 0 {
+            if given_up() {
+                return false;
+            }
             match deadline {
                 None => {
                     guard = self
@@ -122,6 +130,16 @@ impl Counters {
             }
         }
         true
+    }
+
+    /// Wakes every `wait_idle_unless` to look at its condition again.
+    pub(crate) fn wake(&self) {
+        // Under the lock, so a waiter between its check and its wait cannot miss it.
+        let _guard = self
+            .idle_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.idle.notify_all();
     }
 }
 
@@ -152,10 +170,29 @@ mod tests {
     fn wait_idle_times_out_while_busy_and_wakes_when_idle() {
         let c = Arc::new(Counters::default());
         c.request_started();
-        assert!(!c.wait_idle(Some(Instant::now() + Duration::from_millis(20))));
+        let never = || false;
+        assert!(!c.wait_idle_unless(Some(Instant::now() + Duration::from_millis(20)), never));
         let c2 = Arc::clone(&c);
         let t = std::thread::spawn(move || c2.request_ended(Ending::Completed));
-        assert!(c.wait_idle(Some(Instant::now() + Duration::from_secs(10))));
+        assert!(c.wait_idle_unless(Some(Instant::now() + Duration::from_secs(10)), never));
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn wait_idle_unless_gives_up_when_woken_with_its_condition_met() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let c = Arc::new(Counters::default());
+        let given_up = Arc::new(AtomicBool::new(false));
+        c.request_started();
+        let (c2, g2) = (Arc::clone(&c), Arc::clone(&given_up));
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            g2.store(true, Ordering::SeqCst);
+            c2.wake();
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        assert!(!c.wait_idle_unless(Some(deadline), || given_up.load(Ordering::SeqCst)));
+        assert!(Instant::now() < deadline, "woken, not timed out");
         t.join().unwrap();
     }
 }

@@ -22,6 +22,7 @@ mod common;
 use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixDatagram;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
@@ -30,7 +31,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{TempSocketPath, IO_TIMEOUT, WAIT};
+use common::{tcp_client, TempSocketPath, IO_TIMEOUT, WAIT};
 use socketserver::{
     is_worker, Builder, DatagramRequest, Failure, Mode, Prefork, Process, StreamRequest, Threading,
 };
@@ -103,6 +104,14 @@ const TESTS: &[(&str, TestFn)] = &[
     (
         "prefork_orphaned_worker_held_by_an_idle_client_exits_after_drain_timeout",
         prefork_orphan_drains,
+    ),
+    (
+        "systemd_notify_ready_before_serving_status_watchdog_then_stopping",
+        notify_in_threading_mode,
+    ),
+    (
+        "systemd_notify_prefork_only_the_parent_reports",
+        notify_in_prefork_mode,
     ),
 ];
 
@@ -1019,6 +1028,143 @@ fn prefork_orphan_drains() -> Result<(), String> {
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// systemd readiness: the server reports to the Unix datagram socket named in NOTIFY_SOCKET.
+
+/// The service manager's end of `NOTIFY_SOCKET`: every message the server sends, in order.
+struct NotifyListener {
+    socket: UnixDatagram,
+    path: TempSocketPath,
+    messages: Vec<String>,
+}
+
+impl NotifyListener {
+    fn new(name: &str) -> Result<NotifyListener, String> {
+        let path = TempSocketPath::new(name);
+        let socket = UnixDatagram::bind(path.path()).map_err(|e| format!("bind notify: {e}"))?;
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .map_err(|e| e.to_string())?;
+        Ok(NotifyListener {
+            socket,
+            path,
+            messages: Vec::new(),
+        })
+    }
+
+    fn env(&self) -> String {
+        self.path.path().display().to_string()
+    }
+
+    /// Receives until `done(messages so far)`, for at most [`WAIT`].
+    fn collect_until(
+        &mut self,
+        what: &str,
+        done: impl Fn(&[String]) -> bool,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + WAIT;
+        let mut buf = [0u8; 4096];
+        while !done(&self.messages) {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "no {what} within {WAIT:?}; messages: {:?}",
+                    self.messages
+                ));
+            }
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                self.messages
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        Ok(())
+    }
+
+    fn count(&self, line: &str) -> usize {
+        self.messages
+            .iter()
+            .filter(|m| m.lines().any(|l| l == line))
+            .count()
+    }
+}
+
+/// Checks the messages of one serving run: READY=1 first, its status counting no request yet
+/// (so it went out before the request the driver sent at once was served), once only, and
+/// STOPPING=1 last, once, with the final count.
+fn check_notify_run(
+    manager: &NotifyListener,
+    mode: &str,
+    completed_at_stop: &str,
+) -> Result<(), String> {
+    let all = &manager.messages;
+    let first = all.first().ok_or("no message")?;
+    check(
+        first.starts_with("READY=1\nSTATUS=TCP server on 127.0.0.1:")
+            && first.contains(&format!("({mode} mode): 0 active, 0 completed")),
+        || format!("first message {first:?}; all: {all:?}"),
+    )?;
+    check(manager.count("READY=1") == 1, || {
+        format!("READY=1 once, from the process systemd started: {all:?}")
+    })?;
+    let last = all.last().ok_or("no message")?;
+    check(
+        last.starts_with("STOPPING=1\nSTATUS=") && last.contains(completed_at_stop),
+        || format!("last message {last:?}; all: {all:?}"),
+    )?;
+    check(manager.count("STOPPING=1") == 1, || format!("{all:?}"))
+}
+
+fn notify_in_threading_mode() -> Result<(), String> {
+    let mut manager = NotifyListener::new("notify-threading")?;
+    let notify = manager.env();
+    let server = ScenarioServer::start_with_env(
+        "threading_tcp",
+        &[("NOTIFY_SOCKET", &notify), ("WATCHDOG_USEC", "200000")],
+    )?;
+    // At once, before looking at any message: it can only be served after READY=1 went out.
+    let reply = stream_line(tcp_client(server.inet()), "n1")?;
+    check(reply.ends_with(" N1"), || format!("reply {reply:?}"))?;
+    manager.collect_until(
+        "three watchdog pings and a status counting the request",
+        |all| {
+            let pings = all.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+            pings >= 3
+                && all
+                    .iter()
+                    .any(|m| m.contains("STATUS=") && m.contains("0 active, 1 completed"))
+        },
+    )?;
+    server.stop()?;
+    manager.collect_until("STOPPING=1", |all| {
+        all.iter().any(|m| m.starts_with("STOPPING=1"))
+    })?;
+    check_notify_run(&manager, "threading", "1 completed")
+}
+
+fn notify_in_prefork_mode() -> Result<(), String> {
+    let mut manager = NotifyListener::new("notify-prefork")?;
+    let notify = manager.env();
+    let server = ScenarioServer::start_with_env(
+        "prefork_tcp",
+        &[("NOTIFY_SOCKET", &notify), ("WATCHDOG_USEC", "200000")],
+    )?;
+    for i in 0..4 {
+        let reply = stream_line(tcp_client(server.inet()), &format!("p{i}"))?;
+        check(reply.ends_with(&format!(" P{i}")), || {
+            format!("reply {reply:?}")
+        })?;
+    }
+    // The supervisor's loop pings; the workers, which served the requests, say nothing.
+    manager.collect_until("three watchdog pings from the supervisor", |all| {
+        all.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3
+    })?;
+    server.stop()?;
+    manager.collect_until("STOPPING=1", |all| {
+        all.iter().any(|m| m.starts_with("STOPPING=1"))
+    })?;
+    // The parent counts no request itself: its workers do.
+    check_notify_run(&manager, "prefork supervisor", "0 completed")
+}
+
 // =============================================================================================
 // Scenario servers (run in the scenario server process and, re-executed, in its children)
 
@@ -1040,6 +1186,7 @@ fn scenario_server(name: &str) -> ExitCode {
         "process_unix_stream" => serve_unix_stream(Process::new()),
         "process_unix_datagram" => serve_unix_datagram(Process::new()),
         "prefork_tcp" => serve_tcp(Prefork::new(2), pid_upper_line),
+        "threading_tcp" => serve_tcp(Threading::new(), pid_upper_line),
         "prefork_slow" => serve_tcp(
             Prefork::new(2).worker_mode(Threading::new()),
             accepted_then_slow_line,

@@ -6,8 +6,13 @@
 //! * `--addr HOST:PORT` chooses the address (port 0 lets the system pick a free port);
 //!   `--mode single|threading|pool|process|prefork` the concurrency mode, with `--workers N` for
 //!   `pool` and `prefork`, `--max-threads N` for `threading` and `--max-children N` for `process`;
-//!   `--help` prints the usage. An example that cannot run in every mode lists in
-//!   [`Example::modes`] those it can: its usage offers only them, and `--mode` refuses the rest.
+//!   `--systemd` serves the socket passed by systemd socket activation (`LISTEN_FDS`; TCP or
+//!   Unix stream for stream servers, UDP or Unix datagram for datagram servers) instead of
+//!   binding `--addr`, and readiness goes to `NOTIFY_SOCKET` when set (see `deploy/`);
+//!   `--grace SECS` how long a stop on SIGTERM or SIGINT lets running requests finish (default
+//!   30; a second signal, or SIGQUIT, stops at once); `--help` prints the usage. An example that
+//!   cannot run in every mode lists in [`Example::modes`] those it can: its usage offers only
+//!   them, and `--mode` refuses the rest.
 //! * The first line on stdout is exactly `listening on <bound address>`, so scripts and tests can
 //!   read the real port.
 //! * Log lines go to stderr, at level `info` unless `RUST_LOG` says otherwise. Lines about one
@@ -34,6 +39,7 @@ use std::process::{self, ExitCode};
 use std::str::FromStr;
 use std::time::Duration;
 
+use socketserver::systemd;
 use socketserver::transport::Transport;
 use socketserver::{
     Builder, DatagramRequest, Mode, Pool, Prefork, Process, RequestHandler, Server, StreamRequest,
@@ -183,10 +189,14 @@ pub struct Args {
     pub addr: String,
     /// `--mode`.
     pub mode: ModeName,
+    /// `--systemd`: serve the first socket systemd passed instead of binding `addr`.
+    pub systemd: bool,
     example: &'static Example,
     workers: Option<usize>,
     max_threads: Option<usize>,
     max_children: Option<usize>,
+    /// `--grace SECS`, if given: how long a graceful stop waits for running requests.
+    pub grace: Option<Duration>,
     /// Values of the example's [`ExtraOption`]s that were given, already checked.
     extra: Vec<(&'static str, String)>,
 }
@@ -222,12 +232,15 @@ impl Args {
         exit_with_usage_error(self.example, message)
     }
 
-    /// A [`Builder`] with what the common options configure: `--stack-size`, when the example
-    /// declares [`STACK_SIZE`] and it is given. The mode is set by [`serve_tcp`] / [`serve_udp`].
+    /// A [`Builder`] with what the common options configure: a graceful stop on SIGTERM and
+    /// SIGINT with the `--grace` period, and `--stack-size` when the example declares
+    /// [`STACK_SIZE`] and it is given. The mode is set by [`serve_tcp`] / [`serve_udp`].
     pub fn builder(&self) -> Builder {
+        let grace = self.grace.unwrap_or(socketserver::DEFAULT_GRACE_PERIOD);
+        let builder = stop_on_signals(Builder::new()).grace_period(grace);
         match self.value(STACK_SIZE.name).and_then(|v| v.parse().ok()) {
-            Some(bytes) => Builder::new().thread_stack_size(bytes),
-            None => Builder::new(),
+            Some(bytes) => builder.thread_stack_size(bytes),
+            None => builder,
         }
     }
 
@@ -305,6 +318,18 @@ impl Args {
     }
 }
 
+/// Arms the graceful stop on signals; without the library's `signals` feature the examples stop
+/// as signals' default effect has them.
+#[cfg(feature = "signals")]
+fn stop_on_signals(builder: Builder) -> Builder {
+    builder.stop_on_signals()
+}
+
+#[cfg(not(feature = "signals"))]
+fn stop_on_signals(builder: Builder) -> Builder {
+    builder
+}
+
 /// Parses the process's arguments. Prints the usage and exits 0 on `--help`; prints a one-line
 /// message and the usage to stderr and exits 2 on a bad argument.
 pub fn parse_args(example: &'static Example) -> Args {
@@ -344,13 +369,18 @@ fn usage(example: &Example) -> String {
         .collect();
     let (mode_synopsis, mode_options) = mode_usage(example);
     format!(
-        "usage: {name} [--addr HOST:PORT] [--mode MODE]{mode_synopsis}{synopsis}\n\
+        "usage: {name} [--addr HOST:PORT] [--systemd] [--mode MODE]{mode_synopsis} [--grace SECS]{synopsis}\n\
          \n\
          {about}\n\
          \n\
          options:\n\
          \x20 --addr HOST:PORT  address to listen on (default {addr}; port 0 picks a free port)\n\
+         \x20 --systemd         serve the socket systemd passed (socket activation, LISTEN_FDS)\n\
+         \x20                   instead of binding --addr\n\
          {mode_options}\
+         \x20 --grace SECS      on SIGTERM or SIGINT, stop taking requests and let running ones\n\
+         \x20                   finish for up to SECS seconds, then exit (default 30); a second\n\
+         \x20                   signal, or SIGQUIT, stops at once\n\
          {options}\
          \x20 --help            print this help\n",
         name = example.name,
@@ -437,9 +467,11 @@ fn parse(
     );
     let mut addr = example.default_addr.to_string();
     let mut mode = example.default_mode;
+    let mut systemd = false;
     let mut workers = None;
     let mut max_threads = None;
     let mut max_children = None;
+    let mut grace = None;
     let mut extra_values = Vec::new();
 
     let mut args = args.into_iter();
@@ -454,11 +486,15 @@ fn parse(
         if name == "--help" || name == "-h" {
             return Ok(None);
         }
+        if arg == "--systemd" {
+            systemd = true;
+            continue;
+        }
         let extra_option = example.options.iter().find(|option| option.name == name);
         // `--workers` and the like exist only where one of their modes is offered.
         let common_option = match modes_of_option(&name) {
             Some(modes) => modes.iter().any(|mode| example.modes.contains(mode)),
-            None => matches!(name.as_str(), "--addr" | "--mode"),
+            None => matches!(name.as_str(), "--addr" | "--mode" | "--grace"),
         };
         if extra_option.is_none() && !common_option {
             return Err(if name.starts_with('-') {
@@ -499,6 +535,7 @@ fn parse(
             }
             "--workers" => workers = Some(positive(&name, &value)?),
             "--max-children" => max_children = Some(positive(&name, &value)?),
+            "--grace" => grace = Some(seconds(&name, &value)?),
             _ => max_threads = Some(positive(&name, &value)?),
         }
     }
@@ -525,10 +562,12 @@ fn parse(
     Ok(Some(Args {
         addr,
         mode,
+        systemd,
         example,
         workers,
         max_threads,
         max_children,
+        grace,
         extra: extra_values,
     }))
 }
@@ -555,6 +594,17 @@ fn positive(name: &str, value: &str) -> Result<usize, String> {
             "invalid value '{value}' for {name} (expected a whole number of at least 1)"
         )),
     }
+}
+
+/// A number of seconds, whole or not, at least 0.
+fn seconds(name: &str, value: &str) -> Result<Duration, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| {
+            format!("invalid value '{value}' for {name} (expected a number of seconds, such as 30)")
+        })
 }
 
 /// Sends log lines to stderr, at level `info` unless `RUST_LOG` says otherwise.
@@ -591,7 +641,7 @@ pub fn serve_tcp<H>(args: &Args, builder: Builder, handler: H) -> io::Result<()>
 where
     H: RequestHandler<StreamRequest> + Clone,
 {
-    serve_in_mode(args, args.stream_limits(builder), Tcp(&args.addr, handler))
+    serve_in_mode(args, args.stream_limits(builder), Tcp(args, handler))
 }
 
 /// [`serve_tcp`] for a UDP `handler`.
@@ -599,7 +649,7 @@ pub fn serve_udp<H>(args: &Args, builder: Builder, handler: H) -> io::Result<()>
 where
     H: RequestHandler<DatagramRequest> + Clone,
 {
-    serve_in_mode(args, builder, Udp(&args.addr, handler))
+    serve_in_mode(args, builder, Udp(args, handler))
 }
 
 /// Binds and serves with a [`Builder`] of any mode: a trait rather than a closure, because a
@@ -610,23 +660,41 @@ trait BindAndServe {
     fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()>;
 }
 
-/// A TCP handler and the address to bind it to.
-struct Tcp<'a, H>(&'a str, H);
+/// A stream handler and where to serve it: `--addr` over TCP, or with `--systemd` the first socket
+/// systemd passed, TCP or Unix stream as the `.socket` unit says.
+struct Tcp<'a, H>(&'a Args, H);
 
 impl<H: RequestHandler<StreamRequest> + Clone> BindAndServe for Tcp<'_, H> {
     const STREAM: bool = true;
     fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()> {
-        serve(builder.bind_tcp(self.0, self.1)?)
+        let Tcp(args, handler) = self;
+        if !args.systemd {
+            return serve(builder.bind_tcp(args.addr.as_str(), handler)?);
+        }
+        if systemd::is_unix(0)? {
+            serve(builder.systemd_unix_stream(0, handler)?)
+        } else {
+            serve(builder.systemd_tcp(0, handler)?)
+        }
     }
 }
 
-/// A UDP handler and the address to bind it to.
-struct Udp<'a, H>(&'a str, H);
+/// A datagram handler and where to serve it: `--addr` over UDP, or with `--systemd` the first
+/// socket systemd passed, UDP or Unix datagram.
+struct Udp<'a, H>(&'a Args, H);
 
 impl<H: RequestHandler<DatagramRequest> + Clone> BindAndServe for Udp<'_, H> {
     const STREAM: bool = false;
     fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()> {
-        serve(builder.bind_udp(self.0, self.1)?)
+        let Udp(args, handler) = self;
+        if !args.systemd {
+            return serve(builder.bind_udp(args.addr.as_str(), handler)?);
+        }
+        if systemd::is_unix(0)? {
+            serve(builder.systemd_unix_datagram(0, handler)?)
+        } else {
+            serve(builder.systemd_udp(0, handler)?)
+        }
     }
 }
 

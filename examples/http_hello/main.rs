@@ -158,7 +158,20 @@ fn serve_connection(req: &mut StreamRequest, limits: HeadLimits) -> io::Result<(
             req.set_deadline(head_deadline());
             timing = true;
         }
-        match req.read(&mut input[filled..]) {
+        // Idle between requests, a stopping server closes the connection (wait_for_request); a
+        // request on its way is still answered.
+        let idle = filled == start && body_left == 0 && !head_begun;
+        let read = match idle {
+            true => req.wait_for_request().and_then(|more| {
+                if more {
+                    req.read(&mut input[filled..])
+                } else {
+                    Ok(0)
+                }
+            }),
+            false => req.read(&mut input[filled..]),
+        };
+        match read {
             Ok(0) => return Ok(()),
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

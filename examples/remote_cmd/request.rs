@@ -39,6 +39,13 @@ pub enum Request {
 /// server does too), then at most [`ARRIVAL_LIMIT`] for the rest.
 pub fn read_request(req: &mut StreamRequest, quiet: Duration) -> io::Result<Request> {
     req.set_read_timeout(None)?;
+    // Between requests, a stopping server ends the connection; a request on its way is served.
+    match req.wait_for_request() {
+        Ok(true) => {}
+        Ok(false) => return Ok(Request::End),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(Request::End),
+        Err(e) => return Err(e),
+    }
     let first = loop {
         match req.fill_buf() {
             Ok([]) => return Ok(Request::End),

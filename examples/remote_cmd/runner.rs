@@ -62,6 +62,7 @@ pub fn run_if_runner() {
 static ENDING: Mutex<()> = Mutex::new(());
 
 fn run(command: OsString) -> i32 {
+    shield_from_stop_signals();
     become_subreaper();
     let shell = Command::new("/bin/sh")
         .arg("-c")
@@ -112,6 +113,24 @@ fn end_command(shell: libc::pid_t) {
         libc::kill(-shell, libc::SIGKILL);
     }
     kill_descendants(std::process::id() as libc::pid_t);
+}
+
+/// A stop signal sent to the whole process group (a terminal's Ctrl-C, systemd stopping the
+/// service) must not end the runner before the command: the command's tree would escape. The
+/// runner ends with its lifeline instead — when the server finishes the request, is cut off or
+/// dies. A handler that does nothing, unlike ignoring, is reset by `exec`, so the shell and the
+/// command keep the default actions.
+fn shield_from_stop_signals() {
+    extern "C" fn noticed(_signal: libc::c_int) {}
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGQUIT] {
+        // SAFETY: installs a handler that touches nothing, which is async-signal-safe.
+        unsafe {
+            libc::signal(
+                signal,
+                noticed as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
+        }
+    }
 }
 
 #[cfg(target_os = "linux")]

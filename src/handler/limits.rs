@@ -7,12 +7,14 @@
 //! pays a single `setsockopt` per connection.
 
 use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::deadline::{Deadline, LimitExceeded};
 use super::stream::Connection;
 use crate::socket::options::ConnectionOptions;
+use crate::socket::poll::{self, Ready};
 
 /// Which way a wait goes: the socket has a timeout for each.
 #[derive(Debug, Clone, Copy)]
@@ -190,6 +192,56 @@ impl Guarded {
             }
             other => other,
         }
+    }
+}
+
+impl Guarded {
+    /// Waits, as long as a read would, until the connection is readable (`Ok(true)`: data, end
+    /// of file or an error for the read to report) or `stop`, a pipe's read end, is (`Ok(false)`).
+    /// A wait that times out fails as a read would.
+    pub(crate) fn wait_readable(&self, stop: RawFd) -> io::Result<bool> {
+        let binding = self.before_wait(Direction::Read)?;
+        match poll::wait(self.conn.as_raw_fd(), stop, self.applied_read.get())? {
+            Ready::Socket => Ok(true),
+            Ready::Stop => Ok(false),
+            Ready::Timeout => {
+                // What a read with the same socket timeout returns.
+                let timed_out = io::Error::from_raw_os_error(libc::EAGAIN);
+                self.after_wait(Err(timed_out), binding)
+            }
+        }
+    }
+
+    /// Whether the connection is readable now, without waiting.
+    pub(crate) fn readable_now(&self) -> io::Result<bool> {
+        poll::readable_now(self.conn.as_raw_fd())
+    }
+
+    /// Reads that fail with `WouldBlock` instead of waiting (`MSG_DONTWAIT`), counted for the
+    /// deadline like any other.
+    pub(crate) fn without_waiting(&self) -> WithoutWaiting<'_> {
+        WithoutWaiting(self)
+    }
+}
+
+/// See [`Guarded::without_waiting`].
+pub(crate) struct WithoutWaiting<'a>(&'a Guarded);
+
+impl Read for WithoutWaiting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // A limit that has passed fails this read as it fails any other.
+        self.0.before_wait(Direction::Read)?;
+        let fd = self.0.conn.as_raw_fd();
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        if let Some((_, received)) = &self.0.deadline {
+            received.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
     }
 }
 

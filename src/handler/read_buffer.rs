@@ -37,6 +37,11 @@ impl ReadBuffer {
         Ok(&self.buf[self.pos..self.filled])
     }
 
+    /// Whether bytes are buffered, so a read would not wait.
+    pub(crate) fn has_data(&self) -> bool {
+        self.pos < self.filled
+    }
+
     pub(crate) fn consume(&mut self, amt: usize) {
         self.pos = self.pos.saturating_add(amt).min(self.filled);
     }

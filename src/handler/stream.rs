@@ -218,6 +218,61 @@ impl StreamRequest {
         &self.server
     }
 
+    /// Waits, between two requests on a keep-alive connection, for the next one: `Ok(true)` once
+    /// its first bytes are here (read them as usual), `Ok(false)` if the client closed the
+    /// connection — or if the server began to stop and nothing of a next request had arrived.
+    /// So a graceful stop ([`Builder::stop_on_signals`](crate#stopping-gracefully)) ends
+    /// idle connections at once, instead of waiting out its grace period for clients that keep
+    /// them open; a request that is already on its way is still served. The wait honours the
+    /// request's read timeout and time limits as a read does, and fails as a read would.
+    ///
+    /// # Errors
+    ///
+    /// Those of a read: a timeout or time limit passing (`WouldBlock`/`TimedOut`), the peer
+    /// resetting the connection, any error of the socket.
+    ///
+    /// ```
+    /// use std::io::{BufRead, Write};
+    /// use socketserver::StreamRequest;
+    ///
+    /// fn echo_lines(req: &mut StreamRequest) -> std::io::Result<()> {
+    ///     let mut line = String::new();
+    ///     while req.wait_for_request()? {
+    ///         line.clear();
+    ///         if req.read_line(&mut line)? == 0 {
+    ///             break;
+    ///         }
+    ///         req.write_all(line.as_bytes())?;
+    ///     }
+    ///     Ok(()) // closed by the client, or the server is stopping
+    /// }
+    /// # let _ = echo_lines;
+    /// ```
+    ///
+    /// In a [`Process`](crate::Process) child the stop is seen when its parent passes it on,
+    /// which it does with [`stop_on_signals`](crate#stopping-gracefully).
+    pub fn wait_for_request(&mut self) -> io::Result<bool> {
+        if self.buffer.has_data() {
+            return Ok(true);
+        }
+        // A busy connection has its next request here already: one read that does not wait, as
+        // the plain read it replaces would have been. Only an idle one waits on the stop too.
+        match self.buffer.fill_buf(self.conn.without_waiting()) {
+            Ok(bytes) => return Ok(!bytes.is_empty()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        let stop = self.server.shared.stop.pipe_fd();
+        if !self.conn.wait_readable(stop)? && !self.conn.readable_now()? {
+            return Ok(false);
+        }
+        Ok(!self.fill_buf()?.is_empty())
+    }
+
     /// The underlying connection, for what the request does not wrap.
     pub fn connection(&self) -> &Connection {
         self.conn.connection()

@@ -176,8 +176,22 @@ impl ModeImpl for AnyMode {
     fn supervises(&self) -> bool {
         self.inner().supervises()
     }
-    fn supervise(&mut self, socket: RawFd, stop: &StopSignal) -> io::Result<()> {
-        self.inner_mut().supervise(socket, stop)
+    fn supervise(
+        &mut self,
+        socket: RawFd,
+        stop: &StopSignal,
+        tick: &mut dyn FnMut(),
+    ) -> io::Result<()> {
+        self.inner_mut().supervise(socket, stop, tick)
+    }
+    fn stop_workers(&mut self, abort: &StopSignal) -> usize {
+        self.inner_mut().stop_workers(abort)
+    }
+    fn cut_off(&mut self) {
+        self.inner_mut().cut_off();
+    }
+    fn pass_stop_on(&mut self) {
+        self.inner_mut().pass_stop_on();
     }
 }
 

@@ -103,9 +103,28 @@ pub(crate) mod sealed {
         fn supervises(&self) -> bool {
             false
         }
-        /// Runs the supervisor until `stop`, then stops the workers. Only called if `supervises`.
-        fn supervise(&mut self, _socket: RawFd, _stop: &StopSignal) -> io::Result<()> {
+        /// Runs the supervisor until `stop`, calling `tick` on each of its wake-ups (the systemd
+        /// watchdog), the one that sees the stop included. Only called if `supervises`; the
+        /// workers are stopped afterwards, by `stop_workers`.
+        fn supervise(
+            &mut self,
+            _socket: RawFd,
+            _stop: &StopSignal,
+            _tick: &mut dyn FnMut(),
+        ) -> io::Result<()> {
             Ok(())
         }
+        /// After `supervise`: tells the workers to stop and waits for them within the drain
+        /// timeout, killing those still running then or once `abort` is requested. Returns how
+        /// many it killed.
+        fn stop_workers(&mut self, _abort: &StopSignal) -> usize {
+            0
+        }
+        /// The stop has begun: tell running children, so their handlers see
+        /// `is_shutting_down`. Must not block.
+        fn pass_stop_on(&mut self) {}
+        /// The stop turned immediate: end what the mode can of the requests still running (kill
+        /// child processes, close connections still queued). Must not block.
+        fn cut_off(&mut self) {}
     }
 }

@@ -3,7 +3,7 @@
 use std::io;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Select, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 
 use super::sealed::ModeImpl;
 use super::{Task, ThreadSettings};
@@ -32,6 +32,8 @@ pub struct Pool {
     queue: usize,
     when_full: WhenFull,
     sender: Option<Sender<Task>>,
+    /// The queue's other end, to empty it when the stop turns immediate.
+    queued: Option<Receiver<Task>>,
     handles: Vec<JoinHandle<()>>,
     rejections: Throttle,
 }
@@ -45,6 +47,7 @@ impl Pool {
             queue: workers.saturating_mul(4),
             when_full: WhenFull::Wait,
             sender: None,
+            queued: None,
             handles: Vec::new(),
             rejections: Throttle::new(std::time::Duration::from_secs(1)),
         }
@@ -126,6 +129,7 @@ impl ModeImpl for Pool {
             }
         }
         self.sender = Some(sender);
+        self.queued = Some(receiver);
         Ok(())
     }
 
@@ -161,6 +165,20 @@ impl ModeImpl for Pool {
 
     fn stop_intake(&mut self) {
         self.sender = None;
+    }
+
+    fn cut_off(&mut self) {
+        let Some(queued) = &self.queued else {
+            return;
+        };
+        let mut closed = 0;
+        while let Ok(task) = queued.try_recv() {
+            task.reject();
+            closed += 1;
+        }
+        if closed > 0 {
+            log::warn!("closed {closed} connection(s) still waiting in the pool queue");
+        }
     }
 
     fn join(&mut self) {

@@ -84,9 +84,12 @@ enum Part {
 /// * each worker's stdin is a *lifeline* pipe from the parent: at end-of-file the worker stops
 ///   accepting, lets its running requests finish within [`drain_timeout`](Self::drain_timeout)
 ///   and exits, cutting off any still running (a client holding an idle connection, say).
-///   Shutdown closes the lifelines and kills the workers still running after `drain_timeout`;
+///   Shutdown closes the lifelines and kills the workers still running after `drain_timeout`
+///   (or, in a graceful stop, once its grace period runs out or the stop turns immediate);
 ///   and if the parent dies, the lifelines close by themselves, so workers never outlive it by
-///   more than `drain_timeout`.
+///   more than `drain_timeout`. With [`stop_on_signals`](crate#stopping-gracefully) a
+///   worker that is sent SIGTERM or SIGINT itself (systemd signals every process of the
+///   service) drains the same way.
 ///
 /// The socket is shared, and so is its `O_NONBLOCK` flag: every worker is woken for a new
 /// connection and all but one find nothing to accept, which the serving loop treats as normal.
@@ -135,6 +138,8 @@ pub struct Prefork {
     jitter: u64,
     drain_timeout: Duration,
     part: Part,
+    /// The supervisor's worker places.
+    slots: Vec<Slot>,
 }
 
 impl Prefork {
@@ -149,6 +154,7 @@ impl Prefork {
             jitter: 0,
             drain_timeout: Duration::from_secs(30),
             part: Part::Supervisor,
+            slots: Vec::new(),
         }
     }
 
@@ -262,22 +268,40 @@ impl ModeImpl for Prefork {
         self.part == Part::Supervisor
     }
 
-    fn supervise(&mut self, socket: RawFd, stop: &StopSignal) -> io::Result<()> {
-        let mut slots: Vec<Slot> = (0..self.workers).map(|_| Slot::new()).collect();
+    fn supervise(
+        &mut self,
+        socket: RawFd,
+        stop: &StopSignal,
+        tick: &mut dyn FnMut(),
+    ) -> io::Result<()> {
+        self.slots = (0..self.workers).map(|_| Slot::new()).collect();
         log::info!("prefork: starting {} worker processes", self.workers);
         while !stop.is_requested() {
-            for (index, slot) in slots.iter_mut().enumerate() {
+            for (index, slot) in self.slots.iter_mut().enumerate() {
                 slot.check(index);
                 slot.start_if_due(index, socket);
             }
+            tick();
             stop.sleep(SUPERVISE_TICK);
         }
-        drain(&mut slots, self.drain_timeout);
+        // The wake-up that saw the stop: reported (STOPPING=1) before the workers drain.
+        tick();
         Ok(())
+    }
+
+    fn stop_workers(&mut self, abort: &StopSignal) -> usize {
+        drain(&mut self.slots, self.drain_timeout, abort)
+    }
+
+    fn cut_off(&mut self) {
+        if let Part::Worker { .. } = self.part {
+            self.worker_mode.inner().cut_off();
+        }
     }
 }
 
 /// One worker place: the running worker, or when to start the next one.
+#[derive(Debug)]
 struct Slot {
     worker: Option<(Child, Instant)>,
     start_at: Option<Instant>,
@@ -364,8 +388,8 @@ fn describe(status: ExitStatus) -> String {
 }
 
 /// Closes every lifeline, waits for the workers to finish their requests and exit, and kills
-/// those still running when `timeout` passes.
-fn drain(slots: &mut [Slot], timeout: Duration) {
+/// those still running when `timeout` passes or `abort` is requested. Returns how many it killed.
+fn drain(slots: &mut [Slot], timeout: Duration, abort: &StopSignal) -> usize {
     for (child, _) in slots.iter_mut().filter_map(|s| s.worker.as_mut()) {
         drop(child.stdin.take());
     }
@@ -396,21 +420,27 @@ fn drain(slots: &mut [Slot], timeout: Duration) {
         }
         if running == 0 {
             log::info!("prefork: all workers stopped");
-            return;
+            return 0;
         }
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline || abort.sleep(Duration::from_millis(10)) {
             break;
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
+    let why = match abort.is_requested() {
+        true => "at an immediate stop".to_string(),
+        false => format!("after {timeout:?}"),
+    };
+    let mut killed = 0;
     for (index, slot) in slots.iter_mut().enumerate() {
         if let Some((mut child, _)) = slot.worker.take() {
             log::warn!(
-                "prefork: worker {index} (pid {}) still running after {timeout:?}; killing it",
+                "prefork: worker {index} (pid {}) still running {why}; killing it",
                 child.id()
             );
             let _ = child.kill();
             let _ = child.wait();
+            killed += 1;
         }
     }
+    killed
 }

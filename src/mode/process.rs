@@ -1,7 +1,9 @@
 //! [`Process`]: a child process for every request — Python's `ForkingMixIn`, without `fork()`.
 
+use std::collections::HashMap;
 use std::io;
-use std::process::{Child, ExitStatus};
+use std::process::{Child, ChildStdin, ExitStatus};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::sealed::ModeImpl;
 use super::{Task, ThreadSettings, Threading};
@@ -32,6 +34,14 @@ pub const DEFAULT_MAX_CHILDREN: usize = 40;
 ///   and counted in [`Stats::failed`](crate::Stats::failed). It never affects the parent.
 /// * [`Server::server_close`](crate::Server::server_close) waits for the children, with the
 ///   optional [`close_timeout`](crate::Builder::close_timeout).
+/// * A graceful stop ([`stop_on_signals`](crate#stopping-gracefully)) lets the children
+///   finish their requests within the grace period, then kills those still running (SIGKILL), as
+///   an immediate stop does at once. A child's stdin stays open as a lifeline while it runs:
+///   when any stop begins the parent closes it, and
+///   [`is_shutting_down`](crate::ServerHandle::is_shutting_down) turns true for the child's
+///   handler, so it can end a long-lived connection early. With `stop_on_signals` children do
+///   not end on the SIGINT or SIGTERM a terminal or systemd sends the whole process group
+///   either: the parent decides when a request is cut off.
 ///
 /// **Everything `main` does before building the server runs again in every child.** The server
 /// must be built the same way each run (same mode, same transport); a child must not print the
@@ -62,6 +72,7 @@ pub const DEFAULT_MAX_CHILDREN: usize = 40;
 pub struct Process {
     max_children: usize,
     waiters: Threading,
+    children: Children,
 }
 
 impl Process {
@@ -71,6 +82,7 @@ impl Process {
         Process {
             max_children: DEFAULT_MAX_CHILDREN,
             waiters: Threading::new(),
+            children: Children::default(),
         }
     }
 
@@ -108,11 +120,22 @@ impl ModeImpl for Process {
     }
 
     fn dispatch(&mut self, task: Task, stop: &StopSignal) {
+        let children = self.children.clone();
         self.waiters
-            .run_on_thread(task, stop, "child", run_in_child);
+            .run_on_thread(task, stop, "child", move |task| {
+                run_in_child(task, &children);
+            });
     }
 
     fn stop_intake(&mut self) {}
+
+    fn cut_off(&mut self) {
+        self.children.kill_all();
+    }
+
+    fn pass_stop_on(&mut self) {
+        self.children.stop();
+    }
 
     fn join(&mut self) {
         self.waiters.join();
@@ -127,8 +150,83 @@ impl ModeImpl for Process {
     }
 }
 
+/// The children handling requests, by pid, each with its stdin: the lifeline whose closing tells
+/// the child the server is stopping. A pid stays here until its child has exited but *before* it
+/// is reaped, so a kill never reaches a pid the system has handed to another process.
+#[derive(Debug, Clone, Default)]
+struct Children(Arc<Mutex<Running>>);
+
+#[derive(Debug, Default)]
+struct Running {
+    children: HashMap<u32, Option<ChildStdin>>,
+    /// The stop has begun: a child registered from now on gets its lifeline closed at once.
+    stopping: bool,
+}
+
+impl Children {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Running> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for `child` to exit, holding its lifeline `stdin` meanwhile, and reaps it once it no
+    /// longer counts as running.
+    fn wait(&self, child: &mut Child, stdin: Option<ChildStdin>) -> io::Result<ExitStatus> {
+        let pid = child.id();
+        {
+            let mut running = self.lock();
+            let stdin = stdin.filter(|_| !running.stopping);
+            running.children.insert(pid, stdin);
+        }
+        let exited = wait_exited(pid);
+        self.lock().children.remove(&pid);
+        exited?;
+        child.wait()
+    }
+
+    /// Closes every child's lifeline, and those of children still to come.
+    fn stop(&self) {
+        let mut running = self.lock();
+        running.stopping = true;
+        for stdin in running.children.values_mut() {
+            drop(stdin.take());
+        }
+    }
+
+    fn kill_all(&self) {
+        let running = self.lock();
+        for &pid in running.children.keys() {
+            log::warn!("killing child {pid}: the stop cut its request off");
+            // SAFETY: plain kill(2) on a pid that is our own unreaped child (see above).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Waits until child `pid` has exited, leaving it unreaped (`WNOWAIT`).
+fn wait_exited(pid: u32) -> io::Result<()> {
+    loop {
+        // SAFETY: `info` is a zeroed siginfo_t the call fills in; it outlives the call.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
 /// Runs on a waiter thread: starts the child, hands it the request, waits for it to exit.
-fn run_in_child(mut task: Task) {
+fn run_in_child(mut task: Task, children: &Children) {
     let Some(handoff) = task.take_handoff() else {
         log::error!(
             "request from {} reached the process mode without its socket; closed it",
@@ -148,8 +246,8 @@ fn run_in_child(mut task: Task) {
     task.release();
     let pid = child.id();
     log::debug!("child {pid} handling request from {}", task.peer());
-    hand_over(&mut child, &handoff);
-    let ending = match child.wait() {
+    let lifeline = hand_over(&mut child, &handoff);
+    let ending = match children.wait(&mut child, lifeline) {
         Ok(status) => judge(status, pid, &handoff),
         Err(e) => {
             log::error!("cannot wait for child {pid} handling {}: {e}", handoff.peer);
@@ -159,18 +257,19 @@ fn run_in_child(mut task: Task) {
     task.end(ending);
 }
 
-/// Writes the request description to the child's stdin and closes it. A child that died first
-/// shows in its exit status, so a failed write is only logged.
-fn hand_over(child: &mut Child, handoff: &Handoff) {
-    if let Some(mut stdin) = child.stdin.take() {
-        if let Err(e) = handoff.write_to(&mut stdin) {
-            log::debug!(
-                "cannot hand the request from {} to child {}: {e}",
-                handoff.peer,
-                child.id()
-            );
-        }
+/// Writes the request description to the child's stdin, and returns stdin, now the child's
+/// lifeline. A child that died first shows in its exit status, so a failed write is only logged.
+fn hand_over(child: &mut Child, handoff: &Handoff) -> Option<ChildStdin> {
+    let mut stdin = child.stdin.take()?;
+    if let Err(e) = handoff.write_to(&mut stdin) {
+        log::debug!(
+            "cannot hand the request from {} to child {}: {e}",
+            handoff.peer,
+            child.id()
+        );
+        return None;
     }
+    Some(stdin)
 }
 
 fn judge(status: ExitStatus, pid: u32, handoff: &Handoff) -> Ending {

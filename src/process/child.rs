@@ -45,7 +45,8 @@ pub(crate) fn read_handoff(max_datagram: usize) -> io::Result<Received> {
 }
 
 /// Shuts `server` down when stdin — the lifeline pipe from the parent — reaches end-of-file: the
-/// parent closed it to stop this worker, or the parent died. Then, `drain_timeout` later, ends the
+/// parent closed it to stop this worker (or, for a per-request child, because the server is
+/// stopping), or the parent died. Then, `drain_timeout` later, ends the
 /// process if it is still running: the serving thread may be held in a handler (a `Single` worker
 /// whose client holds an idle connection) and never get back to see the shutdown.
 pub(crate) fn lifeline_watch(
@@ -68,8 +69,14 @@ pub(crate) fn lifeline_watch(
                     }
                 }
             }
-            log::debug!("lifeline closed: worker {} stopping", std::process::id());
-            server.shutdown();
+            log::debug!("lifeline closed: process {} stopping", std::process::id());
+            match drain_timeout {
+                Some(_) => server.shutdown(),
+                // A per-request child: only its handler is told, quietly (there may be many).
+                None => {
+                    server.shared.stop.request();
+                }
+            }
             if let Some(timeout) = drain_timeout {
                 std::thread::sleep(timeout);
                 log::warn!(

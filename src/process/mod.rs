@@ -16,5 +16,5 @@ mod spawn;
 pub(crate) use child::{adopt_socket, lifeline_watch, read_handoff};
 pub(crate) use handoff::{Handoff, Received};
 pub use role::is_worker;
-pub(crate) use role::{claim, ProcessKind, Role};
+pub(crate) use role::{claim, inherited_fd, ProcessKind, Role};
 pub(crate) use spawn::{program, spawn_child};

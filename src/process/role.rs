@@ -121,6 +121,11 @@ pub fn is_worker() -> bool {
     detected().is_some()
 }
 
+/// The descriptor this child inherited from its parent (`None` in the program the user ran).
+pub(crate) fn inherited_fd() -> Option<RawFd> {
+    detected().map(|detected| detected.role.fd())
+}
+
 /// The role this process must take when a server is built with a mode of `kind` (`None` for the
 /// thread-based modes). `Ok(None)`: bind normally. The role is handed out once.
 pub(crate) fn claim(kind: Option<ProcessKind>) -> io::Result<Option<Role>> {

@@ -10,8 +10,16 @@ use std::sync::OnceLock;
 
 use super::role::{Role, ROLE_VAR};
 
-/// Socket-activation variables meant for the parent; a child must not act on them again.
-const ACTIVATION_VARS: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+/// Socket-activation and notification variables meant for the parent; a child must not act on
+/// them again (the parent reports to systemd for the whole service).
+const ACTIVATION_VARS: [&str; 6] = [
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+];
 
 /// This program, as it was started.
 #[derive(Debug)]

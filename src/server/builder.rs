@@ -22,6 +22,7 @@ use crate::server::handle::ServerHandle;
 use crate::socket::bind::{bind_inet, bind_unix};
 use crate::socket::options::{BindOptions, ConnectionOptions};
 use crate::socket::unix_path::UnixPathGuard;
+use crate::systemd::{self, Select, Want};
 
 type VerifyHook = Box<dyn FnMut(&Address) -> bool + Send>;
 type LoopHook = Box<dyn FnMut(&ServerHandle) + Send>;
@@ -32,7 +33,23 @@ pub(crate) struct LoopHooks {
     pub(crate) verify_request: Option<VerifyHook>,
     pub(crate) handle_timeout: Option<LoopHook>,
     pub(crate) service_actions: Option<LoopHook>,
+    pub(crate) on_stop: Option<LoopHook>,
 }
+
+/// How the server stops: [`Builder::stop_on_signals`](crate#stopping-gracefully) and [`Builder::grace_period`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StopOptions {
+    /// Whether SIGTERM, SIGINT and SIGQUIT stop the server.
+    #[cfg_attr(not(feature = "signals"), allow(dead_code))]
+    pub(crate) signals: bool,
+    /// A graceful stop's grace period (`None`: stops are not graceful).
+    pub(crate) grace: Option<Duration>,
+}
+
+/// The grace period [`Builder::stop_on_signals`](crate#stopping-gracefully) gives running requests unless told otherwise:
+/// what systemd (`TimeoutStopSec`) and Kubernetes (`terminationGracePeriodSeconds`) allow by
+/// default, too.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
 /// Configures and binds a server: socket options, timeouts, concurrency mode and hooks.
 ///
@@ -66,6 +83,8 @@ pub(crate) struct LoopHooks {
 /// | [`max_connection_lifetime`](Self::max_connection_lifetime) | none | none (no such option) |
 /// | [`max_packet_size`](Self::max_packet_size) | 8192 | 8192 |
 /// | [`close_timeout`](Self::close_timeout) | none (wait for every request) | `block_on_close = True` |
+/// | [`stop_on_signals`](crate#stopping-gracefully) | off: signals have their default effect | same |
+/// | [`grace_period`](Self::grace_period) | 30 s once a stop is graceful | no graceful stop |
 #[must_use = "a Builder does nothing until one of its `bind_*` or `from_*` methods is called"]
 pub struct Builder<M = Single> {
     mode: M,
@@ -77,6 +96,8 @@ pub struct Builder<M = Single> {
     close_timeout: Option<Duration>,
     hooks: LoopHooks,
     on_error: Option<ErrorHook>,
+    stopping: StopOptions,
+    notify_systemd: bool,
 }
 
 impl Builder<Single> {
@@ -92,6 +113,8 @@ impl Builder<Single> {
             close_timeout: None,
             hooks: LoopHooks::default(),
             on_error: None,
+            stopping: StopOptions::default(),
+            notify_systemd: true,
         }
     }
 }
@@ -116,6 +139,8 @@ impl<M: Mode> Builder<M> {
             close_timeout: self.close_timeout,
             hooks: self.hooks,
             on_error: self.on_error,
+            stopping: self.stopping,
+            notify_systemd: self.notify_systemd,
         }
     }
 
@@ -278,6 +303,178 @@ impl<M: Mode> Builder<M> {
     pub fn service_interval(mut self, interval: Duration) -> Self {
         self.service_interval = interval;
         self
+    }
+
+    /// Stops the server gracefully on SIGTERM or SIGINT — what systemd, Kubernetes, container
+    /// runtimes and a terminal's Ctrl-C send — and at once on a second one, or on SIGQUIT. One
+    /// call arms it; the grace period is 30 s unless [`grace_period`](Self::grace_period) says
+    /// otherwise.
+    ///
+    /// A graceful stop, once [`serve_forever`](Server::serve_forever) sees the signal:
+    ///
+    /// 1. calls the [`on_stop`](Self::on_stop) hook, and stops taking new requests;
+    /// 2. serves the connections (or datagrams) the kernel had already queued — a client that
+    ///    connected just before the stop is served, not reset — then closes the socket (a Unix
+    ///    server removes its socket file);
+    /// 3. waits for the running requests, and those queued in a [`Pool`](crate::Pool), to finish
+    ///    within the grace period; handlers see
+    ///    [`is_shutting_down`](ServerHandle::is_shutting_down) and can end long-lived
+    ///    connections early;
+    /// 4. returns `Ok(())`, so `main` can clean up and exit with status 0.
+    ///
+    /// If the grace period passes first, or a second SIGTERM/SIGINT or a SIGQUIT arrives
+    /// ([`ServerHandle::stop_now`] does the same), it logs how many requests were cut off and
+    /// returns at once with an error saying so (`TimedOut` or `Interrupted`): child processes
+    /// still handling requests are killed ([`Process`](crate::Process) children, and
+    /// [`Prefork`](crate::Prefork) workers, to whom the parent passes the stop), and
+    /// [`server_close`](Server::server_close) does not wait for handler threads. A further
+    /// signal after that ends the process at once (exit status 128 + the signal). In
+    /// [`Single`] mode the handler runs on the serving thread, so an immediate stop takes effect
+    /// when the request it is handling ends: bound requests with
+    /// [`idle_timeout`](Self::idle_timeout) or a [`Deadline`](crate::Deadline).
+    ///
+    /// The signal handlers only pass the signal on (through the `signal-hook` crate); the
+    /// stopping is done by the serving thread. Children of the process-based modes are
+    /// re-executions of the program, so they arm it too: a prefork worker drains like its
+    /// parent, a per-request child finishes its request (the parent kills it if the grace period
+    /// runs out). Requires the `signals` feature (on by default).
+    ///
+    /// ```no_run
+    /// use std::io::BufRead;
+    /// use std::time::Duration;
+    /// use socketserver::{Builder, StreamRequest, Threading};
+    ///
+    /// fn main() -> std::io::Result<()> {
+    ///     let mut server = Builder::new()
+    ///         .mode(Threading::new())
+    ///         .stop_on_signals()
+    ///         .grace_period(Duration::from_secs(10))
+    ///         .bind_tcp("127.0.0.1:8080", |req: &mut StreamRequest| {
+    ///             let mut line = String::new();
+    ///             req.read_line(&mut line).map(|_| ())
+    ///         })?;
+    ///     server.serve_forever()?; // returns after SIGTERM, once the requests are done
+    ///     server.server_close()?;
+    ///     // … clean up …
+    ///     Ok(()) // exit status 0
+    /// }
+    /// ```
+    #[cfg(feature = "signals")]
+    pub fn stop_on_signals(mut self) -> Self {
+        self.stopping.signals = true;
+        self.stopping.grace.get_or_insert(DEFAULT_GRACE_PERIOD);
+        self
+    }
+
+    /// How long a graceful stop lets running requests finish (30 s by default) before it cuts
+    /// them off; it bounds [`server_close`](Server::server_close)'s wait too, whatever the
+    /// [`close_timeout`](Self::close_timeout). Set on its own, without
+    /// [`stop_on_signals`](crate#stopping-gracefully), it makes [`ServerHandle::shutdown`] a graceful
+    /// stop, for a program that handles signals itself: `shutdown` acts as SIGTERM does,
+    /// [`ServerHandle::stop_now`] as a second one.
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.stopping.grace = Some(grace);
+        self
+    }
+
+    /// Called once, on the serving thread, when [`serve_forever`](Server::serve_forever) begins
+    /// to stop — on [`ServerHandle::shutdown`] or a signal — before it drains: the place to tell
+    /// a supervisor the service is stopping, or to stop feeding work to it. Prefork workers run
+    /// the program's `main` too, so it is also called in each worker as it stops: check
+    /// [`is_worker`](crate::is_worker) for what only the parent should do.
+    pub fn on_stop(mut self, hook: impl FnMut(&ServerHandle) + Send + 'static) -> Self {
+        self.hooks.on_stop = Some(Box::new(hook));
+        self
+    }
+
+    /// Whether the server reports to systemd when `NOTIFY_SOCKET` is set (default: on):
+    /// `READY=1` once serving, `STATUS=` lines with the stats, `WATCHDOG=1` pings when
+    /// `WATCHDOG_USEC` asks for them, `STOPPING=1` when stopping. See [`systemd`](crate::systemd).
+    /// Turn it off when the program reports to systemd itself.
+    pub fn notify_systemd(mut self, on: bool) -> Self {
+        self.notify_systemd = on;
+        self
+    }
+
+    /// Serves a listening TCP socket passed by systemd socket activation (`ListenStream=` in a
+    /// `.socket` unit), instead of binding: `socket` is its position (`0`: the first) or its
+    /// `FileDescriptorName=`. Fails, saying what was passed, if there is no such socket or it is
+    /// not a listening TCP socket. Bind options do not apply. See [`systemd`](crate::systemd).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if systemd passed no sockets to this process or none matches `socket`;
+    /// `InvalidInput` if it is not a listening TCP socket (the message says what was passed);
+    /// `AddrInUse` if another server already serves it; and the mode and process errors of
+    /// [`bind_tcp`](Self::bind_tcp).
+    pub fn systemd_tcp<H>(
+        self,
+        socket: impl Into<Select>,
+        handler: H,
+    ) -> io::Result<Server<Tcp, H, M>>
+    where
+        H: RequestHandler<StreamRequest> + Clone,
+    {
+        let select = socket.into();
+        self.serve(handler, |_| Ok((systemd::take(&select, Want::Tcp)?, None)))
+    }
+
+    /// Serves a UDP socket passed by systemd socket activation (`ListenDatagram=`), as
+    /// [`systemd_tcp`](Self::systemd_tcp) does for TCP.
+    ///
+    /// # Errors
+    ///
+    /// As for [`systemd_tcp`](Self::systemd_tcp), for a UDP socket.
+    pub fn systemd_udp<H>(
+        self,
+        socket: impl Into<Select>,
+        handler: H,
+    ) -> io::Result<Server<Udp, H, M>>
+    where
+        H: RequestHandler<DatagramRequest> + Clone,
+    {
+        let select = socket.into();
+        self.serve(handler, |_| Ok((systemd::take(&select, Want::Udp)?, None)))
+    }
+
+    /// Serves a listening Unix stream socket passed by systemd socket activation
+    /// (`ListenStream=/path`). The socket file belongs to systemd and is left in place on close.
+    ///
+    /// # Errors
+    ///
+    /// As for [`systemd_tcp`](Self::systemd_tcp), for a listening Unix stream socket.
+    pub fn systemd_unix_stream<H>(
+        self,
+        socket: impl Into<Select>,
+        handler: H,
+    ) -> io::Result<Server<UnixStream, H, M>>
+    where
+        H: RequestHandler<StreamRequest> + Clone,
+    {
+        let select = socket.into();
+        self.serve(handler, |_| {
+            Ok((systemd::take(&select, Want::UnixStream)?, None))
+        })
+    }
+
+    /// Serves a Unix datagram socket passed by systemd socket activation
+    /// (`ListenDatagram=/path`). The socket file is left in place on close.
+    ///
+    /// # Errors
+    ///
+    /// As for [`systemd_tcp`](Self::systemd_tcp), for a Unix datagram socket.
+    pub fn systemd_unix_datagram<H>(
+        self,
+        socket: impl Into<Select>,
+        handler: H,
+    ) -> io::Result<Server<UnixDatagram, H, M>>
+    where
+        H: RequestHandler<DatagramRequest> + Clone,
+    {
+        let select = socket.into();
+        self.serve(handler, |_| {
+            Ok((systemd::take(&select, Want::UnixDatagram)?, None))
+        })
     }
 
     /// Binds a TCP server to the first address of `addr` that works and starts listening.
@@ -459,6 +656,8 @@ impl<M: Mode> Builder<M> {
             close_timeout: self.close_timeout,
             hooks: self.hooks,
             on_error: self.on_error,
+            stopping: self.stopping,
+            notify_systemd: self.notify_systemd,
         }
     }
 }
@@ -473,6 +672,8 @@ pub(crate) struct BuiltParts<M> {
     pub(crate) close_timeout: Option<Duration>,
     pub(crate) hooks: LoopHooks,
     pub(crate) on_error: Option<ErrorHook>,
+    pub(crate) stopping: StopOptions,
+    pub(crate) notify_systemd: bool,
 }
 
 impl<M: fmt::Debug> fmt::Debug for Builder<M> {
@@ -484,6 +685,7 @@ impl<M: fmt::Debug> fmt::Debug for Builder<M> {
             .field("threads", &self.threads)
             .field("timeout", &self.timeout)
             .field("close_timeout", &self.close_timeout)
+            .field("stopping", &self.stopping)
             .finish_non_exhaustive()
     }
 }

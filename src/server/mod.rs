@@ -3,16 +3,19 @@
 mod builder;
 mod failure_log;
 pub(crate) mod handle;
+#[cfg(feature = "signals")]
+mod signals;
 pub(crate) mod stop;
 pub mod transport;
 
-pub use builder::Builder;
+pub use builder::{Builder, DEFAULT_GRACE_PERIOD};
 pub use handle::ServerHandle;
 
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::os::fd::RawFd;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use socket2::Socket;
@@ -28,6 +31,7 @@ use crate::socket::options::ConnectionOptions;
 use crate::socket::poll::{self, Ready};
 use crate::socket::unix_path::UnixPathGuard;
 use crate::stats::{Ending, Stats};
+use crate::systemd::Notifier;
 use crate::throttle::Throttle;
 
 use builder::{BuiltParts, LoopHooks};
@@ -39,6 +43,11 @@ use transport::{Tcp, Transport, Udp, UnixDatagram, UnixStream};
 /// Connections or datagrams taken per wake-up before the loop checks for shutdown and runs
 /// `service_actions` again: enough to save `poll` calls under load, few enough to stay responsive.
 const RECEIVE_BATCH: usize = 32;
+
+/// The most requests a graceful stop takes from the socket's queue after it began: what a full
+/// listen backlog holds with Linux's default `somaxconn`. Clients that keep connecting during the
+/// stop must not keep it from ending.
+const MAX_DRAINED: u64 = 4096;
 
 /// What one [`Server::handle_request`] call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +77,9 @@ pub enum Outcome {
 /// 2. serve: [`serve_forever`](Self::serve_forever), or [`handle_request`](Self::handle_request)
 ///    for one request at a time;
 /// 3. stop: [`ServerHandle::shutdown`] from any thread (get the handle with
-///    [`handle`](Self::handle) before moving the server into its thread), or from a handler;
+///    [`handle`](Self::handle) before moving the server into its thread), or from a handler; or
+///    SIGTERM/SIGINT with [`Builder::stop_on_signals`](crate#stopping-gracefully), which makes
+///    the stop graceful;
 /// 4. close: [`server_close`](Self::server_close) closes the socket and waits for running
 ///    requests. Dropping the server closes the socket without waiting.
 pub struct Server<T: Transport, H, M: Mode> {
@@ -92,6 +103,9 @@ pub struct Server<T: Transport, H, M: Mode> {
     worker: bool,
     /// In a prefork worker with `max_requests`: how many requests to take before recycling.
     request_limit: Option<u64>,
+    /// With `stop_on_signals`: passes SIGTERM, SIGINT and SIGQUIT on while the server lives.
+    #[cfg(feature = "signals")]
+    _signals: Option<signals::SignalRelay>,
     transport: PhantomData<fn() -> T>,
 }
 
@@ -160,6 +174,8 @@ where
                 let local = handed.local.clone();
                 let mut server = Self::assemble(None, None, local, handler, builder, Some(role))?;
                 server.adopted = Some(T::adopt(socket, handed, &server.handle, &server.connection));
+                // Stdin stays open after the handoff: the parent closes it when a stop begins.
+                process::lifeline_watch(server.handle(), None)?;
                 Ok(server)
             }
             Role::Worker { fd, .. } => {
@@ -190,18 +206,35 @@ where
             close_timeout,
             hooks,
             on_error,
+            stopping,
+            notify_systemd,
         } = builder.into_parts();
         if let (true, Some(socket)) = (T::STREAM, &socket) {
             // Non-blocking so a connection that vanishes between poll and accept (or that another
             // process sharing the listener took first) cannot block the loop.
             socket.set_nonblocking(true)?;
         }
+        // Only the process systemd started reports to it, not the children of a process mode.
+        let notify = (notify_systemd && role.is_none())
+            .then(Notifier::from_env)
+            .flatten()
+            .map(|n| {
+                n.with_label(format!(
+                    "{} server on {local} ({} mode)",
+                    T::NAME,
+                    mode.name()
+                ))
+            });
         let shared = Arc::new(Shared {
             stop: StopSignal::new()?,
+            abort: StopSignal::new()?,
+            abort_reason: OnceLock::new(),
+            grace: stopping.grace,
             counters: Default::default(),
             local,
             on_error,
             failure_log: failure_log::FailureLog::new(),
+            notify,
         });
         let worker = matches!(role, Some(Role::Worker { .. }));
         if let Some(Role::Worker { index, .. }) = role {
@@ -212,6 +245,17 @@ where
             mode.start(&threads)?;
         }
         let request_limit = mode.worker_request_limit().filter(|_| worker);
+        #[cfg(feature = "signals")]
+        let signals = match stopping.signals {
+            false => None,
+            true => {
+                let handle = ServerHandle {
+                    shared: Arc::clone(&shared),
+                };
+                let child = matches!(role, Some(Role::Request { .. }));
+                Some(signals::SignalRelay::start(handle, child)?)
+            }
+        };
         Ok(Server {
             socket: socket.map(Arc::new),
             unix_path,
@@ -230,6 +274,8 @@ where
             adopted: None,
             worker,
             request_limit,
+            #[cfg(feature = "signals")]
+            _signals: signals,
             transport: PhantomData,
         })
     }
@@ -242,15 +288,24 @@ where
     /// descriptors) are logged and retried with back-off; only an error that makes the socket
     /// unusable ends the loop with `Err`.
     ///
+    /// A graceful stop ([`Builder::stop_on_signals`](crate#stopping-gracefully),
+    /// [`Builder::grace_period`]) does more before it returns: it serves what was queued in the listen backlog, closes the socket, and waits
+    /// for the running requests within the grace period; `Ok(())` then means every request
+    /// finished, and an error says how many were cut off by the grace period (`TimedOut`) or by
+    /// [`ServerHandle::stop_now`] or a second signal (`Interrupted`).
+    ///
     /// In the process-based modes: a [`Prefork`] parent supervises its workers here until
     /// shutdown, then stops them. In a child process (see [`is_worker`](crate::is_worker)) this
     /// never returns: a per-request child handles its request and exits; a prefork worker serves
-    /// until its lifeline closes, finishes its requests and exits.
+    /// until its lifeline closes (or a stop signal arrives), finishes its requests and exits.
     ///
     /// # Errors
     ///
     /// An error waiting on or accepting from the socket that makes it unusable (transient ones are
-    /// logged and retried, as said above).
+    /// logged and retried, as said above). After a graceful stop (see
+    /// [`grace_period`](Builder::grace_period)) that did not end in time, an error saying how many
+    /// requests were cut off: `TimedOut` when the grace period ran out, `Interrupted` for an
+    /// immediate stop ([`ServerHandle::stop_now`], a second signal).
     pub fn serve_forever(&mut self) -> io::Result<()> {
         if let Some(request) = self.adopted.take() {
             self.serve_adopted(request);
@@ -263,7 +318,18 @@ where
                 self.local_addr(),
                 self.mode.name()
             );
-            return self.mode.supervise(socket_fd, &self.handle.shared.stop);
+            let shared = Arc::clone(&self.handle.shared);
+            shared.notify_ready();
+            self.mode
+                .supervise(socket_fd, &shared.stop, &mut || shared.notify_tick())?;
+            shared.notify_stopping();
+            self.begin_stop();
+            let killed = self.mode.stop_workers(&shared.abort);
+            self.release_socket();
+            return match killed {
+                0 => Ok(()),
+                n => Err(self.stopped_at_once(&format!("{n} worker process(es) killed"))),
+            };
         }
         log::info!(
             "serving {} on {} ({} mode)",
@@ -271,11 +337,17 @@ where
             self.local_addr(),
             self.mode.name()
         );
-        let tick = self
+        let hook_tick = self
             .hooks
             .service_actions
             .is_some()
             .then_some(self.service_interval);
+        let notify_tick = self.handle.shared.notify.as_ref().map(Notifier::interval);
+        let tick = match (hook_tick, notify_tick) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.handle.shared.notify_ready();
         while !self.handle.is_shutting_down() {
             match poll::wait(socket_fd, self.stop().pipe_fd(), tick)? {
                 Ready::Stop => break,
@@ -293,12 +365,122 @@ where
             if let Some(hook) = &mut self.hooks.service_actions {
                 hook(&self.handle);
             }
+            self.handle.shared.notify_tick();
         }
+        // Where every stop is observed (a `shutdown` call, a signal): tell systemd at once.
+        self.handle.shared.notify_stopping();
         log::info!("stopped serving on {}", self.local_addr());
+        self.begin_stop();
+        let finished = match self.handle.shared.grace {
+            Some(_) => self.finish_gracefully(socket_fd),
+            None => Ok(()),
+        };
         if self.worker {
             self.exit_worker();
         }
-        Ok(())
+        finished
+    }
+
+    /// The stop has begun: tell the `on_stop` hook, and start counting the time running requests
+    /// are given.
+    fn begin_stop(&mut self) {
+        if let Some(hook) = &mut self.hooks.on_stop {
+            hook(&self.handle);
+        }
+        self.mode.pass_stop_on();
+        if let Some(deadline) = self.stop_deadline() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let shared = &self.handle.shared;
+            let reason = match (shared.grace, shared.grace_deadline() == Some(deadline)) {
+                (Some(grace), true) => format!("the grace period of {grace:?} ran out"),
+                _ => format!(
+                    "the drain timeout of {:?} ran out",
+                    self.mode.drain_timeout().unwrap_or_default()
+                ),
+            };
+            grace_timer(self.handle.clone(), left, reason);
+        }
+    }
+
+    /// When running requests must be done: the grace period's end, and in a prefork worker the
+    /// drain timeout's, whichever comes first. `None`: no limit.
+    fn stop_deadline(&self) -> Option<Instant> {
+        let shared = &self.handle.shared;
+        let began = shared.stop.requested_at().unwrap_or_else(Instant::now);
+        let drain = self.mode.drain_timeout().filter(|_| self.worker);
+        [shared.grace_deadline(), drain.map(|d| began + d)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// A graceful stop, after the loop: serves the backlog, closes the socket (removing a Unix
+    /// socket file), and waits for the running requests until they end or the stop turns
+    /// immediate.
+    fn finish_gracefully(&mut self, socket_fd: RawFd) -> io::Result<()> {
+        // A prefork worker that recycles leaves the shared queue to the workers that go on.
+        let recycling = self
+            .request_limit
+            .is_some_and(|limit| self.handle.shared.counters.accepted() >= limit);
+        let queued = match recycling {
+            true => 0,
+            false => self.drain_backlog(socket_fd)?,
+        };
+        if queued > 0 {
+            log::info!(
+                "took {queued} request(s) queued on {} when the stop began",
+                self.local_addr()
+            );
+        }
+        self.release_socket();
+        self.mode.stop_intake();
+        let shared = Arc::clone(&self.handle.shared);
+        let counters = &shared.counters;
+        if counters.wait_idle_unless(None, || shared.abort.is_requested()) || counters.active() == 0
+        {
+            log::info!(
+                "graceful stop of the server on {}: every request finished",
+                self.local_addr()
+            );
+            return Ok(());
+        }
+        Err(self.stopped_at_once(&format!("{} request(s) cut off", counters.active())))
+    }
+
+    /// Takes, without waiting, what the kernel had queued for the socket when the stop began, so
+    /// those clients are served instead of reset when the socket closes: until nothing is
+    /// pending, [`MAX_DRAINED`] were taken, or the stop turns immediate.
+    fn drain_backlog(&mut self, socket_fd: RawFd) -> io::Result<u64> {
+        let mut taken = 0;
+        let abort = self.handle.shared.abort.pipe_fd();
+        while taken < MAX_DRAINED
+            && poll::wait(socket_fd, abort, Some(Duration::ZERO))? == Ready::Socket
+        {
+            // Nothing taken: another prefork worker was first, or a transient error was logged.
+            if self.receive_one()?.is_none() {
+                break;
+            }
+            taken += 1;
+        }
+        Ok(taken)
+    }
+
+    /// Cuts off what is still running (kills the mode's child processes) and logs it; the error
+    /// `serve_forever` returns for it.
+    fn stopped_at_once(&mut self, what: &str) -> io::Error {
+        self.mode.cut_off();
+        let (kind, reason) = self.handle.shared.abort_reason();
+        log::warn!(
+            "server on {} stopped at once ({reason}): {what}",
+            self.local_addr()
+        );
+        io::Error::new(
+            kind,
+            format!(
+                "the server on {} stopped at once ({reason}): {what}",
+                self.local_addr()
+            ),
+        )
     }
 
     /// A prefork worker that has taken its `max_requests` stops, to be replaced.
@@ -334,16 +516,18 @@ where
     fn exit_worker(&mut self) -> ! {
         self.release_socket();
         self.mode.stop_intake();
-        let drain = self.mode.drain_timeout();
-        let counters = &self.handle.shared.counters;
-        if counters.wait_idle(drain.map(|t| Instant::now() + t)) {
+        let shared = Arc::clone(&self.handle.shared);
+        let counters = &shared.counters;
+        if counters.wait_idle_unless(self.stop_deadline(), || shared.abort.is_requested()) {
             self.mode.join();
         } else {
+            self.mode.cut_off();
             log::warn!(
-                "worker {}: {} request(s) still running after the drain timeout ({:?}); exiting",
+                "worker {}: {} request(s) still running after the drain timeout ({:?}) or the \
+                 grace period, or at an immediate stop; exiting",
                 std::process::id(),
                 counters.active(),
-                drain.unwrap_or_default()
+                self.mode.drain_timeout().unwrap_or_default()
             );
         }
         self.handle.shared.flush_failures();
@@ -402,20 +586,34 @@ where
     ///
     /// With a [`close_timeout`](Builder::close_timeout), it stops waiting when that passes and
     /// returns a `TimedOut` error saying how many requests were still running; they are left to
-    /// finish on their own threads. A Unix server removes the socket file it created.
+    /// finish on their own threads. A graceful stop's [`grace_period`](Builder::grace_period)
+    /// bounds the wait the same way, counted from the start of the stop, and after an immediate
+    /// stop ([`ServerHandle::stop_now`], a second signal) it does not wait at all; then child
+    /// processes still handling requests are killed. A Unix server removes the socket file it
+    /// created.
     ///
     /// # Errors
     ///
     /// `TimedOut`, saying how many requests were still running, when the
-    /// [`close_timeout`](Builder::close_timeout) passed first.
+    /// [`close_timeout`](Builder::close_timeout) or the grace period passed first, or after an
+    /// immediate stop.
     pub fn server_close(mut self) -> io::Result<()> {
         self.handle.shared.stop.request();
+        self.handle.shared.notify_stopping();
         self.release_socket();
         self.mode.stop_intake();
         self.closed = true;
-        let deadline = self.close_timeout.map(|t| Instant::now() + t);
-        let counters = &self.handle.shared.counters;
-        let idle = counters.wait_idle(deadline);
+        let start = Instant::now();
+        let shared = Arc::clone(&self.handle.shared);
+        let deadline = [
+            self.close_timeout.map(|t| start + t),
+            shared.grace_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let counters = &shared.counters;
+        let idle = counters.wait_idle_unless(deadline, || shared.abort.is_requested());
         self.handle.shared.flush_failures();
         if idle {
             self.mode.join();
@@ -423,7 +621,14 @@ where
             return Ok(());
         }
         let running = counters.active();
-        let waited = self.close_timeout.unwrap_or_default();
+        if running == 0 {
+            return Ok(()); // the last one ended as the wait gave up
+        }
+        let waited = start.elapsed();
+        let grace_over = shared.grace_deadline().is_some_and(|d| d <= Instant::now());
+        if shared.abort.is_requested() || grace_over {
+            self.mode.cut_off();
+        }
         log::warn!(
             "server on {}: {running} request(s) still running after {waited:?}; server_close stopped waiting",
             self.local_addr()
@@ -550,7 +755,13 @@ where
         if let Some(handoff) = handoff {
             task = task.with_handoff(handoff);
         }
-        self.mode.dispatch(task, &self.handle.shared.stop);
+        // A graceful stop still serves what was accepted: waiting for capacity gives up only
+        // when the stop turns immediate.
+        let give_up = match shared.grace {
+            Some(_) => &shared.abort,
+            None => &shared.stop,
+        };
+        self.mode.dispatch(task, give_up);
         Outcome::Handled
     }
 }
@@ -616,5 +827,23 @@ impl<T: Transport, H, M: Mode + fmt::Debug> fmt::Debug for Server<T, H, M> {
             .field("mode", &self.mode)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
+    }
+}
+
+/// Turns the stop immediate, for `reason`, once `left` has passed, unless it already is.
+fn grace_timer(server: ServerHandle, left: Duration, reason: String) {
+    let spawned = std::thread::Builder::new()
+        .name("socketserver-grace".to_string())
+        .spawn(move || {
+            let shared = &server.shared;
+            if !shared.abort.sleep(left) {
+                shared.abort_with(io::ErrorKind::TimedOut, reason);
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!(
+            "cannot start the grace period timer: {e}; the stop waits for running requests \
+             without a time limit"
+        );
     }
 }

@@ -3,8 +3,8 @@
 use std::io::{PipeReader, PipeWriter};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -15,6 +15,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 #[derive(Debug)]
 pub struct StopSignal {
     requested: AtomicBool,
+    /// When the first request came: a graceful stop's grace period counts from here.
+    requested_at: OnceLock<Instant>,
     triggers: Mutex<Option<(PipeWriter, Sender<()>)>>,
     pipe: PipeReader,
     channel: Receiver<()>,
@@ -26,6 +28,7 @@ impl StopSignal {
         let (sender, channel) = crossbeam_channel::bounded(0);
         Ok(StopSignal {
             requested: AtomicBool::new(false),
+            requested_at: OnceLock::new(),
             triggers: Mutex::new(Some((writer, sender))),
             pipe,
             channel,
@@ -37,6 +40,7 @@ impl StopSignal {
         if self.requested.swap(true, Ordering::AcqRel) {
             return false;
         }
+        let _ = self.requested_at.set(Instant::now());
         let triggers = self
             .triggers
             .lock()
@@ -48,6 +52,11 @@ impl StopSignal {
 
     pub(crate) fn is_requested(&self) -> bool {
         self.requested.load(Ordering::Acquire)
+    }
+
+    /// When the stop was first requested (`None` if it was not).
+    pub(crate) fn requested_at(&self) -> Option<Instant> {
+        self.requested_at.get().copied()
     }
 
     /// Readable (at end-of-file) once shutdown was requested.
@@ -78,8 +87,15 @@ mod tests {
     fn only_the_first_request_counts_and_every_waiter_wakes() {
         let stop = StopSignal::new().unwrap();
         assert!(!stop.is_requested());
+        assert!(stop.requested_at().is_none());
         assert!(stop.request());
+        let at = stop.requested_at().expect("the time of the first request");
         assert!(!stop.request());
+        assert_eq!(
+            stop.requested_at(),
+            Some(at),
+            "later requests keep the first time"
+        );
         assert!(stop.is_requested());
         assert!(stop.channel().recv().is_err(), "channel is disconnected");
         let start = Instant::now();

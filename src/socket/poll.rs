@@ -65,6 +65,26 @@ pub(crate) fn wait(socket: RawFd, stop: RawFd, timeout: Option<Duration>) -> io:
     }
 }
 
+/// Whether `fd` is readable now (data, end of file or an error waiting), without waiting.
+pub(crate) fn readable_now(fd: RawFd) -> io::Result<bool> {
+    let mut pollfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one initialised pollfd that outlives the call.
+        let n = unsafe { libc::poll(&mut pollfd, 1, 0) };
+        if n >= 0 {
+            return Ok(n > 0);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
 /// Milliseconds until `deadline`, rounded up so a sub-millisecond remainder does not become a
 /// zero-timeout busy loop.
 fn millis_until(deadline: Instant) -> i32 {
@@ -105,6 +125,14 @@ mod tests {
             wait(sock_r.as_raw_fd(), stop_r.as_raw_fd(), None).unwrap(),
             Ready::Stop
         );
+    }
+
+    #[test]
+    fn readable_now_does_not_wait() {
+        let (r, mut w) = std::io::pipe().unwrap();
+        assert!(!readable_now(r.as_raw_fd()).unwrap());
+        w.write_all(b"x").unwrap();
+        assert!(readable_now(r.as_raw_fd()).unwrap());
     }
 
     #[test]

@@ -58,6 +58,16 @@ impl Interactive {
         }
     }
 
+    /// Whether the child has already exited (without reaping it from the guard's care).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.guard.child().try_wait(), Ok(None))
+    }
+
+    /// Everything the child wrote to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr.snapshot()
+    }
+
     /// Types `line` and a newline.
     pub fn send_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin is still open");
@@ -96,6 +106,8 @@ impl Interactive {
         while let Ok(line) = self.lines.recv_timeout(IO_TIMEOUT) {
             rest.push(line);
         }
-        (status, rest, self.stderr.snapshot())
+        // All of stderr, not a snapshot: its reader thread may still hold the last bytes.
+        let stderr = self.stderr.all(&self.what);
+        (status, rest, stderr)
     }
 }

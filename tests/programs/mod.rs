@@ -116,6 +116,18 @@ impl Server {
         self.child.id()
     }
 
+    /// Sends `signal` to the server process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child, which is reaped only by `wait_exit` or on drop.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
+    }
+
+    /// The server's exit status once it has exited, or `None` if it still runs after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_with_deadline(&mut self.child, timeout)
+    }
+
     /// Everything the server wrote to stderr so far.
     pub fn log_so_far(&self) -> String {
         self.stderr.snapshot()

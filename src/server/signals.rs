@@ -1,0 +1,161 @@
+//! Stopping on SIGTERM, SIGINT and SIGQUIT ([`Builder::stop_on_signals`](crate::Builder::stop_on_signals)).
+//!
+//! `signal-hook`'s handlers only write to its self-pipe; a small relay thread reads the signals
+//! from there and turns them into the same requests `shutdown` and `stop_now` make, which the
+//! serving thread acts on. Keeping the relay separate from the serving loop means a stop still
+//! reaches a loop that is blocked waiting for pool or thread capacity, and a later reload or
+//! upgrade signal (SIGHUP, SIGUSR2, …) has one place to be added.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::iterator::{Handle, Signals};
+
+use super::handle::ServerHandle;
+
+/// The signals a graceful stop listens to.
+const STOP_SIGNALS: [i32; 3] = [SIGTERM, SIGINT, SIGQUIT];
+
+/// Passes stop signals to one server for as long as it lives.
+pub(crate) struct SignalRelay {
+    handle: Handle,
+}
+
+impl SignalRelay {
+    /// Installs the handlers and starts the relay thread for `server`. In a per-request child
+    /// (`child`) the signals only tell the handler, through `is_shutting_down`, that the server
+    /// is stopping: the parent decides when the request is cut off (a terminal's Ctrl-C and
+    /// systemd's stop reach every process of the group, and the parent passes its stop on).
+    pub(crate) fn start(server: ServerHandle, child: bool) -> io::Result<SignalRelay> {
+        let mut signals = Signals::new(STOP_SIGNALS).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot install handlers for SIGTERM, SIGINT and SIGQUIT: {e}"),
+            )
+        })?;
+        let handle = signals.handle();
+        Defaults::get().armed();
+        let spawned = std::thread::Builder::new()
+            .name("socketserver-signals".to_string())
+            .spawn(move || {
+                let mut stops = 0;
+                for signal in signals.forever() {
+                    relay(&server, signal, &mut stops, child);
+                }
+            });
+        if let Err(e) = spawned {
+            handle.close();
+            Defaults::get().disarmed();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot start the thread that relays stop signals: {e}"),
+            ));
+        }
+        Ok(SignalRelay { handle })
+    }
+}
+
+impl Drop for SignalRelay {
+    fn drop(&mut self) {
+        self.handle.close();
+        Defaults::get().disarmed();
+    }
+}
+
+/// signal-hook leaves its handler installed once no action remains, which would make the stop
+/// signals do nothing at all once every server is gone. So while no server is armed, an action
+/// registered once gives them their default effect (ending the process) back.
+struct Defaults {
+    /// How many servers have their relay running.
+    armed: Mutex<usize>,
+    /// Whether the signals have their default effect: no server is armed.
+    idle: Arc<AtomicBool>,
+}
+
+impl Defaults {
+    fn get() -> &'static Defaults {
+        static DEFAULTS: OnceLock<Defaults> = OnceLock::new();
+        DEFAULTS.get_or_init(|| {
+            let idle = Arc::new(AtomicBool::new(false));
+            for signal in STOP_SIGNALS {
+                if let Err(e) =
+                    signal_hook::flag::register_conditional_default(signal, idle.clone())
+                {
+                    log::debug!("cannot keep the default action of {}: {e}", name(signal));
+                }
+            }
+            Defaults {
+                armed: Mutex::new(0),
+                idle,
+            }
+        })
+    }
+
+    fn armed(&self) {
+        let mut armed = self.armed.lock().unwrap_or_else(PoisonError::into_inner);
+        *armed += 1;
+        self.idle.store(false, Ordering::SeqCst);
+    }
+
+    fn disarmed(&self) {
+        let mut armed = self.armed.lock().unwrap_or_else(PoisonError::into_inner);
+        *armed = armed.saturating_sub(1);
+        self.idle.store(*armed == 0, Ordering::SeqCst);
+    }
+}
+
+/// What one signal does: the first SIGTERM or SIGINT starts a graceful stop, a second one or a
+/// SIGQUIT stops at once, and any signal after that ends the process.
+fn relay(server: &ServerHandle, signal: i32, stops: &mut u32, child: bool) {
+    let shared = &server.shared;
+    let name = name(signal);
+    if child {
+        log::debug!(
+            "{name}: child {} tells its handler the server is stopping",
+            std::process::id()
+        );
+        shared.stop.request();
+        return;
+    }
+    if shared.abort.is_requested() {
+        log::error!("{name} while already stopping at once: exiting now");
+        std::process::exit(128 + signal);
+    }
+    *stops += 1;
+    // Each line is logged before the request it announces: once the request is made, the
+    // serving thread may finish the stop and end the process before this thread logs anything.
+    if signal == SIGQUIT || *stops > 1 {
+        if !shared.abort.is_requested() {
+            log::warn!(
+                "{name}: stopping server on {} at once; {} request(s) running",
+                shared.local,
+                shared.counters.active()
+            );
+        }
+        shared.abort(format!("{name} arrived"));
+        return;
+    }
+    if !shared.stop.is_requested() {
+        let grace = shared.grace.map_or("no grace period".to_string(), |g| {
+            format!("grace period {g:?}")
+        });
+        log::info!(
+            "{name}: stopping server on {} gracefully ({grace}, {} request(s) running); \
+             send SIGINT or SIGTERM again, or SIGQUIT, to stop at once",
+            shared.local,
+            shared.counters.active()
+        );
+    }
+    shared.stop.request();
+}
+
+fn name(signal: i32) -> &'static str {
+    match signal {
+        SIGTERM => "SIGTERM",
+        SIGINT => "SIGINT",
+        SIGQUIT => "SIGQUIT",
+        _ => "signal",
+    }
+}
