@@ -1,4 +1,4 @@
-//! The examples behind real load balancers sending the PROXY protocol: HAProxy (`mode tcp` with
+//! The examples behind real load balancers sending the PROXY protocol: `HAProxy` (`mode tcp` with
 //! `send-proxy` and `send-proxy-v2`) and nginx's `stream` module (`proxy_protocol on`), started
 //! on loopback with generated configurations and stopped by pid. Through each, `http_hello`'s
 //! page names the test client's own address and port, not the balancer's.

@@ -1,7 +1,7 @@
 //! The PROXY protocol against hand-made headers from loopback: the handler sees the client the
 //! header names and the balancer beside it; untrusted sources, garbled or missing headers and
 //! slow ones are refused and reported; a version 2 `LOCAL` health check never reaches the
-//! handler; `verify_request` judges the real client. Real HAProxy and nginx: tests/balancers.rs.
+//! handler; `verify_request` judges the real client. Real `HAProxy` and nginx: tests/balancers.rs.
 
 mod common;
 

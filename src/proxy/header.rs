@@ -33,28 +33,33 @@ pub struct ProxyHeader {
 
 impl ProxyHeader {
     /// 1 or 2.
+    #[must_use]
     pub fn version(&self) -> u8 {
         self.version
     }
 
     /// Whether this was a version 2 `LOCAL` header (the balancer's own connection, such as a
     /// health check) rather than a relayed client.
+    #[must_use]
     pub fn is_local(&self) -> bool {
         self.local
     }
 
     /// The client's address, as the balancer saw it. `None` for `PROXY UNKNOWN`, a `LOCAL`
     /// header, or a family other than IPv4/IPv6; the connection's own peer then stands.
+    #[must_use]
     pub fn source(&self) -> Option<SocketAddr> {
         self.source
     }
 
     /// The address the client connected to, on the balancer.
+    #[must_use]
     pub fn destination(&self) -> Option<SocketAddr> {
         self.destination
     }
 
     /// Every version 2 TLV, in the order sent (none for version 1).
+    #[must_use]
     pub fn tlvs(&self) -> &[Tlv] {
         &self.tlvs
     }
@@ -65,17 +70,20 @@ impl ProxyHeader {
     }
 
     /// `PP2_TYPE_AUTHORITY`: the host name the client asked for (TLS SNI, typically).
+    #[must_use]
     pub fn authority(&self) -> Option<&str> {
         self.tlv(PP2_TYPE_AUTHORITY)
             .and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// `PP2_TYPE_ALPN`: the application protocol the client negotiated (`h2`, `http/1.1`).
+    #[must_use]
     pub fn alpn(&self) -> Option<&[u8]> {
         self.tlv(PP2_TYPE_ALPN)
     }
 
     /// `PP2_TYPE_SSL`: what the balancer knows of the client's TLS connection, if it ended one.
+    #[must_use]
     pub fn tls(&self) -> Option<Tls> {
         Tls::parse(self.tlv(PP2_TYPE_SSL)?)
     }
@@ -91,11 +99,13 @@ pub struct Tlv {
 impl Tlv {
     /// The type: `0x01` ALPN, `0x02` authority, `0x20` SSL, `0x30` network namespace, `0xE0`
     /// to `0xEF` custom, and so on.
+    #[must_use]
     pub fn kind(&self) -> u8 {
         self.kind
     }
 
     /// The value's bytes.
+    #[must_use]
     pub fn value(&self) -> &[u8] {
         &self.value
     }
@@ -121,27 +131,32 @@ impl Tls {
     }
 
     /// Whether the client connected over TLS (`PP2_CLIENT_SSL`).
+    #[must_use]
     pub fn is_tls(&self) -> bool {
         self.client & PP2_CLIENT_SSL != 0
     }
 
     /// Whether the client presented a certificate and it was verified (`verify` is 0 and a
     /// certificate was sent, `PP2_CLIENT_CERT_CONN` or `PP2_CLIENT_CERT_SESS`).
+    #[must_use]
     pub fn client_verified(&self) -> bool {
         self.verify == 0 && self.client & 0x06 != 0
     }
 
     /// The TLS version, such as `TLSv1.3`.
+    #[must_use]
     pub fn version(&self) -> Option<&str> {
         self.field(PP2_SUBTYPE_SSL_VERSION)
     }
 
     /// The cipher, such as `TLS_AES_256_GCM_SHA384`.
+    #[must_use]
     pub fn cipher(&self) -> Option<&str> {
         self.field(PP2_SUBTYPE_SSL_CIPHER)
     }
 
     /// The common name of the client certificate's subject.
+    #[must_use]
     pub fn common_name(&self) -> Option<&str> {
         self.field(PP2_SUBTYPE_SSL_CN)
     }

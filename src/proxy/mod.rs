@@ -1,4 +1,4 @@
-//! The PROXY protocol (versions 1 and 2, from HAProxy): the header a load balancer sends at the
+//! The PROXY protocol (versions 1 and 2, from `HAProxy`): the header a load balancer sends at the
 //! start of each connection to say who the client really is. Turned on with
 //! [`Builder::proxy_protocol`](crate::Builder::proxy_protocol) and
 //! [`Builder::trusted_proxies`](crate::Builder::trusted_proxies); parsed with the `ppp` crate.
@@ -35,10 +35,10 @@ pub const MAX_V1_HEADER: usize = 107;
 /// [`Builder::proxy_protocol`](crate::Builder::proxy_protocol)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyProtocol {
-    /// Version 1, the text header (`PROXY TCP4 …\r\n`): HAProxy's `send-proxy`, nginx's
+    /// Version 1, the text header (`PROXY TCP4 …\r\n`): `send-proxy` in `HAProxy`, nginx's
     /// `proxy_protocol on`.
     V1,
-    /// Version 2, the binary header with TLVs: HAProxy's `send-proxy-v2`, most cloud balancers.
+    /// Version 2, the binary header with TLVs: `send-proxy-v2` in `HAProxy`, most cloud balancers.
     V2,
     /// Either version, told apart by the first bytes.
     Any,
