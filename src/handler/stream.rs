@@ -266,8 +266,8 @@ impl StreamRequest {
 
     /// The client's address (Python's `client_address`). For a Unix stream server this is usually
     /// `(unnamed)`, since clients rarely bind their sockets. With the PROXY protocol on
-    /// ([`Builder::proxy_protocol`](crate::Builder::proxy_protocol)) it is the client's address
-    /// the balancer reported, and [`proxy_addr`](Self::proxy_addr) the balancer's.
+    /// (`Builder::proxy_protocol`, feature `proxy`) it is the client's address the balancer
+    /// reported, and `proxy_addr` the balancer's.
     pub fn peer_addr(&self) -> &Address {
         &self.peer
     }

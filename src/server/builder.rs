@@ -262,7 +262,7 @@ impl<M: Mode> Builder<M> {
     /// Decides, before the handler runs, whether to serve a peer (Python's `verify_request`).
     /// Returning `false` closes the connection (or drops the datagram) and counts it in
     /// [`Stats::rejected`](crate::Stats::rejected). Runs on the serving thread — except with
-    /// the PROXY protocol on ([`proxy_protocol`](Self::proxy_protocol)): then it runs on the
+    /// the PROXY protocol on (`proxy_protocol`, feature `proxy`): then it runs on the
     /// request's thread (in a [`Process`](crate::Process) mode, in the child) right after the
     /// header is read and before `setup`, so it sees the real client's address. Calls from
     /// several threads then take turns.
