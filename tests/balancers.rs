@@ -90,9 +90,22 @@ fn haproxy(
     backend: SocketAddr,
     send: &str,
 ) -> Balancer {
+    haproxy_with(program, dir, listen, backend, send, "")
+}
+
+/// HAProxy with `global` lines added to its `global` section (a stats socket, say).
+fn haproxy_with(
+    program: &Path,
+    dir: &Path,
+    listen: SocketAddr,
+    backend: SocketAddr,
+    send: &str,
+    global: &str,
+) -> Balancer {
     let config = format!(
         "global\n\
          \x20   maxconn 100\n\
+         {global}\
          defaults\n\
          \x20   mode tcp\n\
          \x20   timeout connect 2s\n\
@@ -210,4 +223,93 @@ fn a_direct_client_is_refused_by_a_server_expecting_the_balancer() {
     let mut reply = Vec::new();
     let _ = stream.read_to_end(&mut reply);
     assert!(reply.is_empty(), "{:?}", String::from_utf8_lossy(&reply));
+}
+
+/// The `status` column of server `one` in HAProxy's `show stat`, over its stats socket.
+fn haproxy_status(socket: &Path) -> String {
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
+        return "no stats socket yet".to_string();
+    };
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let _ = stream.write_all(b"show stat\n");
+    let mut csv = String::new();
+    let _ = stream.read_to_string(&mut csv);
+    let header: Vec<&str> = csv
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let Some(column) = header.iter().position(|name| *name == "status") else {
+        return format!("no status column in {csv:?}");
+    };
+    csv.lines()
+        .find(|line| line.starts_with("instances,one,"))
+        .and_then(|line| line.split(',').nth(column))
+        .unwrap_or("no row for server one")
+        .to_string()
+}
+
+fn wait_for_status(socket: &Path, want: &str, balancer: &Balancer) {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        let status = haproxy_status(socket);
+        if status.starts_with(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server one never became {want} (last: {status}):\n{}",
+            balancer.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn haproxy_health_checks_with_the_header_mark_a_stopped_instance_down_and_a_restarted_one_up() {
+    let Some(program) = find("haproxy") else {
+        return;
+    };
+    let args = ["--proxy-protocol", "v2", "--trusted-proxy", "127.0.0.1"];
+    let env = [("RUST_LOG", "debug")];
+    let mut server = Server::start_with_env("http_hello", &args, &env);
+    let backend = server.addr;
+    let dir = scratch("haproxy_health");
+    let socket = dir.join("admin.sock");
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let global = format!("    stats socket {}\n", socket.display());
+    let balancer = haproxy_with(
+        &program,
+        &dir,
+        listen,
+        backend,
+        "send-proxy-v2 check check-send-proxy inter 100ms fall 1 rise 1",
+        &global,
+    );
+    wait_for_status(&socket, "UP", &balancer);
+    // The checks arrive as version 2 LOCAL headers: closed without running the handler.
+    server.wait_for_log("PROXY protocol LOCAL connection (a health check)");
+    assert_client_seen(&balancer, listen);
+
+    server.signal(libc::SIGTERM);
+    assert!(
+        server
+            .wait_exit(STARTUP_TIMEOUT)
+            .is_some_and(|s| s.success()),
+        "the instance stops gracefully on SIGTERM:\n{}",
+        server.log_so_far()
+    );
+    wait_for_status(&socket, "DOWN", &balancer);
+
+    let port = backend.port().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let restarted = Server::start(
+        "http_hello",
+        &[&["--addr", addr.as_str()][..], &args[..]].concat(),
+    );
+    assert_eq!(restarted.addr, backend, "restarted on the same address");
+    wait_for_status(&socket, "UP", &balancer);
+    assert_client_seen(&balancer, listen);
 }
