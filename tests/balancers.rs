@@ -93,7 +93,7 @@ fn haproxy(
     haproxy_with(program, dir, listen, backend, send, "")
 }
 
-/// HAProxy with `global` lines added to its `global` section (a stats socket, say).
+/// `HAProxy` with `global` lines added to its `global` section (a stats socket, say).
 fn haproxy_with(
     program: &Path,
     dir: &Path,
@@ -225,7 +225,7 @@ fn a_direct_client_is_refused_by_a_server_expecting_the_balancer() {
     assert!(reply.is_empty(), "{:?}", String::from_utf8_lossy(&reply));
 }
 
-/// The `status` column of server `one` in HAProxy's `show stat`, over its stats socket.
+/// The `status` column of server `one` in the `show stat` of `HAProxy`, over its stats socket.
 fn haproxy_status(socket: &Path) -> String {
     let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
         return "no stats socket yet".to_string();
