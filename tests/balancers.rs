@@ -227,6 +227,11 @@ fn a_direct_client_is_refused_by_a_server_expecting_the_balancer() {
 
 /// The `status` column of server `one` in the `show stat` of `HAProxy`, over its stats socket.
 fn haproxy_status(socket: &Path) -> String {
+    haproxy_named_status(socket, "one")
+}
+
+/// The `status` column of server `name` of the backend `instances`.
+fn haproxy_named_status(socket: &Path, name: &str) -> String {
     let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
         return "no stats socket yet".to_string();
     };
@@ -245,10 +250,9 @@ fn haproxy_status(socket: &Path) -> String {
         return format!("no status column in {csv:?}");
     };
     csv.lines()
-        .find(|line| line.starts_with("instances,one,"))
+        .find(|line| line.starts_with(&format!("instances,{name},")))
         .and_then(|line| line.split(',').nth(column))
-        .unwrap_or("no row for server one")
-        .to_string()
+        .map_or_else(|| format!("no row for server {name}"), ToString::to_string)
 }
 
 fn wait_for_status(socket: &Path, want: &str, balancer: &Balancer) {
@@ -312,4 +316,162 @@ fn haproxy_health_checks_with_the_header_mark_a_stopped_instance_down_and_a_rest
     assert_eq!(restarted.addr, backend, "restarted on the same address");
     wait_for_status(&socket, "UP", &balancer);
     assert_client_seen(&balancer, listen);
+}
+
+/// One `GET /` through the balancer, checked; its latency.
+fn one_request(listen: SocketAddr) -> Result<Duration, String> {
+    let start = Instant::now();
+    let mut stream = TcpStream::connect_timeout(&listen, IO_TIMEOUT).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let me = stream.local_addr().map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .map_err(|e| format!("send: {e}"))?;
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .map_err(|e| format!("read: {e}"))?;
+    if reply.starts_with("HTTP/1.1 200 OK") && reply.ends_with(&format!("hello {me}\n")) {
+        Ok(start.elapsed())
+    } else {
+        Err(format!("unexpected reply {reply:?}"))
+    }
+}
+
+fn p99(latencies: &mut [Duration]) -> Duration {
+    latencies.sort();
+    latencies
+        .get(latencies.len().saturating_sub(1) * 99 / 100)
+        .copied()
+        .unwrap_or_default()
+}
+
+#[test]
+fn rolling_restart_behind_haproxy_fails_no_request() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    const REQUESTS: usize = 10_000;
+    let Some(program) = find("haproxy") else {
+        return;
+    };
+    let args = ["--proxy-protocol", "v2", "--trusted-proxy", "127.0.0.1"];
+    let mut instances: Vec<Server> = (0..3).map(|_| Server::start("http_hello", &args)).collect();
+    let addrs: Vec<SocketAddr> = instances.iter().map(|s| s.addr).collect();
+    let dir = scratch("haproxy_rolling");
+    let socket = dir.join("admin.sock");
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let servers: String = ["one", "two", "three"]
+        .iter()
+        .zip(&addrs)
+        .map(|(name, addr)| {
+            format!(
+                "    server {name} {addr} send-proxy-v2 check check-send-proxy inter 50ms fall 1 rise 2\n"
+            )
+        })
+        .collect();
+    let config = format!(
+        "global\n    maxconn 200\n    stats socket {}\n\
+         defaults\n    mode tcp\n    retries 3\n    option redispatch 1\n\
+         \x20   timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n\
+         frontend front\n    bind {listen}\n    default_backend instances\n\
+         backend instances\n    balance roundrobin\n{servers}",
+        socket.display()
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, config).expect("write haproxy.cfg");
+    let mut command = Command::new(&program);
+    command.arg("-f").arg(&path).arg("-db");
+    let balancer = start("haproxy", command, dir.join("haproxy.log"), listen);
+    for name in ["one", "two", "three"] {
+        wait_for_named_status(&socket, name, "UP", &balancer);
+    }
+
+    let restarting = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicUsize::new(0));
+    let client = {
+        let (restarting, done) = (Arc::clone(&restarting), Arc::clone(&done));
+        let progress = Arc::clone(&progress);
+        std::thread::spawn(move || {
+            let (mut calm, mut during, mut failures) = (Vec::new(), Vec::new(), Vec::new());
+            let mut sent = 0;
+            while sent < REQUESTS || !done.load(Ordering::SeqCst) {
+                let busy = restarting.load(Ordering::SeqCst);
+                match one_request(listen) {
+                    Ok(latency) if busy => during.push(latency),
+                    Ok(latency) => calm.push(latency),
+                    Err(e) => failures.push(e),
+                }
+                sent += 1;
+                progress.store(sent, Ordering::SeqCst);
+                // Bounded: the restarts take a few seconds; never loop for ever.
+                if sent >= REQUESTS * 5 {
+                    break;
+                }
+            }
+            (sent, calm, during, failures)
+        })
+    };
+    // Each instance in turn, spread over the loop: at a quarter, half and three quarters of it.
+    for (i, name) in ["one", "two", "three"].iter().enumerate() {
+        let at = REQUESTS * (i + 1) / 4;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while progress.load(Ordering::SeqCst) < at && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        restarting.store(true, Ordering::SeqCst);
+        instances[i].signal(libc::SIGTERM);
+        assert!(
+            instances[i]
+                .wait_exit(STARTUP_TIMEOUT)
+                .is_some_and(|s| s.success()),
+            "instance {name} stops gracefully:\n{}",
+            instances[i].log_so_far()
+        );
+        wait_for_named_status(&socket, name, "DOWN", &balancer);
+        let addr = addrs[i].to_string();
+        instances[i] = Server::start(
+            "http_hello",
+            &[&["--addr", addr.as_str()][..], &args[..]].concat(),
+        );
+        wait_for_named_status(&socket, name, "UP", &balancer);
+        restarting.store(false, Ordering::SeqCst);
+    }
+    done.store(true, Ordering::SeqCst);
+    let (sent, mut calm, mut during, failures) = client.join().expect("the client thread");
+    println!(
+        "rolling restart: {sent} requests, {} failed; p99 {:?} during the restarts ({} requests) \
+         against {:?} without ({} requests)",
+        failures.len(),
+        p99(&mut during),
+        during.len(),
+        p99(&mut calm),
+        calm.len()
+    );
+    assert!(sent >= REQUESTS, "only {sent} requests were sent");
+    assert!(!during.is_empty(), "no request ran during the restarts");
+    assert!(
+        failures.is_empty(),
+        "failed requests: {:?}",
+        &failures[..failures.len().min(5)]
+    );
+}
+
+fn wait_for_named_status(socket: &Path, name: &str, want: &str, balancer: &Balancer) {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        let status = haproxy_named_status(socket, name);
+        if status.starts_with(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server {name} never became {want} (last: {status}):\n{}",
+            balancer.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
