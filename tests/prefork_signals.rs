@@ -55,6 +55,10 @@ const TESTS: &[(&str, TestFn)] = &[
         "prefork_sighup_reloads_every_worker_without_a_failed_request",
         sighup_reload,
     ),
+    (
+        "prefork_sigusr2_upgrades_without_a_failed_request",
+        sigusr2_upgrade,
+    ),
 ];
 
 fn run_tests() -> ExitCode {
@@ -388,7 +392,6 @@ fn sighup_reload() -> Result<(), String> {
     server.stop()
 }
 
-#[allow(dead_code)] // SIGUSR2 comes in the next commit.
 fn sigusr2_upgrade() -> Result<(), String> {
     let mut server = Scenario::start()?;
     let old_parent = server.pid();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::sealed::ModeImpl;
 use super::{Pool, Single, Task, ThreadSettings, Threading};
-use crate::process::{self, ProcessKind, Reports, Role};
+use crate::process::{self, ProcessKind, Reports, Role, Upgrade, UpgradeState};
 use crate::server::handle::ServerHandle;
 use crate::server::stop::StopSignal;
 use crate::stats::Stats;
@@ -116,6 +116,15 @@ enum Part {
 ///   drains within `drain_timeout`. The listening socket stays open in the parent all along, so
 ///   the kernel queues connections meanwhile: none is refused or reset. Under systemd the parent
 ///   sends `RELOADING=1` first and `READY=1` once every worker is fresh.
+/// * **SIGUSR2**: a binary upgrade. A new copy of the program, from the file on disk and with the
+///   same arguments, inherits the listening socket by the socket-activation convention
+///   (`LISTEN_FDS=1`, descriptor 3, `LISTEN_PID` its pid; so it must build its server with
+///   [`Builder::systemd_tcp`](crate::Builder::systemd_tcp) or the like when `LISTEN_FDS` is set)
+///   and reports `READY=1` on a private `NOTIFY_SOCKET`. Then this parent stops gracefully: its
+///   workers drain while the new program's accept from the same socket, and `serve_forever`
+///   returns `Ok`. If the new program exits or is not ready within 30 s, the upgrade is given up
+///   and this one goes on serving. The new program shares stdin, stdout and stderr, and outlives
+///   its parent; under systemd, whose main pid would change, use SIGHUP instead.
 ///
 /// Workers share the parent's socket rather than each binding its own with `SO_REUSEPORT`. With
 /// per-worker sockets the kernel would spread connections without waking every worker, but the
@@ -167,6 +176,8 @@ pub struct Prefork {
     retired: Stats,
     /// Since a reload: start workers from the program file on disk, not the running binary.
     from_disk: bool,
+    /// A binary upgrade under way (SIGUSR2): the new program, until it serves.
+    upgrade: Option<Box<Upgrade>>,
 }
 
 impl Prefork {
@@ -184,6 +195,7 @@ impl Prefork {
             retiring: Vec::new(),
             retired: Stats::default(),
             from_disk: false,
+            upgrade: None,
         }
     }
 
@@ -307,6 +319,10 @@ impl ModeImpl for Prefork {
             if shared.prefork.reload.swap(false, Ordering::AcqRel) {
                 reloading = self.begin_reload(server);
             }
+            if shared.prefork.upgrade.swap(false, Ordering::AcqRel) {
+                self.begin_upgrade(socket);
+            }
+            self.check_upgrade(server);
             let from_disk = self.from_disk;
             for (index, slot) in self.slots.iter_mut().enumerate() {
                 slot.check(index, &mut self.retired);
@@ -389,6 +405,43 @@ impl Prefork {
             slot.reload = true;
         }
         true
+    }
+
+    /// SIGUSR2: starts the new program on the listening socket (one upgrade at a time).
+    fn begin_upgrade(&mut self, socket: RawFd) {
+        if let Some(upgrade) = &self.upgrade {
+            log::warn!(
+                "prefork: SIGUSR2 ignored: the new program (pid {}) is still starting",
+                upgrade.pid()
+            );
+            return;
+        }
+        match Upgrade::start(socket) {
+            Ok(upgrade) => self.upgrade = Some(Box::new(upgrade)),
+            Err(e) => log::error!("prefork: SIGUSR2: {e}; this program goes on serving"),
+        }
+    }
+
+    /// Once the new program serves, this one stops gracefully: its workers drain while the new
+    /// program's accept from the same socket.
+    fn check_upgrade(&mut self, server: &ServerHandle) {
+        let Some(upgrade) = &mut self.upgrade else {
+            return;
+        };
+        match upgrade.poll() {
+            UpgradeState::Pending => return,
+            UpgradeState::Ready => {
+                log::info!(
+                    "prefork: SIGUSR2: the new program (pid {}) serves; this one stops",
+                    upgrade.pid()
+                );
+                server.shared.stop.request();
+            }
+            UpgradeState::Failed(why) => {
+                log::error!("prefork: SIGUSR2: {why}; this program goes on serving")
+            }
+        }
+        self.upgrade = None;
     }
 
     /// Reaps the retiring workers that exited, and kills those past their drain timeout.

@@ -26,12 +26,12 @@ const ACTIVATION_VARS: [&str; 6] = [
 /// This program, as it was started.
 #[derive(Debug)]
 pub(crate) struct Program {
-    path: PathBuf,
+    pub(super) path: PathBuf,
     /// The program file on disk (what `current_exe` said at start-up): a rolling reload starts
     /// its fresh workers from it, so a rebuilt binary takes effect.
-    on_disk: Option<PathBuf>,
+    pub(super) on_disk: Option<PathBuf>,
     arg0: OsString,
-    args: Vec<OsString>,
+    pub(super) args: Vec<OsString>,
 }
 
 /// Resolves this program once. On Linux `/proc/self/exe` names the running binary even if its
