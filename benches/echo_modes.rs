@@ -117,7 +117,7 @@ fn drive(addr: SocketAddr, conns: usize, roundtrips: usize) -> f64 {
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
+    xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
 }
 

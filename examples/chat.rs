@@ -168,7 +168,8 @@ fn others(n: usize) -> String {
 /// Locks the room. A handler that panicked while holding the lock cannot have left the map
 /// half-updated (every change is one `insert` or `retain`), so a poisoned lock is used as is.
 fn lock(room: &Mutex<Room>) -> MutexGuard<'_, Room> {
-    room.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    room.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The handler: admit the sender, relay the message, answer the sender.

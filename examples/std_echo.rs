@@ -46,7 +46,7 @@ impl BufRead for Conn {
         self.reader.fill_buf()
     }
     fn consume(&mut self, amt: usize) {
-        self.reader.consume(amt)
+        self.reader.consume(amt);
     }
 }
 

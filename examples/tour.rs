@@ -249,7 +249,10 @@ where
         let clients: Vec<_> = (1..=CLIENTS)
             .map(|i| scope.spawn(move || client(i)))
             .collect();
-        clients.into_iter().map(|c| c.join()).collect()
+        clients
+            .into_iter()
+            .map(std::thread::ScopedJoinHandle::join)
+            .collect()
     });
     // Stop the server before looking at the results, so that a failed client cannot leave it
     // running.
@@ -810,7 +813,10 @@ impl Answered {
     /// Counts one more answer, then waits (at most [`IO_TIMEOUT`]) until `enough` have come.
     fn add_and_wait_for(&self, enough: usize) {
         let deadline = Instant::now() + IO_TIMEOUT;
-        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        let mut count = self
+            .count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *count += 1;
         self.changed.notify_all();
         while *count < enough {
@@ -854,7 +860,7 @@ impl DemoServer {
         let (tx, lines) = mpsc::channel();
         if let Some(stdout) = child.stdout.take() {
             thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                     if tx.send(line).is_err() {
                         break;
                     }

@@ -31,21 +31,25 @@ impl Address {
     }
 
     /// The IP address and port, for IPv4 and IPv6 sockets.
+    #[must_use]
     pub fn as_inet(&self) -> Option<SocketAddr> {
         self.0.as_socket()
     }
 
     /// The file system path, for a Unix socket bound to a path.
+    #[must_use]
     pub fn as_unix_path(&self) -> Option<&Path> {
         self.0.as_pathname()
     }
 
     /// Whether this is a Unix-domain address (named, abstract or unnamed).
+    #[must_use]
     pub fn is_unix(&self) -> bool {
         self.0.is_unix()
     }
 
     /// Whether this is an unbound Unix socket's address, which nothing can be sent to.
+    #[must_use]
     pub fn is_unnamed_unix(&self) -> bool {
         self.0.is_unnamed()
     }

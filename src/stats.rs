@@ -136,7 +136,7 @@ impl Counters {
                     guard = self
                         .idle
                         .wait(guard)
-                        .unwrap_or_else(PoisonError::into_inner)
+                        .unwrap_or_else(PoisonError::into_inner);
                 }
                 Some(deadline) => {
                     let now = Instant::now();

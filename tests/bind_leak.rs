@@ -12,7 +12,7 @@ use socketserver::{
 
 fn open_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd")
-        .map(|dir| dir.count())
+        .map(Iterator::count)
         .unwrap_or(0)
 }
 

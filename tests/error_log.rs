@@ -26,7 +26,7 @@ impl log::Log for Capture {
         let line = record.args().to_string();
         self.0
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((record.level(), line));
     }
 
@@ -48,7 +48,7 @@ fn errors_mentioning(text: &str) -> Vec<String> {
     CAPTURE
         .0
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .iter()
         .filter(|(level, line)| *level == log::Level::Error && line.contains(text))
         .map(|(_, line)| line.clone())

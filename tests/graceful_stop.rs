@@ -142,7 +142,7 @@ fn run_tests() -> ExitCode {
             Err(panic
                 .downcast_ref::<String>()
                 .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .or_else(|| panic.downcast_ref::<&str>().map(ToString::to_string))
                 .unwrap_or_else(|| "panicked".to_string()))
         });
         match outcome {

@@ -134,7 +134,7 @@ fn run_tests() -> ExitCode {
             Err(panic
                 .downcast_ref::<String>()
                 .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .or_else(|| panic.downcast_ref::<&str>().map(ToString::to_string))
                 .unwrap_or_else(|| "panicked".to_string()))
         });
         match outcome {
@@ -164,7 +164,9 @@ static CAPTURED: Mutex<Vec<CapturedStderr>> = Mutex::new(Vec::new());
 
 /// A lock that a panicking test cannot poison for the tests after it.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A scenario server's stderr (its children's too: they inherit it), read into memory by a
@@ -963,8 +965,8 @@ fn prefork_parent_killed() -> Result<(), String> {
     Ok(())
 }
 
-/// Issue 9: with its parent SIGKILLed, a worker held by a client on an idle connection went on
-/// serving (alive 45 s later). Its lifeline closing must start the same bounded drain as a
+/// Issue 9: with its parent killed by `SIGKILL`, a worker held by a client on an idle connection
+/// went on serving (alive 45 s later). Its lifeline closing must start the same bounded drain as a
 /// shutdown: the request running when the parent dies (a `slow` line, 100 ms) still gets its
 /// reply, then the worker exits within about its drain timeout (600 ms) — long before the
 /// handler's 60 s read timeout would have freed it.
@@ -1172,7 +1174,7 @@ fn scenario_server(name: &str) -> ExitCode {
         .try_init();
     // The faulty scenario panics on purpose: one line instead of a backtrace in the test output.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("scenario server (expected): {info}")
+        eprintln!("scenario server (expected): {info}");
     }));
     let result = match name {
         "process_tcp" => serve_tcp(Process::new(), pid_upper_line),

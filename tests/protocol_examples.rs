@@ -205,7 +205,7 @@ fn remote_cmd_with_a_secret_serves_only_authenticated_clients() {
     assert!(!marker.exists(), "an unauthenticated command ran");
 }
 
-/// Sends `pieces` to remote_cmd as the seeds' client does (no framing), `gap` apart.
+/// Sends `pieces` to `remote_cmd` as the seeds' client does (no framing), `gap` apart.
 fn send_pieces(stream: &mut TcpStream, pieces: &[&[u8]], gap: Duration) {
     for (i, piece) in pieces.iter().enumerate() {
         if i > 0 {
@@ -215,7 +215,7 @@ fn send_pieces(stream: &mut TcpStream, pieces: &[&[u8]], gap: Duration) {
     }
 }
 
-/// Reads one remote_cmd reply: the header and the `total_size` bytes of output.
+/// Reads one `remote_cmd` reply: the header and the `total_size` bytes of output.
 fn command_reply(stream: &mut TcpStream) -> (Header, String) {
     let header = Framing::python_struct_i()
         .read_header(stream)
@@ -574,7 +574,7 @@ fn seed_ftp_client_uploads_and_the_rust_client_gets_an_identical_copy() {
     assert_eq!(run.stdout, "movie.mp4\t50000\n电影.bin\t300000\n");
 }
 
-/// A raw connection to file_server speaking the framing by hand.
+/// A raw connection to `file_server` speaking the framing by hand.
 struct Raw {
     stream: TcpStream,
     framing: Framing,
@@ -811,7 +811,7 @@ fn file_server_lists_while_uploads_come_and_go() {
         .collect();
     let mut raw = Raw::new(addr);
     let mut lists = 0;
-    while lists < 2000 && !uploaders.iter().all(|u| u.is_finished()) {
+    while lists < 2000 && !uploaders.iter().all(std::thread::JoinHandle::is_finished) {
         raw.send(json!({"cmd": "list"}), b"");
         let status = raw.status();
         assert_eq!(status["status"], "ok", "list #{lists}: {status:?}");

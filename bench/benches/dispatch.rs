@@ -153,7 +153,7 @@ fn datagram_dispatch(c: &mut Criterion) {
     );
     let client = udp_client(addr);
     group.bench_function("socketserver single", |b| {
-        b.iter(|| udp_round_trip(&client))
+        b.iter(|| udp_round_trip(&client));
     });
 
     let (addr, _pool) = serve(
@@ -172,7 +172,7 @@ fn stream_messages(c: &mut Criterion) {
     let mut group = c.benchmark_group("tcp echo on one connection (64 B)");
     let mut bare = tcp_client(bare_tcp());
     group.bench_function("bare std::net thread", |b| {
-        b.iter(|| tcp_round_trip(&mut bare))
+        b.iter(|| tcp_round_trip(&mut bare));
     });
     let (addr, _threading) = serve(
         Builder::new()
@@ -182,7 +182,7 @@ fn stream_messages(c: &mut Criterion) {
     );
     let mut client = tcp_client(addr);
     group.bench_function("socketserver threading", |b| {
-        b.iter(|| tcp_round_trip(&mut client))
+        b.iter(|| tcp_round_trip(&mut client));
     });
     drop(client);
     group.finish();

@@ -95,7 +95,7 @@ fn encode(c: &mut Criterion) {
                         .write_frame(&mut out, black_box(data))
                         .expect("a frame under the limit");
                     black_box(&out);
-                })
+                });
             });
         }
     }
@@ -109,7 +109,7 @@ fn decode_whole(c: &mut Criterion) {
         for (name, framing) in framings() {
             let bytes = wire(framing, &payload(size));
             group.bench_with_input(BenchmarkId::new(name, label(size)), &bytes, |b, bytes| {
-                b.iter(|| decode(framing, &mut black_box(&bytes[..]), size))
+                b.iter(|| decode(framing, &mut black_box(&bytes[..]), size));
             });
         }
     }
@@ -126,7 +126,7 @@ fn decode_one_byte(c: &mut Criterion) {
         for (name, framing) in framings() {
             let bytes = wire(framing, &payload(size));
             group.bench_with_input(BenchmarkId::new(name, label(size)), &bytes, |b, bytes| {
-                b.iter(|| decode(framing, &mut OneByte(black_box(&bytes[..])), size))
+                b.iter(|| decode(framing, &mut OneByte(black_box(&bytes[..])), size));
             });
         }
     }
@@ -165,7 +165,7 @@ fn header(c: &mut Criterion) {
                 .write_header(&mut out, black_box(&header))
                 .expect("a header under the limit");
             black_box(&out);
-        })
+        });
     });
     group.bench_function("read", |b| {
         b.iter(|| {
@@ -175,7 +175,7 @@ fn header(c: &mut Criterion) {
                 .expect("a header, not the end of the stream");
             assert_eq!(header_u64(&got, &["filesize"]).ok(), Some(734_003_200));
             black_box(got);
-        })
+        });
     });
     group.finish();
 }

@@ -87,7 +87,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, 
                     format!(
                     "invalid value '{value}' for --workload (expected framed, line, resp or udp)"
                 )
-                })?
+                })?;
             }
             "--conns" => o.conns = number(&name, &value, 1, 5000)? as usize,
             "--requests" => o.requests = number(&name, &value, 1, u64::MAX / 2)?,
@@ -96,7 +96,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, 
             "--timeout" => o.timeout = Duration::from_secs(number(&name, &value, 1, 600)?),
             "--idle" => o.idle = number(&name, &value, 0, 30_000)? as usize,
             "--server-pid" => {
-                o.server_pid = Some(number(&name, &value, 1, u32::MAX as u64)? as u32)
+                o.server_pid = Some(number(&name, &value, 1, u32::MAX as u64)? as u32);
             }
             _ if name.starts_with('-') => return Err(format!("unknown option '{name}'")),
             _ => return Err(format!("unexpected argument '{arg}'")),

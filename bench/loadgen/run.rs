@@ -67,7 +67,7 @@ pub fn run(o: &Options) -> io::Result<Report> {
     barrier.wait();
     let start = Instant::now();
     let mut last_progress = start;
-    while !clients.iter().all(|c| c.is_finished()) {
+    while !clients.iter().all(std::thread::JoinHandle::is_finished) {
         thread::sleep(Duration::from_millis(20));
         let now = Instant::now();
         if now.duration_since(start) >= QUIET_FOR
@@ -159,7 +159,7 @@ fn drive(
         fill(&mut payload, client, seq, o.workload);
         match &mut client_conn {
             Client::Stream(stream) => {
-                stream.exchange(o.workload, client, seq, &payload, &mut stored)?
+                stream.exchange(o.workload, client, seq, &payload, &mut stored)?;
             }
             Client::Churn => Stream::connect(o.addr, o.timeout)?.exchange(
                 o.workload,

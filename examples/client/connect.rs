@@ -25,8 +25,8 @@ pub fn tcp(addr: &str) -> Result<TcpStream, String> {
         .map_err(|e| format!("cannot connect to {addr}: {}", describe(&e)))?;
     set_timeouts(
         &stream,
-        |s, t| s.set_read_timeout(t),
-        |s, t| s.set_write_timeout(t),
+        std::net::TcpStream::set_read_timeout,
+        std::net::TcpStream::set_write_timeout,
     )?;
     Ok(stream)
 }
@@ -47,8 +47,8 @@ pub fn udp(addr: &str) -> Result<UdpSocket, String> {
         .map_err(|e| format!("cannot reach {addr}: {e}"))?;
     set_timeouts(
         &socket,
-        |s, t| s.set_read_timeout(t),
-        |s, t| s.set_write_timeout(t),
+        std::net::UdpSocket::set_read_timeout,
+        std::net::UdpSocket::set_write_timeout,
     )?;
     Ok(socket)
 }

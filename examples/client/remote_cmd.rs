@@ -77,14 +77,14 @@ pub fn run(addr: &str, args: &[String]) -> Result<(), String> {
         let note = |text: String| {
             let _ = writeln!(io::stderr(), "[{text}]");
         };
-        match header.get("exit_code").and_then(|v| v.as_i64()) {
+        match header.get("exit_code").and_then(serde_json::Value::as_i64) {
             Some(0) | None => {}
             Some(code) => note(format!("exit status {code}")),
         }
-        if header.get("timed_out").and_then(|v| v.as_bool()) == Some(true) {
+        if header.get("timed_out").and_then(serde_json::Value::as_bool) == Some(true) {
             note("the command was killed at its time limit".to_string());
         }
-        if header.get("truncated").and_then(|v| v.as_bool()) == Some(true) {
+        if header.get("truncated").and_then(serde_json::Value::as_bool) == Some(true) {
             note("the output was cut at the server's limit".to_string());
         }
     }

@@ -306,9 +306,9 @@ impl Args {
     /// whole worker; for a datagram server each handles one datagram at a time, since a thread
     /// per datagram would cost more than the request.
     fn prefork(&self, stream: bool) -> Prefork {
-        let workers = self
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let workers = self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+        });
         let prefork = Prefork::new(workers);
         if stream {
             prefork.worker_mode(Threading::new())

@@ -91,12 +91,16 @@ fn run(command: OsString) -> i32 {
                 Err(_) => break,
             }
         }
-        let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
+        let _ending = ENDING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         end_command(shell);
         std::process::exit(128 + libc::SIGKILL);
     });
     let code = wait_for(shell);
-    let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
+    let _ending = ENDING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     end_command(shell);
     code
 }

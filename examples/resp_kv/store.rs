@@ -40,7 +40,7 @@ impl Store {
         let index = (fnv1a(key) as usize) & (SHARDS - 1);
         self.shards[index]
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -22,6 +22,7 @@ pub enum Digest {
 
 impl Digest {
     /// The length of a tag in bytes: 16 for MD5, 32 for SHA-256.
+    #[must_use]
     pub const fn output_len(self) -> usize {
         match self {
             Digest::Md5 => 16,
@@ -30,6 +31,7 @@ impl Digest {
     }
 
     /// `"md5"` or `"sha256"`, as Python's `hmac.new(..., digestmod=...)` names them.
+    #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
             Digest::Md5 => "md5",
@@ -47,6 +49,7 @@ impl Digest {
     /// assert_eq!(tag[..4], [0x75, 0x0c, 0x78, 0x3e]);
     /// assert_eq!(Digest::Sha256.hmac(b"k", b"m").len(), 32);
     /// ```
+    #[must_use]
     pub fn hmac(self, key: &[u8], message: &[u8]) -> Vec<u8> {
         match self {
             Digest::Md5 => mac::<Hmac<Md5>>(key, message)
@@ -62,6 +65,7 @@ impl Digest {
 
     /// Whether `tag` is `HMAC(key, message)`, compared in constant time (the time taken does not
     /// depend on how many leading bytes are right). A tag of the wrong length is `false`.
+    #[must_use]
     pub fn verify(self, key: &[u8], message: &[u8], tag: &[u8]) -> bool {
         match self {
             Digest::Md5 => mac::<Hmac<Md5>>(key, message).verify_slice(tag).is_ok(),

@@ -20,8 +20,17 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `TcpStream`, `UnixStream` and the server's [`StreamRequest`].
 pub trait TimedStream: Read + Write {
     /// The read timeout now in force (`None`: reads wait forever).
+    ///
+    /// # Errors
+    ///
+    /// The stream's error, if it cannot report its timeout.
     fn read_timeout(&self) -> io::Result<Option<Duration>>;
     /// Sets the read timeout (`None`: reads wait forever).
+    ///
+    /// # Errors
+    ///
+    /// The stream's error; a zero `Duration` is refused with `InvalidInput`, as
+    /// `TcpStream::set_read_timeout` does.
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
 }
 
@@ -97,6 +106,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// Authentication with `secret`, HMAC-SHA256 and a 10-second deadline.
+    #[must_use]
     pub fn new(secret: Secret) -> Authenticator {
         Authenticator {
             secret: Arc::new(secret),
@@ -106,6 +116,7 @@ impl Authenticator {
     }
 
     /// Uses `digest` for the HMAC. Both ends must agree.
+    #[must_use]
     pub fn digest(mut self, digest: Digest) -> Authenticator {
         self.digest = digest;
         self
@@ -113,23 +124,29 @@ impl Authenticator {
 
     /// Gives the whole handshake at most `timeout` (for the server: to receive the answer; for
     /// the client: to receive the challenge). Zero is taken as one millisecond.
+    #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Authenticator {
         self.timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
     /// The digest in use.
+    #[must_use]
     pub fn digest_in_use(&self) -> Digest {
         self.digest
     }
 
     /// Server side: sends a fresh random challenge and checks the client's answer.
     ///
-    /// `Ok(())` means the client proved it knows the secret. Errors: `PermissionDenied` for a
-    /// wrong answer; `TimedOut` if the answer did not arrive whole before the deadline;
-    /// `UnexpectedEof` if the client closed the connection first (after a short answer, say —
-    /// a client using the wrong digest); any I/O error of the stream. The stream's previous read
-    /// timeout is restored afterwards, whatever the outcome.
+    /// `Ok(())` means the client proved it knows the secret. The stream's previous read timeout
+    /// is restored afterwards, whatever the outcome.
+    ///
+    /// # Errors
+    ///
+    /// `PermissionDenied` for a wrong answer; `TimedOut` if the answer did not arrive whole before
+    /// the deadline; `UnexpectedEof` if the client closed the connection first (after a short
+    /// answer, say — a client using the wrong digest); an error of the OS's random source; any I/O
+    /// error of the stream.
     pub fn challenge<S: TimedStream + ?Sized>(&self, stream: &mut S) -> io::Result<()> {
         let mut challenge = [0u8; CHALLENGE_LEN];
         getrandom::fill(&mut challenge).map_err(|e| {
@@ -162,8 +179,12 @@ impl Authenticator {
     /// Client side: reads the server's challenge and sends `HMAC(secret, challenge)`.
     ///
     /// The server says nothing on success or failure; a wrong key shows as the server closing
-    /// the connection. `TimedOut` if no whole challenge arrived within the deadline,
-    /// `UnexpectedEof` if the server closed the connection first.
+    /// the connection.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut` if no whole challenge arrived within the deadline; `UnexpectedEof` if the server
+    /// closed the connection first; any I/O error of the stream.
     pub fn respond<S: TimedStream + ?Sized>(&self, stream: &mut S) -> io::Result<()> {
         let mut challenge = [0u8; CHALLENGE_LEN];
         with_deadline(stream, self.timeout, "challenge", |stream, deadline| {

@@ -21,8 +21,11 @@ use std::path::Path;
 pub struct Secret(Vec<u8>);
 
 impl Secret {
-    /// A secret from raw bytes. The empty key is refused (`InvalidInput`): with it, anyone could
-    /// compute the answers.
+    /// A secret from raw bytes.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for the empty key: with it, anyone could compute the answers.
     pub fn new(bytes: impl Into<Vec<u8>>) -> io::Result<Secret> {
         let bytes = bytes.into();
         if bytes.is_empty() {
@@ -35,7 +38,10 @@ impl Secret {
     }
 
     /// The secret in environment variable `var`, as raw bytes; `Ok(None)` if it is not set.
-    /// Set but empty is an error.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if the variable is set but empty.
     pub fn from_env(var: &str) -> io::Result<Option<Secret>> {
         use std::os::unix::ffi::OsStringExt;
         match std::env::var_os(var) {
@@ -50,8 +56,11 @@ impl Secret {
     }
 
     /// The contents of the file at `path`, less one trailing line break (`\n` or `\r\n`), so a
-    /// file written with `echo` works. An empty file is an error. Logs a warning if other users
-    /// may read the file.
+    /// file written with `echo` works. Logs a warning if other users may read the file.
+    ///
+    /// # Errors
+    ///
+    /// The error reading the file, with a message naming it; `InvalidInput` if the file is empty.
     pub fn from_file(path: &Path) -> io::Result<Secret> {
         use std::os::unix::fs::PermissionsExt;
         let mut bytes = fs::read(path).map_err(|e| {
@@ -83,6 +92,10 @@ impl Secret {
 
     /// The secret from `file` if one is given, else from environment variable `var`;
     /// `Ok(None)` if neither is there.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`from_file`](Self::from_file) or [`from_env`](Self::from_env).
     pub fn load(file: Option<&Path>, var: &str) -> io::Result<Option<Secret>> {
         match file {
             Some(path) => Secret::from_file(path).map(Some),
@@ -91,6 +104,7 @@ impl Secret {
     }
 
     /// The key's bytes.
+    #[must_use]
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }

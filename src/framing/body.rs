@@ -9,8 +9,12 @@ const CHUNK: usize = 64 * 1024;
 /// size streams to or from a file without being held in memory.
 ///
 /// This is the seeds' "loop until `recv_size == total_size`" done right: it never reads past the
-/// body (the next message stays in the stream), and a `reader` that ends early is an
-/// `UnexpectedEof` error saying how many bytes arrived. Does not flush `writer`.
+/// body (the next message stays in the stream). Does not flush `writer`.
+///
+/// # Errors
+///
+/// `UnexpectedEof`, saying how many bytes arrived, if `reader` ends early; any error of `reader` or
+/// `writer`.
 ///
 /// ```
 /// use socketserver::framing::copy_exact;
@@ -37,6 +41,10 @@ where
 
 /// Like [`copy_exact`], and shows every chunk to `inspect` before writing it — to hash a body
 /// while it streams, or to count progress.
+///
+/// # Errors
+///
+/// Those of [`copy_exact`].
 pub fn copy_exact_inspect<R, W, F>(
     reader: &mut R,
     writer: &mut W,
@@ -80,7 +88,7 @@ mod tests {
         let mut seen = 0usize;
         let mut out = Vec::new();
         copy_exact_inspect(&mut &data[..], &mut out, data.len() as u64, |chunk| {
-            seen += chunk.len()
+            seen += chunk.len();
         })
         .unwrap();
         assert_eq!(out, data);

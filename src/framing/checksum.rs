@@ -19,18 +19,24 @@ use super::file::Expected;
 /// The MD5 of `data`, as 32 lower-case hex digits (Python's `hashlib.md5(data).hexdigest()`).
 /// Feature `checksum`.
 #[cfg(feature = "checksum")]
+#[must_use]
 pub fn md5_hex(data: &[u8]) -> String {
     to_hex(&Md5::digest(data))
 }
 
 /// The SHA-256 of `data`, as 64 lower-case hex digits. Feature `checksum`.
 #[cfg(feature = "checksum")]
+#[must_use]
 pub fn sha256_hex(data: &[u8]) -> String {
     to_hex(&Sha256::digest(data))
 }
 
 /// The MD5 of everything `reader` yields, as 32 lower-case hex digits, read in chunks (for files).
 /// Feature `checksum`.
+///
+/// # Errors
+///
+/// Any error of `reader`.
 #[cfg(feature = "checksum")]
 pub fn md5_hex_of<R: Read + ?Sized>(reader: &mut R) -> io::Result<String> {
     let mut hasher = Md5::new();

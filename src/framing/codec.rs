@@ -63,6 +63,7 @@ pub struct Framing {
 
 impl Framing {
     /// Big-endian `u32` lengths ([`LengthPrefix::U32_BE`]) and frames of at most 8 MiB.
+    #[must_use]
     pub const fn new() -> Self {
         Framing {
             prefix: LengthPrefix::U32_BE,
@@ -72,11 +73,13 @@ impl Framing {
 
     /// The seeds' framing: Python's `struct.pack('i', n)` lengths
     /// ([`LengthPrefix::PYTHON_STRUCT_I`]: 4-byte signed, native order), frames of at most 8 MiB.
+    #[must_use]
     pub const fn python_struct_i() -> Self {
         Framing::new().prefix(LengthPrefix::PYTHON_STRUCT_I)
     }
 
     /// Uses `prefix` for the length field.
+    #[must_use]
     pub const fn prefix(mut self, prefix: LengthPrefix) -> Self {
         self.prefix = prefix;
         self
@@ -84,17 +87,20 @@ impl Framing {
 
     /// Accepts frames of at most `max` bytes, when reading and when writing. The limit is also
     /// capped by what the length field can carry.
+    #[must_use]
     pub const fn max_frame_len(mut self, max: u64) -> Self {
         self.max_frame_len = max;
         self
     }
 
     /// The length field in use.
+    #[must_use]
     pub const fn length_prefix(&self) -> LengthPrefix {
         self.prefix
     }
 
     /// The largest frame accepted: the configured maximum, or less if the field cannot carry it.
+    #[must_use]
     pub const fn frame_len_limit(&self) -> u64 {
         let field = self.prefix.max_len();
         if self.max_frame_len < field {
@@ -105,8 +111,12 @@ impl Framing {
     }
 
     /// Reads one length field. `Ok(None)` means the stream ended cleanly before it — the peer
-    /// closed the connection between frames. A field cut short is `UnexpectedEof`; a negative
-    /// length, or one over the limit, is `InvalidData`.
+    /// closed the connection between frames.
+    ///
+    /// # Errors
+    ///
+    /// `UnexpectedEof` for a field cut short; `InvalidData` for a negative length, or one over the
+    /// limit; any error of `reader`.
     pub fn read_len<R: Read + ?Sized>(&self, reader: &mut R) -> io::Result<Option<u64>> {
         let width = self.prefix.width().bytes();
         let mut field = [0u8; 8];
@@ -135,10 +145,15 @@ impl Framing {
         Ok(Some(len))
     }
 
-    /// Reads one whole frame. `Ok(None)` means the stream ended cleanly between frames; a stream
-    /// that ends inside a frame is `UnexpectedEof`. See the type's docs for the limits.
+    /// Reads one whole frame. `Ok(None)` means the stream ended cleanly between frames. See the
+    /// type's docs for the limits.
     ///
     /// Each frame is a new `Vec`; [`read_frame_into`](Self::read_frame_into) reuses one instead.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`read_len`](Self::read_len), and `UnexpectedEof` for a stream that ends inside a
+    /// frame.
     pub fn read_frame<R: Read + ?Sized>(&self, reader: &mut R) -> io::Result<Option<Vec<u8>>> {
         let Some(len) = self.read_len(reader)? else {
             return Ok(None);
@@ -160,6 +175,10 @@ impl Framing {
     /// place, and its capacity is never shrunk: a frame no longer than an earlier one costs no
     /// allocation and no clearing. (So a connection that once received a large frame keeps that
     /// memory until `buf` is dropped or shrunk with [`Vec::shrink_to`].)
+    ///
+    /// # Errors
+    ///
+    /// Those of [`read_frame`](Self::read_frame).
     ///
     /// ```
     /// use socketserver::framing::Framing;
@@ -200,18 +219,25 @@ impl Framing {
 
     /// Writes the length field for a frame of `len` bytes, for a caller that then streams the
     /// payload itself (from a file, say, with [`copy_exact`](super::copy_exact)).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `len` is over the limit (nothing is written); any error of `writer`.
     pub fn write_len<W: Write + ?Sized>(&self, writer: &mut W, len: u64) -> io::Result<()> {
         let field = self.encode_len(len)?;
         writer.write_all(field.as_bytes())
     }
 
-    /// Writes one frame: the length field, then `payload`. Does not flush. A payload over the
-    /// limit is an `InvalidInput` error and nothing is written.
+    /// Writes one frame: the length field, then `payload`. Does not flush.
     ///
     /// A small frame is copied into one buffer behind its length field, so that even a writer
     /// without real vectored writes sends it in one write (one segment where possible); that
     /// costs an allocation per frame. [`write_frame_vectored`](Self::write_frame_vectored)
     /// costs none.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a payload over the limit (nothing is written); any error of `writer`.
     pub fn write_frame<W: Write + ?Sized>(&self, writer: &mut W, payload: &[u8]) -> io::Result<()> {
         if payload.len() > COALESCE {
             return self.write_frame_vectored(writer, payload);
@@ -226,8 +252,7 @@ impl Framing {
     }
 
     /// Writes one frame, the length field then `payload`, with vectored writes and no allocation
-    /// or copy, whatever its size. Does not flush. A payload over the limit is an `InvalidInput`
-    /// error and nothing is written.
+    /// or copy, whatever its size. Does not flush.
     ///
     /// On a socket, a [`StreamRequest`](crate::StreamRequest), a `BufWriter` or a `Vec` this is
     /// one `writev` (one segment where possible): the choice for a hot path, such as an echo
@@ -235,6 +260,10 @@ impl Framing {
     /// whose `write_vectored` is the default (it writes only the first slice) gets the field
     /// and the payload in two writes; for such a writer [`write_frame`](Self::write_frame) is
     /// better.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`write_frame`](Self::write_frame).
     ///
     /// ```
     /// use socketserver::framing::Framing;

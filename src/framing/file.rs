@@ -12,13 +12,16 @@ use super::checksum::Checks;
 use super::preview::preview;
 
 /// Checks that `name` is a plain file name that stays inside the folder it is joined to, and
-/// returns it. Refused, with an `InvalidInput` error saying why: the empty name, `.` and `..`,
-/// names with a `/` or `\` separator, a NUL, or other control characters, absolute paths, names
-/// starting with `.` (hidden files, and the temporary files of [`receive_file`]), and names over
-/// 255 bytes.
+/// returns it.
 ///
 /// The seeds join the client's name onto the upload folder with `normpath`, which lets
 /// `../../etc/passwd` escape it; this is the check they lack.
+///
+/// # Errors
+///
+/// `InvalidInput`, saying why, for the empty name, `.` and `..`, names with a `/` or `\` separator,
+/// a NUL, or other control characters, absolute paths, names starting with `.` (hidden files, and
+/// the temporary files of [`receive_file`]), and names over 255 bytes.
 ///
 /// ```
 /// use socketserver::framing::check_file_name;
@@ -66,8 +69,11 @@ pub struct Expected {
 }
 
 impl Expected {
-    /// The optional `"md5"` and `"sha256"` fields of a header. `InvalidData` if one is present
-    /// but is not a string of hex digits of the right length.
+    /// The optional `"md5"` and `"sha256"` fields of a header.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidData` if one is present but is not a string of hex digits of the right length.
     #[cfg(feature = "json")]
     pub fn from_header(header: &super::Header) -> io::Result<Expected> {
         let field = |name: &str, digits: usize| -> io::Result<Option<String>> {
@@ -101,11 +107,16 @@ impl Expected {
 /// whatever the length of `dest`'s name, so every name [`check_file_name`] accepts can be
 /// received), which is synced and renamed onto `dest` only after all `size` bytes arrived and the
 /// checksums matched.
-/// On any failure — the stream ends early (`UnexpectedEof`), a read times out, a checksum differs
-/// (`InvalidData`), the disk is full — the temporary file is removed and `dest` is untouched: a
-/// cut-off upload never looks like a finished file. An existing `dest` is replaced atomically.
-/// Checksums are checked with the `checksum` feature; without it, an `expected` that names one is
-/// refused (`Unsupported`) before anything is read.
+/// On any failure the temporary file is removed and `dest` is untouched: a cut-off upload never
+/// looks like a finished file. An existing `dest` is replaced atomically. Checksums are checked
+/// with the `checksum` feature.
+///
+/// # Errors
+///
+/// `UnexpectedEof` if the stream ends before `size` bytes; `InvalidData` if a checksum differs;
+/// `Unsupported`, before anything is read, if `expected` names a checksum and the `checksum`
+/// feature is off; any error reading `reader` (a timeout, say) or creating, writing, syncing or
+/// renaming the file (the disk is full, say).
 ///
 /// ```
 /// use socketserver::framing::{receive_file, Expected};
@@ -164,7 +175,7 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
 }
 
 /// 8 bytes that differ for every temporary file of every process: the pid and a counter, hashed
-/// with std's randomly keyed SipHash so that names are not guessable either — without a
+/// with std's randomly keyed `SipHash` so that names are not guessable either — without a
 /// dependency on an OS randomness crate (`create_new` refuses a clash all the same).
 fn unique_suffix() -> [u8; 8] {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -33,6 +33,11 @@ pub type Header = Map<String, Value>;
 impl Framing {
     /// Writes `header` as one frame of UTF-8 JSON — the seeds'
     /// `struct.pack('i', len(head)) + head`. It must be a JSON object. Does not flush.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `header` cannot be encoded or its frame is over the limit (nothing is
+    /// written); any error of `writer`.
     pub fn write_header<W: Write + ?Sized>(
         &self,
         writer: &mut W,
@@ -48,7 +53,12 @@ impl Framing {
     }
 
     /// Reads one header frame and parses it. `Ok(None)` means the stream ended cleanly before
-    /// it. A frame that is not UTF-8 JSON, or JSON that is not an object, is `InvalidData`.
+    /// it.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`read_frame`](Framing::read_frame), and `InvalidData` for a frame that is not
+    /// UTF-8 JSON, or JSON that is not an object.
     pub fn read_header<R: Read + ?Sized>(&self, reader: &mut R) -> io::Result<Option<Header>> {
         let Some(frame) = self.read_frame(reader)? else {
             return Ok(None);
@@ -58,6 +68,10 @@ impl Framing {
 }
 
 /// Parses a header frame: a UTF-8 JSON object.
+///
+/// # Errors
+///
+/// `InvalidData` if `frame` is not UTF-8 JSON, or the JSON is not an object.
 pub fn parse_header(frame: &[u8]) -> io::Result<Header> {
     match serde_json::from_slice::<Value>(frame) {
         Ok(Value::Object(map)) => Ok(map),
@@ -74,7 +88,10 @@ pub fn parse_header(frame: &[u8]) -> io::Result<Header> {
 
 /// The first of `names` present in `header`, as a non-negative integer — for size fields that
 /// go by several names (`"filesize"` or `"file_size"`, `"total_size"` or `"data_size"`).
-/// `InvalidData` if none is present or the value is not a whole number of at least 0.
+///
+/// # Errors
+///
+/// `InvalidData` if none of `names` is present or the value is not a whole number of at least 0.
 ///
 /// ```
 /// use socketserver::framing::{header_u64, parse_header};
@@ -96,8 +113,11 @@ pub fn header_u64(header: &Header, names: &[&str]) -> io::Result<u64> {
     })
 }
 
-/// The first of `names` present in `header`, as a string. `InvalidData` if none is present or
-/// the value is not a string.
+/// The first of `names` present in `header`, as a string.
+///
+/// # Errors
+///
+/// `InvalidData` if none of `names` is present or the value is not a string.
 pub fn header_str<'a>(header: &'a Header, names: &[&str]) -> io::Result<&'a str> {
     let (name, value) = first_of(header, names)?;
     value.as_str().ok_or_else(|| {

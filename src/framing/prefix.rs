@@ -17,6 +17,7 @@ pub enum Width {
 
 impl Width {
     /// The number of bytes: 1, 2, 4 or 8.
+    #[must_use]
     pub const fn bytes(self) -> usize {
         match self {
             Width::One => 1,
@@ -93,6 +94,7 @@ impl LengthPrefix {
         LengthPrefix::new(Width::Four, ByteOrder::Native, true);
 
     /// A length field of `width` bytes in `order`, `signed` or not.
+    #[must_use]
     pub const fn new(width: Width, order: ByteOrder, signed: bool) -> Self {
         LengthPrefix {
             width,
@@ -102,21 +104,25 @@ impl LengthPrefix {
     }
 
     /// The field's width.
+    #[must_use]
     pub const fn width(&self) -> Width {
         self.width
     }
 
     /// The field's byte order.
+    #[must_use]
     pub const fn order(&self) -> ByteOrder {
         self.order
     }
 
     /// Whether the field is signed.
+    #[must_use]
     pub const fn is_signed(&self) -> bool {
         self.signed
     }
 
     /// The largest length this field can carry.
+    #[must_use]
     pub const fn max_len(&self) -> u64 {
         let bits = self.width.bytes() as u32 * 8 - self.signed as u32;
         if bits >= 64 {
@@ -126,7 +132,11 @@ impl LengthPrefix {
         }
     }
 
-    /// The field for a frame of `len` bytes. Fails with `InvalidInput` if `len` does not fit.
+    /// The field for a frame of `len` bytes.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `len` does not fit the field.
     pub fn encode(&self, len: u64) -> io::Result<Vec<u8>> {
         self.field(len).map(|field| field.as_bytes().to_vec())
     }
@@ -153,8 +163,12 @@ impl LengthPrefix {
         Ok(Field { bytes, len: n })
     }
 
-    /// The length a field announces. `field` must be exactly [`Width::bytes`] long. A negative
-    /// value of a signed field is an `InvalidData` error.
+    /// The length a field announces. `field` must be exactly [`Width::bytes`] long.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `field` is not [`Width::bytes`] long; `InvalidData` for a negative value
+    /// of a signed field.
     pub fn decode(&self, field: &[u8]) -> io::Result<u64> {
         let n = self.width.bytes();
         if field.len() != n {

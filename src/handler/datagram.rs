@@ -20,9 +20,13 @@ impl DatagramSocket {
         DatagramSocket { socket, local }
     }
 
-    /// Sends `data` as one datagram to `to`. A datagram is sent whole or not at all; anything
-    /// else is reported as an error. An unbound Unix client (peer `(unnamed)`) cannot be replied
-    /// to: that is an error of kind `InvalidInput` saying so.
+    /// Sends `data` as one datagram to `to`. A datagram is sent whole or not at all.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an unbound Unix client (peer `(unnamed)`), which has no address to reply
+    /// to; `WriteZero` if the datagram was not sent whole; any error of the socket (`EMSGSIZE` for
+    /// a datagram too large for it, say).
     pub fn send_to(&self, data: &[u8], to: &Address) -> io::Result<()> {
         if to.is_unnamed_unix() {
             return Err(io::Error::new(
@@ -51,6 +55,7 @@ impl DatagramSocket {
     }
 
     /// The server's own address.
+    #[must_use]
     pub fn local_addr(&self) -> &Address {
         &self.local
     }
@@ -95,32 +100,41 @@ impl DatagramRequest {
     }
 
     /// The datagram's bytes.
+    #[must_use]
     pub fn data(&self) -> &[u8] {
         &self.data
     }
 
     /// The sender's address (Python's `client_address`). A Unix datagram client must bind its
     /// socket to a path to be able to receive a reply.
+    #[must_use]
     pub fn peer_addr(&self) -> &Address {
         &self.peer
     }
 
     /// The server's address the datagram arrived on.
+    #[must_use]
     pub fn local_addr(&self) -> &Address {
         self.socket.local_addr()
     }
 
     /// The server that received this datagram (Python's `self.server`).
+    #[must_use]
     pub fn server(&self) -> &ServerHandle {
         &self.server
     }
 
     /// The server's socket, to send datagrams to other addresses.
+    #[must_use]
     pub fn socket(&self) -> &DatagramSocket {
         &self.socket
     }
 
     /// Sends `data` to the sender as one datagram, now.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`DatagramSocket::send_to`].
     pub fn reply(&self, data: &[u8]) -> io::Result<()> {
         self.socket.send_to(data, &self.peer)
     }

@@ -67,6 +67,7 @@ struct MinRate {
 
 impl Deadline {
     /// A deadline `budget` from now.
+    #[must_use]
     pub fn after(budget: Duration) -> Deadline {
         Deadline {
             start: Instant::now(),
@@ -77,6 +78,7 @@ impl Deadline {
     }
 
     /// A deadline at `when` (at once, if `when` has passed).
+    #[must_use]
     pub fn at(when: Instant) -> Deadline {
         let now = Instant::now();
         Deadline::after(when.saturating_duration_since(now))
@@ -84,6 +86,7 @@ impl Deadline {
 
     /// Names what must be done by the deadline, for the error message (`"request head"` gives
     /// "the request head deadline passed …"). Default: `"request"`.
+    #[must_use]
     pub fn named(mut self, name: impl Into<Cow<'static, str>>) -> Deadline {
         self.name = name.into();
         self
@@ -92,12 +95,14 @@ impl Deadline {
     /// Moves the deadline out by one second for every `bytes_per_sec` bytes read while it is
     /// set, but never past `max` after it was made: a peer sending at least that fast is never
     /// cut off before `max`. `bytes_per_sec` of 0 turns the extension off.
+    #[must_use]
     pub fn min_rate(mut self, bytes_per_sec: u64, max: Duration) -> Deadline {
         self.rate = (bytes_per_sec > 0).then_some(MinRate { bytes_per_sec, max });
         self
     }
 
     /// What the deadline is for, as given to [`named`](Self::named).
+    #[must_use]
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -193,21 +198,25 @@ impl LimitExceeded {
     }
 
     /// The `LimitExceeded` inside `err`, if a limit is what made it.
+    #[must_use]
     pub fn find(err: &io::Error) -> Option<&LimitExceeded> {
         err.get_ref()?.downcast_ref::<LimitExceeded>()
     }
 
     /// Which limit passed.
+    #[must_use]
     pub fn limit(&self) -> Limit {
         self.limit
     }
 
     /// The deadline's [name](Deadline::named), or `"idle timeout"` / `"connection lifetime"`.
+    #[must_use]
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// How long the limit allowed (for a deadline: how long after it was set it passed).
+    #[must_use]
     pub fn after(&self) -> Duration {
         self.after
     }

@@ -69,7 +69,12 @@ use std::io;
     note = "stream servers (TCP, Unix stream) take `StreamRequest`, datagram servers (UDP, Unix datagram) take `DatagramRequest`"
 )]
 pub trait RequestHandler<R>: Send + 'static {
-    /// Runs before [`handle`](Self::handle). If it fails, neither `handle` nor `finish` runs.
+    /// Runs before [`handle`](Self::handle).
+    ///
+    /// # Errors
+    ///
+    /// An error (or a panic) ends the request: neither `handle` nor `finish` runs, and the server's
+    /// `handle_error` hook gets it as a [`Failure`](crate::Failure). The server goes on serving.
     fn setup(&mut self, request: &mut R) -> io::Result<()> {
         let _ = request;
         Ok(())
@@ -77,9 +82,19 @@ pub trait RequestHandler<R>: Send + 'static {
 
     /// Serves the request. For a stream server this usually loops until the client closes the
     /// connection (a read returning 0 bytes).
+    ///
+    /// # Errors
+    ///
+    /// An error (or a panic) ends the request: `finish` still runs, and the server's `handle_error`
+    /// hook gets it as a [`Failure`](crate::Failure). The server goes on serving.
     fn handle(&mut self, request: &mut R) -> io::Result<()>;
 
     /// Runs after [`handle`](Self::handle), whether it succeeded, failed or panicked.
+    ///
+    /// # Errors
+    ///
+    /// Reported like one from `handle`; if `handle` failed too, its failure is the one reported and
+    /// this one is logged.
     fn finish(&mut self, request: &mut R) -> io::Result<()> {
         let _ = request;
         Ok(())

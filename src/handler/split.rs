@@ -35,7 +35,7 @@ impl BufRead for ReadHalf<'_> {
     }
 
     fn consume(&mut self, amt: usize) {
-        self.buffer.consume(amt)
+        self.buffer.consume(amt);
     }
 }
 

@@ -39,6 +39,11 @@ impl std::os::fd::AsRawFd for Connection {
 impl Connection {
     /// Shuts down the read half, the write half, or both (for example to send EOF to the peer
     /// while still reading its answer).
+    ///
+    /// # Errors
+    ///
+    /// The socket's error, as from `TcpStream::shutdown` (`NotConnected` if the peer already closed
+    /// the connection, on some systems).
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match self {
             Connection::Tcp(s) => s.shutdown(how),
@@ -47,6 +52,7 @@ impl Connection {
     }
 
     /// The TCP stream, if this is a TCP connection.
+    #[must_use]
     pub fn as_tcp(&self) -> Option<&TcpStream> {
         match self {
             Connection::Tcp(s) => Some(s),
@@ -55,6 +61,7 @@ impl Connection {
     }
 
     /// The Unix stream, if this is a Unix-socket connection.
+    #[must_use]
     pub fn as_unix(&self) -> Option<&UnixStream> {
         match self {
             Connection::Unix(s) => Some(s),
@@ -192,6 +199,10 @@ impl StreamRequest {
     /// The local end of this connection. For a server bound to `0.0.0.0` or `[::]` this is the
     /// interface address the client actually reached (Python's `request.getsockname()`); looked up
     /// only when asked.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error from `getsockname`.
     pub fn local_addr(&self) -> io::Result<Address> {
         let sock = match self.connection() {
             Connection::Tcp(s) => SockRef::from(s),
@@ -214,6 +225,11 @@ impl StreamRequest {
     /// idle connections at once, instead of waiting out its grace period for clients that keep
     /// them open; a request that is already on its way is still served. The wait honours the
     /// request's read timeout and time limits as a read does, and fails as a read would.
+    ///
+    /// # Errors
+    ///
+    /// Those of a read: a timeout or time limit passing (`WouldBlock`/`TimedOut`), the peer
+    /// resetting the connection, any error of the socket.
     ///
     /// ```
     /// use std::io::{BufRead, Write};
@@ -264,12 +280,22 @@ impl StreamRequest {
 
     /// Sends all of `data`, like Python's `socket.sendall`: it returns only when every byte has
     /// been handed to the kernel, or with the error that stopped it.
+    ///
+    /// # Errors
+    ///
+    /// The error that stopped the write, as `write_all` reports it: `BrokenPipe` or
+    /// `ConnectionReset` if the peer is gone, `WouldBlock`/`TimedOut` when a write timeout or
+    /// deadline passed, `WriteZero` if the connection accepts no more bytes.
     pub fn send_all(&mut self, data: &[u8]) -> io::Result<()> {
         self.write_all(data)
     }
 
     /// Sets how long one read may wait for data before failing with `WouldBlock`/`TimedOut`
     /// (`None`: forever). A nearer deadline, idle timeout or lifetime still applies.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero `Duration` (use `None` to wait forever); any error of the socket.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.conn.set_read_timeout(timeout)
     }
@@ -281,6 +307,10 @@ impl StreamRequest {
 
     /// Sets how long one write may wait for buffer space before failing (`None`: forever). A
     /// nearer deadline, idle timeout or lifetime still applies.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero `Duration` (use `None` to wait forever); any error of the socket.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.conn.set_write_timeout(timeout)
     }
@@ -305,8 +335,11 @@ impl StreamRequest {
         self.conn.deadline_expiry()
     }
 
-    /// Turns Nagle's algorithm off (`true`) or on. Only TCP connections have it: on a Unix
-    /// connection this returns an `Unsupported` error.
+    /// Turns Nagle's algorithm off (`true`) or on. Only TCP connections have it.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` on a Unix connection; any error of the socket.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         match self.connection() {
             Connection::Tcp(s) => s.set_nodelay(nodelay),
@@ -330,7 +363,7 @@ impl BufRead for StreamRequest {
     }
 
     fn consume(&mut self, amt: usize) {
-        self.buffer.consume(amt)
+        self.buffer.consume(amt);
     }
 }
 

@@ -94,7 +94,7 @@ impl FromStr for AnyMode {
             "pool" => AnyMode::Pool(Pool::default()),
             "process" => AnyMode::Process(Process::new()),
             "prefork" => {
-                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
                 AnyMode::Prefork(Prefork::new(cores))
             }
             other => {
@@ -150,13 +150,13 @@ impl ModeImpl for AnyMode {
         self.inner_mut().start(threads)
     }
     fn dispatch(&mut self, task: Task, stop: &StopSignal) {
-        self.inner_mut().dispatch(task, stop)
+        self.inner_mut().dispatch(task, stop);
     }
     fn stop_intake(&mut self) {
-        self.inner_mut().stop_intake()
+        self.inner_mut().stop_intake();
     }
     fn join(&mut self) {
-        self.inner_mut().join()
+        self.inner_mut().join();
     }
     fn process_kind(&self) -> Option<ProcessKind> {
         self.inner().process_kind()
@@ -165,7 +165,7 @@ impl ModeImpl for AnyMode {
         self.inner().wants_handoff()
     }
     fn become_worker(&mut self, index: usize) {
-        self.inner_mut().become_worker(index)
+        self.inner_mut().become_worker(index);
     }
     fn worker_request_limit(&self) -> Option<u64> {
         self.inner().worker_request_limit()
@@ -188,10 +188,10 @@ impl ModeImpl for AnyMode {
         self.inner_mut().stop_workers(server)
     }
     fn cut_off(&mut self) {
-        self.inner_mut().cut_off()
+        self.inner_mut().cut_off();
     }
     fn pass_stop_on(&mut self) {
-        self.inner_mut().pass_stop_on()
+        self.inner_mut().pass_stop_on();
     }
 }
 

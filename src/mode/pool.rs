@@ -40,6 +40,7 @@ pub struct Pool {
 
 impl Pool {
     /// A pool of `workers` threads with a queue of `4 × workers` places and [`WhenFull::Wait`].
+    #[must_use]
     pub fn new(workers: usize) -> Self {
         Pool {
             workers,
@@ -54,18 +55,21 @@ impl Pool {
 
     /// How many accepted requests may wait for a worker. 0 hands each request straight to an idle
     /// worker.
+    #[must_use]
     pub fn queue(mut self, places: usize) -> Self {
         self.queue = places;
         self
     }
 
     /// What to do with a request when the queue is full.
+    #[must_use]
     pub fn when_full(mut self, policy: WhenFull) -> Self {
         self.when_full = policy;
         self
     }
 
     /// The number of worker threads.
+    #[must_use]
     pub fn workers(&self) -> usize {
         self.workers
     }
@@ -86,7 +90,7 @@ impl Pool {
 impl Default for Pool {
     /// Four workers per available core: handlers usually block on I/O, not on the CPU.
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         Pool::new(cores * 4)
     }
 }

@@ -183,6 +183,7 @@ pub struct Prefork {
 impl Prefork {
     /// `workers` worker processes, each serving one request at a time ([`Single`]), never
     /// recycled, with a 30 s drain timeout.
+    #[must_use]
     pub fn new(workers: usize) -> Self {
         Prefork {
             workers,
@@ -200,6 +201,7 @@ impl Prefork {
     }
 
     /// How each worker serves: [`Single`] (the default), [`Threading`] or [`Pool`].
+    #[must_use]
     pub fn worker_mode(mut self, mode: impl Into<WorkerMode>) -> Self {
         self.worker_mode = mode.into();
         self
@@ -207,6 +209,7 @@ impl Prefork {
 
     /// Recycles each worker after `requests` requests, plus a random jitter of up to a tenth of
     /// that (change it with [`max_requests_jitter`](Self::max_requests_jitter)).
+    #[must_use]
     pub fn max_requests(mut self, requests: u64) -> Self {
         self.max_requests = Some(requests.max(1));
         self.jitter = requests / 10;
@@ -215,6 +218,7 @@ impl Prefork {
 
     /// The most extra requests a worker may serve beyond `max_requests`, chosen at random per
     /// worker so that workers started together do not all restart together.
+    #[must_use]
     pub fn max_requests_jitter(mut self, jitter: u64) -> Self {
         self.jitter = jitter;
         self
@@ -224,12 +228,14 @@ impl Prefork {
     /// kills the workers still running after it; a worker that stops on its own — its parent
     /// died, or it recycles after [`max_requests`](Self::max_requests) — exits after it, even if
     /// requests are still running.
+    #[must_use]
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
         self
     }
 
     /// The number of worker processes.
+    #[must_use]
     pub fn workers(&self) -> usize {
         self.workers
     }

@@ -77,6 +77,7 @@ pub struct Process {
 
 impl Process {
     /// A child per request, at most [`DEFAULT_MAX_CHILDREN`] at once.
+    #[must_use]
     pub fn new() -> Self {
         Process {
             max_children: DEFAULT_MAX_CHILDREN,
@@ -87,6 +88,7 @@ impl Process {
 
     /// Caps the children running at once (at least 1). At the cap the server stops accepting
     /// until one exits; new connections wait in the listen backlog.
+    #[must_use]
     pub fn max_children(mut self, max: usize) -> Self {
         self.max_children = max;
         self
@@ -121,7 +123,7 @@ impl ModeImpl for Process {
         let children = self.children.clone();
         self.waiters
             .run_on_thread(task, stop, "child", move |task| {
-                run_in_child(task, &children)
+                run_in_child(task, &children);
             });
     }
 

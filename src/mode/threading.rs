@@ -28,11 +28,13 @@ pub struct Threading {
 
 impl Threading {
     /// A thread per request, with no cap.
+    #[must_use]
     pub fn new() -> Self {
         Threading::default()
     }
 
     /// Caps the number of handler threads running at once (at least 1).
+    #[must_use]
     pub fn max_threads(mut self, max: usize) -> Self {
         self.max_threads = Some(max);
         self
@@ -40,6 +42,7 @@ impl Threading {
 
     /// Handler threads started and not yet joined. Finished threads are joined as new requests
     /// arrive, so after a burst this drops back to a handful.
+    #[must_use]
     pub fn tracked_threads(&self) -> usize {
         self.live.len()
     }

@@ -116,6 +116,7 @@ fn detected() -> Option<&'static Detected> {
 ///     println!("this line is printed once, by the parent");
 /// }
 /// ```
+#[must_use]
 pub fn is_worker() -> bool {
     detected().is_some()
 }

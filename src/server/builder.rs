@@ -85,6 +85,7 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// | [`close_timeout`](Self::close_timeout) | none (wait for every request) | `block_on_close = True` |
 /// | [`stop_on_signals`](crate#stopping-gracefully) | off: signals have their default effect | same |
 /// | [`grace_period`](Self::grace_period) | 30 s once a stop is graceful | no graceful stop |
+#[must_use = "a Builder does nothing until one of its `bind_*` or `from_*` methods is called"]
 pub struct Builder<M = Single> {
     mode: M,
     bind: BindOptions,
@@ -399,6 +400,13 @@ impl<M: Mode> Builder<M> {
     /// `.socket` unit), instead of binding: `socket` is its position (`0`: the first) or its
     /// `FileDescriptorName=`. Fails, saying what was passed, if there is no such socket or it is
     /// not a listening TCP socket. Bind options do not apply. See [`systemd`](crate::systemd).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if systemd passed no sockets to this process or none matches `socket`;
+    /// `InvalidInput` if it is not a listening TCP socket (the message says what was passed);
+    /// `AddrInUse` if another server already serves it; and the mode and process errors of
+    /// [`bind_tcp`](Self::bind_tcp).
     pub fn systemd_tcp<H>(
         self,
         socket: impl Into<Select>,
@@ -413,6 +421,10 @@ impl<M: Mode> Builder<M> {
 
     /// Serves a UDP socket passed by systemd socket activation (`ListenDatagram=`), as
     /// [`systemd_tcp`](Self::systemd_tcp) does for TCP.
+    ///
+    /// # Errors
+    ///
+    /// As for [`systemd_tcp`](Self::systemd_tcp), for a UDP socket.
     pub fn systemd_udp<H>(
         self,
         socket: impl Into<Select>,
@@ -427,6 +439,10 @@ impl<M: Mode> Builder<M> {
 
     /// Serves a listening Unix stream socket passed by systemd socket activation
     /// (`ListenStream=/path`). The socket file belongs to systemd and is left in place on close.
+    ///
+    /// # Errors
+    ///
+    /// As for [`systemd_tcp`](Self::systemd_tcp), for a listening Unix stream socket.
     pub fn systemd_unix_stream<H>(
         self,
         socket: impl Into<Select>,
@@ -443,6 +459,10 @@ impl<M: Mode> Builder<M> {
 
     /// Serves a Unix datagram socket passed by systemd socket activation
     /// (`ListenDatagram=/path`). The socket file is left in place on close.
+    ///
+    /// # Errors
+    ///
+    /// As for [`systemd_tcp`](Self::systemd_tcp), for a Unix datagram socket.
     pub fn systemd_unix_datagram<H>(
         self,
         socket: impl Into<Select>,
@@ -458,6 +478,14 @@ impl<M: Mode> Builder<M> {
     }
 
     /// Binds a TCP server to the first address of `addr` that works and starts listening.
+    ///
+    /// # Errors
+    ///
+    /// The error resolving `addr`, or binding or listening on the last of its addresses tried, with
+    /// a message naming it (`AddrInUse` if another socket holds the port, `PermissionDenied` for a
+    /// privileged port); an error starting the mode (a [`Pool`](crate::Pool)'s threads, say); and
+    /// `Unsupported` when a child process of a process-based mode (see
+    /// [`is_worker`](crate::is_worker)) builds a server other than the one it was started to serve.
     pub fn bind_tcp<H>(self, addr: impl ToSocketAddrs, handler: H) -> io::Result<Server<Tcp, H, M>>
     where
         H: RequestHandler<StreamRequest> + Clone,
@@ -468,6 +496,10 @@ impl<M: Mode> Builder<M> {
     }
 
     /// Binds a UDP server to the first address of `addr` that works.
+    ///
+    /// # Errors
+    ///
+    /// As for [`bind_tcp`](Self::bind_tcp), without the listening.
     pub fn bind_udp<H>(self, addr: impl ToSocketAddrs, handler: H) -> io::Result<Server<Udp, H, M>>
     where
         H: RequestHandler<DatagramRequest> + Clone,
@@ -481,6 +513,12 @@ impl<M: Mode> Builder<M> {
     /// removed when the server closes. A socket file left there by a server that is gone
     /// (connecting to it is refused) is replaced; if a server answers on it, or `path` is not a
     /// socket, binding fails with `AddrInUse` and the file is left alone.
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse` as said above; the error binding or listening on `path` (a missing folder, no
+    /// permission, a path too long for a socket address), with a message naming it; and the mode
+    /// and process errors of [`bind_tcp`](Self::bind_tcp).
     pub fn bind_unix_stream<H>(
         self,
         path: impl AsRef<Path>,
@@ -499,6 +537,10 @@ impl<M: Mode> Builder<M> {
     /// Binds a Unix datagram server to the socket file `path`. The file is removed when the server
     /// closes. A stale socket file is replaced, as for
     /// [`bind_unix_stream`](Self::bind_unix_stream).
+    ///
+    /// # Errors
+    ///
+    /// As for [`bind_unix_stream`](Self::bind_unix_stream), without the listening.
     pub fn bind_unix_datagram<H>(
         self,
         path: impl AsRef<Path>,
@@ -517,6 +559,11 @@ impl<M: Mode> Builder<M> {
     /// Serves an already bound and listening TCP socket (Python's `bind_and_activate=False`; also
     /// how an inherited or socket-activated listener is served). Bind options do not apply; the
     /// listener is switched to non-blocking mode.
+    ///
+    /// # Errors
+    ///
+    /// The error reading the socket's address or switching it to non-blocking mode; and the mode
+    /// and process errors of [`bind_tcp`](Self::bind_tcp).
     pub fn from_tcp_listener<H>(
         self,
         listener: TcpListener,
@@ -529,6 +576,11 @@ impl<M: Mode> Builder<M> {
     }
 
     /// Serves an already bound UDP socket. Bind options do not apply.
+    ///
+    /// # Errors
+    ///
+    /// The error reading the socket's address or switching it to non-blocking mode; and the mode
+    /// and process errors of [`bind_tcp`](Self::bind_tcp).
     pub fn from_udp_socket<H>(self, socket: UdpSocket, handler: H) -> io::Result<Server<Udp, H, M>>
     where
         H: RequestHandler<DatagramRequest> + Clone,
@@ -538,6 +590,11 @@ impl<M: Mode> Builder<M> {
 
     /// Serves an already bound and listening Unix stream socket. Its file is left in place on close,
     /// since this server did not create it.
+    ///
+    /// # Errors
+    ///
+    /// The error reading the socket's address or switching it to non-blocking mode; and the mode
+    /// and process errors of [`bind_tcp`](Self::bind_tcp).
     pub fn from_unix_listener<H>(
         self,
         listener: UnixListener,
@@ -550,6 +607,11 @@ impl<M: Mode> Builder<M> {
     }
 
     /// Serves an already bound Unix datagram socket. Its file is left in place on close.
+    ///
+    /// # Errors
+    ///
+    /// The error reading the socket's address or switching it to non-blocking mode; and the mode
+    /// and process errors of [`bind_tcp`](Self::bind_tcp).
     pub fn from_unix_datagram<H>(
         self,
         socket: StdUnixDatagram,
@@ -634,6 +696,10 @@ where
     M: Mode + Default,
 {
     /// Binds a TCP server with default options (Python's `TCPServer(addr, Handler)`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Builder::bind_tcp`].
     pub fn bind(addr: impl ToSocketAddrs, handler: H) -> io::Result<Self> {
         Builder::new().mode(M::default()).bind_tcp(addr, handler)
     }
@@ -645,6 +711,10 @@ where
     M: Mode + Default,
 {
     /// Binds a UDP server with default options (Python's `UDPServer(addr, Handler)`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Builder::bind_udp`].
     pub fn bind(addr: impl ToSocketAddrs, handler: H) -> io::Result<Self> {
         Builder::new().mode(M::default()).bind_udp(addr, handler)
     }
@@ -656,6 +726,10 @@ where
     M: Mode + Default,
 {
     /// Binds a Unix stream server at `path` with default options (Python's `UnixStreamServer`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Builder::bind_unix_stream`].
     pub fn bind(path: impl AsRef<Path>, handler: H) -> io::Result<Self> {
         Builder::new()
             .mode(M::default())
@@ -670,6 +744,10 @@ where
 {
     /// Binds a Unix datagram server at `path` with default options (Python's
     /// `UnixDatagramServer`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Builder::bind_unix_datagram`].
     pub fn bind(path: impl AsRef<Path>, handler: H) -> io::Result<Self> {
         Builder::new()
             .mode(M::default())

@@ -222,22 +222,26 @@ impl ServerHandle {
     /// Whether this server reports to systemd: `NOTIFY_SOCKET` was set,
     /// [`Builder::notify_systemd`](crate::Builder::notify_systemd) was left on, and this is the
     /// process systemd started (not a child of a process mode).
+    #[must_use]
     pub fn notifies_systemd(&self) -> bool {
         self.shared.notify.is_some()
     }
 
     /// Whether [`shutdown`](Self::shutdown) has been called. Long-lived handlers (a chat session,
     /// say) can check it to end early.
+    #[must_use]
     pub fn is_shutting_down(&self) -> bool {
         self.shared.stop.is_requested()
     }
 
     /// A snapshot of the server's counters.
+    #[must_use]
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
     }
 
     /// The address the server is bound to (Python's `server_address`).
+    #[must_use]
     pub fn local_addr(&self) -> &Address {
         &self.shared.local
     }

@@ -303,6 +303,14 @@ where
     /// shutdown, then stops them. In a child process (see [`is_worker`](crate::is_worker)) this
     /// never returns: a per-request child handles its request and exits; a prefork worker serves
     /// until its lifeline closes (or a stop signal arrives), finishes its requests and exits.
+    ///
+    /// # Errors
+    ///
+    /// An error waiting on or accepting from the socket that makes it unusable (transient ones are
+    /// logged and retried, as said above). After a graceful stop (see
+    /// [`grace_period`](Builder::grace_period)) that did not end in time, an error saying how many
+    /// requests were cut off: `TimedOut` when the grace period ran out, `Interrupted` for an
+    /// immediate stop ([`ServerHandle::stop_now`], a second signal).
     pub fn serve_forever(&mut self) -> io::Result<()> {
         if let Some(request) = self.adopted.take() {
             self.serve_adopted(request);
@@ -542,6 +550,11 @@ where
     /// Waits at most the configured [`timeout`](Builder::timeout); if it passes, calls the
     /// `handle_timeout` hook and returns [`Outcome::TimedOut`]. Returns [`Outcome::ShutDown`] at
     /// once if shutdown was requested.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` in [`Prefork`] mode, where the workers take the requests (call
+    /// [`serve_forever`](Self::serve_forever)); otherwise as for `serve_forever`.
     pub fn handle_request(&mut self) -> io::Result<Outcome> {
         if let Some(request) = self.adopted.take() {
             self.serve_adopted(request);
@@ -588,6 +601,12 @@ where
     /// stop ([`ServerHandle::stop_now`], a second signal) it does not wait at all; then child
     /// processes still handling requests are killed. A Unix server removes the socket file it
     /// created.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut`, saying how many requests were still running, when the
+    /// [`close_timeout`](Builder::close_timeout) or the grace period passed first, or after an
+    /// immediate stop.
     pub fn server_close(mut self) -> io::Result<()> {
         self.handle.shared.stop.request();
         self.handle.shared.notify_stopping();
@@ -639,7 +658,7 @@ where
 
     fn socket_fd(&self) -> io::Result<std::os::fd::RawFd> {
         use std::os::fd::AsRawFd;
-        self.socket.as_ref().map(|s| s.as_raw_fd()).ok_or_else(|| {
+        self.socket.as_ref().map(AsRawFd::as_raw_fd).ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotConnected, "the server has been closed")
         })
     }
@@ -772,7 +791,7 @@ impl<T: Transport, H, M: Mode> Server<T, H, M> {
 
     /// Same as [`ServerHandle::shutdown`].
     pub fn shutdown(&self) {
-        self.handle.shutdown()
+        self.handle.shutdown();
     }
 
     /// Same as [`ServerHandle::stats`].

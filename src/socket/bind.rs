@@ -34,7 +34,7 @@ pub(crate) fn bind_inet(
         match bind_one(addr, ty, options) {
             Ok(socket) => return Ok(socket),
             Err(e) => {
-                last_error = Some(context(e, format!("cannot bind {label} socket to {addr}")))
+                last_error = Some(context(e, format!("cannot bind {label} socket to {addr}")));
             }
         }
     }

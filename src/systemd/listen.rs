@@ -182,7 +182,7 @@ pub(crate) fn find<'a>(passed: &'a [Passed], select: &Select) -> Result<&'a Pass
     found.ok_or_else(|| format!("{}, but there is no {select}", summary(passed)))
 }
 
-/// "LISTEN_FDS names 2 sockets (web, admin)".
+/// "`LISTEN_FDS` names 2 sockets (web, admin)".
 fn summary(passed: &[Passed]) -> String {
     let names: Vec<&str> = passed
         .iter()

@@ -88,6 +88,11 @@ pub(crate) use notify::Notifier;
 /// In a child of a process mode, which does not see the variables, it answers for the socket the
 /// child inherited from its parent, so the same code builds the same kind of server in both.
 ///
+/// # Errors
+///
+/// `NotFound` if systemd passed no sockets to this process or none matches `socket`; the error of
+/// `getsockopt` if the descriptor is not a usable socket.
+///
 /// ```no_run
 /// # fn main() -> std::io::Result<()> {
 /// let kind = if socketserver::systemd::is_unix(0)? { "Unix" } else { "TCP" };
