@@ -18,7 +18,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -152,11 +152,14 @@ impl Scenario {
     }
 
     fn line_count(&self) -> usize {
-        self.lines.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     fn line(&self, n: usize) -> String {
-        self.lines.lock().unwrap_or_else(|e| e.into_inner())[n].clone()
+        self.lines.lock().unwrap_or_else(PoisonError::into_inner)[n].clone()
     }
 
     fn signal(&self, signal: i32) -> Result<(), String> {
@@ -175,7 +178,11 @@ impl Scenario {
 
     /// The number in the last `stats` line's `name=` field.
     fn stat(&self, name: &str) -> Result<u64, String> {
-        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let lines = self
+            .lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let line = lines
             .iter()
             .rev()
@@ -203,7 +210,10 @@ fn read_lines(stdout: ChildStdout, lines: Arc<Mutex<Vec<String>>>) {
     thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            lines
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(line);
         }
     });
 }

@@ -444,7 +444,7 @@ impl Prefork {
                 server.shared.stop.request();
             }
             UpgradeState::Failed(why) => {
-                log::error!("prefork: SIGUSR2: {why}; this program goes on serving")
+                log::error!("prefork: SIGUSR2: {why}; this program goes on serving");
             }
         }
         self.upgrade = None;
