@@ -25,6 +25,18 @@ pub struct Stats {
     pub accept_errors: u64,
 }
 
+impl Stats {
+    /// Adds `other` to these counters, field by field (a prefork parent summing its workers').
+    pub(crate) fn add(&mut self, other: &Stats) {
+        self.accepted += other.accepted;
+        self.active += other.active;
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.rejected += other.rejected;
+        self.accept_errors += other.accept_errors;
+    }
+}
+
 /// The live counters. `active` has a condition variable beside it so `server_close` can wait for
 /// in-flight requests without polling.
 #[derive(Default)]
@@ -35,6 +47,8 @@ pub(crate) struct Counters {
     failed: AtomicU64,
     rejected: AtomicU64,
     accept_errors: AtomicU64,
+    /// In a prefork parent: the sum of its workers' counters, as they last reported them.
+    reported: Mutex<Stats>,
     idle_lock: Mutex<()>,
     idle: Condvar,
 }
@@ -49,14 +63,22 @@ pub(crate) enum Ending {
 
 impl Counters {
     pub(crate) fn snapshot(&self) -> Stats {
-        Stats {
+        let reported = *self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stats = Stats {
             accepted: self.accepted.load(Ordering::Relaxed),
             active: self.active.load(Ordering::Relaxed),
             completed: self.completed.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             accept_errors: self.accept_errors.load(Ordering::Relaxed),
-        }
+        };
+        stats.add(&reported);
+        stats
+    }
+
+    /// A prefork parent's view of its workers' counters, added to its own in every snapshot.
+    pub(crate) fn set_reported(&self, stats: Stats) {
+        *self.reported.lock().unwrap_or_else(PoisonError::into_inner) = stats;
     }
 
     /// A request arrived and will be ended by exactly one `request_ended` call.

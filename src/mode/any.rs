@@ -179,13 +179,13 @@ impl ModeImpl for AnyMode {
     fn supervise(
         &mut self,
         socket: RawFd,
-        stop: &StopSignal,
+        server: &crate::server::handle::ServerHandle,
         tick: &mut dyn FnMut(),
     ) -> io::Result<()> {
-        self.inner_mut().supervise(socket, stop, tick)
+        self.inner_mut().supervise(socket, server, tick)
     }
-    fn stop_workers(&mut self, abort: &StopSignal) -> usize {
-        self.inner_mut().stop_workers(abort)
+    fn stop_workers(&mut self, server: &crate::server::handle::ServerHandle) -> usize {
+        self.inner_mut().stop_workers(server)
     }
     fn cut_off(&mut self) {
         self.inner_mut().cut_off();

@@ -39,6 +39,7 @@ mod threads;
 
 pub use any::AnyMode;
 pub use pool::{Pool, WhenFull};
+pub(crate) use prefork::PreforkRequests;
 pub use prefork::{Prefork, WorkerMode};
 pub use process::{Process, DEFAULT_MAX_CHILDREN};
 pub use single::Single;
@@ -103,21 +104,21 @@ pub(crate) mod sealed {
         fn supervises(&self) -> bool {
             false
         }
-        /// Runs the supervisor until `stop`, calling `tick` on each of its wake-ups (the systemd
+        /// Runs the supervisor until `server` is stopped, calling `tick` on each of its wake-ups (the systemd
         /// watchdog), the one that sees the stop included. Only called if `supervises`; the
         /// workers are stopped afterwards, by `stop_workers`.
         fn supervise(
             &mut self,
             _socket: RawFd,
-            _stop: &StopSignal,
+            _server: &crate::server::handle::ServerHandle,
             _tick: &mut dyn FnMut(),
         ) -> io::Result<()> {
             Ok(())
         }
         /// After `supervise`: tells the workers to stop and waits for them within the drain
-        /// timeout, killing those still running then or once `abort` is requested. Returns how
-        /// many it killed.
-        fn stop_workers(&mut self, _abort: &StopSignal) -> usize {
+        /// timeout, killing those still running then or once the stop turns immediate. Returns
+        /// how many it killed.
+        fn stop_workers(&mut self, _server: &crate::server::handle::ServerHandle) -> usize {
             0
         }
         /// The stop has begun: tell running children, so their handlers see

@@ -3,14 +3,17 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::process::{Child, ExitStatus};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::sealed::ModeImpl;
 use super::{Pool, Single, Task, ThreadSettings, Threading};
-use crate::process::{self, ProcessKind, Role};
+use crate::process::{self, ProcessKind, Reports, Role, Upgrade, UpgradeState};
+use crate::server::handle::ServerHandle;
 use crate::server::stop::StopSignal;
+use crate::stats::Stats;
 
 /// How often the supervisor looks for exited workers (waitpid on each of its own children).
 const SUPERVISE_TICK: Duration = Duration::from_millis(25);
@@ -93,8 +96,35 @@ enum Part {
 ///
 /// The socket is shared, and so is its `O_NONBLOCK` flag: every worker is woken for a new
 /// connection and all but one find nothing to accept, which the serving loop treats as normal.
-/// Counters ([`stats`](crate::Server::stats)) are per process: the parent counts nothing, each
-/// worker counts its own requests.
+/// Counters ([`stats`](crate::Server::stats)): each worker reports its own to the parent over a
+/// pipe of its own (when they change, at most every 50 ms, and once more as it exits), so the
+/// parent's `stats()` — and its systemd `STATUS=` line — sums the whole server's requests. A
+/// worker's own `stats()`, in a handler, counts only its requests. A request still running in a
+/// worker that was killed counts as failed.
+///
+/// # Signals
+///
+/// With [`stop_on_signals`](crate#stopping-gracefully), the parent also takes gunicorn's
+/// signals (send them to the parent alone: `kill -HUP <pid>`, or systemd's `ExecReload=kill -HUP
+/// $MAINPID`):
+///
+/// * **SIGTTIN** / **SIGTTOU**: one worker more / fewer (never fewer than one). A removed worker
+///   drains within `drain_timeout`, as at a stop.
+/// * **SIGHUP**: a rolling reload. For each worker a fresh one is started from the program file
+///   on disk (the path the program was started from, so a rebuilt binary takes effect; later
+///   replacements start from it too); once the fresh one reports that it serves, the old one
+///   drains within `drain_timeout`. The listening socket stays open in the parent all along, so
+///   the kernel queues connections meanwhile: none is refused or reset. Under systemd the parent
+///   sends `RELOADING=1` first and `READY=1` once every worker is fresh.
+/// * **SIGUSR2**: a binary upgrade. A new copy of the program, from the file on disk and with the
+///   same arguments, inherits the listening socket by the socket-activation convention
+///   (`LISTEN_FDS=1`, descriptor 3, `LISTEN_PID` its pid; so it must build its server with
+///   [`Builder::systemd_tcp`](crate::Builder::systemd_tcp) or the like when `LISTEN_FDS` is set)
+///   and reports `READY=1` on a private `NOTIFY_SOCKET`. Then this parent stops gracefully: its
+///   workers drain while the new program's accept from the same socket, and `serve_forever`
+///   returns `Ok`. If the new program exits or is not ready within 30 s, the upgrade is given up
+///   and this one goes on serving. The new program shares stdin, stdout and stderr, and outlives
+///   its parent; under systemd, whose main pid would change, use SIGHUP instead.
 ///
 /// Workers share the parent's socket rather than each binding its own with `SO_REUSEPORT`. With
 /// per-worker sockets the kernel would spread connections without waking every worker, but the
@@ -140,6 +170,14 @@ pub struct Prefork {
     part: Part,
     /// The supervisor's worker places.
     slots: Vec<Slot>,
+    /// Workers told to stop (by SIGTTOU or a reload), until they exit.
+    retiring: Vec<Retiring>,
+    /// The final counters of the workers that exited.
+    retired: Stats,
+    /// Since a reload: start workers from the program file on disk, not the running binary.
+    from_disk: bool,
+    /// A binary upgrade under way (SIGUSR2): the new program, until it serves.
+    upgrade: Option<Box<Upgrade>>,
 }
 
 impl Prefork {
@@ -155,6 +193,10 @@ impl Prefork {
             drain_timeout: Duration::from_secs(30),
             part: Part::Supervisor,
             slots: Vec::new(),
+            retiring: Vec::new(),
+            retired: Stats::default(),
+            from_disk: false,
+            upgrade: None,
         }
     }
 
@@ -271,26 +313,59 @@ impl ModeImpl for Prefork {
     fn supervise(
         &mut self,
         socket: RawFd,
-        stop: &StopSignal,
+        server: &ServerHandle,
         tick: &mut dyn FnMut(),
     ) -> io::Result<()> {
+        let shared = &server.shared;
         self.slots = (0..self.workers).map(|_| Slot::new()).collect();
         log::info!("prefork: starting {} worker processes", self.workers);
-        while !stop.is_requested() {
-            for (index, slot) in self.slots.iter_mut().enumerate() {
-                slot.check(index);
-                slot.start_if_due(index, socket);
+        let mut reloading = false;
+        while !shared.stop.is_requested() {
+            self.resize(&shared.prefork);
+            if shared.prefork.reload.swap(false, Ordering::AcqRel) {
+                reloading = self.begin_reload(server);
             }
+            if shared.prefork.upgrade.swap(false, Ordering::AcqRel) {
+                self.begin_upgrade(socket);
+            }
+            self.check_upgrade(server);
+            let from_disk = self.from_disk;
+            for (index, slot) in self.slots.iter_mut().enumerate() {
+                slot.check(index, &mut self.retired);
+                slot.start_if_due(index, socket, from_disk);
+                slot.start_successor_if_due(index, socket);
+                if let Some(old) = slot.promote(index) {
+                    self.retiring.push(Retiring::new(old, self.drain_timeout));
+                }
+            }
+            if reloading && self.slots.iter().all(|s| s.successor.is_none()) {
+                reloading = false;
+                log::info!("prefork: reload done; every worker is fresh");
+                server.notify_ready();
+            }
+            self.reap_retiring();
+            shared.counters.set_reported(self.sum());
             tick();
-            stop.sleep(SUPERVISE_TICK);
+            shared.stop.sleep(SUPERVISE_TICK);
         }
         // The wake-up that saw the stop: reported (STOPPING=1) before the workers drain.
         tick();
         Ok(())
     }
 
-    fn stop_workers(&mut self, abort: &StopSignal) -> usize {
-        drain(&mut self.slots, self.drain_timeout, abort)
+    fn stop_workers(&mut self, server: &ServerHandle) -> usize {
+        let mut workers: Vec<(usize, Worker)> = Vec::new();
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            workers.extend(slot.worker.take().map(|w| (index, w)));
+            workers.extend(slot.successor.take().map(|w| (index, w)));
+        }
+        workers.extend(self.retiring.drain(..).map(|r| (r.index, r.worker)));
+        let killed = drain(&mut workers, self.drain_timeout, &server.shared.abort);
+        for (_, mut worker) in workers {
+            worker.finish(&mut self.retired);
+        }
+        server.shared.counters.set_reported(self.retired);
+        killed
     }
 
     fn cut_off(&mut self) {
@@ -300,12 +375,211 @@ impl ModeImpl for Prefork {
     }
 }
 
-/// One worker place: the running worker, or when to start the next one.
+impl Prefork {
+    /// SIGTTIN / SIGTTOU: one worker place more or fewer (never fewer than one).
+    fn resize(&mut self, requests: &PreforkRequests) {
+        for _ in 0..requests.more.swap(0, Ordering::AcqRel) {
+            self.slots.push(Slot::new());
+            log::info!("prefork: SIGTTIN: now {} workers", self.slots.len());
+        }
+        for _ in 0..requests.fewer.swap(0, Ordering::AcqRel) {
+            if self.slots.len() <= 1 {
+                log::warn!("prefork: SIGTTOU: keeping the last worker");
+                break;
+            }
+            let Some(slot) = self.slots.pop() else { break };
+            let index = self.slots.len();
+            for worker in [slot.worker, slot.successor].into_iter().flatten() {
+                self.retiring
+                    .push(Retiring::new((index, worker), self.drain_timeout));
+            }
+            log::info!("prefork: SIGTTOU: now {} workers", self.slots.len());
+        }
+    }
+
+    /// SIGHUP: every worker place gets a successor started from the program file on disk; each
+    /// old worker retires once its successor reports that it serves. Returns whether a reload
+    /// began.
+    fn begin_reload(&mut self, server: &ServerHandle) -> bool {
+        server.notify_reloading();
+        self.from_disk = true;
+        log::info!(
+            "prefork: SIGHUP: reloading {} workers from the program file on disk",
+            self.slots.len()
+        );
+        for slot in &mut self.slots {
+            slot.reload = true;
+        }
+        true
+    }
+
+    /// SIGUSR2: starts the new program on the listening socket (one upgrade at a time).
+    fn begin_upgrade(&mut self, socket: RawFd) {
+        if let Some(upgrade) = &self.upgrade {
+            log::warn!(
+                "prefork: SIGUSR2 ignored: the new program (pid {}) is still starting",
+                upgrade.pid()
+            );
+            return;
+        }
+        match Upgrade::start(socket) {
+            Ok(upgrade) => self.upgrade = Some(Box::new(upgrade)),
+            Err(e) => log::error!("prefork: SIGUSR2: {e}; this program goes on serving"),
+        }
+    }
+
+    /// Once the new program serves, this one stops gracefully: its workers drain while the new
+    /// program's accept from the same socket.
+    fn check_upgrade(&mut self, server: &ServerHandle) {
+        let Some(upgrade) = &mut self.upgrade else {
+            return;
+        };
+        match upgrade.poll() {
+            UpgradeState::Pending => return,
+            UpgradeState::Ready => {
+                log::info!(
+                    "prefork: SIGUSR2: the new program (pid {}) serves; this one stops",
+                    upgrade.pid()
+                );
+                server.shared.stop.request();
+            }
+            UpgradeState::Failed(why) => {
+                log::error!("prefork: SIGUSR2: {why}; this program goes on serving");
+            }
+        }
+        self.upgrade = None;
+    }
+
+    /// Reaps the retiring workers that exited, and kills those past their drain timeout.
+    fn reap_retiring(&mut self) {
+        let now = Instant::now();
+        let retired = &mut self.retired;
+        self.retiring.retain_mut(|r| {
+            r.worker.reports.read();
+            match r.worker.child.try_wait() {
+                Ok(None) if now < r.deadline => return true,
+                Ok(None) => {
+                    log::warn!(
+                        "prefork: retiring worker {} (pid {}) still running after the drain \
+                         timeout; killing it",
+                        r.index,
+                        r.worker.child.id()
+                    );
+                    let _ = r.worker.child.kill();
+                    let _ = r.worker.child.wait();
+                }
+                Ok(Some(status)) if !status.success() => log::warn!(
+                    "prefork: retiring worker {} (pid {}) {}",
+                    r.index,
+                    r.worker.child.id(),
+                    describe(status)
+                ),
+                Ok(Some(_)) => log::info!(
+                    "prefork: worker {} (pid {}) retired",
+                    r.index,
+                    r.worker.child.id()
+                ),
+                Err(e) => log::error!("prefork: cannot check retiring worker {}: {e}", r.index),
+            }
+            r.worker.finish(retired);
+            false
+        });
+    }
+
+    /// The whole server's counters: the exited workers' and the running ones' last reports.
+    fn sum(&self) -> Stats {
+        let mut sum = self.retired;
+        let running = self
+            .slots
+            .iter()
+            .flat_map(|s| s.worker.iter().chain(&s.successor))
+            .chain(self.retiring.iter().map(|r| &r.worker));
+        for worker in running {
+            sum.add(&worker.reports.last);
+        }
+        sum
+    }
+}
+
+/// What SIGTTIN, SIGTTOU and SIGHUP ask of a prefork parent: set by the signal relay, taken by
+/// the supervisor on its next wake-up.
+#[derive(Debug, Default)]
+pub(crate) struct PreforkRequests {
+    /// Workers to add (SIGTTIN).
+    pub(crate) more: AtomicUsize,
+    /// Workers to remove (SIGTTOU).
+    pub(crate) fewer: AtomicUsize,
+    /// A rolling reload (SIGHUP).
+    pub(crate) reload: AtomicBool,
+    /// A binary upgrade (SIGUSR2).
+    pub(crate) upgrade: AtomicBool,
+}
+
+/// One running worker process and its report pipe.
+#[derive(Debug)]
+struct Worker {
+    child: Child,
+    started: Instant,
+    reports: Reports,
+}
+
+impl Worker {
+    fn start(index: usize, socket: RawFd, from_disk: bool) -> io::Result<Worker> {
+        let (reports, writer) = Reports::pipe()?;
+        let role = Role::Worker { fd: socket, index };
+        // `writer` closes here once spawned: only the worker holds the write end.
+        let child = process::spawn_worker(role, writer.as_raw_fd(), from_disk)?;
+        log::info!("prefork: worker {index} started (pid {})", child.id());
+        Ok(Worker {
+            child,
+            started: Instant::now(),
+            reports,
+        })
+    }
+
+    /// After the worker exited (or was killed): its last counters go to `retired`, with the
+    /// requests it still had running counted as failed.
+    fn finish(&mut self, retired: &mut Stats) {
+        self.reports.read();
+        let mut last = self.reports.last;
+        last.failed += last.active;
+        last.active = 0;
+        retired.add(&last);
+        self.reports.last = Stats::default();
+    }
+}
+
+/// A worker told to stop: its lifeline is closed, and it is killed if still running at
+/// `deadline`.
+#[derive(Debug)]
+struct Retiring {
+    index: usize,
+    worker: Worker,
+    deadline: Instant,
+}
+
+impl Retiring {
+    fn new((index, mut worker): (usize, Worker), drain_timeout: Duration) -> Retiring {
+        drop(worker.child.stdin.take());
+        Retiring {
+            index,
+            worker,
+            // The worker ends itself at its drain timeout; the margin lets it do so first.
+            deadline: Instant::now() + drain_timeout + Duration::from_millis(500),
+        }
+    }
+}
+
+/// One worker place: the running worker, or when to start the next one; during a reload, the
+/// fresh worker that will take over.
 #[derive(Debug)]
 struct Slot {
-    worker: Option<(Child, Instant)>,
+    worker: Option<Worker>,
     start_at: Option<Instant>,
     delay: Duration,
+    /// A reload asked for a successor that is not started yet.
+    reload: bool,
+    successor: Option<Worker>,
 }
 
 impl Slot {
@@ -314,26 +588,44 @@ impl Slot {
             worker: None,
             start_at: Some(Instant::now()),
             delay: MIN_RESTART_DELAY,
+            reload: false,
+            successor: None,
         }
     }
 
-    /// Reaps the worker if it exited, and schedules its replacement.
-    fn check(&mut self, index: usize) {
-        let Some((child, started)) = &mut self.worker else {
+    /// Reaps the worker if it exited, and schedules its replacement; gives up a successor that
+    /// exited before it served.
+    fn check(&mut self, index: usize, retired: &mut Stats) {
+        if let Some(successor) = &mut self.successor {
+            successor.reports.read();
+            if let Ok(Some(status)) = successor.child.try_wait() {
+                log::error!(
+                    "prefork: fresh worker {index} (pid {}) {} before serving; the old one \
+                     goes on",
+                    successor.child.id(),
+                    describe(status)
+                );
+                successor.finish(retired);
+                self.successor = None;
+            }
+        }
+        let Some(worker) = &mut self.worker else {
             return;
         };
-        let status = match child.try_wait() {
+        worker.reports.read();
+        let status = match worker.child.try_wait() {
             Ok(None) => return,
             Ok(Some(status)) => status,
             Err(e) => {
                 log::error!(
                     "prefork: cannot check worker {index} (pid {}): {e}",
-                    child.id()
+                    worker.child.id()
                 );
                 return;
             }
         };
-        let (pid, lived) = (child.id(), started.elapsed());
+        let (pid, lived) = (worker.child.id(), worker.started.elapsed());
+        worker.finish(retired);
         self.worker = None;
         if status.success() {
             log::info!("prefork: worker {index} (pid {pid}) exited after {lived:?}; replacing it");
@@ -352,15 +644,17 @@ impl Slot {
         }
     }
 
-    fn start_if_due(&mut self, index: usize, socket: RawFd) {
-        if self.worker.is_some() || self.start_at.is_none_or(|at| at > Instant::now()) {
+    fn start_if_due(&mut self, index: usize, socket: RawFd, from_disk: bool) {
+        let due = self.start_at.is_some_and(|at| at <= Instant::now());
+        if self.worker.is_some() || self.successor.is_some() || !due {
             return;
         }
-        match process::spawn_child(Role::Worker { fd: socket, index }) {
-            Ok(child) => {
-                log::info!("prefork: worker {index} started (pid {})", child.id());
-                self.worker = Some((child, Instant::now()));
+        match Worker::start(index, socket, from_disk) {
+            Ok(worker) => {
+                self.worker = Some(worker);
                 self.start_at = None;
+                // A worker started since the reload began is fresh already.
+                self.reload = !from_disk && self.reload;
             }
             Err(e) => {
                 log::error!(
@@ -370,6 +664,29 @@ impl Slot {
                 self.schedule_retry();
             }
         }
+    }
+
+    fn start_successor_if_due(&mut self, index: usize, socket: RawFd) {
+        if !self.reload || self.successor.is_some() {
+            return;
+        }
+        self.reload = false;
+        if self.worker.is_none() {
+            return; // Its next worker starts from disk anyway.
+        }
+        match Worker::start(index, socket, true) {
+            Ok(worker) => self.successor = Some(worker),
+            Err(e) => log::error!("prefork: cannot start a fresh worker {index}: {e}"),
+        }
+    }
+
+    /// Once the successor serves: it becomes the worker, and the old one is returned to retire.
+    fn promote(&mut self, index: usize) -> Option<(usize, Worker)> {
+        if !self.successor.as_ref()?.reports.ready {
+            return None;
+        }
+        let old = std::mem::replace(&mut self.worker, self.successor.take())?;
+        Some((index, old))
     }
 
     fn schedule_retry(&mut self) {
@@ -389,32 +706,34 @@ fn describe(status: ExitStatus) -> String {
 
 /// Closes every lifeline, waits for the workers to finish their requests and exit, and kills
 /// those still running when `timeout` passes or `abort` is requested. Returns how many it killed.
-fn drain(slots: &mut [Slot], timeout: Duration, abort: &StopSignal) -> usize {
-    for (child, _) in slots.iter_mut().filter_map(|s| s.worker.as_mut()) {
-        drop(child.stdin.take());
+fn drain(workers: &mut [(usize, Worker)], timeout: Duration, abort: &StopSignal) -> usize {
+    for (_, worker) in workers.iter_mut() {
+        drop(worker.child.stdin.take());
     }
     let deadline = Instant::now() + timeout;
+    let mut exited = vec![false; workers.len()];
     loop {
         let mut running = 0;
-        for (index, slot) in slots.iter_mut().enumerate() {
-            let Some((child, _)) = &mut slot.worker else {
+        for ((index, worker), exited) in workers.iter_mut().zip(exited.iter_mut()) {
+            if *exited {
                 continue;
-            };
-            match child.try_wait() {
+            }
+            worker.reports.read();
+            match worker.child.try_wait() {
                 Ok(Some(status)) => {
                     if !status.success() {
                         log::warn!(
                             "prefork: worker {index} (pid {}) {} while stopping",
-                            child.id(),
+                            worker.child.id(),
                             describe(status)
                         );
                     }
-                    slot.worker = None;
+                    *exited = true;
                 }
                 Ok(None) => running += 1,
                 Err(e) => {
                     log::error!("prefork: cannot check worker {index}: {e}");
-                    slot.worker = None;
+                    *exited = true;
                 }
             }
         }
@@ -431,16 +750,14 @@ fn drain(slots: &mut [Slot], timeout: Duration, abort: &StopSignal) -> usize {
         false => format!("after {timeout:?}"),
     };
     let mut killed = 0;
-    for (index, slot) in slots.iter_mut().enumerate() {
-        if let Some((mut child, _)) = slot.worker.take() {
-            log::warn!(
-                "prefork: worker {index} (pid {}) still running {why}; killing it",
-                child.id()
-            );
-            let _ = child.kill();
-            let _ = child.wait();
-            killed += 1;
-        }
+    for ((index, worker), _) in workers.iter_mut().zip(exited).filter(|(_, e)| !e) {
+        log::warn!(
+            "prefork: worker {index} (pid {}) still running {why}; killing it",
+            worker.child.id()
+        );
+        let _ = worker.child.kill();
+        let _ = worker.child.wait();
+        killed += 1;
     }
     killed
 }

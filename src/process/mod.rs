@@ -10,11 +10,15 @@
 
 mod child;
 mod handoff;
+mod report;
 mod role;
 mod spawn;
+mod upgrade;
 
 pub(crate) use child::{adopt_socket, lifeline_watch, read_handoff};
 pub(crate) use handoff::{Handoff, Received};
+pub(crate) use report::{report_final, start_reporting, Reports};
 pub use role::is_worker;
 pub(crate) use role::{claim, inherited_fd, ProcessKind, Role};
-pub(crate) use spawn::{program, spawn_child};
+pub(crate) use spawn::{program, spawn_child, spawn_worker};
+pub(crate) use upgrade::{Upgrade, UpgradeState};

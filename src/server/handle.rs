@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) failure_log: FailureLog,
     /// The line to systemd, when `NOTIFY_SOCKET` asked for one (see [`crate::systemd`]).
     pub(crate) notify: Option<Notifier>,
+    /// In a prefork parent: what the reload and resize signals asked for.
+    pub(crate) prefork: crate::mode::PreforkRequests,
 }
 
 impl Shared {

@@ -235,6 +235,7 @@ where
             on_error,
             failure_log: failure_log::FailureLog::new(),
             notify,
+            prefork: Default::default(),
         });
         let worker = matches!(role, Some(Role::Worker { .. }));
         if let Some(Role::Worker { index, .. }) = role {
@@ -253,7 +254,11 @@ where
                     shared: Arc::clone(&shared),
                 };
                 let child = matches!(role, Some(Role::Request { .. }));
-                Some(signals::SignalRelay::start(handle, child)?)
+                Some(signals::SignalRelay::start(
+                    handle,
+                    child,
+                    mode.supervises(),
+                )?)
             }
         };
         Ok(Server {
@@ -320,11 +325,12 @@ where
             );
             let shared = Arc::clone(&self.handle.shared);
             shared.notify_ready();
+            let handle = self.handle.clone();
             self.mode
-                .supervise(socket_fd, &shared.stop, &mut || shared.notify_tick())?;
+                .supervise(socket_fd, &handle, &mut || shared.notify_tick())?;
             shared.notify_stopping();
             self.begin_stop();
-            let killed = self.mode.stop_workers(&shared.abort);
+            let killed = self.mode.stop_workers(&handle);
             self.release_socket();
             return match killed {
                 0 => Ok(()),
@@ -348,6 +354,9 @@ where
             (a, b) => a.or(b),
         };
         self.handle.shared.notify_ready();
+        if self.worker {
+            process::start_reporting(self.handle.clone());
+        }
         while !self.handle.is_shutting_down() {
             match poll::wait(socket_fd, self.stop().pipe_fd(), tick)? {
                 Ready::Stop => break,
@@ -536,6 +545,7 @@ where
             );
         }
         self.handle.shared.flush_failures();
+        process::report_final(&counters.snapshot());
         log::info!("worker {} stopped", std::process::id());
         std::process::exit(0)
     }

@@ -3,20 +3,23 @@
 //! `signal-hook`'s handlers only write to its self-pipe; a small relay thread reads the signals
 //! from there and turns them into the same requests `shutdown` and `stop_now` make, which the
 //! serving thread acts on. Keeping the relay separate from the serving loop means a stop still
-//! reaches a loop that is blocked waiting for pool or thread capacity, and a later reload or
-//! upgrade signal (SIGHUP, SIGUSR2, …) has one place to be added.
+//! reaches a loop that is blocked waiting for pool or thread capacity. In a
+//! [`Prefork`](crate::Prefork) parent it also relays SIGHUP (rolling reload), SIGTTIN / SIGTTOU
+//! (one worker more / fewer) and SIGUSR2 (binary upgrade) to the supervisor.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR2};
 use signal_hook::iterator::{Handle, Signals};
 
 use super::handle::ServerHandle;
 
 /// The signals a graceful stop listens to.
 const STOP_SIGNALS: [i32; 3] = [SIGTERM, SIGINT, SIGQUIT];
+/// The signals a prefork parent also listens to.
+const PREFORK_SIGNALS: [i32; 4] = [SIGHUP, SIGTTIN, SIGTTOU, SIGUSR2];
 
 /// Passes stop signals to one server for as long as it lives.
 pub(crate) struct SignalRelay {
@@ -28,11 +31,21 @@ impl SignalRelay {
     /// (`child`) the signals only tell the handler, through `is_shutting_down`, that the server
     /// is stopping: the parent decides when the request is cut off (a terminal's Ctrl-C and
     /// systemd's stop reach every process of the group, and the parent passes its stop on).
-    pub(crate) fn start(server: ServerHandle, child: bool) -> io::Result<SignalRelay> {
-        let mut signals = Signals::new(STOP_SIGNALS).map_err(|e| {
+    /// A `prefork_parent` relays [`PREFORK_SIGNALS`] too.
+    pub(crate) fn start(
+        server: ServerHandle,
+        child: bool,
+        prefork_parent: bool,
+    ) -> io::Result<SignalRelay> {
+        let extra: &[i32] = if prefork_parent {
+            &PREFORK_SIGNALS
+        } else {
+            &[]
+        };
+        let mut signals = Signals::new(STOP_SIGNALS.iter().chain(extra)).map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("cannot install handlers for SIGTERM, SIGINT and SIGQUIT: {e}"),
+                format!("cannot install handlers for the stop (and prefork) signals: {e}"),
             )
         })?;
         let handle = signals.handle();
@@ -111,6 +124,21 @@ impl Defaults {
 fn relay(server: &ServerHandle, signal: i32, stops: &mut u32, child: bool) {
     let shared = &server.shared;
     let name = name(signal);
+    if PREFORK_SIGNALS.contains(&signal) {
+        let requests = &shared.prefork;
+        match signal {
+            SIGTTIN => {
+                requests.more.fetch_add(1, Ordering::AcqRel);
+            }
+            SIGTTOU => {
+                requests.fewer.fetch_add(1, Ordering::AcqRel);
+            }
+            SIGHUP => requests.reload.store(true, Ordering::Release),
+            _ => requests.upgrade.store(true, Ordering::Release),
+        }
+        log::info!("{name}: passed to the prefork supervisor");
+        return;
+    }
     if child {
         log::debug!(
             "{name}: child {} tells its handler the server is stopping",
@@ -156,6 +184,10 @@ fn name(signal: i32) -> &'static str {
         SIGTERM => "SIGTERM",
         SIGINT => "SIGINT",
         SIGQUIT => "SIGQUIT",
+        SIGHUP => "SIGHUP",
+        SIGTTIN => "SIGTTIN",
+        SIGTTOU => "SIGTTOU",
+        SIGUSR2 => "SIGUSR2",
         _ => "signal",
     }
 }
