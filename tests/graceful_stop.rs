@@ -14,10 +14,11 @@
 //! then answers `done <line>`. Every socket has a timeout and every wait a deadline; a scenario
 //! server is killed when its test ends, however it ends.
 
+mod scenario;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -50,13 +51,13 @@ fn main() -> ExitCode {
     if let Ok(mode) = std::env::var(SCENARIO_VAR) {
         return scenario_server(&mode);
     }
-    run_tests()
+    scenario::run_tests(TESTS, || {}, || {})
 }
 
 // =============================================================================================
 // The driver
 
-type TestFn = fn() -> Result<(), String>;
+use scenario::TestFn;
 
 const TESTS: &[(&str, TestFn)] = &[
     ("single_sigterm_serves_the_backlog_and_exits_0", || {
@@ -123,44 +124,6 @@ const TESTS: &[(&str, TestFn)] = &[
         in_process_wait_for_request,
     ),
 ];
-
-fn run_tests() -> ExitCode {
-    // `cargo test -- <filter>` passes the filter on; options (starting with '-') are ignored.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let selected: Vec<_> = TESTS
-        .iter()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
-        .collect();
-    println!("\nrunning {} tests", selected.len());
-    let mut failed = Vec::new();
-    for (name, test) in &selected {
-        let started = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(test)).unwrap_or_else(|panic| {
-            Err(panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(ToString::to_string))
-                .unwrap_or_else(|| "panicked".to_string()))
-        });
-        match outcome {
-            Ok(()) => println!("test {name} ... ok ({:.1?})", started.elapsed()),
-            Err(why) => {
-                println!("test {name} ... FAILED\n{why}");
-                failed.push(*name);
-            }
-        }
-    }
-    if failed.is_empty() {
-        println!("\ntest result: ok. {} passed", selected.len());
-        ExitCode::SUCCESS
-    } else {
-        println!("\ntest result: FAILED. failures: {failed:?}");
-        ExitCode::FAILURE
-    }
-}
 
 /// A scenario server: the child process, its collected stderr, and where it listens.
 struct Scenario {

@@ -13,10 +13,11 @@
 //! Every socket has a timeout, every wait a deadline, and every process a test starts is killed
 //! when the test ends.
 
+mod scenario;
+
 use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -40,10 +41,10 @@ fn main() -> ExitCode {
             }
         };
     }
-    run_tests()
+    scenario::run_tests(TESTS, || {}, || {})
 }
 
-type TestFn = fn() -> Result<(), String>;
+use scenario::TestFn;
 
 const TESTS: &[(&str, TestFn)] = &[
     (
@@ -60,45 +61,6 @@ const TESTS: &[(&str, TestFn)] = &[
         sigusr2_upgrade,
     ),
 ];
-
-fn run_tests() -> ExitCode {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let selected: Vec<_> = TESTS
-        .iter()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
-        .collect();
-    println!("\nrunning {} tests", selected.len());
-    let mut failed = Vec::new();
-    for (name, test) in &selected {
-        let started = Instant::now();
-        let outcome =
-            catch_unwind(AssertUnwindSafe(test)).unwrap_or_else(|_| Err("panicked".into()));
-        match outcome {
-            Ok(()) => println!("test {name} ... ok ({:?})", started.elapsed()),
-            Err(why) => {
-                println!(
-                    "test {name} ... FAILED ({:?})\n    {why}",
-                    started.elapsed()
-                );
-                failed.push(*name);
-            }
-        }
-    }
-    println!(
-        "\ntest result: {}. {} passed; {} failed\n",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        selected.len() - failed.len(),
-        failed.len()
-    );
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
 
 fn check(ok: bool, why: impl FnOnce() -> String) -> Result<(), String> {
     if ok {

@@ -19,11 +19,12 @@
 
 mod common;
 
+mod scenario;
+
 use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,13 +44,13 @@ fn main() -> ExitCode {
     if let Ok(name) = std::env::var(SCENARIO_VAR) {
         return scenario_server(&name);
     }
-    run_tests()
+    scenario::run_tests(TESTS, || lock(&CAPTURED).clear(), print_captured_stderr)
 }
 
 // =============================================================================================
 // The driver
 
-type TestFn = fn() -> Result<(), String>;
+use scenario::TestFn;
 
 const TESTS: &[(&str, TestFn)] = &[
     ("process_tcp_echo", process_tcp_echo),
@@ -118,50 +119,6 @@ const TESTS: &[(&str, TestFn)] = &[
         notify_in_prefork_mode,
     ),
 ];
-
-fn run_tests() -> ExitCode {
-    // `cargo test -- <filter>` passes the filter on; options (starting with '-') are ignored.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let selected: Vec<_> = TESTS
-        .iter()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
-        .collect();
-    println!("\nrunning {} tests", selected.len());
-    let mut failed = Vec::new();
-    for (name, test) in &selected {
-        lock(&CAPTURED).clear();
-        let started = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(test)).unwrap_or_else(|panic| {
-            Err(panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(ToString::to_string))
-                .unwrap_or_else(|| "panicked".to_string()))
-        });
-        match outcome {
-            Ok(()) => println!("test {name} ... ok ({:?})", started.elapsed()),
-            Err(why) => {
-                println!("test {name} ... FAILED\n    {why}");
-                print_captured_stderr();
-                failed.push(*name);
-            }
-        }
-    }
-    let passed = selected.len() - failed.len();
-    if failed.is_empty() {
-        println!("\ntest result: ok. {passed} passed; 0 failed\n");
-        ExitCode::SUCCESS
-    } else {
-        println!(
-            "\ntest result: FAILED. {passed} passed; {} failed: {failed:?}\n",
-            failed.len()
-        );
-        ExitCode::FAILURE
-    }
-}
 
 /// The stderr of every scenario server the running test started, in start order.
 static CAPTURED: Mutex<Vec<CapturedStderr>> = Mutex::new(Vec::new());

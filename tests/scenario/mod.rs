@@ -1,0 +1,59 @@
+//! The test runner of the `harness = false` scenario programs (`process_modes`, `graceful_stop`,
+//! `prefork_signals`): each is its own server program, because the process modes re-execute it,
+//! so libtest cannot run it; this runs its tests in order and prints libtest's closing line.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// One scenario: `Ok`, or why it failed.
+pub type TestFn = fn() -> Result<(), String>;
+
+/// Runs the `tests` that `cargo test -- <filter>` selects (options, starting with `-`, are
+/// ignored). `before_each` runs before every test; `on_failure` after a failed one (to print what
+/// it captured).
+pub fn run_tests(tests: &[(&str, TestFn)], before_each: fn(), on_failure: fn()) -> ExitCode {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let selected: Vec<_> = tests
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} tests", selected.len());
+    let mut failed = Vec::new();
+    for (name, test) in &selected {
+        before_each();
+        let started = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(test)).unwrap_or_else(|panic| {
+            Err(panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(ToString::to_string))
+                .unwrap_or_else(|| "panicked".to_string()))
+        });
+        match outcome {
+            Ok(()) => println!("test {name} ... ok ({:.1?})", started.elapsed()),
+            Err(why) => {
+                println!(
+                    "test {name} ... FAILED ({:.1?})\n    {why}",
+                    started.elapsed()
+                );
+                on_failure();
+                failed.push(*name);
+            }
+        }
+    }
+    let passed = selected.len() - failed.len();
+    if failed.is_empty() {
+        println!("\ntest result: ok. {passed} passed; 0 failed\n");
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "\ntest result: FAILED. {passed} passed; {} failed: {failed:?}\n",
+            failed.len()
+        );
+        ExitCode::FAILURE
+    }
+}
