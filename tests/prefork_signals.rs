@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socketserver::{is_worker, Builder, Prefork, StreamRequest};
+use socketserver::{Builder, Prefork, StreamRequest};
 
 const SCENARIO_VAR: &str = "PREFORK_SIGNALS_SCENARIO";
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -429,26 +429,9 @@ fn scenario_server() -> io::Result<()> {
         .stop_on_signals()
         .grace_period(Duration::from_secs(5))
         .mode(Prefork::new(2).drain_timeout(Duration::from_secs(2)));
-    let mut server = match std::env::var_os("LISTEN_FDS") {
+    let server = match std::env::var_os("LISTEN_FDS") {
         Some(_) => builder.systemd_tcp(0, upper_line)?,
         None => builder.bind_tcp("127.0.0.1:0", upper_line)?,
     };
-    if !is_worker() {
-        println!("listening on {}", server.local_addr());
-        io::stdout().flush()?;
-        let handle = server.handle();
-        thread::spawn(move || {
-            let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
-            handle.shutdown();
-        });
-    }
-    let handle = server.handle();
-    server.serve_forever()?;
-    server.server_close()?;
-    let stats = handle.stats();
-    println!(
-        "stats accepted={} completed={} failed={}",
-        stats.accepted, stats.completed, stats.failed
-    );
-    Ok(())
+    scenario::serve_and_report(server)
 }

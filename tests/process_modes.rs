@@ -1204,7 +1204,7 @@ fn scenario_server(name: &str) -> ExitCode {
             .read_timeout(Duration::from_secs(60))
             .mode(Prefork::new(1).drain_timeout(Duration::from_millis(600)))
             .bind_tcp("127.0.0.1:0", pid_upper_lines)
-            .and_then(serve_and_report),
+            .and_then(scenario::serve_and_report),
         #[cfg(feature = "proxy")]
         "process_proxy" => serve_proxy(Process::new()),
         #[cfg(feature = "proxy")]
@@ -1218,35 +1218,6 @@ fn scenario_server(name: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Serves until this process's stdin closes (parent only: a child's stdin belongs to the mode),
-/// then closes the server and prints its stats.
-fn serve_and_report<T, H, M>(mut server: socketserver::Server<T, H, M>) -> io::Result<()>
-where
-    T: socketserver::transport::Transport,
-    H: socketserver::RequestHandler<T::Request> + Clone,
-    M: Mode,
-{
-    if !is_worker() {
-        println!("listening on {}", server.local_addr());
-        io::stdout().flush()?;
-        let handle = server.handle();
-        thread::spawn(move || {
-            let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
-            handle.shutdown();
-        });
-    }
-    let handle = server.handle();
-    server.serve_forever()?;
-    server.server_close()?;
-    // After server_close, which waited for every request (child process) to end.
-    let stats = handle.stats();
-    println!(
-        "stats accepted={} completed={} failed={}",
-        stats.accepted, stats.completed, stats.failed
-    );
-    Ok(())
 }
 
 fn reporting_builder() -> Builder {
@@ -1269,7 +1240,7 @@ fn serve_tcp<M: Mode>(
     mode: M,
     handler: fn(&mut StreamRequest) -> io::Result<()>,
 ) -> io::Result<()> {
-    serve_and_report(
+    scenario::serve_and_report(
         reporting_builder()
             .mode(mode)
             .bind_tcp("127.0.0.1:0", handler)?,
@@ -1279,7 +1250,7 @@ fn serve_tcp<M: Mode>(
 /// A PROXY protocol server trusting loopback whose children answer with the peer they saw.
 #[cfg(feature = "proxy")]
 fn serve_proxy<M: Mode>(mode: M) -> io::Result<()> {
-    serve_and_report(
+    scenario::serve_and_report(
         reporting_builder()
             .mode(mode)
             .proxy_protocol(socketserver::proxy::ProxyProtocol::Any)
@@ -1302,7 +1273,7 @@ fn serve_proxy<M: Mode>(mode: M) -> io::Result<()> {
 }
 
 fn serve_udp<M: Mode>(mode: M) -> io::Result<()> {
-    serve_and_report(
+    scenario::serve_and_report(
         reporting_builder()
             .mode(mode)
             .bind_udp("127.0.0.1:0", upper_datagram)?,
@@ -1317,7 +1288,7 @@ fn socket_path() -> io::Result<PathBuf> {
 
 fn serve_unix_stream<M: Mode>(mode: M) -> io::Result<()> {
     let path = socket_path()?;
-    serve_and_report(
+    scenario::serve_and_report(
         reporting_builder()
             .mode(mode)
             .bind_unix_stream(path, pid_upper_line)?,
@@ -1326,7 +1297,7 @@ fn serve_unix_stream<M: Mode>(mode: M) -> io::Result<()> {
 
 fn serve_unix_datagram<M: Mode>(mode: M) -> io::Result<()> {
     let path = socket_path()?;
-    serve_and_report(
+    scenario::serve_and_report(
         reporting_builder()
             .mode(mode)
             .bind_unix_datagram(path, upper_datagram)?,

@@ -2,9 +2,17 @@
 //! `prefork_signals`): each is its own server program, because the process modes re-execute it,
 //! so libtest cannot run it; this runs its tests in order and prints libtest's closing line.
 
+// Each program uses a subset of these helpers.
+#![allow(dead_code)]
+
+use std::io::{self, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::ExitCode;
+use std::thread;
 use std::time::Instant;
+
+use socketserver::transport::Transport;
+use socketserver::{is_worker, Mode, RequestHandler, Server};
 
 /// One scenario: `Ok`, or why it failed.
 pub type TestFn = fn() -> Result<(), String>;
@@ -56,4 +64,33 @@ pub fn run_tests(tests: &[(&str, TestFn)], before_each: fn(), on_failure: fn()) 
         );
         ExitCode::FAILURE
     }
+}
+
+/// Serves until this process's stdin closes (parent only: a child's stdin belongs to the mode),
+/// then closes the server and prints its stats.
+pub fn serve_and_report<T, H, M>(mut server: Server<T, H, M>) -> io::Result<()>
+where
+    T: Transport,
+    H: RequestHandler<T::Request> + Clone,
+    M: Mode,
+{
+    if !is_worker() {
+        println!("listening on {}", server.local_addr());
+        io::stdout().flush()?;
+        let handle = server.handle();
+        thread::spawn(move || {
+            let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+            handle.shutdown();
+        });
+    }
+    let handle = server.handle();
+    server.serve_forever()?;
+    server.server_close()?;
+    // After server_close, which waited for every request (child process) to end.
+    let stats = handle.stats();
+    println!(
+        "stats accepted={} completed={} failed={}",
+        stats.accepted, stats.completed, stats.failed
+    );
+    Ok(())
 }
