@@ -174,6 +174,11 @@ impl<H, F> Conn<H, F> {
                 Ok(n) => {
                     self.input.extend_from_slice(&scratch[..n]);
                     self.last_active = Instant::now();
+                    // A short read emptied the socket: more bytes bring a new readiness edge, so
+                    // the read that would only say "would block" is saved.
+                    if n < scratch.len() {
+                        self.unread = false;
+                    }
                     Ok(Read1::Bytes)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -111,6 +111,8 @@ pub(crate) struct EventLoop<H, F> {
     server: ServerHandle,
     /// Connections with bytes still unread after their turn, to serve again without an event.
     again: Vec<ConnectionId>,
+    /// The connections of one wake-up's events (kept to reuse its allocation).
+    ready: Vec<(usize, bool)>,
     /// Once a stop began: when the loop gives up on the connections still open.
     drain_until: Option<Instant>,
     /// Until the accepting thread says it has stopped: connections from the listen backlog may
@@ -159,6 +161,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             settings,
             server,
             again: Vec::new(),
+            ready: Vec::new(),
             drain_until: None,
             accepting: true,
         })
@@ -185,7 +188,8 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                     break;
                 }
             }
-            let mut ready = Vec::with_capacity(self.events.iter().count());
+            let mut ready = std::mem::take(&mut self.ready);
+            ready.clear();
             let mut stop = false;
             let mut abort = false;
             for event in &self.events {
@@ -199,11 +203,12 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             if abort || self.server.shared.abort.is_requested() {
                 break;
             }
-            for (slot, writable) in ready {
+            for &(slot, writable) in &ready {
                 if let Some(id) = self.id_of(slot) {
                     self.on_ready(id, writable);
                 }
             }
+            self.ready = ready;
             self.link.rearm();
             self.take_results();
             self.take_commands();
