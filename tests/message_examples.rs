@@ -172,3 +172,40 @@ fn modes_and_protocols_a_message_server_cannot_serve_are_usage_errors() {
     assert!(run.stdout.contains("--api stream|message"), "{run}");
     assert!(run.stdout.contains("--message-timeout SECS"), "{run}");
 }
+
+#[test]
+fn prefork_workers_each_run_a_loop_and_stop_on_sigterm() {
+    let mut server = Server::start(
+        "echo_server",
+        &[
+            "--api",
+            "message",
+            "--mode",
+            "prefork",
+            "--workers",
+            "2",
+            "--proto",
+            "line",
+        ],
+    );
+    // Connections spread over the workers' loops; each is answered by whichever took it.
+    let clients: Vec<TcpStream> = (0..6).map(|_| connect(server.addr)).collect();
+    for (i, mut client) in clients.iter().enumerate() {
+        client.write_all(format!("line {i}\n").as_bytes()).unwrap();
+    }
+    for (i, mut client) in clients.iter().enumerate() {
+        let expected = format!("line {i}\n");
+        let mut got = vec![0u8; expected.len()];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(got, expected.as_bytes());
+    }
+    server.signal(libc::SIGTERM);
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .expect("exited after SIGTERM");
+    assert!(status.success(), "{status}: {}", server.log_so_far());
+    for mut client in clients {
+        let mut rest = Vec::new();
+        assert_eq!(client.read_to_end(&mut rest).unwrap_or(0), 0, "left open");
+    }
+}

@@ -86,6 +86,11 @@ impl Parts {
             commands,
         })
     }
+
+    #[cfg(test)]
+    pub(crate) fn poll_registry(&self) -> &mio::Registry {
+        self.poll.registry()
+    }
 }
 
 struct Slot<H, F> {
