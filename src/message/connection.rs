@@ -191,6 +191,18 @@ impl<H, F> Conn<H, F> {
         }
     }
 
+    /// Before the server closes a connection whose peer may still be sending: reads and drops
+    /// what has arrived (a bounded amount), because closing a socket with unread bytes makes the
+    /// kernel answer with a reset, which can destroy the last reply before the peer reads it.
+    pub(crate) fn discard_unread(&mut self, scratch: &mut [u8]) {
+        for _ in 0..4 {
+            match self.stream.read(scratch) {
+                Ok(n) if n == scratch.len() => {}
+                _ => return,
+            }
+        }
+    }
+
     /// Drops the first `consumed` input bytes (handled messages), and the buffer if it is empty and
     /// large.
     pub(crate) fn consume_input(&mut self, consumed: usize) {

@@ -692,6 +692,12 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         self.free.push(id.slot);
         self.open -= 1;
         conn.stream.deregister(registry);
+        if matches!(
+            reason,
+            Closed::ByHandler | Closed::HandlerFailed | Closed::ServerStopped
+        ) {
+            conn.discard_unread(&mut self.scratch);
+        }
         log::debug!("{}: connection {id} closed: {reason}", conn.info.peer);
         if let Some(mut handler) = conn.handler.take() {
             let peer = conn.info.peer.clone();
