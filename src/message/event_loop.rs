@@ -98,6 +98,16 @@ struct Slot<H, F> {
     conn: Option<Conn<H, F>>,
 }
 
+/// The connection `id` names, if it is still open (a borrow of the slots alone, so the poller
+/// can be borrowed beside it).
+fn conn_in<H, F>(slots: &mut [Slot<H, F>], id: ConnectionId) -> Option<&mut Conn<H, F>> {
+    let slot = slots.get_mut(id.slot as usize)?;
+    if slot.generation != id.generation {
+        return None;
+    }
+    slot.conn.as_mut()
+}
+
 pub(crate) struct EventLoop<H, F> {
     poll: Poll,
     events: Events,
@@ -243,11 +253,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
     }
 
     fn conn(&mut self, id: ConnectionId) -> Option<&mut Conn<H, F>> {
-        let slot = self.slots.get_mut(id.slot as usize)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        slot.conn.as_mut()
+        conn_in(&mut self.slots, id)
     }
 
     fn token(id: ConnectionId) -> Token {
@@ -256,10 +262,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
 
     fn on_ready(&mut self, id: ConnectionId, writable: bool) {
         let registry = self.poll.registry();
-        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
-            return;
-        };
-        let Some(conn) = slot.conn.as_mut() else {
+        let Some(conn) = conn_in(&mut self.slots, id) else {
             return;
         };
         // Readiness is edge-triggered: any event may mean bytes to read (or the peer gone).
@@ -321,14 +324,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
     /// After a turn: writes the output, closes the connection if it is done, re-arms its timers.
     fn settle(&mut self, id: ConnectionId) {
         let registry = self.poll.registry();
-        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
-            return;
-        };
-        let Some(conn) = slot
-            .conn
-            .as_mut()
-            .filter(|_| slot.generation == id.generation)
-        else {
+        let Some(conn) = conn_in(&mut self.slots, id) else {
             return;
         };
         if conn.pending() > 0 {
@@ -652,14 +648,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
     /// Closes `id` now, or as soon as its handler returns from a worker.
     fn close(&mut self, id: ConnectionId, reason: Closed) {
         let registry = self.poll.registry();
-        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
-            return;
-        };
-        let Some(conn) = slot
-            .conn
-            .as_mut()
-            .filter(|_| slot.generation == id.generation)
-        else {
+        let Some(conn) = conn_in(&mut self.slots, id) else {
             return;
         };
         if conn.busy() {
