@@ -53,7 +53,7 @@ const SUBCOMMANDS: &[Subcommand] = &[
     sub("chat", "127.0.0.1:8081", "[MESSAGE...]", "UDP chat room (chat): joins, sends stdin lines, shows replies and others' messages", chat::run),
     sub("remote-cmd", "127.0.0.1:8080", "[--secret-file PATH] [--digest md5|sha256]", "remote command (remote_cmd): each stdin line is run by the server; prints its output", remote_cmd::run),
     sub("file", "127.0.0.1:8080", "[--secret-file PATH] [put PATH | get NAME [DEST] | list]", "file server (file_server): one command, or commands as stdin lines", file::run),
-    sub("auth-echo", "127.0.0.1:8080", "[--secret-file PATH] [--digest md5|sha256]", "HMAC handshake, then upper-case echo of stdin lines (auth_echo)", auth_echo::run),
+    sub("auth-echo", "127.0.0.1:9999", "[--secret-file PATH] [--digest md5|sha256]", "HMAC handshake, then upper-case echo of stdin lines (auth_echo)", auth_echo::run),
 ];
 
 const fn sub(
