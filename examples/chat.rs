@@ -35,7 +35,8 @@
 //! cargo run --example chat                            # 127.0.0.1:8081, single mode
 //! cargo run --example chat -- --idle-timeout 60 --max-participants 10
 //! cargo run --example client -- chat --addr 127.0.0.1:8081
-//! cargo run --example chat -- --api message --mode pool   # over TCP: try `nc 127.0.0.1 8081`
+//! cargo run --example chat -- --api message --mode pool   # the room over TCP
+//! cargo run --example client -- chat-tcp --addr 127.0.0.1:8081
 //! ```
 
 mod common;
