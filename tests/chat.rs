@@ -267,6 +267,20 @@ fn chat_options_on_the_command_line() {
         );
         assert!(run.stderr.contains("usage:"), "{run}");
     }
+
+    // The message server has an event loop, not a thread per connection.
+    #[cfg(feature = "message")]
+    {
+        let mut threading = Command::new(example("chat"));
+        threading.args(["--api", "message", "--mode", "threading"]);
+        let run = Run::to_completion(threading, RUN_TIMEOUT);
+        assert_eq!(run.status.code(), Some(2), "{run}");
+        assert!(
+            run.stderr
+                .contains("--api message runs in --mode single, pool"),
+            "{run}"
+        );
+    }
 }
 
 /// A UDP socket connected to the server, and its `[127.0.0.1:port]` tag.
