@@ -124,8 +124,12 @@ impl Server {
     }
 
     /// The server's exit status once it has exited, or `None` if it still runs after `timeout`.
+    /// Once it has exited, what it wrote to stderr last has been read too (so
+    /// [`log_so_far`](Self::log_so_far) has its final lines).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        wait_with_deadline(&mut self.child, timeout)
+        let status = wait_with_deadline(&mut self.child, timeout)?;
+        self.stderr.wait_closed(Duration::from_secs(2));
+        Some(status)
     }
 
     /// Everything the server wrote to stderr so far.
