@@ -24,6 +24,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod head;
+#[cfg(feature = "message")]
+mod message_api;
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -48,6 +50,7 @@ const EXAMPLE: Example = Example {
         common::PROXY_PROTOCOL,
         common::TRUSTED_PROXY,
         STACK_SIZE,
+        common::API,
     ],
 };
 
@@ -123,24 +126,13 @@ fn serve_connection(req: &mut StreamRequest, limits: HeadLimits) -> io::Result<(
                     (timing, head_begun) = (false, false);
                     len
                 }
-                Scan::TooLarge => return refuse(req, &mut out, 431, "request head too large"),
-                Scan::OnlyEmptyLines => {
-                    return refuse(req, &mut out, 400, "only empty lines, no request line")
-                }
+                Scan::TooLarge => return refuse(req, &mut out, TOO_LARGE),
+                Scan::OnlyEmptyLines => return refuse(req, &mut out, ONLY_EMPTY_LINES),
             };
-            let head = match head::parse(&input[start..start + len]) {
+            let head = match accept(&input[start..start + len]) {
                 Ok(head) => head,
-                Err(Refusal::BadRequest(why)) => return refuse(req, &mut out, 400, why),
-                Err(Refusal::NotImplemented) => {
-                    return refuse(req, &mut out, 501, "Transfer-Encoding is not supported")
-                }
-                Err(Refusal::VersionNotSupported) => {
-                    return refuse(req, &mut out, 505, "only HTTP/1.0 and 1.1 are supported")
-                }
+                Err(refused) => return refuse(req, &mut out, refused),
             };
-            if head.content_length > MAX_BODY {
-                return refuse(req, &mut out, 413, "request body too large");
-            }
             respond(&head, &hello, &mut out);
             if !head.keep_alive {
                 req.write_all(&out)?;
@@ -239,11 +231,36 @@ fn respond(head: &Head<'_>, hello: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// A refused request: the status to answer with, and why.
+type Refused = (u16, &'static str);
+const TOO_LARGE: Refused = (431, "request head too large");
+const ONLY_EMPTY_LINES: Refused = (400, "only empty lines, no request line");
+
+/// Parses a complete head, as [`HeadScanner`] found it, or says why it is refused.
+fn accept(head: &[u8]) -> Result<Head<'_>, Refused> {
+    let head = head::parse(head).map_err(|refusal| match refusal {
+        Refusal::BadRequest(why) => (400, why),
+        Refusal::NotImplemented => (501, "Transfer-Encoding is not supported"),
+        Refusal::VersionNotSupported => (505, "only HTTP/1.0 and 1.1 are supported"),
+    })?;
+    if head.content_length > MAX_BODY {
+        return Err((413, "request body too large"));
+    }
+    Ok(head)
+}
+
 /// Sends the earlier responses and an error response, then closes.
-fn refuse(req: &mut StreamRequest, out: &mut Vec<u8>, status: u16, why: &str) -> io::Result<()> {
+fn refuse(req: &mut StreamRequest, out: &mut Vec<u8>, (status, why): Refused) -> io::Result<()> {
     log::debug!("{}: {status} ({why}); closing", req.peer_addr());
     // The answer and the lingering close have their own bounds, not what is left of the head's.
     req.clear_deadline();
+    refusal(out, status, why);
+    req.write_all(out)?;
+    linger_close(req)
+}
+
+/// Appends the error response `status`, saying `why`, that ends a connection.
+fn refusal(out: &mut Vec<u8>, status: u16, why: &str) {
     let reason = match status {
         400 => "Bad Request",
         413 => "Content Too Large",
@@ -252,14 +269,13 @@ fn refuse(req: &mut StreamRequest, out: &mut Vec<u8>, status: u16, why: &str) ->
         _ => "HTTP Version Not Supported",
     };
     let body = format!("{why}\n");
-    write!(
-        out,
+    let head = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
+         Connection: close\r\n\r\n",
         body.len()
-    )?;
-    req.write_all(out)?;
-    linger_close(req)
+    );
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(body.as_bytes());
 }
 
 /// Closes gracefully: closing a socket with unread input makes the kernel send a reset, which can
@@ -285,6 +301,10 @@ fn run(args: &Args) -> io::Result<()> {
         timeout: Duration::from_secs(args.parsed(HEADER_TIMEOUT.name, 10)),
     };
     let idle = args.parsed(IDLE_TIMEOUT.name, 30);
+    #[cfg(feature = "message")]
+    if args.message_api() {
+        return message_api::serve(args, limits, Duration::from_secs(idle));
+    }
     let handler = move |req: &mut StreamRequest| serve_connection(req, limits);
     let builder = args.builder().read_timeout(Duration::from_secs(idle));
     common::serve_tcp(args, builder, handler)

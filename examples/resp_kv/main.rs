@@ -24,6 +24,8 @@ mod budget;
 mod commands;
 #[path = "../common/mod.rs"]
 mod common;
+#[cfg(feature = "message")]
+mod message_api;
 mod output;
 mod protocol;
 mod query;
@@ -70,6 +72,8 @@ const EXAMPLE: Example = Example {
         common::MAX_LIFETIME,
         common::PROXY_PROTOCOL,
         common::TRUSTED_PROXY,
+        common::API,
+        common::MESSAGE_TIMEOUT,
     ],
 };
 
@@ -106,6 +110,7 @@ fn answer(shared: &Shared, req: &mut StreamRequest) -> io::Result<End> {
     };
     let mut query = Query::new();
     let mut output = Output::new();
+    let _connected = Connected::new(&shared.stats);
     let mut tally = Tally::new(&shared.stats);
     loop {
         loop {
@@ -200,8 +205,24 @@ fn refuse(req: &mut StreamRequest, output: &mut Output) -> io::Result<End> {
     fail(req, output, OOM)
 }
 
-/// One connection's share of the [`Stats`]: counted as one open connection while it lives, its
-/// bytes and parser steps added now and then (and at the end), not on every read.
+/// Counts one open connection in the [`Stats`] while it lives.
+struct Connected<'a>(&'a Stats);
+
+impl<'a> Connected<'a> {
+    fn new(stats: &'a Stats) -> Connected<'a> {
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        Connected(stats)
+    }
+}
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One connection's bytes and parser steps, added to the [`Stats`] now and then (and at the
+/// end), not on every read.
 struct Tally<'a> {
     stats: &'a Stats,
     bytes: u64,
@@ -211,7 +232,6 @@ struct Tally<'a> {
 
 impl<'a> Tally<'a> {
     fn new(stats: &'a Stats) -> Tally<'a> {
-        stats.connections.fetch_add(1, Ordering::Relaxed);
         Tally {
             stats,
             bytes: 0,
@@ -248,18 +268,22 @@ impl<'a> Tally<'a> {
 impl Drop for Tally<'_> {
     fn drop(&mut self) {
         self.publish();
-        self.stats.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 fn run(args: &Args) -> io::Result<()> {
     // In separate processes a SET in one connection would not be seen by the next.
     args.threads_only("its store")?;
-    let shared = Arc::new(Shared {
+    let shared = Shared {
         store: Store::new(),
         budget: Budget::new(args.parsed(MAX_MEMORY.name, DEFAULT_MAX_MEMORY)),
         stats: Stats::default(),
-    });
+    };
+    #[cfg(feature = "message")]
+    if args.message_api() {
+        return message_api::serve(args, shared);
+    }
+    let shared = Arc::new(shared);
     let handler = move |req: &mut StreamRequest| serve_connection(&shared, req);
     common::serve_tcp(args, args.builder(), handler)
 }
