@@ -5,10 +5,11 @@
 //! `INFO` counters as the stream version.
 //!
 //! A framer cannot answer, so what the stream version refuses with an error reply (bytes that are
-//! not RESP, a command over the query limit, input past the budget) the framer hands to the
-//! handler as one message of everything buffered. The handler's parser, reading the same bytes,
-//! comes to the same verdict (the parser's answer does not depend on how its input was split), and
-//! it replies `-ERR Protocol error: …` or `-OOM …` and closes, as the stream version does.
+//! not RESP, a command over the query limit) the framer hands to the handler as one message of
+//! everything buffered. The handler's parser, reading the same bytes, comes to the same verdict
+//! (the parser's answer does not depend on how its input was split) and replies
+//! `-ERR Protocol error: …`; input past the budget comes as an empty message, answered `-OOM …`.
+//! Either way the connection closes after the reply, as in the stream version.
 
 use std::io::{self, Write};
 
@@ -29,10 +30,7 @@ pub fn serve(args: &Args, shared: Shared) -> io::Result<()> {
     // (on the loop, on workers) hold budget charges that borrow it: so it lives as long.
     let shared: &'static Shared = Box::leak(Box::new(shared));
     let framer = RespFramer::new(shared);
-    let handler = KvHandler {
-        shared,
-        conn: None,
-    };
+    let handler = KvHandler { shared, conn: None };
     common::serve_messages(args, args.builder(), framer, handler)
 }
 
@@ -110,28 +108,36 @@ impl Framer for RespFramer {
         }
         let parsed = self.parser.parse(buffered);
         self.tally.steps(self.parser.examined());
-        match parsed {
-            Parsed::Command(used) | Parsed::Empty(used) => {
-                self.parser.reset();
-                self.seen -= used;
-                if used == buffered.len() {
-                    // The loop frees a large input buffer once all of it is handled.
-                    if let Some(charge) = &mut self.charge {
-                        charge.shrink(self.covered - INITIAL);
-                    }
-                    self.covered = INITIAL;
-                }
-                return Ok(Some(Frame::whole(used)));
-            }
+        let complete = match parsed {
+            Parsed::Command(used) | Parsed::Empty(used) => Some(used),
             Parsed::Error(_) => return Ok(Some(self.refusal(buffered.len()))),
             // A parser that records no arguments never runs out of room for them.
-            Parsed::Incomplete | Parsed::Full => {}
-        }
+            Parsed::Incomplete | Parsed::Full => None,
+        };
         let too_big = self.parser.needed().is_some_and(|n| n > MAX_QUERY);
-        if too_big || buffered.len() >= MAX_QUERY || !self.cover(buffered.len()) {
+        if complete.is_none() && (too_big || buffered.len() >= MAX_QUERY) {
             return Ok(Some(self.refusal(buffered.len())));
         }
-        Ok(None)
+        // What the loop holds is charged, whether it makes a whole command or not.
+        if !self.cover(buffered.len()) {
+            let mut refusal = self.refusal(buffered.len());
+            // No command is empty (a blank line is a byte): the handler knows this one.
+            refusal.message = 0..0;
+            return Ok(Some(refusal));
+        }
+        let Some(used) = complete else {
+            return Ok(None);
+        };
+        self.parser.reset();
+        self.seen -= used;
+        if used == buffered.len() {
+            // The loop frees a large input buffer once all of it is handled.
+            if let Some(charge) = &mut self.charge {
+                charge.shrink(self.covered - INITIAL);
+            }
+            self.covered = INITIAL;
+        }
+        Ok(Some(Frame::whole(used)))
     }
 
     fn limit(&self) -> usize {
@@ -195,6 +201,13 @@ impl MessageHandler for KvHandler {
             reply.close();
             return Ok(());
         };
+        if message.is_empty() {
+            // The framer's refusal of input past the budget.
+            log::debug!("{}: over --max-memory; closing", reply.peer_addr());
+            reply.write_all(format!("-{OOM}\r\n").as_bytes())?;
+            reply.close();
+            return Ok(());
+        }
         let parsed = loop {
             match conn.parser.parse(message) {
                 Parsed::Full if query::grow_args(&mut conn.parser, &mut conn.charge) => {}
@@ -223,16 +236,8 @@ impl MessageHandler for KvHandler {
                 log::debug!("{}: protocol error ({what}); closing", reply.peer_addr());
                 format!("ERR Protocol error: {what}")
             }
-            // The framer's verdict on an unfinished command, found again from the same bytes.
-            Some(Parsed::Incomplete) => {
-                let needed = conn.parser.needed().unwrap_or(0);
-                if message.len() >= MAX_QUERY || needed > MAX_QUERY {
-                    "ERR Protocol error: query buffer over limit".to_string()
-                } else {
-                    log::debug!("{}: over --max-memory; closing", reply.peer_addr());
-                    OOM.to_string()
-                }
-            }
+            // The framer's refusal of an unfinished command over the query limit.
+            Some(Parsed::Incomplete) => "ERR Protocol error: query buffer over limit".to_string(),
             Some(Parsed::Full) | None => {
                 log::debug!("{}: over --max-memory; closing", reply.peer_addr());
                 OOM.to_string()

@@ -480,7 +480,11 @@ mod tests {
 
     /// Where `parser` cuts `input` delivered in pieces cut at `cuts`: each command's or empty
     /// command's length, up to the first error.
-    fn cuts_of(mut parser: Parser, input: &[u8], cuts: &[usize]) -> Vec<Result<usize, &'static str>> {
+    fn cuts_of(
+        mut parser: Parser,
+        input: &[u8],
+        cuts: &[usize],
+    ) -> Vec<Result<usize, &'static str>> {
         let mut ends: Vec<usize> = cuts.iter().map(|&c| c % (input.len() + 1)).collect();
         ends.push(input.len());
         ends.sort_unstable();
