@@ -15,10 +15,14 @@
 //!   the connection's start, later ones from their first byte. A connection that misses it is
 //!   closed without a reply (as nginx's `client_header_timeout` does).
 //! * An idle keep-alive connection is closed after `--idle-timeout` seconds.
+//! * `--api message` (with `--mode single`, `pool` or `prefork`) serves the same answers behind
+//!   the library's event loop, which buffers each head before the handler runs, as nginx does
+//!   (see `message_api.rs`); `--header-timeout` then counts from a head's first byte.
 //!
 //! ```text
 //! cargo run --release --example http_hello -- --addr 127.0.0.1:8000
 //! wrk -t2 -c50 -d5s http://127.0.0.1:8000/
+//! cargo run --release --example http_hello -- --addr 127.0.0.1:8000 --api message --mode single
 //! ```
 
 #[path = "../common/mod.rs"]
@@ -216,7 +220,7 @@ fn respond(head: &Head<'_>, hello: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_bytes());
     out.extend_from_slice(b"\r\nContent-Type: text/plain\r\nContent-Length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
+    push_decimal(out, body.len());
     if status.starts_with("405") {
         out.extend_from_slice(b"\r\nAllow: GET, HEAD");
     }
@@ -247,6 +251,21 @@ fn accept(head: &[u8]) -> Result<Head<'_>, Refused> {
         return Err((413, "request body too large"));
     }
     Ok(head)
+}
+
+/// Appends `n` in decimal, without the allocation of `to_string` (this runs for every response).
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Sends the earlier responses and an error response, then closes.

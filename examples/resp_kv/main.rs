@@ -13,8 +13,14 @@
 //! connection's buffers come out of one budget, `--max-memory` (default 256 MiB): a connection
 //! that would need more is answered `-OOM` and closed, and the others go on. `INFO` reports it.
 //!
+//! `--api message` (with `--mode single` or `pool`) serves the same commands behind the
+//! library's event loop: no thread per connection, and in `single` mode no thread hop per
+//! command either (see `message_api.rs`). A command taking longer than `--message-timeout` to
+//! arrive closes the connection.
+//!
 //! ```text
 //! cargo run --release --example resp_kv -- --addr 127.0.0.1:6380 --mode threading
+//! cargo run --release --example resp_kv -- --addr 127.0.0.1:6380 --api message --mode single
 //! redis-benchmark -p 6380 -t ping,set,get -c 50 -P 16 -q
 //! redis-cli -p 6380 set greeting hello
 //! redis-cli -p 6380 info
