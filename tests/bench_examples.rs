@@ -473,6 +473,34 @@ fn closes_a_late_head(api: &[&'static str]) {
     assert_eq!(read_len(&mut normal, HELLO.len()), HELLO);
 }
 
+/// Behind a balancer (a PROXY v1 header, sent here by hand) the page names the client the
+/// header reports, in either API, on every request of a kept-alive connection.
+#[cfg(feature = "proxy")]
+#[test]
+fn http_hello_behind_a_balancer_names_the_client() {
+    for api in apis() {
+        let args = with(
+            &api,
+            &["--proxy-protocol", "v1", "--trusted-proxy", "127.0.0.1"],
+        );
+        let server = Server::start("http_hello", &args);
+        let mut conn = connect(server.addr);
+        conn.write_all(b"PROXY TCP4 203.0.113.9 127.0.0.1 51000 8000\r\n")
+            .unwrap();
+        conn.write_all(format!("{GET}{GET}").as_bytes()).unwrap();
+        let body = "hello 203.0.113.9:51000\n";
+        let want = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        assert_eq!(
+            read_len(&mut conn, 2 * want.len()),
+            want.repeat(2),
+            "{api:?}"
+        );
+    }
+}
+
 #[test]
 fn http_hello_help_shows_its_limits() {
     let mut command = Command::new(example("http_hello"));

@@ -35,8 +35,9 @@ pub fn serve(args: &Args, limits: HeadLimits, idle: Duration) -> io::Result<()> 
     common::serve_messages(args, builder, framer, handler)
 }
 
-/// Where a request ends: its head, then its body, dropped in pieces as it arrives.
-#[derive(Debug)]
+/// Where a request ends: its head, then its body, dropped in pieces as it arrives. Clones keep
+/// the state (the server clones the fresh one it was given for each connection).
+#[derive(Debug, Clone)]
 pub struct HeadFramer {
     max_head: usize,
     scanner: HeadScanner,
@@ -55,12 +56,6 @@ impl HeadFramer {
             skipped: 0,
             body_left: 0,
         }
-    }
-}
-
-impl Clone for HeadFramer {
-    fn clone(&self) -> Self {
-        HeadFramer::new(self.max_head)
     }
 }
 
