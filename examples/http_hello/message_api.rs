@@ -4,9 +4,10 @@
 //! [`HelloHandler`] answers with the same bytes. `--header-timeout` becomes the loop's message
 //! timeout, `--idle-timeout` its idle timeout.
 //!
-//! A framer cannot answer, so a head the stream version refuses (over `--max-head`, nothing but
-//! empty lines) the framer hands to the handler as one message of everything buffered; the
-//! handler's scanner, reading the same bytes, comes to the same verdict and answers it.
+//! The handler sees a complete head alone (at most `--max-head` bytes). A framer cannot answer,
+//! so input the stream version refuses before a head is complete (over `--max-head`, nothing but
+//! empty lines) the framer hands to the handler as one message of everything buffered, longer
+//! than any head; the handler's scanner, reading the same bytes, comes to the same verdict.
 
 use std::io::{self, Write};
 use std::time::Duration;
@@ -85,9 +86,14 @@ impl Framer for HeadFramer {
                         self.body_left = head.content_length;
                     }
                 }
-                Ok(Some(Frame::whole(end)))
+                // The handler sees the head alone, at most `max_head` bytes.
+                Ok(Some(Frame {
+                    consumed: end,
+                    message: start..end,
+                }))
             }
             Scan::TooLarge | Scan::OnlyEmptyLines => {
+                // More than `max_head` bytes: the handler scans them again to say which.
                 *self = HeadFramer::new(self.max_head);
                 Ok(Some(Frame::whole(buffered.len())))
             }
@@ -125,8 +131,9 @@ impl MessageHandler for HelloHandler {
             return Ok(()); // a piece of a request body
         }
         self.out.clear();
-        let refused = match HeadScanner::new(self.max_head).scan(message) {
-            Scan::Head { skip, len } => match accept(&message[skip..skip + len]) {
+        let refused = if message.len() <= self.max_head {
+            // A complete head, as the framer found it.
+            match accept(message) {
                 Ok(head) => {
                     respond(&head, self.hello.as_deref().unwrap_or(BODY), &mut self.out);
                     reply.write_all(&self.out)?;
@@ -136,13 +143,12 @@ impl MessageHandler for HelloHandler {
                     return Ok(());
                 }
                 Err(refused) => refused,
-            },
-            Scan::TooLarge => TOO_LARGE,
-            Scan::OnlyEmptyLines => ONLY_EMPTY_LINES,
-            Scan::More { .. } => {
-                return Err(io::Error::other(
-                    "the framer passed an incomplete request head",
-                ))
+            }
+        } else {
+            // Everything buffered when the framer gave up on finding a head in time.
+            match HeadScanner::new(self.max_head).scan(message) {
+                Scan::OnlyEmptyLines => ONLY_EMPTY_LINES,
+                _ => TOO_LARGE,
             }
         };
         let (status, why): Refused = refused;
