@@ -633,3 +633,23 @@ fn verify_request_refuses_before_the_loop_sees_the_connection() {
     );
     running.stop().unwrap();
 }
+
+#[test]
+fn a_close_with_requests_still_arriving_lingers_instead_of_resetting() {
+    let (running, closed) = lifecycle_server(Builder::new());
+    for _ in 0..5 {
+        let mut client = tcp_client(running.addr());
+        // The greeting, then "quit" with 100 KB pipelined behind it, which the server never
+        // handles: closing with them unread would answer with a reset.
+        let mut batch = b"quit\n".to_vec();
+        batch.extend_from_slice(&b"never handled\n".repeat(7000));
+        client.write_all(&batch).unwrap();
+        let mut reply = String::new();
+        client
+            .read_to_string(&mut reply)
+            .expect("the replies, then an end of file, not a reset");
+        assert!(reply.ends_with("bye\n"), "{reply:?}");
+        assert_eq!(recv(&closed, "the close"), Closed::ByHandler);
+    }
+    running.stop().unwrap();
+}

@@ -62,7 +62,8 @@ impl Reply<'_> {
         *self.close = true;
     }
 
-    /// Bytes written into this reply (and earlier replies of this wake-up) not yet sent.
+    /// Bytes waiting in this reply's buffer (in [`Single`](crate::Single) mode, the connection's
+    /// output buffer, with earlier replies not yet sent).
     #[must_use]
     pub fn len(&self) -> usize {
         self.out.len()
@@ -97,5 +98,16 @@ impl Write for Reply<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for Reply<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("id", &self.info.id)
+            .field("peer", &self.info.peer)
+            .field("len", &self.out.len())
+            .field("close", &*self.close)
+            .finish()
     }
 }

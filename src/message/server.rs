@@ -180,6 +180,14 @@ impl<F: Framer, H: MessageHandler> MessageBuilder<F, H> {
     }
 }
 
+impl<F, H> std::fmt::Debug for MessageBuilder<F, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageBuilder")
+            .field("builder", &self.builder)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Where handlers run for `mode`: the mode the accepting server runs in, and how many worker
 /// threads the loop starts (0: handlers run on the loop).
 fn plan(mode: AnyMode) -> io::Result<(AnyMode, usize)> {
@@ -342,5 +350,14 @@ where
     #[must_use]
     pub fn stats(&self) -> Stats {
         self.inner.stats()
+    }
+}
+
+impl<T: Transport, H, F> std::fmt::Debug for MessageServer<T, H, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageServer")
+            .field("local_addr", self.inner.local_addr())
+            .field("workers", &self.start.as_ref().map(|s| s.settings.workers))
+            .finish_non_exhaustive()
     }
 }
