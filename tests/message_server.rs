@@ -492,8 +492,7 @@ fn modes_with_a_thread_per_connection_are_refused() {
             .mode(mode)
             .messages(Lines::new(), upper_lines())
             .bind_tcp("127.0.0.1:0")
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         assert!(err.to_string().contains("message server"), "{err}");
     }
