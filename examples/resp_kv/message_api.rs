@@ -61,15 +61,19 @@ impl RespFramer {
     }
 
     /// Makes the charges cover `len` buffered bytes, growing as the stream version's query buffer
-    /// does (doubling, or to the length of a command whose last argument is arriving): `false` if
-    /// the budget cannot hold them.
-    fn cover(&mut self, len: usize) -> bool {
+    /// does (doubling, or to the length of a command whose last argument is arriving; exactly
+    /// `len` once a whole command is there): `false` if the budget cannot hold them.
+    fn cover(&mut self, len: usize, whole: bool) -> bool {
         if len <= self.covered {
             return true;
         }
         let mut target = (self.covered * 2).max(len);
         if let Some(needed) = self.parser.needed() {
             target = target.min(needed.max(len));
+        }
+        if whole {
+            // The parser is past the command: no growth is coming for it.
+            target = len;
         }
         let more = target - self.covered;
         let charged = match &mut self.charge {
@@ -119,7 +123,7 @@ impl Framer for RespFramer {
             return Ok(Some(self.refusal(buffered.len())));
         }
         // What the loop holds is charged, whether it makes a whole command or not.
-        if !self.cover(buffered.len()) {
+        if !self.cover(buffered.len(), complete.is_some()) {
             let mut refusal = self.refusal(buffered.len());
             // No command is empty (a blank line is a byte): the handler knows this one.
             refusal.message = 0..0;
@@ -223,7 +227,7 @@ impl MessageHandler for KvHandler {
                     ranges: conn.parser.args(),
                 };
                 let next = commands::execute(shared, &argv, &mut conn.output);
-                conn.output.send(reply, message)?;
+                conn.output.send_to_reply(reply, message)?;
                 conn.parser.reset();
                 query::relax_args(&mut conn.parser, &mut conn.charge);
                 if next == Next::Close {

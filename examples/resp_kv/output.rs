@@ -141,6 +141,31 @@ impl Output {
         Ok(())
     }
 
+    /// [`send`](Self::send) into a message server's reply: a value shared with the store is
+    /// queued without a copy (`Reply::write_shared`), so clients that do not read large values
+    /// hold references to them, not copies.
+    #[cfg(feature = "message")]
+    pub fn send_to_reply(
+        &mut self,
+        reply: &mut socketserver::message::Reply<'_>,
+        input: &[u8],
+    ) -> io::Result<()> {
+        reply.write_all(&self.buf)?;
+        match self.large.take() {
+            None => {}
+            Some(Large::Arg(range)) => {
+                reply.write_all(&input[range])?;
+                reply.write_all(b"\r\n")?;
+            }
+            Some(Large::Value(value)) => {
+                reply.write_shared(value);
+                reply.write_all(b"\r\n")?;
+            }
+        }
+        self.buf.clear();
+        Ok(())
+    }
+
     /// Gives back what a large batch left behind: call it once everything has been sent.
     pub fn relax(&mut self, charge: &mut Charge) {
         if self.buf.is_empty() && self.buf.capacity() > SHRINK_ABOVE {

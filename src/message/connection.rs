@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use mio::{Interest, Registry, Token};
 
 use super::handler::Closed;
+use super::output::Output;
 use super::reply::ConnectionInfo;
 use crate::handler::Connection;
 
@@ -74,12 +75,25 @@ impl Stream {
             Stream::Unix(s) => s.read(buf),
         }
     }
+}
 
+impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
         }
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write_vectored(bufs),
+            Stream::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -102,9 +116,7 @@ pub(crate) struct Conn<H, F> {
     pub(crate) framer: F,
     /// Bytes read and not yet handled, from a message boundary.
     pub(crate) input: Vec<u8>,
-    pub(crate) output: Vec<u8>,
-    /// How much of `output` has been written.
-    pub(crate) sent: usize,
+    pub(crate) output: Output,
     pub(crate) opened_at: Instant,
     /// The last time a byte moved either way (for the idle timeout).
     pub(crate) last_active: Instant,
@@ -138,8 +150,7 @@ impl<H, F> Conn<H, F> {
             handler: Some(handler),
             framer,
             input: Vec::new(),
-            output: Vec::new(),
-            sent: 0,
+            output: Output::default(),
             opened_at: now,
             last_active: now,
             message_since: None,
@@ -167,7 +178,7 @@ impl<H, F> Conn<H, F> {
 
     /// Bytes waiting to be written.
     pub(crate) fn pending(&self) -> usize {
-        self.output.len() - self.sent
+        self.output.len()
     }
 
     /// Reads once into `scratch` and appends what came to the input.
@@ -215,44 +226,26 @@ impl<H, F> Conn<H, F> {
         }
     }
 
-    /// Appends `bytes` to the output (taking the buffer itself when the output is empty).
-    pub(crate) fn queue(&mut self, mut bytes: Vec<u8>) {
-        if self.pending() == 0 {
-            self.output.clear();
-            self.sent = 0;
-            if bytes.capacity() >= self.output.capacity() {
-                std::mem::swap(&mut self.output, &mut bytes);
-                return;
-            }
-        }
-        self.output.append(&mut bytes);
+    /// Appends `bytes` to the output (a handler's replies from a worker).
+    pub(crate) fn queue(&mut self, bytes: Output) {
+        self.output.append(bytes);
+    }
+
+    /// Appends bytes pushed by a [`Sender`](super::Sender).
+    pub(crate) fn push(&mut self, bytes: Vec<u8>) {
+        self.output.extend(&bytes);
     }
 
     /// Writes what it can of the output without blocking, and waits for writability while some is
     /// left.
     pub(crate) fn flush(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        while self.sent < self.output.len() {
-            match self.stream.write(&self.output[self.sent..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.sent += n;
-                    self.last_active = Instant::now();
-                }
+        while !self.output.is_empty() {
+            match self.output.write_to(&mut self.stream) {
+                Ok(_) => self.last_active = Instant::now(),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-        }
-        if self.sent == self.output.len() {
-            self.output.clear();
-            self.sent = 0;
-            if self.output.capacity() > KEEP_BUFFER {
-                self.output = Vec::new();
-            }
-        } else if self.sent >= KEEP_BUFFER && self.sent * 2 >= self.output.len() {
-            // Most of it is sent: move the rest to the front rather than let the buffer grow.
-            self.output.drain(..self.sent);
-            self.sent = 0;
         }
         let want = self.pending() > 0;
         if want != self.write_interest {
@@ -310,10 +303,13 @@ mod tests {
         }
         conn.consume_input(100_000);
         assert_eq!(conn.input.capacity(), 0, "the input buffer was kept");
-        conn.queue(vec![2u8; 50_000]);
+        conn.push(vec![2u8; 50_000]);
         conn.flush(registry, token).unwrap();
         assert_eq!(conn.pending(), 0);
-        assert_eq!(conn.output.capacity(), 0, "the output buffer was kept");
+        assert!(
+            conn.output.retained() <= 16 * 1024,
+            "the output buffer was kept"
+        );
         let mut got = vec![0u8; 50_000];
         peer.read_exact(&mut got).unwrap();
         assert!(got.iter().all(|&b| b == 2));
@@ -327,7 +323,7 @@ mod tests {
         conn.stream.register(registry, token).unwrap();
         // More than a Unix socket pair buffers: some must wait.
         for byte in 0..40u8 {
-            conn.queue(vec![byte; 64 * 1024]);
+            conn.push(vec![byte; 64 * 1024]);
         }
         conn.flush(registry, token).unwrap();
         assert!(conn.pending() > 0 && conn.write_interest);

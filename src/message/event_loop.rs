@@ -561,7 +561,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                     if conn.abandoned {
                         continue;
                     }
-                    conn.queue(bytes);
+                    conn.push(bytes);
                     if conn.pending() > max_pending {
                         log::debug!(
                             "{}: {} bytes pushed and not read; closing the connection",
@@ -677,7 +677,6 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             // Nothing more is read or written; the handler's results are dropped when they come.
             conn.stream.deregister(registry);
             conn.output.clear();
-            conn.sent = 0;
             conn.peer_done = true;
             conn.abandoned = true;
             conn.closing = Some(reason);

@@ -95,6 +95,7 @@ mod event_loop;
 mod framer;
 mod handler;
 mod linger;
+mod output;
 mod reply;
 mod sender;
 mod server;
@@ -103,6 +104,7 @@ mod workers;
 
 pub use framer::{Frame, Framer, LengthPrefixed, Lines};
 pub use handler::{message_handler, Closed, MessageHandler};
+pub use output::SharedBytes;
 pub use reply::Reply;
 pub use sender::{ConnectionId, Sender};
 pub use server::{

@@ -3,6 +3,7 @@
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
+use super::output::{Output, SharedBytes};
 use super::sender::{ConnectionId, Link, Sender};
 use crate::address::Address;
 use crate::server::handle::ServerHandle;
@@ -23,7 +24,7 @@ pub(crate) struct ConnectionInfo {
 /// server reads no more messages from the connection until the peer has read enough (so a client
 /// pipelining requests without reading answers holds a bounded amount of memory).
 pub struct Reply<'a> {
-    pub(crate) out: &'a mut Vec<u8>,
+    pub(crate) out: &'a mut Output,
     pub(crate) close: &'a mut bool,
     pub(crate) info: &'a ConnectionInfo,
 }
@@ -69,6 +70,26 @@ impl Reply<'_> {
         self.out.len()
     }
 
+    /// Queues `bytes` without copying them: a large buffer the application keeps anyway (a
+    /// stored value) is sent from where it is, and released once sent. Small ones are copied.
+    /// Shared bytes count towards [`max_pending_output`](crate::Builder::max_pending_output)
+    /// like the rest, so a peer that does not read holds a reference, not a copy.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use socketserver::message::{message_handler, SharedBytes};
+    ///
+    /// let page: SharedBytes = Arc::new(vec![b'x'; 1 << 20]); // one copy for every connection
+    /// let serve_page = message_handler(move |_request, reply| {
+    ///     reply.write_shared(Arc::clone(&page));
+    ///     Ok(())
+    /// });
+    /// # let _ = serve_page;
+    /// ```
+    pub fn write_shared(&mut self, bytes: SharedBytes) {
+        self.out.push_shared(bytes);
+    }
+
     /// Whether nothing is waiting to be sent.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -78,21 +99,21 @@ impl Reply<'_> {
 
 impl Write for Reply<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.extend_from_slice(buf);
+        self.out.extend(buf);
         Ok(buf.len())
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let mut n = 0;
         for buf in bufs {
-            self.out.extend_from_slice(buf);
+            self.out.extend(buf);
             n += buf.len();
         }
         Ok(n)
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.out.extend_from_slice(buf);
+        self.out.extend(buf);
         Ok(())
     }
 

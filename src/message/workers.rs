@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender as ChannelSender};
 
 use super::handler::MessageHandler;
+use super::output::Output;
 use super::reply::{ConnectionInfo, Reply};
 use super::sender::{ConnectionId, Link};
 use crate::failure::Failure;
@@ -17,7 +18,7 @@ use crate::mode::ThreadSettings;
 
 /// Calls `step` with a [`Reply`] into `out`, turning an error or a panic into a [`Failure`].
 pub(crate) fn run_step(
-    out: &mut Vec<u8>,
+    out: &mut Output,
     close: &mut bool,
     info: &ConnectionInfo,
     step: impl FnOnce(&mut Reply<'_>) -> io::Result<()>,
@@ -61,7 +62,7 @@ pub(crate) struct Job<H> {
 pub(crate) struct Done<H> {
     pub(crate) id: ConnectionId,
     pub(crate) handler: H,
-    pub(crate) out: Vec<u8>,
+    pub(crate) out: Output,
     pub(crate) close: bool,
     pub(crate) failure: Option<Failure>,
 }
@@ -73,7 +74,7 @@ fn run_job<H: MessageHandler>(job: Job<H>) -> Done<H> {
         info,
         batch,
     } = job;
-    let mut out = Vec::new();
+    let mut out = Output::default();
     let mut close = false;
     let mut failure = None;
     for range in batch.messages {
