@@ -178,6 +178,8 @@ pub mod auth;
 mod failure;
 pub mod framing;
 mod handler;
+#[cfg(feature = "message")]
+pub mod message;
 pub mod mode;
 mod process;
 #[cfg(feature = "proxy")]

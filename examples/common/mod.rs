@@ -228,6 +228,36 @@ fn check_trusted_proxy(value: &str) -> Result<(), String> {
     check_proxy_version(value)
 }
 
+/// `--api stream|message` for the examples that can be written either way: `stream` (the default)
+/// serves a `RequestHandler` that reads and writes its connection; `message` serves a
+/// `MessageHandler` behind the library's event loop (`Builder::messages`), in `--mode single`,
+/// `pool` or `prefork`. See [`Args::message_api`] and [`serve_messages`].
+pub const API: ExtraOption = ExtraOption {
+    name: "--api",
+    value: "stream|message",
+    help: "stream: a thread per connection; message: an event loop, whole messages to the handler (default: stream)",
+    check: check_api,
+};
+
+/// `--message-timeout SECS` with `--api message`: close a connection whose message is not complete
+/// that long after its first byte (`Builder::message_timeout`), applied by [`serve_messages`].
+pub const MESSAGE_TIMEOUT: ExtraOption = ExtraOption {
+    name: "--message-timeout",
+    value: "SECS",
+    help:
+        "with --api message: close a connection whose message takes longer to arrive (default: 30)",
+    check: check_positive,
+};
+
+fn check_api(value: &str) -> Result<(), String> {
+    match value {
+        "stream" => Ok(()),
+        "message" if cfg!(feature = "message") => Ok(()),
+        "message" => Err("built without the library's `message` feature".to_string()),
+        _ => Err("expected stream or message".to_string()),
+    }
+}
+
 /// The parsed command line.
 pub struct Args {
     /// `--addr HOST:PORT`, checked for shape; resolved when the server binds.
@@ -352,6 +382,11 @@ impl Args {
             ));
         }
         Ok(())
+    }
+
+    /// Whether `--api message` was given (see [`API`]).
+    pub fn message_api(&self) -> bool {
+        self.value(API.name) == Some("message")
     }
 
     /// The [`Threading`] mode as configured by `--max-threads` (no cap when absent).
@@ -728,6 +763,62 @@ where
     H: RequestHandler<DatagramRequest> + Clone,
 {
     serve_in_mode(args, builder, Udp(args, handler))
+}
+
+/// Serves a message server (`--api message`): `framer` cuts each connection's bytes into messages
+/// and clones of `handler` answer them, behind the library's event loop, at `--addr` (or with
+/// `--systemd`, on the socket systemd passed), in `--mode single` (handlers on the loop), `pool`
+/// (on `--workers` threads) or `prefork` (`--workers` processes, each with its own loop), with the
+/// stream limits and [`MESSAGE_TIMEOUT`].
+#[cfg(feature = "message")]
+pub fn serve_messages<F, H>(args: &Args, builder: Builder, framer: F, handler: H) -> io::Result<()>
+where
+    F: socketserver::message::Framer,
+    H: socketserver::message::MessageHandler,
+{
+    let mut builder = args.stream_limits(builder);
+    if let Some(secs) = args
+        .value(MESSAGE_TIMEOUT.name)
+        .and_then(|v| v.parse().ok())
+    {
+        builder = builder.message_timeout(Duration::from_secs(secs));
+    }
+    let mode: socketserver::AnyMode = match args.mode {
+        ModeName::Single => socketserver::Single.into(),
+        ModeName::Pool => args.pool().into(),
+        ModeName::Prefork => {
+            let workers = args.prefork(false).workers();
+            Prefork::new(workers).into()
+        }
+        ModeName::Threading | ModeName::Process => args.usage_error(
+            "--api message runs in --mode single, pool or prefork (an event loop instead of a thread or process per connection)",
+        ),
+    };
+    let messages = builder.mode(mode).messages(framer, handler);
+    if !args.systemd {
+        return serve_message_server(messages.bind_tcp(args.addr.as_str())?);
+    }
+    if systemd::is_unix(0)? {
+        serve_message_server(messages.systemd_unix_stream(0)?)
+    } else {
+        serve_message_server(messages.systemd_tcp(0)?)
+    }
+}
+
+#[cfg(feature = "message")]
+fn serve_message_server<T, H, F>(
+    mut server: socketserver::message::MessageServer<T, H, F>,
+) -> io::Result<()>
+where
+    T: Transport<Request = StreamRequest>,
+    H: socketserver::message::MessageHandler,
+    F: socketserver::message::Framer,
+{
+    if !socketserver::is_worker() {
+        announce(server.local_addr())?;
+    }
+    server.serve_forever()?;
+    server.server_close()
 }
 
 /// Binds and serves with a [`Builder`] of any mode: a trait rather than a closure, because a

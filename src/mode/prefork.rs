@@ -181,6 +181,12 @@ pub struct Prefork {
 }
 
 impl Prefork {
+    /// How each worker serves (a message server runs its handlers accordingly).
+    #[cfg(feature = "message")]
+    pub(crate) fn inner_mode(&self) -> &WorkerMode {
+        &self.worker_mode
+    }
+
     /// `workers` worker processes, each serving one request at a time ([`Single`]), never
     /// recycled, with a 30 s drain timeout.
     #[must_use]

@@ -99,6 +99,8 @@ pub struct Builder<M = Single> {
     on_error: Option<ErrorHook>,
     stopping: StopOptions,
     notify_systemd: bool,
+    #[cfg(feature = "message")]
+    message: crate::message::MessageOptions,
 }
 
 impl Builder<Single> {
@@ -116,6 +118,8 @@ impl Builder<Single> {
             on_error: None,
             stopping: StopOptions::default(),
             notify_systemd: true,
+            #[cfg(feature = "message")]
+            message: crate::message::MessageOptions::default(),
         }
     }
 }
@@ -130,8 +134,13 @@ impl<M: Mode> Builder<M> {
     /// Chooses the concurrency mode: [`Single`], [`Threading`](crate::Threading),
     /// [`Pool`](crate::Pool), [`Process`](crate::Process) or [`Prefork`](crate::Prefork).
     pub fn mode<M2: Mode>(self, mode: M2) -> Builder<M2> {
+        self.map_mode(|_| mode)
+    }
+
+    /// The builder with its mode replaced by what `f` makes of it.
+    pub(crate) fn map_mode<M2: Mode>(self, f: impl FnOnce(M) -> M2) -> Builder<M2> {
         Builder {
-            mode,
+            mode: f(self.mode),
             bind: self.bind,
             connection: self.connection,
             threads: self.threads,
@@ -142,7 +151,27 @@ impl<M: Mode> Builder<M> {
             on_error: self.on_error,
             stopping: self.stopping,
             notify_systemd: self.notify_systemd,
+            #[cfg(feature = "message")]
+            message: self.message,
         }
+    }
+
+    /// The options for accepted connections (a message server's loop enforces their limits).
+    #[cfg(feature = "message")]
+    pub(crate) fn connection_options(&self) -> &ConnectionOptions {
+        &self.connection
+    }
+
+    /// How the mode's threads are named and sized (a message server's loop and workers too).
+    #[cfg(feature = "message")]
+    pub(crate) fn thread_settings(&self) -> &ThreadSettings {
+        &self.threads
+    }
+
+    /// The message server's own options.
+    #[cfg(feature = "message")]
+    pub(crate) fn message_options(&mut self) -> &mut crate::message::MessageOptions {
+        &mut self.message
     }
 
     /// `SO_REUSEADDR`. On by default for TCP, so a restarted server can bind its port while

@@ -1,0 +1,255 @@
+//! One connection as the event loop holds it: its non-blocking socket, the bytes read but not yet
+//! handled, the bytes to send, and the times its limits count from.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Interest, Registry, Token};
+
+use super::handler::Closed;
+use super::reply::ConnectionInfo;
+use crate::handler::Connection;
+
+/// Output buffers larger than this are freed once empty, and input buffers once their messages are
+/// handled: an idle connection holds no buffer, whatever it once sent or received.
+const KEEP_BUFFER: usize = 16 * 1024;
+
+/// A connection's socket, non-blocking.
+pub(crate) enum Stream {
+    Tcp(mio::net::TcpStream),
+    Unix(mio::net::UnixStream),
+}
+
+impl Stream {
+    pub(crate) fn new(connection: Connection) -> io::Result<Stream> {
+        Ok(match connection {
+            Connection::Tcp(s) => {
+                s.set_nonblocking(true)?;
+                Stream::Tcp(mio::net::TcpStream::from_std(s))
+            }
+            Connection::Unix(s) => {
+                s.set_nonblocking(true)?;
+                Stream::Unix(mio::net::UnixStream::from_std(s))
+            }
+        })
+    }
+
+    fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Stream::Tcp(s) => s,
+            Stream::Unix(s) => s,
+        }
+    }
+
+    pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(self.source(), token, Interest::READABLE)
+    }
+
+    pub(crate) fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        registry.reregister(self.source(), token, interest)
+    }
+
+    pub(crate) fn deregister(&mut self, registry: &Registry) {
+        // The socket is closed right after; a failure here changes nothing.
+        let _ = registry.deregister(self.source());
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+}
+
+/// What one read from the socket gave.
+pub(crate) enum Read1 {
+    /// Bytes were appended to the input.
+    Bytes,
+    /// Nothing more to read until the next readiness event.
+    Drained,
+    /// The peer closed its side.
+    Eof,
+}
+
+/// A connection of the loop.
+pub(crate) struct Conn<H, F> {
+    pub(crate) stream: Stream,
+    pub(crate) info: Arc<ConnectionInfo>,
+    /// `None` while a worker runs the handler.
+    pub(crate) handler: Option<H>,
+    pub(crate) framer: F,
+    /// Bytes read and not yet handled, from a message boundary.
+    pub(crate) input: Vec<u8>,
+    pub(crate) output: Vec<u8>,
+    /// How much of `output` has been written.
+    pub(crate) sent: usize,
+    pub(crate) opened_at: Instant,
+    /// The last time a byte moved either way (for the idle timeout).
+    pub(crate) last_active: Instant,
+    /// When the incomplete message in `input` began (for the message timeout).
+    pub(crate) message_since: Option<Instant>,
+    /// The earliest time the loop's timers will look at this connection.
+    pub(crate) armed: Option<Instant>,
+    /// The socket may hold bytes not read yet (readiness is edge-triggered: no new event comes).
+    pub(crate) unread: bool,
+    /// The peer has shut down its side: no more input.
+    pub(crate) peer_done: bool,
+    /// Whether the loop waits for the socket to become writable.
+    pub(crate) write_interest: bool,
+    /// Close once the handler is back and the output is sent, for this reason.
+    pub(crate) closing: Option<Closed>,
+    /// With `closing`: the latest time to close, sent or not.
+    pub(crate) close_by: Option<Instant>,
+    /// Handling stopped with complete messages left because the output was full.
+    pub(crate) held: bool,
+    /// Closed while a worker ran its handler: the socket is no longer watched, and the
+    /// connection is removed when the handler comes back.
+    pub(crate) abandoned: bool,
+}
+
+impl<H, F> Conn<H, F> {
+    pub(crate) fn new(stream: Stream, info: Arc<ConnectionInfo>, handler: H, framer: F) -> Self {
+        let now = Instant::now();
+        Conn {
+            stream,
+            info,
+            handler: Some(handler),
+            framer,
+            input: Vec::new(),
+            output: Vec::new(),
+            sent: 0,
+            opened_at: now,
+            last_active: now,
+            message_since: None,
+            armed: None,
+            unread: true,
+            peer_done: false,
+            write_interest: false,
+            closing: None,
+            close_by: None,
+            abandoned: false,
+            held: false,
+        }
+    }
+
+    /// Closes the connection once the handler is back and the output is sent (or `linger` has
+    /// passed), unless it is closing already.
+    pub(crate) fn close_later(&mut self, reason: Closed, linger: Duration) {
+        self.closing.get_or_insert(reason);
+        self.close_by.get_or_insert(Instant::now() + linger);
+    }
+
+    pub(crate) fn busy(&self) -> bool {
+        self.handler.is_none()
+    }
+
+    /// Bytes waiting to be written.
+    pub(crate) fn pending(&self) -> usize {
+        self.output.len() - self.sent
+    }
+
+    /// Reads once into `scratch` and appends what came to the input.
+    pub(crate) fn read_once(&mut self, scratch: &mut [u8]) -> io::Result<Read1> {
+        loop {
+            return match self.stream.read(scratch) {
+                Ok(0) => {
+                    self.peer_done = true;
+                    self.unread = false;
+                    Ok(Read1::Eof)
+                }
+                Ok(n) => {
+                    self.input.extend_from_slice(&scratch[..n]);
+                    self.last_active = Instant::now();
+                    Ok(Read1::Bytes)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.unread = false;
+                    Ok(Read1::Drained)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+        }
+    }
+
+    /// Drops the first `consumed` input bytes (handled messages), and the buffer if it is empty and
+    /// large.
+    pub(crate) fn consume_input(&mut self, consumed: usize) {
+        if consumed == 0 {
+            return;
+        }
+        if consumed >= self.input.len() {
+            self.input.clear();
+            if self.input.capacity() > KEEP_BUFFER {
+                self.input = Vec::new();
+            }
+        } else {
+            self.input.drain(..consumed);
+        }
+    }
+
+    /// Appends `bytes` to the output (taking the buffer itself when the output is empty).
+    pub(crate) fn queue(&mut self, mut bytes: Vec<u8>) {
+        if self.pending() == 0 {
+            self.output.clear();
+            self.sent = 0;
+            if bytes.capacity() >= self.output.capacity() {
+                std::mem::swap(&mut self.output, &mut bytes);
+                return;
+            }
+        }
+        self.output.append(&mut bytes);
+    }
+
+    /// Writes what it can of the output without blocking, and waits for writability while some is
+    /// left.
+    pub(crate) fn flush(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        while self.sent < self.output.len() {
+            match self.stream.write(&self.output[self.sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.sent += n;
+                    self.last_active = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.sent == self.output.len() {
+            self.output.clear();
+            self.sent = 0;
+            if self.output.capacity() > KEEP_BUFFER {
+                self.output = Vec::new();
+            }
+        } else if self.sent >= KEEP_BUFFER && self.sent * 2 >= self.output.len() {
+            // Most of it is sent: move the rest to the front rather than let the buffer grow.
+            self.output.drain(..self.sent);
+            self.sent = 0;
+        }
+        let want = self.pending() > 0;
+        if want != self.write_interest {
+            let interest = match want {
+                true => Interest::READABLE | Interest::WRITABLE,
+                false => Interest::READABLE,
+            };
+            self.stream.reregister(registry, token, interest)?;
+            self.write_interest = want;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,810 @@
+//! The event loop of a message server: waits on every connection at once with the OS's readiness
+//! API (epoll, through `mio`), reads what arrives into each connection's buffer, runs the handler
+//! when a whole message is there (inline, or on a worker), writes the replies, and enforces the
+//! time limits with one timer heap.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use super::connection::{Conn, Read1, Stream};
+use super::framer::Framer;
+use super::handler::{Closed, MessageHandler};
+use super::reply::ConnectionInfo;
+use super::sender::{ConnectionId, Link};
+use super::timers::Timers;
+use super::workers::{run_step, Batch, Done, Job, Workers};
+use crate::address::Address;
+use crate::failure::Failure;
+use crate::handler::Connection;
+use crate::mode::ThreadSettings;
+use crate::server::handle::ServerHandle;
+
+const WAKER: Token = Token(0);
+const STOP: Token = Token(1);
+const ABORT: Token = Token(2);
+/// Connection slot `n` has token `n + FIRST_CONNECTION`.
+const FIRST_CONNECTION: usize = 3;
+
+/// What one read takes from a socket at most; also the loop's one read buffer.
+const READ_CHUNK: usize = 64 * 1024;
+/// Reads of one connection per wake-up before the loop serves the others (it comes back to it).
+const READS_PER_TURN: usize = 16;
+/// What one job hands a worker at most: pipelined messages go in batches of this size.
+const BATCH_MESSAGES: usize = 256;
+const BATCH_BYTES: usize = 256 * 1024;
+/// How long a connection closing with unsent output (the handler closed it, the server stops)
+/// waits for the peer to read it.
+const LINGER: Duration = Duration::from_secs(5);
+/// How long a stop waits for connections when the server has no grace period.
+const DRAIN_WITHOUT_GRACE: Duration = Duration::from_secs(30);
+
+/// Something for the loop from another thread.
+pub(crate) enum Command {
+    /// A connection the accepting thread took.
+    Open(Connection, Address),
+    /// Bytes from a [`Sender`](super::Sender).
+    Push(ConnectionId, Vec<u8>),
+    /// A [`Sender::close`](super::Sender::close).
+    Close(ConnectionId),
+    /// The accepting thread has stopped: no `Open` follows.
+    AcceptingEnded,
+}
+
+/// The limits the loop enforces.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) idle: Option<Duration>,
+    pub(crate) message: Option<Duration>,
+    pub(crate) lifetime: Option<Duration>,
+    pub(crate) max_pending_output: usize,
+    /// Worker threads for the handlers; 0: run them on the loop.
+    pub(crate) workers: usize,
+}
+
+/// What the loop needs that is made before its thread starts (the poller, so that the accepting
+/// thread can wake it from the start).
+pub(crate) struct Parts {
+    poll: Poll,
+    pub(crate) link: Arc<Link>,
+    commands: Receiver<Command>,
+}
+
+impl Parts {
+    pub(crate) fn new() -> io::Result<Parts> {
+        let poll = Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        let (link, commands) = Link::new(waker);
+        Ok(Parts {
+            poll,
+            link,
+            commands,
+        })
+    }
+}
+
+struct Slot<H, F> {
+    generation: u32,
+    conn: Option<Conn<H, F>>,
+}
+
+pub(crate) struct EventLoop<H, F> {
+    poll: Poll,
+    events: Events,
+    link: Arc<Link>,
+    commands: Receiver<Command>,
+    done_rx: Receiver<Done<H>>,
+    workers: Option<Workers<H>>,
+    slots: Vec<Slot<H, F>>,
+    free: Vec<u32>,
+    open: usize,
+    timers: Timers,
+    scratch: Vec<u8>,
+    handler: H,
+    framer: F,
+    settings: Settings,
+    server: ServerHandle,
+    /// Connections with bytes still unread after their turn, to serve again without an event.
+    again: Vec<ConnectionId>,
+    /// Once a stop began: when the loop gives up on the connections still open.
+    drain_until: Option<Instant>,
+    /// Until the accepting thread says it has stopped: connections from the listen backlog may
+    /// still come during a stop.
+    accepting: bool,
+}
+
+impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
+    pub(crate) fn new(
+        parts: Parts,
+        handler: H,
+        framer: F,
+        settings: Settings,
+        server: ServerHandle,
+        threads: &ThreadSettings,
+    ) -> io::Result<Self> {
+        let Parts {
+            poll,
+            link,
+            commands,
+        } = parts;
+        let registry = poll.registry();
+        let stop: RawFd = server.shared.stop.pipe_fd();
+        let abort: RawFd = server.shared.abort.pipe_fd();
+        registry.register(&mut SourceFd(&stop), STOP, Interest::READABLE)?;
+        registry.register(&mut SourceFd(&abort), ABORT, Interest::READABLE)?;
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let workers = match settings.workers {
+            0 => None,
+            n => Some(Workers::start(n, threads, &done_tx, &link)?),
+        };
+        Ok(EventLoop {
+            poll,
+            events: Events::with_capacity(1024),
+            link,
+            commands,
+            done_rx,
+            workers,
+            slots: Vec::new(),
+            free: Vec::new(),
+            open: 0,
+            timers: Timers::default(),
+            scratch: vec![0; READ_CHUNK],
+            handler,
+            framer,
+            settings,
+            server,
+            again: Vec::new(),
+            drain_until: None,
+            accepting: true,
+        })
+    }
+
+    /// Serves until the server stops and its connections are done (or the drain time is over).
+    pub(crate) fn run(mut self) {
+        loop {
+            let now = Instant::now();
+            let mut wait = self.timers.next_wait(now);
+            if let Some(until) = self.drain_until {
+                let left = until.saturating_duration_since(now);
+                wait = Some(wait.map_or(left, |w| w.min(left)));
+            }
+            if !self.again.is_empty() {
+                wait = Some(Duration::ZERO);
+            }
+            if let Err(e) = self.poll.poll(&mut self.events, wait) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("message loop: waiting for readiness failed: {e}; stopping");
+                    self.server
+                        .shared
+                        .abort(format!("the message loop failed: {e}"));
+                    break;
+                }
+            }
+            let mut ready = Vec::with_capacity(self.events.iter().count());
+            let mut stop = false;
+            let mut abort = false;
+            for event in &self.events {
+                match event.token() {
+                    WAKER => {}
+                    STOP => stop = true,
+                    ABORT => abort = true,
+                    Token(t) => ready.push((t - FIRST_CONNECTION, event.is_writable())),
+                }
+            }
+            if abort || self.server.shared.abort.is_requested() {
+                break;
+            }
+            for (slot, writable) in ready {
+                if let Some(id) = self.id_of(slot) {
+                    self.on_ready(id, writable);
+                }
+            }
+            self.link.rearm();
+            self.take_results();
+            self.take_commands();
+            for id in std::mem::take(&mut self.again) {
+                self.service(id);
+            }
+            self.expire(Instant::now());
+            if (stop || self.server.shared.stop.is_requested()) && self.drain_until.is_none() {
+                self.begin_drain();
+            }
+            if let Some(until) = self.drain_until {
+                if (self.open == 0 && !self.accepting) || Instant::now() >= until {
+                    break;
+                }
+            }
+        }
+        self.close_all();
+    }
+
+    fn id_of(&self, slot: usize) -> Option<ConnectionId> {
+        let s = self.slots.get(slot)?;
+        s.conn.as_ref()?;
+        Some(ConnectionId {
+            slot: u32::try_from(slot).ok()?,
+            generation: s.generation,
+        })
+    }
+
+    fn conn(&mut self, id: ConnectionId) -> Option<&mut Conn<H, F>> {
+        let slot = self.slots.get_mut(id.slot as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.conn.as_mut()
+    }
+
+    fn token(id: ConnectionId) -> Token {
+        Token(id.slot as usize + FIRST_CONNECTION)
+    }
+
+    fn on_ready(&mut self, id: ConnectionId, writable: bool) {
+        let registry = self.poll.registry();
+        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
+            return;
+        };
+        let Some(conn) = slot.conn.as_mut() else {
+            return;
+        };
+        // Readiness is edge-triggered: any event may mean bytes to read (or the peer gone).
+        conn.unread = true;
+        if writable {
+            if let Err(e) = conn.flush(registry, Self::token(id)) {
+                self.close(id, Closed::Error(e.kind()));
+                return;
+            }
+        }
+        self.service(id);
+    }
+
+    /// Moves a connection on as far as it can go without waiting: handles the complete messages
+    /// buffered, reads more, writes the replies, closes it when it is done.
+    fn service(&mut self, id: ConnectionId) {
+        let mut reads = 0;
+        loop {
+            let max_pending = self.settings.max_pending_output;
+            let Some(conn) = self.conn(id) else { return };
+            let paused = conn.pending() > max_pending;
+            if !conn.busy() && conn.closing.is_none() && !paused && !conn.input.is_empty() {
+                if let Err(closed) = self.handle_buffered(id) {
+                    self.close(id, closed);
+                    return;
+                }
+            }
+            let Some(conn) = self.conn(id) else { return };
+            let room = conn.input.len() < conn.framer.limit().saturating_add(READ_CHUNK);
+            let may_read = conn.unread
+                && !conn.peer_done
+                && conn.closing.is_none()
+                && conn.pending() <= max_pending
+                && room;
+            if !may_read {
+                break;
+            }
+            if reads == READS_PER_TURN {
+                // Others wait: come back to this one after them.
+                self.again.push(id);
+                break;
+            }
+            reads += 1;
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let Some(conn) = self.conn(id) else { return };
+            let read = conn.read_once(&mut scratch);
+            self.scratch = scratch;
+            match read {
+                Ok(Read1::Bytes | Read1::Drained | Read1::Eof) => {}
+                Err(e) => {
+                    self.close(id, Closed::Error(e.kind()));
+                    return;
+                }
+            }
+        }
+        self.settle(id);
+    }
+
+    /// After a turn: writes the output, closes the connection if it is done, re-arms its timers.
+    fn settle(&mut self, id: ConnectionId) {
+        let registry = self.poll.registry();
+        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
+            return;
+        };
+        let Some(conn) = slot
+            .conn
+            .as_mut()
+            .filter(|_| slot.generation == id.generation)
+        else {
+            return;
+        };
+        if conn.pending() > 0 {
+            if let Err(e) = conn.flush(registry, Self::token(id)) {
+                self.close(id, Closed::Error(e.kind()));
+                return;
+            }
+        }
+        if conn.held && conn.pending() <= self.settings.max_pending_output {
+            // Its output went out at once: handle the messages it held back, on the next turn.
+            conn.held = false;
+            self.again.push(id);
+        }
+        let quiet = !conn.busy() && conn.pending() == 0;
+        if quiet {
+            if let Some(reason) = conn.closing.clone() {
+                self.finish(id, reason);
+                return;
+            }
+            // The peer is gone and every message it sent is answered (a partial one is dropped).
+            if conn.peer_done && !self.has_complete_message(id) {
+                self.finish(id, Closed::ByPeer);
+                return;
+            }
+        }
+        self.arm(id);
+    }
+
+    fn has_complete_message(&mut self, id: ConnectionId) -> bool {
+        let Some(conn) = self.conn(id) else {
+            return false;
+        };
+        if conn.input.is_empty() {
+            return false;
+        }
+        let mut framer = conn.framer.clone();
+        matches!(framer.frame(&conn.input), Ok(Some(_)))
+    }
+
+    /// Handles (inline) or hands to a worker the complete messages at the front of the input.
+    /// `Err` closes the connection for that reason.
+    fn handle_buffered(&mut self, id: ConnectionId) -> Result<(), Closed> {
+        let inline = self.workers.is_none();
+        let max_pending = self.settings.max_pending_output;
+        let server = self.server.clone();
+        let Some(conn) = self.conn(id) else {
+            return Ok(());
+        };
+        let mut consumed = 0;
+        let mut batch = Batch::default();
+        let mut outcome = Ok(());
+        let Some(mut handler) = conn.handler.take() else {
+            return Ok(());
+        };
+        let input = std::mem::take(&mut conn.input);
+        loop {
+            let rest = &input[consumed..];
+            if rest.is_empty() {
+                break;
+            }
+            let frame = match conn.framer.frame(rest) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => {
+                    if rest.len() >= conn.framer.limit() {
+                        let error = io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "message of more than {} bytes (the framer's limit) from {}",
+                                conn.framer.limit(),
+                                conn.info.peer
+                            ),
+                        );
+                        server
+                            .shared
+                            .report(&conn.info.peer, &Failure::Error(error));
+                        outcome = Err(Closed::BadMessage);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let error = io::Error::new(
+                        e.kind(),
+                        format!("bad message from {}: {e}", conn.info.peer),
+                    );
+                    server
+                        .shared
+                        .report(&conn.info.peer, &Failure::Error(error));
+                    outcome = Err(Closed::BadMessage);
+                    break;
+                }
+            };
+            let m = frame.message.clone();
+            let possible = m.start <= m.end
+                && m.end <= frame.consumed
+                && frame.consumed > 0
+                && frame.consumed <= rest.len();
+            if !possible {
+                let error = io::Error::other(format!(
+                    "the framer returned an impossible frame ({frame:?} of {} bytes)",
+                    rest.len()
+                ));
+                server
+                    .shared
+                    .report(&conn.info.peer, &Failure::Error(error));
+                outcome = Err(Closed::HandlerFailed);
+                break;
+            }
+            let message = &rest[m];
+            consumed += frame.consumed;
+            if inline {
+                let mut close = false;
+                let step = run_step(&mut conn.output, &mut close, &conn.info, |reply| {
+                    handler.handle(message, reply)
+                });
+                if let Err(failure) = step {
+                    server.shared.report(&conn.info.peer, &failure);
+                    conn.close_later(Closed::HandlerFailed, LINGER);
+                    break;
+                }
+                if close {
+                    conn.close_later(Closed::ByHandler, LINGER);
+                    break;
+                }
+                if conn.pending() > max_pending {
+                    conn.held = true;
+                    break;
+                }
+            } else {
+                batch.push(message);
+                if batch.messages.len() >= BATCH_MESSAGES || batch.bytes.len() >= BATCH_BYTES {
+                    break;
+                }
+            }
+        }
+        conn.input = input;
+        conn.consume_input(consumed);
+        let now = Instant::now();
+        if consumed > 0 || conn.input.is_empty() {
+            conn.message_since = (!conn.input.is_empty()).then_some(now);
+        } else if conn.message_since.is_none() {
+            conn.message_since = Some(now);
+        }
+        if batch.is_empty() {
+            conn.handler = Some(handler);
+            return outcome;
+        }
+        let job = Job {
+            handler,
+            info: Arc::clone(&conn.info),
+            batch,
+        };
+        if let Some(workers) = &self.workers {
+            if let Err(job) = workers.submit(job) {
+                // The workers are gone (the server is stopping): nothing will answer.
+                if let Some(conn) = self.conn(id) {
+                    conn.handler = Some(job.handler);
+                }
+                return Err(Closed::ServerStopped);
+            }
+        }
+        outcome
+    }
+
+    /// Results from the workers: the handler comes home with its replies.
+    fn take_results(&mut self) {
+        loop {
+            let done = match self.done_rx.try_recv() {
+                Ok(done) => done,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            };
+            let Done {
+                id,
+                handler,
+                out,
+                close,
+                failure,
+            } = done;
+            let server = self.server.clone();
+            let Some(conn) = self.conn(id) else {
+                continue;
+            };
+            conn.handler = Some(handler);
+            if let Some(failure) = &failure {
+                server.shared.report(&conn.info.peer, failure);
+            }
+            if conn.abandoned {
+                let reason = conn.closing.clone().unwrap_or(Closed::ServerStopped);
+                self.finish(id, reason);
+                continue;
+            }
+            conn.last_active = Instant::now();
+            conn.queue(out);
+            if failure.is_some() {
+                conn.close_later(Closed::HandlerFailed, LINGER);
+            } else if close {
+                conn.close_later(Closed::ByHandler, LINGER);
+            }
+            self.service(id);
+        }
+    }
+
+    fn take_commands(&mut self) {
+        loop {
+            let command = match self.commands.try_recv() {
+                Ok(command) => command,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            };
+            match command {
+                Command::Open(connection, peer) => self.open(connection, peer),
+                Command::Push(id, bytes) => {
+                    let max_pending = self.settings.max_pending_output;
+                    let Some(conn) = self.conn(id) else {
+                        continue;
+                    };
+                    if conn.abandoned {
+                        continue;
+                    }
+                    conn.queue(bytes);
+                    if conn.pending() > max_pending {
+                        log::debug!(
+                            "{}: {} bytes pushed and not read; closing the connection",
+                            conn.info.peer,
+                            conn.pending()
+                        );
+                        self.close(id, Closed::SlowReader);
+                        continue;
+                    }
+                    self.settle(id);
+                }
+                Command::AcceptingEnded => self.accepting = false,
+                Command::Close(id) => {
+                    let Some(conn) = self.conn(id) else {
+                        continue;
+                    };
+                    conn.close_later(Closed::ByHandler, LINGER);
+                    self.settle(id);
+                }
+            }
+        }
+    }
+
+    /// Takes a new connection: registers it, runs `opened`, reads what it already sent.
+    fn open(&mut self, connection: Connection, peer: Address) {
+        let stream = match Stream::new(connection) {
+            Ok(stream) => stream,
+            Err(e) => {
+                log::warn!("{peer}: cannot make the connection non-blocking: {e}; closed");
+                return;
+            }
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                let Ok(slot) = u32::try_from(self.slots.len()) else {
+                    log::error!("{peer}: too many connections for one message loop; closed");
+                    return;
+                };
+                self.slots.push(Slot {
+                    generation: 0,
+                    conn: None,
+                });
+                slot
+            }
+        };
+        let generation = self.slots[slot as usize].generation;
+        let id = ConnectionId { slot, generation };
+        let info = Arc::new(ConnectionInfo {
+            id,
+            peer,
+            link: Arc::clone(&self.link),
+            server: self.server.clone(),
+        });
+        let mut conn = Conn::new(stream, info, self.handler.clone(), self.framer.clone());
+        if let Err(e) = conn.stream.register(self.poll.registry(), Self::token(id)) {
+            log::warn!(
+                "{}: cannot watch the connection: {e}; closed",
+                conn.info.peer
+            );
+            self.free.push(slot);
+            return;
+        }
+        let mut close = false;
+        let opened = match conn.handler.as_mut() {
+            Some(h) => run_step(&mut conn.output, &mut close, &conn.info, |reply| {
+                h.opened(reply)
+            }),
+            None => Ok(()),
+        };
+        if close {
+            conn.close_later(Closed::ByHandler, LINGER);
+        }
+        let closing = self.drain_until.is_some();
+        self.slots[slot as usize].conn = Some(conn);
+        self.open += 1;
+        if let Err(failure) = opened {
+            let peer = self.slots[slot as usize]
+                .conn
+                .as_ref()
+                .map(|c| c.info.peer.clone());
+            if let Some(peer) = peer {
+                self.server.shared.report(&peer, &failure);
+            }
+            if let Some(conn) = self.conn(id) {
+                conn.close_later(Closed::HandlerFailed, LINGER);
+            }
+        }
+        self.service(id);
+        // Accepted during a stop (from the listen backlog): what it had sent is answered, then
+        // it closes.
+        if closing {
+            self.begin_closing(id, Closed::ServerStopped);
+        }
+    }
+
+    fn begin_closing(&mut self, id: ConnectionId, reason: Closed) {
+        let Some(conn) = self.conn(id) else { return };
+        conn.close_later(reason, LINGER);
+        self.settle(id);
+    }
+
+    /// Closes `id` now, or as soon as its handler returns from a worker.
+    fn close(&mut self, id: ConnectionId, reason: Closed) {
+        let registry = self.poll.registry();
+        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
+            return;
+        };
+        let Some(conn) = slot
+            .conn
+            .as_mut()
+            .filter(|_| slot.generation == id.generation)
+        else {
+            return;
+        };
+        if conn.busy() {
+            // Nothing more is read or written; the handler's results are dropped when they come.
+            conn.stream.deregister(registry);
+            conn.output.clear();
+            conn.sent = 0;
+            conn.peer_done = true;
+            conn.abandoned = true;
+            conn.closing = Some(reason);
+            conn.close_by = None;
+            return;
+        }
+        self.finish(id, reason);
+    }
+
+    /// Removes a connection whose handler is home: tells the handler, closes the socket.
+    fn finish(&mut self, id: ConnectionId, reason: Closed) {
+        let registry = self.poll.registry();
+        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
+            return;
+        };
+        if slot.generation != id.generation {
+            return;
+        }
+        let Some(mut conn) = slot.conn.take() else {
+            return;
+        };
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(id.slot);
+        self.open -= 1;
+        conn.stream.deregister(registry);
+        log::debug!("{}: connection {id} closed: {reason}", conn.info.peer);
+        if let Some(mut handler) = conn.handler.take() {
+            let peer = conn.info.peer.clone();
+            let told = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handler.closed(id, &peer, &reason);
+            }));
+            if let Err(payload) = told {
+                self.server
+                    .shared
+                    .report(&peer, &Failure::from_panic(payload));
+            }
+        }
+    }
+
+    /// When the connection's next limit passes, and which.
+    fn next_limit(&self, conn: &Conn<H, F>) -> Option<(Instant, Closed)> {
+        let s = &self.settings;
+        let mut next: Option<(Instant, Closed)> = None;
+        let mut consider = |at: Option<Instant>, why: Closed| {
+            if let Some(at) = at {
+                if next.as_ref().is_none_or(|(t, _)| at < *t) {
+                    next = Some((at, why));
+                }
+            }
+        };
+        let after =
+            |from: Instant, limit: Option<Duration>| limit.and_then(|d| from.checked_add(d));
+        consider(after(conn.opened_at, s.lifetime), Closed::Lifetime);
+        if !conn.busy() {
+            consider(after(conn.last_active, s.idle), Closed::IdleTimeout);
+            if let Some(since) = conn.message_since {
+                consider(after(since, s.message), Closed::MessageTimeout);
+            }
+        }
+        if let Some(by) = conn.close_by {
+            let why = conn.closing.clone().unwrap_or(Closed::ByHandler);
+            consider(Some(by), why);
+        }
+        next
+    }
+
+    /// Makes sure the timers look at `id` no later than its next limit.
+    fn arm(&mut self, id: ConnectionId) {
+        let Some(conn) = self
+            .slots
+            .get(id.slot as usize)
+            .and_then(|s| s.conn.as_ref())
+        else {
+            return;
+        };
+        let Some((at, _)) = self.next_limit(conn) else {
+            return;
+        };
+        if conn.armed.is_some_and(|armed| armed <= at) {
+            return;
+        }
+        self.timers.arm(at, id);
+        if let Some(conn) = self.conn(id) {
+            conn.armed = Some(at);
+        }
+    }
+
+    /// Closes the connections whose limits have passed.
+    fn expire(&mut self, now: Instant) {
+        while let Some(id) = self.timers.pop_due(now) {
+            let Some(conn) = self.conn(id) else { continue };
+            conn.armed = None;
+            let Some(conn) = self.slots[id.slot as usize].conn.as_ref() else {
+                continue;
+            };
+            match self.next_limit(conn) {
+                Some((at, why)) if at <= now => {
+                    log::debug!("{}: connection {id}: {why}", conn.info.peer);
+                    self.close(id, why);
+                }
+                _ => self.arm(id),
+            }
+        }
+    }
+
+    /// The stop began: no new message is handled; connections close once their running handler
+    /// is back and their replies are sent, within the grace period.
+    fn begin_drain(&mut self) {
+        let now = Instant::now();
+        let until = self
+            .server
+            .shared
+            .grace_deadline()
+            .unwrap_or(now + DRAIN_WITHOUT_GRACE);
+        self.drain_until = Some(until);
+        log::debug!("message loop: stopping, {} connections open", self.open);
+        if let Some(workers) = &mut self.workers {
+            workers.stop();
+        }
+        for slot in 0..self.slots.len() {
+            if let Some(id) = self.id_of(slot) {
+                self.begin_closing(id, Closed::ServerStopped);
+            }
+        }
+    }
+
+    /// The end: every connection still open is closed, the workers are let go.
+    fn close_all(&mut self) {
+        let mut stuck = self.server.shared.abort.is_requested();
+        for slot in 0..self.slots.len() {
+            if let Some(id) = self.id_of(slot) {
+                self.close(id, Closed::ServerStopped);
+                // A connection still on a worker: its handler is not coming back in time.
+                if self.conn(id).is_some_and(|conn| conn.busy()) {
+                    stuck = true;
+                    let slot = &mut self.slots[id.slot as usize];
+                    slot.conn = None;
+                    slot.generation = slot.generation.wrapping_add(1);
+                    self.open -= 1;
+                }
+            }
+        }
+        if let Some(mut workers) = self.workers.take() {
+            workers.stop();
+            // A handler past the grace period may never return: its worker is left behind.
+            if !stuck {
+                workers.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! [`MessageHandler`]: what a message server calls, and [`Closed`]: why a connection ended.
+
+use std::fmt;
+use std::io;
+
+use super::reply::Reply;
+use super::sender::ConnectionId;
+use crate::address::Address;
+
+/// Answers whole messages for a message server (see [`crate::message`]).
+///
+/// The server clones the handler it was given for every connection it accepts, so per-connection
+/// state is plain fields; state shared by all connections goes behind an `Arc`. A connection's
+/// messages reach its handler one at a time and in order, pipelined ones included.
+///
+/// * [`opened`](Self::opened): the connection was accepted (write a greeting into the reply, keep
+///   its [`Sender`](super::Sender) to push messages later);
+/// * [`handle`](Self::handle): one complete message, as the [`Framer`](super::Framer) cut it;
+///   what is written into the [`Reply`] is sent when the handler returns;
+/// * [`closed`](Self::closed): the connection is gone, with the reason.
+///
+/// `opened` and `closed` run on the server's event loop in every mode: keep them quick (register
+/// in a map, log). `handle` runs on the loop in [`Single`](crate::Single) and on a worker thread in
+/// [`Pool`](crate::Pool); it may block in a pool, but a blocked handler in `Single` stalls every
+/// connection. An error or a panic from `opened` or `handle` goes to the server's `handle_error`
+/// and closes the connection (after what the reply already holds is sent).
+///
+/// Closures `FnMut(&[u8], &mut Reply) -> io::Result<()>` are handlers too; wrap one in
+/// [`message_handler`](super::message_handler) so its argument types are inferred.
+pub trait MessageHandler: Clone + Send + 'static {
+    /// A connection was accepted. By default does nothing.
+    ///
+    /// # Errors
+    ///
+    /// An error closes the connection, reporting it to `handle_error`.
+    fn opened(&mut self, reply: &mut Reply<'_>) -> io::Result<()> {
+        let _ = reply;
+        Ok(())
+    }
+
+    /// Answers one complete `message` (without its framing) by writing into `reply`.
+    ///
+    /// # Errors
+    ///
+    /// An error closes the connection once what `reply` holds is sent, and is reported to
+    /// `handle_error`. To close a connection without an error, call [`Reply::close`].
+    fn handle(&mut self, message: &[u8], reply: &mut Reply<'_>) -> io::Result<()>;
+
+    /// The connection `id` with `peer` has closed, for `reason`. By default does nothing.
+    fn closed(&mut self, id: ConnectionId, peer: &Address, reason: &Closed) {
+        let _ = (id, peer, reason);
+    }
+}
+
+impl<F> MessageHandler for F
+where
+    F: FnMut(&[u8], &mut Reply<'_>) -> io::Result<()> + Clone + Send + 'static,
+{
+    fn handle(&mut self, message: &[u8], reply: &mut Reply<'_>) -> io::Result<()> {
+        self(message, reply)
+    }
+}
+
+/// Why a message server closed a connection, as [`MessageHandler::closed`] hears it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Closed {
+    /// The peer closed the connection (after its last complete message was answered).
+    ByPeer,
+    /// The handler asked for it with [`Reply::close`] or a [`Sender::close`](super::Sender::close).
+    ByHandler,
+    /// The handler returned an error or panicked (reported to `handle_error`).
+    HandlerFailed,
+    /// The peer broke the protocol: the framer refused its bytes, or a message outgrew the
+    /// framer's limit (reported to `handle_error`).
+    BadMessage,
+    /// Nothing arrived or left for the server's [`idle_timeout`](crate::Builder::idle_timeout).
+    IdleTimeout,
+    /// A message was not complete within [`message_timeout`](crate::Builder::message_timeout) of
+    /// its first byte.
+    MessageTimeout,
+    /// The connection reached [`max_connection_lifetime`](crate::Builder::max_connection_lifetime).
+    Lifetime,
+    /// Messages pushed to the connection piled up past
+    /// [`max_pending_output`](crate::Builder::max_pending_output): the peer does not read.
+    SlowReader,
+    /// Reading or writing failed (the peer reset the connection, say).
+    Error(io::ErrorKind),
+    /// The server stopped.
+    ServerStopped,
+}
+
+impl fmt::Display for Closed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Closed::ByPeer => f.write_str("closed by the peer"),
+            Closed::ByHandler => f.write_str("closed by the handler"),
+            Closed::HandlerFailed => f.write_str("the handler failed"),
+            Closed::BadMessage => f.write_str("a malformed or over-long message"),
+            Closed::IdleTimeout => f.write_str("the idle timeout passed"),
+            Closed::MessageTimeout => f.write_str("a message was not complete in time"),
+            Closed::Lifetime => f.write_str("the maximum connection lifetime passed"),
+            Closed::SlowReader => f.write_str("the peer did not read what was sent to it"),
+            Closed::Error(kind) => write!(f, "the connection failed ({kind})"),
+            Closed::ServerStopped => f.write_str("the server stopped"),
+        }
+    }
+}
+
+/// Returns `handler` unchanged: a closure passed through it has its argument types inferred, which
+/// a closure passed straight to [`Builder::messages`](crate::Builder::messages) does not
+/// (Rust infers closure signatures only from a function's own bounds).
+///
+/// ```
+/// use socketserver::message::message_handler;
+/// use std::io::Write;
+///
+/// let shout = message_handler(|message, reply| {
+///     reply.write_all(&message.to_ascii_uppercase())?;
+///     reply.write_all(b"\n")
+/// });
+/// # let _ = shout;
+/// ```
+pub fn message_handler<F>(handler: F) -> F
+where
+    F: FnMut(&[u8], &mut Reply<'_>) -> io::Result<()> + Clone + Send + 'static,
+{
+    handler
+}

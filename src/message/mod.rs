@@ -1,0 +1,154 @@
+//! Message servers: an event loop waits on every connection at once and calls a blocking,
+//! easy-to-write handler with each complete message, so idle and slow connections cost no thread.
+//!
+//! A stream server ([`RequestHandler`](crate::RequestHandler) with a
+//! [`StreamRequest`](crate::StreamRequest)) gives each connection a thread or a process for as
+//! long as it lasts, and the handler reads at its own pace. A message server turns this around,
+//! as redis, nginx and memcached do: the server does all the waiting, on every connection at once,
+//! with the OS's readiness API (epoll); it reads what arrives into a buffer per connection; a
+//! [`Framer`] says where a message ends; and only then the [`MessageHandler`] runs, with the whole
+//! message and a [`Reply`] to write the answer into. A connection that sends nothing, or trickles a
+//! message a byte at a time, holds a few hundred bytes and no thread, and the loop closes it at the
+//! [`message_timeout`](crate::Builder::message_timeout) before any handler sees it.
+//!
+//! ```
+//! use std::io::{BufRead, BufReader, Write};
+//! use std::net::TcpStream;
+//! use socketserver::message::{message_handler, Lines};
+//! use socketserver::{Builder, Pool};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! // Upper-case every line; each connection's lines are answered in order.
+//! let shout = message_handler(|line, reply| {
+//!     reply.write_all(&line.to_ascii_uppercase())?;
+//!     reply.write_all(b"\n")
+//! });
+//! let mut server = Builder::new()
+//!     .mode(Pool::new(4)) // handlers on 4 workers; `Single` runs them on the loop
+//!     .messages(Lines::new(), shout)
+//!     .bind_tcp("127.0.0.1:0")?;
+//! let addr = server.local_addr().as_inet().expect("a TCP address");
+//! let handle = server.handle();
+//! let serving = std::thread::spawn(move || -> std::io::Result<()> {
+//!     server.serve_forever()?;
+//!     server.server_close()
+//! });
+//!
+//! let mut client = TcpStream::connect(addr)?;
+//! client.write_all(b"hello\nworld\n")?; // pipelined: both answered, in order
+//! let mut lines = BufReader::new(client).lines();
+//! assert_eq!(lines.next().transpose()?.as_deref(), Some("HELLO"));
+//! assert_eq!(lines.next().transpose()?.as_deref(), Some("WORLD"));
+//!
+//! handle.shutdown();
+//! serving.join().expect("serving thread")?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Which to choose
+//!
+//! | | stream server | message server |
+//! |---|---|---|
+//! | the handler | reads and writes the connection itself, blocking | is called with a whole message, writes into a buffer |
+//! | an idle or slow connection costs | a thread (or a process) | a few hundred bytes, no thread |
+//! | slowloris (many slow peers) | starves `Single`, `Pool` and `Process` | costs the server next to nothing |
+//! | fits | long exchanges the handler drives: file transfer, a handshake then a stream, remote shells | request/response and push protocols with a clear message boundary: key-value stores, HTTP heads, chat, RPC |
+//! | modes | all five | [`Single`](crate::Single) (handlers on the loop), [`Pool`](crate::Pool) (handlers on workers), [`Prefork`](crate::Prefork) (a loop per worker process) |
+//!
+//! In [`Single`](crate::Single) mode the handler runs on the loop: no thread hop, the fastest for
+//! handlers that do not block (an in-memory store). In [`Pool`](crate::Pool) it runs on a worker, so it
+//! may block (on a database, a file) without stalling other connections. Either way a
+//! connection's messages are handled one at a time and in order, pipelined ones included, and the
+//! replies of one wake-up go out in one write. [`Prefork`](crate::Prefork) runs a loop in every
+//! worker process, as nginx does. [`Threading`](crate::Threading) and [`Process`](crate::Process)
+//! are refused: they give every connection its own thread or process.
+//!
+//! ## Limits
+//!
+//! * A message longer than the framer's [`limit`](Framer::limit) closes the connection as soon
+//!   as that many bytes are buffered (or as soon as a length field announces it).
+//! * [`message_timeout`](crate::Builder::message_timeout) (30 s by default) bounds the time from a
+//!   message's first byte to its last; [`idle_timeout`](crate::Builder::idle_timeout) and
+//!   [`max_connection_lifetime`](crate::Builder::max_connection_lifetime) apply as they do to
+//!   stream servers. The loop enforces them with one timer heap, not a thread per connection.
+//! * Replies wait in a per-connection buffer. Past
+//!   [`max_pending_output`](crate::Builder::max_pending_output) (1 MiB by default) the server
+//!   reads no more messages from that connection until its peer reads (back-pressure), and bytes
+//!   pushed by a [`Sender`] close it ([`Closed::SlowReader`]).
+//!
+//! ## Pushing
+//!
+//! [`Reply::sender`] gives a [`Sender`]: cloneable, usable from any thread, it queues bytes to the
+//! connection (a chat room's broadcast). Keep it in shared state from
+//! [`MessageHandler::opened`] and drop it in [`MessageHandler::closed`].
+//!
+//! ## Stopping
+//!
+//! A graceful stop ([`Builder::stop_on_signals`](crate#stopping-gracefully), or
+//! [`ServerHandle::shutdown`](crate::ServerHandle::shutdown)) stops accepting, handles no new
+//! message, lets running handlers finish, sends their replies and closes every connection, within
+//! the grace period; `serve_forever` then returns.
+
+mod connection;
+mod event_loop;
+mod framer;
+mod handler;
+mod reply;
+mod sender;
+mod server;
+mod timers;
+mod workers;
+
+pub use framer::{Frame, Framer, LengthPrefixed, Lines};
+pub use handler::{message_handler, Closed, MessageHandler};
+pub use reply::Reply;
+pub use sender::{ConnectionId, Sender};
+pub use server::{
+    MessageBuilder, MessageServer, DEFAULT_MAX_PENDING_OUTPUT, DEFAULT_MESSAGE_TIMEOUT,
+};
+
+pub(crate) use server::MessageOptions;
+
+use std::time::Duration;
+
+use crate::mode::{AnyMode, Mode};
+use crate::Builder;
+
+impl<M: Mode + Into<AnyMode>> Builder<M> {
+    /// Turns this builder towards a message server: `framer` cuts each connection's bytes into
+    /// messages, and a clone of `handler` answers each connection's messages (see
+    /// [`crate::message`]). The mode must be [`Single`](crate::Single), [`Pool`](crate::Pool) or
+    /// [`Prefork`](crate::Prefork) (checked when binding).
+    pub fn messages<F: Framer, H: MessageHandler>(
+        self,
+        framer: F,
+        handler: H,
+    ) -> MessageBuilder<F, H> {
+        MessageBuilder::new(self.map_mode(Into::into), framer, handler)
+    }
+
+    /// Message servers: the longest a message may take to arrive, from its first byte to its
+    /// last ([`DEFAULT_MESSAGE_TIMEOUT`], 30 s, by default). A connection over it is closed
+    /// ([`Closed::MessageTimeout`]) without its handler seeing the message: the cure for peers
+    /// trickling requests a byte at a time.
+    pub fn message_timeout(mut self, timeout: Duration) -> Self {
+        self.message_options().timeout = Some(timeout);
+        self
+    }
+
+    /// Message servers: no limit on how long a message may take to arrive.
+    pub fn no_message_timeout(mut self) -> Self {
+        self.message_options().timeout = None;
+        self
+    }
+
+    /// Message servers: how many unsent bytes a connection may hold
+    /// ([`DEFAULT_MAX_PENDING_OUTPUT`], 1 MiB, by default). Past it, the server reads no more
+    /// messages from the connection until its peer has read, and a push closes it
+    /// ([`Closed::SlowReader`]).
+    pub fn max_pending_output(mut self, bytes: usize) -> Self {
+        self.message_options().max_pending_output = bytes.max(1);
+        self
+    }
+}

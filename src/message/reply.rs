@@ -1,0 +1,101 @@
+//! [`Reply`]: where a message handler writes its answer, and what it knows of the connection.
+
+use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
+
+use super::sender::{ConnectionId, Link, Sender};
+use crate::address::Address;
+use crate::server::handle::ServerHandle;
+
+/// What a connection's handler may know of it; shared between the loop and a pool worker.
+pub(crate) struct ConnectionInfo {
+    pub(crate) id: ConnectionId,
+    pub(crate) peer: Address,
+    pub(crate) link: Arc<Link>,
+    pub(crate) server: ServerHandle,
+}
+
+/// The answer to a message: bytes written here are sent to the peer when the handler returns, in
+/// one write together with the answers to the other messages handled in the same wake-up.
+///
+/// Writing never blocks and never fails: the bytes wait in the connection's output buffer. While
+/// that buffer holds more than [`max_pending_output`](crate::Builder::max_pending_output), the
+/// server reads no more messages from the connection until the peer has read enough (so a client
+/// pipelining requests without reading answers holds a bounded amount of memory).
+pub struct Reply<'a> {
+    pub(crate) out: &'a mut Vec<u8>,
+    pub(crate) close: &'a mut bool,
+    pub(crate) info: &'a ConnectionInfo,
+}
+
+impl Reply<'_> {
+    /// The peer's address (the client's, with the PROXY protocol).
+    #[must_use]
+    pub fn peer_addr(&self) -> &Address {
+        &self.info.peer
+    }
+
+    /// The connection's id, the same for all its messages.
+    #[must_use]
+    pub fn id(&self) -> ConnectionId {
+        self.info.id
+    }
+
+    /// A [`Sender`] to push bytes to this connection later, from any thread.
+    #[must_use]
+    pub fn sender(&self) -> Sender {
+        Sender {
+            id: self.info.id,
+            link: Arc::clone(&self.info.link),
+        }
+    }
+
+    /// The server, to shut it down or read its stats.
+    #[must_use]
+    pub fn server(&self) -> &ServerHandle {
+        &self.info.server
+    }
+
+    /// Closes the connection once what the reply holds is sent: no further message of it is
+    /// handled ([`Closed::ByHandler`](super::Closed::ByHandler)).
+    pub fn close(&mut self) {
+        *self.close = true;
+    }
+
+    /// Bytes written into this reply (and earlier replies of this wake-up) not yet sent.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Whether nothing is waiting to be sent.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+}
+
+impl Write for Reply<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let mut n = 0;
+        for buf in bufs {
+            self.out.extend_from_slice(buf);
+            n += buf.len();
+        }
+        Ok(n)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.out.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

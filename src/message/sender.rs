@@ -1,0 +1,109 @@
+//! [`Sender`]: bytes queued to a connection from any thread, and the link every thread uses to
+//! reach the event loop.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender as ChannelSender};
+
+use super::event_loop::Command;
+
+/// Names one connection of a message server, for as long as the server runs: the same number is
+/// never given to two connections, so a stale id reaches nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId {
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}.{}", self.slot, self.generation)
+    }
+}
+
+/// The way to the event loop: a queue of commands and the waker that makes the loop read it.
+pub(crate) struct Link {
+    commands: ChannelSender<Command>,
+    waker: mio::Waker,
+    /// Set by the first command after the loop last read the queue: the rest skip the wake-up
+    /// (a broadcast to a thousand connections costs one system call, not a thousand).
+    woken: AtomicBool,
+}
+
+impl Link {
+    pub(crate) fn new(waker: mio::Waker) -> (Arc<Link>, Receiver<Command>) {
+        let (commands, receiver) = crossbeam_channel::unbounded();
+        let link = Link {
+            commands,
+            waker,
+            woken: AtomicBool::new(false),
+        };
+        (Arc::new(link), receiver)
+    }
+
+    /// Queues `command`; false if the loop has ended.
+    pub(crate) fn send(&self, command: Command) -> bool {
+        if self.commands.send(command).is_err() {
+            return false;
+        }
+        self.wake();
+        true
+    }
+
+    /// Wakes the loop (after a pool worker queued its results on their own channel).
+    pub(crate) fn wake(&self) {
+        if !self.woken.swap(true, Ordering::AcqRel) {
+            // A failed wake-up means the loop's poller is gone: the loop is ending anyway.
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Called by the loop before it reads the queues: the next command wakes it again.
+    pub(crate) fn rearm(&self) {
+        self.woken.store(false, Ordering::Release);
+    }
+}
+
+/// Queues bytes to one connection of a message server from any thread — a chat room's broadcast,
+/// a notification, a reply computed elsewhere. Cheap to clone; `Send + Sync`.
+///
+/// Get one from [`Reply::sender`](super::Reply::sender). Bytes are sent in the order they were
+/// queued, after any reply already queued; they are written without blocking anyone. A connection
+/// that does not read what is pushed to it is closed once its unsent bytes exceed
+/// [`max_pending_output`](crate::Builder::max_pending_output) ([`Closed::SlowReader`](super::Closed::SlowReader)).
+/// Bytes queued to a connection that has closed are dropped.
+#[derive(Clone)]
+pub struct Sender {
+    pub(crate) id: ConnectionId,
+    pub(crate) link: Arc<Link>,
+}
+
+impl Sender {
+    /// The connection this sender reaches.
+    #[must_use]
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    /// Queues `bytes` to the connection. Returns false if the server's loop has ended (the bytes
+    /// are dropped); true does not mean the connection is still open.
+    pub fn send(&self, bytes: impl Into<Vec<u8>>) -> bool {
+        self.link.send(Command::Push(self.id, bytes.into()))
+    }
+
+    /// Closes the connection once what was queued to it before is sent
+    /// ([`Closed::ByHandler`](super::Closed::ByHandler)). Returns false if the loop has ended.
+    // Advisory, like `send`'s: most callers have nothing to do when the loop has ended.
+    #[allow(clippy::must_use_candidate)]
+    pub fn close(&self) -> bool {
+        self.link.send(Command::Close(self.id))
+    }
+}
+
+impl fmt::Debug for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender").field("id", &self.id).finish()
+    }
+}

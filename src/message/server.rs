@@ -1,0 +1,333 @@
+//! [`MessageBuilder`] and [`MessageServer`]: a message server's lifecycle, on top of a stream
+//! server whose only handler hands each accepted connection to the event loop.
+//!
+//! Accepting stays with [`Server`]: binding, socket activation, `verify_request`, the PROXY
+//! protocol header, signals, systemd readiness and the prefork supervisor all work as they do for
+//! stream servers. Its handler ([`Acceptor`]) returns at once, leaving a duplicate of the socket
+//! with the loop, so the accepting thread never waits on a peer.
+
+use std::io;
+use std::net::{TcpListener, ToSocketAddrs};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::event_loop::{Command, EventLoop, Parts, Settings};
+use super::framer::Framer;
+use super::handler::MessageHandler;
+use super::sender::Link;
+use crate::address::Address;
+use crate::handler::{Connection, RequestHandler, StreamRequest};
+use crate::mode::sealed::ModeImpl;
+use crate::mode::{AnyMode, Prefork, Single, ThreadSettings, WorkerMode};
+use crate::server::transport::{Tcp, Transport, UnixStream};
+use crate::server::{Builder, Server, ServerHandle};
+use crate::stats::Stats;
+use crate::systemd::Select;
+
+/// Unsent bytes a connection may hold before the server stops reading its messages (and before a
+/// push closes it), unless [`Builder::max_pending_output`] says otherwise.
+pub const DEFAULT_MAX_PENDING_OUTPUT: usize = 1024 * 1024;
+
+/// How long a message may take to arrive, from its first byte, unless
+/// [`Builder::message_timeout`] says otherwise.
+pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The message server's own settings, kept on the [`Builder`].
+#[derive(Debug, Clone)]
+pub(crate) struct MessageOptions {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_pending_output: usize,
+}
+
+impl Default for MessageOptions {
+    fn default() -> Self {
+        MessageOptions {
+            timeout: Some(DEFAULT_MESSAGE_TIMEOUT),
+            max_pending_output: DEFAULT_MAX_PENDING_OUTPUT,
+        }
+    }
+}
+
+/// A [`Builder`] turned towards a message server by [`Builder::messages`]: choose where it
+/// listens with one of the `bind_*`, `systemd_*` or `from_*` methods.
+#[must_use = "a MessageBuilder does nothing until one of its `bind_*` or `from_*` methods is called"]
+pub struct MessageBuilder<F, H> {
+    builder: Builder<AnyMode>,
+    framer: F,
+    handler: H,
+}
+
+impl<F: Framer, H: MessageHandler> MessageBuilder<F, H> {
+    pub(crate) fn new(builder: Builder<AnyMode>, framer: F, handler: H) -> Self {
+        MessageBuilder {
+            builder,
+            framer,
+            handler,
+        }
+    }
+
+    /// Binds a TCP message server to the first address of `addr` that works and starts listening.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Builder::bind_tcp`], and `InvalidInput` for a mode a message server cannot run
+    /// in ([`Threading`](crate::Threading), [`Process`](crate::Process), or a
+    /// [`Prefork`] whose workers use threads per connection).
+    pub fn bind_tcp(self, addr: impl ToSocketAddrs) -> io::Result<MessageServer<Tcp, H, F>> {
+        self.build(|b, a| b.bind_tcp(addr, a))
+    }
+
+    /// Binds a Unix stream message server to `path` (a stale socket file is replaced).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Builder::bind_unix_stream`], and the mode errors of [`bind_tcp`](Self::bind_tcp).
+    pub fn bind_unix_stream(
+        self,
+        path: impl AsRef<Path>,
+    ) -> io::Result<MessageServer<UnixStream, H, F>> {
+        self.build(|b, a| b.bind_unix_stream(path, a))
+    }
+
+    /// Serves a listening TCP socket passed by systemd socket activation.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Builder::systemd_tcp`], and the mode errors of [`bind_tcp`](Self::bind_tcp).
+    pub fn systemd_tcp(self, socket: impl Into<Select>) -> io::Result<MessageServer<Tcp, H, F>> {
+        self.build(|b, a| b.systemd_tcp(socket, a))
+    }
+
+    /// Serves a listening Unix stream socket passed by systemd socket activation.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Builder::systemd_unix_stream`], and the mode errors of
+    /// [`bind_tcp`](Self::bind_tcp).
+    pub fn systemd_unix_stream(
+        self,
+        socket: impl Into<Select>,
+    ) -> io::Result<MessageServer<UnixStream, H, F>> {
+        self.build(|b, a| b.systemd_unix_stream(socket, a))
+    }
+
+    /// Serves an already bound and listening TCP socket.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Builder::from_tcp_listener`], and the mode errors of [`bind_tcp`](Self::bind_tcp).
+    pub fn from_tcp_listener(self, listener: TcpListener) -> io::Result<MessageServer<Tcp, H, F>> {
+        self.build(|b, a| b.from_tcp_listener(listener, a))
+    }
+
+    /// Serves an already bound and listening Unix stream socket.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Builder::from_unix_listener`], and the mode errors of
+    /// [`bind_tcp`](Self::bind_tcp).
+    pub fn from_unix_listener(
+        self,
+        listener: UnixListener,
+    ) -> io::Result<MessageServer<UnixStream, H, F>> {
+        self.build(|b, a| b.from_unix_listener(listener, a))
+    }
+
+    fn build<T: Transport<Request = StreamRequest>>(
+        self,
+        bind: impl FnOnce(Builder<AnyMode>, Acceptor) -> io::Result<Server<T, Acceptor, AnyMode>>,
+    ) -> io::Result<MessageServer<T, H, F>> {
+        let MessageBuilder {
+            builder,
+            framer,
+            handler,
+        } = self;
+        let mut chosen = None;
+        let builder = builder.map_mode(|mode| {
+            chosen = Some(mode);
+            Single
+        });
+        let (accepting, workers) = plan(chosen.unwrap_or_default())?;
+        let mut builder = builder;
+        let options = builder.message_options().clone();
+        let connection = builder.connection_options();
+        let settings = Settings {
+            idle: connection.idle_timeout,
+            message: options.timeout,
+            lifetime: connection.max_lifetime,
+            max_pending_output: options.max_pending_output,
+            workers,
+        };
+        let threads = builder.thread_settings().clone();
+        let parts = Parts::new()?;
+        let acceptor = Acceptor {
+            link: Arc::clone(&parts.link),
+        };
+        let inner = bind(builder.mode(accepting), acceptor)?;
+        Ok(MessageServer {
+            inner,
+            start: Some(Start {
+                parts,
+                handler,
+                framer,
+                settings,
+                threads,
+            }),
+        })
+    }
+}
+
+/// Where handlers run for `mode`: the mode the accepting server runs in, and how many worker
+/// threads the loop starts (0: handlers run on the loop).
+fn plan(mode: AnyMode) -> io::Result<(AnyMode, usize)> {
+    let refuse = |name: &str| {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a message server runs handlers on its event loop (Single), on a Pool, or in \
+                 Prefork workers doing either; {name} gives every connection its own thread or \
+                 process, which is what a message server exists to avoid"
+            ),
+        ))
+    };
+    match mode {
+        AnyMode::Single(_) => Ok((AnyMode::Single(Single), 0)),
+        AnyMode::Pool(pool) => Ok((AnyMode::Single(Single), pool.workers())),
+        AnyMode::Prefork(prefork) => {
+            let workers = match prefork.inner_mode() {
+                WorkerMode::Single(_) => 0,
+                WorkerMode::Pool(pool) => pool.workers(),
+                WorkerMode::Threading(_) => return refuse("Prefork with Threading workers"),
+            };
+            let prefork: Prefork = prefork.worker_mode(Single);
+            Ok((AnyMode::Prefork(prefork), workers))
+        }
+        AnyMode::Threading(_) => refuse("Threading"),
+        AnyMode::Process(_) => refuse("Process"),
+    }
+}
+
+/// The accepting server's handler: hands the connection to the loop and returns.
+#[derive(Clone)]
+pub(crate) struct Acceptor {
+    link: Arc<Link>,
+}
+
+impl RequestHandler<StreamRequest> for Acceptor {
+    fn handle(&mut self, request: &mut StreamRequest) -> io::Result<()> {
+        // A duplicate descriptor: the request's own is closed when the request ends.
+        let connection = match request.connection() {
+            Connection::Tcp(s) => Connection::Tcp(s.try_clone()?),
+            Connection::Unix(s) => Connection::Unix(s.try_clone()?),
+        };
+        let peer = request.peer_addr().clone();
+        // The loop has ended only if the server is stopping: the connection is closed.
+        let _ = self.link.send(Command::Open(connection, peer));
+        Ok(())
+    }
+}
+
+/// What starts the loop, kept until `serve_forever`.
+struct Start<H, F> {
+    parts: Parts,
+    handler: H,
+    framer: F,
+    settings: Settings,
+    threads: ThreadSettings,
+}
+
+/// A message server: an event loop that waits on every connection at once and calls a
+/// [`MessageHandler`] with each complete message (see [`crate::message`]). Made by
+/// [`Builder::messages`].
+///
+/// The lifecycle is a stream server's: [`serve_forever`](Self::serve_forever) until
+/// [`ServerHandle::shutdown`] (or SIGTERM with [`Builder::stop_on_signals`]), then
+/// [`server_close`](Self::server_close).
+pub struct MessageServer<T: Transport, H, F> {
+    inner: Server<T, Acceptor, AnyMode>,
+    start: Option<Start<H, F>>,
+}
+
+impl<T, H, F> MessageServer<T, H, F>
+where
+    T: Transport<Request = StreamRequest>,
+    H: MessageHandler,
+    F: Framer,
+{
+    /// Serves until the server is shut down: accepts on this thread, runs the event loop on
+    /// another (and the handlers on it, or on the pool's workers). A graceful stop lets running
+    /// handlers finish and their replies go out within the grace period; then it returns.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Server::serve_forever`]; an error starting the loop or its workers; and
+    /// `Unsupported` if called a second time.
+    pub fn serve_forever(&mut self) -> io::Result<()> {
+        let Some(start) = self.start.take() else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "serve_forever was already called on this message server",
+            ));
+        };
+        if self.inner.mode().supervises() {
+            // A prefork parent: its workers run the loops.
+            return self.inner.serve_forever();
+        }
+        let Start {
+            parts,
+            handler,
+            framer,
+            settings,
+            threads,
+        } = start;
+        let link = Arc::clone(&parts.link);
+        let server = self.inner.handle();
+        let event_loop = EventLoop::new(parts, handler, framer, settings, server, &threads)?;
+        let looping: JoinHandle<()> = threads
+            .spawn("message-loop", move || event_loop.run())
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot start the message loop: {e}")))?;
+        let served = self.inner.serve_forever();
+        // However accepting ended, the loop must stop too.
+        self.inner.handle().shutdown();
+        link.send(Command::AcceptingEnded);
+        if looping.join().is_err() {
+            log::error!("the message loop panicked");
+        }
+        served
+    }
+
+    /// Closes the listening socket (and, in a prefork parent, stops the workers).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Server::server_close`].
+    pub fn server_close(self) -> io::Result<()> {
+        self.inner.server_close()
+    }
+
+    /// The address the server is bound to.
+    #[must_use]
+    pub fn local_addr(&self) -> &Address {
+        self.inner.local_addr()
+    }
+
+    /// A handle to shut the server down from any thread.
+    #[must_use]
+    pub fn handle(&self) -> ServerHandle {
+        self.inner.handle()
+    }
+
+    /// Asks the server to stop (as [`ServerHandle::shutdown`]).
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+
+    /// The server's counters; a request is a connection.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+}

@@ -1,0 +1,167 @@
+//! Running a connection's handler on its messages: inline on the loop, or on a pool of worker
+//! threads that hand the handler and its output back to the loop.
+
+use std::io;
+use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender as ChannelSender};
+
+use super::handler::MessageHandler;
+use super::reply::{ConnectionInfo, Reply};
+use super::sender::{ConnectionId, Link};
+use crate::failure::Failure;
+use crate::mode::ThreadSettings;
+
+/// Calls `step` with a [`Reply`] into `out`, turning an error or a panic into a [`Failure`].
+pub(crate) fn run_step(
+    out: &mut Vec<u8>,
+    close: &mut bool,
+    info: &ConnectionInfo,
+    step: impl FnOnce(&mut Reply<'_>) -> io::Result<()>,
+) -> Result<(), Failure> {
+    let mut reply = Reply { out, close, info };
+    // AssertUnwindSafe: after a panic the connection is closed and its handler dropped.
+    match catch_unwind(AssertUnwindSafe(|| step(&mut reply))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Failure::Error(e)),
+        Err(payload) => Err(Failure::from_panic(payload)),
+    }
+}
+
+/// Complete messages copied out of a connection's buffer for a worker.
+#[derive(Default)]
+pub(crate) struct Batch {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) messages: Vec<Range<usize>>,
+}
+
+impl Batch {
+    pub(crate) fn push(&mut self, message: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(message);
+        self.messages.push(start..self.bytes.len());
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+}
+
+/// A connection's handler and messages, on their way to a worker.
+pub(crate) struct Job<H> {
+    pub(crate) handler: H,
+    pub(crate) info: Arc<ConnectionInfo>,
+    pub(crate) batch: Batch,
+}
+
+/// A worker's results, on their way back to the loop.
+pub(crate) struct Done<H> {
+    pub(crate) id: ConnectionId,
+    pub(crate) handler: H,
+    pub(crate) out: Vec<u8>,
+    pub(crate) close: bool,
+    pub(crate) failure: Option<Failure>,
+}
+
+/// Runs `job`'s messages in order, stopping at a close or a failure.
+fn run_job<H: MessageHandler>(job: Job<H>) -> Done<H> {
+    let Job {
+        mut handler,
+        info,
+        batch,
+    } = job;
+    let mut out = Vec::new();
+    let mut close = false;
+    let mut failure = None;
+    for range in batch.messages {
+        let message = &batch.bytes[range];
+        if let Err(f) = run_step(&mut out, &mut close, &info, |reply| {
+            handler.handle(message, reply)
+        }) {
+            failure = Some(f);
+            break;
+        }
+        if close {
+            break;
+        }
+    }
+    Done {
+        id: info.id,
+        handler,
+        out,
+        close,
+        failure,
+    }
+}
+
+/// Worker threads running handlers for the loop ([`Pool`](crate::Pool) mode).
+pub(crate) struct Workers<H> {
+    jobs: Option<ChannelSender<Job<H>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl<H: MessageHandler> Workers<H> {
+    /// Starts `count` workers that send their results to `done` and wake the loop through `link`.
+    pub(crate) fn start(
+        count: usize,
+        threads: &ThreadSettings,
+        done: &ChannelSender<Done<H>>,
+        link: &Arc<Link>,
+    ) -> io::Result<Workers<H>> {
+        // Unbounded: a connection has at most one job out at a time, so the connections bound it.
+        let (jobs, queue) = crossbeam_channel::unbounded::<Job<H>>();
+        let mut workers = Workers {
+            jobs: Some(jobs),
+            threads: Vec::with_capacity(count),
+        };
+        for n in 0..count {
+            let queue: Receiver<Job<H>> = queue.clone();
+            let done = done.clone();
+            let link = Arc::clone(link);
+            let spawned = threads.spawn(&format!("message-{n}"), move || {
+                for job in queue {
+                    if done.send(run_job(job)).is_err() {
+                        return;
+                    }
+                    link.wake();
+                }
+            });
+            match spawned {
+                Ok(handle) => workers.threads.push(handle),
+                Err(e) => {
+                    workers.stop();
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot start message worker thread {n}: {e}"),
+                    ));
+                }
+            }
+        }
+        Ok(workers)
+    }
+
+    /// Hands `job` to a worker; gives it back if every worker is gone (they only end at a stop).
+    pub(crate) fn submit(&self, job: Job<H>) -> Result<(), Job<H>> {
+        match &self.jobs {
+            Some(jobs) => jobs.send(job).map_err(|e| e.0),
+            None => Err(job),
+        }
+    }
+
+    /// Lets the workers exit once the queue is empty; `join` then waits for them.
+    pub(crate) fn stop(&mut self) {
+        self.jobs = None;
+    }
+
+    /// Waits for the workers to exit (call `stop` first).
+    pub(crate) fn join(&mut self) {
+        self.stop();
+        for handle in self.threads.drain(..) {
+            // A worker only ends by panicking if run_job's catch_unwind failed: nothing to add.
+            let _ = handle.join();
+        }
+    }
+}

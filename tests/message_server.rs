@@ -1,0 +1,544 @@
+//! Message servers (`Builder::messages`) over real sockets: framing, order, per-connection
+//! handlers, pushes, the loop's limits, back-pressure, failures and the graceful stop.
+#![cfg(feature = "message")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{closed_without_reply, failure_channel, recv, tcp_client, Reported, WAIT};
+use crossbeam_channel::Sender as ChannelSender;
+use socketserver::framing::Framing;
+use socketserver::message::{
+    message_handler, Closed, ConnectionId, Framer, LengthPrefixed, Lines, MessageHandler,
+    MessageServer, Reply, Sender,
+};
+use socketserver::transport::Transport;
+use socketserver::{
+    Address, AnyMode, Builder, Pool, ServerHandle, Single, StreamRequest, Threading,
+};
+
+/// A message server serving on its own thread until the test ends it.
+struct Running {
+    handle: ServerHandle,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Running {
+    fn start<T, H, F>(mut server: MessageServer<T, H, F>) -> Running
+    where
+        T: Transport<Request = StreamRequest>,
+        H: MessageHandler,
+        F: Framer,
+    {
+        let handle = server.handle();
+        let thread = std::thread::spawn(move || {
+            server.serve_forever()?;
+            server.server_close()
+        });
+        Running {
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        common::inet_addr(&self.handle)
+    }
+
+    /// Shuts the server down and waits (boundedly) for `serve_forever` and `server_close`.
+    fn stop(mut self) -> io::Result<()> {
+        self.handle.shutdown();
+        let thread = self.thread.take().expect("stopped once");
+        let deadline = Instant::now() + WAIT;
+        while !thread.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "the message server did not stop within {WAIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        thread.join().expect("the serving thread panicked")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
+fn upper_lines() -> impl MessageHandler {
+    message_handler(|line, reply| {
+        reply.write_all(&line.to_ascii_uppercase())?;
+        reply.write_all(b"\n")
+    })
+}
+
+fn read_lines(stream: &TcpStream, n: usize) -> Vec<String> {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    (0..n)
+        .map(|_| {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("read a reply line");
+            line.trim_end().to_string()
+        })
+        .collect()
+}
+
+fn pipelined_lines_come_back_in_order(mode: AnyMode) {
+    let server = Builder::new()
+        .mode(mode)
+        .messages(Lines::new(), upper_lines())
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    let running = Running::start(server);
+    let mut client = tcp_client(running.addr());
+    let batch: String = (0..200).map(|i| format!("line {i}\r\n")).collect();
+    client.write_all(batch.as_bytes()).unwrap();
+    let expected: Vec<String> = (0..200).map(|i| format!("LINE {i}")).collect();
+    assert_eq!(read_lines(&client, 200), expected);
+    drop(client);
+    running.stop().unwrap();
+}
+
+#[test]
+fn pipelined_lines_come_back_in_order_on_the_loop() {
+    pipelined_lines_come_back_in_order(Single.into());
+}
+
+#[test]
+fn pipelined_lines_come_back_in_order_from_a_pool() {
+    pipelined_lines_come_back_in_order(Pool::new(3).into());
+}
+
+#[test]
+fn length_prefixed_frames_arriving_a_byte_at_a_time_are_handled_whole() {
+    let echo = message_handler(|payload, reply| Framing::new().write_frame(reply, payload));
+    let server = Builder::new()
+        .messages(LengthPrefixed::default(), echo)
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    let running = Running::start(server);
+    let mut client = tcp_client(running.addr());
+    client.set_nodelay(true).unwrap();
+    let mut frame = Vec::new();
+    Framing::new()
+        .write_frame(&mut frame, b"sticky packets")
+        .unwrap();
+    for byte in &frame {
+        client.write_all(&[*byte]).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let got = Framing::new().read_frame(&mut client).unwrap();
+    assert_eq!(got.as_deref(), Some(&b"sticky packets"[..]));
+    running.stop().unwrap();
+}
+
+/// Counts its connection's messages: a plain field, because each connection has its own clone.
+#[derive(Clone, Default)]
+struct Counter {
+    seen: usize,
+}
+
+impl MessageHandler for Counter {
+    fn handle(&mut self, _message: &[u8], reply: &mut Reply<'_>) -> io::Result<()> {
+        self.seen += 1;
+        writeln!(reply, "{}", self.seen)
+    }
+}
+
+#[test]
+fn every_connection_has_its_own_handler() {
+    let server = Builder::new()
+        .mode(Pool::new(2))
+        .messages(Lines::new(), Counter::default())
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    let running = Running::start(server);
+    let mut a = tcp_client(running.addr());
+    let mut b = tcp_client(running.addr());
+    for _ in 0..3 {
+        a.write_all(b"x\n").unwrap();
+    }
+    b.write_all(b"y\n").unwrap();
+    assert_eq!(read_lines(&a, 3), ["1", "2", "3"]);
+    assert_eq!(read_lines(&b, 1), ["1"]);
+    running.stop().unwrap();
+}
+
+/// Greets, answers, and tells the test why its connection closed.
+#[derive(Clone)]
+struct Lifecycle {
+    closed: ChannelSender<Closed>,
+}
+
+impl MessageHandler for Lifecycle {
+    fn opened(&mut self, reply: &mut Reply<'_>) -> io::Result<()> {
+        let peer = reply.peer_addr().clone();
+        writeln!(reply, "hello {peer}")
+    }
+    fn handle(&mut self, message: &[u8], reply: &mut Reply<'_>) -> io::Result<()> {
+        match message {
+            b"quit" => {
+                reply.write_all(b"bye\n")?;
+                reply.close();
+                Ok(())
+            }
+            b"fail" => Err(io::Error::other("asked to fail")),
+            b"panic" => panic!("asked to panic"),
+            other => {
+                reply.write_all(other)?;
+                reply.write_all(b"\n")
+            }
+        }
+    }
+    fn closed(&mut self, _id: ConnectionId, _peer: &Address, reason: &Closed) {
+        let _ = self.closed.send(reason.clone());
+    }
+}
+
+fn lifecycle_server<M: socketserver::Mode + Into<AnyMode>>(
+    builder: Builder<M>,
+) -> (Running, crossbeam_channel::Receiver<Closed>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let server = builder
+        .messages(Lines::new(), Lifecycle { closed: tx })
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    (Running::start(server), rx)
+}
+
+#[test]
+fn opened_greets_and_closed_hears_why() {
+    let (running, closed) = lifecycle_server(Builder::new());
+    let mut client = tcp_client(running.addr());
+    let local = client.local_addr().unwrap();
+    client.write_all(b"ping\n").unwrap();
+    assert_eq!(
+        read_lines(&client, 2),
+        [format!("hello {local}"), "ping".to_string()]
+    );
+    drop(client);
+    assert_eq!(recv(&closed, "the close"), Closed::ByPeer);
+
+    let mut client = tcp_client(running.addr());
+    client.write_all(b"quit\nnever handled\n").unwrap();
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).unwrap();
+    assert!(reply.ends_with("bye\n"), "{reply:?}");
+    assert_eq!(recv(&closed, "the close"), Closed::ByHandler);
+    running.stop().unwrap();
+}
+
+#[test]
+fn a_failing_or_panicking_handler_is_reported_and_closes_only_its_connection() {
+    for mode in [AnyMode::from(Single), Pool::new(2).into()] {
+        let (hook, failures) = failure_channel();
+        let (running, closed) = lifecycle_server(Builder::new().mode(mode).handle_error(hook));
+        for (ask, report) in [("fail", "asked to fail"), ("panic", "asked to panic")] {
+            let mut client = tcp_client(running.addr());
+            client
+                .write_all(format!("before\n{ask}\nafter\n").as_bytes())
+                .unwrap();
+            let mut reply = String::new();
+            client.read_to_string(&mut reply).unwrap();
+            assert!(reply.ends_with("before\n"), "{reply:?}");
+            assert_eq!(recv(&closed, "the close"), Closed::HandlerFailed);
+            match recv(&failures, "the report") {
+                Reported::Error(_, message) | Reported::Panic(message) => {
+                    assert!(message.contains(report), "{message}");
+                }
+                other => panic!("unexpected report {other:?}"),
+            }
+        }
+        // The server lives on.
+        let mut client = tcp_client(running.addr());
+        client.write_all(b"still\n").unwrap();
+        assert_eq!(read_lines(&client, 2)[1], "still");
+        running.stop().unwrap();
+    }
+}
+
+#[test]
+fn a_trickled_message_is_closed_at_its_deadline_and_never_handled() {
+    let handled = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&handled);
+    let handler = message_handler(move |line, reply| {
+        count.fetch_add(1, Ordering::SeqCst);
+        reply.write_all(line)?;
+        reply.write_all(b"\n")
+    });
+    let server = Builder::new()
+        .message_timeout(Duration::from_millis(400))
+        .messages(Lines::new(), handler)
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    let running = Running::start(server);
+    let mut trickler = tcp_client(running.addr());
+    let mut good = tcp_client(running.addr());
+    let started = Instant::now();
+    let mut closed_after = None;
+    // One byte every 50 ms, never a line end: closed by the deadline, well before 40 bytes.
+    for _ in 0..40 {
+        if trickler.write_all(b"x").is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        good.write_all(b"ok\n").unwrap();
+        assert_eq!(read_lines(&good, 1), ["ok"]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let closed = closed_after.is_some() || closed_without_reply(&trickler);
+    assert!(closed, "the trickler was never cut off");
+    // Every handled message was the good client's: the trickler's never reached the handler.
+    let good_messages = handled.load(Ordering::SeqCst);
+    good.write_all(b"ok\n").unwrap();
+    assert_eq!(read_lines(&good, 1), ["ok"]);
+    assert_eq!(handled.load(Ordering::SeqCst), good_messages + 1);
+    running.stop().unwrap();
+}
+
+#[test]
+fn the_idle_timeout_closes_a_silent_connection() {
+    let (running, closed) =
+        lifecycle_server(Builder::new().idle_timeout(Duration::from_millis(300)));
+    let client = tcp_client(running.addr());
+    assert_eq!(read_lines(&client, 1).len(), 1); // the greeting
+    assert!(closed_without_reply(&client));
+    assert_eq!(recv(&closed, "the close"), Closed::IdleTimeout);
+    running.stop().unwrap();
+}
+
+#[test]
+fn an_over_long_message_closes_the_connection_and_is_reported() {
+    let (hook, failures) = failure_channel();
+    let server = Builder::new()
+        .handle_error(hook)
+        .messages(Lines::new().max_line_len(16), upper_lines())
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    let running = Running::start(server);
+    let mut client = tcp_client(running.addr());
+    client.write_all(&[b'a'; 100]).unwrap();
+    assert!(closed_without_reply(&client));
+    match recv(&failures, "the report") {
+        Reported::Error(kind, message) => {
+            assert_eq!(kind, io::ErrorKind::InvalidData);
+            assert!(message.contains("limit"), "{message}");
+        }
+        other => panic!("unexpected report {other:?}"),
+    }
+    // A length field announcing too much is refused before its payload.
+    let server = Builder::new()
+        .messages(
+            LengthPrefixed::new(Framing::new().max_frame_len(8)),
+            upper_lines(),
+        )
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    let framed = Running::start(server);
+    let mut client = tcp_client(framed.addr());
+    client.write_all(&[0, 0, 0, 9]).unwrap();
+    assert!(closed_without_reply(&client));
+    running.stop().unwrap();
+    framed.stop().unwrap();
+}
+
+/// A chat room: every line goes to every other connection through their senders.
+#[derive(Clone, Default)]
+struct Room {
+    members: Arc<Mutex<HashMap<ConnectionId, Sender>>>,
+}
+
+impl MessageHandler for Room {
+    fn opened(&mut self, reply: &mut Reply<'_>) -> io::Result<()> {
+        self.members
+            .lock()
+            .unwrap()
+            .insert(reply.id(), reply.sender());
+        reply.write_all(b"joined\n")
+    }
+    fn handle(&mut self, line: &[u8], reply: &mut Reply<'_>) -> io::Result<()> {
+        let mut text = line.to_vec();
+        text.push(b'\n');
+        for (id, member) in self.members.lock().unwrap().iter() {
+            if *id != reply.id() {
+                member.send(text.clone());
+            }
+        }
+        Ok(())
+    }
+    fn closed(&mut self, id: ConnectionId, _peer: &Address, _reason: &Closed) {
+        self.members.lock().unwrap().remove(&id);
+    }
+}
+
+#[test]
+fn senders_push_to_other_connections() {
+    let room = Room::default();
+    let members = Arc::clone(&room.members);
+    let server = Builder::new()
+        .mode(Pool::new(2))
+        .messages(Lines::new(), room)
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    let running = Running::start(server);
+    let mut a = tcp_client(running.addr());
+    let b = tcp_client(running.addr());
+    let c = tcp_client(running.addr());
+    for client in [&a, &b, &c] {
+        assert_eq!(read_lines(client, 1), ["joined"]);
+    }
+    a.write_all(b"hi all\n").unwrap();
+    assert_eq!(read_lines(&b, 1), ["hi all"]);
+    assert_eq!(read_lines(&c, 1), ["hi all"]);
+    drop(c);
+    let deadline = Instant::now() + WAIT;
+    while members.lock().unwrap().len() != 2 {
+        assert!(Instant::now() < deadline, "closed never removed the member");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    running.stop().unwrap();
+}
+
+#[test]
+fn a_peer_that_does_not_read_stops_being_read() {
+    let handled = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&handled);
+    // Each one-byte request asks for 64 KiB.
+    let handler = message_handler(move |_line, reply| {
+        count.fetch_add(1, Ordering::SeqCst);
+        reply.write_all(&[b'z'; 64 * 1024])
+    });
+    let server = Builder::new()
+        .max_pending_output(128 * 1024)
+        .messages(Lines::new(), handler)
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    let running = Running::start(server);
+    let mut client = tcp_client(running.addr());
+    let requests = 2000; // 125 MiB of answers: far more than socket buffers hold
+    client.write_all(&b"\n".repeat(requests)).unwrap();
+    // Wait until the server stops handling: the count holds still across several looks.
+    let deadline = Instant::now() + WAIT;
+    let mut last = usize::MAX;
+    let mut still = 0;
+    while still < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the server never stopped reading"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let now = handled.load(Ordering::SeqCst);
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
+    assert!(
+        last < requests,
+        "all {requests} were handled though nothing was read"
+    );
+    // Reading lets it go on, to the end.
+    let mut total = 0;
+    let mut buf = vec![0; 256 * 1024];
+    while total < requests * 64 * 1024 {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "closed after {total} bytes");
+        total += n;
+    }
+    assert_eq!(handled.load(Ordering::SeqCst), requests);
+    running.stop().unwrap();
+}
+
+#[test]
+fn a_graceful_stop_lets_a_running_handler_answer() {
+    let (started_tx, started) = crossbeam_channel::bounded(1);
+    let handler = message_handler(move |line, reply| {
+        let _ = started_tx.try_send(());
+        std::thread::sleep(Duration::from_millis(300));
+        reply.write_all(line)?;
+        reply.write_all(b"\n")
+    });
+    let server = Builder::new()
+        .mode(Pool::new(2))
+        .grace_period(Duration::from_secs(5))
+        .messages(Lines::new(), handler)
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    let running = Running::start(server);
+    let mut busy = tcp_client(running.addr());
+    let idle = tcp_client(running.addr());
+    busy.write_all(b"slow\n").unwrap();
+    recv(&started, "the handler to start");
+    let handle = running.handle.clone();
+    let stopping = std::thread::spawn(move || running.stop());
+    assert_eq!(read_lines(&busy, 1), ["slow"]);
+    assert!(closed_without_reply(&busy));
+    assert!(closed_without_reply(&idle));
+    stopping.join().unwrap().unwrap();
+    assert!(handle.is_shutting_down());
+}
+
+#[test]
+fn modes_with_a_thread_per_connection_are_refused() {
+    for mode in [AnyMode::from(Threading::new()), "process".parse().unwrap()] {
+        let err = Builder::new()
+            .mode(mode)
+            .messages(Lines::new(), upper_lines())
+            .bind_tcp("127.0.0.1:0")
+            .err()
+            .expect("refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("message server"), "{err}");
+    }
+}
+
+#[test]
+fn unix_stream_message_servers_work_too() {
+    let path = common::TempSocketPath::new("message");
+    let server = Builder::new()
+        .messages(Lines::new(), upper_lines())
+        .bind_unix_stream(&path)
+        .unwrap();
+    let running = Running::start(server);
+    let mut client = common::unix_client(path.path());
+    client.write_all(b"unix\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(client).read_line(&mut line).unwrap();
+    assert_eq!(line, "UNIX\n");
+    running.stop().unwrap();
+}
+
+#[test]
+fn many_idle_connections_hold_no_thread() {
+    let server = Builder::new()
+        .mode(Pool::new(2))
+        .thread_name("idle300")
+        .messages(Lines::new(), upper_lines())
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    let running = Running::start(server);
+    let idle: Vec<TcpStream> = (0..300).map(|_| tcp_client(running.addr())).collect();
+    let mut client = tcp_client(running.addr());
+    client.write_all(b"still served\n").unwrap();
+    assert_eq!(read_lines(&client, 1), ["STILL SERVED"]);
+    // The loop and the two workers, however many connections are open.
+    assert_eq!(threads_named("idle300"), 3);
+    drop(idle);
+    running.stop().unwrap();
+}
+
+/// This process's threads whose name starts with `prefix`, from /proc.
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
