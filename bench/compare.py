@@ -519,7 +519,7 @@ def idle_test(idle, idle_max, rounds, duration):
     hold more connections than its descriptor limit, so `single` holds what the limit allows and
     `prefork` (two workers, a loop each) the whole count."""
     limit = fd_limit()
-    one_process = min(idle_max, limit - 100)
+    one_process = min(idle_max, limit - 150)  # its 50 active clients, listener, stdio, poller
     cases = [(ours("socketserver threading", "echo_server", "threading"), idle),
              (message("socketserver message single", "echo_server", "single"), idle),
              (message("socketserver message pool", "echo_server", "pool"), idle),
