@@ -593,3 +593,51 @@ fn loadgen_slowloris_connections_trickle_and_reconnect_when_closed() {
     assert!(field(json, "slow_bytes") >= 10.0 * opened, "{json}");
     assert_eq!(seen.try_iter().count() as f64, 1.0 + opened, "{json}");
 }
+
+#[test]
+fn loadgen_drives_several_connections_per_thread_in_lockstep() {
+    let server = Server::start("echo_server", &["--mode", "threading"]);
+    // 7 connections, 3 per thread: threads of 3, 3 and 1.
+    let run = loadgen(
+        server.addr,
+        &["--conns", "7", "--per-thread", "3", "--requests", "40"],
+    );
+    assert!(run.status.success(), "{run}");
+    let json = run.stdout.trim();
+    assert_eq!(field(json, "ok"), 280.0, "{json}");
+    assert_eq!(field(json, "failed_clients"), 0.0, "{json}");
+
+    // Wrong replies are still caught, and count every connection of the thread.
+    let upper = Server::start("echo_upper", &[]);
+    let wrong = loadgen(
+        upper.addr,
+        &[
+            "--workload",
+            "line",
+            "--conns",
+            "2",
+            "--per-thread",
+            "2",
+            "--requests",
+            "5",
+        ],
+    );
+    assert_eq!(wrong.status.code(), Some(1), "{wrong}");
+    assert!(
+        wrong.stderr.contains("differs from the expected"),
+        "{wrong}"
+    );
+    assert_eq!(field(wrong.stdout.trim(), "failed_clients"), 2.0, "{wrong}");
+
+    let mut command = Command::new(bench_tool("loadgen"));
+    command.args([
+        "--addr",
+        &server.addr.to_string(),
+        "--workload",
+        "resp",
+        "--per-thread",
+        "2",
+    ]);
+    let refused = Run::to_completion(command, RUN_TIMEOUT);
+    assert_eq!(refused.status.code(), Some(2), "{refused}");
+}

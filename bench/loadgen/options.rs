@@ -9,7 +9,7 @@ pub const USAGE: &str = "\
 usage: loadgen --addr HOST:PORT [--workload framed|line|resp|udp] [--conns N] [--requests M]
                [--size BYTES] [--duration SECS] [--timeout SECS] [--churn] [--idle N]
                [--idle-from IP,...] [--server-pid PID,...] [--slowloris N]
-               [--slow-interval SECS] [--json]
+               [--slow-interval SECS] [--per-thread K] [--json]
 
 Bounded load generator for the benchmark servers; loopback addresses only.
 
@@ -31,6 +31,9 @@ options:
                      request, then one byte every --slow-interval, and reconnects when closed
                      (at most 5000; stream workloads)
   --slow-interval SECS  seconds between a slowloris connection's bytes (default 2)
+  --per-thread K     one client thread drives K connections in lockstep (a request on each,
+                     then each reply), for many connections at little client CPU (default 1;
+                     framed and line, not with --churn)
   --json             print one JSON line instead of the text report
   --help             print this help
 ";
@@ -51,6 +54,7 @@ pub struct Options {
     pub server_pids: Vec<u32>,
     pub slowloris: usize,
     pub slow_interval: Duration,
+    pub per_thread: usize,
     pub json: bool,
 }
 
@@ -71,6 +75,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, 
         server_pids: Vec::new(),
         slowloris: 0,
         slow_interval: Duration::from_secs(2),
+        per_thread: 1,
         json: false,
     };
     let mut args = args.into_iter();
@@ -125,6 +130,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, 
             "--slow-interval" => {
                 o.slow_interval = Duration::from_secs(number(&name, &value, 1, 60)?);
             }
+            "--per-thread" => o.per_thread = number(&name, &value, 1, 5000)? as usize,
             _ if name.starts_with('-') => return Err(format!("unknown option '{name}'")),
             _ => return Err(format!("unexpected argument '{arg}'")),
         }
@@ -135,6 +141,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, 
     }
     if o.workload == Workload::Udp && (o.churn || o.idle > 0 || o.slowloris > 0) {
         return Err("--churn, --idle and --slowloris need a stream workload, not udp".to_string());
+    }
+    if o.per_thread > 1 && (o.churn || !matches!(o.workload, Workload::Framed | Workload::Line)) {
+        return Err("--per-thread needs the framed or line workload, without --churn".to_string());
     }
     if let Some(ip) = o
         .idle_from

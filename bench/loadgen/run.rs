@@ -22,6 +22,8 @@ const MAX_SAMPLES: usize = 2_000_000;
 /// What one client did.
 #[derive(Default)]
 struct ClientResult {
+    /// Connections this thread drove.
+    clients: usize,
     ok: u64,
     lost: u64,
     error: Option<String>,
@@ -52,24 +54,26 @@ pub fn run(o: &Options) -> io::Result<Report> {
     };
     let done = Arc::new(AtomicU64::new(0));
     // Every client connects first; the clock starts when all are ready.
-    let barrier = Arc::new(Barrier::new(o.conns + 1));
-    let mut clients = Vec::with_capacity(o.conns);
-    for client in 0..o.conns {
+    // A thread per connection, or with `--per-thread K` a thread per K connections.
+    let threads = o.conns.div_ceil(o.per_thread);
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let mut clients = Vec::with_capacity(threads);
+    for t in 0..threads {
         let (options, done, ready) = (o.clone(), Arc::clone(&done), Arc::clone(&barrier));
         let spawned = thread::Builder::new()
-            .name(format!("client-{client}"))
+            .name(format!("client-{t}"))
             .stack_size(256 * 1024)
-            .spawn(move || client_main(&options, client, &done, &ready));
+            .spawn(move || client_main(&options, t, &done, &ready));
         match spawned {
             Ok(handle) => clients.push(handle),
             Err(e) => {
                 // The started clients wait at the barrier; stand in for the missing ones.
-                for _ in client..o.conns {
+                for _ in t..threads {
                     barrier.wait();
                 }
                 return Err(io::Error::new(
                     e.kind(),
-                    format!("cannot start client thread {client}: {e}"),
+                    format!("cannot start client thread {t}: {e}"),
                 ));
             }
         }
@@ -110,7 +114,7 @@ pub fn run(o: &Options) -> io::Result<Report> {
         lost += r.lost;
         samples.extend(r.samples);
         if let Some(e) = r.error {
-            failed_clients += 1;
+            failed_clients += r.clients;
             first_error.get_or_insert(e);
         }
     }
@@ -127,19 +131,32 @@ pub fn run(o: &Options) -> io::Result<Report> {
     })
 }
 
-fn client_main(o: &Options, client: usize, done: &AtomicU64, barrier: &Barrier) -> ClientResult {
+fn client_main(o: &Options, thread: usize, done: &AtomicU64, barrier: &Barrier) -> ClientResult {
+    let first = thread * o.per_thread;
+    let clients = o.per_thread.min(o.conns - first);
     let mut result = ClientResult {
+        clients,
         samples: Vec::with_capacity((o.requests as usize).min(MAX_SAMPLES).min(1 << 16)),
         ..ClientResult::default()
     };
-    if let Err(e) = drive(o, client, done, barrier, &mut result) {
+    let driven = if o.per_thread > 1 {
+        drive_lockstep(o, first..first + clients, done, barrier, &mut result)
+    } else {
+        drive(o, thread, done, barrier, &mut result)
+    };
+    if let Err(e) = driven {
+        let client = if clients > 1 {
+            format!("clients {first}-{}", first + clients - 1)
+        } else {
+            format!("client {first}")
+        };
         let e = match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 format!("no reply within {:?} ({e})", o.timeout)
             }
             _ => e.to_string(),
         };
-        result.error = Some(format!("client {client}: {e}"));
+        result.error = Some(format!("{client}: {e}"));
     }
     result
 }
@@ -193,6 +210,47 @@ fn drive(
         }
         result.ok += 1;
         done.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// `--per-thread K`: drives the connections of `clients` in lockstep, each with one request in
+/// flight as a lone client has: a request on every one, then every reply read and checked in
+/// turn. A request's latency runs from its own send to its reply, so it includes the wait for
+/// the replies read before it.
+fn drive_lockstep(
+    o: &Options,
+    clients: std::ops::Range<usize>,
+    done: &AtomicU64,
+    barrier: &Barrier,
+    result: &mut ClientResult,
+) -> io::Result<()> {
+    let connected: io::Result<Vec<Stream>> = clients
+        .clone()
+        .map(|_| Stream::connect(o.addr, o.timeout))
+        .collect();
+    barrier.wait();
+    let mut streams = connected?;
+    let deadline = Instant::now() + o.duration;
+    let mut payloads = vec![vec![0u8; o.size]; streams.len()];
+    let mut sent = vec![Instant::now(); streams.len()];
+    for seq in 0..o.requests {
+        if Instant::now() >= deadline {
+            break;
+        }
+        for (j, stream) in streams.iter_mut().enumerate() {
+            fill(&mut payloads[j], clients.start + j, seq, o.workload);
+            sent[j] = Instant::now();
+            stream.send(o.workload, &payloads[j])?;
+        }
+        for (j, stream) in streams.iter_mut().enumerate() {
+            stream.receive(o.workload, &payloads[j])?;
+            if result.samples.len() < MAX_SAMPLES {
+                result.samples.push(sent[j].elapsed().as_nanos() as u64);
+            }
+            result.ok += 1;
+        }
+        done.fetch_add(streams.len() as u64, Ordering::Relaxed);
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Slowloris connections held during a run (`--slowloris N`): each sends the first half of a
 //! request of the run's workload, then one more byte every `--slow-interval`, never the last;
-//! one the server closes is opened again at its next byte. All of them on one thread, with
-//! non-blocking sockets polled every few milliseconds: bounded in count, and in time by the run.
+//! one the server has closed is noticed and opened again when its next byte is due. All of them
+//! on one thread, with non-blocking sockets: bounded in count, and in time by the run.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -14,7 +14,7 @@ use crate::common::frame::FRAMING;
 use crate::exchange::{fill, Workload};
 use crate::options::Options;
 
-/// How often the thread looks at every connection (reads, to notice the server closing it).
+/// How often the thread looks for connections whose byte is due.
 const TICK: Duration = Duration::from_millis(20);
 /// Longest wait for a reconnection: a server that stopped accepting must not stall the others.
 const RECONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -143,16 +143,18 @@ fn trickle(
     while !stop.load(Ordering::Relaxed) && Instant::now() < give_up {
         let now = Instant::now();
         for (slot, due) in &mut conns {
+            // A connection is looked at only when its byte is due: reading every one every tick
+            // would cost the client more CPU than the attack costs the server.
+            if now < *due {
+                continue;
+            }
+            *due += interval;
             if let Some(conn) = slot {
                 if !conn.alive() {
                     stats.closed_by_server += 1;
                     *slot = None;
                 }
             }
-            if now < *due {
-                continue;
-            }
-            *due += interval;
             match slot {
                 Some(conn) => {
                     if !conn.send_byte(request, stats) {
@@ -160,7 +162,7 @@ fn trickle(
                         *slot = None;
                     }
                 }
-                // Closed since its last byte: open it again, at most once per interval.
+                // Closed since its last byte (or just now): open it again, at most once per interval.
                 None => match Conn::open(addr, RECONNECT_TIMEOUT, request, stats) {
                     Ok(conn) => *slot = Some(conn),
                     Err(_) => stats.connect_failed += 1,
