@@ -55,6 +55,9 @@
 //!   reject when full), and two process-based modes started without `fork()`: [`Process`] (a
 //!   child per request, Python's `ForkingMixIn`) and [`Prefork`] (supervised worker processes).
 //!   See [`mode`], and [`is_worker`] for what re-executing the program means for `main`.
+//! * **Message servers** — [`message`]: an event loop waits on every connection at once and
+//!   calls a [`message::MessageHandler`] with each whole message
+//!   ([`Builder::messages`]), so idle and slow connections cost no thread.
 //! * **Control** — [`ServerHandle`]: `shutdown()` from any thread or handler, `stats()`.
 //!   [`Builder::stop_on_signals`] makes SIGTERM and SIGINT stop the server gracefully — see
 //!   [Stopping gracefully](#stopping-gracefully).
@@ -82,6 +85,7 @@
 //! | `checksum` | [`framing::md5_hex`], `md5_hex_of`, `sha256_hex`, and the checks [`framing::receive_file`] makes (without it, an [`Expected`](framing::Expected) naming a checksum is refused) | `md-5`, `sha2` |
 //! | `signals` | [`Builder::stop_on_signals`]: a graceful stop on SIGTERM/SIGINT, an immediate one on SIGQUIT | `signal-hook` |
 //! | `proxy` | the PROXY protocol v1/v2 from load balancers: [`Builder::proxy_protocol`], [`StreamRequest::proxy_addr`], the [`proxy`] module | `ppp` |
+//! | `message` | message servers: [`Builder::messages`], the [`message`] module | `mio` |
 //!
 //! ```toml
 //! [dependencies]
@@ -104,6 +108,10 @@
 #![cfg_attr(
     not(feature = "signals"),
     doc = "[`Builder::stop_on_signals`]: crate#features"
+)]
+#![cfg_attr(
+    not(feature = "message"),
+    doc = "[`message`]: crate#features\n[`Builder::messages`]: crate#features\n[`message::MessageHandler`]: crate#features"
 )]
 #![cfg_attr(
     not(feature = "proxy"),

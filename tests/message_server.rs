@@ -542,3 +542,94 @@ fn threads_named(prefix: &str) -> usize {
         .filter(|name| name.starts_with(prefix))
         .count()
 }
+
+#[test]
+fn a_connection_that_does_not_read_its_pushes_is_closed_as_a_slow_reader() {
+    let (closed_tx, closed) = crossbeam_channel::unbounded();
+    let (sender_tx, senders) = crossbeam_channel::unbounded();
+    #[derive(Clone)]
+    struct Subscriber {
+        senders: ChannelSender<Sender>,
+        closed: ChannelSender<Closed>,
+    }
+    impl MessageHandler for Subscriber {
+        fn opened(&mut self, reply: &mut Reply<'_>) -> io::Result<()> {
+            let _ = self.senders.send(reply.sender());
+            Ok(())
+        }
+        fn handle(&mut self, _message: &[u8], _reply: &mut Reply<'_>) -> io::Result<()> {
+            Ok(())
+        }
+        fn closed(&mut self, _id: ConnectionId, _peer: &Address, reason: &Closed) {
+            let _ = self.closed.send(reason.clone());
+        }
+    }
+    let handler = Subscriber {
+        senders: sender_tx,
+        closed: closed_tx,
+    };
+    let server = Builder::new()
+        .max_pending_output(256 * 1024)
+        .messages(Lines::new(), handler)
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    let running = Running::start(server);
+    let _deaf = tcp_client(running.addr());
+    let sender = recv(&senders, "the subscriber's sender");
+    // Far more than the kernel's socket buffers and the limit hold: at some point it is cut off.
+    let deadline = Instant::now() + WAIT;
+    while closed.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "a reader that never reads was kept"
+        );
+        for _ in 0..64 {
+            assert!(sender.send(vec![b'n'; 64 * 1024]), "the loop ended");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(recv(&closed, "the close"), Closed::SlowReader);
+    // Pushing to a closed connection is harmless.
+    assert!(sender.send(b"late".to_vec()));
+    running.stop().unwrap();
+}
+
+#[cfg(feature = "proxy")]
+#[test]
+fn with_the_proxy_protocol_the_handler_sees_the_client() {
+    let peer = message_handler(|_line, reply| {
+        let peer = reply.peer_addr().clone();
+        writeln!(reply, "{peer}")
+    });
+    let server = Builder::new()
+        .proxy_protocol(socketserver::proxy::ProxyProtocol::V1)
+        .trusted_proxies(["127.0.0.1"])
+        .messages(Lines::new(), peer)
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    let running = Running::start(server);
+    let mut client = tcp_client(running.addr());
+    client
+        .write_all(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 80\r\nwho am i\n")
+        .unwrap();
+    assert_eq!(read_lines(&client, 1), ["203.0.113.9:40000"]);
+    running.stop().unwrap();
+}
+
+#[test]
+fn verify_request_refuses_before_the_loop_sees_the_connection() {
+    let (closed_tx, closed) = crossbeam_channel::unbounded();
+    let server = Builder::new()
+        .verify_request(|_peer| false)
+        .messages(Lines::new(), Lifecycle { closed: closed_tx })
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    let running = Running::start(server);
+    let client = tcp_client(running.addr());
+    assert!(closed_without_reply(&client), "greeted though refused");
+    assert!(
+        closed.is_empty(),
+        "the handler heard of a refused connection"
+    );
+    running.stop().unwrap();
+}

@@ -174,6 +174,11 @@ impl<H, F> Conn<H, F> {
                 Ok(n) => {
                     self.input.extend_from_slice(&scratch[..n]);
                     self.last_active = Instant::now();
+                    // A short read emptied the socket: more bytes bring a new readiness edge, so
+                    // the read that would only say "would block" is saved.
+                    if n < scratch.len() {
+                        self.unread = false;
+                    }
                     Ok(Read1::Bytes)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -183,6 +188,18 @@ impl<H, F> Conn<H, F> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => Err(e),
             };
+        }
+    }
+
+    /// Before the server closes a connection whose peer may still be sending: reads and drops
+    /// what has arrived (a bounded amount), because closing a socket with unread bytes makes the
+    /// kernel answer with a reset, which can destroy the last reply before the peer reads it.
+    pub(crate) fn discard_unread(&mut self, scratch: &mut [u8]) {
+        for _ in 0..4 {
+            match self.stream.read(scratch) {
+                Ok(n) if n == scratch.len() => {}
+                _ => return,
+            }
         }
     }
 
@@ -251,5 +268,86 @@ impl<H, F> Conn<H, F> {
             self.write_interest = want;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::Address;
+    use crate::message::event_loop::Parts;
+    use std::os::unix::net::UnixStream as StdUnix;
+
+    fn conn() -> (Conn<(), ()>, StdUnix, Parts) {
+        let (ours, theirs) = StdUnix::pair().unwrap();
+        let parts = Parts::new().unwrap();
+        let server = crate::Builder::new()
+            .bind_tcp("127.0.0.1:0", crate::stream_handler(|_req| Ok(())))
+            .unwrap()
+            .handle();
+        let info = Arc::new(ConnectionInfo {
+            id: crate::message::ConnectionId {
+                slot: 0,
+                generation: 0,
+            },
+            peer: Address::from_sockaddr(socket2::SockAddr::unix("peer").unwrap()),
+            link: Arc::clone(&parts.link),
+            server,
+        });
+        let stream = Stream::new(Connection::Unix(ours)).unwrap();
+        (Conn::new(stream, info, (), ()), theirs, parts)
+    }
+
+    #[test]
+    fn an_idle_connection_keeps_no_large_buffer_after_a_big_exchange() {
+        let (mut conn, mut peer, parts) = conn();
+        let registry = parts.poll_registry();
+        let token = Token(7);
+        conn.stream.register(registry, token).unwrap();
+        peer.write_all(&vec![1u8; 100_000]).unwrap();
+        let mut scratch = vec![0u8; 64 * 1024];
+        while conn.input.len() < 100_000 {
+            assert!(matches!(
+                conn.read_once(&mut scratch).unwrap(),
+                Read1::Bytes
+            ));
+        }
+        conn.consume_input(100_000);
+        assert_eq!(conn.input.capacity(), 0, "the input buffer was kept");
+        conn.queue(vec![2u8; 50_000]);
+        conn.flush(registry, token).unwrap();
+        assert_eq!(conn.pending(), 0);
+        assert_eq!(conn.output.capacity(), 0, "the output buffer was kept");
+        let mut got = vec![0u8; 50_000];
+        peer.read_exact(&mut got).unwrap();
+        assert!(got.iter().all(|&b| b == 2));
+    }
+
+    #[test]
+    fn queued_bytes_keep_their_order_and_a_full_socket_waits_for_writability() {
+        let (mut conn, mut peer, parts) = conn();
+        let registry = parts.poll_registry();
+        let token = Token(7);
+        conn.stream.register(registry, token).unwrap();
+        // More than a Unix socket pair buffers: some must wait.
+        for byte in 0..40u8 {
+            conn.queue(vec![byte; 64 * 1024]);
+        }
+        conn.flush(registry, token).unwrap();
+        assert!(conn.pending() > 0 && conn.write_interest);
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        while got.len() < 40 * 64 * 1024 {
+            let n = peer.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+            conn.flush(registry, token).unwrap();
+        }
+        assert!(!conn.write_interest);
+        for (i, chunk) in got.chunks(64 * 1024).enumerate() {
+            assert!(
+                chunk.iter().all(|&b| usize::from(b) == i),
+                "chunk {i} out of order"
+            );
+        }
     }
 }

@@ -86,11 +86,26 @@ impl Parts {
             commands,
         })
     }
+
+    #[cfg(test)]
+    pub(crate) fn poll_registry(&self) -> &mio::Registry {
+        self.poll.registry()
+    }
 }
 
 struct Slot<H, F> {
     generation: u32,
     conn: Option<Conn<H, F>>,
+}
+
+/// The connection `id` names, if it is still open (a borrow of the slots alone, so the poller
+/// can be borrowed beside it).
+fn conn_in<H, F>(slots: &mut [Slot<H, F>], id: ConnectionId) -> Option<&mut Conn<H, F>> {
+    let slot = slots.get_mut(id.slot as usize)?;
+    if slot.generation != id.generation {
+        return None;
+    }
+    slot.conn.as_mut()
 }
 
 pub(crate) struct EventLoop<H, F> {
@@ -111,6 +126,8 @@ pub(crate) struct EventLoop<H, F> {
     server: ServerHandle,
     /// Connections with bytes still unread after their turn, to serve again without an event.
     again: Vec<ConnectionId>,
+    /// The connections of one wake-up's events (kept to reuse its allocation).
+    ready: Vec<(usize, bool)>,
     /// Once a stop began: when the loop gives up on the connections still open.
     drain_until: Option<Instant>,
     /// Until the accepting thread says it has stopped: connections from the listen backlog may
@@ -159,6 +176,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             settings,
             server,
             again: Vec::new(),
+            ready: Vec::new(),
             drain_until: None,
             accepting: true,
         })
@@ -185,7 +203,8 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                     break;
                 }
             }
-            let mut ready = Vec::with_capacity(self.events.iter().count());
+            let mut ready = std::mem::take(&mut self.ready);
+            ready.clear();
             let mut stop = false;
             let mut abort = false;
             for event in &self.events {
@@ -199,11 +218,12 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             if abort || self.server.shared.abort.is_requested() {
                 break;
             }
-            for (slot, writable) in ready {
+            for &(slot, writable) in &ready {
                 if let Some(id) = self.id_of(slot) {
                     self.on_ready(id, writable);
                 }
             }
+            self.ready = ready;
             self.link.rearm();
             self.take_results();
             self.take_commands();
@@ -233,11 +253,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
     }
 
     fn conn(&mut self, id: ConnectionId) -> Option<&mut Conn<H, F>> {
-        let slot = self.slots.get_mut(id.slot as usize)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        slot.conn.as_mut()
+        conn_in(&mut self.slots, id)
     }
 
     fn token(id: ConnectionId) -> Token {
@@ -246,10 +262,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
 
     fn on_ready(&mut self, id: ConnectionId, writable: bool) {
         let registry = self.poll.registry();
-        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
-            return;
-        };
-        let Some(conn) = slot.conn.as_mut() else {
+        let Some(conn) = conn_in(&mut self.slots, id) else {
             return;
         };
         // Readiness is edge-triggered: any event may mean bytes to read (or the peer gone).
@@ -311,14 +324,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
     /// After a turn: writes the output, closes the connection if it is done, re-arms its timers.
     fn settle(&mut self, id: ConnectionId) {
         let registry = self.poll.registry();
-        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
-            return;
-        };
-        let Some(conn) = slot
-            .conn
-            .as_mut()
-            .filter(|_| slot.generation == id.generation)
-        else {
+        let Some(conn) = conn_in(&mut self.slots, id) else {
             return;
         };
         if conn.pending() > 0 {
@@ -642,14 +648,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
     /// Closes `id` now, or as soon as its handler returns from a worker.
     fn close(&mut self, id: ConnectionId, reason: Closed) {
         let registry = self.poll.registry();
-        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
-            return;
-        };
-        let Some(conn) = slot
-            .conn
-            .as_mut()
-            .filter(|_| slot.generation == id.generation)
-        else {
+        let Some(conn) = conn_in(&mut self.slots, id) else {
             return;
         };
         if conn.busy() {
@@ -682,6 +681,12 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         self.free.push(id.slot);
         self.open -= 1;
         conn.stream.deregister(registry);
+        if matches!(
+            reason,
+            Closed::ByHandler | Closed::HandlerFailed | Closed::ServerStopped
+        ) {
+            conn.discard_unread(&mut self.scratch);
+        }
         log::debug!("{}: connection {id} closed: {reason}", conn.info.peer);
         if let Some(mut handler) = conn.handler.take() {
             let peer = conn.info.peer.clone();

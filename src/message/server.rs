@@ -285,17 +285,26 @@ where
         } = start;
         let link = Arc::clone(&parts.link);
         let server = self.inner.handle();
-        let event_loop = EventLoop::new(parts, handler, framer, settings, server, &threads)?;
+        let event_loop =
+            EventLoop::new(parts, handler, framer, settings, server.clone(), &threads)?;
         let looping: JoinHandle<()> = threads
-            .spawn("message-loop", move || event_loop.run())
+            .spawn("message-loop", move || {
+                let shared = Arc::clone(&server.shared);
+                // A bug in the loop must stop the server, not leave it accepting for nobody.
+                let ran =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| event_loop.run()));
+                if ran.is_err() {
+                    log::error!("the message loop panicked; stopping the server");
+                    shared.abort_with(io::ErrorKind::Other, "the message loop panicked");
+                }
+            })
             .map_err(|e| io::Error::new(e.kind(), format!("cannot start the message loop: {e}")))?;
         let served = self.inner.serve_forever();
         // However accepting ended, the loop must stop too.
         self.inner.handle().shutdown();
         link.send(Command::AcceptingEnded);
-        if looping.join().is_err() {
-            log::error!("the message loop panicked");
-        }
+        // The loop catches its own panics: joining cannot fail.
+        let _ = looping.join();
         served
     }
 
