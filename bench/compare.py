@@ -49,8 +49,10 @@ class Contestant:
 
     def __init__(self, name, argv, listens_line=True, port=None, cwd=None):
         self.name, self.argv, self.port = name, argv, port
+        # What the server says on stderr is kept, for the report when a run against it fails.
+        self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            argv, stdout=subprocess.PIPE, stderr=self.stderr, stdin=subprocess.DEVNULL,
             start_new_session=True, cwd=cwd)
         if listens_line:
             line = self._first_line()
@@ -87,6 +89,14 @@ class Contestant:
     @property
     def pid(self):
         return self.proc.pid
+
+    def why(self):
+        """For a failed run: whether the server is still running, and its last stderr lines."""
+        status = self.proc.poll()
+        state = "running" if status is None else f"exited with {status}"
+        self.stderr.seek(0)
+        tail = self.stderr.read()[-600:].decode(errors="replace").strip().replace("\n", " | ")
+        return f"[server {state}; stderr: {tail or 'empty'}]"
 
     def stop(self):
         if self.proc.poll() is None:
@@ -256,8 +266,8 @@ def compare(title, contestants, measure, rounds, baseline):
                     result = measure(c)
                 except (RuntimeError, subprocess.TimeoutExpired, ValueError, AttributeError) as e:
                     # One failed run is reported, not fatal: the other contestants still count.
-                    log(f"   round {r + 1} {c.name}: FAILED: {e}")
-                    failures.append(f"{title}, {c.name}, round {r + 1}: {str(e)[:200]}")
+                    log(f"   round {r + 1} {c.name}: FAILED: {e} {c.why()}")
+                    failures.append(f"{title}, {c.name}, round {r + 1}: {str(e)[:200]} {c.why()}")
                     continue
                 samples[c.name].append(result)
                 log(f"   round {r + 1} {c.name}: {result['rps']:.0f} req/s")
@@ -544,6 +554,10 @@ def idle_test(idle, idle_max, rounds, duration):
         try:
             time.sleep(0.5)  # prefork: let the workers start
             pids = proc_tree(c.pid)
+            # Memory a server has used stays with it (the allocator keeps it), so every round's
+            # RSS with the idle connections is counted from the fresh server's, not from the
+            # round's own start.
+            fresh = tree_status(pids)
             for r in range(rounds):
                 try:
                     base.append(loadgen(c.port, "framed", 50, 64, duration))
@@ -560,8 +574,9 @@ def idle_test(idle, idle_max, rounds, duration):
                     got["start"] = start
                     loaded.append(got)
                 except (RuntimeError, subprocess.TimeoutExpired, ValueError, OSError) as e:
-                    log(f"   round {r + 1}: FAILED: {e}")
-                    failures.append(f"{count:,} idle connections, {c.name}, round {r + 1}: {str(e)[:200]}")
+                    log(f"   round {r + 1}: FAILED: {e} {c.why()}")
+                    failures.append(f"{count:,} idle connections, {c.name}, round {r + 1}: "
+                                    f"{str(e)[:200]} {c.why()}")
                     continue
                 log(f"   round {r + 1}: p99 {base[-1]['p99_us']} µs alone, {got['p99_us']} µs with idle; "
                     f"RSS {start['rss_kib']} -> {got['rss_after_kib']} KiB, "
@@ -575,7 +590,8 @@ def idle_test(idle, idle_max, rounds, duration):
                     "p99_alone_us": med(base, lambda x: x["p99_us"]),
                     "p99_idle_us": med(loaded, lambda x: x["p99_us"]),
                     "rps_alone": med(base, lambda x: x["rps"]), "rps_idle": med(loaded, lambda x: x["rps"]),
-                    "rss_per_idle_kib": med(loaded, lambda x: (x["rss_after_kib"] - x["start"]["rss_kib"]) / count),
+                    "rss_per_idle_kib": med(loaded, lambda x: (x["rss_after_kib"] - fresh["rss_kib"]) / count),
+                    "rss_fresh_kib": fresh["rss_kib"],
                     "rss_after_kib": med(loaded, lambda x: x["rss_after_kib"]),
                     "threads_before": med(loaded, lambda x: x["start"]["threads"]),
                     "threads_after": med(loaded, lambda x: x["threads_after"]),
@@ -611,8 +627,8 @@ def slowloris_test(conns, rounds, duration):
                     attacked.append(loadgen(c.port, "framed", 10, 64, duration, "--slowloris", str(conns),
                                             "--slow-interval", "2", "--timeout", "5", allow_failed=True))
                 except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
-                    log(f"   round {r + 1}: FAILED: {e}")
-                    failures.append(f"slowloris, {c.name}, round {r + 1}: {str(e)[:200]}")
+                    log(f"   round {r + 1}: FAILED: {e} {c.why()}")
+                    failures.append(f"slowloris, {c.name}, round {r + 1}: {str(e)[:200]} {c.why()}")
                     continue
                 a = attacked[-1]
                 log(f"   round {r + 1}: p99 {base[-1]['p99_us']} µs alone, {a['p99_us']} µs attacked "
@@ -741,7 +757,8 @@ def write_report(path, runs, rows, idle, slow, chart_file):
         lines += [f"## Idle connections (framed echo, 50 active clients){run_of(idle)}", "",
                   f"Median of {idle['rounds']} rounds of {idle['duration']} s. RSS and threads are the "
                   "server's (all its processes) while the idle connections are held; the per-connection "
-                  "figure is the RSS growth from before they were opened, divided by their count. The "
+                  "figure is the RSS growth from the freshly started server's, divided by their count "
+                  "(memory once used stays with the process, so a round's own start would hide it). The "
                   f"descriptor limit here is {idle['fd_limit']:,} per process (hard limit, not raisable "
                   "in this container), so one process cannot hold 20,000: `single` holds what the limit "
                   "allows and `prefork` (two worker processes, an event loop each) the whole 20,000; "
@@ -799,7 +816,7 @@ def targets(rows, idle, slow):
         if ratio is None:
             out.append(f"- {label}: not measured")
         else:
-            out.append(f"- {label}: **{ratio:.2f}×** (goal ≥ {goal}×) — {'met' if ratio >= goal else 'MISSED'}; {detail}")
+            out.append(f"- {label}: **{ratio:.2f}×** (goal ≥ {goal}×) — {'met' if ratio >= goal else 'not met'}; {detail}")
 
     for p in (1, 16):
         b = best(f"RESP redis-benchmark -c 50 -P {p} ")
@@ -830,7 +847,7 @@ def targets(rows, idle, slow):
     out += ["", "### Issue 12: the message mode (`--api message`)", ""]
 
     def verdict(ok):
-        return "met" if ok else "NOT MET"
+        return "met" if ok else "not met"
 
     for x in (idle or {}).get("rows", []):
         p99 = x["p99_idle_us"] / x["p99_alone_us"]
@@ -845,7 +862,7 @@ def targets(rows, idle, slow):
         goal = "" if "message" in x["contestant"] else " (the stream API, for contrast)"
         if x["p99_attack_us"] is None:
             out.append(f"- {x['slowloris']:,} slowloris connections, {x['contestant']}{goal}: the good "
-                       f"clients were starved (no reply within 5 s) — NOT MET")
+                       f"clients were starved (no reply within 5 s) — not met")
             continue
         ratio = x["p99_attack_us"] / x["p99_alone_us"]
         starved = f", {x['starved_clients']:.0f} of 10 good clients starved" if x["starved_clients"] else ""
