@@ -22,13 +22,27 @@
 //! next time that client sends something; `cargo run --example client -- chat` shows everything as
 //! it arrives.
 //!
+//! With `--api message` the same room is served over TCP instead (in `--mode single` or
+//! `pool`), each line a message: every line gets exactly one reply line, with the same texts as
+//! above, and relayed messages arrive as lines `[ip:port] message` as soon as they are sent. A
+//! connection is in the room from the moment it is accepted (a full room answers the newcomer
+//! `error: the room is full …` and closes it) until it closes; `--idle-timeout` closes a
+//! connection on which nothing moved either way for that long. The server behind it is an event
+//! loop, not a thread per participant, and one that does not read what is relayed to it is cut
+//! off instead of holding up the others (see `chat/tcp_room.rs`).
+//!
 //! ```text
 //! cargo run --example chat                            # 127.0.0.1:8081, single mode
 //! cargo run --example chat -- --idle-timeout 60 --max-participants 10
 //! cargo run --example client -- chat --addr 127.0.0.1:8081
+//! cargo run --example chat -- --api message --mode pool   # the room over TCP
+//! cargo run --example client -- chat-tcp --addr 127.0.0.1:8081
 //! ```
 
 mod common;
+#[cfg(feature = "message")]
+#[path = "chat/tcp_room.rs"]
+mod tcp_room;
 
 use std::collections::HashMap;
 use std::io;
@@ -41,7 +55,7 @@ use socketserver::{Address, DatagramRequest};
 
 const EXAMPLE: Example = Example {
     name: "chat",
-    about: "UDP chat room: relays every message to the other participants as `[ip:port] message`, and answers each datagram. One room in memory shared between threads, so no process modes.",
+    about: "UDP chat room: relays every message to the other participants as `[ip:port] message`, and answers each datagram (with --api message: the same room over TCP, a line per message). One room in memory shared between threads, so no process modes.",
     default_addr: "127.0.0.1:8081",
     default_mode: ModeName::Single,
     modes: ModeName::THREADS,
@@ -49,7 +63,7 @@ const EXAMPLE: Example = Example {
         ExtraOption {
             name: "--idle-timeout",
             value: "SECS",
-            help: "a participant silent this long leaves the room (default 300)",
+            help: "a participant silent this long leaves the room; with --api message, a connection idle both ways is closed (default 300)",
             check: common::check_positive,
         },
         ExtraOption {
@@ -58,6 +72,8 @@ const EXAMPLE: Example = Example {
             help: "most participants at once; newcomers are turned away beyond it (default 64)",
             check: common::check_positive,
         },
+        common::API,
+        common::MESSAGE_TIMEOUT,
     ],
 };
 
@@ -142,9 +158,8 @@ impl Room {
                 },
             };
         }
-        let relayed = format!("{} {}", tag(sender), String::from_utf8_lossy(message));
         Plan {
-            relay: Some((relayed.into_bytes(), others)),
+            relay: Some((relayed(&tag(sender), message).into_bytes(), others)),
             reply: Reply::Sent,
         }
     }
@@ -163,6 +178,28 @@ fn tag(who: &Address) -> String {
 fn others(n: usize) -> String {
     let plural = if n == 1 { "" } else { "s" };
     format!("{n} other participant{plural}")
+}
+
+// The protocol's texts, shared by the UDP room and the TCP one of `--api message`.
+
+/// A relayed message: the sender's tag, then the message as UTF-8 (invalid bytes as U+FFFD).
+fn relayed(sender: &str, message: &[u8]) -> String {
+    format!("{sender} {}", String::from_utf8_lossy(message))
+}
+
+/// The reply to a message, once it has been relayed to `delivered` others.
+fn sent_as(sender: &str, delivered: usize) -> String {
+    format!("sent as {sender} to {}", others(delivered))
+}
+
+/// The reply to an empty message.
+fn in_the_room(sender: &str, n: usize) -> String {
+    format!("in the room as {sender} with {}", others(n))
+}
+
+/// What a newcomer hears when the room is full.
+fn room_full(max: usize) -> String {
+    format!("error: the room is full ({max} participants); try again later")
 }
 
 /// Locks the room. A handler that panicked while holding the lock cannot have left the map
@@ -188,13 +225,9 @@ fn chat(room: &Mutex<Room>, req: &mut DatagramRequest) -> io::Result<()> {
         }
     }
     let reply = match plan.reply {
-        Reply::Sent => format!("sent as {} to {}", tag(&sender), others(delivered)),
-        Reply::InTheRoom { others: n } => {
-            format!("in the room as {} with {}", tag(&sender), others(n))
-        }
-        Reply::Full { max } => {
-            format!("error: the room is full ({max} participants); try again later")
-        }
+        Reply::Sent => sent_as(&tag(&sender), delivered),
+        Reply::InTheRoom { others } => in_the_room(&tag(&sender), others),
+        Reply::Full { max } => room_full(max),
     };
     // Replying after relaying makes the reply true when it arrives: the relays have left.
     req.reply(reply.as_bytes())
@@ -207,6 +240,11 @@ fn run(args: &Args) -> io::Result<()> {
     args.threads_only("its room")?;
     let idle = args.parsed("--idle-timeout", DEFAULT_IDLE_TIMEOUT_SECS);
     let max = args.parsed("--max-participants", DEFAULT_MAX_PARTICIPANTS);
+    // `--api message` is refused while parsing when the library's `message` feature is off.
+    #[cfg(feature = "message")]
+    if args.message_api() {
+        return tcp_room::serve(args, Duration::from_secs(idle), max);
+    }
     let room = Arc::new(Mutex::new(Room::new(max, Duration::from_secs(idle))));
     // Each handler clones the closure, and with it the `Arc`: one room for every thread.
     let handler = move |req: &mut DatagramRequest| chat(&room, req);

@@ -3,7 +3,8 @@
 //! It starts an upper-case echo server for every transport (TCP, UDP, Unix stream, Unix datagram)
 //! in every concurrency mode (single, threading, pool), on port 0 or a temporary socket file,
 //! drives each with a few clients at once, and prints what was sent, what came back and the
-//! server's stats. Then it shows the hooks: errors and panics reported through `handle_error`,
+//! server's stats. Then a message server: the same echo, line by line, behind an event loop.
+//! Then it shows the hooks: errors and panics reported through `handle_error`,
 //! `verify_request` turning a client away, and a handler shutting its own server down. Last, the
 //! process-based modes: the tour starts itself again as a small TCP server (`--process-demo
 //! process|prefork`) whose requests are handled in child processes, and drives it the same way;
@@ -28,6 +29,8 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "message")]
+use socketserver::message::{message_handler, Framer, Lines, MessageHandler, MessageServer};
 use socketserver::transport::Transport;
 use socketserver::{
     Address, Builder, DatagramRequest, Mode, Pool, Prefork, Process, RequestHandler, Server,
@@ -53,7 +56,7 @@ type Result<T = (), E = String> = std::result::Result<T, E>;
 const USAGE: &str = "usage: tour [--help]
 
 A guided tour of socketserver: an upper-case echo server for every transport in every mode,
-driven by concurrent clients, then the hooks and the process-based modes. Runs by itself and
+driven by concurrent clients, then a message server, the hooks and the process-based modes. Runs by itself and
 exits; set RUST_LOG=info to see the library's log lines as well.
 
 options:
@@ -123,6 +126,9 @@ fn tour() -> Result {
     unix_datagram_echo(&dir, "single", Builder::new())?;
     unix_datagram_echo(&dir, "threading", Builder::new().mode(Threading::new()))?;
     unix_datagram_echo(&dir, "pool", Builder::new().mode(Pool::new(2)))?;
+
+    #[cfg(feature = "message")]
+    message_server()?;
 
     handle_error_hook()?;
     verify_request_hook()?;
@@ -219,6 +225,50 @@ fn unix_datagram_echo<M: Mode>(dir: &TempDir, mode: &str, builder: Builder<M>) -
     socket_file_removed(&path)
 }
 
+/// A message server: the library waits on every connection with an event loop (epoll) and calls
+/// the handler with each whole line, so an idle or slow client costs no thread.
+#[cfg(feature = "message")]
+fn message_server() -> Result {
+    let shout = message_handler(|line, reply| {
+        reply.write_all(&line.to_ascii_uppercase())?;
+        reply.write_all(b"\n")
+    });
+    let server = Builder::new()
+        .mode(Pool::new(2))
+        .messages(Lines::new(), shout)
+        .bind_tcp("127.0.0.1:0")
+        .map_err(|e| e.to_string())?;
+    let addr = inet_addr(server.local_addr())?;
+    let title = "TCP message server, pool mode, 2 workers: the handler gets whole lines";
+    say(format!("\n== {title}, on {addr}"))?;
+    say(
+        "   Choose it over a stream handler when a protocol has clear message boundaries and many",
+    )?;
+    say("   clients sit idle or send slowly (chat, key-value, RPC): they cost the event loop a")?;
+    say("   buffer, not a thread. Each client below sends both its lines in one write.")?;
+    run_clients(title, Running::start_messages(server), |client| {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        line_session(stream, client)
+    })
+}
+
+/// One connection: both messages as lines in one write (pipelined), then one answer line each.
+#[cfg(feature = "message")]
+fn line_session(mut stream: TcpStream, client: usize) -> io::Result<Vec<Exchange>> {
+    let sent = messages(client);
+    stream.write_all(format!("{}\n{}\n", sent[0], sent[1]).as_bytes())?;
+    let mut lines = BufReader::new(stream);
+    let mut exchanges = Vec::new();
+    for sent in sent {
+        let mut reply = String::new();
+        lines.read_line(&mut reply).map_err(no_reply)?;
+        exchanges.push(check(sent, reply.trim_end_matches('\n').as_bytes())?);
+    }
+    Ok(exchanges)
+}
+
 /// What one client sent and what came back.
 struct Exchange {
     sent: String,
@@ -243,7 +293,16 @@ where
     M: Mode,
 {
     say(format!("\n== {title}, on {}", server.local_addr()))?;
-    let running = Running::start(server);
+    run_clients(title, Running::start(server), client)
+}
+
+/// Starts [`CLIENTS`] clients at once against a running server, stops it, and prints the
+/// transcript and the stats.
+fn run_clients(
+    title: &str,
+    running: Running,
+    client: impl Fn(usize) -> io::Result<Vec<Exchange>> + Sync,
+) -> Result {
     let client = &client;
     let sessions: Vec<_> = thread::scope(|scope| {
         let clients: Vec<_> = (1..=CLIENTS)
@@ -544,10 +603,35 @@ impl Running {
         M: Mode,
     {
         let handle = server.handle();
+        Running::spawn(handle, move || {
+            server.serve_forever()?;
+            server.server_close()
+        })
+    }
+
+    /// [`start`](Self::start) for a message server.
+    #[cfg(feature = "message")]
+    fn start_messages<T, H, F>(mut server: MessageServer<T, H, F>) -> Running
+    where
+        T: Transport<Request = StreamRequest>,
+        H: MessageHandler,
+        F: Framer,
+    {
+        let handle = server.handle();
+        Running::spawn(handle, move || {
+            server.serve_forever()?;
+            server.server_close()
+        })
+    }
+
+    /// Runs `serve` (`serve_forever`, then `server_close`) on a thread of its own.
+    fn spawn(
+        handle: ServerHandle,
+        serve: impl FnOnce() -> io::Result<()> + Send + 'static,
+    ) -> Running {
         let (done_tx, done) = mpsc::channel();
         thread::spawn(move || {
-            let result = server.serve_forever().and_then(|()| server.server_close());
-            let _ = done_tx.send(result);
+            let _ = done_tx.send(serve());
         });
         Running { handle, done }
     }

@@ -3,10 +3,16 @@
 
 mod programs;
 
+#[cfg(feature = "message")]
+use std::io::{BufRead, BufReader, Read, Write};
+#[cfg(feature = "message")]
+use std::net::TcpStream;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
+#[cfg(feature = "message")]
+use std::time::Instant;
 
 use programs::python::{interactive_seed_client, python3_available};
 use programs::{example, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
@@ -242,6 +248,8 @@ fn chat_options_on_the_command_line() {
     assert!(run.status.success(), "{run}");
     assert!(run.stdout.contains("--idle-timeout SECS"), "{run}");
     assert!(run.stdout.contains("--max-participants N"), "{run}");
+    assert!(run.stdout.contains("--api stream|message"), "{run}");
+    assert!(run.stdout.contains("--message-timeout SECS"), "{run}");
 
     for args in [
         ["--idle-timeout", "0"],
@@ -258,6 +266,20 @@ fn chat_options_on_the_command_line() {
             "{run}"
         );
         assert!(run.stderr.contains("usage:"), "{run}");
+    }
+
+    // The message server has an event loop, not a thread per connection.
+    #[cfg(feature = "message")]
+    {
+        let mut threading = Command::new(example("chat"));
+        threading.args(["--api", "message", "--mode", "threading"]);
+        let run = Run::to_completion(threading, RUN_TIMEOUT);
+        assert_eq!(run.status.code(), Some(2), "{run}");
+        assert!(
+            run.stderr
+                .contains("--api message runs in --mode single, pool"),
+            "{run}"
+        );
     }
 }
 
@@ -289,4 +311,255 @@ fn receive(socket: &UdpSocket) -> String {
         }
     };
     String::from_utf8(buf[..n].to_vec()).expect("the server sends UTF-8")
+}
+
+// ---------------------------------------------------------------------------------------------
+// `--api message`: the same room over TCP, one line per message.
+
+/// One participant of the TCP room: its connection, read line by line, and its tag.
+#[cfg(feature = "message")]
+struct Member {
+    lines: BufReader<TcpStream>,
+    writer: TcpStream,
+    tag: String,
+}
+
+#[cfg(feature = "message")]
+impl Member {
+    fn connect(server: SocketAddr) -> Member {
+        Member::from_stream(TcpStream::connect_timeout(&server, IO_TIMEOUT).unwrap())
+    }
+
+    fn from_stream(stream: TcpStream) -> Member {
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        let tag = format!("[127.0.0.1:{}]", stream.local_addr().unwrap().port());
+        Member {
+            lines: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+            tag,
+        }
+    }
+
+    /// Sends `message` as one line and returns the line that comes next.
+    fn say(&mut self, message: &[u8]) -> String {
+        self.send(message);
+        self.hear()
+    }
+
+    fn send(&mut self, message: &[u8]) {
+        self.writer.write_all(&[message, b"\n"].concat()).unwrap();
+    }
+
+    /// The next line from the server, without its `\n`.
+    fn hear(&mut self) -> String {
+        let mut line = String::new();
+        let n = self
+            .lines
+            .read_line(&mut line)
+            .unwrap_or_else(|e| panic!("{}: no line from the chat server: {e}", self.tag));
+        assert!(n > 0, "{}: the server closed the connection", self.tag);
+        line.strip_suffix('\n')
+            .unwrap_or_else(|| panic!("{}: {line:?} has no end", self.tag))
+            .to_string()
+    }
+
+    /// Asks until the room has `n` others besides this member: a leaver is taken out when the
+    /// server sees its connection close, which may come after the next message.
+    fn wait_for_others(&mut self, n: usize) {
+        let want = format!("in the room as {} with {}", self.tag, others(n));
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            let got = self.say(b"");
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{}: still {got:?}", self.tag);
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Reads until the server closes the connection (a reset counts), however much was queued
+    /// to it first; panics if it stays open.
+    fn expect_closed(mut self) {
+        let mut buf = vec![0; 256 * 1024];
+        loop {
+            match self.lines.read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+                Err(e) => panic!("{}: not closed by the server: {e}", self.tag),
+            }
+        }
+    }
+}
+
+/// "1 other participant", "2 other participants", as the server says it.
+#[cfg(feature = "message")]
+fn others(n: usize) -> String {
+    format!("{n} other participant{}", if n == 1 { "" } else { "s" })
+}
+
+#[cfg(feature = "message")]
+#[test]
+fn message_api_three_members_join_talk_and_leave() {
+    for mode in ["single", "pool"] {
+        let server = Server::start("chat", &["--api", "message", "--mode", mode]);
+        // A connection is in the room once accepted; an empty line asks who is there.
+        let mut a = Member::connect(server.addr);
+        a.wait_for_others(0);
+        let mut b = Member::connect(server.addr);
+        b.wait_for_others(1);
+        let mut c = Member::connect(server.addr);
+        c.wait_for_others(2);
+
+        assert_eq!(
+            a.say("hello 世界".as_bytes()),
+            format!("sent as {} to 2 other participants", a.tag),
+            "{mode}"
+        );
+        assert_eq!(b.hear(), format!("{} hello 世界", a.tag), "{mode}");
+        assert_eq!(c.hear(), format!("{} hello 世界", a.tag), "{mode}");
+
+        // Invalid UTF-8 arrives as U+FFFD; a message starting with `[` still gets its tag.
+        assert_eq!(
+            b.say(b"bad \xff bytes"),
+            format!("sent as {} to 2 other participants", b.tag)
+        );
+        for member in [&mut a, &mut c] {
+            assert_eq!(
+                member.hear(),
+                format!("{} bad \u{fffd} bytes", b.tag),
+                "{mode}"
+            );
+        }
+        assert_eq!(
+            c.say(b"[x] y"),
+            format!("sent as {} to 2 other participants", c.tag)
+        );
+        for member in [&mut a, &mut b] {
+            assert_eq!(member.hear(), format!("{} [x] y", c.tag), "{mode}");
+        }
+
+        // Pipelined lines are answered one by one, in order.
+        a.send(b"one\ntwo");
+        assert_eq!(
+            a.hear(),
+            format!("sent as {} to 2 other participants", a.tag)
+        );
+        assert_eq!(
+            a.hear(),
+            format!("sent as {} to 2 other participants", a.tag)
+        );
+        for member in [&mut b, &mut c] {
+            assert_eq!(member.hear(), format!("{} one", a.tag), "{mode}");
+            assert_eq!(member.hear(), format!("{} two", a.tag), "{mode}");
+        }
+
+        // Leaving is closing the connection.
+        drop(c);
+        b.wait_for_others(1);
+        assert_eq!(
+            b.say(b"bye"),
+            format!("sent as {} to 1 other participant", b.tag)
+        );
+        assert_eq!(a.hear(), format!("{} bye", b.tag), "{mode}");
+    }
+}
+
+#[cfg(feature = "message")]
+#[test]
+fn message_api_full_room_and_idle_connections() {
+    let server = Server::start(
+        "chat",
+        &[
+            "--api",
+            "message",
+            "--max-participants",
+            "2",
+            "--idle-timeout",
+            "1",
+        ],
+    );
+    let a = Member::connect(server.addr);
+    let mut b = Member::connect(server.addr);
+    b.wait_for_others(1);
+    // A newcomer to a full room is told so, and its connection closed.
+    let mut c = Member::connect(server.addr);
+    assert_eq!(
+        c.hear(),
+        "error: the room is full (2 participants); try again later"
+    );
+    c.expect_closed();
+
+    // Nothing moves on a's and b's connections: the server closes them after the idle timeout,
+    // which frees their places (a newcomer to a full room would be turned away instead).
+    a.expect_closed();
+    b.expect_closed();
+    let mut d = Member::connect(server.addr);
+    assert_eq!(
+        d.say(b""),
+        format!("in the room as {} with 0 other participants", d.tag)
+    );
+}
+
+#[cfg(feature = "message")]
+#[test]
+fn message_api_a_member_that_never_reads_is_cut_off_and_the_others_go_on() {
+    for mode in ["single", "pool"] {
+        let server = Server::start("chat", &["--api", "message", "--mode", mode]);
+        let mut talker = Member::connect(server.addr);
+        let mut listener = Member::connect(server.addr);
+        let deaf = deaf_member(server.addr);
+        talker.wait_for_others(2);
+
+        // Long lines, until the server has given up on the member that reads none of them: the
+        // replies count it no more. The talker and the listener read everything all along.
+        let line = "x".repeat(60_000);
+        let mut sent = 0;
+        loop {
+            let message = format!("{sent} {line}");
+            let reply = talker.say(message.as_bytes());
+            assert_eq!(
+                listener.hear(),
+                format!("{} {message}", talker.tag),
+                "{mode}: message {sent}"
+            );
+            sent += 1;
+            if reply == format!("sent as {} to 1 other participant", talker.tag) {
+                break;
+            }
+            assert_eq!(
+                reply,
+                format!("sent as {} to 2 other participants", talker.tag),
+                "{mode}"
+            );
+            // 1 MiB waits for the deaf member on the server, and socket buffers hold a few more.
+            assert!(
+                sent < 1000,
+                "{mode}: {} MB relayed, the deaf member is still in",
+                sent * 60 / 1000
+            );
+        }
+        deaf.expect_closed();
+        assert_eq!(
+            talker.say(b"still here"),
+            format!("sent as {} to 1 other participant", talker.tag)
+        );
+        assert_eq!(
+            listener.hear(),
+            format!("{} still here", talker.tag),
+            "{mode}"
+        );
+    }
+}
+
+/// A member that never reads, with a small receive buffer so the server's limit is reached soon.
+#[cfg(feature = "message")]
+fn deaf_member(server: SocketAddr) -> Member {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect_timeout(&server.into(), IO_TIMEOUT).unwrap();
+    Member::from_stream(socket.into())
 }

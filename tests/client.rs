@@ -137,6 +137,85 @@ fn chat_in_a_full_room_is_an_error() {
     assert!(second.stderr.contains("the room is full"), "{second}");
 }
 
+/// `chat-tcp` in the room `chat --api message` serves: the same lines as `chat` prints.
+#[cfg(feature = "message")]
+#[test]
+fn chat_tcp_shows_replies_and_relayed_messages_as_they_come() {
+    let server = Server::start("chat", &["--api", "message", "--mode", "pool"]);
+    let addr = server.addr.to_string();
+    let mut chat = Interactive::start(client(&["chat-tcp", "--addr", &addr]));
+    let joined = chat.next_line();
+    let tag = joined
+        .strip_prefix("in the room as ")
+        .and_then(|rest| rest.strip_suffix(" with 0 other participants"))
+        .unwrap_or_else(|| panic!("unexpected first line {joined:?}"))
+        .to_string();
+
+    let (mut other, other_tag) = tcp_participant(server.addr);
+    other.send("你好, rust");
+    assert_eq!(
+        other.line(),
+        format!("sent as {other_tag} to 1 other participant")
+    );
+    assert_eq!(chat.next_line(), format!("{other_tag} 你好, rust"));
+
+    chat.send_line("hello from the rust client");
+    assert_eq!(other.line(), format!("{tag} hello from the rust client"));
+    assert_eq!(
+        chat.next_line(),
+        format!("sent as {tag} to 1 other participant")
+    );
+
+    let (status, rest, stderr) = chat.finish();
+    assert!(status.success(), "{status}; stderr:\n{stderr}");
+    assert!(rest.is_empty(), "printed more: {rest:?}");
+}
+
+#[cfg(feature = "message")]
+#[test]
+fn chat_tcp_in_a_full_room_is_an_error() {
+    let server = Server::start("chat", &["--api", "message", "--max-participants", "1"]);
+    let (mut first, first_tag) = tcp_participant(server.addr);
+    first.send("");
+    assert_eq!(
+        first.line(),
+        format!("in the room as {first_tag} with 0 other participants")
+    );
+    let second = run(&["chat-tcp", "--addr", &server.addr.to_string()]);
+    assert_eq!(second.status.code(), Some(1), "{second}");
+    assert!(second.stderr.contains("the room is full"), "{second}");
+}
+
+/// A line-by-line participant of `chat --api message`, and its `[127.0.0.1:port]` tag.
+#[cfg(feature = "message")]
+fn tcp_participant(server: std::net::SocketAddr) -> (LineClient, String) {
+    let stream = TcpStream::connect(server).unwrap();
+    stream.set_read_timeout(Some(programs::IO_TIMEOUT)).unwrap();
+    let tag = format!("[127.0.0.1:{}]", stream.local_addr().unwrap().port());
+    let lines = std::io::BufReader::new(stream.try_clone().unwrap());
+    (LineClient { stream, lines }, tag)
+}
+
+#[cfg(feature = "message")]
+struct LineClient {
+    stream: TcpStream,
+    lines: std::io::BufReader<TcpStream>,
+}
+
+#[cfg(feature = "message")]
+impl LineClient {
+    fn send(&mut self, message: &str) {
+        writeln!(self.stream, "{message}").unwrap();
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut self.lines, &mut line)
+            .unwrap_or_else(|e| panic!("no line from the chat server: {e}"));
+        line.trim_end_matches('\n').to_string()
+    }
+}
+
 #[test]
 fn remote_cmd_sends_framed_commands_that_arrive_whole() {
     let server = Server::start_with_env("remote_cmd", &[], &[("RUST_LOG", "debug")]);
@@ -184,7 +263,7 @@ fn remote_cmd_prints_a_refusal_on_stderr_and_fails() {
 fn help_lists_every_subcommand() {
     let help = run(&["--help"]);
     assert!(help.status.success(), "{help}");
-    for name in ["echo", "udp", "time", "chat"] {
+    for name in ["echo", "udp", "time", "chat", "chat-tcp"] {
         assert!(
             help.stdout
                 .lines()

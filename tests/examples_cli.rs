@@ -198,6 +198,34 @@ fn tour_runs_to_completion() {
         "the prefork clients were all served by {pids:?}:\n{}",
         prefork.join("\n")
     );
+    #[cfg(feature = "message")]
+    tour_shows_a_message_server(&run.stdout);
+}
+
+/// The message-server stop: every client's pipelined lines answered, in order, and the server's
+/// stats counting the three connections.
+#[cfg(feature = "message")]
+fn tour_shows_a_message_server(stdout: &str) {
+    let stop: Vec<&str> = stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("== TCP message server, pool mode"))
+        .take_while(|line| !line.is_empty())
+        .collect();
+    let text = stop.join("\n");
+    assert!(
+        text.contains("Choose it over a stream handler"),
+        "the tour has no message-server stop, or it does not say when to choose one:\n{stdout}"
+    );
+    for client in 1..=3 {
+        let line = format!(
+            "   client {client}: \"hello 世界 #{client}\" -> \"HELLO 世界 #{client}\", \"bye #{client}\" -> \"BYE #{client}\""
+        );
+        assert!(stop.contains(&line.as_str()), "no {line:?} in:\n{text}");
+    }
+    assert!(
+        stop.contains(&"   stats: accepted 3, completed 3, failed 0, rejected 0, active 0"),
+        "{text}"
+    );
 }
 
 #[test]

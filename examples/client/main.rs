@@ -6,6 +6,7 @@
 //! cargo run --example client -- udp --addr 127.0.0.1:9000 hello   # one message
 //! cargo run --example client -- time --addr 127.0.0.1:9000 '%H:%M:%S'
 //! cargo run --example client -- chat --addr 127.0.0.1:8081
+//! cargo run --example client -- chat-tcp --addr 127.0.0.1:8081  # chat --api message
 //! ```
 //!
 //! Every subcommand is a module with `pub fn run(addr: &str, args: &[String]) -> Result<(), String>`
@@ -51,9 +52,10 @@ const SUBCOMMANDS: &[Subcommand] = &[
     sub("udp", "127.0.0.1:9000", "[MESSAGE...]", "UDP upper-case echo (udp_upper): each stdin line, or MESSAGE, as a datagram", udp::run),
     sub("time", "127.0.0.1:9000", "[FORMAT...]", "UDP time server (time_server): the time in FORMAT (default %Y-%m-%d %X)", time::run),
     sub("chat", "127.0.0.1:8081", "[MESSAGE...]", "UDP chat room (chat): joins, sends stdin lines, shows replies and others' messages", chat::run),
+    sub("chat-tcp", "127.0.0.1:8081", "[MESSAGE...]", "the chat room over TCP (chat --api message): the same, a line per message", chat::run_tcp),
     sub("remote-cmd", "127.0.0.1:8080", "[--secret-file PATH] [--digest md5|sha256]", "remote command (remote_cmd): each stdin line is run by the server; prints its output", remote_cmd::run),
     sub("file", "127.0.0.1:8080", "[--secret-file PATH] [put PATH | get NAME [DEST] | list]", "file server (file_server): one command, or commands as stdin lines", file::run),
-    sub("auth-echo", "127.0.0.1:8080", "[--secret-file PATH] [--digest md5|sha256]", "HMAC handshake, then upper-case echo of stdin lines (auth_echo)", auth_echo::run),
+    sub("auth-echo", "127.0.0.1:9999", "[--secret-file PATH] [--digest md5|sha256]", "HMAC handshake, then upper-case echo of stdin lines (auth_echo)", auth_echo::run),
 ];
 
 const fn sub(

@@ -42,8 +42,8 @@ use std::time::Duration;
 use socketserver::systemd;
 use socketserver::transport::Transport;
 use socketserver::{
-    Builder, DatagramRequest, Mode, Pool, Prefork, Process, RequestHandler, Server, StreamRequest,
-    Threading,
+    AnyMode, Builder, DatagramRequest, Mode, Pool, Prefork, Process, RequestHandler, Server,
+    Single, StreamRequest, Threading,
 };
 
 /// The concurrency mode chosen with `--mode`.
@@ -387,6 +387,18 @@ impl Args {
     /// Whether `--api message` was given (see [`API`]).
     pub fn message_api(&self) -> bool {
         self.value(API.name) == Some("message")
+    }
+
+    /// The `--mode` chosen, configured by its options, for a stream server or a datagram
+    /// server (they differ in prefork: see [`prefork`](Self::prefork)).
+    fn any_mode(&self, stream: bool) -> AnyMode {
+        match self.mode {
+            ModeName::Single => Single.into(),
+            ModeName::Threading => self.threading().into(),
+            ModeName::Pool => self.pool().into(),
+            ModeName::Process => self.process().into(),
+            ModeName::Prefork => self.prefork(stream).into(),
+        }
     }
 
     /// The [`Threading`] mode as configured by `--max-threads` (no cap when absent).
@@ -749,20 +761,37 @@ pub fn announce(addr: impl Display) -> io::Result<()> {
 }
 
 /// Serves the TCP `handler` at `--addr` in the `--mode` chosen, with the options already set on
-/// `builder` (start from [`Args::builder`]), until the server is shut down.
+/// `builder` (start from [`Args::builder`]), until the server is shut down. With `--systemd`, the
+/// first socket systemd passed is served instead: TCP or Unix stream, as the `.socket` unit says.
 pub fn serve_tcp<H>(args: &Args, builder: Builder, handler: H) -> io::Result<()>
 where
     H: RequestHandler<StreamRequest> + Clone,
 {
-    serve_in_mode(args, args.stream_limits(builder), Tcp(args, handler))
+    let builder = args.stream_limits(builder).mode(args.any_mode(true));
+    if !args.systemd {
+        return serve(builder.bind_tcp(args.addr.as_str(), handler)?);
+    }
+    if systemd::is_unix(0)? {
+        serve(builder.systemd_unix_stream(0, handler)?)
+    } else {
+        serve(builder.systemd_tcp(0, handler)?)
+    }
 }
 
-/// [`serve_tcp`] for a UDP `handler`.
+/// [`serve_tcp`] for a UDP `handler`; with `--systemd`, UDP or Unix datagram.
 pub fn serve_udp<H>(args: &Args, builder: Builder, handler: H) -> io::Result<()>
 where
     H: RequestHandler<DatagramRequest> + Clone,
 {
-    serve_in_mode(args, builder, Udp(args, handler))
+    let builder = builder.mode(args.any_mode(false));
+    if !args.systemd {
+        return serve(builder.bind_udp(args.addr.as_str(), handler)?);
+    }
+    if systemd::is_unix(0)? {
+        serve(builder.systemd_unix_datagram(0, handler)?)
+    } else {
+        serve(builder.systemd_udp(0, handler)?)
+    }
 }
 
 /// Serves a message server (`--api message`): `framer` cuts each connection's bytes into messages
@@ -783,13 +812,10 @@ where
     {
         builder = builder.message_timeout(Duration::from_secs(secs));
     }
-    let mode: socketserver::AnyMode = match args.mode {
-        ModeName::Single => socketserver::Single.into(),
-        ModeName::Pool => args.pool().into(),
-        ModeName::Prefork => {
-            let workers = args.prefork(false).workers();
-            Prefork::new(workers).into()
-        }
+    let mode = match args.mode {
+        // Each worker process runs its own loop, its handlers on it.
+        ModeName::Prefork => Prefork::new(args.prefork(false).workers()).into(),
+        ModeName::Single | ModeName::Pool => args.any_mode(true),
         ModeName::Threading | ModeName::Process => args.usage_error(
             "--api message runs in --mode single, pool or prefork (an event loop instead of a thread or process per connection)",
         ),
@@ -819,62 +845,6 @@ where
     }
     server.serve_forever()?;
     server.server_close()
-}
-
-/// Binds and serves with a [`Builder`] of any mode: a trait rather than a closure, because a
-/// closure cannot be generic over the mode.
-trait BindAndServe {
-    /// Whether this is a stream (connection) server.
-    const STREAM: bool;
-    fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()>;
-}
-
-/// A stream handler and where to serve it: `--addr` over TCP, or with `--systemd` the first socket
-/// systemd passed, TCP or Unix stream as the `.socket` unit says.
-struct Tcp<'a, H>(&'a Args, H);
-
-impl<H: RequestHandler<StreamRequest> + Clone> BindAndServe for Tcp<'_, H> {
-    const STREAM: bool = true;
-    fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()> {
-        let Tcp(args, handler) = self;
-        if !args.systemd {
-            return serve(builder.bind_tcp(args.addr.as_str(), handler)?);
-        }
-        if systemd::is_unix(0)? {
-            serve(builder.systemd_unix_stream(0, handler)?)
-        } else {
-            serve(builder.systemd_tcp(0, handler)?)
-        }
-    }
-}
-
-/// A datagram handler and where to serve it: `--addr` over UDP, or with `--systemd` the first
-/// socket systemd passed, UDP or Unix datagram.
-struct Udp<'a, H>(&'a Args, H);
-
-impl<H: RequestHandler<DatagramRequest> + Clone> BindAndServe for Udp<'_, H> {
-    const STREAM: bool = false;
-    fn bind_and_serve<M: Mode>(self, builder: Builder<M>) -> io::Result<()> {
-        let Udp(args, handler) = self;
-        if !args.systemd {
-            return serve(builder.bind_udp(args.addr.as_str(), handler)?);
-        }
-        if systemd::is_unix(0)? {
-            serve(builder.systemd_unix_datagram(0, handler)?)
-        } else {
-            serve(builder.systemd_udp(0, handler)?)
-        }
-    }
-}
-
-fn serve_in_mode<S: BindAndServe>(args: &Args, builder: Builder, server: S) -> io::Result<()> {
-    match args.mode {
-        ModeName::Single => server.bind_and_serve(builder),
-        ModeName::Threading => server.bind_and_serve(builder.mode(args.threading())),
-        ModeName::Pool => server.bind_and_serve(builder.mode(args.pool())),
-        ModeName::Process => server.bind_and_serve(builder.mode(args.process())),
-        ModeName::Prefork => server.bind_and_serve(builder.mode(args.prefork(S::STREAM))),
-    }
 }
 
 /// Announces the server's address, serves until shut down, then closes the server.
