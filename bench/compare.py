@@ -714,6 +714,13 @@ NOTES = """
   connections (`echo1k`) loadgen runs 4 threads of 250 connections each in lockstep
   (`--per-thread 250`: a request on each, then each reply), so that the client's own thread
   scheduling does not take the cores: its latencies include waiting for the other 249 replies.
+- The message `pool` hands every message to a worker and its reply back to the loop: two
+  thread wake-ups per message, which for a handler as cheap as an echo costs more than the
+  workers give on two cores (`single` runs it on the loop). The pool is for handlers that block
+  or compute; the `idle` and `slowloris` rows show it holding connections as cheaply as `single`.
+- p99 figures move by 2× between rounds on this machine when other builds run (load averages
+  above are from /proc/loadavg at the start and end): read the p99 ratios with the per-round
+  logs of `bench/compare.sh`, and the RSS and thread counts, which do not move, as the firm part.
 """
 
 
