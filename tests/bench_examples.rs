@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use programs::{bench_tool, example, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
+use programs::{apis, bench_tool, example, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
@@ -44,13 +44,25 @@ fn read_to_close(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
+/// `base` followed by `extra`.
+fn with(base: &[&'static str], extra: &[&'static str]) -> Vec<&'static str> {
+    base.iter().chain(extra).copied().collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // resp_kv
 
 #[test]
 fn resp_kv_answers_a_pipelined_sequence_in_order() {
-    for mode in ["threading", "pool", "single"] {
-        let server = Server::start("resp_kv", &["--mode", mode]);
+    #[allow(unused_mut)]
+    let mut runs = vec![
+        vec!["--mode", "threading"],
+        vec!["--mode", "pool"],
+        vec!["--mode", "single"],
+    ];
+    runs.extend(apis().into_iter().skip(1));
+    for mode in runs {
+        let server = Server::start("resp_kv", &mode);
         let mut conn = connect(server.addr);
         let pipeline = "PING\r\n\
                         *1\r\n$4\r\nPING\r\n\
@@ -73,13 +85,19 @@ fn resp_kv_answers_a_pipelined_sequence_in_order() {
         conn.write_all(first.as_bytes()).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         conn.write_all(second.as_bytes()).unwrap();
-        assert_eq!(read_len(&mut conn, want.len()), want, "{mode} mode");
+        assert_eq!(read_len(&mut conn, want.len()), want, "{mode:?}");
     }
 }
 
 #[test]
 fn resp_kv_keeps_one_store_across_connections_and_types_its_values() {
-    let server = Server::start("resp_kv", &[]);
+    for api in apis() {
+        keeps_one_store(&api);
+    }
+}
+
+fn keeps_one_store(api: &[&str]) {
+    let server = Server::start("resp_kv", api);
     let mut a = connect(server.addr);
     a.write_all(b"*3\r\n$5\r\nRPUSH\r\n$4\r\nlist\r\n$1\r\nx\r\nSET s 7\r\n")
         .unwrap();
@@ -91,19 +109,71 @@ fn resp_kv_keeps_one_store_across_connections_and_types_its_values() {
     assert_eq!(
         reply,
         "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n\
-         :8\r\n$1\r\nx\r\n$-1\r\n+OK\r\n"
+         :8\r\n$1\r\nx\r\n$-1\r\n+OK\r\n",
+        "{api:?}"
     );
 }
 
 #[test]
 fn resp_kv_closes_after_a_protocol_error() {
-    let server = Server::start("resp_kv", &[]);
-    let mut conn = connect(server.addr);
-    conn.write_all(b"PING\r\n*x\r\n").unwrap();
-    assert_eq!(
-        read_to_close(&mut conn),
-        "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n"
-    );
+    for api in apis() {
+        let server = Server::start("resp_kv", &api);
+        let mut conn = connect(server.addr);
+        conn.write_all(b"PING\r\n*x\r\n").unwrap();
+        assert_eq!(
+            read_to_close(&mut conn),
+            "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n",
+            "{api:?}"
+        );
+        // An argument over the size limit is refused as soon as its length arrives.
+        let mut huge = connect(server.addr);
+        huge.write_all(b"*2\r\n$3\r\nSET\r\n$40000000\r\n").unwrap();
+        assert_eq!(
+            read_to_close(&mut huge),
+            "-ERR Protocol error: invalid bulk length\r\n",
+            "{api:?}"
+        );
+    }
+}
+
+/// Through `redis-benchmark`, when it is installed: a short pipelined run, every reply checked
+/// by the tool (it stops at the first error reply).
+#[test]
+fn resp_kv_serves_redis_benchmark_without_errors() {
+    if Command::new("redis-benchmark")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("redis-benchmark is not installed; skipped");
+        return;
+    }
+    for api in apis() {
+        let server = Server::start("resp_kv", &api);
+        let mut command = Command::new("redis-benchmark");
+        command.args(["-h", "127.0.0.1", "-p", &server.addr.port().to_string()]);
+        command.args(["-q", "-n", "2000", "-c", "10", "-P", "16", "-t", "set,get"]);
+        let run = Run::to_completion(command, RUN_TIMEOUT);
+        assert!(run.status.success(), "{api:?}: {run}");
+        let lines: Vec<&str> = run
+            .stdout
+            .lines()
+            .filter(|l| l.contains("requests per second"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{api:?}: {run}");
+        assert!(
+            !run.stdout.contains("ERR") && !run.stderr.contains("rror"),
+            "{api:?}: {run}"
+        );
+        // The SETs reached the store (redis-benchmark's key and 3-byte value).
+        let mut conn = connect(server.addr);
+        conn.write_all(b"GET key:__rand_int__\r\n").unwrap();
+        let value = read_len(&mut conn, 9);
+        assert!(
+            value.starts_with("$3\r\n") && value.ends_with("\r\n"),
+            "{api:?}: {value:?}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -115,7 +185,24 @@ const HELLO: &str =
 
 #[test]
 fn http_hello_keeps_the_connection_alive_and_answers_pipelined_requests() {
-    let server = Server::start("http_hello", &[]);
+    #[allow(unused_mut)]
+    let mut runs = apis();
+    #[cfg(feature = "message")]
+    runs.push(vec![
+        "--api",
+        "message",
+        "--mode",
+        "prefork",
+        "--workers",
+        "2",
+    ]);
+    for api in runs {
+        keeps_alive(&api);
+    }
+}
+
+fn keeps_alive(api: &[&str]) {
+    let server = Server::start("http_hello", api);
     let mut conn = connect(server.addr);
     conn.write_all(GET.as_bytes()).unwrap();
     assert_eq!(read_len(&mut conn, HELLO.len()), HELLO);
@@ -127,12 +214,33 @@ fn http_hello_keeps_the_connection_alive_and_answers_pipelined_requests() {
     let want = "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\nContent-Length: 19\r\n\
                 Allow: GET, HEAD\r\n\r\nmethod not allowed\n\
                 HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nnot found\n";
-    assert_eq!(read_len(&mut conn, want.len()), want);
+    assert_eq!(read_len(&mut conn, want.len()), want, "{api:?}");
+    // A body arriving in pieces is skipped piece by piece.
+    conn.write_all(b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nabc")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    conn.write_all(format!("def{GET}").as_bytes()).unwrap();
+    let want =
+        "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\nContent-Length: 19\r\n\
+                Allow: GET, HEAD\r\n\r\nmethod not allowed\n";
+    assert_eq!(
+        read_len(&mut conn, want.len() + HELLO.len()),
+        format!("{want}{HELLO}"),
+        "{api:?}"
+    );
 }
 
 #[test]
 fn http_hello_honours_connection_close_and_http_1_0() {
-    let server = Server::start("http_hello", &["--mode", "pool", "--workers", "2"]);
+    let mut runs = apis();
+    runs[0] = vec!["--mode", "pool", "--workers", "2"];
+    for api in runs {
+        honours_connection_close(&api);
+    }
+}
+
+fn honours_connection_close(api: &[&str]) {
+    let server = Server::start("http_hello", api);
     let mut conn = connect(server.addr);
     conn.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .unwrap();
@@ -144,13 +252,33 @@ fn http_hello_honours_connection_close_and_http_1_0() {
     old.write_all(b"HEAD / HTTP/1.0\r\n\r\n").unwrap();
     assert_eq!(
         read_to_close(&mut old),
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: close\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: close\r\n\r\n",
+        "{api:?}"
+    );
+    // HTTP/1.0 asking to be kept alive is, and is told so.
+    let mut kept = connect(server.addr);
+    kept.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.0\r\n\r\n")
+        .unwrap();
+    let alive = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\
+                 Connection: keep-alive\r\n\r\nhello\n";
+    let closed = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\
+                  Connection: close\r\n\r\nhello\n";
+    assert_eq!(
+        read_to_close(&mut kept),
+        format!("{alive}{closed}"),
+        "{api:?}"
     );
 }
 
 #[test]
 fn http_hello_refuses_malformed_requests_with_400_and_closes() {
-    let server = Server::start("http_hello", &[]);
+    for api in apis() {
+        refuses_malformed_requests(&api);
+    }
+}
+
+fn refuses_malformed_requests(api: &[&str]) {
+    let server = Server::start("http_hello", api);
     for bad in [
         "GARBAGE\r\n\r\n",
         "GET /\r\n\r\n",
@@ -165,18 +293,45 @@ fn http_hello_refuses_malformed_requests_with_400_and_closes() {
         assert!(
             reply.starts_with("HTTP/1.1 400 Bad Request\r\n")
                 && reply.contains("Connection: close"),
-            "{bad:?} got {reply:?}"
+            "{api:?}: {bad:?} got {reply:?}"
         );
     }
     let mut conn = connect(server.addr);
     conn.write_all(b"GET / HTTP/2.0\r\nHost: t\r\n\r\n")
         .unwrap();
-    assert!(read_to_close(&mut conn).starts_with("HTTP/1.1 505 "));
+    assert!(
+        read_to_close(&mut conn).starts_with("HTTP/1.1 505 "),
+        "{api:?}"
+    );
+    // The earlier answers of a pipeline go out before the refusal.
+    let mut conn = connect(server.addr);
+    conn.write_all(
+        format!("{GET}GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: t\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let reply = read_to_close(&mut conn);
+    assert!(
+        reply.starts_with(&format!("{HELLO}HTTP/1.1 501 Not Implemented\r\n")),
+        "{api:?}: {reply:?}"
+    );
+    let mut conn = connect(server.addr);
+    conn.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n")
+        .unwrap();
+    assert!(
+        read_to_close(&mut conn).starts_with("HTTP/1.1 413 "),
+        "{api:?}"
+    );
 }
 
 #[test]
 fn http_hello_limits_the_request_head() {
-    let server = Server::start("http_hello", &["--max-head", "1024"]);
+    for api in apis() {
+        limits_the_request_head(&with(&api, &["--max-head", "1024"]));
+    }
+}
+
+fn limits_the_request_head(args: &[&str]) {
+    let server = Server::start("http_hello", args);
     let mut conn = connect(server.addr);
     let big = format!(
         "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
@@ -202,7 +357,13 @@ fn http_hello_limits_the_request_head() {
 
 #[test]
 fn http_hello_drops_empty_lines_before_a_request_and_cuts_off_a_stream_of_them() {
-    let server = Server::start("http_hello", &["--max-head", "1024"]);
+    for api in apis() {
+        drops_empty_lines(&with(&api, &["--max-head", "1024"]));
+    }
+}
+
+fn drops_empty_lines(args: &[&str]) {
+    let server = Server::start("http_hello", args);
     // Empty lines before a request line are skipped; they count against the head limit.
     let mut polite = connect(server.addr);
     polite.write_all("\r\n".repeat(400).as_bytes()).unwrap();
@@ -258,7 +419,15 @@ fn http_hello_drops_empty_lines_before_a_request_and_cuts_off_a_stream_of_them()
 
 #[test]
 fn http_hello_closes_a_connection_whose_head_misses_the_header_timeout() {
-    let server = Server::start("http_hello", &["--header-timeout", "1"]);
+    for api in apis() {
+        closes_a_late_head(&api);
+    }
+}
+
+/// With `--api message` the header timeout is the loop's message timeout, which counts from a
+/// head's first byte: a connection that sends nothing at all waits for the idle timeout instead.
+fn closes_a_late_head(api: &[&'static str]) {
+    let server = Server::start("http_hello", &with(api, &["--header-timeout", "1"]));
     let mut normal = connect(server.addr);
     normal.write_all(GET.as_bytes()).unwrap();
     assert_eq!(read_len(&mut normal, HELLO.len()), HELLO);
@@ -288,15 +457,48 @@ fn http_hello_closes_a_connection_whose_head_misses_the_header_timeout() {
     };
     assert!(
         closed,
-        "the trickled head was read to its end ({sent} bytes)"
+        "{api:?}: the trickled head was read to its end ({sent} bytes)"
     );
-    assert!(sent < GET.len() / 2, "closed only after {sent} bytes");
+    assert!(
+        sent < GET.len() / 2,
+        "{api:?}: closed only after {sent} bytes"
+    );
 
     // A connection that sends nothing is closed too: its first head was due a second after it
     // opened. One idle between requests is not: the idle timeout (30 s) applies to it.
-    assert_eq!(read_to_close(&mut silent), "");
+    if api.is_empty() {
+        assert_eq!(read_to_close(&mut silent), "");
+    }
     normal.write_all(GET.as_bytes()).unwrap();
     assert_eq!(read_len(&mut normal, HELLO.len()), HELLO);
+}
+
+/// Behind a balancer (a PROXY v1 header, sent here by hand) the page names the client the
+/// header reports, in either API, on every request of a kept-alive connection.
+#[cfg(feature = "proxy")]
+#[test]
+fn http_hello_behind_a_balancer_names_the_client() {
+    for api in apis() {
+        let args = with(
+            &api,
+            &["--proxy-protocol", "v1", "--trusted-proxy", "127.0.0.1"],
+        );
+        let server = Server::start("http_hello", &args);
+        let mut conn = connect(server.addr);
+        conn.write_all(b"PROXY TCP4 203.0.113.9 127.0.0.1 51000 8000\r\n")
+            .unwrap();
+        conn.write_all(format!("{GET}{GET}").as_bytes()).unwrap();
+        let body = "hello 203.0.113.9:51000\n";
+        let want = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        assert_eq!(
+            read_len(&mut conn, 2 * want.len()),
+            want.repeat(2),
+            "{api:?}"
+        );
+    }
 }
 
 #[test]

@@ -5,12 +5,12 @@
 
 mod programs;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use programs::{Server, IO_TIMEOUT};
+use programs::{apis, Server, IO_TIMEOUT};
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
@@ -35,6 +35,27 @@ fn read_to_close(stream: &mut TcpStream) -> String {
     stream
         .read_to_end(&mut got)
         .unwrap_or_else(|e| panic!("expected the server to close: {e}"));
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// What a refused client reads before the server closes: with `--api message` the connection
+/// may end in a reset instead of an end of file, because the loop closes a connection right after
+/// its last reply while the client is still sending (it has no lingering close, which the stream
+/// version does itself); the reply has arrived by then.
+fn read_refusal(stream: &mut TcpStream, api: &[&str]) -> String {
+    if api.is_empty() {
+        return read_to_close(stream);
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("expected the server to close: {e}"),
+        }
+    }
     String::from_utf8_lossy(&got).into_owned()
 }
 
@@ -94,7 +115,13 @@ fn set_command(key: &str, len: usize) -> Vec<u8> {
 
 #[test]
 fn resp_kv_parses_a_trickled_command_in_steps_linear_in_its_bytes() {
-    let server = Server::start("resp_kv", &[]);
+    for api in apis() {
+        trickled_command(&api);
+    }
+}
+
+fn trickled_command(api: &[&str]) {
+    let server = Server::start("resp_kv", api);
     let mut attacker = connect(server.addr);
     let mut observer = connect(server.addr);
     const ARG: &[u8] = b"$1\r\nx\r\n";
@@ -127,6 +154,9 @@ fn resp_kv_parses_a_trickled_command_in_steps_linear_in_its_bytes() {
 }
 
 #[test]
+// The stream API only: with `--api message` a reply is copied into the connection's output
+// buffer (the library's `Reply` takes bytes, not a shared value), bounded by the loop's
+// `max_pending_output` plus one reply per connection rather than by `--max-memory`.
 fn resp_kv_clients_that_never_read_a_large_value_do_not_grow_its_memory() {
     let budget = 8 << 20;
     let server = Server::start("resp_kv", &["--max-memory", &budget.to_string()]);
@@ -171,7 +201,18 @@ fn resp_kv_clients_that_never_read_a_large_value_do_not_grow_its_memory() {
 
 #[test]
 fn resp_kv_refuses_past_max_memory_with_oom_and_serves_the_others() {
-    let server = Server::start("resp_kv", &["--max-memory", "1048576"]);
+    for api in apis() {
+        refuses_past_max_memory(&api);
+    }
+}
+
+fn refuses_past_max_memory(api: &[&str]) {
+    let args: Vec<&str> = api
+        .iter()
+        .copied()
+        .chain(["--max-memory", "1048576"])
+        .collect();
+    let server = Server::start("resp_kv", &args);
     let mut observer = connect(server.addr);
     // One client sends most of a 700 KB value: its buffer holds it.
     let value_len = 700_000;
@@ -183,8 +224,8 @@ fn resp_kv_refuses_past_max_memory_with_oom_and_serves_the_others() {
     let mut second = connect(server.addr);
     second.write_all(&set_command("b", value_len)).unwrap();
     second.write_all(&vec![b'b'; 600_000]).unwrap_or(());
-    let refusal = read_to_close(&mut second);
-    assert!(refusal.starts_with("-OOM "), "{refusal:?}");
+    let refusal = read_refusal(&mut second, api);
+    assert!(refusal.starts_with("-OOM "), "{api:?}: {refusal:?}");
     assert!(info(&mut observer, "oom_refusals") >= 1);
     // The others go on: a new client, and the first one finishing its value.
     let mut third = connect(server.addr);
@@ -204,12 +245,66 @@ fn resp_kv_refuses_past_max_memory_with_oom_and_serves_the_others() {
 
 #[test]
 fn resp_kv_refuses_a_connection_the_budget_cannot_hold() {
-    // Room for one connection's initial buffers (about 32 KiB), not two.
-    let server = Server::start("resp_kv", &["--max-memory", "40000"]);
-    let mut first = connect(server.addr);
-    assert_eq!(ask(&mut first, "PING\r\n"), "+PONG\r\n");
-    let mut second = connect(server.addr);
-    let refusal = read_to_close(&mut second);
-    assert!(refusal.starts_with("-OOM "), "{refusal:?}");
-    assert_eq!(ask(&mut first, "PING\r\n"), "+PONG\r\n");
+    for api in apis() {
+        // Room for one connection's initial buffers (about 32 KiB), not two.
+        let args: Vec<&str> = api
+            .iter()
+            .copied()
+            .chain(["--max-memory", "40000"])
+            .collect();
+        let server = Server::start("resp_kv", &args);
+        let mut first = connect(server.addr);
+        assert_eq!(ask(&mut first, "PING\r\n"), "+PONG\r\n");
+        let mut second = connect(server.addr);
+        let refusal = read_to_close(&mut second);
+        assert!(refusal.starts_with("-OOM "), "{api:?}: {refusal:?}");
+        assert_eq!(ask(&mut first, "PING\r\n"), "+PONG\r\n");
+        // A value that would take the first one's buffer past the budget: refused, and closed.
+        let mut value = set_command("v", 30_000);
+        value.resize(value.len() + 30_000, b'v');
+        value.extend_from_slice(b"\r\n");
+        first.write_all(&value).unwrap();
+        let refusal = read_refusal(&mut first, &api);
+        assert!(refusal.starts_with("-OOM "), "{api:?}: {refusal:?}");
+        let mut third = connect(server.addr);
+        assert_eq!(ask(&mut third, "PING\r\n"), "+PONG\r\n", "{api:?}");
+    }
+}
+
+/// With `--api message`, a command trickled slower than `--message-timeout` is cut off by the
+/// loop before any handler sees it, while a connection that sends whole commands is served.
+#[cfg(feature = "message")]
+#[test]
+fn resp_kv_message_api_closes_a_command_trickled_past_the_message_timeout() {
+    for mode in ["single", "pool"] {
+        let args = ["--api", "message", "--mode", mode, "--message-timeout", "1"];
+        let server = Server::start("resp_kv", &args);
+        let mut normal = connect(server.addr);
+        assert_eq!(ask(&mut normal, "SET k v\r\n"), "+OK\r\n");
+        let mut slow = connect(server.addr);
+        slow.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let command = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4\r\nslow\r\n";
+        let mut sent = 0;
+        let mut byte = [0u8; 64];
+        let closed = loop {
+            if sent == command.len() || slow.write_all(&command[sent..=sent]).is_err() {
+                break sent < command.len();
+            }
+            sent += 1;
+            match slow.read(&mut byte) {
+                Ok(0) => break true,
+                Ok(n) => panic!("{mode}: a reply to a trickled command: {:?}", &byte[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => break true,
+            }
+        };
+        assert!(
+            closed && sent < command.len() / 2,
+            "{mode}: closed after {sent} bytes"
+        );
+        // The command never ran; the other connection is served on.
+        assert_eq!(ask(&mut normal, "GET k\r\n"), "$1\r\n", "{mode}");
+        assert_eq!(read_exact(&mut normal, 3), b"v\r\n");
+    }
 }

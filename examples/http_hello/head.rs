@@ -8,7 +8,7 @@
 /// Empty lines before the request line (RFC 9112 §2.2 allows ignoring them) are reported as they
 /// complete, for the caller to drop at once, and count against the limit with the head itself:
 /// a peer sending only line feeds is refused after `limit` bytes, however it splits them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct HeadScanner {
     /// Most bytes of leading empty lines and head together.
     limit: usize,

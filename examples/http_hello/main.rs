@@ -15,15 +15,21 @@
 //!   the connection's start, later ones from their first byte. A connection that misses it is
 //!   closed without a reply (as nginx's `client_header_timeout` does).
 //! * An idle keep-alive connection is closed after `--idle-timeout` seconds.
+//! * `--api message` (with `--mode single`, `pool` or `prefork`) serves the same answers behind
+//!   the library's event loop, which buffers each head before the handler runs, as nginx does
+//!   (see `message_api.rs`); `--header-timeout` then counts from a head's first byte.
 //!
 //! ```text
 //! cargo run --release --example http_hello -- --addr 127.0.0.1:8000
 //! wrk -t2 -c50 -d5s http://127.0.0.1:8000/
+//! cargo run --release --example http_hello -- --addr 127.0.0.1:8000 --api message --mode single
 //! ```
 
 #[path = "../common/mod.rs"]
 mod common;
 mod head;
+#[cfg(feature = "message")]
+mod message_api;
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -48,6 +54,7 @@ const EXAMPLE: Example = Example {
         common::PROXY_PROTOCOL,
         common::TRUSTED_PROXY,
         STACK_SIZE,
+        common::API,
     ],
 };
 
@@ -123,24 +130,13 @@ fn serve_connection(req: &mut StreamRequest, limits: HeadLimits) -> io::Result<(
                     (timing, head_begun) = (false, false);
                     len
                 }
-                Scan::TooLarge => return refuse(req, &mut out, 431, "request head too large"),
-                Scan::OnlyEmptyLines => {
-                    return refuse(req, &mut out, 400, "only empty lines, no request line")
-                }
+                Scan::TooLarge => return refuse(req, &mut out, TOO_LARGE),
+                Scan::OnlyEmptyLines => return refuse(req, &mut out, ONLY_EMPTY_LINES),
             };
-            let head = match head::parse(&input[start..start + len]) {
+            let head = match accept(&input[start..start + len]) {
                 Ok(head) => head,
-                Err(Refusal::BadRequest(why)) => return refuse(req, &mut out, 400, why),
-                Err(Refusal::NotImplemented) => {
-                    return refuse(req, &mut out, 501, "Transfer-Encoding is not supported")
-                }
-                Err(Refusal::VersionNotSupported) => {
-                    return refuse(req, &mut out, 505, "only HTTP/1.0 and 1.1 are supported")
-                }
+                Err(refused) => return refuse(req, &mut out, refused),
             };
-            if head.content_length > MAX_BODY {
-                return refuse(req, &mut out, 413, "request body too large");
-            }
             respond(&head, &hello, &mut out);
             if !head.keep_alive {
                 req.write_all(&out)?;
@@ -224,7 +220,7 @@ fn respond(head: &Head<'_>, hello: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_bytes());
     out.extend_from_slice(b"\r\nContent-Type: text/plain\r\nContent-Length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
+    push_decimal(out, body.len());
     if status.starts_with("405") {
         out.extend_from_slice(b"\r\nAllow: GET, HEAD");
     }
@@ -239,11 +235,51 @@ fn respond(head: &Head<'_>, hello: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// A refused request: the status to answer with, and why.
+type Refused = (u16, &'static str);
+const TOO_LARGE: Refused = (431, "request head too large");
+const ONLY_EMPTY_LINES: Refused = (400, "only empty lines, no request line");
+
+/// Parses a complete head, as [`HeadScanner`] found it, or says why it is refused.
+fn accept(head: &[u8]) -> Result<Head<'_>, Refused> {
+    let head = head::parse(head).map_err(|refusal| match refusal {
+        Refusal::BadRequest(why) => (400, why),
+        Refusal::NotImplemented => (501, "Transfer-Encoding is not supported"),
+        Refusal::VersionNotSupported => (505, "only HTTP/1.0 and 1.1 are supported"),
+    })?;
+    if head.content_length > MAX_BODY {
+        return Err((413, "request body too large"));
+    }
+    Ok(head)
+}
+
+/// Appends `n` in decimal, without the allocation of `to_string` (this runs for every response).
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 /// Sends the earlier responses and an error response, then closes.
-fn refuse(req: &mut StreamRequest, out: &mut Vec<u8>, status: u16, why: &str) -> io::Result<()> {
+fn refuse(req: &mut StreamRequest, out: &mut Vec<u8>, (status, why): Refused) -> io::Result<()> {
     log::debug!("{}: {status} ({why}); closing", req.peer_addr());
     // The answer and the lingering close have their own bounds, not what is left of the head's.
     req.clear_deadline();
+    refusal(out, status, why);
+    req.write_all(out)?;
+    linger_close(req)
+}
+
+/// Appends the error response `status`, saying `why`, that ends a connection.
+fn refusal(out: &mut Vec<u8>, status: u16, why: &str) {
     let reason = match status {
         400 => "Bad Request",
         413 => "Content Too Large",
@@ -252,14 +288,13 @@ fn refuse(req: &mut StreamRequest, out: &mut Vec<u8>, status: u16, why: &str) ->
         _ => "HTTP Version Not Supported",
     };
     let body = format!("{why}\n");
-    write!(
-        out,
+    let head = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
+         Connection: close\r\n\r\n",
         body.len()
-    )?;
-    req.write_all(out)?;
-    linger_close(req)
+    );
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(body.as_bytes());
 }
 
 /// Closes gracefully: closing a socket with unread input makes the kernel send a reset, which can
@@ -285,6 +320,10 @@ fn run(args: &Args) -> io::Result<()> {
         timeout: Duration::from_secs(args.parsed(HEADER_TIMEOUT.name, 10)),
     };
     let idle = args.parsed(IDLE_TIMEOUT.name, 30);
+    #[cfg(feature = "message")]
+    if args.message_api() {
+        return message_api::serve(args, limits, Duration::from_secs(idle));
+    }
     let handler = move |req: &mut StreamRequest| serve_connection(req, limits);
     let builder = args.builder().read_timeout(Duration::from_secs(idle));
     common::serve_tcp(args, builder, handler)

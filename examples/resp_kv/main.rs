@@ -13,8 +13,14 @@
 //! connection's buffers come out of one budget, `--max-memory` (default 256 MiB): a connection
 //! that would need more is answered `-OOM` and closed, and the others go on. `INFO` reports it.
 //!
+//! `--api message` (with `--mode single` or `pool`) serves the same commands behind the
+//! library's event loop: no thread per connection, and in `single` mode no thread hop per
+//! command either (see `message_api.rs`). A command taking longer than `--message-timeout` to
+//! arrive closes the connection.
+//!
 //! ```text
 //! cargo run --release --example resp_kv -- --addr 127.0.0.1:6380 --mode threading
+//! cargo run --release --example resp_kv -- --addr 127.0.0.1:6380 --api message --mode single
 //! redis-benchmark -p 6380 -t ping,set,get -c 50 -P 16 -q
 //! redis-cli -p 6380 set greeting hello
 //! redis-cli -p 6380 info
@@ -24,6 +30,8 @@ mod budget;
 mod commands;
 #[path = "../common/mod.rs"]
 mod common;
+#[cfg(feature = "message")]
+mod message_api;
 mod output;
 mod protocol;
 mod query;
@@ -70,6 +78,8 @@ const EXAMPLE: Example = Example {
         common::MAX_LIFETIME,
         common::PROXY_PROTOCOL,
         common::TRUSTED_PROXY,
+        common::API,
+        common::MESSAGE_TIMEOUT,
     ],
 };
 
@@ -106,6 +116,7 @@ fn answer(shared: &Shared, req: &mut StreamRequest) -> io::Result<End> {
     };
     let mut query = Query::new();
     let mut output = Output::new();
+    let _connected = Connected::new(&shared.stats);
     let mut tally = Tally::new(&shared.stats);
     loop {
         loop {
@@ -200,8 +211,24 @@ fn refuse(req: &mut StreamRequest, output: &mut Output) -> io::Result<End> {
     fail(req, output, OOM)
 }
 
-/// One connection's share of the [`Stats`]: counted as one open connection while it lives, its
-/// bytes and parser steps added now and then (and at the end), not on every read.
+/// Counts one open connection in the [`Stats`] while it lives.
+struct Connected<'a>(&'a Stats);
+
+impl<'a> Connected<'a> {
+    fn new(stats: &'a Stats) -> Connected<'a> {
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        Connected(stats)
+    }
+}
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One connection's bytes and parser steps, added to the [`Stats`] now and then (and at the
+/// end), not on every read.
 struct Tally<'a> {
     stats: &'a Stats,
     bytes: u64,
@@ -211,7 +238,6 @@ struct Tally<'a> {
 
 impl<'a> Tally<'a> {
     fn new(stats: &'a Stats) -> Tally<'a> {
-        stats.connections.fetch_add(1, Ordering::Relaxed);
         Tally {
             stats,
             bytes: 0,
@@ -248,18 +274,22 @@ impl<'a> Tally<'a> {
 impl Drop for Tally<'_> {
     fn drop(&mut self) {
         self.publish();
-        self.stats.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 fn run(args: &Args) -> io::Result<()> {
     // In separate processes a SET in one connection would not be seen by the next.
     args.threads_only("its store")?;
-    let shared = Arc::new(Shared {
+    let shared = Shared {
         store: Store::new(),
         budget: Budget::new(args.parsed(MAX_MEMORY.name, DEFAULT_MAX_MEMORY)),
         stats: Stats::default(),
-    });
+    };
+    #[cfg(feature = "message")]
+    if args.message_api() {
+        return message_api::serve(args, shared);
+    }
+    let shared = Arc::new(shared);
     let handler = move |req: &mut StreamRequest| serve_connection(&shared, req);
     common::serve_tcp(args, args.builder(), handler)
 }

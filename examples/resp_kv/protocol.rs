@@ -68,6 +68,9 @@ pub struct Parser {
     args: Vec<Range<usize>>,
     /// Bytes examined since the parser was made.
     examined: u64,
+    /// Whether arguments are recorded in `args`; a [`boundaries`](Self::boundaries) parser only
+    /// finds where commands end.
+    record: bool,
 }
 
 impl Parser {
@@ -79,6 +82,22 @@ impl Parser {
             pos: 0,
             args: Vec::with_capacity(args.max(1)),
             examined: 0,
+            record: true,
+        }
+    }
+
+    /// A parser that finds where each command ends, and its errors, exactly as [`new`](Self::new)
+    /// does, but records no arguments: it holds no table and never reports [`Parsed::Full`].
+    /// `--api message`'s framer uses it; the handler then parses the complete command again
+    /// with a recording parser.
+    #[cfg_attr(not(feature = "message"), allow(dead_code))]
+    pub fn boundaries() -> Parser {
+        Parser {
+            state: State::Start,
+            pos: 0,
+            args: Vec::new(),
+            examined: 0,
+            record: false,
         }
     }
 
@@ -157,14 +176,16 @@ impl Parser {
                     if input.len() < end + 2 {
                         return Parsed::Incomplete;
                     }
-                    if self.args.len() == self.args.capacity() {
+                    if self.record && self.args.len() == self.args.capacity() {
                         return Parsed::Full;
                     }
                     self.count(2);
                     if &input[end..end + 2] != b"\r\n" {
                         return Parsed::Error("bulk string not followed by CRLF");
                     }
-                    self.args.push(from..end);
+                    if self.record {
+                        self.args.push(from..end);
+                    }
                     if left == 1 {
                         self.state = State::Done(end + 2);
                     } else {
@@ -186,6 +207,8 @@ impl Parser {
     /// Splits an inline command's words, from offset `at` to the newline; `None` once done, to go
     /// on to [`State::Done`] or the next command.
     fn words(&mut self, input: &[u8], newline: usize, mut at: usize) -> Option<Parsed> {
+        // Whether any word was found, for a parser that does not record them.
+        let mut any = !self.args.is_empty();
         let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\r');
         while at < newline {
             let begin = at
@@ -199,6 +222,12 @@ impl Parser {
                     .take_while(|&&b| !is_space(b))
                     .count();
             if end > begin {
+                any = true;
+                if !self.record {
+                    // Only whether the line holds a word matters: the rest need not be split.
+                    self.count(newline - at);
+                    break;
+                }
                 if self.args.len() == self.args.capacity() {
                     self.state = State::Words { newline, at };
                     return Some(Parsed::Full);
@@ -208,7 +237,7 @@ impl Parser {
             self.count(end - at);
             at = end;
         }
-        if self.args.is_empty() {
+        if !any {
             self.reset();
             return Some(Parsed::Empty(newline + 1));
         }
@@ -449,6 +478,40 @@ mod tests {
         (outcomes, start < input.len(), parser.examined())
     }
 
+    /// Where `parser` cuts `input` delivered in pieces cut at `cuts`: each command's or empty
+    /// command's length, up to the first error.
+    fn cuts_of(
+        mut parser: Parser,
+        input: &[u8],
+        cuts: &[usize],
+    ) -> Vec<Result<usize, &'static str>> {
+        let mut ends: Vec<usize> = cuts.iter().map(|&c| c % (input.len() + 1)).collect();
+        ends.push(input.len());
+        ends.sort_unstable();
+        let (mut start, mut found) = (0, Vec::new());
+        for end in ends {
+            loop {
+                match parser.parse(&input[start..end.max(start)]) {
+                    Parsed::Command(used) | Parsed::Empty(used) => {
+                        found.push(Ok(used));
+                        start += used;
+                        parser.reset();
+                    }
+                    Parsed::Full => {
+                        let have = parser.args().len();
+                        parser.grow_args(have * 2 + 1);
+                    }
+                    Parsed::Incomplete => break,
+                    Parsed::Error(what) => {
+                        found.push(Err(what));
+                        return found;
+                    }
+                }
+            }
+        }
+        found
+    }
+
     fn command(args: &[&str]) -> Outcome {
         Outcome::Command(args.iter().map(|a| a.as_bytes().to_vec()).collect())
     }
@@ -591,6 +654,17 @@ mod tests {
             prop_assert_eq!(&chunked.0, &whole.0);
             prop_assert_eq!(chunked.1, whole.1);
             prop_assert!(chunked.2 <= 3 * input.len() as u64 + 8);
+        }
+
+        #[test]
+        fn a_boundaries_parser_cuts_commands_where_a_recording_one_does(
+            pieces in prop::collection::vec((0u8..11, any::<u64>()), 0..400),
+            cuts in prop::collection::vec(any::<usize>(), 0..100),
+        ) {
+            let input: Vec<u8> = pieces.into_iter().flat_map(resp_piece).collect();
+            let recorded = cuts_of(Parser::new(1), &input, &[]);
+            prop_assert_eq!(&cuts_of(Parser::boundaries(), &input, &cuts), &recorded);
+            prop_assert_eq!(&cuts_of(Parser::boundaries(), &input, &[]), &recorded);
         }
 
         #[test]

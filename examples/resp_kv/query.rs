@@ -22,7 +22,7 @@ pub const READ_CHUNK: usize = 8 * 1024;
 /// and a value of [`MAX_BULK`] each, and some.
 pub const MAX_QUERY: usize = 2 * MAX_BULK + 64 * 1024;
 /// Argument slots to start with; the table doubles as a command needs more.
-const INITIAL_ARGS: usize = 16;
+pub const INITIAL_ARGS: usize = 16;
 /// A buffer larger than this goes back to [`INITIAL`] once it holds little.
 const SHRINK_ABOVE: usize = 4 * INITIAL;
 /// An argument table larger than this goes back to [`INITIAL_ARGS`] between commands.
@@ -107,7 +107,7 @@ impl Query {
                 Parsed::Incomplete => return Step::Incomplete,
                 Parsed::Error(what) => return Step::Error(what),
                 Parsed::Full => {
-                    if !self.grow_args(charge) {
+                    if !grow_args(&mut self.parser, charge) {
                         return Step::OutOfMemory;
                     }
                 }
@@ -126,24 +126,6 @@ impl Query {
         self.start += self.used;
         self.used = 0;
         self.parser.reset();
-    }
-
-    /// Doubles the argument table (or grows it to what the command announced), within budget.
-    fn grow_args(&mut self, charge: &mut Charge) -> bool {
-        let have = self.parser.args().len();
-        let slots = match self.parser.args_wanted() {
-            Some(wanted) => (have * 2).min(wanted),
-            None => have * 2,
-        }
-        .max(have + 1);
-        let before = self.parser.memory();
-        let after = slots * std::mem::size_of::<Range<usize>>();
-        if !charge.grow(after.saturating_sub(before)) {
-            return false;
-        }
-        self.parser.grow_args(slots);
-        settle(charge, after, self.parser.memory());
-        true
     }
 
     /// Room to read into, at least [`READ_CHUNK`] bytes when the limits allow: moves an
@@ -203,11 +185,35 @@ impl Query {
             (self.buf, self.start, self.filled) = (fresh, 0, self.pending());
             settle(charge, before, self.buf.capacity());
         }
-        if self.parser.memory() > SHRINK_ARGS_ABOVE * std::mem::size_of::<Range<usize>>() {
-            let before = self.parser.memory();
-            self.parser.shrink_args(INITIAL_ARGS);
-            settle(charge, before, self.parser.memory());
-        }
+        relax_args(&mut self.parser, charge);
+    }
+}
+
+/// Doubles `parser`'s argument table (or grows it to what the command announced), within budget:
+/// `false` if the budget cannot hold it.
+pub fn grow_args(parser: &mut Parser, charge: &mut Charge) -> bool {
+    let have = parser.args().len();
+    let slots = match parser.args_wanted() {
+        Some(wanted) => (have * 2).min(wanted),
+        None => have * 2,
+    }
+    .max(have + 1);
+    let before = parser.memory();
+    let after = slots * std::mem::size_of::<Range<usize>>();
+    if !charge.grow(after.saturating_sub(before)) {
+        return false;
+    }
+    parser.grow_args(slots);
+    settle(charge, after, parser.memory());
+    true
+}
+
+/// Gives back what a command of many arguments left in `parser`'s table, between commands.
+pub fn relax_args(parser: &mut Parser, charge: &mut Charge) {
+    if parser.memory() > SHRINK_ARGS_ABOVE * std::mem::size_of::<Range<usize>>() {
+        let before = parser.memory();
+        parser.shrink_args(INITIAL_ARGS);
+        settle(charge, before, parser.memory());
     }
 }
 

@@ -284,6 +284,10 @@ where
             threads,
         } = start;
         let link = Arc::clone(&parts.link);
+        self.inner.serve_as(match settings.workers {
+            0 => "message server, handlers on the event loop".to_string(),
+            n => format!("message server, handlers on {n} pool workers"),
+        });
         let server = self.inner.handle();
         let event_loop =
             EventLoop::new(parts, handler, framer, settings, server.clone(), &threads)?;

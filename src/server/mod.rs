@@ -106,6 +106,8 @@ pub struct Server<T: Transport, H, M: Mode> {
     /// With `stop_on_signals`: passes SIGTERM, SIGINT and SIGQUIT on while the server lives.
     #[cfg(feature = "signals")]
     _signals: Option<signals::SignalRelay>,
+    /// What the "serving" log line says the server is, instead of its mode (a message server).
+    served_as: Option<String>,
     transport: PhantomData<fn() -> T>,
 }
 
@@ -281,6 +283,7 @@ where
             request_limit,
             #[cfg(feature = "signals")]
             _signals: signals,
+            served_as: None,
             transport: PhantomData,
         })
     }
@@ -337,12 +340,15 @@ where
                 n => Err(self.stopped_at_once(&format!("{n} worker process(es) killed"))),
             };
         }
-        log::info!(
-            "serving {} on {} ({} mode)",
-            T::NAME,
-            self.local_addr(),
-            self.mode.name()
-        );
+        match &self.served_as {
+            Some(what) => log::info!("serving {} on {} ({what})", T::NAME, self.local_addr()),
+            None => log::info!(
+                "serving {} on {} ({} mode)",
+                T::NAME,
+                self.local_addr(),
+                self.mode.name()
+            ),
+        }
         let hook_tick = self
             .hooks
             .service_actions
@@ -779,6 +785,12 @@ where
 }
 
 impl<T: Transport, H, M: Mode> Server<T, H, M> {
+    /// Makes the "serving" log line say `what` the server is instead of naming its mode.
+    #[cfg(feature = "message")]
+    pub(crate) fn serve_as(&mut self, what: String) {
+        self.served_as = Some(what);
+    }
+
     /// The address the server is bound to (Python's `server_address`); with port 0, the port the
     /// system chose.
     pub fn local_addr(&self) -> &Address {

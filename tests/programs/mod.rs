@@ -39,6 +39,21 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a server may take to log what a test waits for.
 pub const LOG_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The arguments that choose each API of an example written both ways (`resp_kv`,
+/// `http_hello`): none for the stream API (in the example's default mode) and, with the
+/// `message` feature, `--api message` in single and pool mode, so a test run against each shows
+/// they answer the same.
+pub fn apis() -> Vec<Vec<&'static str>> {
+    #[allow(unused_mut)]
+    let mut apis = vec![vec![]];
+    #[cfg(feature = "message")]
+    apis.extend([
+        vec!["--api", "message", "--mode", "single"],
+        vec!["--api", "message", "--mode", "pool", "--workers", "2"],
+    ]);
+    apis
+}
+
 /// An example server running as a child process; killed and reaped when dropped.
 pub struct Server {
     child: Child,
@@ -124,8 +139,12 @@ impl Server {
     }
 
     /// The server's exit status once it has exited, or `None` if it still runs after `timeout`.
+    /// Once it has exited, what it wrote to stderr last has been read too (so
+    /// [`log_so_far`](Self::log_so_far) has its final lines).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        wait_with_deadline(&mut self.child, timeout)
+        let status = wait_with_deadline(&mut self.child, timeout)?;
+        self.stderr.wait_closed(Duration::from_secs(2));
+        Some(status)
     }
 
     /// Everything the server wrote to stderr so far.

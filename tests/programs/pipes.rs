@@ -53,6 +53,13 @@ impl Drained {
         String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned()
     }
 
+    /// Waits at most `timeout` for the pipe to close (the child and any process sharing the pipe
+    /// have exited) and its last bytes to be read.
+    pub fn wait_closed(&self, timeout: Duration) {
+        // Once the thread is done its sender is gone: a second call returns at once.
+        let _ = self.done.recv_timeout(timeout);
+    }
+
     /// Everything, once the pipe has closed (which it does when the child exits).
     pub fn all(self, what: &str) -> String {
         if self.done.recv_timeout(IO_TIMEOUT).is_err() {
