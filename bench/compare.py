@@ -560,7 +560,7 @@ def idle_test(idle, idle_max, rounds, duration):
             fresh = tree_status(pids)
             for r in range(rounds):
                 try:
-                    base.append(loadgen(c.port, "framed", 50, 64, duration))
+                    alone = loadgen(c.port, "framed", 50, 64, duration)
                     start = tree_status(pids)
                     held = hold_idle(c.port, extra)
                     try:
@@ -572,6 +572,7 @@ def idle_test(idle, idle_max, rounds, duration):
                         for s in held:
                             s.close()
                     got["start"] = start
+                    base.append(alone)
                     loaded.append(got)
                 except (RuntimeError, subprocess.TimeoutExpired, ValueError, OSError) as e:
                     log(f"   round {r + 1}: FAILED: {e} {c.why()}")
@@ -589,6 +590,9 @@ def idle_test(idle, idle_max, rounds, duration):
         out.append({"contestant": c.name, "idle": count, "held_by_bench": extra,
                     "p99_alone_us": med(base, lambda x: x["p99_us"]),
                     "p99_idle_us": med(loaded, lambda x: x["p99_us"]),
+                    # Each round's with-idle p99 over its own alone p99, measured back to back:
+                    # steadier than a ratio of medians when the machine's load drifts.
+                    "p99_ratios": [g["p99_us"] / b["p99_us"] for b, g in zip(base, loaded)],
                     "rps_alone": med(base, lambda x: x["rps"]), "rps_idle": med(loaded, lambda x: x["rps"]),
                     "rss_per_idle_kib": med(loaded, lambda x: (x["rss_after_kib"] - fresh["rss_kib"]) / count),
                     "rss_fresh_kib": fresh["rss_kib"],
@@ -625,11 +629,12 @@ def slowloris_test(conns, rounds, duration):
         try:
             for r in range(rounds):
                 try:
-                    base.append(loadgen(c.port, "framed", 10, 64, duration))
+                    alone = loadgen(c.port, "framed", 10, 64, duration)
                     # A starved server leaves the good clients without replies: that is a result
                     # (failed_clients), not a failed run. 5 s is each one's patience.
                     attacked.append(loadgen(c.port, "framed", 10, 64, duration, "--slowloris", str(conns),
                                             "--slow-interval", "2", "--timeout", "5", allow_failed=True))
+                    base.append(alone)
                 except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
                     log(f"   round {r + 1}: FAILED: {e} {c.why()}")
                     failures.append(f"slowloris, {c.name}, round {r + 1}: {str(e)[:200]} {c.why()}")
@@ -647,6 +652,8 @@ def slowloris_test(conns, rounds, duration):
         out.append({"contestant": c.name, "slowloris": conns,
                     "p99_alone_us": med(base, "p99_us"), "rps_alone": med(base, "rps"),
                     "p99_attack_us": med(served, "p99_us") if served else None,
+                    "p99_ratios": [a["p99_us"] / b["p99_us"] for b, a in zip(base, attacked)
+                                   if a["failed_clients"] < 10 and a["ok"] > 0],
                     "rps_attack": med(attacked, "rps"),
                     "starved_clients": med(attacked, "failed_clients"),
                     "slow_opened": med(attacked, "slow_opened"),
@@ -728,6 +735,13 @@ def fmt(x, digits=0):
     return "—" if x is None else f"{x:,.{digits}f}"
 
 
+def p99_ratio(x, key_with, key_alone):
+    """The median of the per-round paired ratios where recorded, else the ratio of medians."""
+    if x.get("p99_ratios"):
+        return statistics.median(x["p99_ratios"])
+    return x[key_with] / x[key_alone] if x.get(key_with) else None
+
+
 def describe_run(meta):
     return (f"`{meta['command']}` from {meta['started']} to {meta['finished']}, on "
             f"{meta['cores']} cores (Linux {meta['kernel']}); load average "
@@ -773,13 +787,15 @@ def write_report(path, runs, rows, idle, slow, chart_file):
                   f"descriptor limit here is {idle['fd_limit']:,} per process (hard limit, not raisable "
                   "in this container), so one process cannot hold 20,000: `single` holds what the limit "
                   "allows and `prefork` (two worker processes, an event loop each) the whole 20,000; "
-                  "where loadgen itself would pass its limit, compare.py holds the rest from 127.0.0.4.", "",
+                  "where loadgen itself would pass its limit, compare.py holds the rest from 127.0.0.4. "
+                  "The p99 ratio is the median over the rounds of each round's with-idle p99 over the "
+                  "alone p99 measured just before it.", "",
                   "| server | idle conns | p99 alone µs | p99 with idle µs | p99 ratio | req/s ratio "
                   "| RSS with idle MiB | KiB per idle conn | threads (before → with idle) |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for x in idle["rows"]:
             lines.append(f"| {x['contestant']} | {x['idle']:,} | {fmt(x['p99_alone_us'])} | "
-                         f"{fmt(x['p99_idle_us'])} | {fmt(x['p99_idle_us'] / x['p99_alone_us'], 2)} | "
+                         f"{fmt(x['p99_idle_us'])} | {fmt(p99_ratio(x, 'p99_idle_us', 'p99_alone_us'), 2)} | "
                          f"{fmt(x['rps_idle'] / x['rps_alone'], 2)} | {fmt(x['rss_after_kib'] / 1024, 1)} | "
                          f"**{fmt(x['rss_per_idle_kib'], 2)}** | {fmt(x['threads_before'])} → "
                          f"{fmt(x['threads_after'])} |")
@@ -790,12 +806,13 @@ def write_report(path, runs, rows, idle, slow, chart_file):
                   f"Median of {slow['rounds']} rounds of {slow['duration']} s. Each slowloris connection "
                   "sends half a 68-byte frame, then one byte every 2 s, and reconnects when closed "
                   "(`loadgen --slowloris`); they are all open before the good clients connect. A good "
-                  "client that gets no reply within 5 s counts as starved.", "",
+                  "client that gets no reply within 5 s counts as starved. The p99 ratio is the median over the "
+                  "rounds of each round's attacked p99 over the alone p99 measured just before it.", "",
                   "| server | p99 alone µs | p99 attacked µs | p99 ratio | req/s alone | req/s attacked "
                   "| good clients starved | slow conns opened | closed by server |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for x in slow["rows"]:
-            ratio = x["p99_attack_us"] / x["p99_alone_us"] if x["p99_attack_us"] else None
+            ratio = p99_ratio(x, "p99_attack_us", "p99_alone_us")
             lines.append(f"| {x['contestant']} | {fmt(x['p99_alone_us'])} | {fmt(x['p99_attack_us'])} | "
                          f"{fmt(ratio, 2)} | {fmt(x['rps_alone'])} | {fmt(x['rps_attack'])} | "
                          f"{fmt(x['starved_clients'])} of 10 | {fmt(x['slow_opened'])} | "
@@ -861,7 +878,7 @@ def targets(rows, idle, slow):
         return "met" if ok else "not met"
 
     for x in (idle or {}).get("rows", []):
-        p99 = x["p99_idle_us"] / x["p99_alone_us"]
+        p99 = p99_ratio(x, "p99_idle_us", "p99_alone_us")
         grown = x["threads_after"] - x["threads_before"]
         ok = x["rss_per_idle_kib"] <= 2 and grown < x["idle"] / 100 and p99 <= 1.2
         goal = "" if "message" in x["contestant"] else " (the stream API, for contrast)"
@@ -875,7 +892,7 @@ def targets(rows, idle, slow):
             out.append(f"- {x['slowloris']:,} slowloris connections, {x['contestant']}{goal}: the good "
                        f"clients were starved (no reply within 5 s) — not met")
             continue
-        ratio = x["p99_attack_us"] / x["p99_alone_us"]
+        ratio = p99_ratio(x, "p99_attack_us", "p99_alone_us")
         starved = f", {x['starved_clients']:.0f} of 10 good clients starved" if x["starved_clients"] else ""
         out.append(f"- {x['slowloris']:,} slowloris connections, {x['contestant']}{goal}: good clients' "
                    f"p99 **{ratio:.2f}×** of without (goal ≤ 2×){starved} — "
