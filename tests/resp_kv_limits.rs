@@ -38,27 +38,6 @@ fn read_to_close(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
-/// What a refused client reads before the server closes: with `--api message` the connection
-/// may end in a reset instead of an end of file, because the loop closes a connection right after
-/// its last reply while the client is still sending (it has no lingering close, which the stream
-/// version does itself); the reply has arrived by then.
-fn read_refusal(stream: &mut TcpStream, api: &[&str]) -> String {
-    if api.is_empty() {
-        return read_to_close(stream);
-    }
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("expected the server to close: {e}"),
-        }
-    }
-    String::from_utf8_lossy(&got).into_owned()
-}
-
 /// Sends `command` and returns the one-line reply.
 fn ask(stream: &mut TcpStream, command: &str) -> String {
     stream.write_all(command.as_bytes()).unwrap();
@@ -224,7 +203,7 @@ fn refuses_past_max_memory(api: &[&str]) {
     let mut second = connect(server.addr);
     second.write_all(&set_command("b", value_len)).unwrap();
     second.write_all(&vec![b'b'; 600_000]).unwrap_or(());
-    let refusal = read_refusal(&mut second, api);
+    let refusal = read_to_close(&mut second);
     assert!(refusal.starts_with("-OOM "), "{api:?}: {refusal:?}");
     assert!(info(&mut observer, "oom_refusals") >= 1);
     // The others go on: a new client, and the first one finishing its value.
@@ -264,7 +243,7 @@ fn resp_kv_refuses_a_connection_the_budget_cannot_hold() {
         value.resize(value.len() + 30_000, b'v');
         value.extend_from_slice(b"\r\n");
         first.write_all(&value).unwrap();
-        let refusal = read_refusal(&mut first, &api);
+        let refusal = read_to_close(&mut first);
         assert!(refusal.starts_with("-OOM "), "{api:?}: {refusal:?}");
         let mut third = connect(server.addr);
         assert_eq!(ask(&mut third, "PING\r\n"), "+PONG\r\n", "{api:?}");

@@ -60,7 +60,15 @@ impl Stream {
         let _ = registry.deregister(self.source());
     }
 
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Sends the peer an end of stream after what was written (a failure means it is gone).
+    pub(crate) fn shutdown_write(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        };
+    }
+
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
@@ -188,18 +196,6 @@ impl<H, F> Conn<H, F> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => Err(e),
             };
-        }
-    }
-
-    /// Before the server closes a connection whose peer may still be sending: reads and drops
-    /// what has arrived (a bounded amount), because closing a socket with unread bytes makes the
-    /// kernel answer with a reset, which can destroy the last reply before the peer reads it.
-    pub(crate) fn discard_unread(&mut self, scratch: &mut [u8]) {
-        for _ in 0..4 {
-            match self.stream.read(scratch) {
-                Ok(n) if n == scratch.len() => {}
-                _ => return,
-            }
         }
     }
 

@@ -15,6 +15,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::connection::{Conn, Read1, Stream};
 use super::framer::Framer;
 use super::handler::{Closed, MessageHandler};
+use super::linger::Lingering;
 use super::reply::ConnectionInfo;
 use super::sender::{ConnectionId, Link};
 use super::timers::Timers;
@@ -30,6 +31,8 @@ const STOP: Token = Token(1);
 const ABORT: Token = Token(2);
 /// Connection slot `n` has token `n + FIRST_CONNECTION`.
 const FIRST_CONNECTION: usize = 3;
+/// Lingering sockets have tokens from here on; connection slots stay below.
+const FIRST_LINGERING: usize = 1 << 30;
 
 /// What one read takes from a socket at most; also the loop's one read buffer.
 const READ_CHUNK: usize = 64 * 1024;
@@ -130,6 +133,8 @@ pub(crate) struct EventLoop<H, F> {
     ready: Vec<(usize, bool)>,
     /// Once a stop began: when the loop gives up on the connections still open.
     drain_until: Option<Instant>,
+    /// Sockets closed by the server, dropping what their peers still send.
+    lingering: Lingering,
     /// Until the accepting thread says it has stopped: connections from the listen backlog may
     /// still come during a stop.
     accepting: bool,
@@ -178,6 +183,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             again: Vec::new(),
             ready: Vec::new(),
             drain_until: None,
+            lingering: Lingering::new(FIRST_LINGERING),
             accepting: true,
         })
     }
@@ -187,6 +193,9 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         loop {
             let now = Instant::now();
             let mut wait = self.timers.next_wait(now);
+            if let Some(linger) = self.lingering.next_wait(now) {
+                wait = Some(wait.map_or(linger, |w| w.min(linger)));
+            }
             if let Some(until) = self.drain_until {
                 let left = until.saturating_duration_since(now);
                 wait = Some(wait.map_or(left, |w| w.min(left)));
@@ -212,6 +221,10 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                     WAKER => {}
                     STOP => stop = true,
                     ABORT => abort = true,
+                    token if self.lingering.owns(token) => {
+                        self.lingering
+                            .ready(token, self.poll.registry(), &mut self.scratch);
+                    }
                     Token(t) => ready.push((t - FIRST_CONNECTION, event.is_writable())),
                 }
             }
@@ -230,12 +243,15 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             for id in std::mem::take(&mut self.again) {
                 self.service(id);
             }
-            self.expire(Instant::now());
+            let now = Instant::now();
+            self.expire(now);
+            self.lingering.expire(now, self.poll.registry());
             if (stop || self.server.shared.stop.is_requested()) && self.drain_until.is_none() {
                 self.begin_drain();
             }
             if let Some(until) = self.drain_until {
-                if (self.open == 0 && !self.accepting) || Instant::now() >= until {
+                let done = self.open == 0 && !self.accepting && self.lingering.len() == 0;
+                if done || Instant::now() >= until {
                     break;
                 }
             }
@@ -341,7 +357,10 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         let quiet = !conn.busy() && conn.pending() == 0;
         if quiet {
             if let Some(reason) = conn.closing.clone() {
-                self.finish(id, reason);
+                match conn.peer_done {
+                    true => self.finish(id, reason),
+                    false => self.finish_lingering(id, reason),
+                }
                 return;
             }
             // The peer is gone and every message it sent is answered (a partial one is dropped).
@@ -578,7 +597,10 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
-                let Ok(slot) = u32::try_from(self.slots.len()) else {
+                let Some(slot) = u32::try_from(self.slots.len())
+                    .ok()
+                    .filter(|&n| (n as usize) + FIRST_CONNECTION < FIRST_LINGERING)
+                else {
                     log::error!("{peer}: too many connections for one message loop; closed");
                     return;
                 };
@@ -667,26 +689,32 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
 
     /// Removes a connection whose handler is home: tells the handler, closes the socket.
     fn finish(&mut self, id: ConnectionId, reason: Closed) {
-        let registry = self.poll.registry();
-        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
-            return;
-        };
-        if slot.generation != id.generation {
-            return;
+        if let Some(stream) = self.remove(id, reason) {
+            let mut stream = stream;
+            stream.deregister(self.poll.registry());
         }
-        let Some(mut conn) = slot.conn.take() else {
-            return;
-        };
+    }
+
+    /// [`finish`](Self::finish) for a connection the server closes while its peer may still be
+    /// sending: the socket lingers (see [`super::linger`]).
+    fn finish_lingering(&mut self, id: ConnectionId, reason: Closed) {
+        if let Some(stream) = self.remove(id, reason) {
+            self.lingering
+                .start(stream, self.poll.registry(), &mut self.scratch);
+        }
+    }
+
+    /// Takes a connection whose handler is home out of its slot and tells the handler it closed;
+    /// returns its socket, still registered.
+    fn remove(&mut self, id: ConnectionId, reason: Closed) -> Option<Stream> {
+        let slot = self.slots.get_mut(id.slot as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        let mut conn = slot.conn.take()?;
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(id.slot);
         self.open -= 1;
-        conn.stream.deregister(registry);
-        if matches!(
-            reason,
-            Closed::ByHandler | Closed::HandlerFailed | Closed::ServerStopped
-        ) {
-            conn.discard_unread(&mut self.scratch);
-        }
         log::debug!("{}: connection {id} closed: {reason}", conn.info.peer);
         if let Some(mut handler) = conn.handler.take() {
             let peer = conn.info.peer.clone();
@@ -699,6 +727,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                     .report(&peer, &Failure::from_panic(payload));
             }
         }
+        Some(conn.stream)
     }
 
     /// When the connection's next limit passes, and which.
@@ -804,6 +833,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 }
             }
         }
+        self.lingering.clear(self.poll.registry());
         if let Some(mut workers) = self.workers.take() {
             workers.stop();
             // A handler past the grace period may never return: its worker is left behind.

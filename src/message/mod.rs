@@ -94,6 +94,7 @@ mod connection;
 mod event_loop;
 mod framer;
 mod handler;
+mod linger;
 mod reply;
 mod sender;
 mod server;
