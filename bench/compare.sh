@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks: this crate in every mode against plain std::net, Python's socketserver,
-# redis-server (under redis-benchmark) and nginx (under wrk), all on loopback, in one run.
+# redis-server (under redis-benchmark), nginx (under wrk) and tokio (framed echo), all on
+# loopback, in one run.
 # Writes BENCHMARKS.md, bench/throughput.png and bench/results.json. Not part of CI (.ci/run):
 # it takes 20-30 minutes. Options go to bench/compare.py: --quick, --rounds N, --duration S,
-# --only echo,resp,http,churn,udp,idle.
+# --only echo,resp,http,churn,udp,idle,slowloris,echo1k (the report keeps the previous rows of
+# the workloads not run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,14 +31,16 @@ if ! python3 -c "import matplotlib" 2>/dev/null; then
     python3 -m pip install -q matplotlib >&2 || echo "warning: no matplotlib, no chart" >&2
 fi
 
-# 10,000 idle connections: the client and the server each hold that many descriptors.
+# 10,000 and 20,000 idle connections: the client and the server each hold that many
+# descriptors. Where the hard limit is lower, compare.py spreads them (see its idle_test).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 if [ "$(ulimit -n)" -lt 20100 ]; then
-    echo "note: ulimit -n is $(ulimit -n); the idle-connection test may need --idle lower" >&2
+    echo "note: ulimit -n is $(ulimit -n): one process holds fewer than 20,000 connections" >&2
 fi
 
-echo "== building the examples and loadgen (release)" >&2
+echo "== building the examples, loadgen and tokio_echo (release)" >&2
 cargo build --release --examples -q
-cargo build --release -p socketserver-bench --bins -q
+# `tokio` builds the tokio_echo contestant (an optional dependency, so cargo test never builds it).
+cargo build --release -p socketserver-bench --features tokio --bins -q
 
 exec python3 bench/compare.py "$@"

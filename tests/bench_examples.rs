@@ -624,3 +624,222 @@ fn loadgen_refuses_addresses_off_this_machine() {
     assert_eq!(run.status.code(), Some(2), "{run}");
     assert!(run.stderr.contains("loopback"), "{run}");
 }
+
+/// A bare echo server for loadgen's own options: it records each connection's source address
+/// and, with `first_frame_within`, closes a connection whose first framed message does not
+/// arrive whole in that time (as a server with a message deadline does to a slowloris). Every
+/// connection has a thread; the accept loop ends after 30 s.
+fn recording_echo_server(
+    first_frame_within: Option<Duration>,
+) -> (SocketAddr, std::sync::mpsc::Receiver<std::net::IpAddr>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (sources, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let (mut conn, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+            };
+            let _ = sources.send(peer.ip());
+            std::thread::spawn(move || {
+                conn.set_nonblocking(false).unwrap();
+                if let Some(wait) = first_frame_within {
+                    let mut head = [0u8; 4];
+                    conn.set_read_timeout(Some(wait)).unwrap();
+                    if conn.read_exact(&mut head).is_err() {
+                        return;
+                    }
+                    let mut frame = vec![0u8; u32::from_be_bytes(head) as usize];
+                    if conn.read_exact(&mut frame).is_err() {
+                        return;
+                    }
+                    let _ = conn.write_all(&[&head[..], &frame].concat());
+                }
+                conn.set_read_timeout(Some(Duration::from_secs(30)))
+                    .unwrap();
+                let mut reader = conn.try_clone().unwrap();
+                let _ = std::io::copy(&mut reader, &mut conn);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn loadgen_spreads_idle_connections_over_the_source_addresses_given() {
+    let (addr, seen) = recording_echo_server(None);
+    let run = loadgen(
+        addr,
+        &[
+            "--conns",
+            "2",
+            "--requests",
+            "20",
+            "--idle",
+            "6",
+            "--idle-from",
+            "127.0.0.2,127.0.0.3",
+        ],
+    );
+    assert!(run.status.success(), "{run}");
+    assert_eq!(field(run.stdout.trim(), "ok"), 40.0, "{run}");
+    let mut sources: Vec<String> = seen.try_iter().map(|ip| ip.to_string()).collect();
+    sources.sort();
+    // The six idle ones in turn from the two addresses; the two clients from the default one.
+    assert_eq!(
+        sources,
+        [
+            "127.0.0.1",
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.0.0.2",
+            "127.0.0.2",
+            "127.0.0.3",
+            "127.0.0.3",
+            "127.0.0.3"
+        ],
+        "{run}"
+    );
+    let mut command = Command::new(bench_tool("loadgen"));
+    command.args([
+        "--addr",
+        &addr.to_string(),
+        "--idle",
+        "1",
+        "--idle-from",
+        "10.0.0.1",
+    ]);
+    let refused = Run::to_completion(command, RUN_TIMEOUT);
+    assert_eq!(refused.status.code(), Some(2), "{refused}");
+    assert!(refused.stderr.contains("only loopback"), "{refused}");
+}
+
+#[test]
+fn loadgen_reports_the_threads_and_memory_of_every_server_pid_given() {
+    let server = Server::start("echo_server", &["--mode", "threading"]);
+    let pid = server.pid().to_string();
+    // The same process twice: its threads and RSS count twice, as a prefork parent's and its
+    // workers' add up.
+    let pids = format!("{pid},{pid}");
+    let mut runs = Vec::new();
+    for pids in [pid.as_str(), pids.as_str()] {
+        let run = loadgen(
+            server.addr,
+            &[
+                "--conns",
+                "1",
+                "--requests",
+                "10",
+                "--idle",
+                "12",
+                "--server-pid",
+                pids,
+            ],
+        );
+        assert!(run.status.success(), "{run}");
+        runs.push(run.stdout.trim().to_string());
+    }
+    // Threading mode: one thread per idle connection, held when the status is read.
+    let grown = field(&runs[0], "threads_after") - field(&runs[0], "threads_before");
+    assert!(grown >= 12.0, "{}", runs[0]);
+    assert!(field(&runs[0], "fds_after") >= 12.0, "{}", runs[0]);
+    assert!(
+        field(&runs[1], "threads_before") >= 2.0 * field(&runs[0], "threads_before"),
+        "{runs:?}"
+    );
+    assert!(
+        field(&runs[1], "rss_after_kib") > field(&runs[0], "rss_after_kib"),
+        "{runs:?}"
+    );
+}
+
+#[test]
+fn loadgen_slowloris_connections_trickle_and_reconnect_when_closed() {
+    // The server closes a connection whose first frame is not whole within 300 ms: each
+    // slowloris connection (half a frame, then a byte a second) is closed and opened again.
+    let (addr, seen) = recording_echo_server(Some(Duration::from_millis(300)));
+    let run = loadgen(
+        addr,
+        &[
+            "--conns",
+            "1",
+            "--requests",
+            "1000000000",
+            "--duration",
+            "3",
+            "--size",
+            "16",
+            "--slowloris",
+            "5",
+            "--slow-interval",
+            "1",
+        ],
+    );
+    assert!(run.status.success(), "{run}");
+    let json = run.stdout.trim();
+    assert_eq!(field(json, "failed_clients"), 0.0, "{json}");
+    assert!(field(json, "ok") > 0.0, "{json}");
+    assert_eq!(field(json, "slowloris"), 5.0, "{json}");
+    let closed = field(json, "slow_closed_by_server");
+    assert!(closed >= 5.0, "{json}");
+    // Every close is followed by a reconnection, but the last ones may fall after the run.
+    let opened = field(json, "slow_opened");
+    assert!(opened > 5.0 && opened <= 5.0 + closed, "{json}");
+    // Half of each 20-byte frame on every connection, then at most a byte per second each.
+    assert!(field(json, "slow_bytes") >= 10.0 * opened, "{json}");
+    assert_eq!(seen.try_iter().count() as f64, 1.0 + opened, "{json}");
+}
+
+#[test]
+fn loadgen_drives_several_connections_per_thread_in_lockstep() {
+    let server = Server::start("echo_server", &["--mode", "threading"]);
+    // 7 connections, 3 per thread: threads of 3, 3 and 1.
+    let run = loadgen(
+        server.addr,
+        &["--conns", "7", "--per-thread", "3", "--requests", "40"],
+    );
+    assert!(run.status.success(), "{run}");
+    let json = run.stdout.trim();
+    assert_eq!(field(json, "ok"), 280.0, "{json}");
+    assert_eq!(field(json, "failed_clients"), 0.0, "{json}");
+
+    // Wrong replies are still caught, and count every connection of the thread.
+    let upper = Server::start("echo_upper", &[]);
+    let wrong = loadgen(
+        upper.addr,
+        &[
+            "--workload",
+            "line",
+            "--conns",
+            "2",
+            "--per-thread",
+            "2",
+            "--requests",
+            "5",
+        ],
+    );
+    assert_eq!(wrong.status.code(), Some(1), "{wrong}");
+    assert!(
+        wrong.stderr.contains("differs from the expected"),
+        "{wrong}"
+    );
+    assert_eq!(field(wrong.stdout.trim(), "failed_clients"), 2.0, "{wrong}");
+
+    let mut command = Command::new(bench_tool("loadgen"));
+    command.args([
+        "--addr",
+        &server.addr.to_string(),
+        "--workload",
+        "resp",
+        "--per-thread",
+        "2",
+    ]);
+    let refused = Run::to_completion(command, RUN_TIMEOUT);
+    assert_eq!(refused.status.code(), Some(2), "{refused}");
+}

@@ -93,22 +93,9 @@ impl Stream {
         stored: &mut Vec<u8>,
     ) -> io::Result<()> {
         match workload {
-            Workload::Framed => {
-                // The reply's memory grows only as it arrives: a server announcing 16 MiB and
-                // sending nothing cannot make the client reserve it.
-                FRAMING.write_frame_vectored(self.reader.get_mut(), payload)?;
-                if !FRAMING.read_frame_into(&mut self.reader, &mut self.reply)? {
-                    return Err(closed());
-                }
-                expect_same(&self.reply, payload)
-            }
-            Workload::Line => {
-                self.reader.get_mut().write_all(payload)?;
-                self.reply.clear();
-                if self.reader.read_until(b'\n', &mut self.reply)? == 0 {
-                    return Err(closed());
-                }
-                expect_same(&self.reply, payload)
+            Workload::Framed | Workload::Line => {
+                self.send(workload, payload)?;
+                self.receive(workload, payload)
             }
             Workload::Resp if seq.is_multiple_of(2) => {
                 self.out.clear();
@@ -145,6 +132,44 @@ impl Stream {
                 "the udp workload has no stream client",
             )),
         }
+    }
+
+    /// Sends one framed or line echo request carrying `payload`, without waiting for its reply.
+    pub fn send(&mut self, workload: Workload, payload: &[u8]) -> io::Result<()> {
+        match workload {
+            Workload::Framed => FRAMING.write_frame_vectored(self.reader.get_mut(), payload),
+            Workload::Line => self.reader.get_mut().write_all(payload),
+            _ => Err(io::Error::new(
+                ErrorKind::InvalidInput,
+                "only the framed and line workloads send without waiting",
+            )),
+        }
+    }
+
+    /// Reads the echo of the request [`Stream::send`] sent with `payload`, and checks it.
+    pub fn receive(&mut self, workload: Workload, payload: &[u8]) -> io::Result<()> {
+        match workload {
+            // The reply's memory grows only as it arrives: a server announcing 16 MiB and
+            // sending nothing cannot make the client reserve it.
+            Workload::Framed => {
+                if !FRAMING.read_frame_into(&mut self.reader, &mut self.reply)? {
+                    return Err(closed());
+                }
+            }
+            Workload::Line => {
+                self.reply.clear();
+                if self.reader.read_until(b'\n', &mut self.reply)? == 0 {
+                    return Err(closed());
+                }
+            }
+            _ => {
+                return Err(io::Error::new(
+                    ErrorKind::InvalidInput,
+                    "only the framed and line workloads receive apart",
+                ))
+            }
+        }
+        expect_same(&self.reply, payload)
     }
 
     fn read_resp_line(&mut self) -> io::Result<()> {

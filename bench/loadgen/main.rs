@@ -14,8 +14,10 @@
 //! ```
 //!
 //! `--churn` opens a new connection for every request. `--idle N` holds N more connections open,
-//! silent, for the whole run; with `--server-pid` it waits until the server has taken them and
-//! reports the server's memory (RSS) per idle connection.
+//! silent, for the whole run (spread over the source addresses `--idle-from` lists); with
+//! `--server-pid` it waits until the server has taken them and reports the server's memory (RSS)
+//! per idle connection and its thread count. `--slowloris N` holds N connections that trickle a
+//! request a byte at a time and reconnect when closed, while the clients run.
 //!
 //! Exit status: 0 when every reply was right, 1 when any was wrong or missing, 2 for bad
 //! arguments.
@@ -26,6 +28,7 @@ mod exchange;
 mod latency;
 mod options;
 mod run;
+mod slow;
 
 use std::io::{self, Write};
 use std::process::ExitCode;

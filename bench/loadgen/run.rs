@@ -2,7 +2,8 @@
 
 use std::fs;
 use std::io;
-use std::net::TcpStream;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::exchange::{fill, Datagrams, Stream, UdpOutcome, Workload};
 use crate::latency::{micros, Latencies};
 use crate::options::Options;
+use crate::slow::{SlowStats, Slowloris};
 
 /// Runs longer than this show progress on stderr.
 const QUIET_FOR: Duration = Duration::from_secs(2);
@@ -20,6 +22,8 @@ const MAX_SAMPLES: usize = 2_000_000;
 /// What one client did.
 #[derive(Default)]
 struct ClientResult {
+    /// Connections this thread drove.
+    clients: usize,
     ok: u64,
     lost: u64,
     error: Option<String>,
@@ -35,31 +39,41 @@ pub struct Report {
     first_error: Option<String>,
     elapsed: Duration,
     latencies: Latencies,
-    rss: RssKib,
+    held: Option<Held>,
+    slow: Option<SlowStats>,
 }
 
 pub fn run(o: &Options) -> io::Result<Report> {
-    let (idle, rss) = open_idle(o)?;
+    let (idle, held) = open_idle(o)?;
+    // After the idle ones, before the clients: a server that gives each a worker is busy with
+    // them by the time the well-behaved clients connect.
+    let slow = if o.slowloris > 0 {
+        Some(Slowloris::start(o)?)
+    } else {
+        None
+    };
     let done = Arc::new(AtomicU64::new(0));
     // Every client connects first; the clock starts when all are ready.
-    let barrier = Arc::new(Barrier::new(o.conns + 1));
-    let mut clients = Vec::with_capacity(o.conns);
-    for client in 0..o.conns {
+    // A thread per connection, or with `--per-thread K` a thread per K connections.
+    let threads = o.conns.div_ceil(o.per_thread);
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let mut clients = Vec::with_capacity(threads);
+    for t in 0..threads {
         let (options, done, ready) = (o.clone(), Arc::clone(&done), Arc::clone(&barrier));
         let spawned = thread::Builder::new()
-            .name(format!("client-{client}"))
+            .name(format!("client-{t}"))
             .stack_size(256 * 1024)
-            .spawn(move || client_main(&options, client, &done, &ready));
+            .spawn(move || client_main(&options, t, &done, &ready));
         match spawned {
             Ok(handle) => clients.push(handle),
             Err(e) => {
                 // The started clients wait at the barrier; stand in for the missing ones.
-                for _ in client..o.conns {
+                for _ in t..threads {
                     barrier.wait();
                 }
                 return Err(io::Error::new(
                     e.kind(),
-                    format!("cannot start client thread {client}: {e}"),
+                    format!("cannot start client thread {t}: {e}"),
                 ));
             }
         }
@@ -84,6 +98,7 @@ pub fn run(o: &Options) -> io::Result<Report> {
     }
     let elapsed = start.elapsed();
     drop(idle);
+    let slow = slow.map(Slowloris::finish);
 
     let mut results = Vec::with_capacity(clients.len());
     for handle in clients {
@@ -99,7 +114,7 @@ pub fn run(o: &Options) -> io::Result<Report> {
         lost += r.lost;
         samples.extend(r.samples);
         if let Some(e) = r.error {
-            failed_clients += 1;
+            failed_clients += r.clients;
             first_error.get_or_insert(e);
         }
     }
@@ -111,23 +126,37 @@ pub fn run(o: &Options) -> io::Result<Report> {
         first_error,
         elapsed,
         latencies: Latencies::new(samples),
-        rss,
+        held,
+        slow,
     })
 }
 
-fn client_main(o: &Options, client: usize, done: &AtomicU64, barrier: &Barrier) -> ClientResult {
+fn client_main(o: &Options, thread: usize, done: &AtomicU64, barrier: &Barrier) -> ClientResult {
+    let first = thread * o.per_thread;
+    let clients = o.per_thread.min(o.conns - first);
     let mut result = ClientResult {
+        clients,
         samples: Vec::with_capacity((o.requests as usize).min(MAX_SAMPLES).min(1 << 16)),
         ..ClientResult::default()
     };
-    if let Err(e) = drive(o, client, done, barrier, &mut result) {
+    let driven = if o.per_thread > 1 {
+        drive_lockstep(o, first..first + clients, done, barrier, &mut result)
+    } else {
+        drive(o, thread, done, barrier, &mut result)
+    };
+    if let Err(e) = driven {
+        let client = if clients > 1 {
+            format!("clients {first}-{}", first + clients - 1)
+        } else {
+            format!("client {first}")
+        };
         let e = match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 format!("no reply within {:?} ({e})", o.timeout)
             }
             _ => e.to_string(),
         };
-        result.error = Some(format!("client {client}: {e}"));
+        result.error = Some(format!("{client}: {e}"));
     }
     result
 }
@@ -185,6 +214,47 @@ fn drive(
     Ok(())
 }
 
+/// `--per-thread K`: drives the connections of `clients` in lockstep, each with one request in
+/// flight as a lone client has: a request on every one, then every reply read and checked in
+/// turn. A request's latency runs from its own send to its reply, so it includes the wait for
+/// the replies read before it.
+fn drive_lockstep(
+    o: &Options,
+    clients: std::ops::Range<usize>,
+    done: &AtomicU64,
+    barrier: &Barrier,
+    result: &mut ClientResult,
+) -> io::Result<()> {
+    let connected: io::Result<Vec<Stream>> = clients
+        .clone()
+        .map(|_| Stream::connect(o.addr, o.timeout))
+        .collect();
+    barrier.wait();
+    let mut streams = connected?;
+    let deadline = Instant::now() + o.duration;
+    let mut payloads = vec![vec![0u8; o.size]; streams.len()];
+    let mut sent = vec![Instant::now(); streams.len()];
+    for seq in 0..o.requests {
+        if Instant::now() >= deadline {
+            break;
+        }
+        for (j, stream) in streams.iter_mut().enumerate() {
+            fill(&mut payloads[j], clients.start + j, seq, o.workload);
+            sent[j] = Instant::now();
+            stream.send(o.workload, &payloads[j])?;
+        }
+        for (j, stream) in streams.iter_mut().enumerate() {
+            stream.receive(o.workload, &payloads[j])?;
+            if result.samples.len() < MAX_SAMPLES {
+                result.samples.push(sent[j].elapsed().as_nanos() as u64);
+            }
+            result.ok += 1;
+        }
+        done.fetch_add(streams.len() as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 /// A client's connection, by workload.
 enum Client {
     Stream(Box<Stream>),
@@ -193,66 +263,123 @@ enum Client {
     Udp(Datagrams),
 }
 
-/// Opens the `--idle` connections and, with `--server-pid`, waits until the server holds them,
-/// measuring its RSS before and after.
-/// Server RSS in KiB before and after the idle connections were taken.
-type RssKib = Option<(u64, u64)>;
+/// What the server processes (`--server-pid`) held before the idle connections and once they had
+/// taken them all.
+#[derive(Clone, Copy)]
+struct Held {
+    before: ProcStatus,
+    after: ProcStatus,
+}
 
-fn open_idle(o: &Options) -> io::Result<(Vec<TcpStream>, RssKib)> {
+/// Opens the `--idle` connections (from the `--idle-from` addresses in turn) and, with
+/// `--server-pid`, waits until the server holds them, reading its status before and after.
+fn open_idle(o: &Options) -> io::Result<(Vec<TcpStream>, Option<Held>)> {
     if o.idle == 0 {
         return Ok((Vec::new(), None));
     }
-    let before = o.server_pid.map(server_status).transpose()?;
+    let before = server_status(&o.server_pids)?;
     let mut idle = Vec::with_capacity(o.idle);
     for i in 0..o.idle {
-        let stream = TcpStream::connect_timeout(&o.addr, o.timeout).map_err(|e| {
+        let source = (!o.idle_from.is_empty()).then(|| o.idle_from[i % o.idle_from.len()]);
+        let stream = connect_from(o.addr, source, o.timeout).map_err(|e| {
+            let from = source.map(|ip| format!(" from {ip}")).unwrap_or_default();
             io::Error::new(
                 e.kind(),
                 format!(
-                    "idle connection {i} of {}: {e} (is `ulimit -n` high enough?)",
+                    "idle connection {i} of {}{from}: {e} (is `ulimit -n` high enough? \
+                     one source address has ~28k ports: see --idle-from)",
                     o.idle
                 ),
             )
         })?;
         idle.push(stream);
     }
-    let (Some(pid), Some(before)) = (o.server_pid, before) else {
+    let Some(before) = before else {
         return Ok((idle, None));
     };
-    // A threading server has taken them all when it runs a thread per connection; others (or a
-    // server that never gets there) are given until the timeout, then measured as they are.
+    // The server has taken them all when it holds a descriptor for each (whatever its mode: a
+    // thread per connection or one loop for all); one that never gets there is given until the
+    // timeout, then measured as it is.
     let deadline = Instant::now() + o.timeout;
-    let mut status = server_status(pid)?;
-    while status.threads < before.threads + o.idle as u64 && Instant::now() < deadline {
+    let mut status = before;
+    while status.fds < before.fds + o.idle as u64 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));
-        status = server_status(pid)?;
+        status = server_status(&o.server_pids)?.unwrap_or(status);
     }
     thread::sleep(Duration::from_millis(200));
-    let after = server_status(pid)?;
-    Ok((idle, Some((before.rss_kib, after.rss_kib))))
+    let after = server_status(&o.server_pids)?.unwrap_or(status);
+    Ok((idle, Some(Held { before, after })))
 }
 
+/// A connection to `addr`, bound first to `source` (any free port) if one is given.
+fn connect_from(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let Some(ip) = source else {
+        return TcpStream::connect_timeout(&addr, timeout);
+    };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if ip.is_ipv4() {
+        // The port is picked at connect(), for this destination, rather than at bind(): ports
+        // are then shared across destinations and reusable from TIME_WAIT, as without bind().
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket and a c_int option of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                std::ptr::from_ref(&on).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    socket.bind(&SocketAddr::new(ip, 0).into())?;
+    socket.connect_timeout(&addr.into(), timeout)?;
+    Ok(socket.into())
+}
+
+#[derive(Clone, Copy, Default)]
 struct ProcStatus {
     rss_kib: u64,
     threads: u64,
+    fds: u64,
 }
 
-/// Reads `VmRSS` and `Threads` from `/proc/<pid>/status` (Linux).
-fn server_status(pid: u32) -> io::Result<ProcStatus> {
-    let path = format!("/proc/{pid}/status");
-    let text = fs::read_to_string(&path)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot read {path}: {e}")))?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| io::Error::other(format!("no {name} field in {path}")))
-    };
-    Ok(ProcStatus {
-        rss_kib: field("VmRSS:")?,
-        threads: field("Threads:")?,
-    })
+/// `VmRSS` and `Threads` from `/proc/<pid>/status`, and the count of `/proc/<pid>/fd`, summed
+/// over `pids` (Linux); `None` with no pids.
+fn server_status(pids: &[u32]) -> io::Result<Option<ProcStatus>> {
+    let mut total: Option<ProcStatus> = None;
+    for &pid in pids {
+        let path = format!("/proc/{pid}/status");
+        let text = fs::read_to_string(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot read {path}: {e}")))?;
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| io::Error::other(format!("no {name} field in {path}")))
+        };
+        let fd_dir = format!("/proc/{pid}/fd");
+        let fds = fs::read_dir(&fd_dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot read {fd_dir}: {e}")))?
+            .count() as u64;
+        let sum = total.get_or_insert_with(ProcStatus::default);
+        sum.rss_kib += field("VmRSS:")?;
+        sum.threads += field("Threads:")?;
+        sum.fds += fds;
+    }
+    Ok(total)
 }
 
 impl Report {
@@ -289,11 +416,22 @@ impl Report {
         if self.lost > 0 {
             text += &format!("; {} datagrams lost", self.lost);
         }
-        if let Some((before, after)) = self.rss {
+        if let Some(Held { before, after }) = self.held {
             text += &format!(
-                "; server RSS {before} KiB -> {after} KiB with {} idle connections ({:.1} KiB each)",
+                "; server RSS {} KiB -> {} KiB with {} idle connections ({:.1} KiB each), \
+                 threads {} -> {}",
+                before.rss_kib,
+                after.rss_kib,
                 o.idle,
-                self.rss_per_idle(before, after)
+                self.rss_per_idle(before.rss_kib, after.rss_kib),
+                before.threads,
+                after.threads
+            );
+        }
+        if let Some(slow) = self.slow {
+            text += &format!(
+                "; {} slowloris connections: {} opened, {} closed by the server, {} bytes sent",
+                o.slowloris, slow.opened, slow.closed_by_server, slow.bytes
             );
         }
         if self.failed_clients > 0 {
@@ -309,12 +447,19 @@ impl Report {
     pub fn json(&self) -> String {
         let o = &self.options;
         let l = &self.latencies;
-        let (rss_before, rss_after) = self.rss.unwrap_or((0, 0));
+        let held = self.held.unwrap_or(Held {
+            before: ProcStatus::default(),
+            after: ProcStatus::default(),
+        });
+        let slow = self.slow.unwrap_or_default();
         format!(
             "{{\"workload\":\"{}\",\"churn\":{},\"size\":{},\"conns\":{},\"idle\":{},\
              \"ok\":{},\"lost\":{},\"failed_clients\":{},\"secs\":{:.4},\"rps\":{:.1},\
              \"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\
-             \"rss_before_kib\":{rss_before},\"rss_after_kib\":{rss_after}}}",
+             \"rss_before_kib\":{},\"rss_after_kib\":{},\
+             \"threads_before\":{},\"threads_after\":{},\"fds_after\":{},\
+             \"slowloris\":{},\"slow_opened\":{},\"slow_closed_by_server\":{},\
+             \"slow_connect_failed\":{},\"slow_bytes\":{}}}",
             o.workload.name(),
             o.churn,
             o.size,
@@ -329,6 +474,16 @@ impl Report {
             micros(l.quantile(0.99)),
             micros(l.quantile(0.999)),
             micros(l.max()),
+            held.before.rss_kib,
+            held.after.rss_kib,
+            held.before.threads,
+            held.after.threads,
+            held.after.fds,
+            o.slowloris,
+            slow.opened,
+            slow.closed_by_server,
+            slow.connect_failed,
+            slow.bytes,
         )
     }
 }
