@@ -252,7 +252,7 @@ struct Start<H, F> {
 /// [`Builder::messages`].
 ///
 /// The lifecycle is a stream server's: [`serve_forever`](Self::serve_forever) until
-/// [`ServerHandle::shutdown`] (or SIGTERM with [`Builder::stop_on_signals`]), then
+/// [`ServerHandle::shutdown`] (or SIGTERM with [`Builder::stop_on_signals`](crate#stopping-gracefully)), then
 /// [`server_close`](Self::server_close).
 pub struct MessageServer<T: Transport, H, F> {
     inner: Server<T, Acceptor, AnyMode>,
