@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use programs::{apis, bench_tool, example, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
+use programs::{apis, bench_tool, example, field, loadgen, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
@@ -518,25 +518,6 @@ fn http_hello_help_shows_its_limits() {
 
 // ---------------------------------------------------------------------------------------------
 // loadgen
-
-fn loadgen(addr: SocketAddr, args: &[&str]) -> Run {
-    let mut command = Command::new(bench_tool("loadgen"));
-    command
-        .args(["--addr", &addr.to_string(), "--duration", "30", "--json"])
-        .args(args);
-    Run::to_completion(command, RUN_TIMEOUT)
-}
-
-/// The value of a numeric field in loadgen's JSON line.
-fn field(json: &str, name: &str) -> f64 {
-    let key = format!("\"{name}\":");
-    let rest = &json[json
-        .find(&key)
-        .unwrap_or_else(|| panic!("no {name} in {json}"))
-        + key.len()..];
-    let end = rest.find([',', '}']).unwrap();
-    rest[..end].parse().unwrap()
-}
 
 #[test]
 fn loadgen_drives_each_echo_workload_and_verifies_every_reply() {

@@ -9,32 +9,13 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use programs::{bench_tool, example, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
+use programs::{example, field, loadgen, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     stream
-}
-
-fn loadgen(addr: SocketAddr, args: &[&str]) -> Run {
-    let mut command = Command::new(bench_tool("loadgen"));
-    command
-        .args(["--addr", &addr.to_string(), "--duration", "30", "--json"])
-        .args(args);
-    Run::to_completion(command, RUN_TIMEOUT)
-}
-
-/// The value of a numeric field in loadgen's JSON line.
-fn field(json: &str, name: &str) -> f64 {
-    let key = format!("\"{name}\":");
-    let at = json
-        .find(&key)
-        .unwrap_or_else(|| panic!("no {name} in {json}"));
-    let rest = &json[at + key.len()..];
-    let end = rest.find([',', '}']).unwrap();
-    rest[..end].parse().unwrap()
 }
 
 #[test]

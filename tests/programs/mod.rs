@@ -23,7 +23,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-// Only the tests of the benchmark tools (`loadgen`) use it.
+// Only the tests of the benchmark tools (`loadgen`, below) use it.
 #[allow(unused_imports)]
 pub use binaries::bench_tool;
 pub use binaries::example;
@@ -52,6 +52,26 @@ pub fn apis() -> Vec<Vec<&'static str>> {
         vec!["--api", "message", "--mode", "pool", "--workers", "2"],
     ]);
     apis
+}
+
+/// Runs `loadgen --addr ADDR --duration 30 --json ARGS` to completion (its JSON line on stdout).
+pub fn loadgen(addr: SocketAddr, args: &[&str]) -> Run {
+    let mut command = Command::new(bench_tool("loadgen"));
+    command
+        .args(["--addr", &addr.to_string(), "--duration", "30", "--json"])
+        .args(args);
+    Run::to_completion(command, RUN_TIMEOUT)
+}
+
+/// The value of a numeric field in loadgen's JSON line.
+pub fn field(json: &str, name: &str) -> f64 {
+    let key = format!("\"{name}\":");
+    let at = json
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name} in {json}"));
+    let rest = &json[at + key.len()..];
+    let end = rest.find([',', '}']).unwrap();
+    rest[..end].parse().unwrap()
 }
 
 /// An example server running as a child process; killed and reaped when dropped.
