@@ -652,3 +652,28 @@ fn a_close_with_requests_still_arriving_lingers_instead_of_resetting() {
     }
     running.stop().unwrap();
 }
+
+#[test]
+fn messages_held_back_by_an_unread_output_are_not_timed_out() {
+    // Each request asks for 64 KiB; the client pipelines 100 and reads nothing for a while,
+    // well past the message timeout: what it sent was whole, it is only slow to read.
+    let handler = message_handler(|_line, reply| reply.write_all(&[b'z'; 64 * 1024]));
+    let server = Builder::new()
+        .message_timeout(Duration::from_millis(200))
+        .max_pending_output(64 * 1024)
+        .messages(Lines::new(), handler)
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    let running = Running::start(server);
+    let mut client = tcp_client(running.addr());
+    client.write_all(&b"\n".repeat(100)).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let mut total = 0;
+    let mut buf = vec![0; 256 * 1024];
+    while total < 100 * 64 * 1024 {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "closed after {total} bytes");
+        total += n;
+    }
+    running.stop().unwrap();
+}

@@ -745,7 +745,10 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         consider(after(conn.opened_at, s.lifetime), Closed::Lifetime);
         if !conn.busy() {
             consider(after(conn.last_active, s.idle), Closed::IdleTimeout);
-            if let Some(since) = conn.message_since {
+            // Messages held back because the peer does not read its replies are not late: the
+            // idle timeout (no byte moving either way) covers that peer.
+            let held = conn.pending() > s.max_pending_output;
+            if let Some(since) = conn.message_since.filter(|_| !held) {
                 consider(after(since, s.message), Closed::MessageTimeout);
             }
         }
