@@ -10,15 +10,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use programs::{apis, bench_tool, example, field, loadgen, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
-        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
-}
+use programs::{
+    apis, bench_tool, connect, example, field, loadgen, Run, Server, IO_TIMEOUT, RUN_TIMEOUT,
+};
 
 /// Reads until `want.len()` bytes have arrived (or the deadline passes) and returns them.
 fn read_len(stream: &mut TcpStream, len: usize) -> String {

@@ -14,15 +14,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::thread;
 use std::time::Duration;
 
-use programs::{Server, IO_TIMEOUT};
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
-        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
-}
+use programs::{connect, Server, IO_TIMEOUT};
 
 /// The resident memory of process `pid`, in KiB (`VmRSS` in `/proc/<pid>/status`).
 fn rss_kib(pid: u32) -> u64 {

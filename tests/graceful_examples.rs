@@ -20,7 +20,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use programs::{example, scratch, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
+use programs::{connect, example, scratch, Run, Server, RUN_TIMEOUT};
 use serde_json::json;
 use socketserver::framing::Framing;
 
@@ -40,13 +40,6 @@ const SERVERS: [&str; 10] = [
 
 /// How long a server may take to exit after the stop, in these tests.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
-}
 
 #[test]
 fn every_server_example_documents_grace_in_its_help() {

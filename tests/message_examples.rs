@@ -5,18 +5,11 @@
 mod programs;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use programs::{example, field, loadgen, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
-}
+use programs::{connect, example, field, loadgen, Run, Server, RUN_TIMEOUT};
 
 #[test]
 fn every_frame_and_line_is_echoed_in_each_mode() {

@@ -18,18 +18,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use programs::python::{python, python3_available, run_seed_client, seed_client};
-use programs::{example, scratch, Interactive, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
+use programs::{connect, example, scratch, Interactive, Run, Server, IO_TIMEOUT, RUN_TIMEOUT};
 use serde_json::{json, Value};
 use socketserver::framing::{md5_hex, Framing, Header};
 
 const SEED_KEY: &str = "linhaifeng bang bang bang";
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
-}
 
 /// Runs the Rust `client` example, `client <subcommand> --addr <addr> <args>`, with `env` added to
 /// its environment and `stdin` as its input.

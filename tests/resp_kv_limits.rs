@@ -6,19 +6,11 @@
 mod programs;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use programs::{apis, Server, IO_TIMEOUT};
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
-        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
-}
+use programs::{apis, connect, Server, IO_TIMEOUT};
 
 /// Reads exactly `len` bytes.
 fn read_exact(stream: &mut TcpStream, len: usize) -> Vec<u8> {

@@ -54,6 +54,16 @@ pub fn apis() -> Vec<Vec<&'static str>> {
     apis
 }
 
+/// A client connection to `addr`, with [`IO_TIMEOUT`] on every read and write so a server that
+/// never answers fails the test instead of hanging it.
+pub fn connect(addr: SocketAddr) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
 /// Runs `loadgen --addr ADDR --duration 30 --json ARGS` to completion (its JSON line on stdout).
 pub fn loadgen(addr: SocketAddr, args: &[&str]) -> Run {
     let mut command = Command::new(bench_tool("loadgen"));
