@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socketserver::{Builder, Prefork, StreamRequest};
+use socketserver::{Builder, Prefork};
 
 const SCENARIO_VAR: &str = "PREFORK_SIGNALS_SCENARIO";
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -411,17 +411,6 @@ fn sigusr2_upgrade() -> Result<(), String> {
 // ---------------------------------------------------------------------------------------------
 // The scenario server
 
-fn upper_line(req: &mut StreamRequest) -> io::Result<()> {
-    let mut line = String::new();
-    req.read_line(&mut line)?;
-    writeln!(
-        req,
-        "{} {}",
-        std::process::id(),
-        line.trim_end().to_uppercase()
-    )
-}
-
 fn scenario_server() -> io::Result<()> {
     let builder = Builder::new()
         .read_timeout(IO_TIMEOUT)
@@ -430,8 +419,8 @@ fn scenario_server() -> io::Result<()> {
         .grace_period(Duration::from_secs(5))
         .mode(Prefork::new(2).drain_timeout(Duration::from_secs(2)));
     let server = match std::env::var_os("LISTEN_FDS") {
-        Some(_) => builder.systemd_tcp(0, upper_line)?,
-        None => builder.bind_tcp("127.0.0.1:0", upper_line)?,
+        Some(_) => builder.systemd_tcp(0, scenario::pid_upper_line)?,
+        None => builder.bind_tcp("127.0.0.1:0", scenario::pid_upper_line)?,
     };
     scenario::serve_and_report(server)
 }

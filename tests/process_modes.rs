@@ -50,7 +50,7 @@ fn main() -> ExitCode {
 // =============================================================================================
 // The driver
 
-use scenario::TestFn;
+use scenario::{pid_upper_line, TestFn};
 
 const TESTS: &[(&str, TestFn)] = &[
     ("process_tcp_echo", process_tcp_echo),
@@ -1324,18 +1324,6 @@ fn unrelated_child_scenario() -> io::Result<()> {
         );
     }
     result
-}
-
-/// Answers one line with `<pid> <LINE>`: which process served it, and the line upper-cased.
-fn pid_upper_line(req: &mut StreamRequest) -> io::Result<()> {
-    let mut line = String::new();
-    req.read_line(&mut line)?;
-    writeln!(
-        req,
-        "{} {}",
-        std::process::id(),
-        line.trim_end().to_uppercase()
-    )
 }
 
 /// Answers every line with `<pid> <LINE>` until the client closes; `slow` is answered after

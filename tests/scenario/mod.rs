@@ -5,14 +5,14 @@
 // Each program uses a subset of these helpers.
 #![allow(dead_code)]
 
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::thread;
 use std::time::Instant;
 
 use socketserver::transport::Transport;
-use socketserver::{is_worker, Mode, RequestHandler, Server};
+use socketserver::{is_worker, Mode, RequestHandler, Server, StreamRequest};
 
 /// One scenario: `Ok`, or why it failed.
 pub type TestFn = fn() -> Result<(), String>;
@@ -93,4 +93,16 @@ where
         stats.accepted, stats.completed, stats.failed
     );
     Ok(())
+}
+
+/// Answers one line with `<pid> <LINE>`: which process served it, and the line upper-cased.
+pub fn pid_upper_line(req: &mut StreamRequest) -> io::Result<()> {
+    let mut line = String::new();
+    req.read_line(&mut line)?;
+    writeln!(
+        req,
+        "{} {}",
+        std::process::id(),
+        line.trim_end().to_uppercase()
+    )
 }
