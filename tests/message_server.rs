@@ -677,3 +677,46 @@ fn messages_held_back_by_an_unread_output_are_not_timed_out() {
     }
     running.stop().unwrap();
 }
+
+#[test]
+fn a_peer_that_closes_after_pipelining_gets_every_whole_message_answered() {
+    for mode in [AnyMode::from(Single), Pool::new(2).into()] {
+        let name = format!("{mode:?}");
+        let (running, closed) = lifecycle_server(Builder::new().mode(mode));
+        let mut client = tcp_client(running.addr());
+        // Whole messages, then half of one, then the end of the stream.
+        let mut batch: Vec<u8> = (0..300)
+            .flat_map(|i| format!("m{i}\n").into_bytes())
+            .collect();
+        batch.extend_from_slice(b"half");
+        client.write_all(&batch).unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut reply = String::new();
+        client.read_to_string(&mut reply).unwrap();
+        let lines: Vec<&str> = reply.lines().collect();
+        assert_eq!(lines.len(), 301, "{name}: the greeting and 300 answers");
+        assert_eq!(lines[300], "m299");
+        assert_eq!(recv(&closed, "the close"), Closed::ByPeer);
+        running.stop().unwrap();
+    }
+}
+
+#[test]
+fn messages_held_back_by_a_full_output_are_answered_after_the_peer_closes_its_side() {
+    // 64 KiB answers and a 64 KiB output limit: handling stops after each answer until it is
+    // sent, while the end of the stream has already arrived.
+    let handler = message_handler(|_line, reply| reply.write_all(&[b'z'; 64 * 1024]));
+    let server = Builder::new()
+        .max_pending_output(64 * 1024)
+        .messages(Lines::new(), handler)
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    let running = Running::start(server);
+    let mut client = tcp_client(running.addr());
+    client.write_all(&b"\n".repeat(50)).unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply.len(), 50 * 64 * 1024);
+    running.stop().unwrap();
+}

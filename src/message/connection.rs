@@ -134,6 +134,9 @@ pub(crate) struct Conn<H, F> {
     pub(crate) closing: Option<Closed>,
     /// With `closing`: the latest time to close, sent or not.
     pub(crate) close_by: Option<Instant>,
+    /// The input holds at most an incomplete message: the handling after the last read found no
+    /// whole one left (so a peer that has closed is done).
+    pub(crate) rest_is_partial: bool,
     /// Handling stopped with complete messages left because the output was full.
     pub(crate) held: bool,
     /// Closed while a worker ran its handler: the socket is no longer watched, and the
@@ -162,6 +165,7 @@ impl<H, F> Conn<H, F> {
             close_by: None,
             abandoned: false,
             held: false,
+            rest_is_partial: true,
         }
     }
 
@@ -192,6 +196,8 @@ impl<H, F> Conn<H, F> {
                 }
                 Ok(n) => {
                     self.input.extend_from_slice(&scratch[..n]);
+                    // Not examined yet: it may complete a message.
+                    self.rest_is_partial = false;
                     self.last_active = Instant::now();
                     // A short read emptied the socket: more bytes bring a new readiness edge, so
                     // the read that would only say "would block" is saved.

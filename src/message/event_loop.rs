@@ -364,7 +364,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 return;
             }
             // The peer is gone and every message it sent is answered (a partial one is dropped).
-            if conn.peer_done && !self.has_complete_message(id) {
+            if conn.peer_done && (conn.input.is_empty() || conn.rest_is_partial) {
                 self.finish(id, Closed::ByPeer);
                 return;
             }
@@ -372,27 +372,18 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         self.arm(id);
     }
 
-    fn has_complete_message(&mut self, id: ConnectionId) -> bool {
-        let Some(conn) = self.conn(id) else {
-            return false;
-        };
-        if conn.input.is_empty() {
-            return false;
-        }
-        let mut framer = conn.framer.clone();
-        matches!(framer.frame(&conn.input), Ok(Some(_)))
-    }
-
     /// Handles (inline) or hands to a worker the complete messages at the front of the input.
     /// `Err` closes the connection for that reason.
     fn handle_buffered(&mut self, id: ConnectionId) -> Result<(), Closed> {
         let inline = self.workers.is_none();
         let max_pending = self.settings.max_pending_output;
-        let server = self.server.clone();
-        let Some(conn) = self.conn(id) else {
+        let server = &self.server;
+        let Some(conn) = conn_in(&mut self.slots, id) else {
             return Ok(());
         };
         let mut consumed = 0;
+        // Whether the loop stopped at an incomplete message (or none), not with whole ones left.
+        let mut partial = false;
         let mut batch = Batch::default();
         let mut outcome = Ok(());
         let Some(mut handler) = conn.handler.take() else {
@@ -402,6 +393,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         loop {
             let rest = &input[consumed..];
             if rest.is_empty() {
+                partial = true;
                 break;
             }
             let frame = match conn.framer.frame(rest) {
@@ -421,6 +413,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                             .report(&conn.info.peer, &Failure::Error(error));
                         outcome = Err(Closed::BadMessage);
                     }
+                    partial = true;
                     break;
                 }
                 Err(e) => {
@@ -480,6 +473,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         }
         conn.input = input;
         conn.consume_input(consumed);
+        conn.rest_is_partial = partial;
         let now = Instant::now();
         if consumed > 0 || conn.input.is_empty() {
             conn.message_since = (!conn.input.is_empty()).then_some(now);
@@ -521,13 +515,12 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 close,
                 failure,
             } = done;
-            let server = self.server.clone();
-            let Some(conn) = self.conn(id) else {
+            let Some(conn) = conn_in(&mut self.slots, id) else {
                 continue;
             };
             conn.handler = Some(handler);
             if let Some(failure) = &failure {
-                server.shared.report(&conn.info.peer, failure);
+                self.server.shared.report(&conn.info.peer, failure);
             }
             if conn.abandoned {
                 let reason = conn.closing.clone().unwrap_or(Closed::ServerStopped);
