@@ -459,9 +459,16 @@ fn a_peer_that_does_not_read_stops_being_read() {
 #[test]
 fn a_graceful_stop_lets_a_running_handler_answer() {
     let (started_tx, started) = crossbeam_channel::bounded(1);
+    let (release_tx, release) = crossbeam_channel::bounded::<()>(1);
+    let saw_the_stop = Arc::new(AtomicUsize::new(0));
+    let saw = Arc::clone(&saw_the_stop);
+    // The handler runs until the test has begun the stop, then answers.
     let handler = message_handler(move |line, reply| {
         let _ = started_tx.try_send(());
-        std::thread::sleep(Duration::from_millis(300));
+        let _ = release.recv_timeout(WAIT);
+        if reply.server().is_shutting_down() {
+            saw.fetch_add(1, Ordering::SeqCst);
+        }
         reply.write_all(line)?;
         reply.write_all(b"\n")
     });
@@ -476,13 +483,18 @@ fn a_graceful_stop_lets_a_running_handler_answer() {
     let idle = tcp_client(running.addr());
     busy.write_all(b"slow\n").unwrap();
     recv(&started, "the handler to start");
-    let handle = running.handle.clone();
+    running.handle.shutdown();
+    release_tx.send(()).unwrap();
     let stopping = std::thread::spawn(move || running.stop());
     assert_eq!(read_lines(&busy, 1), ["slow"]);
     assert!(closed_without_reply(&busy));
     assert!(closed_without_reply(&idle));
     stopping.join().unwrap().unwrap();
-    assert!(handle.is_shutting_down());
+    assert_eq!(
+        saw_the_stop.load(Ordering::SeqCst),
+        1,
+        "the handler ran across the stop"
+    );
 }
 
 #[test]
