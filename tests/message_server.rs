@@ -627,6 +627,36 @@ fn with_the_proxy_protocol_the_handler_sees_the_client() {
     running.stop().unwrap();
 }
 
+/// Balancer connections that hold back their header stall no one: they wait in the intake, and
+/// the clients behind them are answered at once, not after the header timeout (a minute here).
+#[cfg(feature = "proxy")]
+#[test]
+fn connections_holding_back_their_proxy_header_stall_no_one() {
+    for mode in [AnyMode::from(Single), AnyMode::from(Pool::new(2))] {
+        let server = Builder::new()
+            .mode(mode)
+            .proxy_protocol(socketserver::proxy::ProxyProtocol::V1)
+            .trusted_proxies(["127.0.0.1"])
+            .proxy_header_timeout(Duration::from_secs(60))
+            .messages(Lines::new(), upper_lines())
+            .bind_tcp("127.0.0.1:0")
+            .unwrap();
+        let running = Running::start(server);
+        let held = common::hold_back_proxy_headers(running.addr(), 20, 5);
+        for i in 0..10 {
+            let mut client = tcp_client(running.addr());
+            write!(
+                client,
+                "PROXY TCP4 203.0.113.9 127.0.0.1 40000 80\r\nclient {i}\n"
+            )
+            .unwrap();
+            assert_eq!(read_lines(&client, 1), [format!("CLIENT {i}")]);
+        }
+        drop(held);
+        running.stop().unwrap();
+    }
+}
+
 #[test]
 fn verify_request_refuses_before_the_loop_sees_the_connection() {
     let (closed_tx, closed) = crossbeam_channel::unbounded();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{recv, Reported, Serving, WAIT};
 use socketserver::proxy::ProxyProtocol;
-use socketserver::{Builder, Mode, Pool, StreamRequest, Threading};
+use socketserver::{AnyMode, Builder, Mode, Pool, Single, StreamRequest, Threading};
 
 /// Reads one line, then answers with what it knows of the connection.
 fn describe(req: &mut StreamRequest) -> io::Result<()> {
@@ -201,6 +201,48 @@ fn a_header_slower_than_its_deadline_is_refused() {
         "{message}"
     );
     serving.finish(WAIT).expect("clean stop");
+}
+
+/// Balancer connections that hold back their header (sending nothing, or part of it) wait in the
+/// intake, where they hold no thread: in every thread mode the clients behind them are served at
+/// once, not after the header timeout (a minute here, far past the clients' 5 s timeouts).
+#[test]
+fn connections_holding_back_their_header_hold_no_worker() {
+    let modes: [(&str, AnyMode); 3] = [
+        ("single", Single.into()),
+        ("pool of 2", Pool::new(2).into()),
+        (
+            "threading capped at 2",
+            Threading::new().max_threads(2).into(),
+        ),
+    ];
+    for (name, mode) in modes {
+        let builder = Builder::new()
+            .mode(mode)
+            .proxy_protocol(ProxyProtocol::Any)
+            .trusted_proxies(["127.0.0.1/32"])
+            .proxy_header_timeout(Duration::from_secs(60));
+        let (serving, addr, _failures) = start(builder);
+        let held = common::hold_back_proxy_headers(addr, 20, 5);
+        for i in 0..10 {
+            let (reply, _) = ask(
+                addr,
+                format!("PROXY TCP4 203.0.113.9 127.0.0.1 40000 80\r\nclient {i}\n").as_bytes(),
+            );
+            assert!(
+                reply.ends_with(&format!("line=client {i}\n")),
+                "{name}: {reply}"
+            );
+        }
+        drop(held);
+        let stats = settled(&serving);
+        assert_eq!(
+            (stats.completed, stats.failed),
+            (10, 25),
+            "{name}: the held-back connections fail their header when they close"
+        );
+        serving.finish(WAIT).expect("clean stop");
+    }
 }
 
 #[test]

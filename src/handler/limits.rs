@@ -222,6 +222,60 @@ impl Guarded {
     pub(crate) fn without_waiting(&self) -> WithoutWaiting<'_> {
         WithoutWaiting(self)
     }
+
+    /// Copies what has arrived (up to `buf.len()` bytes) without taking it off the socket and
+    /// without waiting: `Ok(None)` if nothing has, `Ok(Some(0))` at end of file.
+    #[cfg(feature = "proxy")]
+    pub(crate) fn peek_now(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        loop {
+            return match recv_now(self.conn.as_raw_fd(), buf, libc::MSG_PEEK) {
+                Ok(n) => Ok(Some(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+        }
+    }
+
+    /// Takes `len` bytes that [`peek_now`](Self::peek_now) saw off the socket (they are there:
+    /// this does not wait).
+    #[cfg(feature = "proxy")]
+    pub(crate) fn discard_now(&self, mut len: usize) -> io::Result<()> {
+        let mut sink = [0u8; 512];
+        while len > 0 {
+            let chunk = len.min(sink.len());
+            match recv_now(self.conn.as_raw_fd(), &mut sink[..chunk], 0) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the connection ended inside bytes already received",
+                    ))
+                }
+                Ok(n) => len -= n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One `recv` with `MSG_DONTWAIT` and `flags`.
+#[cfg(feature = "proxy")]
+fn recv_now(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            flags | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        n if n < 0 => Err(io::Error::last_os_error()),
+        n => Ok(n as usize),
+    }
 }
 
 /// See [`Guarded::without_waiting`].

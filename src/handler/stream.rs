@@ -161,8 +161,9 @@ pub struct StreamRequest {
 enum ProxyState {
     Off,
     Expected(std::sync::Arc<crate::proxy::ProxyConfig>),
-    /// The balancer's address and the header it sent (boxed: most requests have neither).
-    Read(Box<(Address, crate::proxy::ProxyHeader)>),
+    /// The balancer's address, the header it sent and its bytes as sent (kept to hand the
+    /// header to a child process; boxed: most requests have none).
+    Read(Box<(Address, crate::proxy::ProxyHeader, Vec<u8>)>),
 }
 
 impl StreamRequest {
@@ -186,34 +187,124 @@ impl StreamRequest {
     }
 
     /// With the PROXY protocol on, reads the connection's header within its deadline, from a
-    /// trusted balancer only, and takes the client's address from it. Otherwise does nothing.
+    /// trusted balancer only, and takes the client's address from it. Otherwise (or if the
+    /// header was read already) does nothing.
     #[cfg(feature = "proxy")]
     pub(crate) fn admit(&mut self) -> io::Result<Admission> {
         use crate::proxy;
         let ProxyState::Expected(config) = &self.proxy else {
-            return Ok(Admission::Client);
+            return Ok(self.admission());
         };
         let config = std::sync::Arc::clone(config);
-        proxy::check_trusted(&self.peer, &config.trusted)?;
+        self.proxy_error(proxy::check_trusted(&self.peer, &config.trusted))?;
         self.set_deadline(Deadline::after(config.timeout).named("PROXY protocol header"));
         // Straight from the connection, not through the buffer: not a byte past the header is
         // read, and the buffer is still unallocated for the handler.
         let accept = config.version.unwrap_or(proxy::ProxyProtocol::Any);
         let header = proxy::read_header(&self.conn, accept);
         self.clear_deadline();
-        let header = header.map_err(|e| {
-            io::Error::new(e.kind(), format!("PROXY protocol from {}: {e}", self.peer))
-        })?;
-        let admission = match header.is_local() {
-            true => Admission::HealthCheck,
-            false => Admission::Client,
+        let header = self.proxy_error(header)?;
+        Ok(self.take_header(header, Vec::new()))
+    }
+
+    /// [`admit`](Self::admit) without waiting, for the intake: `Ok(None)` while the header is
+    /// incomplete (call again when the socket is readable). The bytes that have arrived are
+    /// peeked at, and only the header's are taken off the socket once it is whole, so what the
+    /// client sent after it stays for the handler.
+    #[cfg(feature = "proxy")]
+    pub(crate) fn try_admit(&mut self) -> io::Result<Option<Admission>> {
+        use crate::proxy;
+        let ProxyState::Expected(config) = &self.proxy else {
+            return Ok(Some(self.admission()));
         };
+        let config = std::sync::Arc::clone(config);
+        self.proxy_error(proxy::check_trusted(&self.peer, &config.trusted))?;
+        let accept = config.version.unwrap_or(proxy::ProxyProtocol::Any);
+        let mut peeked = [0u8; proxy::MAX_V2_HEADER];
+        let arrived = self.proxy_error(self.conn.peek_now(&mut peeked))?;
+        let Some(arrived) = arrived else {
+            return Ok(None);
+        };
+        if arrived == 0 {
+            return Err(self.proxy_error_of(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the peer closed the connection before sending a whole PROXY protocol header",
+            )));
+        }
+        let parsed = proxy::parse_header(&peeked[..arrived], accept);
+        let Some((header, used)) = self.proxy_error(parsed)? else {
+            return Ok(None);
+        };
+        self.proxy_error(self.conn.discard_now(used))?;
+        Ok(Some(self.take_header(header, peeked[..used].to_vec())))
+    }
+
+    /// In a [`Process`](crate::Process) child: the header the parent's intake read, as it was
+    /// sent (`raw`), with the balancer's address as the connection's peer.
+    #[cfg(feature = "proxy")]
+    pub(crate) fn adopt_header(&mut self, raw: &[u8]) -> io::Result<()> {
+        use crate::proxy;
+        let ProxyState::Expected(config) = &self.proxy else {
+            return Ok(());
+        };
+        let accept = config.version.unwrap_or(proxy::ProxyProtocol::Any);
+        match proxy::parse_header(raw, accept)? {
+            Some((header, used)) if used == raw.len() => {
+                self.take_header(header, raw.to_vec());
+                Ok(())
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the PROXY protocol header handed over by the parent process is not whole",
+            )),
+        }
+    }
+
+    /// The header as it was sent, to hand to a child process (empty if none was read, or it was
+    /// read by blocking [`admit`](Self::admit)).
+    #[cfg(feature = "proxy")]
+    pub(crate) fn raw_proxy_header(&self) -> &[u8] {
+        match &self.proxy {
+            ProxyState::Read(read) => &read.2,
+            _ => &[],
+        }
+    }
+
+    /// The connection's own peer: the balancer's address once a PROXY header was read.
+    #[cfg(feature = "proxy")]
+    pub(crate) fn connection_peer(&self) -> &Address {
+        self.proxy_addr().unwrap_or(&self.peer)
+    }
+
+    #[cfg(feature = "proxy")]
+    fn admission(&self) -> Admission {
+        match &self.proxy {
+            ProxyState::Read(read) if read.1.is_local() => Admission::HealthCheck,
+            _ => Admission::Client,
+        }
+    }
+
+    #[cfg(feature = "proxy")]
+    fn take_header(&mut self, header: crate::proxy::ProxyHeader, raw: Vec<u8>) -> Admission {
         let balancer = match header.source() {
             Some(client) => std::mem::replace(&mut self.peer, Address::from(client)),
             None => self.peer.clone(),
         };
-        self.proxy = ProxyState::Read(Box::new((balancer, header)));
-        Ok(admission)
+        self.proxy = ProxyState::Read(Box::new((balancer, header, raw)));
+        self.admission()
+    }
+
+    #[cfg(feature = "proxy")]
+    fn proxy_error<V>(&self, result: io::Result<V>) -> io::Result<V> {
+        result.map_err(|e| self.proxy_error_of(e))
+    }
+
+    #[cfg(feature = "proxy")]
+    fn proxy_error_of(&self, e: io::Error) -> io::Error {
+        if e.kind() == io::ErrorKind::PermissionDenied {
+            return e; // check_trusted's message names the peer already
+        }
+        io::Error::new(e.kind(), format!("PROXY protocol from {}: {e}", self.peer))
     }
 
     /// With the PROXY protocol on ([`Builder::proxy_protocol`](crate::Builder::proxy_protocol)):

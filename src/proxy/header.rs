@@ -227,11 +227,75 @@ pub(crate) fn check_trusted(peer: &Address, trusted: &[TrustedProxy]) -> io::Res
 pub(crate) fn read_header(mut source: impl Read, accept: ProxyProtocol) -> io::Result<ProxyHeader> {
     let mut start = [0u8; 5];
     read_exact(&mut source, &mut start)?;
-    if start == *b"PROXY" && accept.accepts_v1() {
-        return read_v1(source, start);
+    check_start(&start, accept)?;
+    if start[..] == b"PROXY"[..] {
+        let mut line = [0u8; MAX_V1_HEADER];
+        line[..5].copy_from_slice(&start);
+        let mut len = 5;
+        // A byte at a time: the header's end is only known when its CRLF arrives, and the bytes
+        // after it belong to the client.
+        while !line[..len].ends_with(b"\r\n") {
+            if len == MAX_V1_HEADER {
+                return Err(v1_too_long());
+            }
+            read_exact(&mut source, &mut line[len..=len])?;
+            len += 1;
+        }
+        return decode_v1(&line[..len]);
     }
-    if start == V2_SIGNATURE[..5] && accept.accepts_v2() {
-        return read_v2(source, start);
+    let mut fixed = [0u8; V2_FIXED];
+    fixed[..5].copy_from_slice(&start);
+    read_exact(&mut source, &mut fixed[5..])?;
+    let total = v2_length(&fixed)?;
+    let mut bytes = vec![0u8; total];
+    bytes[..V2_FIXED].copy_from_slice(&fixed);
+    read_exact(&mut source, &mut bytes[V2_FIXED..])?;
+    decode_v2(&bytes)
+}
+
+/// Parses the header at the start of `bytes`, what a connection has sent so far: the header and
+/// how many bytes it took, or `None` while it is incomplete. A start that cannot become a header
+/// is refused as soon as it shows (a client connecting directly sends `GET` or the like at once).
+/// Bounded like [`read_header`]: past [`MAX_V1_HEADER`] or [`MAX_V2_HEADER`] it is an error.
+pub(crate) fn parse_header(
+    bytes: &[u8],
+    accept: ProxyProtocol,
+) -> io::Result<Option<(ProxyHeader, usize)>> {
+    let start = &bytes[..bytes.len().min(5)];
+    check_start(start, accept)?;
+    if start.len() < 5 {
+        return Ok(None);
+    }
+    if start == b"PROXY" {
+        let window = &bytes[..bytes.len().min(MAX_V1_HEADER)];
+        return match window.windows(2).position(|w| w == b"\r\n") {
+            Some(at) => Ok(Some((decode_v1(&window[..at + 2])?, at + 2))),
+            None if window.len() == MAX_V1_HEADER => Err(v1_too_long()),
+            None => Ok(None),
+        };
+    }
+    let Some(fixed) = bytes.get(..V2_FIXED) else {
+        // The signature so far must still match.
+        let have = bytes.len().min(V2_SIGNATURE.len());
+        if bytes[..have] != V2_SIGNATURE[..have] {
+            return Err(garbled("version 2 signature incomplete"));
+        }
+        return Ok(None);
+    };
+    let total = v2_length(fixed)?;
+    match bytes.get(..total) {
+        Some(header) => Ok(Some((decode_v2(header)?, total))),
+        None => Ok(None),
+    }
+}
+
+/// Refuses a connection whose first bytes (up to 5) cannot begin a header of a version `accept`
+/// takes.
+fn check_start(start: &[u8], accept: ProxyProtocol) -> io::Result<()> {
+    let v1 = accept.accepts_v1() && b"PROXY".starts_with(start);
+    let v2 = accept.accepts_v2() && V2_SIGNATURE.starts_with(start);
+    if v1 || v2 {
+        return Ok(());
     }
     let expected = match accept {
         ProxyProtocol::V1 => "a version 1 header (\"PROXY ...\")",
@@ -241,8 +305,29 @@ pub(crate) fn read_header(mut source: impl Read, accept: ProxyProtocol) -> io::R
     Err(garbled(format!(
         "expected {expected}, the connection began with {:?} (a client connecting directly \
          instead of through the load balancer?)",
-        String::from_utf8_lossy(&start)
+        String::from_utf8_lossy(start)
     )))
+}
+
+fn v1_too_long() -> io::Error {
+    garbled(format!(
+        "version 1 header longer than {MAX_V1_HEADER} bytes"
+    ))
+}
+
+/// The whole length of the version 2 header whose fixed part is `fixed`, checked against the
+/// limit before anything is allocated.
+fn v2_length(fixed: &[u8]) -> io::Result<usize> {
+    if fixed[..12] != V2_SIGNATURE[..] {
+        return Err(garbled("version 2 signature incomplete"));
+    }
+    let total = V2_FIXED + usize::from(u16::from_be_bytes([fixed[14], fixed[15]]));
+    if total > MAX_V2_HEADER {
+        return Err(garbled(format!(
+            "version 2 header of {total} bytes, more than the {MAX_V2_HEADER} accepted"
+        )));
+    }
+    Ok(total)
 }
 
 fn read_exact(source: &mut impl Read, buf: &mut [u8]) -> io::Result<()> {
@@ -258,22 +343,9 @@ fn read_exact(source: &mut impl Read, buf: &mut [u8]) -> io::Result<()> {
     })
 }
 
-fn read_v1(mut source: impl Read, start: [u8; 5]) -> io::Result<ProxyHeader> {
-    let mut line = [0u8; MAX_V1_HEADER];
-    line[..5].copy_from_slice(&start);
-    let mut len = 5;
-    // A byte at a time: the header's end is only known when its CRLF arrives, and the bytes after
-    // it belong to the client.
-    while !line[..len].ends_with(b"\r\n") {
-        if len == MAX_V1_HEADER {
-            return Err(garbled(format!(
-                "version 1 header longer than {MAX_V1_HEADER} bytes"
-            )));
-        }
-        read_exact(&mut source, &mut line[len..=len])?;
-        len += 1;
-    }
-    let header = ppp::v1::Header::try_from(&line[..len]).map_err(garbled)?;
+/// A whole version 1 line, CRLF included.
+fn decode_v1(line: &[u8]) -> io::Result<ProxyHeader> {
+    let header = ppp::v1::Header::try_from(line).map_err(garbled)?;
     let (source, destination) = match header.addresses {
         ppp::v1::Addresses::Tcp4(a) => (
             Some(SocketAddr::from((a.source_address, a.source_port))),
@@ -300,24 +372,9 @@ fn read_v1(mut source: impl Read, start: [u8; 5]) -> io::Result<ProxyHeader> {
     })
 }
 
-fn read_v2(mut source: impl Read, start: [u8; 5]) -> io::Result<ProxyHeader> {
-    let mut fixed = [0u8; V2_FIXED];
-    fixed[..5].copy_from_slice(&start);
-    read_exact(&mut source, &mut fixed[5..])?;
-    if fixed[..12] != V2_SIGNATURE[..] {
-        return Err(garbled("version 2 signature incomplete"));
-    }
-    let rest = usize::from(u16::from_be_bytes([fixed[14], fixed[15]]));
-    if V2_FIXED + rest > MAX_V2_HEADER {
-        return Err(garbled(format!(
-            "version 2 header of {} bytes, more than the {MAX_V2_HEADER} accepted",
-            V2_FIXED + rest
-        )));
-    }
-    let mut bytes = vec![0u8; V2_FIXED + rest];
-    bytes[..V2_FIXED].copy_from_slice(&fixed);
-    read_exact(&mut source, &mut bytes[V2_FIXED..])?;
-    let header = ppp::v2::Header::try_from(&bytes[..]).map_err(garbled)?;
+/// A whole version 2 header.
+fn decode_v2(bytes: &[u8]) -> io::Result<ProxyHeader> {
+    let header = ppp::v2::Header::try_from(bytes).map_err(garbled)?;
     let (source, destination) = match header.addresses {
         ppp::v2::Addresses::IPv4(a) => (
             Some(SocketAddr::from((a.source_address, a.source_port))),
@@ -474,6 +531,56 @@ mod tests {
         let err = read_header(&b"PROXY TCP4 1.2"[..], ProxyProtocol::Any).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         assert!(err.to_string().contains("whole PROXY"), "{err}");
+    }
+
+    #[test]
+    fn parsing_what_has_arrived_agrees_with_reading_at_every_length() {
+        let mut tlvs = vec![PP2_TYPE_AUTHORITY, 0, 11];
+        tlvs.extend_from_slice(b"example.com");
+        let headers: [&[u8]; 3] = [
+            b"PROXY TCP4 192.0.2.1 10.0.0.1 56324 443\r\n",
+            b"PROXY UNKNOWN\r\n",
+            &v2_ipv4(&tlvs),
+        ];
+        for header in headers {
+            let mut input = header.to_vec();
+            input.extend_from_slice(b"GET / HTTP/1.0\r\n");
+            let read = read_header(&input[..], ProxyProtocol::Any).unwrap();
+            for cut in 0..header.len() {
+                assert!(
+                    parse_header(&input[..cut], ProxyProtocol::Any)
+                        .unwrap()
+                        .is_none(),
+                    "{cut} bytes of {} are not a header yet",
+                    header.len()
+                );
+            }
+            for end in header.len()..=input.len() {
+                let (parsed, used) = parse_header(&input[..end], ProxyProtocol::Any)
+                    .unwrap()
+                    .expect("a whole header");
+                assert_eq!(parsed, read);
+                assert_eq!(used, header.len(), "nothing past the header is taken");
+            }
+        }
+    }
+
+    #[test]
+    fn parsing_refuses_a_wrong_start_at_its_first_byte_and_bounds_both_versions() {
+        let err = parse_header(b"G", ProxyProtocol::Any).unwrap_err();
+        assert!(err.to_string().contains("began with \"G\""), "{err}");
+        let err = parse_header(b"\r\n\r\n\0\r", ProxyProtocol::V1).unwrap_err();
+        assert!(err.to_string().contains("version 1"), "{err}");
+        let err = parse_header(b"\r\n\r\n\0\r\nQUIX", ProxyProtocol::V2).unwrap_err();
+        assert!(err.to_string().contains("signature"), "{err}");
+        let mut long = b"PROXY TCP4 ".to_vec();
+        long.resize(MAX_V1_HEADER + 10, b'1');
+        let err = parse_header(&long, ProxyProtocol::Any).unwrap_err();
+        assert!(err.to_string().contains("longer than 107"), "{err}");
+        let mut huge = V2_SIGNATURE.to_vec();
+        huge.extend_from_slice(&[0x21, 0x11, 0xff, 0xff]);
+        let err = parse_header(&huge, ProxyProtocol::Any).unwrap_err();
+        assert!(err.to_string().contains("more than the 4096"), "{err}");
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! [`Builder::proxy_protocol`](crate::Builder::proxy_protocol) and
 //! [`Builder::trusted_proxies`](crate::Builder::trusted_proxies); parsed with the `ppp` crate.
 //!
-//! When it is on, each connection's header is read on the thread that serves the request (never
-//! on the accepting loop, so a slow balancer cannot hold up accepting), before `verify_request`
-//! and the handler's `setup`. Then [`StreamRequest::peer_addr`](crate::StreamRequest::peer_addr)
+//! When it is on, each new connection waits for its header in the server's intake, a thread that
+//! watches all of them at once, and reaches the concurrency mode (or a message server's loop)
+//! only once the header is whole: a balancer slow to send it holds no worker and stalls no one.
+//! The header is read before `verify_request` and the handler's `setup`. Then [`StreamRequest::peer_addr`](crate::StreamRequest::peer_addr)
 //! is the client's address, [`proxy_addr`](crate::StreamRequest::proxy_addr) the balancer's,
 //! and [`proxy_header`](crate::StreamRequest::proxy_header) holds the version 2 TLVs.
 
@@ -15,7 +16,7 @@ mod trust;
 pub use header::{ProxyHeader, Tls, Tlv};
 pub use trust::TrustedProxy;
 
-pub(crate) use header::{check_trusted, read_header};
+pub(crate) use header::{check_trusted, parse_header, read_header};
 
 use std::time::Duration;
 

@@ -290,11 +290,12 @@ impl<M: Mode> Builder<M> {
 
     /// Decides, before the handler runs, whether to serve a peer (Python's `verify_request`).
     /// Returning `false` closes the connection (or drops the datagram) and counts it in
-    /// [`Stats::rejected`](crate::Stats::rejected). Runs on the serving thread — except with
-    /// the PROXY protocol on (`proxy_protocol`, feature `proxy`): then it runs on the
-    /// request's thread (in a [`Process`](crate::Process) mode, in the child) right after the
-    /// header is read and before `setup`, so it sees the real client's address. Calls from
-    /// several threads then take turns.
+    /// [`Stats::rejected`](crate::Stats::rejected). Runs on the serving thread. With the PROXY
+    /// protocol on (`proxy_protocol`, feature `proxy`) it runs once the header is read, so it
+    /// sees the real client's address: on the serving thread under
+    /// [`serve_forever`](crate::Server::serve_forever), on the request's thread (in a
+    /// [`Process`](crate::Process) mode, in the child) under
+    /// [`handle_request`](crate::Server::handle_request). Calls from several threads take turns.
     pub fn verify_request(mut self, hook: impl FnMut(&Address) -> bool + Send + 'static) -> Self {
         self.hooks.verify_request = Some(Arc::new(std::sync::Mutex::new(hook)));
         self
@@ -308,14 +309,20 @@ impl<M: Mode> Builder<M> {
     /// [`proxy_header_timeout`](Self::proxy_header_timeout) (5 s) is closed before the handler
     /// runs and reported to [`handle_error`](Self::handle_error) (counted as failed).
     ///
-    /// The header is read on the request's thread, never on the accepting loop, and bounded
-    /// (107 bytes for version 1, 4 KiB for version 2) before anything is allocated. Then
-    /// [`StreamRequest::peer_addr`] is the client's address, [`StreamRequest::proxy_addr`] the
-    /// balancer's, and [`StreamRequest::proxy_header`] has the version 2 TLVs. A version 2
-    /// `LOCAL` header (the balancer's health check) is closed without running the handler and
-    /// counted as [`rejected`](crate::Stats::rejected); in the [`Process`](crate::Process) mode
-    /// the parent counts it as completed (the child ended well). `verify_request` then runs after
-    /// the header (see [`verify_request`](Self::verify_request)).
+    /// Under [`serve_forever`](crate::Server::serve_forever) a new connection waits for its
+    /// header in the *intake*: one thread that watches every such connection at once (epoll) and
+    /// hands a connection to the mode only once its header is whole. So a connection that holds
+    /// back its header (a slow or broken balancer, a lost packet) holds no thread, worker or
+    /// child process, and stalls no one, in any mode and in message servers; the timeout counts
+    /// from accept. ([`handle_request`](crate::Server::handle_request) reads the header on the
+    /// request's thread instead.) The header is bounded (107 bytes for version 1, 4 KiB for
+    /// version 2) before anything is allocated, and nothing past it is taken from the socket.
+    /// Then [`StreamRequest::peer_addr`] is the client's address, [`StreamRequest::proxy_addr`]
+    /// the balancer's, and [`StreamRequest::proxy_header`] has the version 2 TLVs (a
+    /// [`Process`](crate::Process) child gets them from its parent). A version 2 `LOCAL` header
+    /// (the balancer's health check) is closed without running the handler and counted as
+    /// [`rejected`](crate::Stats::rejected). `verify_request` runs after the header (see
+    /// [`verify_request`](Self::verify_request)).
     ///
     /// ```
     /// use socketserver::proxy::ProxyProtocol;

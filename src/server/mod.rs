@@ -3,6 +3,8 @@
 mod builder;
 mod failure_log;
 pub(crate) mod handle;
+#[cfg(feature = "proxy")]
+mod intake;
 #[cfg(feature = "signals")]
 mod signals;
 pub(crate) mod stop;
@@ -108,6 +110,13 @@ pub struct Server<T: Transport, H, M: Mode> {
     _signals: Option<signals::SignalRelay>,
     /// What the "serving" log line says the server is, instead of its mode (a message server).
     served_as: Option<String>,
+    /// While `serve_forever` runs a stream server with the PROXY protocol: where connections wait
+    /// for their header before the mode gets them.
+    #[cfg(feature = "proxy")]
+    intake: Option<intake::Intake<T>>,
+    /// How the intake's thread is named and sized.
+    #[cfg(feature = "proxy")]
+    threads: crate::mode::ThreadSettings,
     transport: PhantomData<fn() -> T>,
 }
 
@@ -175,7 +184,8 @@ where
                 let handed = process::read_handoff(max)?;
                 let local = handed.local.clone();
                 let mut server = Self::assemble(None, None, local, handler, builder, Some(role))?;
-                server.adopted = Some(T::adopt(socket, handed, &server.handle, &server.connection));
+                let request = T::adopt(socket, handed, &server.handle, &server.connection)?;
+                server.adopted = Some(request);
                 // Stdin stays open after the handoff: the parent closes it when a stop begins.
                 process::lifeline_watch(server.handle(), None)?;
                 Ok(server)
@@ -284,6 +294,10 @@ where
             #[cfg(feature = "signals")]
             _signals: signals,
             served_as: None,
+            #[cfg(feature = "proxy")]
+            intake: None,
+            #[cfg(feature = "proxy")]
+            threads,
             transport: PhantomData,
         })
     }
@@ -359,22 +373,26 @@ where
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        self.open_intake()?;
         self.handle.shared.notify_ready();
         if self.worker {
             process::start_reporting(self.handle.clone());
         }
         while !self.handle.is_shutting_down() {
-            match poll::wait(socket_fd, self.stop().pipe_fd(), tick)? {
-                Ready::Stop => break,
-                Ready::Timeout => {}
-                Ready::Socket => {
-                    for _ in 0..RECEIVE_BATCH {
-                        if self.handle.is_shutting_down() || self.receive_one()?.is_none() {
-                            break;
-                        }
-                        // Checked per request, not per batch: a busy worker must not overshoot.
-                        self.check_request_limit();
+            let woken = poll::wait_serving(socket_fd, self.stop().pipe_fd(), self.bell_fd(), tick)?;
+            if woken.stop {
+                break;
+            }
+            if woken.bell {
+                self.take_prepared();
+            }
+            if woken.socket {
+                for _ in 0..RECEIVE_BATCH {
+                    if self.handle.is_shutting_down() || self.receive_one()?.is_none() {
+                        break;
                     }
+                    // Checked per request, not per batch: a busy worker must not overshoot.
+                    self.check_request_limit();
                 }
             }
             if let Some(hook) = &mut self.hooks.service_actions {
@@ -390,6 +408,7 @@ where
             Some(_) => self.finish_gracefully(socket_fd),
             None => Ok(()),
         };
+        self.close_intake();
         if self.worker {
             self.exit_worker();
         }
@@ -448,6 +467,7 @@ where
             );
         }
         self.release_socket();
+        self.flush_intake();
         self.mode.stop_intake();
         let shared = Arc::clone(&self.handle.shared);
         let counters = &shared.counters;
@@ -535,6 +555,7 @@ where
     /// timeout, then exits, leaving any still running (a client holding an idle connection).
     fn exit_worker(&mut self) -> ! {
         self.release_socket();
+        self.close_intake();
         self.mode.stop_intake();
         let shared = Arc::clone(&self.handle.shared);
         let counters = &shared.counters;
@@ -622,6 +643,7 @@ where
         self.handle.shared.stop.request();
         self.handle.shared.notify_stopping();
         self.release_socket();
+        self.close_intake();
         self.mode.stop_intake();
         self.closed = true;
         let start = Instant::now();
@@ -738,12 +760,24 @@ where
     }
 
     fn dispatch(&mut self, request: T::Request) -> Outcome {
+        self.handle.shared.counters.request_started();
+        #[cfg(feature = "proxy")]
+        if let Some(intake) = &self.intake {
+            intake.submit(request);
+            return Outcome::Handled;
+        }
+        // With the PROXY protocol the real client is known only once its header is read, on the
+        // request's thread (outside `serve_forever`, which has the intake): verify_request waits
+        // for it there.
+        let late = T::admits_late(&self.connection);
+        self.hand_to_mode(request, late)
+    }
+
+    /// Runs or queues a counted request with the mode: after `verify_request`, unless `late` (then
+    /// it runs with the handler, after the PROXY header).
+    fn hand_to_mode(&mut self, request: T::Request, late: bool) -> Outcome {
         let peer = T::peer(&request).clone();
         let shared = &self.handle.shared;
-        shared.counters.request_started();
-        // With the PROXY protocol the real client is known only once its header is read, on the
-        // request's thread: verify_request waits for it there.
-        let late = T::admits_late(&self.connection);
         if let Some(verify) = self.hooks.verify_request.as_ref().filter(|_| !late) {
             if !verify.lock().unwrap_or_else(PoisonError::into_inner)(&peer) {
                 log::debug!("verify_request refused {peer}; closing");
@@ -754,11 +788,11 @@ where
         }
         log::debug!("request from {peer}");
         let handoff = self.mode.wants_handoff().then(|| {
-            let (fd, datagram) = T::handoff_parts(&request);
+            let (fd, peer, datagram) = T::handoff_parts(&request);
             Handoff {
                 fd,
                 local: self.handle.local_addr().clone(),
-                peer: peer.clone(),
+                peer,
                 datagram,
             }
         });
@@ -784,7 +818,87 @@ where
     }
 }
 
+/// The intake (see [`intake`]): connections wait there, holding no thread, for their PROXY
+/// protocol header before the mode gets them. Only `serve_forever` uses it, and only a stream
+/// server with the PROXY protocol on that serves itself (not a prefork parent).
+impl<T, H, M> Server<T, H, M>
+where
+    T: Transport,
+    H: RequestHandler<T::Request> + Clone,
+    M: Mode,
+{
+    fn open_intake(&mut self) -> io::Result<()> {
+        #[cfg(feature = "proxy")]
+        if let Some(proxy) = self.connection.proxy.as_ref().filter(|_| T::STREAM) {
+            let shared = Arc::clone(&self.handle.shared);
+            let what = "PROXY protocol header";
+            self.intake = Some(intake::Intake::start(
+                shared,
+                what,
+                proxy.timeout,
+                &self.threads,
+            )?);
+        }
+        Ok(())
+    }
+
+    fn bell_fd(&self) -> Option<RawFd> {
+        #[cfg(feature = "proxy")]
+        return self.intake.as_ref().map(intake::Intake::bell_fd);
+        #[cfg(not(feature = "proxy"))]
+        None
+    }
+
+    /// Hands the connections whose header is whole to the mode; a `LOCAL` header (a balancer's
+    /// health check) is closed unserved.
+    fn take_prepared(&mut self) {
+        #[cfg(feature = "proxy")]
+        for (request, admission) in self
+            .intake
+            .as_ref()
+            .map(intake::Intake::take)
+            .unwrap_or_default()
+        {
+            if admission == Admission::HealthCheck {
+                log::debug!(
+                    "PROXY protocol LOCAL connection (a health check) from {}; closed",
+                    T::peer(&request)
+                );
+                drop(request);
+                self.handle.shared.counters.request_ended(Ending::Rejected);
+                continue;
+            }
+            self.hand_to_mode(request, false);
+        }
+    }
+
+    /// During a graceful stop: serves the connections still in the intake as their headers
+    /// complete, until none is left (each has its header timeout) or the stop turns immediate.
+    fn flush_intake(&mut self) {
+        #[cfg(feature = "proxy")]
+        while self.intake.as_ref().is_some_and(|i| !i.is_empty()) {
+            let abort = self.handle.shared.abort.pipe_fd();
+            let bell = self.bell_fd().unwrap_or(-1);
+            // The bell in the socket's place: nothing else is waited for. A connection that
+            // fails its header rings no bell: look again after a while.
+            match poll::wait(bell, abort, Some(Duration::from_millis(100))) {
+                Ok(Ready::Socket) => self.take_prepared(),
+                Ok(Ready::Timeout) => {}
+                Ok(Ready::Stop) | Err(_) => break,
+            }
+        }
+    }
+}
+
 impl<T: Transport, H, M: Mode> Server<T, H, M> {
+    /// Closes the intake: connections still in it are closed unserved (counted as rejected).
+    fn close_intake(&mut self) {
+        #[cfg(feature = "proxy")]
+        {
+            self.intake = None;
+        }
+    }
+
     /// Makes the "serving" log line say `what` the server is instead of naming its mode.
     #[cfg(feature = "message")]
     pub(crate) fn serve_as(&mut self, what: String) {
@@ -837,6 +951,7 @@ impl<T: Transport, H, M: Mode> Drop for Server<T, H, M> {
         if !self.closed {
             self.handle.shared.stop.request();
             self.release_socket();
+            self.close_intake();
             self.mode.stop_intake();
             self.handle.shared.flush_failures();
         }

@@ -86,20 +86,27 @@ pub(crate) mod sealed {
         /// On the request's thread, before `verify_request` and `setup`: reads the PROXY protocol
         /// header if the server expects one.
         fn admit(request: &mut Self::Request) -> io::Result<Admission>;
-        /// Whether `admit` has work to do, so `verify_request` must wait for it.
+        /// Whether `admit` has work to do, so `verify_request` must wait for it (and a serving
+        /// loop passes new connections through the intake).
         fn admits_late(options: &ConnectionOptions) -> bool;
+        /// `admit` without waiting, for the intake: `Ok(None)` until the socket has brought
+        /// what it needs.
+        fn try_admit(request: &mut Self::Request) -> io::Result<Option<Admission>>;
+        /// The request's socket, for the intake to wait on.
+        fn request_fd(request: &Self::Request) -> RawFd;
         /// The end-of-request step after a successful `finish`.
         fn complete(request: &mut Self::Request) -> io::Result<()>;
         /// What a child process needs to handle `request`: the socket to inherit (the connection,
-        /// or the server's datagram socket) and the datagram, if any.
-        fn handoff_parts(request: &Self::Request) -> (RawFd, Vec<u8>);
+        /// or the server's datagram socket), the peer the socket is connected to, and the data
+        /// already read: the datagram, or a connection's PROXY header.
+        fn handoff_parts(request: &Self::Request) -> (RawFd, Address, Vec<u8>);
         /// In a child process: the request made of the inherited socket and what the parent sent.
         fn adopt(
             socket: Socket,
             handed: Handed,
             server: &ServerHandle,
             options: &ConnectionOptions,
-        ) -> Self::Request;
+        ) -> io::Result<Self::Request>;
 
         /// The socket type this transport serves, to check an inherited socket.
         fn socket_type() -> Type {
@@ -119,6 +126,43 @@ fn admit_stream(_request: &mut StreamRequest) -> io::Result<Admission> {
     return _request.admit();
     #[cfg(not(feature = "proxy"))]
     Ok(Admission::Client)
+}
+
+fn try_admit_stream(_request: &mut StreamRequest) -> io::Result<Option<Admission>> {
+    #[cfg(feature = "proxy")]
+    return _request.try_admit();
+    #[cfg(not(feature = "proxy"))]
+    Ok(Some(Admission::Client))
+}
+
+/// A connection for a child: its socket, its own peer (the balancer, once a PROXY header was
+/// read) and the header as sent, which the child parses again.
+fn stream_handoff(request: &StreamRequest) -> (RawFd, Address, Vec<u8>) {
+    let fd = request.connection().as_raw_fd();
+    #[cfg(feature = "proxy")]
+    return (
+        fd,
+        request.connection_peer().clone(),
+        request.raw_proxy_header().to_vec(),
+    );
+    #[cfg(not(feature = "proxy"))]
+    (fd, request.peer_addr().clone(), Vec::new())
+}
+
+/// The child's side of [`stream_handoff`].
+fn adopt_stream(
+    connection: Connection,
+    handed: Handed,
+    server: &ServerHandle,
+    options: &ConnectionOptions,
+) -> io::Result<StreamRequest> {
+    #[cfg_attr(not(feature = "proxy"), allow(unused_mut))]
+    let mut request = StreamRequest::new(connection, handed.peer, server.clone(), options);
+    #[cfg(feature = "proxy")]
+    if !handed.datagram.is_empty() {
+        request.adopt_header(&handed.datagram)?;
+    }
+    Ok(request)
 }
 
 fn proxy_on(_options: &ConnectionOptions) -> bool {
@@ -221,8 +265,16 @@ impl TransportImpl for Tcp {
         Ok(())
     }
 
-    fn handoff_parts(request: &StreamRequest) -> (RawFd, Vec<u8>) {
-        (request.connection().as_raw_fd(), Vec::new())
+    fn try_admit(request: &mut StreamRequest) -> io::Result<Option<Admission>> {
+        try_admit_stream(request)
+    }
+
+    fn request_fd(request: &StreamRequest) -> RawFd {
+        request.connection().as_raw_fd()
+    }
+
+    fn handoff_parts(request: &StreamRequest) -> (RawFd, Address, Vec<u8>) {
+        stream_handoff(request)
     }
 
     fn adopt(
@@ -230,13 +282,8 @@ impl TransportImpl for Tcp {
         handed: Handed,
         server: &ServerHandle,
         options: &ConnectionOptions,
-    ) -> StreamRequest {
-        StreamRequest::new(
-            Connection::Tcp(socket.into()),
-            handed.peer,
-            server.clone(),
-            options,
-        )
+    ) -> io::Result<StreamRequest> {
+        adopt_stream(Connection::Tcp(socket.into()), handed, server, options)
     }
 }
 
@@ -265,8 +312,16 @@ impl TransportImpl for UnixStream {
         Ok(())
     }
 
-    fn handoff_parts(request: &StreamRequest) -> (RawFd, Vec<u8>) {
-        (request.connection().as_raw_fd(), Vec::new())
+    fn try_admit(request: &mut StreamRequest) -> io::Result<Option<Admission>> {
+        try_admit_stream(request)
+    }
+
+    fn request_fd(request: &StreamRequest) -> RawFd {
+        request.connection().as_raw_fd()
+    }
+
+    fn handoff_parts(request: &StreamRequest) -> (RawFd, Address, Vec<u8>) {
+        stream_handoff(request)
     }
 
     fn adopt(
@@ -274,13 +329,8 @@ impl TransportImpl for UnixStream {
         handed: Handed,
         server: &ServerHandle,
         options: &ConnectionOptions,
-    ) -> StreamRequest {
-        StreamRequest::new(
-            Connection::Unix(socket.into()),
-            handed.peer,
-            server.clone(),
-            options,
-        )
+    ) -> io::Result<StreamRequest> {
+        adopt_stream(Connection::Unix(socket.into()), handed, server, options)
     }
 }
 
@@ -309,8 +359,20 @@ impl TransportImpl for Udp {
         request.send_pending_reply()
     }
 
-    fn handoff_parts(request: &DatagramRequest) -> (RawFd, Vec<u8>) {
-        (request.socket().as_raw_fd(), request.data().to_vec())
+    fn try_admit(_request: &mut DatagramRequest) -> io::Result<Option<Admission>> {
+        Ok(Some(Admission::Client))
+    }
+
+    fn request_fd(request: &DatagramRequest) -> RawFd {
+        request.socket().as_raw_fd()
+    }
+
+    fn handoff_parts(request: &DatagramRequest) -> (RawFd, Address, Vec<u8>) {
+        (
+            request.socket().as_raw_fd(),
+            request.peer_addr().clone(),
+            request.data().to_vec(),
+        )
     }
 
     fn adopt(
@@ -318,8 +380,8 @@ impl TransportImpl for Udp {
         handed: Handed,
         server: &ServerHandle,
         _options: &ConnectionOptions,
-    ) -> DatagramRequest {
-        adopt_datagram(socket, handed, server)
+    ) -> io::Result<DatagramRequest> {
+        Ok(adopt_datagram(socket, handed, server))
     }
 }
 
@@ -348,8 +410,20 @@ impl TransportImpl for UnixDatagram {
         request.send_pending_reply()
     }
 
-    fn handoff_parts(request: &DatagramRequest) -> (RawFd, Vec<u8>) {
-        (request.socket().as_raw_fd(), request.data().to_vec())
+    fn try_admit(_request: &mut DatagramRequest) -> io::Result<Option<Admission>> {
+        Ok(Some(Admission::Client))
+    }
+
+    fn request_fd(request: &DatagramRequest) -> RawFd {
+        request.socket().as_raw_fd()
+    }
+
+    fn handoff_parts(request: &DatagramRequest) -> (RawFd, Address, Vec<u8>) {
+        (
+            request.socket().as_raw_fd(),
+            request.peer_addr().clone(),
+            request.data().to_vec(),
+        )
     }
 
     fn adopt(
@@ -357,7 +431,7 @@ impl TransportImpl for UnixDatagram {
         handed: Handed,
         server: &ServerHandle,
         _options: &ConnectionOptions,
-    ) -> DatagramRequest {
-        adopt_datagram(socket, handed, server)
+    ) -> io::Result<DatagramRequest> {
+        Ok(adopt_datagram(socket, handed, server))
     }
 }

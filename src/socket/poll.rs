@@ -20,25 +20,44 @@ pub(crate) enum Ready {
 /// Waits until `socket` or `stop` is readable, or `timeout` passes (`None`: no time limit).
 /// A pending stop wins over a pending request.
 pub(crate) fn wait(socket: RawFd, stop: RawFd, timeout: Option<Duration>) -> io::Result<Ready> {
+    let woken = wait_serving(socket, stop, None, timeout)?;
+    Ok(match woken {
+        Woken { stop: true, .. } => Ready::Stop,
+        Woken { socket: true, .. } => Ready::Socket,
+        _ => Ready::Timeout,
+    })
+}
+
+/// What woke a serving loop that may also wait on the intake's bell. Nothing set: the timeout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Woken {
+    pub(crate) stop: bool,
+    pub(crate) socket: bool,
+    pub(crate) bell: bool,
+}
+
+/// Waits until `socket`, `stop` or `bell` is readable, or `timeout` passes (`None`: no time
+/// limit), and says which are.
+pub(crate) fn wait_serving(
+    socket: RawFd,
+    stop: RawFd,
+    bell: Option<RawFd>,
+    timeout: Option<Duration>,
+) -> io::Result<Woken> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: stop,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: socket,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
+        let pollfd = |fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // A negative descriptor is skipped by poll(2).
+        let mut fds = [pollfd(stop), pollfd(socket), pollfd(bell.unwrap_or(-1))];
         let timeout_ms = match deadline {
             None => -1,
             Some(deadline) => millis_until(deadline),
         };
-        // SAFETY: `fds` is a valid array of two initialised pollfd structs that outlives the call.
+        // SAFETY: `fds` is a valid array of initialised pollfd structs that outlives the call.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         if n < 0 {
             let err = io::Error::last_os_error();
@@ -47,20 +66,22 @@ pub(crate) fn wait(socket: RawFd, stop: RawFd, timeout: Option<Duration>) -> io:
             }
             return Err(err);
         }
-        if fds[0].revents != 0 {
-            return Ok(Ready::Stop);
-        }
-        if fds[1].revents & libc::POLLNVAL != 0 {
+        if fds[0].revents == 0 && fds[1].revents & libc::POLLNVAL != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the server socket is no longer open",
             ));
         }
-        if fds[1].revents != 0 {
-            return Ok(Ready::Socket);
+        let woken = Woken {
+            stop: fds[0].revents != 0,
+            socket: fds[1].revents != 0,
+            bell: fds[2].revents != 0,
+        };
+        if woken != Woken::default() {
+            return Ok(woken);
         }
         if n == 0 && deadline.is_none_or(|d| Instant::now() >= d) {
-            return Ok(Ready::Timeout);
+            return Ok(woken);
         }
     }
 }
@@ -125,6 +146,25 @@ mod tests {
             wait(sock_r.as_raw_fd(), stop_r.as_raw_fd(), None).unwrap(),
             Ready::Stop
         );
+    }
+
+    #[test]
+    fn the_bell_wakes_a_serving_loop_beside_its_socket() {
+        let (stop_r, _stop_w) = std::io::pipe().unwrap();
+        let (sock_r, mut sock_w) = std::io::pipe().unwrap();
+        let (bell_r, mut bell_w) = std::io::pipe().unwrap();
+        let fds = (sock_r.as_raw_fd(), stop_r.as_raw_fd(), bell_r.as_raw_fd());
+        let short = Some(Duration::from_millis(5));
+        let woken = wait_serving(fds.0, fds.1, Some(fds.2), short).unwrap();
+        assert_eq!(woken, Woken::default(), "the timeout");
+        bell_w.write_all(b"x").unwrap();
+        let woken = wait_serving(fds.0, fds.1, Some(fds.2), None).unwrap();
+        assert!(woken.bell && !woken.socket && !woken.stop, "{woken:?}");
+        sock_w.write_all(b"x").unwrap();
+        let woken = wait_serving(fds.0, fds.1, Some(fds.2), None).unwrap();
+        assert!(woken.bell && woken.socket, "both at once: {woken:?}");
+        let woken = wait_serving(fds.0, fds.1, None, None).unwrap();
+        assert!(woken.socket && !woken.bell, "no bell: {woken:?}");
     }
 
     #[test]

@@ -200,6 +200,23 @@ pub fn tcp_client(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// Connections that hold back their PROXY protocol header, as a slow or broken balancer's do:
+/// `silent` send nothing, `partial` send the first bytes of a version 1 header. Kept open until
+/// the returned streams are dropped.
+pub fn hold_back_proxy_headers(addr: SocketAddr, silent: usize, partial: usize) -> Vec<TcpStream> {
+    let mut held = Vec::with_capacity(silent + partial);
+    for i in 0..silent + partial {
+        let stream = tcp_client(addr);
+        if i >= silent {
+            (&stream)
+                .write_all(b"PROXY TCP4 203.0")
+                .expect("send part of a header");
+        }
+        held.push(stream);
+    }
+    held
+}
+
 /// A UDP socket on the loopback address of `server`'s family.
 pub fn udp_client(server: SocketAddr) -> UdpSocket {
     let local: SocketAddr = if server.is_ipv4() {
