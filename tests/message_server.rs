@@ -6,91 +6,19 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::message::{read_lines, upper_lines, Running};
 use common::{closed_without_reply, failure_channel, recv, tcp_client, Reported, WAIT};
 use crossbeam_channel::Sender as ChannelSender;
 use socketserver::framing::Framing;
 use socketserver::message::{
-    message_handler, Closed, ConnectionId, Framer, LengthPrefixed, Lines, MessageHandler,
-    MessageServer, Reply, Sender,
+    message_handler, Closed, ConnectionId, LengthPrefixed, Lines, MessageHandler, Reply, Sender,
 };
-use socketserver::transport::Transport;
-use socketserver::{
-    Address, AnyMode, Builder, Pool, ServerHandle, Single, StreamRequest, Threading,
-};
-
-/// A message server serving on its own thread until the test ends it.
-struct Running {
-    handle: ServerHandle,
-    thread: Option<JoinHandle<io::Result<()>>>,
-}
-
-impl Running {
-    fn start<T, H, F>(mut server: MessageServer<T, H, F>) -> Running
-    where
-        T: Transport<Request = StreamRequest>,
-        H: MessageHandler,
-        F: Framer,
-    {
-        let handle = server.handle();
-        let thread = std::thread::spawn(move || {
-            server.serve_forever()?;
-            server.server_close()
-        });
-        Running {
-            handle,
-            thread: Some(thread),
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        common::inet_addr(&self.handle)
-    }
-
-    /// Shuts the server down and waits (boundedly) for `serve_forever` and `server_close`.
-    fn stop(mut self) -> io::Result<()> {
-        self.handle.shutdown();
-        let thread = self.thread.take().expect("stopped once");
-        let deadline = Instant::now() + WAIT;
-        while !thread.is_finished() {
-            assert!(
-                Instant::now() < deadline,
-                "the message server did not stop within {WAIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        thread.join().expect("the serving thread panicked")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
-}
-
-fn upper_lines() -> impl MessageHandler {
-    message_handler(|line, reply| {
-        reply.write_all(&line.to_ascii_uppercase())?;
-        reply.write_all(b"\n")
-    })
-}
-
-fn read_lines(stream: &TcpStream, n: usize) -> Vec<String> {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    (0..n)
-        .map(|_| {
-            let mut line = String::new();
-            reader.read_line(&mut line).expect("read a reply line");
-            line.trim_end().to_string()
-        })
-        .collect()
-}
+use socketserver::{Address, AnyMode, Builder, Pool, Single, Threading};
 
 fn pipelined_lines_come_back_in_order(mode: AnyMode) {
     let server = Builder::new()
@@ -480,7 +408,12 @@ fn a_graceful_stop_lets_a_running_handler_answer() {
         .unwrap();
     let running = Running::start(server);
     let mut busy = tcp_client(running.addr());
-    let idle = tcp_client(running.addr());
+    // Idle after an exchange (a new connection that sent nothing yet would be waited for).
+    let mut idle = tcp_client(running.addr());
+    idle.write_all(b"hi\n").unwrap();
+    recv(&started, "the idle one's exchange to start");
+    release_tx.send(()).unwrap();
+    assert_eq!(read_lines(&idle, 1), ["hi"]);
     busy.write_all(b"slow\n").unwrap();
     recv(&started, "the handler to start");
     running.handle.shutdown();

@@ -2,6 +2,7 @@
 //! handled, the bytes to send, and the times its limits count from.
 
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,18 @@ impl Stream {
             Stream::Unix(s) => s.read(buf),
         }
     }
+
+    /// Whether bytes have arrived that were not read (`FIONREAD`); an error counts as yes.
+    pub(crate) fn has_unread(&self) -> bool {
+        let fd = match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        };
+        let mut waiting: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the pointer, which outlives the call.
+        let done = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut waiting) };
+        done == -1 || waiting > 0
+    }
 }
 
 impl Write for Stream {
@@ -142,6 +155,16 @@ pub(crate) struct Conn<H, F> {
     /// Closed while a worker ran its handler: the socket is no longer watched, and the
     /// connection is removed when the handler comes back.
     pub(crate) abandoned: bool,
+    /// A byte has arrived since it opened (until then a stop waits a while for its first message).
+    pub(crate) received: bool,
+    /// The server is stopping: the connection closes once what it has sent is answered.
+    pub(crate) draining: bool,
+    /// On the loop's list of connections waiting for room in the workers' queue.
+    pub(crate) waiting: bool,
+    /// The bytes of the messages on their way to (or on) a worker.
+    pub(crate) on_worker: usize,
+    /// What the memory budget counts against this connection, as of its last turn.
+    pub(crate) charge: usize,
 }
 
 impl<H, F> Conn<H, F> {
@@ -166,7 +189,34 @@ impl<H, F> Conn<H, F> {
             abandoned: false,
             held: false,
             rest_is_partial: true,
+            received: false,
+            draining: false,
+            waiting: false,
+            on_worker: 0,
+            charge: 0,
         }
+    }
+
+    /// The bytes this connection holds in its buffers (the budget's measure): input, owned
+    /// output, messages on a worker. Buffers shared with the application are not counted.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.input.capacity() + self.output.retained() + self.on_worker
+    }
+
+    /// During a stop: whether the connection has nothing left to be answered for — no message
+    /// buffered, arriving or on a worker — and is not a new connection whose first message may
+    /// still be on its way (it gets until `first_wait` after opening).
+    pub(crate) fn drained(&self, now: Instant, first_wait: Duration) -> bool {
+        let fresh = !self.received && now < self.opened_at + first_wait;
+        let quiet = !self.busy() && !self.waiting && self.input.is_empty() && !fresh;
+        // Bytes that arrived before the stop but were not read yet are a message in flight too.
+        quiet && !self.stream.has_unread()
+    }
+
+    /// Closing with the peer perhaps still sending, so that the kernel would answer its next
+    /// bytes with a reset: bytes are waiting unread, or a message was only partly received.
+    pub(crate) fn reset_likely(&self) -> bool {
+        !self.input.is_empty() || self.stream.has_unread()
     }
 
     /// Closes the connection once the handler is back and the output is sent (or `linger` has
@@ -196,6 +246,7 @@ impl<H, F> Conn<H, F> {
                 }
                 Ok(n) => {
                     self.input.extend_from_slice(&scratch[..n]);
+                    self.received = true;
                     // Not examined yet: it may complete a message.
                     self.rest_is_partial = false;
                     self.last_active = Instant::now();
@@ -319,6 +370,38 @@ mod tests {
         let mut got = vec![0u8; 50_000];
         peer.read_exact(&mut got).unwrap();
         assert!(got.iter().all(|&b| b == 2));
+    }
+
+    #[test]
+    fn a_reset_is_likely_only_with_bytes_unread_or_a_message_half_received() {
+        let (mut conn, mut peer, _parts) = conn();
+        assert!(!conn.reset_likely(), "an idle connection");
+        peer.write_all(b"next request").unwrap();
+        assert!(conn.reset_likely(), "bytes waiting in the socket");
+        let mut scratch = vec![0u8; 64];
+        conn.read_once(&mut scratch).unwrap();
+        assert!(conn.reset_likely(), "a message half received");
+        conn.consume_input(conn.input.len());
+        assert!(!conn.reset_likely(), "everything read and handled");
+    }
+
+    #[test]
+    fn a_new_connection_is_drained_only_once_its_first_wait_is_over() {
+        let (mut conn, mut peer, _parts) = conn();
+        let wait = Duration::from_secs(5);
+        let now = Instant::now();
+        assert!(
+            !conn.drained(now, wait),
+            "its first message may be on its way"
+        );
+        assert!(conn.drained(now + wait, wait), "idle since it opened");
+        peer.write_all(b"x").unwrap();
+        assert!(!conn.drained(now + wait, wait), "a byte arrived, unread");
+        let mut scratch = vec![0u8; 64];
+        conn.read_once(&mut scratch).unwrap();
+        assert!(!conn.drained(now, wait), "a message half received");
+        conn.consume_input(1);
+        assert!(conn.drained(now, wait), "it has spoken: idle now");
     }
 
     #[test]

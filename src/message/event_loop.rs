@@ -3,6 +3,7 @@
 //! when a whole message is there (inline, or on a worker), writes the replies, and enforces the
 //! time limits with one timer heap.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+use super::budget::Budget;
 use super::connection::{Conn, Read1, Stream};
 use super::framer::Framer;
 use super::handler::{Closed, MessageHandler};
@@ -25,6 +27,7 @@ use crate::failure::Failure;
 use crate::handler::Connection;
 use crate::mode::ThreadSettings;
 use crate::server::handle::ServerHandle;
+use crate::throttle::Throttle;
 
 const WAKER: Token = Token(0);
 const STOP: Token = Token(1);
@@ -66,6 +69,11 @@ pub(crate) struct Settings {
     pub(crate) message: Option<Duration>,
     pub(crate) lifetime: Option<Duration>,
     pub(crate) max_pending_output: usize,
+    /// What all connections together may hold in their buffers.
+    pub(crate) max_buffered: usize,
+    /// During a stop, how long after opening a connection that has sent nothing yet may take to
+    /// send its first message.
+    pub(crate) first_wait: Duration,
     /// Worker threads for the handlers; 0: run them on the loop.
     pub(crate) workers: usize,
 }
@@ -138,6 +146,13 @@ pub(crate) struct EventLoop<H, F> {
     /// Until the accepting thread says it has stopped: connections from the listen backlog may
     /// still come during a stop.
     accepting: bool,
+    /// What the connections' buffers hold, against `settings.max_buffered`.
+    budget: Budget,
+    /// Connections with messages for the workers, waiting for room in their queue (in order).
+    waitlist: VecDeque<ConnectionId>,
+    /// Connections closed for the budget: in all, and since the last log line.
+    shed: u64,
+    shed_log: Throttle,
 }
 
 impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
@@ -178,13 +193,17 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             scratch: vec![0; READ_CHUNK],
             handler,
             framer,
-            settings,
             server,
             again: Vec::new(),
             ready: Vec::new(),
             drain_until: None,
             lingering: Lingering::new(FIRST_LINGERING),
             accepting: true,
+            budget: Budget::new(settings.max_buffered),
+            waitlist: VecDeque::new(),
+            shed: 0,
+            shed_log: Throttle::new(Duration::from_secs(1)),
+            settings,
         })
     }
 
@@ -246,6 +265,9 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             let now = Instant::now();
             self.expire(now);
             self.lingering.expire(now, self.poll.registry());
+            if self.budget.is_over() {
+                self.shed();
+            }
             if (stop || self.server.shared.stop.is_requested()) && self.drain_until.is_none() {
                 self.begin_drain();
             }
@@ -307,7 +329,13 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 }
             }
             let Some(conn) = self.conn(id) else { return };
-            let room = conn.input.len() < conn.framer.limit().saturating_add(READ_CHUNK);
+            // While its messages wait for a worker, a connection is read only as far as the next
+            // batch needs: the rest waits in the socket (and the peer's), not in our memory.
+            let bound = match conn.busy() || conn.waiting {
+                true => BATCH_BYTES,
+                false => conn.framer.limit().saturating_add(READ_CHUNK),
+            };
+            let room = conn.input.len() < bound;
             let may_read = conn.unread
                 && !conn.peer_done
                 && conn.closing.is_none()
@@ -349,6 +377,12 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 return;
             }
         }
+        let held = conn.held_bytes();
+        self.budget.recharge(conn.charge, held);
+        conn.charge = held;
+        if conn.draining && conn.drained(Instant::now(), self.settings.first_wait) {
+            conn.close_later(Closed::ServerStopped, LINGER);
+        }
         if conn.held && conn.pending() <= self.settings.max_pending_output {
             // Its output went out at once: handle the messages it held back, on the next turn.
             conn.held = false;
@@ -357,9 +391,10 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         let quiet = !conn.busy() && conn.pending() == 0;
         if quiet {
             if let Some(reason) = conn.closing.clone() {
-                match conn.peer_done {
-                    true => self.finish(id, reason),
-                    false => self.finish_lingering(id, reason),
+                // Lingering costs a stop up to its time: only where a reset is likely.
+                match !conn.peer_done && conn.reset_likely() {
+                    true => self.finish_lingering(id, reason),
+                    false => self.finish(id, reason),
                 }
                 return;
             }
@@ -381,6 +416,14 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         let Some(conn) = conn_in(&mut self.slots, id) else {
             return Ok(());
         };
+        if conn.waiting {
+            return Ok(()); // its turn comes when the workers' queue has room
+        }
+        if self.workers.as_ref().is_some_and(|w| !w.has_room()) {
+            conn.waiting = true;
+            self.waitlist.push_back(id);
+            return Ok(());
+        }
         let mut consumed = 0;
         // Whether the loop stopped at an incomplete message (or none), not with whole ones left.
         let mut partial = false;
@@ -484,6 +527,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             conn.handler = Some(handler);
             return outcome;
         }
+        conn.on_worker = batch.bytes.capacity();
         let job = Job {
             handler,
             info: Arc::clone(&conn.info),
@@ -501,8 +545,23 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         outcome
     }
 
-    /// Results from the workers: the handler comes home with its replies.
+    /// Results from the workers: the handler comes home with its replies. Then the connections
+    /// waiting for room in the workers' queue get it, in order.
     fn take_results(&mut self) {
+        self.take_done();
+        while self.workers.as_ref().is_some_and(Workers::has_room) {
+            let Some(id) = self.waitlist.pop_front() else {
+                break;
+            };
+            let Some(conn) = self.conn(id) else {
+                continue; // closed meanwhile
+            };
+            conn.waiting = false;
+            self.service(id);
+        }
+    }
+
+    fn take_done(&mut self) {
         loop {
             let done = match self.done_rx.try_recv() {
                 Ok(done) => done,
@@ -519,6 +578,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 continue;
             };
             conn.handler = Some(handler);
+            conn.on_worker = 0;
             if let Some(failure) = &failure {
                 self.server.shared.report(&conn.info.peer, failure);
             }
@@ -646,18 +706,25 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 conn.close_later(Closed::HandlerFailed, LINGER);
             }
         }
-        self.service(id);
-        // Accepted during a stop (from the listen backlog): what it had sent is answered, then
-        // it closes.
+        // Accepted during a stop (from the listen backlog): with a grace period its first message
+        // is answered, then it closes.
         if closing {
-            self.begin_closing(id, Closed::ServerStopped);
+            self.wind_down(id);
+        } else {
+            self.service(id);
         }
     }
 
-    fn begin_closing(&mut self, id: ConnectionId, reason: Closed) {
+    /// The server is stopping: with a grace period, the connection closes once what it has sent
+    /// is answered; without one, once its running handler is back and its replies are sent.
+    fn wind_down(&mut self, id: ConnectionId) {
+        let graceful = self.server.shared.grace.is_some();
         let Some(conn) = self.conn(id) else { return };
-        conn.close_later(reason, LINGER);
-        self.settle(id);
+        match graceful {
+            true => conn.draining = true,
+            false => conn.close_later(Closed::ServerStopped, LINGER),
+        }
+        self.service(id);
     }
 
     /// Closes `id` now, or as soon as its handler returns from a worker.
@@ -670,6 +737,9 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             // Nothing more is read or written; the handler's results are dropped when they come.
             conn.stream.deregister(registry);
             conn.output.clear();
+            conn.input = Vec::new();
+            self.budget.recharge(conn.charge, conn.on_worker);
+            conn.charge = conn.on_worker;
             conn.peer_done = true;
             conn.abandoned = true;
             conn.closing = Some(reason);
@@ -707,6 +777,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(id.slot);
         self.open -= 1;
+        self.budget.recharge(conn.charge, 0);
         log::debug!("{}: connection {id} closed: {reason}", conn.info.peer);
         if let Some(mut handler) = conn.handler.take() {
             let peer = conn.info.peer.clone();
@@ -748,6 +819,12 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         if let Some(by) = conn.close_by {
             let why = conn.closing.clone().unwrap_or(Closed::ByHandler);
             consider(Some(by), why);
+        }
+        if conn.draining && !conn.received && conn.closing.is_none() {
+            consider(
+                conn.opened_at.checked_add(s.first_wait),
+                Closed::ServerStopped,
+            );
         }
         next
     }
@@ -802,13 +879,41 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             .unwrap_or(now + DRAIN_WITHOUT_GRACE);
         self.drain_until = Some(until);
         log::debug!("message loop: stopping, {} connections open", self.open);
-        if let Some(workers) = &mut self.workers {
-            workers.stop();
-        }
+        // The workers go on: messages already on their way are still handled.
         for slot in 0..self.slots.len() {
             if let Some(id) = self.id_of(slot) {
-                self.begin_closing(id, Closed::ServerStopped);
+                self.wind_down(id);
             }
+        }
+    }
+
+    /// Over the memory budget: closes the connections that hold the most.
+    fn shed(&mut self) {
+        let mut holders: Vec<(ConnectionId, usize)> = (0..self.slots.len())
+            .filter_map(|slot| {
+                let id = self.id_of(slot)?;
+                let conn = self.slots[slot].conn.as_ref()?;
+                // One closed already waits for its handler to come back from a worker.
+                (!conn.abandoned).then_some((id, conn.charge))
+            })
+            .collect();
+        let used = self.budget.used();
+        let victims = self.budget.victims(&mut holders);
+        let largest = holders.first().map_or(0, |h| h.1);
+        for &id in &victims {
+            self.close(id, Closed::OverBudget);
+        }
+        self.shed += victims.len() as u64;
+        if let Some(held_back) = self.shed_log.admit() {
+            log::warn!(
+                "message server: its connections held {used} bytes in their buffers, over the \
+                 budget of {} (Builder::max_buffered_memory); closed the {} holding the most \
+                 (the largest held {largest}); {} closed for the budget so far ({held_back} \
+                 such reports not logged)",
+                self.budget.limit(),
+                victims.len(),
+                self.shed
+            );
         }
     }
 

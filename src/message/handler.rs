@@ -84,6 +84,10 @@ pub enum Closed {
     /// Messages pushed to the connection piled up past
     /// [`max_pending_output`](crate::Builder::max_pending_output): the peer does not read.
     SlowReader,
+    /// The server's connections together held more than
+    /// [`max_buffered_memory`](crate::Builder::max_buffered_memory) in their buffers, and this
+    /// one was among those holding the most.
+    OverBudget,
     /// Reading or writing failed (the peer reset the connection, say).
     Error(io::ErrorKind),
     /// The server stopped.
@@ -101,6 +105,9 @@ impl fmt::Display for Closed {
             Closed::MessageTimeout => f.write_str("a message was not complete in time"),
             Closed::Lifetime => f.write_str("the maximum connection lifetime passed"),
             Closed::SlowReader => f.write_str("the peer did not read what was sent to it"),
+            Closed::OverBudget => {
+                f.write_str("the server's buffers were over their budget, and it held the most")
+            }
             Closed::Error(kind) => write!(f, "the connection failed ({kind})"),
             Closed::ServerStopped => f.write_str("the server stopped"),
         }

@@ -2,7 +2,8 @@
 //! sending (pipelined requests behind a `Connection: close`, the rest of a refused upload), it
 //! ends its side and drops what still arrives until the peer closes too. Closing at once with
 //! bytes unread makes the kernel answer with a reset, which can destroy the last reply before the
-//! peer has read it.
+//! peer has read it. Only such connections linger (bytes unread, or a message half received,
+//! see `Conn::reset_likely`): an idle one is closed at once, so it cannot slow a stop down.
 //!
 //! The handler has already been told the connection closed and its buffers are gone: a lingering
 //! socket costs a few dozen bytes, for at most [`LINGER_TIME`] and [`LINGER_BYTES`].

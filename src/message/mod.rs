@@ -74,8 +74,16 @@
 //!   stream servers. The loop enforces them with one timer heap, not a thread per connection.
 //! * Replies wait in a per-connection buffer. Past
 //!   [`max_pending_output`](crate::Builder::max_pending_output) (1 MiB by default) the server
-//!   reads no more messages from that connection until its peer reads (back-pressure), and bytes
-//!   pushed by a [`Sender`] close it ([`Closed::SlowReader`]).
+//!   reads no more messages from that connection until its peer reads (back-pressure, in every
+//!   mode: replies made on a pool's workers count as soon as they are back), and bytes pushed by
+//!   a [`Sender`] close it ([`Closed::SlowReader`]).
+//! * In [`Pool`](crate::Pool) mode, while a connection's messages are on a worker (or wait for
+//!   room in the workers' queue, two jobs per worker) it is read only as far as its next batch
+//!   needs (256 KiB): the rest stays in the socket, and its peer must wait.
+//! * [`max_buffered_memory`](crate::Builder::max_buffered_memory) bounds what all connections
+//!   hold together in their buffers ([`DEFAULT_MAX_BUFFERED_MEMORY`], 256 MiB): past it the
+//!   connections holding the most are closed ([`Closed::OverBudget`]), so a thousand peers each
+//!   sending the first megabyte of a huge message cannot take the server's memory.
 //!
 //! ## Pushing
 //!
@@ -86,10 +94,18 @@
 //! ## Stopping
 //!
 //! A graceful stop ([`Builder::stop_on_signals`](crate#stopping-gracefully), or
-//! [`ServerHandle::shutdown`](crate::ServerHandle::shutdown)) stops accepting, handles no new
-//! message, lets running handlers finish, sends their replies and closes every connection, within
-//! the grace period; `serve_forever` then returns.
+//! [`ServerHandle::shutdown`](crate::ServerHandle::shutdown) with a
+//! [`grace_period`](crate::Builder::grace_period)) stops accepting and closes each connection
+//! once what its peer has sent is answered, within the grace period: a message whose first byte
+//! had arrived is received, handled and answered; whole messages already buffered are answered; a
+//! connection accepted less than 5 s before (or during) the stop that has sent nothing yet has its
+//! first message waited for; an idle connection closes at once. `serve_forever` then returns.
+//! Without a grace period, running handlers finish, their replies are sent, and every connection
+//! closes. A connection is closed with a lingering close (its peer's late bytes dropped for up to
+//! 2 s, so they do not turn into a reset that destroys the last reply) only where a reset is
+//! likely: bytes unread, or a message half received; an idle one is closed at once.
 
+mod budget;
 mod connection;
 mod event_loop;
 mod framer;
@@ -102,6 +118,7 @@ mod server;
 mod timers;
 mod workers;
 
+pub use budget::DEFAULT_MAX_BUFFERED_MEMORY;
 pub use framer::{Frame, Framer, LengthPrefixed, Lines};
 pub use handler::{message_handler, Closed, MessageHandler};
 pub use output::SharedBytes;
@@ -152,6 +169,19 @@ impl<M: Mode + Into<AnyMode>> Builder<M> {
     /// ([`Closed::SlowReader`]).
     pub fn max_pending_output(mut self, bytes: usize) -> Self {
         self.message_options().max_pending_output = bytes.max(1);
+        self
+    }
+
+    /// Message servers: the most memory all connections together may hold in their buffers —
+    /// input not yet handled, output not yet sent, messages on their way to a worker
+    /// ([`DEFAULT_MAX_BUFFERED_MEMORY`], 256 MiB, by default; per process, so per
+    /// [`Prefork`](crate::Prefork) worker). Past it, the connections holding the most are closed
+    /// ([`Closed::OverBudget`]) until they hold under seven eighths of it, and a warning is logged
+    /// (at most once a second). Buffers shared with the application
+    /// ([`Reply::write_shared`]) are not counted. Keep it well above the framer's
+    /// [`limit`](Framer::limit), or a single large message can be cut off.
+    pub fn max_buffered_memory(mut self, bytes: usize) -> Self {
+        self.message_options().max_buffered = bytes.max(1);
         self
     }
 }

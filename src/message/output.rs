@@ -162,8 +162,8 @@ impl Output {
         }
     }
 
-    /// The capacity of the owned buffers held, for tests.
-    #[cfg(test)]
+    /// The capacity of the owned buffers held (the memory budget's measure; shared buffers are
+    /// the application's).
     pub(crate) fn retained(&self) -> usize {
         self.chunks
             .iter()

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::budget::DEFAULT_MAX_BUFFERED_MEMORY;
 use super::event_loop::{Command, EventLoop, Parts, Settings};
 use super::framer::Framer;
 use super::handler::MessageHandler;
@@ -40,6 +41,7 @@ pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct MessageOptions {
     pub(crate) timeout: Option<Duration>,
     pub(crate) max_pending_output: usize,
+    pub(crate) max_buffered: usize,
 }
 
 impl Default for MessageOptions {
@@ -47,6 +49,7 @@ impl Default for MessageOptions {
         MessageOptions {
             timeout: Some(DEFAULT_MESSAGE_TIMEOUT),
             max_pending_output: DEFAULT_MAX_PENDING_OUTPUT,
+            max_buffered: DEFAULT_MAX_BUFFERED_MEMORY,
         }
     }
 }
@@ -159,6 +162,8 @@ impl<F: Framer, H: MessageHandler> MessageBuilder<F, H> {
             message: options.timeout,
             lifetime: connection.max_lifetime,
             max_pending_output: options.max_pending_output,
+            max_buffered: options.max_buffered,
+            first_wait: crate::server::stop::FIRST_REQUEST_WAIT,
             workers,
         };
         let threads = builder.thread_settings().clone();

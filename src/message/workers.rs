@@ -16,6 +16,10 @@ use super::sender::{ConnectionId, Link};
 use crate::failure::Failure;
 use crate::mode::ThreadSettings;
 
+/// Jobs that may wait for a worker, per worker. Beyond them, connections with messages wait on
+/// the loop, their messages still in their input buffers (bounded there), not copied into jobs.
+const JOBS_PER_WORKER: usize = 2;
+
 /// Calls `step` with a [`Reply`] into `out`, turning an error or a panic into a [`Failure`].
 pub(crate) fn run_step(
     out: &mut Output,
@@ -112,8 +116,7 @@ impl<H: MessageHandler> Workers<H> {
         done: &ChannelSender<Done<H>>,
         link: &Arc<Link>,
     ) -> io::Result<Workers<H>> {
-        // Unbounded: a connection has at most one job out at a time, so the connections bound it.
-        let (jobs, queue) = crossbeam_channel::unbounded::<Job<H>>();
+        let (jobs, queue) = crossbeam_channel::bounded::<Job<H>>(count * JOBS_PER_WORKER);
         let mut workers = Workers {
             jobs: Some(jobs),
             threads: Vec::with_capacity(count),
@@ -144,7 +147,14 @@ impl<H: MessageHandler> Workers<H> {
         Ok(workers)
     }
 
-    /// Hands `job` to a worker; gives it back if every worker is gone (they only end at a stop).
+    /// Whether the queue takes another job now. Only the loop submits, so a `true` holds until it
+    /// does.
+    pub(crate) fn has_room(&self) -> bool {
+        self.jobs.as_ref().is_some_and(|jobs| !jobs.is_full())
+    }
+
+    /// Hands `job` to a worker (call [`has_room`](Self::has_room) first, or this waits for a
+    /// place); gives it back if every worker is gone (they only end at a stop).
     pub(crate) fn submit(&self, job: Job<H>) -> Result<(), Job<H>> {
         match &self.jobs {
             Some(jobs) => jobs.send(job).map_err(|e| e.0),

@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+/// During a stop, how long after accept a connection that has not sent a byte yet still counts
+/// as on its way to a first request (and is waited for, within the grace period) rather than as
+/// idle (closed at once): Go's `http.Server` gives new connections the same 5 s.
+pub(crate) const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(5);
+
 /// Shutdown is signalled by *dropping* two things: the write end of a pipe, whose read end the
 /// serving loop polls beside the server socket, and a channel sender, which wakes mode code blocked
 /// in a channel `select` (waiting for a pool slot, say). Dropping cannot block or fill a buffer,

@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+#[cfg(feature = "message")]
+pub mod message;
 use socketserver::transport::Transport;
 use socketserver::{Address, Failure, Mode, RequestHandler, Server, ServerHandle};
 
