@@ -183,3 +183,52 @@ fn prefork_workers_each_run_a_loop_and_stop_on_sigterm() {
         assert_eq!(client.read_to_end(&mut rest).unwrap_or(0), 0, "left open");
     }
 }
+
+/// The server's resident memory in KiB, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn memory_that_closed_connections_held_goes_back_to_the_system() {
+    let server = Server::start("echo_server", &["--api", "message", "--mode", "single"]);
+    let pid = server.pid();
+    let start = rss_kib(pid);
+    // 1,000 connections each hold 60 KB of an unfinished frame: about 60 MB of buffers.
+    let mut partial = 100_000u32.to_be_bytes().to_vec();
+    partial.resize(4 + 60_000, b'a');
+    let clients: Vec<TcpStream> = (0..1000)
+        .map(|_| {
+            let mut client = connect(server.addr);
+            client.write_all(&partial).unwrap();
+            client
+        })
+        .collect();
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let mut peak = 0;
+    while peak < start + 40_000 && Instant::now() < deadline {
+        peak = peak.max(rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        peak >= start + 40_000,
+        "the buffers never filled: {peak} KiB"
+    );
+    drop(clients);
+    // Freed buffers are handed back (at most a second after the connections closed), not kept
+    // by the allocator at the peak.
+    let mut now = rss_kib(pid);
+    while now > start + 10_000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        now = rss_kib(pid);
+    }
+    assert!(
+        now <= start + 10_000,
+        "{now} KiB resident after the connections closed (started at {start} KiB, peak {peak} KiB)"
+    );
+}

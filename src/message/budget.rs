@@ -8,8 +8,23 @@
 //! the big ones, go first, and well-behaved ones (a request or two buffered) are left alone.
 //! Buffers shared with the application ([`Reply::write_shared`](super::Reply::write_shared)) are
 //! not counted: the application holds them anyway.
+//!
+//! The budget also tells when to hand freed memory back to the system. Connection buffers are
+//! freed when connections close, but glibc's allocator keeps freed memory below the top of its
+//! heaps: after a thousand connections holding 60 KB each had closed, the process stayed at its
+//! peak (60 MB) in some runs. Once the buffers hold [`TRIM_STEP`] less than their high-water
+//! mark, the loop asks the allocator to release what it can (`malloc_trim`), at most once a
+//! second.
+
+use std::time::{Duration, Instant};
 
 use super::sender::ConnectionId;
+
+/// How far what the buffers hold must fall below its high-water mark before freed memory is handed
+/// back to the system.
+const TRIM_STEP: usize = 16 * 1024 * 1024;
+/// The least time between two such hand-backs (`malloc_trim` walks the allocator's heaps).
+const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The memory all of a message server's connections may hold together in buffered input and
 /// pending output, unless [`Builder::max_buffered_memory`](crate::Builder::max_buffered_memory)
@@ -21,16 +36,46 @@ pub const DEFAULT_MAX_BUFFERED_MEMORY: usize = 256 * 1024 * 1024;
 pub(crate) struct Budget {
     limit: usize,
     used: usize,
+    /// The most `used` has been since memory was last handed back.
+    high: usize,
+    last_trim: Option<Instant>,
 }
 
 impl Budget {
     pub(crate) fn new(limit: usize) -> Budget {
-        Budget { limit, used: 0 }
+        Budget {
+            limit,
+            used: 0,
+            high: 0,
+            last_trim: None,
+        }
     }
 
     /// A connection that was charged `old` bytes now holds `new`.
     pub(crate) fn recharge(&mut self, old: usize, new: usize) {
         self.used = self.used.saturating_sub(old).saturating_add(new);
+        self.high = self.high.max(self.used);
+    }
+
+    /// Whether enough buffer memory was freed since the last hand-back to make another worth
+    /// its cost; if so, counts it as done.
+    pub(crate) fn trim_due(&mut self, now: Instant) -> bool {
+        if self.trim_wait(now) != Some(Duration::ZERO) {
+            return false;
+        }
+        self.high = self.used;
+        self.last_trim = Some(now);
+        true
+    }
+
+    /// With a hand-back worth making: how long until it may be made (the loop must wake then,
+    /// even with nothing else to do, or the memory stays with the process).
+    pub(crate) fn trim_wait(&self, now: Instant) -> Option<Duration> {
+        if self.high.saturating_sub(self.used) < TRIM_STEP {
+            return None;
+        }
+        let next = self.last_trim.map_or(now, |last| last + TRIM_INTERVAL);
+        Some(next.saturating_duration_since(now))
     }
 
     pub(crate) fn used(&self) -> usize {
@@ -61,6 +106,16 @@ impl Budget {
             excess = excess.saturating_sub(held);
         }
         chosen
+    }
+}
+
+/// Asks the allocator to hand freed memory back to the system, where it can (glibc's
+/// `malloc_trim`; other allocators return memory on their own).
+pub(crate) fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it takes no pointer.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -106,6 +161,23 @@ mod tests {
         budget.recharge(0, 300);
         // 1305 - 700 = 605: 400, then 300 (not the well-behaved ones).
         assert_eq!(budget.victims(&mut holders), [id(3), id(1)]);
+    }
+
+    #[test]
+    fn memory_is_handed_back_after_a_large_fall_at_most_once_a_second() {
+        let mut budget = Budget::new(usize::MAX);
+        let now = Instant::now();
+        budget.recharge(0, 40 * 1024 * 1024);
+        assert!(!budget.trim_due(now), "nothing freed yet");
+        budget.recharge(40 * 1024 * 1024, 30 * 1024 * 1024);
+        assert!(!budget.trim_due(now), "10 MiB freed: not worth it");
+        budget.recharge(30 * 1024 * 1024, 0);
+        assert!(budget.trim_due(now), "40 MiB freed");
+        budget.recharge(0, 20 * 1024 * 1024);
+        budget.recharge(20 * 1024 * 1024, 0);
+        assert!(!budget.trim_due(now), "again, but within the second");
+        assert!(budget.trim_due(now + TRIM_INTERVAL));
+        release_freed_memory();
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use super::budget::Budget;
+use super::budget::{self, Budget};
 use super::connection::{Conn, Read1, Stream};
 use super::framer::Framer;
 use super::handler::{Closed, MessageHandler};
@@ -219,6 +219,9 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 let left = until.saturating_duration_since(now);
                 wait = Some(wait.map_or(left, |w| w.min(left)));
             }
+            if let Some(trim) = self.budget.trim_wait(now) {
+                wait = Some(wait.map_or(trim, |w| w.min(trim)));
+            }
             if !self.again.is_empty() {
                 wait = Some(Duration::ZERO);
             }
@@ -267,6 +270,9 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             self.lingering.expire(now, self.poll.registry());
             if self.budget.is_over() {
                 self.shed();
+            }
+            if self.budget.trim_due(now) {
+                budget::release_freed_memory();
             }
             if (stop || self.server.shared.stop.is_requested()) && self.drain_until.is_none() {
                 self.begin_drain();
