@@ -325,12 +325,9 @@ pub(crate) fn take(select: &Select, want: Want) -> io::Result<Socket> {
             format!("{method}: {context}; {label} is already served by another server"),
         ));
     }
-    let shape = borrowed_shape(fd).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{method}: {context}; {label} is not a usable socket: {e}"),
-        )
-    })?;
+    let needs = format!("{method} needs {}", want.needs());
+    let shape = examine(passed, fd, &needs)
+        .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
     if !shape.fits(want) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -345,6 +342,71 @@ pub(crate) fn take(select: &Select, want: Want) -> io::Result<Socket> {
     // SAFETY: `fd` was passed to this process for serving (LISTEN_PID matched), is an open
     // socket (checked above), and is handed out once (`taken`).
     Ok(unsafe { Socket::from_raw_fd(fd) })
+}
+
+/// The shape of the passed descriptor `fd`, one of `passed`; `Err` says, naming `LISTEN_FDS` and
+/// the descriptor, why it is not a socket to serve: it is not open, or it is a pipe or a file
+/// rather than a socket. `needs` says what was expected instead (`"systemd_tcp needs …"`).
+fn examine(passed: &[Passed], fd: RawFd, needs: &str) -> Result<Shape, String> {
+    let count = passed.len();
+    let sent = match (passed.first(), passed.last()) {
+        (Some(first), Some(last)) if count > 1 => {
+            format!(
+                "LISTEN_FDS={count} says descriptors {} to {} were passed",
+                first.fd, last.fd
+            )
+        }
+        _ => format!("LISTEN_FDS={count} says descriptor {fd} was passed"),
+    };
+    let kind = match file_kind(fd) {
+        Ok(kind) => kind,
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
+            return Err(format!(
+                "{sent}, but descriptor {fd} is not open: whatever started this program set \
+                 LISTEN_FDS without passing the sockets (a service manager passes them open; \
+                 check for a wrapper that closes descriptors, or LISTEN_FDS set by hand)"
+            ))
+        }
+        Err(e) => {
+            return Err(format!(
+                "{sent}, but descriptor {fd} cannot be examined: {e}"
+            ))
+        }
+    };
+    if kind != libc::S_IFSOCK {
+        return Err(format!(
+            "descriptor {fd} (from LISTEN_FDS) is {}, not a socket, but {needs}; ListenFIFO= \
+             and ListenSpecial= pass pipes and files, which no server can serve",
+            describe_file(kind)
+        ));
+    }
+    borrowed_shape(fd)
+        .map_err(|e| format!("descriptor {fd} (from LISTEN_FDS) is a socket, but {e}"))
+}
+
+/// The file type bits (`S_IFMT`) of the open descriptor `fd`.
+fn file_kind(fd: RawFd) -> io::Result<libc::mode_t> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a whole `stat` into the buffer given, or fails (EBADF if `fd` is not
+    // open) and writes nothing, which is then not read.
+    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat succeeded, so it filled the struct.
+    Ok(unsafe { stat.assume_init() }.st_mode & libc::S_IFMT)
+}
+
+/// "a pipe (or FIFO)", "a regular file", …: what a descriptor that is not a socket is.
+fn describe_file(kind: libc::mode_t) -> &'static str {
+    match kind {
+        libc::S_IFIFO => "a pipe (or FIFO)",
+        libc::S_IFREG => "a regular file",
+        libc::S_IFCHR => "a character device (such as /dev/null or a terminal)",
+        libc::S_IFDIR => "a directory",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFLNK => "a symbolic link",
+        _ => "something other than a socket",
+    }
 }
 
 /// The shape of a descriptor this process does not own (yet).
@@ -364,7 +426,9 @@ pub(crate) fn is_unix(select: &Select) -> io::Result<bool> {
         .as_ref()
         .map_err(|why| io::Error::new(io::ErrorKind::NotFound, why.clone()))?;
     let found = find(passed, select).map_err(|why| io::Error::new(io::ErrorKind::NotFound, why))?;
-    let shape = borrowed_shape(found.fd)?;
+    let needs = "a server needs a socket (ListenStream= or ListenDatagram= in the .socket unit)";
+    let shape = examine(passed, found.fd, needs)
+        .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
     Ok(shape.unix)
 }
 
@@ -459,5 +523,71 @@ mod tests {
         assert!(shape.fits(Want::UnixDatagram) && !shape.fits(Want::Udp));
         assert_eq!(shape.describe(), "a Unix datagram socket");
         assert!(Want::Tcp.needs().contains("ListenStream="));
+    }
+
+    fn passed(fds: std::ops::Range<RawFd>) -> Vec<Passed> {
+        fds.map(|fd| Passed { fd, name: None }).collect()
+    }
+
+    /// A descriptor number no file is open on (far above what the tests open).
+    fn closed_fd() -> RawFd {
+        // SAFETY: F_GETFD only reads a descriptor's flags, failing with EBADF if it is not open.
+        (4000..)
+            .find(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_passed_descriptor_that_is_not_open_is_named_with_what_listen_fds_said() {
+        use std::os::fd::AsRawFd;
+        let fd = closed_fd();
+        let err = examine(&passed(fd..fd + 5), fd, "systemd_tcp needs …").unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "LISTEN_FDS=5 says descriptors {fd} to {} were passed, but descriptor {fd} is not \
+                 open: whatever started this program set LISTEN_FDS without passing the sockets",
+                fd + 4
+            )),
+            "{err}"
+        );
+        // One socket passed: the message speaks of that one descriptor.
+        let err = examine(&passed(fd..fd + 1), fd, "").unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "LISTEN_FDS=1 says descriptor {fd} was passed, but descriptor {fd} is not open"
+            )),
+            "{err}"
+        );
+        // A socket passes, whatever else is true of it.
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd = tcp.as_raw_fd();
+        assert!(examine(&passed(fd..fd + 1), fd, "").unwrap().listening);
+    }
+
+    #[test]
+    fn a_pipe_a_file_or_a_device_is_not_taken_for_a_socket() {
+        use std::os::fd::AsRawFd;
+        let (reader, _writer) = std::io::pipe().unwrap();
+        let file =
+            std::fs::File::open(env!("CARGO_MANIFEST_DIR").to_string() + "/Cargo.toml").unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let needs = format!("systemd_tcp needs {}", Want::Tcp.needs());
+        for (fd, what) in [
+            (reader.as_raw_fd(), "a pipe (or FIFO)"),
+            (file.as_raw_fd(), "a regular file"),
+            (null.as_raw_fd(), "a character device"),
+        ] {
+            let err = examine(&passed(fd..fd + 1), fd, &needs).unwrap_err();
+            assert!(
+                err.starts_with(&format!("descriptor {fd} (from LISTEN_FDS) is {what}")),
+                "{err}"
+            );
+            assert!(
+                err.contains(
+                    ", not a socket, but systemd_tcp needs a listening TCP socket (ListenStream="
+                ) && err.contains("ListenFIFO= and ListenSpecial= pass pipes and files"),
+                "{err}"
+            );
+        }
     }
 }

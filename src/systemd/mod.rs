@@ -22,6 +22,8 @@
 //! their own. The process modes work as usual: the parent takes the socket, and its
 //! [`Process`](crate::Process) children and [`Prefork`](crate::Prefork) workers inherit it from
 //! the parent (in a child, these methods adopt the inherited socket, as `bind_tcp` does).
+//! A descriptor that is not open, or is a pipe or a file (`ListenFIFO=`, `ListenSpecial=`), is an
+//! error naming `LISTEN_FDS`, the descriptor and what it is.
 //!
 //! ```no_run
 //! use std::io::BufRead;
@@ -90,8 +92,9 @@ pub(crate) use notify::Notifier;
 ///
 /// # Errors
 ///
-/// `NotFound` if systemd passed no sockets to this process or none matches `socket`; the error of
-/// `getsockopt` if the descriptor is not a usable socket.
+/// `NotFound` if systemd passed no sockets to this process or none matches `socket`;
+/// `InvalidInput` if the descriptor is not open or not a socket (a pipe, a file), with a message
+/// naming `LISTEN_FDS`, the descriptor and what it is.
 ///
 /// ```no_run
 /// # fn main() -> std::io::Result<()> {
