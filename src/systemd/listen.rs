@@ -3,10 +3,13 @@
 
 use std::fmt;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::{FromRawFd, RawFd};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use socket2::{Domain, Socket, Type};
+
+use crate::process::{decode_mark, inherited, UPGRADE_VAR};
 
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`): after stdin, stdout and stderr.
 const FIRST_FD: RawFd = 3;
@@ -79,6 +82,16 @@ impl Want {
             Want::Udp => "systemd_udp",
             Want::UnixStream => "systemd_unix_stream",
             Want::UnixDatagram => "systemd_unix_datagram",
+        }
+    }
+
+    /// "a listening TCP socket", …: what a server of this kind serves.
+    pub(super) fn noun(self) -> &'static str {
+        match self {
+            Want::Tcp => "a listening TCP socket",
+            Want::Udp => "a UDP socket",
+            Want::UnixStream => "a listening Unix stream socket",
+            Want::UnixDatagram => "a Unix datagram socket",
         }
     }
 
@@ -217,13 +230,13 @@ impl Shape {
         })
     }
 
-    fn fits(self, want: Want) -> bool {
+    pub(super) fn fits(self, want: Want) -> bool {
         let family = if want.unix() { self.unix } else { self.inet };
         family && self.ty == want.ty() && (self.ty != Type::STREAM || self.listening)
     }
 
     /// "a UDP socket", "a connected TCP socket", …
-    fn describe(self) -> String {
+    pub(super) fn describe(self) -> String {
         let family = match (self.unix, self.inet) {
             (true, _) => "Unix",
             (_, true) => "",
@@ -267,14 +280,24 @@ fn listening(socket: &Socket) -> io::Result<bool> {
     Ok(value != 0)
 }
 
+/// A program started by a binary upgrade (SIGUSR2 to a Prefork parent): which process started it,
+/// and the listening socket it inherited (the one passed socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Upgraded {
+    pub(crate) parent: u32,
+    pub(crate) fd: RawFd,
+}
+
 /// The passed sockets of this process, read from the environment once.
 struct Activation {
     passed: Result<Vec<Passed>, String>,
     taken: Vec<RawFd>,
+    upgraded: Option<Upgraded>,
 }
 
+static ACTIVATION: OnceLock<Mutex<Activation>> = OnceLock::new();
+
 fn activation() -> &'static Mutex<Activation> {
-    static ACTIVATION: OnceLock<Mutex<Activation>> = OnceLock::new();
     ACTIVATION.get_or_init(|| {
         let var = |name| std::env::var(name).ok();
         let passed = parse(
@@ -283,6 +306,14 @@ fn activation() -> &'static Mutex<Activation> {
             var("LISTEN_FDNAMES").as_deref(),
             std::process::id(),
         );
+        // Before the descriptors are made close-on-exec below: inherited means not yet.
+        let upgraded = var(UPGRADE_VAR).and_then(|value| {
+            let upgraded = upgrade_mark(&value, &passed, inherited);
+            if upgraded.is_none() {
+                log::debug!("ignoring {UPGRADE_VAR}={value:?}: not addressed to this process");
+            }
+            upgraded
+        });
         if let Ok(passed) = &passed {
             for p in passed {
                 // Close-on-exec at once, taken or not, so no program this one runs inherits them.
@@ -292,15 +323,65 @@ fn activation() -> &'static Mutex<Activation> {
             }
             // Read once and kept here; a program this one starts must not take them as its own.
             // (This runs while the first server is built, normally before `main` starts threads.)
-            for name in VARS {
+            for name in VARS.into_iter().chain([UPGRADE_VAR]) {
                 std::env::remove_var(name);
             }
         }
         Mutex::new(Activation {
             passed,
             taken: Vec::new(),
+            upgraded,
         })
     })
+}
+
+/// The upgrade mark `value`, if it is addressed to this process: well formed, and naming the one
+/// passed socket (so `LISTEN_PID` is this process), which this process inherited (open without
+/// close-on-exec, as `is_inherited` says) rather than opened itself.
+fn upgrade_mark(
+    value: &str,
+    passed: &Result<Vec<Passed>, String>,
+    is_inherited: impl Fn(RawFd) -> bool,
+) -> Option<Upgraded> {
+    let (parent, fd) = decode_mark(value)?;
+    match passed.as_deref() {
+        Ok([only]) if only.fd == fd && is_inherited(fd) => Some(Upgraded { parent, fd }),
+        _ => None,
+    }
+}
+
+/// The socket a binary upgrade passed this program, while no server has taken it. Reads the
+/// environment only if it holds the upgrade mark (or was read already), so a program that was
+/// not upgraded keeps its `LISTEN_*` variables until it asks for them.
+pub(super) fn upgrade_unclaimed() -> Option<Upgraded> {
+    if ACTIVATION.get().is_none() && std::env::var_os(UPGRADE_VAR).is_none() {
+        return None;
+    }
+    let activation = activation().lock().unwrap_or_else(PoisonError::into_inner);
+    activation
+        .upgraded
+        .filter(|upgraded| !activation.taken.contains(&upgraded.fd))
+}
+
+/// Takes the socket a binary upgrade passed this program, if no server has yet, once `check`
+/// accepts it; `check`'s error leaves it untaken.
+pub(super) fn take_upgraded(
+    check: impl FnOnce(Upgraded, &Socket) -> io::Result<()>,
+) -> io::Result<Option<Socket>> {
+    let Some(upgraded) = upgrade_unclaimed() else {
+        return Ok(None);
+    };
+    let mut activation = activation().lock().unwrap_or_else(PoisonError::into_inner);
+    if activation.taken.contains(&upgraded.fd) {
+        return Ok(None); // another thread's server took it meanwhile
+    }
+    // SAFETY: the descriptor was inherited for serving (the mark was checked against LISTEN_PID
+    // and close-on-exec), and is handed out once (`taken`); `ManuallyDrop` keeps it open if
+    // `check` refuses it.
+    let socket = ManuallyDrop::new(unsafe { Socket::from_raw_fd(upgraded.fd) });
+    check(upgraded, &socket)?;
+    activation.taken.push(upgraded.fd);
+    Ok(Some(ManuallyDrop::into_inner(socket)))
 }
 
 /// Takes the selected passed socket for a server of kind `want`, checking it fits.
@@ -589,5 +670,28 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn the_upgrade_mark_counts_only_for_the_one_inherited_socket_passed_to_this_process() {
+        let one = || parse(Some("7"), Some("1"), None, 7);
+        let yes = |_| true;
+        assert_eq!(
+            upgrade_mark("1234:3", &one(), yes),
+            Some(Upgraded {
+                parent: 1234,
+                fd: 3
+            })
+        );
+        // Not inherited: opened by this program (close-on-exec) or not open at all.
+        assert_eq!(upgrade_mark("1234:3", &one(), |_| false), None);
+        // Another descriptor than the one passed; garbled; or LISTEN_PID another process's.
+        assert_eq!(upgrade_mark("1234:4", &one(), yes), None);
+        assert_eq!(upgrade_mark("x:3", &one(), yes), None);
+        let other = parse(Some("8"), Some("1"), None, 7);
+        assert_eq!(upgrade_mark("1234:3", &other, yes), None);
+        // An upgrade passes exactly one socket.
+        let two = parse(Some("7"), Some("2"), None, 7);
+        assert_eq!(upgrade_mark("1234:3", &two, yes), None);
     }
 }

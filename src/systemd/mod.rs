@@ -23,7 +23,8 @@
 //! [`Process`](crate::Process) children and [`Prefork`](crate::Prefork) workers inherit it from
 //! the parent (in a child, these methods adopt the inherited socket, as `bind_tcp` does).
 //! A descriptor that is not open, or is a pipe or a file (`ListenFIFO=`, `ListenSpecial=`), is an
-//! error naming `LISTEN_FDS`, the descriptor and what it is.
+//! error naming `LISTEN_FDS`, the descriptor and what it is. A [`Prefork`](crate::Prefork) binary
+//! upgrade passes its socket the same way; there any `bind_*` of a Prefork server takes it too.
 //!
 //! ```no_run
 //! use std::io::BufRead;
@@ -76,12 +77,14 @@
 
 mod listen;
 mod notify;
+mod upgraded;
 
 use std::io;
 
 pub use listen::Select;
 pub(crate) use listen::{take, Want};
 pub(crate) use notify::Notifier;
+pub(crate) use upgraded::{take as take_upgraded, Asked};
 
 /// Whether the passed socket `socket` is a Unix-domain socket (rather than TCP or UDP), to choose
 /// between [`systemd_tcp`](crate::Builder::systemd_tcp) and
