@@ -7,8 +7,12 @@
 //! Started with `PREFORK_SIGNALS_SCENARIO` set it is the *scenario server*: a Prefork server of
 //! 2 workers with `stop_on_signals`, answering each connection's line with `<pid> <LINE>`; it
 //! prints `listening on <addr>`, serves until its stdin closes (or a stop signal), then prints
-//! `stats accepted=.. completed=.. failed=..`. Started with `LISTEN_FDS` (an upgrade), it serves
-//! the passed socket instead of binding. Without the variable it is the *driver*.
+//! `stats accepted=.. completed=.. failed=..`. The variable's value says how it builds its server
+//! (see [`scenario_server`]): `systemd` takes the socket from `LISTEN_FDS` when set (an upgrade)
+//! with `systemd_tcp`, as a program written for socket activation does; `bind` always binds
+//! `127.0.0.1:0`, `unix:<path>` always binds that Unix socket path, and `udp-after-upgrade`
+//! builds a UDP server once upgraded (a new version of the program that changed the server's
+//! kind). Without the variable it is the *driver*.
 //!
 //! Every socket has a timeout, every wait a deadline, and every process a test starts is killed
 //! when the test ends.
@@ -16,24 +20,29 @@
 mod scenario;
 
 use std::collections::HashSet;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socketserver::{Builder, Prefork};
+use socketserver::{Builder, DatagramRequest, Prefork};
 
 const SCENARIO_VAR: &str = "PREFORK_SIGNALS_SCENARIO";
+/// Set to a value unique to each scenario server; every process it starts (workers, the new
+/// program of an upgrade and its workers) inherits it, so a test can find and end them all.
+const TAG_VAR: &str = "PREFORK_SIGNALS_TAG";
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 const WAIT: Duration = Duration::from_secs(10);
 /// Requests each client loop makes across a reload or an upgrade.
 const LOOP_REQUESTS: usize = 300;
 
 fn main() -> ExitCode {
-    if std::env::var_os(SCENARIO_VAR).is_some() {
-        return match scenario_server() {
+    if let Some(variant) = std::env::var_os(SCENARIO_VAR) {
+        return match scenario_server(&variant.to_string_lossy()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("scenario server: {e}");
@@ -41,7 +50,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    scenario::run_tests(TESTS, || {}, || {})
+    scenario::run_tests(TESTS, || lock(&STDERR).clear(), print_stderr)
 }
 
 use scenario::TestFn;
@@ -60,6 +69,22 @@ const TESTS: &[(&str, TestFn)] = &[
         "prefork_sigusr2_upgrades_without_a_failed_request",
         sigusr2_upgrade,
     ),
+    (
+        "prefork_sigusr2_new_program_serves_the_inherited_socket_though_it_asks_for_port_0",
+        sigusr2_without_systemd_tcp,
+    ),
+    (
+        "prefork_sigusr2_twice_20ms_apart_starts_one_new_program_on_the_same_socket",
+        sigusr2_twice,
+    ),
+    (
+        "prefork_sigusr2_to_a_program_that_now_builds_a_udp_server_fails_and_the_old_one_serves",
+        sigusr2_mismatch,
+    ),
+    (
+        "prefork_sigusr2_on_a_unix_socket_keeps_its_path_and_file",
+        sigusr2_unix,
+    ),
 ];
 
 fn check(ok: bool, why: impl FnOnce() -> String) -> Result<(), String> {
@@ -70,43 +95,105 @@ fn check(ok: bool, why: impl FnOnce() -> String) -> Result<(), String> {
     }
 }
 
+/// The stderr lines of the scenario servers the running test started (and of the programs they
+/// started, which inherit it): printed only if the test fails, so a green run stays quiet.
+static STDERR: Mutex<Vec<Arc<Mutex<Vec<String>>>>> = Mutex::new(Vec::new());
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn print_stderr() {
+    for (n, lines) in lock(&STDERR).iter().enumerate() {
+        println!(
+            "---- stderr of scenario server {n} ----\n{}",
+            lock(lines).join("\n")
+        );
+    }
+}
+
 /// The scenario server, a child of the driver; killed when dropped. Its stderr (the library's
-/// log, with `RUST_LOG`) is inherited.
+/// log at `warn`, or as `RUST_LOG` says) is collected in `errors`.
 struct Scenario {
     child: Option<Child>,
     stdin: Option<ChildStdin>,
+    /// The value of [`TAG_VAR`] in this scenario's processes.
+    tag: String,
     lines: Arc<Mutex<Vec<String>>>,
+    errors: Arc<Mutex<Vec<String>>>,
+    /// What the first `listening on` line named.
+    listening: String,
+    /// `listening` as a TCP address (`127.0.0.1:1` for a Unix server).
     addr: SocketAddr,
 }
 
 impl Scenario {
+    /// The scenario server of the tests that take their socket from `LISTEN_FDS` on an upgrade.
     fn start() -> Result<Scenario, String> {
+        Scenario::start_as("systemd")
+    }
+
+    /// The scenario server building its server as `variant` says (see [`scenario_server`]).
+    fn start_as(variant: &str) -> Result<Scenario, String> {
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let started = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}-{started}", std::process::id());
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = Command::new(exe)
-            .env(SCENARIO_VAR, "1")
+            .env(SCENARIO_VAR, variant)
+            .env(TAG_VAR, &tag)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start the scenario server: {e}"))?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().ok_or("no stdout")?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let errors = Arc::new(Mutex::new(Vec::new()));
         read_lines(stdout, Arc::clone(&lines));
+        read_lines(stderr, Arc::clone(&errors));
+        lock(&STDERR).push(Arc::clone(&errors));
         let mut scenario = Scenario {
             child: Some(child),
             stdin,
+            tag,
             lines,
+            errors,
+            listening: String::new(),
             addr: "127.0.0.1:1".parse().map_err(|_| "addr")?,
         };
         check(eventually(WAIT, || scenario.line_count() >= 1), || {
             "no line from the scenario server".to_string()
         })?;
         let first = scenario.line(0);
-        scenario.addr = first
+        scenario.listening = first
             .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| format!("the scenario server printed {first:?} first"))?;
+            .ok_or_else(|| format!("the scenario server printed {first:?} first"))?
+            .to_string();
+        if !variant.starts_with("unix:") {
+            scenario.addr = scenario
+                .listening
+                .parse()
+                .map_err(|_| format!("the scenario server printed {first:?} first"))?;
+        }
         Ok(scenario)
+    }
+
+    /// The `listening on` lines printed so far (the new program of an upgrade prints one too).
+    fn announcements(&self) -> Vec<String> {
+        let lines = lock(&self.lines);
+        lines
+            .iter()
+            .filter(|l| l.starts_with("listening on "))
+            .cloned()
+            .collect()
+    }
+
+    /// What the scenario server (and the programs it started) wrote on stderr so far.
+    fn stderr(&self) -> String {
+        lock(&self.errors).join("\n")
     }
 
     fn pid(&self) -> u32 {
@@ -114,18 +201,22 @@ impl Scenario {
     }
 
     fn line_count(&self) -> usize {
-        self.lines
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        lock(&self.lines).len()
     }
 
     fn line(&self, n: usize) -> String {
-        self.lines.lock().unwrap_or_else(PoisonError::into_inner)[n].clone()
+        lock(&self.lines)[n].clone()
     }
 
     fn signal(&self, signal: i32) -> Result<(), String> {
         send_signal(self.pid(), signal)
+    }
+
+    /// Whether the scenario server (the driver's child) has exited.
+    fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|child| child.try_wait().ok().flatten().is_some())
     }
 
     /// Closes stdin (the scenario's cue to stop) and waits for a clean exit.
@@ -140,11 +231,7 @@ impl Scenario {
 
     /// The number in the last `stats` line's `name=` field.
     fn stat(&self, name: &str) -> Result<u64, String> {
-        let lines = self
-            .lines
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let lines = lock(&self.lines).clone();
         let line = lines
             .iter()
             .rev()
@@ -160,22 +247,95 @@ impl Scenario {
 }
 
 impl Drop for Scenario {
+    /// Kills the scenario server, and whatever it started that is still running: a new program
+    /// of an upgrade is not the driver's child, and outlives a test that failed.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        for pid in tagged(&self.tag) {
+            let _ = send_signal(pid, libc::SIGKILL);
+        }
     }
 }
 
-fn read_lines(stdout: ChildStdout, lines: Arc<Mutex<Vec<String>>>) {
+/// The processes whose environment holds `TAG_VAR=tag`.
+fn tagged(tag: &str) -> Vec<u32> {
+    let wanted = format!("{TAG_VAR}={tag}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == wanted.as_bytes()))
+        })
+        .collect()
+}
+
+/// Stops the new program of an upgrade (not the driver's child) by SIGTERM, or SIGKILL if it is
+/// still running after `WAIT`.
+fn stop_by_signal(pid: u32) {
+    let _ = send_signal(pid, libc::SIGTERM);
+    if !eventually(WAIT, || parent_and_state(pid).is_none_or(|(_, s)| s == 'Z')) {
+        let _ = send_signal(pid, libc::SIGKILL);
+    }
+}
+
+/// The TCP ports on which the processes `pids` hold a listening socket, from `/proc/<pid>/fd`
+/// and `/proc/net/tcp{,6}`.
+fn listening_ports(pids: &HashSet<u32>) -> HashSet<u16> {
+    let mut inodes = HashSet::new();
+    for pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(link) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let link = link.to_string_lossy().into_owned();
+            if let Some(inode) = link
+                .strip_prefix("socket:[")
+                .and_then(|rest| rest.strip_suffix(']'))
+                .and_then(|inode| inode.parse::<u64>().ok())
+            {
+                inodes.insert(inode);
+            }
+        }
+    }
+    let mut ports = HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            // "sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ..."
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(&"0A"), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            let port = local
+                .rsplit_once(':')
+                .and_then(|(_, port)| u16::from_str_radix(port, 16).ok());
+            if let (Some(port), Ok(inode)) = (port, inode.parse::<u64>()) {
+                if inodes.contains(&inode) {
+                    ports.insert(port);
+                }
+            }
+        }
+    }
+    ports
+}
+
+/// Collects the lines of `output` (a pipe from the scenario server) in `lines`.
+fn read_lines(output: impl Read + Send + 'static, lines: Arc<Mutex<Vec<String>>>) {
     thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
+        for line in BufReader::new(output).lines() {
             let Ok(line) = line else { break };
-            lines
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(line);
+            lock(&lines).push(line);
         }
     });
 }
@@ -256,6 +416,21 @@ fn request(addr: SocketAddr, n: usize) -> Result<u32, String> {
         .set_read_timeout(Some(IO_TIMEOUT))
         .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
         .map_err(|e| e.to_string())?;
+    exchange(stream, n)
+}
+
+/// [`request`] to a Unix stream server at `path`.
+fn request_unix(path: &Path, n: usize) -> Result<u32, String> {
+    let stream = UnixStream::connect(path).map_err(|e| format!("request {n}: connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
+        .map_err(|e| e.to_string())?;
+    exchange(stream, n)
+}
+
+/// Sends request `n` on `stream` and reads the answer: the pid of the worker that answered.
+fn exchange(stream: impl Read + Write, n: usize) -> Result<u32, String> {
     let mut reader = BufReader::new(stream);
     reader
         .get_mut()
@@ -398,29 +573,230 @@ fn sigusr2_upgrade() -> Result<(), String> {
     })();
     // The new program is not the driver's child: stop it by signal, bounded.
     if let Some(parent) = new_parent {
-        let _ = send_signal(parent, libc::SIGTERM);
-        if !eventually(WAIT, || {
-            parent_and_state(parent).is_none_or(|(_, s)| s == 'Z')
-        }) {
-            let _ = send_signal(parent, libc::SIGKILL);
+        stop_by_signal(parent);
+    }
+    outcome
+}
+
+/// Requests `0..10` with `send`, each on a connection of its own: the pids that answered, or
+/// how many were served before the first failure (which stops the count: a socket nobody serves
+/// fails each request only after the read timeout).
+fn ten_requests(send: impl Fn(usize) -> Result<u32, String>) -> Result<Vec<u32>, String> {
+    let mut served = Vec::new();
+    for n in 0..10 {
+        match send(n) {
+            Ok(pid) => served.push(pid),
+            Err(why) => return Err(format!("{} of 10 served, then {why}", served.len())),
         }
     }
+    Ok(served)
+}
+
+/// The one process that started all of `workers` (the new program of an upgrade), checking it
+/// is not `old_parent` and none of them is one of `old_workers`.
+fn new_program(
+    workers: &[u32],
+    old_parent: u32,
+    old_workers: &HashSet<u32>,
+) -> Result<u32, String> {
+    let parents: HashSet<u32> = workers
+        .iter()
+        .filter_map(|&pid| parent_and_state(pid).map(|(ppid, _)| ppid))
+        .collect();
+    match parents.iter().next() {
+        Some(&parent)
+            if parents.len() == 1
+                && parent != old_parent
+                && workers.iter().all(|pid| !old_workers.contains(pid)) =>
+        {
+            Ok(parent)
+        }
+        _ => Err(format!(
+            "served by {workers:?} (parents {parents:?}), not by the workers of one new program \
+             (the old parent was {old_parent}, its workers {old_workers:?})"
+        )),
+    }
+}
+
+/// SIGUSR2 `signals` times, 20 ms apart, to a scenario server that binds `127.0.0.1:0` whatever
+/// its environment says (it never calls `systemd_tcp`): the new program must serve the socket it
+/// inherited, on the original address, and listen nowhere else.
+fn upgrade_in_place(signals: usize) -> Result<(), String> {
+    let mut server = Scenario::start_as("bind")?;
+    let old_parent = server.pid();
+    let old_workers = wait_for_workers(old_parent, 2)?;
+    let mut new_parent = None;
+    let outcome = (|| {
+        for n in 0..signals {
+            if n > 0 {
+                thread::sleep(Duration::from_millis(20));
+            }
+            server.signal(libc::SIGUSR2)?;
+        }
+        let mut child = server.child.take().ok_or("no child")?;
+        let status = wait_with_deadline(&mut child, WAIT).ok_or("the old program did not exit")?;
+        check(status.success(), || {
+            format!("the old program exited with {status}")
+        })?;
+        check(
+            eventually(WAIT, || server.announcements().len() >= 2),
+            || "the new program printed nothing".to_string(),
+        )?;
+        let addr = server.addr;
+        let served = ten_requests(|n| request(addr, n))
+            .map_err(|why| format!("the original address {addr} after the upgrade: {why}"))?;
+        let parent = new_program(&served, old_parent, &old_workers)?;
+        new_parent = Some(parent);
+        let mut processes = live_children(parent);
+        processes.insert(parent);
+        let ports = listening_ports(&processes);
+        check(ports == HashSet::from([addr.port()]), || {
+            format!(
+                "the new program {parent} and its workers listen on ports {ports:?}, expected \
+                 only {}",
+                addr.port()
+            )
+        })?;
+        // One new program, started once: a second one would print a line of its own.
+        thread::sleep(Duration::from_millis(300));
+        let announced = server.announcements();
+        check(announced == vec![format!("listening on {addr}"); 2], || {
+            format!("expected the old and the new program on {addr}, got {announced:?}")
+        })
+    })();
+    if let Some(parent) = new_parent {
+        stop_by_signal(parent);
+    }
+    outcome
+}
+
+fn sigusr2_without_systemd_tcp() -> Result<(), String> {
+    upgrade_in_place(1)
+}
+
+fn sigusr2_twice() -> Result<(), String> {
+    upgrade_in_place(2)
+}
+
+/// The new program builds a UDP Prefork server where the old one served TCP: it must fail (not
+/// bind a UDP port and report ready), and the old program must go on serving.
+fn sigusr2_mismatch() -> Result<(), String> {
+    let mut server = Scenario::start_as("udp-after-upgrade")?;
+    let old_parent = server.pid();
+    let old_workers = wait_for_workers(old_parent, 2)?;
+    server.signal(libc::SIGUSR2)?;
+    let addr = server.addr;
+    let refusal = format!(
+        "to serve the socket it inherited, a listening TCP socket on {addr}, but its Prefork \
+         server asks for a UDP socket on 127.0.0.1:0"
+    );
+    let settled = eventually(WAIT, || {
+        server.stderr().contains("before it served") || server.has_exited()
+    });
+    check(settled && !server.has_exited(), || {
+        format!(
+            "the old program must give the upgrade up and go on: exited {}; announced {:?}",
+            server.has_exited(),
+            server.announcements()
+        )
+    })?;
+    let log = server.stderr();
+    check(log.contains(&refusal), || {
+        format!("the new program's error does not say {refusal:?}:\n{log}")
+    })?;
+    check(server.announcements().len() == 1, || {
+        format!("the new program announced: {:?}", server.announcements())
+    })?;
+    check(wait_for_workers(old_parent, 2)? == old_workers, || {
+        "the old workers were replaced".to_string()
+    })?;
+    let served = ten_requests(|n| request(addr, n))
+        .map_err(|why| format!("the old program after the failed upgrade: {why}"))?;
+    check(served.iter().all(|pid| old_workers.contains(pid)), || {
+        format!("served by {served:?}, not by the old workers {old_workers:?}")
+    })?;
+    server.stop()
+}
+
+/// The (device, inode) of the file at `path`.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()))
+}
+
+/// An upgrade of a Unix stream server: the new program serves the very socket file (neither
+/// removed nor replaced), and the old one leaves it in place when it exits.
+fn sigusr2_unix() -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("prefork-signals-unix-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path: PathBuf = dir.join("s.sock");
+    let outcome = (|| {
+        let mut server = Scenario::start_as(&format!("unix:{}", path.display()))?;
+        let old_parent = server.pid();
+        let old_workers = wait_for_workers(old_parent, 2)?;
+        let before = file_identity(&path).ok_or("no socket file")?;
+        server.signal(libc::SIGUSR2)?;
+        let mut child = server.child.take().ok_or("no child")?;
+        let status = wait_with_deadline(&mut child, WAIT).ok_or("the old program did not exit")?;
+        check(status.success(), || {
+            format!("the old program exited with {status}")
+        })?;
+        check(file_identity(&path) == Some(before), || {
+            format!(
+                "the socket file was {} by the upgrade",
+                if path.exists() { "replaced" } else { "removed" }
+            )
+        })?;
+        let served = ten_requests(|n| request_unix(&path, n))
+            .map_err(|why| format!("{} after the upgrade: {why}", path.display()))?;
+        let parent = new_program(&served, old_parent, &old_workers)?;
+        let announced = server.announcements();
+        let expected = format!("listening on {}", path.display());
+        let result = check(announced == [expected.clone(), expected], || {
+            format!("announced {announced:?}")
+        });
+        stop_by_signal(parent);
+        result
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
     outcome
 }
 
 // ---------------------------------------------------------------------------------------------
 // The scenario server
 
-fn scenario_server() -> io::Result<()> {
+/// The scenario server, built as `variant` says: `systemd` (`systemd_tcp` when `LISTEN_FDS` is
+/// set, else `bind_tcp`), `bind` (`bind_tcp("127.0.0.1:0")` always), `unix:<path>`
+/// (`bind_unix_stream(path)` always) or `udp-after-upgrade` (`bind_tcp`, but `bind_udp` when
+/// started by an upgrade).
+fn scenario_server(variant: &str) -> io::Result<()> {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .is_test(false)
+        .try_init();
+    // Read before the server is built, which takes the variables an upgrade set.
+    let upgraded = std::env::var_os("LISTEN_FDS").is_some();
     let builder = Builder::new()
         .read_timeout(IO_TIMEOUT)
         .write_timeout(IO_TIMEOUT)
         .stop_on_signals()
         .grace_period(Duration::from_secs(5))
         .mode(Prefork::new(2).drain_timeout(Duration::from_secs(2)));
-    let server = match std::env::var_os("LISTEN_FDS") {
-        Some(_) => builder.systemd_tcp(0, scenario::pid_upper_line)?,
-        None => builder.bind_tcp("127.0.0.1:0", scenario::pid_upper_line)?,
-    };
-    scenario::serve_and_report(server)
+    if let Some(path) = variant.strip_prefix("unix:") {
+        return scenario::serve_and_report(
+            builder.bind_unix_stream(path, scenario::pid_upper_line)?,
+        );
+    }
+    match (variant, upgraded) {
+        ("systemd", true) => {
+            scenario::serve_and_report(builder.systemd_tcp(0, scenario::pid_upper_line)?)
+        }
+        ("udp-after-upgrade", true) => {
+            let server = builder.bind_udp("127.0.0.1:0", |_: &mut DatagramRequest| Ok(()))?;
+            scenario::serve_and_report(server)
+        }
+        _ => scenario::serve_and_report(builder.bind_tcp("127.0.0.1:0", scenario::pid_upper_line)?),
+    }
 }

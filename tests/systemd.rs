@@ -7,7 +7,8 @@
 //! (or sends) first and reads the `listening on` line afterwards. A free port is found by binding
 //! port 0 and closing it; if another process takes it meanwhile, the tool fails to bind and the
 //! test tries another port. Where the tool is missing (and `.ci/run` could not install it) the
-//! tests say so and pass without running.
+//! tests say so and pass without running. Descriptors that are not sockets are passed by a shell
+//! instead (`LISTEN_PID=$$` and `exec`, with redirections), which needs no tool.
 
 mod programs;
 
@@ -18,7 +19,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use programs::{example, scratch, Interactive, IO_TIMEOUT, STARTUP_TIMEOUT};
+use programs::{example, scratch, Interactive, Run, IO_TIMEOUT, RUN_TIMEOUT, STARTUP_TIMEOUT};
 
 const TOOL: &str = "systemd-socket-activate";
 /// Attempts at a free port before giving up.
@@ -241,6 +242,52 @@ fn a_socket_of_the_wrong_kind_is_refused_with_what_was_passed_and_needed() {
         ),
         "{stderr}"
     );
+}
+
+#[test]
+fn listen_fds_over_descriptors_that_are_not_sockets_names_the_descriptor_and_what_it_is() {
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let regular_file = format!("3<'{manifest}'");
+    // LISTEN_FDS, the redirections that give the program its descriptors, and what it must say.
+    let cases = [
+        (
+            "5",
+            "3<&- 4<&- 5<&- 6<&- 7<&-",
+            "LISTEN_FDS=5 says descriptors 3 to 7 were passed, but descriptor 3 is not open",
+        ),
+        (
+            "1",
+            "3</dev/null",
+            "descriptor 3 (from LISTEN_FDS) is a character device",
+        ),
+        (
+            "1",
+            "3<&0",
+            "descriptor 3 (from LISTEN_FDS) is a pipe (or FIFO), not a socket, but a server needs a \
+             socket (ListenStream= or ListenDatagram= in the .socket unit)",
+        ),
+        (
+            "1",
+            regular_file.as_str(),
+            "descriptor 3 (from LISTEN_FDS) is a regular file, not a socket",
+        ),
+    ];
+    for name in ["echo_upper", "udp_upper"] {
+        for (count, redirections, expected) in cases {
+            // The variables name the shell, which `exec` turns into the example.
+            let script = format!(
+                "LISTEN_PID=$$; LISTEN_FDS={count}; export LISTEN_PID LISTEN_FDS; \
+                 exec \"$0\" --systemd {redirections}"
+            );
+            let mut command = Command::new("/bin/sh");
+            command.arg("-c").arg(&script).arg(example(name));
+            // Stdin is a pipe: `3<&0` passes it.
+            let run = Run::with_input(command, b"", RUN_TIMEOUT);
+            assert_eq!(run.status.code(), Some(1), "{name}: {script}: {run}");
+            assert!(run.stderr.contains(expected), "{name}: {script}: {run}");
+            assert!(run.stdout.is_empty(), "{name}: {script}: {run}");
+        }
+    }
 }
 
 /// The `ExecStart=` of a unit in `deploy/`, as the program's name and its arguments.

@@ -118,13 +118,21 @@ enum Part {
 ///   sends `RELOADING=1` first and `READY=1` once every worker is fresh.
 /// * **SIGUSR2**: a binary upgrade. A new copy of the program, from the file on disk and with the
 ///   same arguments, inherits the listening socket by the socket-activation convention
-///   (`LISTEN_FDS=1`, descriptor 3, `LISTEN_PID` its pid; so it must build its server with
-///   [`Builder::systemd_tcp`](crate::Builder::systemd_tcp) or the like when `LISTEN_FDS` is set)
-///   and reports `READY=1` on a private `NOTIFY_SOCKET`. Then this parent stops gracefully: its
-///   workers drain while the new program's accept from the same socket, and `serve_forever`
-///   returns `Ok`. If the new program exits or is not ready within 30 s, the upgrade is given up
-///   and this one goes on serving. The new program shares stdin, stdout and stderr, and outlives
-///   its parent; under systemd, whose main pid would change, use SIGHUP instead.
+///   (`LISTEN_FDS=1`, descriptor 3, `LISTEN_PID` its pid) with a private mark that says it was
+///   started by an upgrade, and reports `READY=1` on a private `NOTIFY_SOCKET`. Its Prefork
+///   server serves the inherited socket whatever its `bind_*` call asks for (an
+///   `--addr 127.0.0.1:0` on the command line, say; the log says so), and
+///   [`Builder::systemd_tcp`](crate::Builder::systemd_tcp) and the like take it too (servers in
+///   other modes bind as usual). A Prefork
+///   server of another kind (UDP where TCP was served) fails to build, with an error naming both;
+///   and the new program reports `READY=1` only once its Prefork server holds the socket. Then
+///   this parent stops gracefully: its workers drain while the new program's accept from the same
+///   socket, and `serve_forever` returns `Ok`. A Unix socket file stays where it is: this parent
+///   leaves it to the new program, which does not remove it either when it stops (the next
+///   `bind_unix_stream` replaces it). If the new program exits or is not ready within 30 s, the
+///   upgrade is given up and this one goes on serving. One upgrade at a time: a SIGUSR2 while the
+///   new program is starting is ignored. The new program shares stdin, stdout and stderr, and
+///   outlives its parent; under systemd, whose main pid would change, use SIGHUP instead.
 ///
 /// Workers share the parent's socket rather than each binding its own with `SO_REUSEPORT`. With
 /// per-worker sockets the kernel would spread connections without waking every worker, but the
@@ -447,6 +455,12 @@ impl Prefork {
                     "prefork: SIGUSR2: the new program (pid {}) serves; this one stops",
                     upgrade.pid()
                 );
+                // The socket and its file (a Unix server's) are the new program's now.
+                server
+                    .shared
+                    .prefork
+                    .handed_over
+                    .store(true, Ordering::Release);
                 server.shared.stop.request();
             }
             UpgradeState::Failed(why) => {
@@ -519,6 +533,9 @@ pub(crate) struct PreforkRequests {
     pub(crate) reload: AtomicBool,
     /// A binary upgrade (SIGUSR2).
     pub(crate) upgrade: AtomicBool,
+    /// Set once a binary upgrade's new program serves the socket: this server must leave the
+    /// socket file of a Unix server in place when it closes.
+    pub(crate) handed_over: AtomicBool,
 }
 
 /// One running worker process and its report pipe.

@@ -30,7 +30,7 @@ pub enum ProcessKind {
 }
 
 /// Whether `fd` is open in this process without close-on-exec, as an inherited socket is.
-pub(super) fn inherited(fd: RawFd) -> bool {
+pub(crate) fn inherited(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only reads the descriptor's flags; it fails with EBADF if it is not open.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
     flags != -1 && flags & libc::FD_CLOEXEC == 0

@@ -10,14 +10,16 @@ use std::sync::OnceLock;
 
 use super::report::REPORT_VAR;
 use super::role::{Role, ROLE_VAR};
+use super::upgrade::UPGRADE_VAR;
 use std::os::fd::RawFd;
 
-/// Socket-activation and notification variables meant for the parent; a child must not act on
-/// them again (the parent reports to systemd for the whole service).
-const ACTIVATION_VARS: [&str; 6] = [
+/// Socket-activation, upgrade and notification variables meant for the parent; a child must not
+/// act on them again (the parent reports to systemd for the whole service).
+const ACTIVATION_VARS: [&str; 7] = [
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
+    UPGRADE_VAR,
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
     "WATCHDOG_PID",

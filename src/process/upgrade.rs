@@ -2,6 +2,10 @@
 //! started from the file on disk, takes the listening socket by the socket-activation convention
 //! (`LISTEN_FDS=1`, the socket as descriptor 3, `LISTEN_PID` its own pid) and reports `READY=1`
 //! on a notification socket of the parent's, as it would to systemd. The old parent then stops.
+//!
+//! A private variable, [`UPGRADE_VAR`], tells the new program that it was started by an upgrade,
+//! so that its Prefork server serves the inherited socket whatever its command line says (see
+//! `systemd::upgraded`) instead of binding an address of its own.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -22,6 +26,23 @@ const FIRST_PASSED_FD: RawFd = 3;
 /// Sets `LISTEN_PID` to the shell's own pid, which `exec` hands on to the program: the parent
 /// cannot know the child's pid before it runs, and must not allocate between fork and exec.
 const SET_LISTEN_PID: &str = "LISTEN_PID=$$; export LISTEN_PID; exec \"$0\" \"$@\"";
+
+/// The private environment variable that marks a program started by an upgrade. Its value is
+/// `<old parent pid>:<fd>` (the pid is for messages; the descriptor is always 3).
+pub(crate) const UPGRADE_VAR: &str = "SOCKETSERVER_UPGRADE";
+
+/// The value of [`UPGRADE_VAR`] for a new program started by `parent`.
+fn mark(parent: u32) -> String {
+    format!("{parent}:{FIRST_PASSED_FD}")
+}
+
+/// Parses a value of [`UPGRADE_VAR`] into the old parent's pid and the inherited descriptor;
+/// `None` unless it is well formed.
+pub(crate) fn decode_mark(value: &str) -> Option<(u32, RawFd)> {
+    let (parent, fd) = value.split_once(':')?;
+    let fd: RawFd = fd.parse().ok()?;
+    (fd >= 0).then_some((parent.parse().ok()?, fd))
+}
 
 /// The new program, until it reports that it serves.
 #[derive(Debug)]
@@ -76,6 +97,7 @@ impl Upgrade {
             .arg(path)
             .args(&program.args)
             .env("LISTEN_FDS", "1")
+            .env(UPGRADE_VAR, mark(std::process::id()))
             .env("NOTIFY_SOCKET", &notify_path);
         for var in [
             "LISTEN_PID",
@@ -134,8 +156,8 @@ impl Upgrade {
         match self.child.try_wait() {
             Ok(Some(status)) => {
                 return UpgradeState::Failed(format!(
-                    "the new program (pid {pid}) exited ({status}) before it served; it must \
-                     take its socket from LISTEN_FDS (Builder::systemd_tcp and the like)"
+                    "the new program (pid {pid}) exited ({status}) before it served (its error, \
+                     if it printed one, is on stderr)"
                 ))
             }
             Ok(None) => {}
@@ -163,5 +185,20 @@ impl Drop for Upgrade {
         // The new program goes on (it is not waited for: it outlives this process); only the
         // notification socket's file goes.
         let _ = std::fs::remove_file(&self.notify_path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upgrade_mark_round_trips_and_garbage_is_ignored() {
+        assert_eq!(decode_mark(&mark(1234)), Some((1234, FIRST_PASSED_FD)));
+        for value in [
+            "", "1234", "1234:", ":3", "x:3", "1234:-3", "1234:3:4", "1234:x",
+        ] {
+            assert_eq!(decode_mark(value), None, "{value:?}");
+        }
     }
 }

@@ -17,12 +17,12 @@ use crate::address::Address;
 use crate::failure::Failure;
 use crate::handler::{DatagramRequest, RequestHandler, StreamRequest};
 use crate::mode::{Mode, Single, ThreadSettings};
-use crate::process;
+use crate::process::{self, ProcessKind};
 use crate::server::handle::ServerHandle;
-use crate::socket::bind::{bind_inet, bind_unix};
+use crate::socket::bind::{bind_inet, bind_unix, resolve};
 use crate::socket::options::{BindOptions, ConnectionOptions};
 use crate::socket::unix_path::UnixPathGuard;
-use crate::systemd::{self, Select, Want};
+use crate::systemd::{self, Asked, Select, Want};
 
 /// Shared and locked, since with the PROXY protocol it runs on the requests' threads.
 pub(crate) type VerifyHook = Arc<std::sync::Mutex<dyn FnMut(&Address) -> bool + Send>>;
@@ -606,19 +606,31 @@ impl<M: Mode> Builder<M> {
 
     /// Binds a TCP server to the first address of `addr` that works and starts listening.
     ///
+    /// In a program started by a [`Prefork`](crate::Prefork) binary upgrade (SIGUSR2), the first
+    /// Prefork server built serves the listening socket inherited from the old program instead
+    /// of binding `addr` (so the upgrade keeps the address); this holds for every `bind_*` method.
+    ///
     /// # Errors
     ///
     /// The error resolving `addr`, or binding or listening on the last of its addresses tried, with
     /// a message naming it (`AddrInUse` if another socket holds the port, `PermissionDenied` for a
-    /// privileged port); an error starting the mode (a [`Pool`](crate::Pool)'s threads, say); and
+    /// privileged port); an error starting the mode (a [`Pool`](crate::Pool)'s threads, say);
     /// `Unsupported` when a child process of a process-based mode (see
-    /// [`is_worker`](crate::is_worker)) builds a server other than the one it was started to serve.
+    /// [`is_worker`](crate::is_worker)) builds a server other than the one it was started to serve;
+    /// and `InvalidInput` when a program started by a binary upgrade builds a Prefork server of
+    /// another kind than the socket it inherited (a UDP server where TCP was served), so that the
+    /// upgrade fails and the old program goes on serving.
     pub fn bind_tcp<H>(self, addr: impl ToSocketAddrs, handler: H) -> io::Result<Server<Tcp, H, M>>
     where
         H: RequestHandler<StreamRequest> + Clone,
     {
-        self.serve(handler, |bind| {
-            Ok((bind_inet(addr, Type::STREAM, bind)?, None))
+        self.serve(handler, |binding| {
+            let addrs = resolve(addr, Type::STREAM)?;
+            let socket = match binding.inherited(Want::Tcp, Asked::Inet(&addrs))? {
+                Some(socket) => socket,
+                None => bind_inet(&addrs, Type::STREAM, binding.options)?,
+            };
+            Ok((socket, None))
         })
     }
 
@@ -631,8 +643,13 @@ impl<M: Mode> Builder<M> {
     where
         H: RequestHandler<DatagramRequest> + Clone,
     {
-        self.serve(handler, |bind| {
-            Ok((bind_inet(addr, Type::DGRAM, bind)?, None))
+        self.serve(handler, |binding| {
+            let addrs = resolve(addr, Type::DGRAM)?;
+            let socket = match binding.inherited(Want::Udp, Asked::Inet(&addrs))? {
+                Some(socket) => socket,
+                None => bind_inet(&addrs, Type::DGRAM, binding.options)?,
+            };
+            Ok((socket, None))
         })
     }
 
@@ -655,8 +672,11 @@ impl<M: Mode> Builder<M> {
         H: RequestHandler<StreamRequest> + Clone,
     {
         let path = path.as_ref();
-        self.serve(handler, |bind| {
-            let socket = bind_unix(path, Type::STREAM, bind)?;
+        self.serve(handler, |binding| {
+            if let Some(socket) = binding.inherited(Want::UnixStream, Asked::Unix(path))? {
+                return Ok((socket, None));
+            }
+            let socket = bind_unix(path, Type::STREAM, binding.options)?;
             Ok((socket, Some(UnixPathGuard::new(path))))
         })
     }
@@ -677,8 +697,11 @@ impl<M: Mode> Builder<M> {
         H: RequestHandler<DatagramRequest> + Clone,
     {
         let path = path.as_ref();
-        self.serve(handler, |bind| {
-            let socket = bind_unix(path, Type::DGRAM, bind)?;
+        self.serve(handler, |binding| {
+            if let Some(socket) = binding.inherited(Want::UnixDatagram, Asked::Unix(path))? {
+                return Ok((socket, None));
+            }
+            let socket = bind_unix(path, Type::DGRAM, binding.options)?;
             Ok((socket, Some(UnixPathGuard::new(path))))
         })
     }
@@ -755,17 +778,22 @@ impl<M: Mode> Builder<M> {
     fn serve<T, H>(
         self,
         handler: H,
-        bind: impl FnOnce(&BindOptions) -> io::Result<(Socket, Option<UnixPathGuard>)>,
+        bind: impl FnOnce(&Binding<'_>) -> io::Result<(Socket, Option<UnixPathGuard>)>,
     ) -> io::Result<Server<T, H, M>>
     where
         T: Transport,
         H: RequestHandler<T::Request> + Clone,
     {
         self.check_proxy()?;
-        if let Some(role) = process::claim(self.mode.process_kind())? {
+        let kind = self.mode.process_kind();
+        if let Some(role) = process::claim(kind)? {
             return Server::from_role(role, handler, self);
         }
-        let (socket, unix_path) = bind(&self.bind)?;
+        let binding = Binding {
+            options: &self.bind,
+            upgrade: kind == Some(ProcessKind::Prefork),
+        };
+        let (socket, unix_path) = bind(&binding)?;
         Server::from_parts(socket, unix_path, handler, self)
     }
 
@@ -793,6 +821,30 @@ impl<M: Mode> Builder<M> {
             on_error: self.on_error,
             stopping: self.stopping,
             notify_systemd: self.notify_systemd,
+        }
+    }
+}
+
+/// What the `bind` step of a `bind_*` method is given.
+struct Binding<'a> {
+    options: &'a BindOptions,
+    /// Whether the server may take the socket a binary upgrade passed: a [`Prefork`] server's,
+    /// since only a Prefork parent upgrades (another mode's server binds its own address).
+    ///
+    /// [`Prefork`]: crate::Prefork
+    upgrade: bool,
+}
+
+impl Binding<'_> {
+    /// In a program started by a binary upgrade (SIGUSR2 to a Prefork parent): the listening
+    /// socket it inherited, which its Prefork server serves instead of binding `asked`, whatever
+    /// the command line says (once; `Err` if it is not of kind `want`). Its Unix socket file, if
+    /// any, is left in place: the old program serves it until the new one is ready, and goes on
+    /// serving it if the new one fails.
+    fn inherited(&self, want: Want, asked: Asked<'_>) -> io::Result<Option<Socket>> {
+        match self.upgrade {
+            true => systemd::take_upgraded(want, &asked),
+            false => Ok(None),
         }
     }
 }

@@ -17,6 +17,7 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -937,9 +938,19 @@ impl<T: Transport, H, M: Mode> Server<T, H, M> {
         self.timeout = timeout;
     }
 
-    /// Closes the socket and, for a Unix server, removes the socket file it created.
+    /// Closes the socket and, for a Unix server, removes the socket file it created — unless a
+    /// binary upgrade handed the socket to a new program, which serves it now.
     fn release_socket(&mut self) {
         self.socket = None;
+        let handed_over = self
+            .handle
+            .shared
+            .prefork
+            .handed_over
+            .load(Ordering::Acquire);
+        if let (true, Some(unix_path)) = (handed_over, &mut self.unix_path) {
+            unix_path.keep();
+        }
         self.unix_path = None;
     }
 }

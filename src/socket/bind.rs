@@ -18,19 +18,37 @@ pub(crate) fn context(err: io::Error, what: impl Display) -> io::Error {
     io::Error::new(err.kind(), format!("{what}: {err}"))
 }
 
-/// Binds the first address of `addrs` that works, like `std::net::TcpListener::bind`.
+/// Resolves the addresses to bind a socket of type `ty` to, as `std::net::TcpListener::bind`
+/// does.
+pub(crate) fn resolve(addrs: impl ToSocketAddrs, ty: Type) -> io::Result<Vec<SocketAddr>> {
+    Ok(addrs
+        .to_socket_addrs()
+        .map_err(|e| {
+            context(
+                e,
+                format!("cannot resolve the {} address to bind", label(ty)),
+            )
+        })?
+        .collect())
+}
+
+fn label(ty: Type) -> &'static str {
+    if ty == Type::STREAM {
+        "TCP"
+    } else {
+        "UDP"
+    }
+}
+
+/// Binds the first of `candidates` that works, like `std::net::TcpListener::bind`.
 pub(crate) fn bind_inet(
-    addrs: impl ToSocketAddrs,
+    candidates: &[SocketAddr],
     ty: Type,
     options: &BindOptions,
 ) -> io::Result<Socket> {
-    let label = if ty == Type::STREAM { "TCP" } else { "UDP" };
-    let candidates: Vec<SocketAddr> = addrs
-        .to_socket_addrs()
-        .map_err(|e| context(e, format!("cannot resolve the {label} address to bind")))?
-        .collect();
+    let label = label(ty);
     let mut last_error = None;
-    for addr in candidates {
+    for &addr in candidates {
         match bind_one(addr, ty, options) {
             Ok(socket) => return Ok(socket),
             Err(e) => {
@@ -117,6 +135,10 @@ fn backlog(requested: u32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bind_inet(addrs: impl ToSocketAddrs, ty: Type, options: &BindOptions) -> io::Result<Socket> {
+        super::bind_inet(&resolve(addrs, ty)?, ty, options)
+    }
 
     #[test]
     fn port_zero_reports_the_real_port() {

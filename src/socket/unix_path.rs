@@ -26,6 +26,14 @@ impl UnixPathGuard {
     }
 }
 
+impl UnixPathGuard {
+    /// Leaves the file in place when dropped: another program serves the socket now (a binary
+    /// upgrade handed it over), so the file is still the way to reach a server.
+    pub(crate) fn keep(&mut self) {
+        self.identity = None;
+    }
+}
+
 fn identity(path: &Path) -> Option<(u64, u64)> {
     let meta = fs::symlink_metadata(path).ok()?;
     meta.file_type()
@@ -149,6 +157,23 @@ mod tests {
             _ => drop(UnixDatagram::bind(path).unwrap()),
         }
         assert!(path.exists());
+    }
+
+    #[test]
+    fn a_kept_socket_file_stays_and_a_guarded_one_goes() {
+        let dir = scratch("guard");
+        let path = dir.join("s.sock");
+        let _listener = UnixListener::bind(&path).unwrap();
+        let mut guard = UnixPathGuard::new(&path);
+        guard.keep();
+        drop(guard);
+        assert!(path.exists(), "a kept file stays");
+        drop(UnixPathGuard::new(&path));
+        assert!(
+            !path.exists(),
+            "the guard removes the socket file it created"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

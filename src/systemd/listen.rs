@@ -3,10 +3,13 @@
 
 use std::fmt;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::{FromRawFd, RawFd};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use socket2::{Domain, Socket, Type};
+
+use crate::process::{decode_mark, inherited, UPGRADE_VAR};
 
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`): after stdin, stdout and stderr.
 const FIRST_FD: RawFd = 3;
@@ -79,6 +82,16 @@ impl Want {
             Want::Udp => "systemd_udp",
             Want::UnixStream => "systemd_unix_stream",
             Want::UnixDatagram => "systemd_unix_datagram",
+        }
+    }
+
+    /// "a listening TCP socket", …: what a server of this kind serves.
+    pub(super) fn noun(self) -> &'static str {
+        match self {
+            Want::Tcp => "a listening TCP socket",
+            Want::Udp => "a UDP socket",
+            Want::UnixStream => "a listening Unix stream socket",
+            Want::UnixDatagram => "a Unix datagram socket",
         }
     }
 
@@ -217,13 +230,13 @@ impl Shape {
         })
     }
 
-    fn fits(self, want: Want) -> bool {
+    pub(super) fn fits(self, want: Want) -> bool {
         let family = if want.unix() { self.unix } else { self.inet };
         family && self.ty == want.ty() && (self.ty != Type::STREAM || self.listening)
     }
 
     /// "a UDP socket", "a connected TCP socket", …
-    fn describe(self) -> String {
+    pub(super) fn describe(self) -> String {
         let family = match (self.unix, self.inet) {
             (true, _) => "Unix",
             (_, true) => "",
@@ -267,14 +280,24 @@ fn listening(socket: &Socket) -> io::Result<bool> {
     Ok(value != 0)
 }
 
+/// A program started by a binary upgrade (SIGUSR2 to a Prefork parent): which process started it,
+/// and the listening socket it inherited (the one passed socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Upgraded {
+    pub(crate) parent: u32,
+    pub(crate) fd: RawFd,
+}
+
 /// The passed sockets of this process, read from the environment once.
 struct Activation {
     passed: Result<Vec<Passed>, String>,
     taken: Vec<RawFd>,
+    upgraded: Option<Upgraded>,
 }
 
+static ACTIVATION: OnceLock<Mutex<Activation>> = OnceLock::new();
+
 fn activation() -> &'static Mutex<Activation> {
-    static ACTIVATION: OnceLock<Mutex<Activation>> = OnceLock::new();
     ACTIVATION.get_or_init(|| {
         let var = |name| std::env::var(name).ok();
         let passed = parse(
@@ -283,6 +306,14 @@ fn activation() -> &'static Mutex<Activation> {
             var("LISTEN_FDNAMES").as_deref(),
             std::process::id(),
         );
+        // Before the descriptors are made close-on-exec below: inherited means not yet.
+        let upgraded = var(UPGRADE_VAR).and_then(|value| {
+            let upgraded = upgrade_mark(&value, &passed, inherited);
+            if upgraded.is_none() {
+                log::debug!("ignoring {UPGRADE_VAR}={value:?}: not addressed to this process");
+            }
+            upgraded
+        });
         if let Ok(passed) = &passed {
             for p in passed {
                 // Close-on-exec at once, taken or not, so no program this one runs inherits them.
@@ -292,15 +323,65 @@ fn activation() -> &'static Mutex<Activation> {
             }
             // Read once and kept here; a program this one starts must not take them as its own.
             // (This runs while the first server is built, normally before `main` starts threads.)
-            for name in VARS {
+            for name in VARS.into_iter().chain([UPGRADE_VAR]) {
                 std::env::remove_var(name);
             }
         }
         Mutex::new(Activation {
             passed,
             taken: Vec::new(),
+            upgraded,
         })
     })
+}
+
+/// The upgrade mark `value`, if it is addressed to this process: well formed, and naming the one
+/// passed socket (so `LISTEN_PID` is this process), which this process inherited (open without
+/// close-on-exec, as `is_inherited` says) rather than opened itself.
+fn upgrade_mark(
+    value: &str,
+    passed: &Result<Vec<Passed>, String>,
+    is_inherited: impl Fn(RawFd) -> bool,
+) -> Option<Upgraded> {
+    let (parent, fd) = decode_mark(value)?;
+    match passed.as_deref() {
+        Ok([only]) if only.fd == fd && is_inherited(fd) => Some(Upgraded { parent, fd }),
+        _ => None,
+    }
+}
+
+/// The socket a binary upgrade passed this program, while no server has taken it. Reads the
+/// environment only if it holds the upgrade mark (or was read already), so a program that was
+/// not upgraded keeps its `LISTEN_*` variables until it asks for them.
+pub(super) fn upgrade_unclaimed() -> Option<Upgraded> {
+    if ACTIVATION.get().is_none() && std::env::var_os(UPGRADE_VAR).is_none() {
+        return None;
+    }
+    let activation = activation().lock().unwrap_or_else(PoisonError::into_inner);
+    activation
+        .upgraded
+        .filter(|upgraded| !activation.taken.contains(&upgraded.fd))
+}
+
+/// Takes the socket a binary upgrade passed this program, if no server has yet, once `check`
+/// accepts it; `check`'s error leaves it untaken.
+pub(super) fn take_upgraded(
+    check: impl FnOnce(Upgraded, &Socket) -> io::Result<()>,
+) -> io::Result<Option<Socket>> {
+    let Some(upgraded) = upgrade_unclaimed() else {
+        return Ok(None);
+    };
+    let mut activation = activation().lock().unwrap_or_else(PoisonError::into_inner);
+    if activation.taken.contains(&upgraded.fd) {
+        return Ok(None); // another thread's server took it meanwhile
+    }
+    // SAFETY: the descriptor was inherited for serving (the mark was checked against LISTEN_PID
+    // and close-on-exec), and is handed out once (`taken`); `ManuallyDrop` keeps it open if
+    // `check` refuses it.
+    let socket = ManuallyDrop::new(unsafe { Socket::from_raw_fd(upgraded.fd) });
+    check(upgraded, &socket)?;
+    activation.taken.push(upgraded.fd);
+    Ok(Some(ManuallyDrop::into_inner(socket)))
 }
 
 /// Takes the selected passed socket for a server of kind `want`, checking it fits.
@@ -325,12 +406,9 @@ pub(crate) fn take(select: &Select, want: Want) -> io::Result<Socket> {
             format!("{method}: {context}; {label} is already served by another server"),
         ));
     }
-    let shape = borrowed_shape(fd).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{method}: {context}; {label} is not a usable socket: {e}"),
-        )
-    })?;
+    let needs = format!("{method} needs {}", want.needs());
+    let shape = examine(passed, fd, &needs)
+        .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
     if !shape.fits(want) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -345,6 +423,71 @@ pub(crate) fn take(select: &Select, want: Want) -> io::Result<Socket> {
     // SAFETY: `fd` was passed to this process for serving (LISTEN_PID matched), is an open
     // socket (checked above), and is handed out once (`taken`).
     Ok(unsafe { Socket::from_raw_fd(fd) })
+}
+
+/// The shape of the passed descriptor `fd`, one of `passed`; `Err` says, naming `LISTEN_FDS` and
+/// the descriptor, why it is not a socket to serve: it is not open, or it is a pipe or a file
+/// rather than a socket. `needs` says what was expected instead (`"systemd_tcp needs …"`).
+fn examine(passed: &[Passed], fd: RawFd, needs: &str) -> Result<Shape, String> {
+    let count = passed.len();
+    let sent = match (passed.first(), passed.last()) {
+        (Some(first), Some(last)) if count > 1 => {
+            format!(
+                "LISTEN_FDS={count} says descriptors {} to {} were passed",
+                first.fd, last.fd
+            )
+        }
+        _ => format!("LISTEN_FDS={count} says descriptor {fd} was passed"),
+    };
+    let kind = match file_kind(fd) {
+        Ok(kind) => kind,
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
+            return Err(format!(
+                "{sent}, but descriptor {fd} is not open: whatever started this program set \
+                 LISTEN_FDS without passing the sockets (a service manager passes them open; \
+                 check for a wrapper that closes descriptors, or LISTEN_FDS set by hand)"
+            ))
+        }
+        Err(e) => {
+            return Err(format!(
+                "{sent}, but descriptor {fd} cannot be examined: {e}"
+            ))
+        }
+    };
+    if kind != libc::S_IFSOCK {
+        return Err(format!(
+            "descriptor {fd} (from LISTEN_FDS) is {}, not a socket, but {needs}; ListenFIFO= \
+             and ListenSpecial= pass pipes and files, which no server can serve",
+            describe_file(kind)
+        ));
+    }
+    borrowed_shape(fd)
+        .map_err(|e| format!("descriptor {fd} (from LISTEN_FDS) is a socket, but {e}"))
+}
+
+/// The file type bits (`S_IFMT`) of the open descriptor `fd`.
+fn file_kind(fd: RawFd) -> io::Result<libc::mode_t> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a whole `stat` into the buffer given, or fails (EBADF if `fd` is not
+    // open) and writes nothing, which is then not read.
+    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat succeeded, so it filled the struct.
+    Ok(unsafe { stat.assume_init() }.st_mode & libc::S_IFMT)
+}
+
+/// "a pipe (or FIFO)", "a regular file", …: what a descriptor that is not a socket is.
+fn describe_file(kind: libc::mode_t) -> &'static str {
+    match kind {
+        libc::S_IFIFO => "a pipe (or FIFO)",
+        libc::S_IFREG => "a regular file",
+        libc::S_IFCHR => "a character device (such as /dev/null or a terminal)",
+        libc::S_IFDIR => "a directory",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFLNK => "a symbolic link",
+        _ => "something other than a socket",
+    }
 }
 
 /// The shape of a descriptor this process does not own (yet).
@@ -364,7 +507,9 @@ pub(crate) fn is_unix(select: &Select) -> io::Result<bool> {
         .as_ref()
         .map_err(|why| io::Error::new(io::ErrorKind::NotFound, why.clone()))?;
     let found = find(passed, select).map_err(|why| io::Error::new(io::ErrorKind::NotFound, why))?;
-    let shape = borrowed_shape(found.fd)?;
+    let needs = "a server needs a socket (ListenStream= or ListenDatagram= in the .socket unit)";
+    let shape = examine(passed, found.fd, needs)
+        .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
     Ok(shape.unix)
 }
 
@@ -459,5 +604,94 @@ mod tests {
         assert!(shape.fits(Want::UnixDatagram) && !shape.fits(Want::Udp));
         assert_eq!(shape.describe(), "a Unix datagram socket");
         assert!(Want::Tcp.needs().contains("ListenStream="));
+    }
+
+    fn passed(fds: std::ops::Range<RawFd>) -> Vec<Passed> {
+        fds.map(|fd| Passed { fd, name: None }).collect()
+    }
+
+    /// A descriptor number no file is open on (far above what the tests open).
+    fn closed_fd() -> RawFd {
+        // SAFETY: F_GETFD only reads a descriptor's flags, failing with EBADF if it is not open.
+        (4000..)
+            .find(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_passed_descriptor_that_is_not_open_is_named_with_what_listen_fds_said() {
+        use std::os::fd::AsRawFd;
+        let fd = closed_fd();
+        let err = examine(&passed(fd..fd + 5), fd, "systemd_tcp needs …").unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "LISTEN_FDS=5 says descriptors {fd} to {} were passed, but descriptor {fd} is not \
+                 open: whatever started this program set LISTEN_FDS without passing the sockets",
+                fd + 4
+            )),
+            "{err}"
+        );
+        // One socket passed: the message speaks of that one descriptor.
+        let err = examine(&passed(fd..fd + 1), fd, "").unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "LISTEN_FDS=1 says descriptor {fd} was passed, but descriptor {fd} is not open"
+            )),
+            "{err}"
+        );
+        // A socket passes, whatever else is true of it.
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd = tcp.as_raw_fd();
+        assert!(examine(&passed(fd..fd + 1), fd, "").unwrap().listening);
+    }
+
+    #[test]
+    fn a_pipe_a_file_or_a_device_is_not_taken_for_a_socket() {
+        use std::os::fd::AsRawFd;
+        let (reader, _writer) = std::io::pipe().unwrap();
+        let file =
+            std::fs::File::open(env!("CARGO_MANIFEST_DIR").to_string() + "/Cargo.toml").unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let needs = format!("systemd_tcp needs {}", Want::Tcp.needs());
+        for (fd, what) in [
+            (reader.as_raw_fd(), "a pipe (or FIFO)"),
+            (file.as_raw_fd(), "a regular file"),
+            (null.as_raw_fd(), "a character device"),
+        ] {
+            let err = examine(&passed(fd..fd + 1), fd, &needs).unwrap_err();
+            assert!(
+                err.starts_with(&format!("descriptor {fd} (from LISTEN_FDS) is {what}")),
+                "{err}"
+            );
+            assert!(
+                err.contains(
+                    ", not a socket, but systemd_tcp needs a listening TCP socket (ListenStream="
+                ) && err.contains("ListenFIFO= and ListenSpecial= pass pipes and files"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_upgrade_mark_counts_only_for_the_one_inherited_socket_passed_to_this_process() {
+        let one = || parse(Some("7"), Some("1"), None, 7);
+        let yes = |_| true;
+        assert_eq!(
+            upgrade_mark("1234:3", &one(), yes),
+            Some(Upgraded {
+                parent: 1234,
+                fd: 3
+            })
+        );
+        // Not inherited: opened by this program (close-on-exec) or not open at all.
+        assert_eq!(upgrade_mark("1234:3", &one(), |_| false), None);
+        // Another descriptor than the one passed; garbled; or LISTEN_PID another process's.
+        assert_eq!(upgrade_mark("1234:4", &one(), yes), None);
+        assert_eq!(upgrade_mark("x:3", &one(), yes), None);
+        let other = parse(Some("8"), Some("1"), None, 7);
+        assert_eq!(upgrade_mark("1234:3", &other, yes), None);
+        // An upgrade passes exactly one socket.
+        let two = parse(Some("7"), Some("2"), None, 7);
+        assert_eq!(upgrade_mark("1234:3", &two, yes), None);
     }
 }

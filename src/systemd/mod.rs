@@ -22,6 +22,9 @@
 //! their own. The process modes work as usual: the parent takes the socket, and its
 //! [`Process`](crate::Process) children and [`Prefork`](crate::Prefork) workers inherit it from
 //! the parent (in a child, these methods adopt the inherited socket, as `bind_tcp` does).
+//! A descriptor that is not open, or is a pipe or a file (`ListenFIFO=`, `ListenSpecial=`), is an
+//! error naming `LISTEN_FDS`, the descriptor and what it is. A [`Prefork`](crate::Prefork) binary
+//! upgrade passes its socket the same way; there any `bind_*` of a Prefork server takes it too.
 //!
 //! ```no_run
 //! use std::io::BufRead;
@@ -74,12 +77,14 @@
 
 mod listen;
 mod notify;
+mod upgraded;
 
 use std::io;
 
 pub use listen::Select;
 pub(crate) use listen::{take, Want};
 pub(crate) use notify::Notifier;
+pub(crate) use upgraded::{take as take_upgraded, Asked};
 
 /// Whether the passed socket `socket` is a Unix-domain socket (rather than TCP or UDP), to choose
 /// between [`systemd_tcp`](crate::Builder::systemd_tcp) and
@@ -90,8 +95,9 @@ pub(crate) use notify::Notifier;
 ///
 /// # Errors
 ///
-/// `NotFound` if systemd passed no sockets to this process or none matches `socket`; the error of
-/// `getsockopt` if the descriptor is not a usable socket.
+/// `NotFound` if systemd passed no sockets to this process or none matches `socket`;
+/// `InvalidInput` if the descriptor is not open or not a socket (a pipe, a file), with a message
+/// naming `LISTEN_FDS`, the descriptor and what it is.
 ///
 /// ```no_run
 /// # fn main() -> std::io::Result<()> {

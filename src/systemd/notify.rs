@@ -207,8 +207,19 @@ impl Notifier {
         }
     }
 
-    /// `READY=1`, with the status.
+    /// `READY=1`, with the status — except in a program started by a binary upgrade that has not
+    /// yet built the server for the socket it inherited: there `READY=1` is what stops the old
+    /// program, which must go on serving until this one serves its socket.
     pub(crate) fn ready(&self, status: String) {
+        if let Some(parent) = super::upgraded::unclaimed() {
+            log::warn!(
+                "not reporting READY=1 yet: this program was started by a binary upgrade (SIGUSR2 \
+                 to process {parent}), and no Prefork server serves the socket it inherited (a \
+                 server in another mode binds an address of its own); the old program goes on \
+                 serving, and gives the upgrade up if none does"
+            );
+            return;
+        }
         let mut schedule = self.lock();
         let now = Instant::now();
         schedule.last_ping = now;
