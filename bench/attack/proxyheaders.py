@@ -2,7 +2,6 @@
 (a valid v1 header, then a request) want an answer within a few seconds: on a message server
 (`--api message`) and on a stream server's pool.
 """
-import time
 
 from clients import Crowd, frame, proxy_v1, resp, served_summary, spread_exchanges
 
