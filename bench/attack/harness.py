@@ -39,9 +39,20 @@ class Context:
     def extra_args(self):
         return list(self.server_args.get(self.attack, [])) + list(self.server_args.get("all", []))
 
-    def server(self, name, args=(), env=None, cwd=None):
+    def server(self, name, args=(), env=None, cwd=None, addr="127.0.0.1:0"):
         """A started example, with this attack's extra server arguments appended."""
-        return Server(self, name, list(args) + self.extra_args(), env=env, cwd=cwd)
+        return Server(self, name, list(args) + self.extra_args(), env=env, cwd=cwd, addr=addr)
+
+    def try_server(self, name, args=(), env=None):
+        """(server, None), or (None, why) when the example refuses its command line (exit status
+        2: an option it does not have yet, say), so an attack can report the reason and go on."""
+        try:
+            return self.server(name, args, env=env), None
+        except ServerStartError as e:
+            if e.status != 2:
+                raise
+            first = e.stderr.strip().splitlines()[0] if e.stderr.strip() else "no message"
+            return None, f"`{name} {' '.join(args)}` exits 2: {first}"
 
 
 def raise_nofile_limit():
@@ -52,21 +63,21 @@ def raise_nofile_limit():
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-class Server:
-    """An example binary started on 127.0.0.1:0 in its own session (process group).
+class ServerStartError(RuntimeError):
+    """The server exited, or printed no `listening on` line, at start-up."""
 
-    stderr goes to a file, so what the server logs can be counted in bytes and lines. Use it as a
-    context manager: `stop()` runs on exit, error or not.
-    """
+    def __init__(self, message, status, stderr):
+        super().__init__(message)
+        self.status, self.stderr = status, stderr
 
-    def __init__(self, ctx, name, args, env=None, cwd=None):
+
+class Program:
+    """A program started in a session (and process group) of its own, stderr to a file, so what it
+    logs can be counted in bytes and lines. Use it as a context manager: `stop()` runs on exit,
+    error or not."""
+
+    def __init__(self, ctx, name, argv, env=None, cwd=None, stdout=subprocess.DEVNULL):
         self.name = name
-        path = os.path.join(ctx.bin_dir, name)
-        if not os.access(path, os.X_OK):
-            raise RuntimeError(f"{path} is not an executable: build with cargo build --release --examples")
-        argv = [path, "--addr", "127.0.0.1:0", *args]
-        # For the report: the temporary folder's name changes with every run.
-        self.cmdline = " ".join(shlex.quote(a) for a in [name, *argv[1:]]).replace(ctx.workdir, "$TMP")
         full_env = dict(os.environ)
         full_env.pop("RUST_LOG", None)
         full_env.update(env or {})
@@ -75,7 +86,7 @@ class Server:
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=stdout,
             stderr=self._stderr,
             env=full_env,
             cwd=cwd or ctx.workdir,
@@ -84,36 +95,25 @@ class Server:
             start_new_session=True,
         )
         self.pid = self.proc.pid
-        try:
-            self.addr = self._read_address()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _read_address(self):
-        deadline = time.monotonic() + STARTUP_SECS
-        line = b""
-        fd = self.proc.stdout.fileno()
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.cmdline}: no `listening on` line (exit {self.proc.poll()}): {self.stderr_text()[:300]}"
-                )
-            ready, _, _ = select.select([fd], [], [], left)
-            if ready:
-                chunk = os.read(fd, 1)
-                if not chunk:
-                    continue
-                line += chunk
-        text = line.decode().strip()
-        if not text.startswith("listening on "):
-            raise RuntimeError(f"{self.cmdline}: first line is {text!r}")
-        host, port = text[len("listening on "):].rsplit(":", 1)
-        return (host.strip("[]"), int(port))
 
     def alive(self):
         return self.proc.poll() is None
+
+    def wait_exit(self, timeout):
+        """Seconds until the process exited (from now), or None if it still runs after `timeout` s."""
+        t0 = time.monotonic()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return time.monotonic() - t0
+
+    def signal(self, sig):
+        """Sends `sig` to the process alone (not its group), as `kill -SIG PID` does."""
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
 
     def stderr_bytes(self):
         self._stderr.flush()
@@ -146,7 +146,8 @@ class Server:
         return descendants(self.pid, include_self=True)
 
     def stop(self):
-        """SIGTERM the process group, then SIGKILL it and every process still under the server."""
+        """SIGTERM the process group, then SIGKILL it and every process still under the program or
+        in its session (one it started that outlived it: a binary upgrade's new program)."""
         pids = self.tree() if self.alive() else []
         for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
             try:
@@ -155,16 +156,17 @@ class Server:
                 pass
             if sig == signal.SIGKILL:
                 # Children in process groups of their own (remote_cmd's commands) too.
-                for pid in pids + descendants(self.pid):
+                for pid in pids + descendants(self.pid) + session_members(self.pid):
                     try:
                         os.kill(pid, signal.SIGKILL)
                     except (ProcessLookupError, PermissionError):
                         pass
             try:
                 self.proc.wait(timeout=grace)
-                break
             except subprocess.TimeoutExpired:
                 continue
+            if _wait_gone(session_members, self.pid, grace):
+                break
         if self.proc.stdout:
             self.proc.stdout.close()
         self._stderr.close()
@@ -175,6 +177,70 @@ class Server:
     def __exit__(self, *exc):
         self.stop()
         return False
+
+
+class Server(Program):
+    """An example binary started on 127.0.0.1:0 in its own session (process group); `addr` is the
+    address it printed on its first stdout line."""
+
+    def __init__(self, ctx, name, args, env=None, cwd=None, addr="127.0.0.1:0"):
+        path = os.path.join(ctx.bin_dir, name)
+        if not os.access(path, os.X_OK):
+            raise RuntimeError(f"{path} is not an executable: build with cargo build --release --examples")
+        # Loopback only; a port other than 0 only to start a server again where it was (the
+        # harness read that port from the first one's first line).
+        if not addr.startswith("127.0.0.1:"):
+            raise ValueError(f"{addr}: the attacks talk to 127.0.0.1 only")
+        self.path = path
+        argv = [path, "--addr", addr, *args]
+        # For the report: the temporary folder's name changes with every run.
+        self.cmdline = " ".join(shlex.quote(a) for a in [name, *argv[1:]]).replace(ctx.workdir, "$TMP")
+        super().__init__(ctx, name, argv, env=env, cwd=cwd, stdout=subprocess.PIPE)
+        try:
+            self.addr = self._read_address()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _read_address(self):
+        deadline = time.monotonic() + STARTUP_SECS
+        line = b""
+        fd = self.proc.stdout.fileno()
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                status = self.proc.poll()
+                stderr = self.stderr_text(limit=4096)
+                raise ServerStartError(
+                    f"{self.cmdline}: no `listening on` line (exit {status}): {stderr[:300]}", status, stderr
+                )
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 1)
+                if not chunk:
+                    continue
+                line += chunk
+        text = line.decode().strip()
+        if not text.startswith("listening on "):
+            raise RuntimeError(f"{self.cmdline}: first line is {text!r}")
+        host, port = text[len("listening on "):].rsplit(":", 1)
+        return (host.strip("[]"), int(port))
+
+    def more_stdout(self, wait=0.0):
+        """Whatever else is on the server's stdout (a program it started shares it), read without
+        blocking for longer than `wait` s in all; "" at its end."""
+        fd = self.proc.stdout.fileno()
+        out = b""
+        deadline = time.monotonic() + wait
+        while True:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            out += chunk
+        return out.decode("utf-8", "replace")
 
 
 def file_stats(path, start=0):
@@ -217,6 +283,32 @@ def children_map():
             continue
         kids.setdefault(ppid, []).append(int(entry))
     return kids
+
+
+def session_members(sid):
+    """Every live process of session `sid` (a server's, started in a session of its own)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = _stat_fields(entry)
+            # fields after the name: state=0 ppid=1 pgrp=2 session=3
+            if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
+                found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _wait_gone(members, key, timeout):
+    """Whether `members(key)` is empty within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while members(key):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def descendants(pid, include_self=False):

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Reruns the attacks of issue 9 against the release build of the examples; prints a Markdown
-report (and writes JSON with --json).
+"""Reruns attacks (slow and malformed clients, floods, stops, reloads) against the release build of
+the examples; prints a Markdown report (and writes JSON with --json).
 
     cargo build --release --examples
     python3 bench/attack/run.py --bin-dir target/release/examples [--only NAME[,NAME]] [--quick]
@@ -28,8 +28,12 @@ import cpu  # noqa: E402
 import floods  # noqa: E402
 import fuzz  # noqa: E402
 import memory  # noqa: E402
+import message  # noqa: E402
+import proxyheaders  # noqa: E402
+import reloads  # noqa: E402
 import services  # noqa: E402
 import slowloris  # noqa: E402
+import stops  # noqa: E402
 from harness import Context, raise_nofile_limit  # noqa: E402
 
 # name -> (function, what it measures); in the order they run.
@@ -45,6 +49,19 @@ ATTACKS = {
     "remote_cmd": (services.remote_cmd, "7. remote_cmd: fragments, long command, 200 sleeps"),
     "log_volume": (floods.log_volume, "8. stderr volume of 2,000 ordinary requests"),
     "fuzz": (fuzz.run, "9. random and crafted inputs to seven servers"),
+    # Stops, reloads, PROXY headers and message servers.
+    "message_proxy_wait": (proxyheaders.message_server, "message server: silent / trickled PROXY headers"),
+    "message_backpressure": (message.backpressure, "message server: pipelining clients that never read"),
+    "message_unfinished_frames": (message.buffered_total, "message server: 1,000 unfinished 16 MiB frames"),
+    "stream_proxy_wait": (proxyheaders.stream_pool, "echo_upper pool: trickled / silent PROXY headers"),
+    "stop_in_flight": (stops.in_flight, "SIGTERM while each connection has half a line sent"),
+    "stop_new_connections": (stops.new_connections, "SIGTERM while 500 new connections arrive"),
+    "stop_idle_peers": (stops.idle_peers, "message server: SIGTERM with idle clients connected"),
+    "upgrade_address": (reloads.upgrade, "prefork SIGUSR2: where the new program listens"),
+    "reload_load": (reloads.reload, "prefork: 47 SIGHUPs under a steady request load"),
+    "rolling_restart": (reloads.rolling_restart, "3 instances behind HAProxy restarted in turn under load"),
+    "systemd_errors": (reloads.systemd_errors, "--systemd with descriptors that are not sockets"),
+    "message_rss_release": (message.rss_release, "message server: RSS after 1,000 buffering peers close"),
 }
 
 
@@ -106,7 +123,7 @@ def main():
     opts = p.parse_args()
     if opts.list:
         for name, (_, what) in ATTACKS.items():
-            print(f"{name:18} {what}")
+            print(f"{name:26} {what}")
         return 0
     names = [n for n in opts.only.split(",") if n] or list(ATTACKS)
     unknown = [n for n in names if n not in ATTACKS]

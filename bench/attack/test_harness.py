@@ -2,7 +2,9 @@
 `python3 -m unittest discover -s bench/attack`."""
 import os
 import random
+import socket
 import subprocess
+import threading
 import sys
 import tempfile
 import time
@@ -11,6 +13,7 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import clients  # noqa: E402
 import fuzz  # noqa: E402
 import harness  # noqa: E402
 
@@ -85,6 +88,82 @@ class FuzzInputs(unittest.TestCase):
         for case in map(fuzz._safe_for_shell, cases):
             self.assertTrue(case.startswith(b"#"), case)
             self.assertNotIn(b"\n", case)
+
+
+class TinyServer:
+    """A loopback listener on a thread for the client helpers' checks: answers each connection's
+    first bytes upper-cased (or, with `answer` false, reads them and closes it unanswered: closing
+    with unread bytes would send a reset); bounded by a timeout."""
+
+    def __init__(self, answer=True, limit=200):
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=limit)
+        self.sock.settimeout(5)
+        self.addr = self.sock.getsockname()
+        self.answer, self.limit = answer, limit
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        for _ in range(self.limit):
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    data = conn.recv(100)
+                    if self.answer:
+                        conn.sendall(data.upper())
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+        self.thread.join(timeout=6)
+
+
+class Clients(unittest.TestCase):
+    def test_proxy_header_is_a_valid_v1_line(self):
+        header = clients.proxy_v1(12345)
+        self.assertTrue(header.startswith(b"PROXY TCP4 ") and header.endswith(b"\r\n"))
+        self.assertLessEqual(len(header), 107)
+        self.assertEqual(clients.frame(b"ab"), b"\x00\x00\x00\x02ab")
+
+    def test_exchange_outcomes(self):
+        answering, closing = TinyServer(), TinyServer(answer=False)
+        try:
+            self.assertEqual(clients.exchange(answering.addr, b"hi", b"HI", 2)[0], "answered")
+            self.assertEqual(clients.exchange(answering.addr, b"hi", b"NO", 2)[0], "wrong")
+            self.assertEqual(clients.exchange(closing.addr, b"hi", b"HI", 2)[0], "empty")
+        finally:
+            answering.close()
+            closing.close()
+        # The listener is closed now: nothing accepts on that port.
+        self.assertEqual(clients.exchange(answering.addr, b"hi", b"HI", 2)[0], "refused")
+        self.assertEqual(clients.tally(["empty", "empty"])["empty"], 2)
+
+    def test_burst_counts_every_client_and_fires_once(self):
+        server = TinyServer(limit=30)
+        fired = []
+        try:
+            burst = clients.Burst(server.addr, 30, b"hi", b"HI", 3.0, 0.0, lambda: fired.append(1),
+                                  send_delay=0.01)
+            counts = burst.run()
+        finally:
+            server.close()
+        self.assertEqual(sum(counts.values()), 30)
+        self.assertEqual(counts["answered"], 30)
+        self.assertEqual(fired, [1])
+
+    def test_session_members_of_a_child_in_its_own_session(self):
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"], start_new_session=True)
+        try:
+            self.assertEqual(harness.session_members(child.pid), [child.pid])
+        finally:
+            child.kill()
+            child.wait()
+        self.assertEqual(harness.session_members(child.pid), [])
 
 
 if __name__ == "__main__":
