@@ -41,6 +41,8 @@ const EXAMPLE: Example = Example {
         common::MAX_LIFETIME,
         common::API,
         common::MESSAGE_TIMEOUT,
+        common::PROXY_PROTOCOL,
+        common::TRUSTED_PROXY,
     ],
 };
 
