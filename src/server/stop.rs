@@ -8,6 +8,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+/// How long after it was accepted a connection that has sent nothing yet is waiting for its
+/// first request rather than idle. A stop ends idle connections at once, but one accepted just
+/// before (or, draining the listen backlog, during) the stop has had no time to send anything:
+/// it is given this long, within the grace period, for its first request to arrive and be
+/// served. Go's `http.Server` treats its new connections alike, for the same 5 s.
+pub(crate) const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(5);
+
 /// Shutdown is signalled by *dropping* two things: the write end of a pipe, whose read end the
 /// serving loop polls beside the server socket, and a channel sender, which wakes mode code blocked
 /// in a channel `select` (waiting for a pool slot, say). Dropping cannot block or fill a buffer,
