@@ -333,8 +333,11 @@ where
                 .supervise(socket_fd, &handle, &mut || shared.notify_tick())?;
             shared.notify_stopping();
             self.begin_stop();
-            let killed = self.mode.stop_workers(&handle);
+            // The workers drain the listen backlog and close their copies: the last to close
+            // closes the socket, so connections that come after are refused, not left queued
+            // for no one to accept (and reset).
             self.release_socket();
+            let killed = self.mode.stop_workers(&handle);
             return match killed {
                 0 => Ok(()),
                 n => Err(self.stopped_at_once(&format!("{n} worker process(es) killed"))),
