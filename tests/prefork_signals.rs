@@ -60,6 +60,7 @@ const TESTS: &[(&str, TestFn)] = &[
         "prefork_sigusr2_upgrades_without_a_failed_request",
         sigusr2_upgrade,
     ),
+    ("prefork_sighup_storm_loses_no_request", sighup_storm),
 ];
 
 fn check(ok: bool, why: impl FnOnce() -> String) -> Result<(), String> {
@@ -250,12 +251,18 @@ fn wait_for_workers(parent: u32, count: usize) -> Result<HashSet<u32>, String> {
 
 /// One request on a connection of its own: the pid of the worker that answered.
 fn request(addr: SocketAddr, n: usize) -> Result<u32, String> {
+    request_after(addr, n, Duration::ZERO)
+}
+
+/// [`request`], sent `pause` after connecting.
+fn request_after(addr: SocketAddr, n: usize, pause: Duration) -> Result<u32, String> {
     let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
         .map_err(|e| format!("request {n}: connect: {e}"))?;
     stream
         .set_read_timeout(Some(IO_TIMEOUT))
         .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
         .map_err(|e| e.to_string())?;
+    thread::sleep(pause);
     let mut reader = BufReader::new(stream);
     reader
         .get_mut()
@@ -364,6 +371,77 @@ fn sighup_reload() -> Result<(), String> {
     server.stop()
 }
 
+/// 20 SIGHUPs 150 ms apart while 4 clients make requests, each on a connection of its own
+/// sent a millisecond after connecting (so that a worker may accept it before the line arrives,
+/// and be told to stop in between): every request is answered, and the server counts as
+/// accepted and completed exactly the requests the clients saw answered.
+fn sighup_storm() -> Result<(), String> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const CLIENTS: usize = 4;
+    const HUPS: usize = 20;
+    /// Per client: a bound on the loop, far above what the storm lasts for.
+    const MAX_REQUESTS: usize = 20_000;
+    let mut server = Scenario::start()?;
+    wait_for_workers(server.pid(), 2)?;
+    let addr = server.addr;
+    let storming = Arc::new(AtomicBool::new(true));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let storming = Arc::clone(&storming);
+            thread::spawn(move || {
+                let (mut answered, mut lost) = (0u64, Vec::new());
+                let deadline = Instant::now() + WAIT * 3;
+                for n in (c * MAX_REQUESTS..).take(MAX_REQUESTS) {
+                    if !storming.load(Ordering::SeqCst) || Instant::now() >= deadline {
+                        break;
+                    }
+                    match request_after(addr, n, Duration::from_millis(1)) {
+                        Ok(_) => answered += 1,
+                        Err(e) => lost.push(e),
+                    }
+                }
+                (answered, lost)
+            })
+        })
+        .collect();
+    let mut signalled = Ok(());
+    for _ in 0..HUPS {
+        thread::sleep(Duration::from_millis(150));
+        signalled = signalled.and(server.signal(libc::SIGHUP));
+    }
+    // Past the last reload: its old workers retire while the clients go on.
+    thread::sleep(Duration::from_millis(500));
+    storming.store(false, Ordering::SeqCst);
+    let (mut answered, mut lost) = (0, Vec::new());
+    for client in clients {
+        let (a, l) = client.join().map_err(|_| "a client thread panicked")?;
+        answered += a;
+        lost.extend(l);
+    }
+    signalled?;
+    println!(
+        "    {HUPS} SIGHUPs: {} requests, {} lost",
+        answered + lost.len() as u64,
+        lost.len()
+    );
+    check(lost.is_empty(), || {
+        format!(
+            "{} of {} requests lost, the first: {:?}",
+            lost.len(),
+            answered + lost.len() as u64,
+            &lost[..lost.len().min(3)]
+        )
+    })?;
+    server.stop()?;
+    let (accepted, completed) = (server.stat("accepted")?, server.stat("completed")?);
+    check(accepted == answered && completed == answered, || {
+        format!(
+            "the server counted accepted={accepted} completed={completed}; the clients saw \
+             {answered} answers"
+        )
+    })
+}
+
 fn sigusr2_upgrade() -> Result<(), String> {
     let mut server = Scenario::start()?;
     let old_parent = server.pid();
@@ -419,8 +497,8 @@ fn scenario_server() -> io::Result<()> {
         .grace_period(Duration::from_secs(5))
         .mode(Prefork::new(2).drain_timeout(Duration::from_secs(2)));
     let server = match std::env::var_os("LISTEN_FDS") {
-        Some(_) => builder.systemd_tcp(0, scenario::pid_upper_line)?,
-        None => builder.bind_tcp("127.0.0.1:0", scenario::pid_upper_line)?,
+        Some(_) => builder.systemd_tcp(0, scenario::pid_upper_requests)?,
+        None => builder.bind_tcp("127.0.0.1:0", scenario::pid_upper_requests)?,
     };
     scenario::serve_and_report(server)
 }
