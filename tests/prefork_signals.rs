@@ -1,11 +1,13 @@
 //! A [`Prefork`] parent run like gunicorn: its `stats()` sums its workers' counters, SIGTTIN /
 //! SIGTTOU add / remove a worker, SIGHUP reloads the workers one by one, SIGUSR2 starts a new
-//! copy of the program on the same socket and hands over to it — with no failed request.
+//! copy of the program on the same socket and hands over to it, a storm of SIGHUPs and workers
+//! recycled by `max_requests` lose no request.
 //!
 //! Signals go to a whole process, and workers re-execute the program that built the server, so
 //! this binary is its own server program (`harness = false`, as `tests/process_modes.rs`).
 //! Started with `PREFORK_SIGNALS_SCENARIO` set it is the *scenario server*: a Prefork server of
-//! 2 workers with `stop_on_signals`, answering each connection's line with `<pid> <LINE>`; it
+//! 2 workers with `stop_on_signals` (with `recycling`: threading workers recycled after every 20
+//! requests), answering each line of a connection with `<pid> <LINE>`; it
 //! prints `listening on <addr>`, serves until its stdin closes (or a stop signal), then prints
 //! `stats accepted=.. completed=.. failed=..`. Started with `LISTEN_FDS` (an upgrade), it serves
 //! the passed socket instead of binding. Without the variable it is the *driver*.
@@ -19,13 +21,18 @@ use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socketserver::{Builder, Prefork};
+use socketserver::{Builder, Prefork, Threading};
 
 const SCENARIO_VAR: &str = "PREFORK_SIGNALS_SCENARIO";
+/// The scenario server's usual mode: 2 workers, each serving one connection at a time.
+const PLAIN: &str = "plain";
+/// `SCENARIO_VAR`'s value for 2 threading workers recycled after every 20 requests.
+const RECYCLING: &str = "recycling";
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 const WAIT: Duration = Duration::from_secs(10);
 /// Requests each client loop makes across a reload or an upgrade.
@@ -61,6 +68,10 @@ const TESTS: &[(&str, TestFn)] = &[
         sigusr2_upgrade,
     ),
     ("prefork_sighup_storm_loses_no_request", sighup_storm),
+    (
+        "prefork_recycling_threading_workers_lose_no_request",
+        recycling,
+    ),
 ];
 
 fn check(ok: bool, why: impl FnOnce() -> String) -> Result<(), String> {
@@ -82,9 +93,14 @@ struct Scenario {
 
 impl Scenario {
     fn start() -> Result<Scenario, String> {
+        Scenario::start_as(PLAIN)
+    }
+
+    /// The scenario server in mode `kind` ([`PLAIN`] or [`RECYCLING`]).
+    fn start_as(kind: &str) -> Result<Scenario, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = Command::new(exe)
-            .env(SCENARIO_VAR, "1")
+            .env(SCENARIO_VAR, kind)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -371,28 +387,24 @@ fn sighup_reload() -> Result<(), String> {
     server.stop()
 }
 
-/// 20 SIGHUPs 150 ms apart while 4 clients make requests, each on a connection of its own
-/// sent a millisecond after connecting (so that a worker may accept it before the line arrives,
-/// and be told to stop in between): every request is answered, and the server counts as
-/// accepted and completed exactly the requests the clients saw answered.
-fn sighup_storm() -> Result<(), String> {
-    use std::sync::atomic::{AtomicBool, Ordering};
+/// Requests from 4 clients, each on a connection of its own sent a millisecond after
+/// connecting (so that a worker may accept it before the line arrives, and be told to stop in
+/// between), until `go_on` turns false or each client has made `per_client`: how many were
+/// answered, and what went wrong with the others.
+fn fresh_connections(
+    addr: SocketAddr,
+    per_client: usize,
+    go_on: &Arc<AtomicBool>,
+) -> Result<(u64, Vec<String>), String> {
     const CLIENTS: usize = 4;
-    const HUPS: usize = 20;
-    /// Per client: a bound on the loop, far above what the storm lasts for.
-    const MAX_REQUESTS: usize = 20_000;
-    let mut server = Scenario::start()?;
-    wait_for_workers(server.pid(), 2)?;
-    let addr = server.addr;
-    let storming = Arc::new(AtomicBool::new(true));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
-            let storming = Arc::clone(&storming);
+            let go_on = Arc::clone(go_on);
             thread::spawn(move || {
                 let (mut answered, mut lost) = (0u64, Vec::new());
                 let deadline = Instant::now() + WAIT * 3;
-                for n in (c * MAX_REQUESTS..).take(MAX_REQUESTS) {
-                    if !storming.load(Ordering::SeqCst) || Instant::now() >= deadline {
+                for n in (c * per_client..).take(per_client) {
+                    if !go_on.load(Ordering::SeqCst) || Instant::now() >= deadline {
                         break;
                     }
                     match request_after(addr, n, Duration::from_millis(1)) {
@@ -404,31 +416,28 @@ fn sighup_storm() -> Result<(), String> {
             })
         })
         .collect();
-    let mut signalled = Ok(());
-    for _ in 0..HUPS {
-        thread::sleep(Duration::from_millis(150));
-        signalled = signalled.and(server.signal(libc::SIGHUP));
-    }
-    // Past the last reload: its old workers retire while the clients go on.
-    thread::sleep(Duration::from_millis(500));
-    storming.store(false, Ordering::SeqCst);
     let (mut answered, mut lost) = (0, Vec::new());
     for client in clients {
         let (a, l) = client.join().map_err(|_| "a client thread panicked")?;
         answered += a;
         lost.extend(l);
     }
-    signalled?;
-    println!(
-        "    {HUPS} SIGHUPs: {} requests, {} lost",
-        answered + lost.len() as u64,
-        lost.len()
-    );
+    Ok((answered, lost))
+}
+
+/// No request of [`fresh_connections`] lost; then, once the server stopped, its counts of
+/// accepted and completed requests are the answers the clients saw.
+fn none_lost(
+    mut server: Scenario,
+    what: &str,
+    (answered, lost): (u64, Vec<String>),
+) -> Result<(), String> {
+    let total = answered + lost.len() as u64;
+    println!("    {what}: {total} requests, {} lost", lost.len());
     check(lost.is_empty(), || {
         format!(
-            "{} of {} requests lost, the first: {:?}",
+            "{what}: {} of {total} requests lost, the first: {:?}",
             lost.len(),
-            answered + lost.len() as u64,
             &lost[..lost.len().min(3)]
         )
     })?;
@@ -440,6 +449,40 @@ fn sighup_storm() -> Result<(), String> {
              {answered} answers"
         )
     })
+}
+
+/// 20 SIGHUPs 150 ms apart under [`fresh_connections`]: every request is answered.
+fn sighup_storm() -> Result<(), String> {
+    const HUPS: usize = 20;
+    let server = Scenario::start()?;
+    wait_for_workers(server.pid(), 2)?;
+    let storming = Arc::new(AtomicBool::new(true));
+    let load = {
+        let (addr, storming) = (server.addr, Arc::clone(&storming));
+        // A bound on each client's loop far above what the storm lasts for.
+        thread::spawn(move || fresh_connections(addr, 20_000, &storming))
+    };
+    let mut signalled = Ok(());
+    for _ in 0..HUPS {
+        thread::sleep(Duration::from_millis(150));
+        signalled = signalled.and(server.signal(libc::SIGHUP));
+    }
+    // Past the last reload: its old workers retire while the clients go on.
+    thread::sleep(Duration::from_millis(500));
+    storming.store(false, Ordering::SeqCst);
+    let seen = load.join().map_err(|_| "the load thread panicked")??;
+    signalled?;
+    none_lost(server, &format!("{HUPS} SIGHUPs"), seen)
+}
+
+/// Threading workers recycled after every 20 requests, under [`fresh_connections`] (1,000
+/// requests, 50 recycles): every request is answered, the last one a worker takes before it
+/// stops included.
+fn recycling() -> Result<(), String> {
+    let server = Scenario::start_as(RECYCLING)?;
+    wait_for_workers(server.pid(), 2)?;
+    let seen = fresh_connections(server.addr, 250, &Arc::new(AtomicBool::new(true)))?;
+    none_lost(server, "workers recycled every 20 requests", seen)
 }
 
 fn sigusr2_upgrade() -> Result<(), String> {
@@ -490,12 +533,20 @@ fn sigusr2_upgrade() -> Result<(), String> {
 // The scenario server
 
 fn scenario_server() -> io::Result<()> {
+    let mode = Prefork::new(2).drain_timeout(Duration::from_secs(2));
+    let mode = match std::env::var(SCENARIO_VAR).as_deref() {
+        Ok(RECYCLING) => mode
+            .worker_mode(Threading::new())
+            .max_requests(20)
+            .max_requests_jitter(0),
+        _ => mode,
+    };
     let builder = Builder::new()
         .read_timeout(IO_TIMEOUT)
         .write_timeout(IO_TIMEOUT)
         .stop_on_signals()
         .grace_period(Duration::from_secs(5))
-        .mode(Prefork::new(2).drain_timeout(Duration::from_secs(2)));
+        .mode(mode);
     let server = match std::env::var_os("LISTEN_FDS") {
         Some(_) => builder.systemd_tcp(0, scenario::pid_upper_requests)?,
         None => builder.bind_tcp("127.0.0.1:0", scenario::pid_upper_requests)?,
