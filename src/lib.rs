@@ -131,7 +131,8 @@
 //! Handlers see the stop as it begins: [`ServerHandle::is_shutting_down`] (through
 //! [`StreamRequest::server`]) lets a long-lived handler end early, and
 //! [`StreamRequest::wait_for_request`] ends an idle keep-alive connection at once instead of
-//! letting it hold the stop for the whole grace period. [`Builder::on_stop`] runs on the serving
+//! letting it hold the stop for the whole grace period (a new connection, which has sent nothing
+//! yet, is not idle: its first request is awaited). [`Builder::on_stop`] runs on the serving
 //! thread when the stop begins (to tell a supervisor, say).
 //!
 //! ```

@@ -47,6 +47,10 @@ pub(crate) struct Counters {
     failed: AtomicU64,
     rejected: AtomicU64,
     accept_errors: AtomicU64,
+    /// Connections a stop closed between two requests (`wait_for_request`), and of those, the
+    /// ones closed before their first request arrived: for the log line that ends a stop.
+    closed_idle: AtomicU64,
+    closed_before_request: AtomicU64,
     /// In a prefork parent: the sum of its workers' counters, as they last reported them.
     reported: Mutex<Stats>,
     idle_lock: Mutex<()>,
@@ -101,6 +105,37 @@ impl Counters {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             self.idle.notify_all();
+        }
+    }
+
+    /// A stop closed a connection waiting for its next request (`first`: for its first one).
+    pub(crate) fn closed_at_stop(&self, first: bool) {
+        self.closed_idle.fetch_add(1, Ordering::Relaxed);
+        if first {
+            self.closed_before_request.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// What [`closed_at_stop`](Self::closed_at_stop) counted: the connections closed, and of
+    /// those, the ones closed before their first request.
+    pub(crate) fn closed_at_stop_counts(&self) -> (u64, u64) {
+        (
+            self.closed_idle.load(Ordering::Relaxed),
+            self.closed_before_request.load(Ordering::Relaxed),
+        )
+    }
+
+    /// What [`closed_at_stop`](Self::closed_at_stop) counted, for a log line: empty if nothing,
+    /// else `"; N connection(s) …"`.
+    pub(crate) fn closed_at_stop_note(&self) -> String {
+        let (idle, before) = self.closed_at_stop_counts();
+        match (idle, before) {
+            (0, _) => String::new(),
+            (_, 0) => format!("; {idle} idle connection(s) closed between requests"),
+            _ => format!(
+                "; {idle} idle connection(s) closed between requests, {before} of them before \
+                 their first request arrived"
+            ),
         }
     }
 
@@ -185,6 +220,23 @@ mod tests {
         assert_eq!(
             (s.accepted, s.active, s.completed, s.failed, s.rejected),
             (3, 0, 1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn the_stop_note_says_what_was_closed_and_nothing_when_nothing_was() {
+        let c = Counters::default();
+        assert_eq!(c.closed_at_stop_note(), "");
+        c.closed_at_stop(false);
+        assert_eq!(
+            c.closed_at_stop_note(),
+            "; 1 idle connection(s) closed between requests"
+        );
+        c.closed_at_stop(true);
+        assert_eq!(
+            c.closed_at_stop_note(),
+            "; 2 idle connection(s) closed between requests, 1 of them before their first \
+             request arrived"
         );
     }
 

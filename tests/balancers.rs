@@ -318,14 +318,15 @@ fn haproxy_health_checks_with_the_header_mark_a_stopped_instance_down_and_a_rest
     assert_client_seen(&balancer, listen);
 }
 
-/// One `GET /` through the balancer, checked; its latency.
-fn one_request(listen: SocketAddr) -> Result<Duration, String> {
+/// One `GET /` through the balancer, sent `pause` after connecting, checked; its latency.
+fn one_request(listen: SocketAddr, pause: Duration) -> Result<Duration, String> {
     let start = Instant::now();
     let mut stream = TcpStream::connect_timeout(&listen, IO_TIMEOUT).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(IO_TIMEOUT))
         .map_err(|e| e.to_string())?;
     let me = stream.local_addr().map_err(|e| e.to_string())?;
+    std::thread::sleep(pause);
     stream
         .write_all(b"GET / HTTP/1.0\r\n\r\n")
         .map_err(|e| format!("send: {e}"))?;
@@ -348,22 +349,44 @@ fn p99(latencies: &mut [Duration]) -> Duration {
         .unwrap_or_default()
 }
 
+/// What a client of [`rolling_restarts_behind_haproxy_fail_no_request`] saw: the latencies of
+/// its requests while an instance restarted and while none did, and its failures.
+#[derive(Default)]
+struct Seen {
+    calm: Vec<Duration>,
+    during: Vec<Duration>,
+    failures: Vec<String>,
+}
+
+/// Three instances behind `HAProxy` with TCP health checks (`inter 50ms fall 1 rise 2`),
+/// `retries` and `option redispatch`, restarted one at a time, 20 restarts in all, while three
+/// clients make requests on connections of their own, each sent a millisecond after
+/// connecting (so an instance may take the connection before the request arrives): no request
+/// fails. Each instance stops gracefully on SIGTERM: it serves what was queued, and the
+/// balancer sends the rest elsewhere once the instance refuses connections.
 #[test]
-fn rolling_restart_behind_haproxy_fails_no_request() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+fn rolling_restarts_behind_haproxy_fail_no_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    const REQUESTS: usize = 10_000;
+    const RESTARTS: usize = 20;
+    const CLIENTS: usize = 3;
+    /// Per client: a bound on the loop, far above what the restarts take.
+    const MAX_REQUESTS: usize = 100_000;
     let Some(program) = find("haproxy") else {
         return;
     };
     let args = ["--proxy-protocol", "v2", "--trusted-proxy", "127.0.0.1"];
-    let mut instances: Vec<Server> = (0..3).map(|_| Server::start("http_hello", &args)).collect();
+    let names = ["one", "two", "three"];
+    let mut instances: Vec<Server> = names
+        .iter()
+        .map(|_| Server::start("http_hello", &args))
+        .collect();
     let addrs: Vec<SocketAddr> = instances.iter().map(|s| s.addr).collect();
     let dir = scratch("haproxy_rolling");
     let socket = dir.join("admin.sock");
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let servers: String = ["one", "two", "three"]
+    let servers: String = names
         .iter()
         .zip(&addrs)
         .map(|(name, addr)| {
@@ -385,43 +408,37 @@ fn rolling_restart_behind_haproxy_fails_no_request() {
     let mut command = Command::new(&program);
     command.arg("-f").arg(&path).arg("-db");
     let balancer = start("haproxy", command, dir.join("haproxy.log"), listen);
-    for name in ["one", "two", "three"] {
+    for name in names {
         wait_for_named_status(&socket, name, "UP", &balancer);
     }
 
     let restarting = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicBool::new(false));
-    let progress = Arc::new(AtomicUsize::new(0));
-    let client = {
-        let (restarting, done) = (Arc::clone(&restarting), Arc::clone(&done));
-        let progress = Arc::clone(&progress);
-        std::thread::spawn(move || {
-            let (mut calm, mut during, mut failures) = (Vec::new(), Vec::new(), Vec::new());
-            let mut sent = 0;
-            while sent < REQUESTS || !done.load(Ordering::SeqCst) {
-                let busy = restarting.load(Ordering::SeqCst);
-                match one_request(listen) {
-                    Ok(latency) if busy => during.push(latency),
-                    Ok(latency) => calm.push(latency),
-                    Err(e) => failures.push(e),
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (restarting, done) = (Arc::clone(&restarting), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut seen = Seen::default();
+                let deadline = Instant::now() + Duration::from_secs(120);
+                for _ in 0..MAX_REQUESTS {
+                    if done.load(Ordering::SeqCst) || Instant::now() >= deadline {
+                        break;
+                    }
+                    let busy = restarting.load(Ordering::SeqCst);
+                    match one_request(listen, Duration::from_millis(1)) {
+                        Ok(latency) if busy => seen.during.push(latency),
+                        Ok(latency) => seen.calm.push(latency),
+                        Err(e) => seen.failures.push(e),
+                    }
                 }
-                sent += 1;
-                progress.store(sent, Ordering::SeqCst);
-                // Bounded: the restarts take a few seconds; never loop for ever.
-                if sent >= REQUESTS * 5 {
-                    break;
-                }
-            }
-            (sent, calm, during, failures)
+                seen
+            })
         })
-    };
-    // Each instance in turn, spread over the loop: at a quarter, half and three quarters of it.
-    for (i, name) in ["one", "two", "three"].iter().enumerate() {
-        let at = REQUESTS * (i + 1) / 4;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while progress.load(Ordering::SeqCst) < at && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        .collect();
+    for restart in 0..RESTARTS {
+        let (i, name) = (restart % names.len(), names[restart % names.len()]);
+        // A moment of calm load between two restarts.
+        std::thread::sleep(Duration::from_millis(50));
         restarting.store(true, Ordering::SeqCst);
         instances[i].signal(libc::SIGTERM);
         assert!(
@@ -441,22 +458,30 @@ fn rolling_restart_behind_haproxy_fails_no_request() {
         restarting.store(false, Ordering::SeqCst);
     }
     done.store(true, Ordering::SeqCst);
-    let (sent, mut calm, mut during, failures) = client.join().expect("the client thread");
+    let mut all = Seen::default();
+    for client in clients {
+        let seen = client.join().expect("a client thread");
+        all.calm.extend(seen.calm);
+        all.during.extend(seen.during);
+        all.failures.extend(seen.failures);
+    }
+    let sent = all.calm.len() + all.during.len() + all.failures.len();
     println!(
-        "rolling restart: {sent} requests, {} failed; p99 {:?} during the restarts ({} requests) \
-         against {:?} without ({} requests)",
-        failures.len(),
-        p99(&mut during),
-        during.len(),
-        p99(&mut calm),
-        calm.len()
+        "{RESTARTS} rolling restarts: {sent} requests, {} failed; p99 {:?} during the restarts \
+         ({} requests) against {:?} without ({} requests)",
+        all.failures.len(),
+        p99(&mut all.during),
+        all.during.len(),
+        p99(&mut all.calm),
+        all.calm.len()
     );
-    assert!(sent >= REQUESTS, "only {sent} requests were sent");
-    assert!(!during.is_empty(), "no request ran during the restarts");
+    assert!(!all.during.is_empty(), "no request ran during the restarts");
     assert!(
-        failures.is_empty(),
-        "failed requests: {:?}",
-        &failures[..failures.len().min(5)]
+        all.failures.is_empty(),
+        "{} of {sent} requests failed: {:?}\n{}",
+        all.failures.len(),
+        &all.failures[..all.failures.len().min(5)],
+        balancer.log_text()
     );
 }
 

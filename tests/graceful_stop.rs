@@ -36,6 +36,9 @@ const GRACE_VAR: &str = "GRACEFUL_GRACE_MS";
 const UNIX_VAR: &str = "GRACEFUL_UNIX_PATH";
 /// Set: the handler serves requests on a connection until `wait_for_request` says to stop.
 const KEEP_ALIVE_VAR: &str = "GRACEFUL_KEEP_ALIVE";
+/// Set: the handler waits for each request with `wait_for_request`, the first one included (as
+/// `echo_upper` does), and serves one request per connection unless `KEEP_ALIVE_VAR` is set too.
+const WAIT_FIRST_VAR: &str = "GRACEFUL_WAIT_FIRST";
 /// Set: the scenario arms and closes a first server before the one it serves, and after that one
 /// stops it waits, armed by no server, for a signal to end it.
 const AGAIN_VAR: &str = "GRACEFUL_AGAIN";
@@ -91,6 +94,26 @@ const TESTS: &[(&str, TestFn)] = &[
         second_signal("prefork")
     }),
     ("sigquit_stops_at_once", sigquit),
+    (
+        "single_sigterm_while_connections_arrive_answers_or_refuses_each",
+        || arrivals("single"),
+    ),
+    (
+        "threading_sigterm_while_connections_arrive_answers_or_refuses_each",
+        || arrivals("threading"),
+    ),
+    (
+        "pool_sigterm_while_connections_arrive_answers_or_refuses_each",
+        || arrivals("pool"),
+    ),
+    (
+        "process_sigterm_while_connections_arrive_answers_or_refuses_each",
+        || arrivals("process"),
+    ),
+    (
+        "prefork_sigterm_while_connections_arrive_answers_or_refuses_each",
+        || arrivals("prefork"),
+    ),
     ("single_idle_keep_alive_connection_ends_at_the_stop", || {
         idle_keep_alive("single")
     }),
@@ -122,6 +145,14 @@ const TESTS: &[(&str, TestFn)] = &[
     (
         "wait_for_request_serves_a_request_on_its_way_at_the_stop_and_times_out_as_a_read",
         in_process_wait_for_request,
+    ),
+    (
+        "wait_for_request_waits_at_the_stop_for_a_new_connections_first_request",
+        in_process_first_request,
+    ),
+    (
+        "wait_for_request_for_a_first_request_at_the_stop_times_out_as_a_read",
+        in_process_first_request_timeout,
     ),
 ];
 
@@ -630,6 +661,160 @@ fn idle_keep_alive(mode: &str) -> Result<(), String> {
     })
 }
 
+/// What one client of [`arrivals`] saw.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Seen {
+    /// Both lines of the answer.
+    Answered,
+    /// `ECONNREFUSED`: the server had closed its socket.
+    Refused,
+    /// A reset before any byte of an answer: left in the listen backlog when the socket closed
+    /// (the server's count of accepted connections tells it from one it accepted).
+    Reset,
+    /// The end of the connection before any byte of an answer: accepted, then dropped.
+    Empty,
+    /// Anything else (part of an answer, a timeout, another error).
+    Other(String),
+}
+
+/// One client of [`arrivals`]: connects (counted in `connected`), sends its request a few
+/// milliseconds later (so that the server may accept it before the bytes arrive), and reads the
+/// answer.
+fn arriving_client(addr: &str, n: usize, connected: &std::sync::atomic::AtomicUsize) -> Seen {
+    use io::ErrorKind::{BrokenPipe, ConnectionRefused, ConnectionReset};
+    let stream = TcpStream::connect(addr);
+    connected.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let stream = match stream {
+        Ok(stream) => stream,
+        Err(e) if e.kind() == ConnectionRefused => return Seen::Refused,
+        Err(e) if e.kind() == ConnectionReset => return Seen::Reset,
+        Err(e) => return Seen::Other(format!("connect: {e}")),
+    };
+    let timeouts = stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)));
+    if let Err(e) = timeouts {
+        return Seen::Other(e.to_string());
+    }
+    thread::sleep(Duration::from_millis(n as u64 % 8));
+    if let Err(e) = (&stream).write_all(format!("request {n}\n").as_bytes()) {
+        return match e.kind() {
+            ConnectionReset | BrokenPipe => Seen::Reset,
+            _ => Seen::Other(format!("send: {e}")),
+        };
+    }
+    let mut answer = Vec::new();
+    let expected = format!("done request {n}\n");
+    let ended = loop {
+        let mut buf = [0u8; 256];
+        match (&stream).read(&mut buf) {
+            Ok(0) => break None,
+            Ok(k) => {
+                answer.extend_from_slice(&buf[..k]);
+                if answer.ends_with(expected.as_bytes()) {
+                    return Seen::Answered;
+                }
+            }
+            Err(e) => break Some(e),
+        }
+    };
+    match (answer.is_empty(), ended) {
+        (true, None) => Seen::Empty,
+        (true, Some(e)) if e.kind() == ConnectionReset => Seen::Reset,
+        (_, ended) => Seen::Other(format!(
+            "got {:?}, then {ended:?}",
+            String::from_utf8_lossy(&answer)
+        )),
+    }
+}
+
+/// The number in the scenario's last `stats` line's `name=` field.
+fn stat(log: &str, name: &str) -> Result<u64, String> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("scenario: stats "))
+        .ok_or_else(|| format!("no stats line in the log:\n{log}"))?;
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{name}="))?.parse().ok())
+        .ok_or_else(|| format!("no {name} in {line:?}"))
+}
+
+/// 200 clients connect within 100 ms and SIGTERM arrives once a fifth of them have; each
+/// sends its request a few milliseconds after connecting, and the handler waits for every
+/// request with `wait_for_request`, the first one included. Every client must be answered, or
+/// refused (or reset, never having been accepted): none may be accepted and then closed with
+/// no answer. The server's count of accepted connections is the count of answered clients, and
+/// it exits 0.
+fn arrivals(mode: &str) -> Result<(), String> {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Barrier;
+    const CLIENTS: usize = 200;
+    let mut server = Scenario::start_env(
+        mode,
+        Duration::from_millis(5),
+        GRACE,
+        None,
+        &[(WAIT_FIRST_VAR, true)],
+    );
+    let addr = server.addr.clone();
+    let barrier = Arc::new(Barrier::new(CLIENTS + 1));
+    let connected = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|n| {
+            let (addr, barrier, connected) =
+                (addr.clone(), Arc::clone(&barrier), Arc::clone(&connected));
+            thread::spawn(move || {
+                barrier.wait();
+                // Spread over 100 ms, so that some arrive after the stop closed the socket.
+                thread::sleep(Duration::from_micros(n as u64 * 500));
+                arriving_client(&addr, n, &connected)
+            })
+        })
+        .collect();
+    barrier.wait();
+    let deadline = Instant::now() + WAIT;
+    while connected.load(Ordering::SeqCst) < CLIENTS / 5 && Instant::now() < deadline {
+        thread::sleep(Duration::from_micros(200));
+    }
+    server.signal(libc::SIGTERM);
+    let status = server.wait(GRACE + WAIT);
+    let mut tally: BTreeMap<Seen, usize> = BTreeMap::new();
+    for client in clients {
+        let seen = client.join().map_err(|_| "a client thread panicked")?;
+        *tally.entry(seen).or_default() += 1;
+    }
+    let log = server.log();
+    println!("  {mode}: {CLIENTS} clients arriving around SIGTERM: {tally:?}");
+    let status = status.ok_or_else(|| format!("still running after SIGTERM:\n{log}"))?;
+    check(status.success(), || {
+        format!("exit status {status}, expected 0:\n{log}")
+    })?;
+    let count = |seen: &Seen| tally.get(seen).copied().unwrap_or(0);
+    let unexpected: Vec<_> = tally
+        .iter()
+        .filter(|(seen, _)| matches!(seen, Seen::Empty | Seen::Other(_)))
+        .collect();
+    check(unexpected.is_empty(), || {
+        format!("clients accepted and not answered: {unexpected:?}\n{log}")
+    })?;
+    let (accepted, completed) = (stat(&log, "accepted")?, stat(&log, "completed")?);
+    check(
+        accepted == count(&Seen::Answered) as u64 && completed == accepted,
+        || {
+            format!(
+                "the server accepted {accepted} and completed {completed} connections; {} \
+                 clients were answered:\n{log}",
+                count(&Seen::Answered)
+            )
+        },
+    )?;
+    check(!log.contains("before their first request arrived"), || {
+        format!("the server closed connections before their request:\n{log}")
+    })
+}
+
 /// A server armed and closed, then another that serves: SIGTERM stops the second gracefully (the
 /// first left nothing that ends the process). Once it is gone too, SIGTERM has its default
 /// effect again.
@@ -734,8 +919,12 @@ fn serve(mode: &str) -> io::Result<()> {
         other => return Err(io::Error::other(format!("no scenario named {other}"))),
     };
     let keep_alive = std::env::var_os(KEEP_ALIVE_VAR).is_some();
+    let wait_first = std::env::var_os(WAIT_FIRST_VAR).is_some();
     let handler = move |req: &mut StreamRequest| -> io::Result<()> {
         let mut line = String::new();
+        if wait_first && !req.wait_for_request()? {
+            return Ok(());
+        }
         loop {
             line.clear();
             if req.read_line(&mut line)? == 0 {
@@ -782,8 +971,18 @@ where
         println!("listening on {}", server.local_addr());
         io::stdout().flush()?;
     }
-    server.serve_forever()?;
-    server.server_close()
+    let handle = server.handle();
+    let result = match server.serve_forever() {
+        Ok(()) => server.server_close(),
+        Err(e) => Err(e),
+    };
+    // After the stop, which waited for every request (child process, worker) to end.
+    let stats = handle.stats();
+    eprintln!(
+        "scenario: stats accepted={} completed={} failed={} rejected={}",
+        stats.accepted, stats.completed, stats.failed, stats.rejected
+    );
+    result
 }
 
 // =============================================================================================
@@ -976,6 +1175,152 @@ fn in_process_wait_for_request() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     check(answer == "served second\n", || format!("{answer:?}"))?;
     drop(timing_out);
+    serving
+        .join()
+        .map_err(|_| "the serving thread panicked")?
+        .map_err(|e| e.to_string())
+}
+
+/// A threading server with a grace period whose handler waits for every request with
+/// `wait_for_request` (the first included), answers `served <line>`, and reports what each wait
+/// returned.
+struct FirstRequestServer {
+    addr: String,
+    handle: socketserver::ServerHandle,
+    /// What each `wait_for_request` returned, in order.
+    seen: mpsc::Receiver<String>,
+    serving: thread::JoinHandle<io::Result<()>>,
+}
+
+fn first_request_server(read_timeout: Duration) -> Result<FirstRequestServer, String> {
+    let (seen_tx, seen) = mpsc::channel();
+    let seen_tx = Arc::new(Mutex::new(seen_tx));
+    let mut server = Builder::new()
+        .mode(Threading::new())
+        .grace_period(GRACE)
+        .read_timeout(read_timeout)
+        .bind_tcp("127.0.0.1:0", move |req: &mut StreamRequest| {
+            let report = |what: String| {
+                let _ = seen_tx.lock().unwrap().send(what);
+            };
+            loop {
+                let more = req.wait_for_request().map_err(|e| e.kind());
+                report(format!("{more:?}"));
+                if more != Ok(true) {
+                    return Ok(());
+                }
+                let mut line = String::new();
+                req.read_line(&mut line)?;
+                write!(req, "served {line}")?;
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    let addr = server.local_addr().to_string();
+    let handle = server.handle();
+    let serving =
+        thread::spawn(move || server.serve_forever().and_then(|()| server.server_close()));
+    Ok(FirstRequestServer {
+        addr,
+        handle,
+        seen,
+        serving,
+    })
+}
+
+/// Connects and waits until the server runs a handler for the connection.
+fn connect_silent(addr: &str, handle: &socketserver::ServerHandle) -> Result<TcpStream, String> {
+    let before = handle.stats().accepted;
+    let stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + WAIT;
+    while handle.stats().accepted == before {
+        check(Instant::now() < deadline, || {
+            "the connection was not accepted".to_string()
+        })?;
+        thread::sleep(Duration::from_millis(5));
+    }
+    Ok(stream)
+}
+
+/// A connection accepted before the stop that has sent nothing yet is not idle: its first
+/// request, sent after the stop began, is served; then, idle, it is closed at once. A silent one
+/// waits until the stop turns immediate.
+fn in_process_first_request() -> Result<(), String> {
+    let FirstRequestServer {
+        addr,
+        handle,
+        seen,
+        serving,
+    } = first_request_server(IO_TIMEOUT)?;
+    let mut late = connect_silent(&addr, &handle)?;
+    let silent = connect_silent(&addr, &handle)?;
+    handle.shutdown();
+    thread::sleep(Duration::from_millis(200));
+    late.write_all(b"late\n").map_err(|e| e.to_string())?;
+    let got = seen
+        .recv_timeout(WAIT)
+        .map_err(|_| "no report from the handler")?;
+    check(got == "Ok(true)", || {
+        format!("the first request sent after the stop began was not awaited: {got}")
+    })?;
+    let mut reader = BufReader::new(&late);
+    let mut answer = String::new();
+    reader.read_line(&mut answer).map_err(|e| e.to_string())?;
+    check(answer == "served late\n", || format!("{answer:?}"))?;
+    // Idle now: the next wait ends at once, and the client sees the connection close.
+    let got = seen
+        .recv_timeout(WAIT)
+        .map_err(|_| "no report from the handler")?;
+    check(got == "Ok(false)", || {
+        format!("the idle wait ended with {got}")
+    })?;
+    answer.clear();
+    check(
+        reader.read_line(&mut answer).map_err(|e| e.to_string())? == 0,
+        || format!("expected the end of the connection, got {answer:?}"),
+    )?;
+    // The silent one is still waiting for its first request, until the stop turns immediate.
+    check(
+        seen.recv_timeout(Duration::from_millis(300)).is_err(),
+        || "the silent connection's wait ended before the stop turned immediate".to_string(),
+    )?;
+    let stopped = Instant::now();
+    handle.stop_now();
+    let got = seen
+        .recv_timeout(WAIT)
+        .map_err(|_| "no report from the handler")?;
+    check(got == "Ok(false)", || {
+        format!("the silent connection's wait ended with {got}")
+    })?;
+    let mut rest = Vec::new();
+    (&silent)
+        .read_to_end(&mut rest)
+        .map_err(|e| e.to_string())?;
+    check(stopped.elapsed() < Duration::from_secs(5), || {
+        format!("stop_now took {:?} to end the wait", stopped.elapsed())
+    })?;
+    let _ = serving.join().map_err(|_| "the serving thread panicked")?;
+    Ok(())
+}
+
+/// The wait for a first request during a stop still honours the read timeout.
+fn in_process_first_request_timeout() -> Result<(), String> {
+    let FirstRequestServer {
+        addr,
+        handle,
+        seen,
+        serving,
+    } = first_request_server(Duration::from_millis(300))?;
+    let _silent = connect_silent(&addr, &handle)?;
+    handle.shutdown();
+    let got = seen
+        .recv_timeout(WAIT)
+        .map_err(|_| "no report from the handler")?;
+    check(got == "Err(WouldBlock)", || {
+        format!("the wait for a first request at the stop ended with {got}")
+    })?;
     serving
         .join()
         .map_err(|_| "the serving thread panicked")?

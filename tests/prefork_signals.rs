@@ -1,11 +1,13 @@
 //! A [`Prefork`] parent run like gunicorn: its `stats()` sums its workers' counters, SIGTTIN /
 //! SIGTTOU add / remove a worker, SIGHUP reloads the workers one by one, SIGUSR2 starts a new
-//! copy of the program on the same socket and hands over to it — with no failed request.
+//! copy of the program on the same socket and hands over to it, a storm of SIGHUPs and workers
+//! recycled by `max_requests` lose no request.
 //!
 //! Signals go to a whole process, and workers re-execute the program that built the server, so
 //! this binary is its own server program (`harness = false`, as `tests/process_modes.rs`).
 //! Started with `PREFORK_SIGNALS_SCENARIO` set it is the *scenario server*: a Prefork server of
-//! 2 workers with `stop_on_signals`, answering each connection's line with `<pid> <LINE>`; it
+//! 2 workers with `stop_on_signals` (with `recycling`: threading workers recycled after every 20
+//! requests), answering each line of a connection with `<pid> <LINE>`; it
 //! prints `listening on <addr>`, serves until its stdin closes (or a stop signal), then prints
 //! `stats accepted=.. completed=.. failed=..`. The variable's value says how it builds its server
 //! (see [`scenario_server`]): `systemd` takes the socket from `LISTEN_FDS` when set (an upgrade)
@@ -25,13 +27,19 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socketserver::{Builder, DatagramRequest, Prefork};
+use socketserver::{Builder, DatagramRequest, Prefork, Threading};
 
 const SCENARIO_VAR: &str = "PREFORK_SIGNALS_SCENARIO";
+/// `SCENARIO_VAR`'s value for the scenario server's usual build (see [`scenario_server`]): 2
+/// workers, each serving one connection at a time, on `systemd_tcp` when `LISTEN_FDS` is set.
+const PLAIN: &str = "systemd";
+/// `SCENARIO_VAR`'s value for 2 threading workers recycled after every 20 requests.
+const RECYCLING: &str = "recycling";
 /// Set to a value unique to each scenario server; every process it starts (workers, the new
 /// program of an upgrade and its workers) inherits it, so a test can find and end them all.
 const TAG_VAR: &str = "PREFORK_SIGNALS_TAG";
@@ -85,6 +93,11 @@ const TESTS: &[(&str, TestFn)] = &[
         "prefork_sigusr2_on_a_unix_socket_keeps_its_path_and_file",
         sigusr2_unix,
     ),
+    ("prefork_sighup_storm_loses_no_request", sighup_storm),
+    (
+        "prefork_recycling_threading_workers_lose_no_request",
+        recycling,
+    ),
 ];
 
 fn check(ok: bool, why: impl FnOnce() -> String) -> Result<(), String> {
@@ -130,13 +143,13 @@ struct Scenario {
 impl Scenario {
     /// The scenario server of the tests that take their socket from `LISTEN_FDS` on an upgrade.
     fn start() -> Result<Scenario, String> {
-        Scenario::start_as("systemd")
+        Scenario::start_as(PLAIN)
     }
 
     /// The scenario server building its server as `variant` says (see [`scenario_server`]).
     fn start_as(variant: &str) -> Result<Scenario, String> {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let started = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let started = STARTED.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{}-{started}", std::process::id());
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = Command::new(exe)
@@ -410,12 +423,18 @@ fn wait_for_workers(parent: u32, count: usize) -> Result<HashSet<u32>, String> {
 
 /// One request on a connection of its own: the pid of the worker that answered.
 fn request(addr: SocketAddr, n: usize) -> Result<u32, String> {
+    request_after(addr, n, Duration::ZERO)
+}
+
+/// [`request`], sent `pause` after connecting.
+fn request_after(addr: SocketAddr, n: usize, pause: Duration) -> Result<u32, String> {
     let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
         .map_err(|e| format!("request {n}: connect: {e}"))?;
     stream
         .set_read_timeout(Some(IO_TIMEOUT))
         .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
         .map_err(|e| e.to_string())?;
+    thread::sleep(pause);
     exchange(stream, n)
 }
 
@@ -537,6 +556,104 @@ fn sighup_reload() -> Result<(), String> {
         "no request reached a fresh worker".to_string()
     })?;
     server.stop()
+}
+
+/// Requests from 4 clients, each on a connection of its own sent a millisecond after
+/// connecting (so that a worker may accept it before the line arrives, and be told to stop in
+/// between), until `go_on` turns false or each client has made `per_client`: how many were
+/// answered, and what went wrong with the others.
+fn fresh_connections(
+    addr: SocketAddr,
+    per_client: usize,
+    go_on: &Arc<AtomicBool>,
+) -> Result<(u64, Vec<String>), String> {
+    const CLIENTS: usize = 4;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let go_on = Arc::clone(go_on);
+            thread::spawn(move || {
+                let (mut answered, mut lost) = (0u64, Vec::new());
+                let deadline = Instant::now() + WAIT * 3;
+                for n in (c * per_client..).take(per_client) {
+                    if !go_on.load(Ordering::SeqCst) || Instant::now() >= deadline {
+                        break;
+                    }
+                    match request_after(addr, n, Duration::from_millis(1)) {
+                        Ok(_) => answered += 1,
+                        Err(e) => lost.push(e),
+                    }
+                }
+                (answered, lost)
+            })
+        })
+        .collect();
+    let (mut answered, mut lost) = (0, Vec::new());
+    for client in clients {
+        let (a, l) = client.join().map_err(|_| "a client thread panicked")?;
+        answered += a;
+        lost.extend(l);
+    }
+    Ok((answered, lost))
+}
+
+/// No request of [`fresh_connections`] lost; then, once the server stopped, its counts of
+/// accepted and completed requests are the answers the clients saw.
+fn none_lost(
+    mut server: Scenario,
+    what: &str,
+    (answered, lost): (u64, Vec<String>),
+) -> Result<(), String> {
+    let total = answered + lost.len() as u64;
+    println!("    {what}: {total} requests, {} lost", lost.len());
+    check(lost.is_empty(), || {
+        format!(
+            "{what}: {} of {total} requests lost, the first: {:?}",
+            lost.len(),
+            &lost[..lost.len().min(3)]
+        )
+    })?;
+    server.stop()?;
+    let (accepted, completed) = (server.stat("accepted")?, server.stat("completed")?);
+    check(accepted == answered && completed == answered, || {
+        format!(
+            "the server counted accepted={accepted} completed={completed}; the clients saw \
+             {answered} answers"
+        )
+    })
+}
+
+/// 20 SIGHUPs 150 ms apart under [`fresh_connections`]: every request is answered.
+fn sighup_storm() -> Result<(), String> {
+    const HUPS: usize = 20;
+    let server = Scenario::start()?;
+    wait_for_workers(server.pid(), 2)?;
+    let storming = Arc::new(AtomicBool::new(true));
+    let load = {
+        let (addr, storming) = (server.addr, Arc::clone(&storming));
+        // A bound on each client's loop far above what the storm lasts for.
+        thread::spawn(move || fresh_connections(addr, 20_000, &storming))
+    };
+    let mut signalled = Ok(());
+    for _ in 0..HUPS {
+        thread::sleep(Duration::from_millis(150));
+        signalled = signalled.and(server.signal(libc::SIGHUP));
+    }
+    // Past the last reload: its old workers retire while the clients go on.
+    thread::sleep(Duration::from_millis(500));
+    storming.store(false, Ordering::SeqCst);
+    let seen = load.join().map_err(|_| "the load thread panicked")??;
+    signalled?;
+    none_lost(server, &format!("{HUPS} SIGHUPs"), seen)
+}
+
+/// Threading workers recycled after every 20 requests, under [`fresh_connections`] (1,000
+/// requests, 50 recycles): every request is answered, the last one a worker takes before it
+/// stops included.
+fn recycling() -> Result<(), String> {
+    let server = Scenario::start_as(RECYCLING)?;
+    wait_for_workers(server.pid(), 2)?;
+    let seen = fresh_connections(server.addr, 250, &Arc::new(AtomicBool::new(true)))?;
+    none_lost(server, "workers recycled every 20 requests", seen)
 }
 
 fn sigusr2_upgrade() -> Result<(), String> {
@@ -769,7 +886,8 @@ fn sigusr2_unix() -> Result<(), String> {
 // The scenario server
 
 /// The scenario server, built as `variant` says: `systemd` (`systemd_tcp` when `LISTEN_FDS` is
-/// set, else `bind_tcp`), `bind` (`bind_tcp("127.0.0.1:0")` always), `unix:<path>`
+/// set, else `bind_tcp`), `recycling` (the same, with 2 threading workers recycled after every 20
+/// requests), `bind` (`bind_tcp("127.0.0.1:0")` always), `unix:<path>`
 /// (`bind_unix_stream(path)` always) or `udp-after-upgrade` (`bind_tcp`, but `bind_udp` when
 /// started by an upgrade).
 fn scenario_server(variant: &str) -> io::Result<()> {
@@ -778,25 +896,30 @@ fn scenario_server(variant: &str) -> io::Result<()> {
         .try_init();
     // Read before the server is built, which takes the variables an upgrade set.
     let upgraded = std::env::var_os("LISTEN_FDS").is_some();
+    let mode = Prefork::new(2).drain_timeout(Duration::from_secs(2));
+    let mode = match variant {
+        RECYCLING => mode
+            .worker_mode(Threading::new())
+            .max_requests(20)
+            .max_requests_jitter(0),
+        _ => mode,
+    };
     let builder = Builder::new()
         .read_timeout(IO_TIMEOUT)
         .write_timeout(IO_TIMEOUT)
         .stop_on_signals()
         .grace_period(Duration::from_secs(5))
-        .mode(Prefork::new(2).drain_timeout(Duration::from_secs(2)));
+        .mode(mode);
+    let handler = scenario::pid_upper_requests;
     if let Some(path) = variant.strip_prefix("unix:") {
-        return scenario::serve_and_report(
-            builder.bind_unix_stream(path, scenario::pid_upper_line)?,
-        );
+        return scenario::serve_and_report(builder.bind_unix_stream(path, handler)?);
     }
     match (variant, upgraded) {
-        ("systemd", true) => {
-            scenario::serve_and_report(builder.systemd_tcp(0, scenario::pid_upper_line)?)
-        }
+        (PLAIN | RECYCLING, true) => scenario::serve_and_report(builder.systemd_tcp(0, handler)?),
         ("udp-after-upgrade", true) => {
             let server = builder.bind_udp("127.0.0.1:0", |_: &mut DatagramRequest| Ok(()))?;
             scenario::serve_and_report(server)
         }
-        _ => scenario::serve_and_report(builder.bind_tcp("127.0.0.1:0", scenario::pid_upper_line)?),
+        _ => scenario::serve_and_report(builder.bind_tcp("127.0.0.1:0", handler)?),
     }
 }

@@ -197,13 +197,19 @@ impl Guarded {
 
 impl Guarded {
     /// Waits, as long as a read would, until the connection is readable (`Ok(true)`: data, end
-    /// of file or an error for the read to report) or `stop`, a pipe's read end, is (`Ok(false)`).
-    /// A wait that times out fails as a read would.
-    pub(crate) fn wait_readable(&self, stop: RawFd) -> io::Result<bool> {
+    /// of file or an error for the read to report) or `stop`, a pipe's read end, is (`Ok(false)`);
+    /// also `Ok(false)` once `until` passes, if that comes before the read's own limits. A wait
+    /// that times out fails as a read would.
+    pub(crate) fn wait_readable(&self, stop: RawFd, until: Option<Instant>) -> io::Result<bool> {
         let binding = self.before_wait(Direction::Read)?;
-        match poll::wait(self.conn.as_raw_fd(), stop, self.applied_read.get())? {
+        let timeout = self.applied_read.get();
+        let cap = until.map(|until| until.saturating_duration_since(Instant::now()));
+        let capped = cap.is_some_and(|cap| timeout.is_none_or(|t| cap < t));
+        let wait = if capped { cap } else { timeout };
+        match poll::wait(self.conn.as_raw_fd(), stop, wait)? {
             Ready::Socket => Ok(true),
             Ready::Stop => Ok(false),
+            Ready::Timeout if capped => Ok(false),
             Ready::Timeout => {
                 // What a read with the same socket timeout returns.
                 let timed_out = io::Error::from_raw_os_error(libc::EAGAIN);

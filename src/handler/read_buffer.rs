@@ -12,6 +12,8 @@ pub(crate) struct ReadBuffer {
     pos: usize,
     filled: usize,
     capacity: usize,
+    /// Whether a byte ever came in through the buffer: a connection's first request has begun.
+    received: bool,
 }
 
 impl ReadBuffer {
@@ -21,6 +23,7 @@ impl ReadBuffer {
             pos: 0,
             filled: 0,
             capacity: capacity.max(1),
+            received: false,
         }
     }
 
@@ -33,6 +36,7 @@ impl ReadBuffer {
             let n = source.read(&mut self.buf)?;
             self.pos = 0;
             self.filled = n;
+            self.received |= n > 0;
         }
         Ok(&self.buf[self.pos..self.filled])
     }
@@ -40,6 +44,11 @@ impl ReadBuffer {
     /// Whether bytes are buffered, so a read would not wait.
     pub(crate) fn has_data(&self) -> bool {
         self.pos < self.filled
+    }
+
+    /// Whether any byte was ever read through the buffer.
+    pub(crate) fn has_received(&self) -> bool {
+        self.received
     }
 
     pub(crate) fn consume(&mut self, amt: usize) {
@@ -51,7 +60,9 @@ impl ReadBuffer {
         // As std's BufReader does: a read at least as large as the buffer, with nothing buffered,
         // goes straight to the source and skips a copy.
         if self.pos >= self.filled && out.len() >= self.capacity {
-            return source.read(out);
+            let n = source.read(out)?;
+            self.received |= n > 0;
+            return Ok(n);
         }
         let available = self.fill_buf(source)?;
         let n = available.len().min(out.len());
@@ -89,6 +100,23 @@ mod tests {
         assert_eq!(buffer.read(&mut source, &mut big).unwrap(), 32);
         assert_eq!(&big[..], &data[16..48]);
         assert_eq!(source.len(), 256 - 48, "read straight from the source");
+    }
+
+    #[test]
+    fn received_turns_true_with_the_first_byte_by_either_path() {
+        let mut buffer = ReadBuffer::new(16);
+        assert!(!buffer.has_received());
+        assert_eq!(buffer.fill_buf(&b""[..]).unwrap(), b"", "end of file");
+        assert!(!buffer.has_received(), "an end of file brings nothing");
+        let mut big = [0u8; 32];
+        assert_eq!(buffer.read(&b"ab"[..], &mut big).unwrap(), 2);
+        assert!(
+            buffer.has_received(),
+            "a read that bypasses the buffer counts"
+        );
+        let mut buffer = ReadBuffer::new(16);
+        assert_eq!(buffer.fill_buf(&b"x"[..]).unwrap(), b"x");
+        assert!(buffer.has_received());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::read_buffer::ReadBuffer;
 use super::split::{ReadHalf, WriteHalf};
 use crate::address::Address;
 use crate::server::handle::ServerHandle;
+use crate::server::stop::FIRST_REQUEST_WAIT;
 #[cfg(feature = "proxy")]
 use crate::server::transport::sealed::Admission;
 use crate::socket::options::ConnectionOptions;
@@ -149,6 +150,9 @@ pub struct StreamRequest {
     conn: Guarded,
     peer: Address,
     server: ServerHandle,
+    /// When the connection was accepted: the first request may take [`FIRST_REQUEST_WAIT`] from
+    /// here to arrive, even during a stop.
+    accepted_at: Instant,
     /// With the PROXY protocol: the settings (until the header is read), then the balancer's
     /// address and the header.
     #[cfg(feature = "proxy")]
@@ -178,6 +182,7 @@ impl StreamRequest {
             conn: Guarded::new(connection, options),
             peer,
             server,
+            accepted_at: Instant::now(),
             #[cfg(feature = "proxy")]
             proxy: match &options.proxy {
                 Some(config) => ProxyState::Expected(std::sync::Arc::clone(config)),
@@ -393,6 +398,13 @@ impl StreamRequest {
     /// them open; a request that is already on its way is still served. The wait honours the
     /// request's read timeout and time limits as a read does, and fails as a read would.
     ///
+    /// A connection that has sent nothing yet is not idle: its client connected to send a
+    /// request, which may still be on its way when the stop begins (the stop also serves the
+    /// connections waiting in the listen backlog, accepted just then). Until 5 seconds after it
+    /// was accepted, within the grace period, it waits for that first request even during a
+    /// stop, and only an immediate stop ([`ServerHandle::stop_now`], a second signal) ends the
+    /// wait early. Once any byte has been read through the request, the rule above applies.
+    ///
     /// # Errors
     ///
     /// Those of a read: a timeout or time limit passing (`WouldBlock`/`TimedOut`), the peer
@@ -433,11 +445,51 @@ impl StreamRequest {
                 ) => {}
             Err(e) => return Err(e),
         }
-        let stop = self.server.shared.stop.pipe_fd();
-        if !self.conn.wait_readable(stop)? && !self.conn.readable_now()? {
+        let shared = &self.server.shared;
+        loop {
+            // During a stop, a connection still waiting for its first request is woken only by
+            // the stop turning immediate, or its time running out.
+            let first = self
+                .first_request_until()
+                .filter(|_| shared.stop.is_requested());
+            let woken_by = match first {
+                Some(_) => shared.abort.pipe_fd(),
+                None => shared.stop.pipe_fd(),
+            };
+            if self.conn.wait_readable(woken_by, first)? {
+                break;
+            }
+            if first.is_none() && self.first_request_until().is_some() {
+                continue; // the stop began during the wait for a first request: wait on
+            }
+            if self.conn.readable_now()? {
+                break;
+            }
+            let before_first = !self.buffer.has_received();
+            shared.counters.closed_at_stop(before_first);
+            if before_first {
+                log::debug!(
+                    "closing the connection from {} at the stop: no request arrived",
+                    self.peer
+                );
+            }
             return Ok(false);
         }
         Ok(!self.fill_buf()?.is_empty())
+    }
+
+    /// Until when a connection that has sent nothing may wait for its first request during a
+    /// stop: [`FIRST_REQUEST_WAIT`] after it was accepted, within the grace period. `None` once
+    /// a byte arrived or that time has passed.
+    fn first_request_until(&self) -> Option<Instant> {
+        if self.buffer.has_received() {
+            return None;
+        }
+        let mut until = self.accepted_at + FIRST_REQUEST_WAIT;
+        if let Some(grace_end) = self.server.shared.grace_deadline() {
+            until = until.min(grace_end);
+        }
+        (until > Instant::now()).then_some(until)
     }
 
     /// The underlying connection, for what the request does not wrap.

@@ -348,8 +348,11 @@ where
                 .supervise(socket_fd, &handle, &mut || shared.notify_tick())?;
             shared.notify_stopping();
             self.begin_stop();
-            let killed = self.mode.stop_workers(&handle);
+            // The workers drain the listen backlog and close their copies: the last to close
+            // closes the socket, so connections that come after are refused, not left queued
+            // for no one to accept (and reset).
             self.release_socket();
+            let killed = self.mode.stop_workers(&handle);
             return match killed {
                 0 => Ok(()),
                 n => Err(self.stopped_at_once(&format!("{n} worker process(es) killed"))),
@@ -461,13 +464,16 @@ where
             true => 0,
             false => self.drain_backlog(socket_fd)?,
         };
+        // Closed right after the last look at the queue: a connection that arrives in between
+        // is reset by the kernel, so nothing else may run there.
+        self.release_socket();
         if queued > 0 {
             log::info!(
                 "took {queued} request(s) queued on {} when the stop began",
                 self.local_addr()
             );
         }
-        self.release_socket();
+        // Connections still sending their PROXY header are served once it is whole.
         self.flush_intake();
         self.mode.stop_intake();
         let shared = Arc::clone(&self.handle.shared);
@@ -475,8 +481,9 @@ where
         if counters.wait_idle_unless(None, || shared.abort.is_requested()) || counters.active() == 0
         {
             log::info!(
-                "graceful stop of the server on {}: every request finished",
-                self.local_addr()
+                "graceful stop of the server on {}: every request finished{}",
+                self.local_addr(),
+                counters.closed_at_stop_note()
             );
             return Ok(());
         }
@@ -544,6 +551,16 @@ where
             .filter(|_| T::admits_late(&self.connection));
         let ending =
             run_request::<T, H>(&mut self.handler, &mut request, verify, &self.handle.shared);
+        // The parent counts this child's request as completed: say here if the stop closed its
+        // connection before a request arrived.
+        if self.handle.shared.counters.closed_at_stop_counts().1 > 0 {
+            log::info!(
+                "child {}: the stop closed the connection from {} before its first request \
+                 arrived",
+                std::process::id(),
+                T::peer(&request)
+            );
+        }
         let code = match ending {
             Ending::Failed => 1,
             Ending::Completed | Ending::Rejected => 0,
@@ -574,7 +591,11 @@ where
         }
         self.handle.shared.flush_failures();
         process::report_final(&counters.snapshot());
-        log::info!("worker {} stopped", std::process::id());
+        log::info!(
+            "worker {} stopped{}",
+            std::process::id(),
+            counters.closed_at_stop_note()
+        );
         std::process::exit(0)
     }
 

@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-/// During a stop, how long after accept a connection that has not sent a byte yet still counts
-/// as on its way to a first request (and is waited for, within the grace period) rather than as
-/// idle (closed at once): Go's `http.Server` gives new connections the same 5 s.
+/// How long after it was accepted a connection that has sent nothing yet is waiting for its
+/// first request rather than idle. A stop ends idle connections at once, but one accepted just
+/// before (or, draining the listen backlog, during) the stop has had no time to send anything:
+/// it is given this long, within the grace period, for its first request to arrive and be
+/// served. Go's `http.Server` treats its new connections alike, for the same 5 s.
 pub(crate) const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(5);
 
 /// Shutdown is signalled by *dropping* two things: the write end of a pipe, whose read end the

@@ -106,3 +106,13 @@ pub fn pid_upper_line(req: &mut StreamRequest) -> io::Result<()> {
         line.trim_end().to_uppercase()
     )
 }
+
+/// [`pid_upper_line`] for each line the connection sends, waiting for each with
+/// `wait_for_request`, the first one included (as `echo_upper` does): a stop ends the
+/// connection between two lines.
+pub fn pid_upper_requests(req: &mut StreamRequest) -> io::Result<()> {
+    while req.wait_for_request()? {
+        pid_upper_line(req)?;
+    }
+    Ok(())
+}
