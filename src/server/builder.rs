@@ -628,7 +628,10 @@ impl<M: Mode> Builder<M> {
             let addrs = resolve(addr, Type::STREAM)?;
             let socket = match binding.inherited(Want::Tcp, Asked::Inet(&addrs))? {
                 Some(socket) => socket,
-                None => bind_inet(&addrs, Type::STREAM, binding.options)?,
+                None => {
+                    binding.owned.set(true);
+                    bind_inet(&addrs, Type::STREAM, binding.options)?
+                }
             };
             Ok((socket, None))
         })
@@ -792,9 +795,13 @@ impl<M: Mode> Builder<M> {
         let binding = Binding {
             options: &self.bind,
             upgrade: kind == Some(ProcessKind::Prefork),
+            owned: std::cell::Cell::new(false),
         };
         let (socket, unix_path) = bind(&binding)?;
-        Server::from_parts(socket, unix_path, handler, self)
+        let owned = binding.owned.get();
+        let mut server = Server::from_parts(socket, unix_path, handler, self)?;
+        server.owns_listener = owned;
+        Ok(server)
     }
 
     /// The datagram size limit, which also bounds what a per-request child reads from its parent.
@@ -828,6 +835,10 @@ impl<M: Mode> Builder<M> {
 /// What the `bind` step of a `bind_*` method is given.
 struct Binding<'a> {
     options: &'a BindOptions,
+    /// Set by `bind_tcp` when it bound a listener of its own (not one passed to the program): only
+    /// such a socket may be shut to new connections when the server stops (see
+    /// `socket::gate`).
+    owned: std::cell::Cell<bool>,
     /// Whether the server may take the socket a binary upgrade passed: a [`Prefork`] server's,
     /// since only a Prefork parent upgrades (another mode's server binds its own address).
     ///

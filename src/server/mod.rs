@@ -52,6 +52,10 @@ const RECEIVE_BATCH: usize = 32;
 /// stop must not keep it from ending.
 const MAX_DRAINED: u64 = 4096;
 
+/// How many times a graceful stop's look at the listen backlog may find nothing to take (another
+/// prefork worker took it, or accepting failed) before it gives up.
+const MAX_DRAIN_MISSES: u32 = 64;
+
 /// What one [`Server::handle_request`] call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -118,6 +122,11 @@ pub struct Server<T: Transport, H, M: Mode> {
     /// How the intake's thread is named and sized.
     #[cfg(feature = "proxy")]
     threads: crate::mode::ThreadSettings,
+    /// A TCP listener this process bound itself: a graceful stop shuts it to new connections
+    /// before its last look at the backlog (see [`crate::socket::gate`]).
+    pub(crate) owns_listener: bool,
+    /// Whether the stop has shut that listener to new connections.
+    door_shut: bool,
     transport: PhantomData<fn() -> T>,
 }
 
@@ -299,6 +308,8 @@ where
             intake: None,
             #[cfg(feature = "proxy")]
             threads,
+            owns_listener: false,
+            door_shut: false,
             transport: PhantomData,
         })
     }
@@ -351,6 +362,7 @@ where
             // The workers drain the listen backlog and close their copies: the last to close
             // closes the socket, so connections that come after are refused, not left queued
             // for no one to accept (and reset).
+            self.shut_the_door();
             self.release_socket();
             let killed = self.mode.stop_workers(&handle);
             return match killed {
@@ -462,7 +474,10 @@ where
             .is_some_and(|limit| self.handle.shared.counters.accepted() >= limit);
         let queued = match recycling {
             true => 0,
-            false => self.drain_backlog(socket_fd)?,
+            false => {
+                self.shut_the_door();
+                self.drain_backlog(socket_fd)?
+            }
         };
         // Closed right after the last look at the queue: a connection that arrives in between
         // is reset by the kernel, so nothing else may run there.
@@ -490,20 +505,29 @@ where
         Err(self.stopped_at_once(&format!("{} request(s) cut off", counters.active())))
     }
 
-    /// Takes, without waiting, what the kernel had queued for the socket when the stop began, so
-    /// those clients are served instead of reset when the socket closes: until nothing is
-    /// pending, [`MAX_DRAINED`] were taken, or the stop turns immediate.
+    /// Takes what the kernel had queued for the socket when the stop began, so those clients are
+    /// served instead of reset when the socket closes: until nothing is pending (for
+    /// [`HANDSHAKES_SETTLE`](crate::socket::gate::HANDSHAKES_SETTLE) once the door is shut, so
+    /// handshakes under way join the queue first), [`MAX_DRAINED`] were taken, or the stop turns
+    /// immediate.
     fn drain_backlog(&mut self, socket_fd: RawFd) -> io::Result<u64> {
         let mut taken = 0;
+        let mut missed = 0;
         let abort = self.handle.shared.abort.pipe_fd();
-        while taken < MAX_DRAINED
-            && poll::wait(socket_fd, abort, Some(Duration::ZERO))? == Ready::Socket
-        {
-            // Nothing taken: another prefork worker was first, or a transient error was logged.
-            if self.receive_one()?.is_none() {
+        let settle = match self.door_shut {
+            true => crate::socket::gate::HANDSHAKES_SETTLE,
+            false => Duration::ZERO,
+        };
+        while taken < MAX_DRAINED && missed < MAX_DRAIN_MISSES {
+            if poll::wait(socket_fd, abort, Some(settle))? != Ready::Socket {
                 break;
             }
-            taken += 1;
+            // Nothing taken: another prefork worker was first, or a transient error was logged
+            // (one connection failing must not leave the others behind it to be reset).
+            match self.receive_one()? {
+                Some(_) => taken += 1,
+                None => missed += 1,
+            }
         }
         Ok(taken)
     }
@@ -913,6 +937,25 @@ where
 }
 
 impl<T: Transport, H, M: Mode> Server<T, H, M> {
+    /// Before the stop's last look at the listen backlog: makes a listener this process owns drop
+    /// new connection attempts, so that none completes between that look and the close, to be
+    /// reset (see [`crate::socket::gate`]). Not once a binary upgrade handed the socket over.
+    fn shut_the_door(&mut self) {
+        let handed_over = self
+            .handle
+            .shared
+            .prefork
+            .handed_over
+            .load(Ordering::Acquire);
+        if let Some(socket) = self
+            .socket
+            .as_ref()
+            .filter(|_| self.owns_listener && !handed_over)
+        {
+            self.door_shut = crate::socket::gate::shut_the_door(socket);
+        }
+    }
+
     /// Closes the intake: connections still in it are closed unserved (counted as rejected).
     fn close_intake(&mut self) {
         #[cfg(feature = "proxy")]

@@ -3,6 +3,7 @@
 
 pub(crate) mod bind;
 pub(crate) mod errors;
+pub(crate) mod gate;
 pub(crate) mod options;
 pub(crate) mod poll;
 pub(crate) mod unix_path;
