@@ -124,10 +124,7 @@ mod tests {
     use super::*;
 
     fn id(slot: u32) -> ConnectionId {
-        ConnectionId {
-            slot,
-            generation: 0,
-        }
+        ConnectionId::of_slot(slot)
     }
 
     #[test]

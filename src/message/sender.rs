@@ -17,6 +17,17 @@ pub struct ConnectionId {
     pub(crate) generation: u32,
 }
 
+impl ConnectionId {
+    /// The first connection of slot `slot`, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn of_slot(slot: u32) -> ConnectionId {
+        ConnectionId {
+            slot,
+            generation: 0,
+        }
+    }
+}
+
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{}.{}", self.slot, self.generation)

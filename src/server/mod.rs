@@ -941,12 +941,7 @@ impl<T: Transport, H, M: Mode> Server<T, H, M> {
     /// new connection attempts, so that none completes between that look and the close, to be
     /// reset (see [`crate::socket::gate`]). Not once a binary upgrade handed the socket over.
     fn shut_the_door(&mut self) {
-        let handed_over = self
-            .handle
-            .shared
-            .prefork
-            .handed_over
-            .load(Ordering::Acquire);
+        let handed_over = self.handed_over();
         if let Some(socket) = self
             .socket
             .as_ref()
@@ -954,6 +949,12 @@ impl<T: Transport, H, M: Mode> Server<T, H, M> {
         {
             self.door_shut = crate::socket::gate::shut_the_door(socket);
         }
+    }
+
+    /// Whether a binary upgrade handed the socket (and a Unix socket's file) to a new program.
+    fn handed_over(&self) -> bool {
+        let prefork = &self.handle.shared.prefork;
+        prefork.handed_over.load(Ordering::Acquire)
     }
 
     /// Closes the intake: connections still in it are closed unserved (counted as rejected).
@@ -1006,12 +1007,7 @@ impl<T: Transport, H, M: Mode> Server<T, H, M> {
     /// binary upgrade handed the socket to a new program, which serves it now.
     fn release_socket(&mut self) {
         self.socket = None;
-        let handed_over = self
-            .handle
-            .shared
-            .prefork
-            .handed_over
-            .load(Ordering::Acquire);
+        let handed_over = self.handed_over();
         if let (true, Some(unix_path)) = (handed_over, &mut self.unix_path) {
             unix_path.keep();
         }

@@ -226,6 +226,15 @@ fn receive_datagram(cx: &mut ReceiveContext<'_>) -> io::Result<Received<Datagram
     )))
 }
 
+/// A datagram for a child: the server's socket, the sender and the datagram.
+fn datagram_handoff(request: &DatagramRequest) -> (RawFd, Address, Vec<u8>) {
+    (
+        request.socket().as_raw_fd(),
+        request.peer_addr().clone(),
+        request.data().to_vec(),
+    )
+}
+
 fn adopt_datagram(socket: Socket, handed: Handed, server: &ServerHandle) -> DatagramRequest {
     let socket = DatagramSocket::new(Arc::new(socket), handed.local);
     DatagramRequest::new(handed.datagram, handed.peer, socket, server.clone())
@@ -368,11 +377,7 @@ impl TransportImpl for Udp {
     }
 
     fn handoff_parts(request: &DatagramRequest) -> (RawFd, Address, Vec<u8>) {
-        (
-            request.socket().as_raw_fd(),
-            request.peer_addr().clone(),
-            request.data().to_vec(),
-        )
+        datagram_handoff(request)
     }
 
     fn adopt(
@@ -419,11 +424,7 @@ impl TransportImpl for UnixDatagram {
     }
 
     fn handoff_parts(request: &DatagramRequest) -> (RawFd, Address, Vec<u8>) {
-        (
-            request.socket().as_raw_fd(),
-            request.peer_addr().clone(),
-            request.data().to_vec(),
-        )
+        datagram_handoff(request)
     }
 
     fn adopt(
