@@ -257,6 +257,11 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 if let Some(id) = self.id_of(slot) {
                     self.on_ready(id, writable);
                 }
+                // After each connection's turn (at most a megabyte read), not once per wake-up:
+                // a thousand connections reading in one wake-up would overshoot by a gigabyte.
+                if self.budget.is_over() {
+                    self.shed();
+                }
             }
             self.ready = ready;
             self.link.rearm();
