@@ -184,6 +184,7 @@ compile_error!("socketserver currently supports Unix-like systems only (Linux, m
 mod address;
 #[cfg(feature = "auth")]
 pub mod auth;
+mod control;
 mod failure;
 pub mod framing;
 mod handler;

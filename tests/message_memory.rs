@@ -15,7 +15,9 @@ use std::time::Duration;
 use common::message::Running;
 use common::{unix_client, TempSocketPath};
 use socketserver::framing::Framing;
-use socketserver::message::{Closed, ConnectionId, LengthPrefixed, MessageHandler, Reply};
+use socketserver::message::{
+    Closed, ConnectionId, LengthPrefixed, MessageBuilder, MessageHandler, Reply,
+};
 use socketserver::{Address, AnyMode, Builder, Pool, Single};
 
 const MIB: usize = 1024 * 1024;
@@ -45,14 +47,15 @@ impl MessageHandler for Echo {
 }
 
 fn echo_server(
-    builder: Builder<AnyMode>,
+    mode: AnyMode,
+    options: impl FnOnce(MessageBuilder<LengthPrefixed, Echo>) -> MessageBuilder<LengthPrefixed, Echo>,
     path: &TempSocketPath,
 ) -> (Running, crossbeam_channel::Receiver<Closed>) {
     let (closed, reasons) = crossbeam_channel::unbounded();
-    let server = builder
-        .messages(LengthPrefixed::new(framing()), Echo { closed })
-        .bind_unix_stream(path)
-        .unwrap();
+    let builder = Builder::new()
+        .mode(mode)
+        .messages(LengthPrefixed::new(framing()), Echo { closed });
+    let server = options(builder).bind_unix_stream(path).unwrap();
     (Running::start(server), reasons)
 }
 
@@ -72,10 +75,11 @@ fn exchange(path: &TempSocketPath) {
 #[test]
 fn a_pool_stops_reading_a_connection_whose_replies_are_not_read() {
     let path = TempSocketPath::new("unread-replies");
-    let builder = Builder::new()
-        .mode(AnyMode::from(Pool::new(2)))
-        .max_pending_output(64 * 1024);
-    let (running, _reasons) = echo_server(builder, &path);
+    let (running, _reasons) = echo_server(
+        Pool::new(2).into(),
+        |b| b.max_pending_output(64 * 1024),
+        &path,
+    );
     let mut frame = Vec::new();
     framing().write_frame(&mut frame, &[b'x'; 96]).unwrap();
     let burst = frame.repeat(100);
@@ -119,8 +123,7 @@ fn a_pool_stops_reading_a_connection_whose_replies_are_not_read() {
 fn past_the_memory_budget_the_connections_holding_the_most_are_closed() {
     for mode in [AnyMode::from(Single), AnyMode::from(Pool::new(2))] {
         let path = TempSocketPath::new("budget");
-        let builder = Builder::new().mode(mode).max_buffered_memory(4 * MIB);
-        let (running, reasons) = echo_server(builder, &path);
+        let (running, reasons) = echo_server(mode, |b| b.max_buffered_memory(4 * MIB), &path);
         // Each announces a 16 MiB frame (allowed) and sends 1 MiB of it.
         let attackers: Vec<JoinHandle<UnixStream>> = (0..8)
             .map(|_| {

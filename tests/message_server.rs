@@ -204,8 +204,8 @@ fn a_trickled_message_is_closed_at_its_deadline_and_never_handled() {
         reply.write_all(b"\n")
     });
     let server = Builder::new()
-        .message_timeout(Duration::from_millis(400))
         .messages(Lines::new(), handler)
+        .message_timeout(Duration::from_millis(400))
         .bind_tcp("127.0.0.1:0")
         .unwrap();
     let running = Running::start(server);
@@ -346,8 +346,8 @@ fn a_peer_that_does_not_read_stops_being_read() {
         reply.write_all(&[b'z'; 64 * 1024])
     });
     let server = Builder::new()
-        .max_pending_output(128 * 1024)
         .messages(Lines::new(), handler)
+        .max_pending_output(128 * 1024)
         .bind_tcp("127.0.0.1:0")
         .unwrap();
     let running = Running::start(server);
@@ -513,8 +513,8 @@ fn a_connection_that_does_not_read_its_pushes_is_closed_as_a_slow_reader() {
         closed: closed_tx,
     };
     let server = Builder::new()
-        .max_pending_output(256 * 1024)
         .messages(Lines::new(), handler)
+        .max_pending_output(256 * 1024)
         .bind_tcp("127.0.0.1:0")
         .unwrap();
     let running = Running::start(server);
@@ -634,9 +634,9 @@ fn messages_held_back_by_an_unread_output_are_not_timed_out() {
     // well past the message timeout: what it sent was whole, it is only slow to read.
     let handler = message_handler(|_line, reply| reply.write_all(&[b'z'; 64 * 1024]));
     let server = Builder::new()
+        .messages(Lines::new(), handler)
         .message_timeout(Duration::from_millis(200))
         .max_pending_output(64 * 1024)
-        .messages(Lines::new(), handler)
         .bind_tcp("127.0.0.1:0")
         .unwrap();
     let running = Running::start(server);
@@ -682,8 +682,8 @@ fn messages_held_back_by_a_full_output_are_answered_after_the_peer_closes_its_si
     // sent, while the end of the stream has already arrived.
     let handler = message_handler(|_line, reply| reply.write_all(&[b'z'; 64 * 1024]));
     let server = Builder::new()
-        .max_pending_output(64 * 1024)
         .messages(Lines::new(), handler)
+        .max_pending_output(64 * 1024)
         .bind_tcp("127.0.0.1:0")
         .unwrap();
     let running = Running::start(server);

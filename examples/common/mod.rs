@@ -805,13 +805,29 @@ where
     F: socketserver::message::Framer,
     H: socketserver::message::MessageHandler,
 {
-    let mut builder = args.stream_limits(builder);
-    if let Some(secs) = args
+    serve_messages_timed(args, builder, framer, handler, None)
+}
+
+/// [`serve_messages`] with a message timeout of the example's own (`--message-timeout` still
+/// overrides it); `None`: the library's default.
+#[cfg(feature = "message")]
+pub fn serve_messages_timed<F, H>(
+    args: &Args,
+    builder: Builder,
+    framer: F,
+    handler: H,
+    timeout: Option<Duration>,
+) -> io::Result<()>
+where
+    F: socketserver::message::Framer,
+    H: socketserver::message::MessageHandler,
+{
+    let builder = args.stream_limits(builder);
+    let timeout = args
         .value(MESSAGE_TIMEOUT.name)
         .and_then(|v| v.parse().ok())
-    {
-        builder = builder.message_timeout(Duration::from_secs(secs));
-    }
+        .map(Duration::from_secs)
+        .or(timeout);
     let mode = match args.mode {
         // Each worker process runs its own loop, its handlers on it.
         ModeName::Prefork => Prefork::new(args.prefork(false).workers()).into(),
@@ -820,7 +836,10 @@ where
             "--api message runs in --mode single, pool or prefork (an event loop instead of a thread or process per connection)",
         ),
     };
-    let messages = builder.mode(mode).messages(framer, handler);
+    let mut messages = builder.mode(mode).messages(framer, handler);
+    if let Some(timeout) = timeout {
+        messages = messages.message_timeout(timeout);
+    }
     if !args.systemd {
         return serve_message_server(messages.bind_tcp(args.addr.as_str())?);
     }

@@ -29,11 +29,8 @@ pub fn serve(args: &Args, limits: HeadLimits, idle: Duration) -> io::Result<()> 
         hello: None,
         out: Vec::new(),
     };
-    let builder = args
-        .builder()
-        .message_timeout(limits.timeout)
-        .idle_timeout(idle);
-    common::serve_messages(args, builder, framer, handler)
+    let builder = args.builder().idle_timeout(idle);
+    common::serve_messages_timed(args, builder, framer, handler, Some(limits.timeout))
 }
 
 /// Where a request ends: its head, then its body, dropped in pieces as it arrives. Clones keep

@@ -12,9 +12,18 @@ use md5::{Digest, Md5};
 #[cfg(feature = "checksum")]
 use sha2::Sha256;
 
-#[cfg(feature = "checksum")]
-use super::file::to_hex;
-use super::file::Expected;
+use super::expected::Expected;
+
+/// Lower-case hex digits of `bytes`.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
 
 /// The MD5 of `data`, as 32 lower-case hex digits (Python's `hashlib.md5(data).hexdigest()`).
 /// Feature `checksum`.

@@ -3,7 +3,7 @@
 use std::io::{self, IoSlice, Read, Write};
 
 use super::prefix::{Field, LengthPrefix};
-use crate::handler::write_all_vectored;
+use crate::socket::write::write_all_vectored;
 
 /// The largest frame a [`Framing`] accepts unless told otherwise: 8 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: u64 = 8 * 1024 * 1024;

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::body::copy_exact_inspect;
-use super::checksum::Checks;
+use super::checksum::{to_hex, Checks};
+use super::expected::Expected;
 use super::preview::preview;
 
 /// Checks that `name` is a plain file name that stays inside the folder it is joined to, and
@@ -55,49 +56,6 @@ pub fn check_file_name(name: &str) -> io::Result<&str> {
         return refuse("it starts with '.' ('.', '..' and hidden names are not allowed)");
     }
     Ok(name)
-}
-
-/// Hex checksums a received body must match (lower- or upper-case hex). Checking them needs the
-/// `checksum` feature (on by default); without it [`receive_file`] refuses an `Expected` that
-/// names one (`Unsupported`) instead of leaving it unchecked.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Expected {
-    /// The MD5 of the body, 32 hex digits.
-    pub md5: Option<String>,
-    /// The SHA-256 of the body, 64 hex digits.
-    pub sha256: Option<String>,
-}
-
-impl Expected {
-    /// The optional `"md5"` and `"sha256"` fields of a header.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidData` if one is present but is not a string of hex digits of the right length.
-    #[cfg(feature = "json")]
-    pub fn from_header(header: &super::Header) -> io::Result<Expected> {
-        let field = |name: &str, digits: usize| -> io::Result<Option<String>> {
-            let Some(value) = header.get(name) else {
-                return Ok(None);
-            };
-            match value.as_str() {
-                Some(hex) if hex.len() == digits && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                    Ok(Some(hex.to_ascii_lowercase()))
-                }
-                _ => Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "header field \"{name}\" must be {digits} hex digits, got {}",
-                        super::preview::shown(value)
-                    ),
-                )),
-            }
-        };
-        Ok(Expected {
-            md5: field("md5", 32)?,
-            sha256: field("sha256", 64)?,
-        })
-    }
 }
 
 /// Receives a body of exactly `size` bytes from `reader` into the file `dest`, so that `dest`
@@ -162,16 +120,6 @@ pub fn receive_file<R: Read + ?Sized>(
     copy_exact_inspect(reader, &mut &temp.file, size, |chunk| checks.update(chunk))?;
     checks.verify()?;
     temp.commit(dest)
-}
-
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
-    }
-    out
 }
 
 /// 8 bytes that differ for every temporary file of every process: the pid and a counter, hashed

@@ -77,6 +77,7 @@
 mod body;
 mod checksum;
 mod codec;
+mod expected;
 mod file;
 #[cfg(feature = "json")]
 mod header;
@@ -84,12 +85,13 @@ mod prefix;
 mod preview;
 
 pub use body::{copy_exact, copy_exact_inspect};
+#[cfg(all(test, feature = "auth"))]
+pub(crate) use checksum::to_hex;
 #[cfg(feature = "checksum")]
 pub use checksum::{md5_hex, md5_hex_of, sha256_hex};
 pub use codec::{Framing, DEFAULT_MAX_FRAME_LEN};
-#[cfg(all(test, feature = "auth"))]
-pub(crate) use file::to_hex;
-pub use file::{check_file_name, receive_file, Expected};
+pub use expected::Expected;
+pub use file::{check_file_name, receive_file};
 #[cfg(feature = "json")]
 pub use header::{header_str, header_u64, parse_header, Header};
 pub use prefix::{ByteOrder, LengthPrefix, Width};

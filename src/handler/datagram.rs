@@ -6,7 +6,7 @@ use std::sync::Arc;
 use socket2::Socket;
 
 use crate::address::Address;
-use crate::server::handle::ServerHandle;
+use crate::control::ServerHandle;
 
 /// The server's datagram socket, shared with handlers so replies leave from the server's address.
 #[derive(Debug, Clone)]

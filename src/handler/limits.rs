@@ -11,8 +11,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::connection::Connection;
 use super::deadline::{Deadline, LimitExceeded};
-use super::stream::Connection;
 use crate::socket::options::ConnectionOptions;
 use crate::socket::poll::{self, Ready};
 

@@ -2,19 +2,23 @@
 //! [`StreamRequest`] for TCP and Unix stream servers, [`DatagramRequest`] for UDP and Unix datagram
 //! servers.
 
+mod admission;
+mod connection;
 mod datagram;
 mod deadline;
 pub(crate) mod lifecycle;
 mod limits;
 mod read_buffer;
+mod send;
 mod split;
 mod stream;
 
+pub(crate) use admission::Admission;
+pub use connection::Connection;
 pub use datagram::{DatagramRequest, DatagramSocket};
 pub use deadline::{Deadline, Limit, LimitExceeded};
 pub use split::{ReadHalf, WriteHalf};
-pub(crate) use stream::write_all_vectored;
-pub use stream::{Connection, StreamRequest};
+pub use stream::StreamRequest;
 
 use std::io;
 

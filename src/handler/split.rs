@@ -5,7 +5,7 @@ use std::io::{self, BufRead, IoSlice, Read, Write};
 
 use super::limits::Guarded;
 use super::read_buffer::ReadBuffer;
-use super::stream::{send_all, send_all_vectored};
+use super::send::{send_all, send_all_vectored};
 
 /// The reading half of a split request: buffered like the request, and sharing its buffer, so
 /// nothing read ahead is lost between the request and its halves. See

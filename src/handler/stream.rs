@@ -1,126 +1,25 @@
 //! [`StreamRequest`]: one accepted TCP or Unix stream connection, as a handler sees it.
 
 use std::io::{self, BufRead, IoSlice, Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
+use super::connection::Connection;
 use super::deadline::Deadline;
 use super::limits::Guarded;
 use super::read_buffer::ReadBuffer;
+use super::send::{send_all, send_all_vectored};
 use super::split::{ReadHalf, WriteHalf};
-use crate::address::Address;
-use crate::server::handle::ServerHandle;
-use crate::server::stop::FIRST_REQUEST_WAIT;
 #[cfg(feature = "proxy")]
-use crate::server::transport::sealed::Admission;
+use super::Admission;
+use crate::address::Address;
+use crate::control::ServerHandle;
+use crate::control::FIRST_REQUEST_WAIT;
 use crate::socket::options::ConnectionOptions;
 
 /// Read buffer size, as in Python's `StreamRequestHandler` (`rbufsize` of `io.DEFAULT_BUFFER_SIZE`).
 const READ_BUFFER: usize = 8 * 1024;
-
-/// An accepted connection: a TCP stream or a Unix stream.
-#[derive(Debug)]
-pub enum Connection {
-    /// A connection accepted by a TCP server.
-    Tcp(TcpStream),
-    /// A connection accepted by a Unix stream server.
-    Unix(UnixStream),
-}
-
-impl std::os::fd::AsRawFd for Connection {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        match self {
-            Connection::Tcp(s) => s.as_raw_fd(),
-            Connection::Unix(s) => s.as_raw_fd(),
-        }
-    }
-}
-
-impl Connection {
-    /// Shuts down the read half, the write half, or both (for example to send EOF to the peer
-    /// while still reading its answer).
-    ///
-    /// # Errors
-    ///
-    /// The socket's error, as from `TcpStream::shutdown` (`NotConnected` if the peer already closed
-    /// the connection, on some systems).
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        match self {
-            Connection::Tcp(s) => s.shutdown(how),
-            Connection::Unix(s) => s.shutdown(how),
-        }
-    }
-
-    /// The TCP stream, if this is a TCP connection.
-    #[must_use]
-    pub fn as_tcp(&self) -> Option<&TcpStream> {
-        match self {
-            Connection::Tcp(s) => Some(s),
-            Connection::Unix(_) => None,
-        }
-    }
-
-    /// The Unix stream, if this is a Unix-socket connection.
-    #[must_use]
-    pub fn as_unix(&self) -> Option<&UnixStream> {
-        match self {
-            Connection::Unix(s) => Some(s),
-            Connection::Tcp(_) => None,
-        }
-    }
-
-    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        match self {
-            Connection::Tcp(s) => s.set_read_timeout(timeout),
-            Connection::Unix(s) => s.set_read_timeout(timeout),
-        }
-    }
-
-    pub(crate) fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        match self {
-            Connection::Tcp(s) => s.set_write_timeout(timeout),
-            Connection::Unix(s) => s.set_write_timeout(timeout),
-        }
-    }
-}
-
-impl Read for &Connection {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Connection::Tcp(s) => (&*s).read(buf),
-            Connection::Unix(s) => (&*s).read(buf),
-        }
-    }
-}
-
-impl Write for &Connection {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Connection::Tcp(s) => (&*s).write(buf),
-            Connection::Unix(s) => (&*s).write(buf),
-        }
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Connection::Tcp(s) => (&*s).write_vectored(bufs),
-            Connection::Unix(s) => (&*s).write_vectored(bufs),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Read for Connection {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self).read(buf)
-    }
-}
 
 /// One connection, handed to [`RequestHandler::handle`](crate::RequestHandler::handle) by TCP and
 /// Unix stream servers — Python's `StreamRequestHandler` with `rfile` and `wfile` folded in.
@@ -601,52 +500,4 @@ impl Write for StreamRequest {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-/// Python's `sendall`: all of `buf`, or an error.
-pub(crate) fn send_all(mut conn: &Guarded, buf: &[u8]) -> io::Result<usize> {
-    conn.write_all(buf)?;
-    Ok(buf.len())
-}
-
-/// `sendall` for several buffers, with as few `writev` calls as the socket allows.
-pub(crate) fn send_all_vectored(mut conn: &Guarded, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    let total = bufs.iter().map(|b| b.len()).sum();
-    // Usually one writev takes everything; only a short write pays for a copy of the slices
-    // (`advance_slices` needs them mutable).
-    let sent = loop {
-        match conn.write_vectored(bufs) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            other => break other?,
-        }
-    };
-    if sent < total {
-        let mut left: Vec<IoSlice<'_>> = bufs.to_vec();
-        let mut left = left.as_mut_slice();
-        IoSlice::advance_slices(&mut left, sent);
-        write_all_vectored(&mut conn, left)?;
-    }
-    Ok(total)
-}
-
-/// `Write::write_all_vectored`, which is not stable yet: retries until every buffer is written.
-pub(crate) fn write_all_vectored<W: Write + ?Sized>(
-    writer: &mut W,
-    mut bufs: &mut [IoSlice<'_>],
-) -> io::Result<()> {
-    IoSlice::advance_slices(&mut bufs, 0);
-    while !bufs.is_empty() {
-        match writer.write_vectored(bufs) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "the connection accepted no more bytes",
-                ))
-            }
-            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

@@ -27,7 +27,7 @@ const TRIM_STEP: usize = 16 * 1024 * 1024;
 const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The memory all of a message server's connections may hold together in buffered input and
-/// pending output, unless [`Builder::max_buffered_memory`](crate::Builder::max_buffered_memory)
+/// pending output, unless [`MessageBuilder::max_buffered_memory`](crate::message::MessageBuilder::max_buffered_memory)
 /// says otherwise. Per process: each [`Prefork`](crate::Prefork) worker has its own.
 pub const DEFAULT_MAX_BUFFERED_MEMORY: usize = 256 * 1024 * 1024;
 

@@ -19,14 +19,14 @@ use super::framer::Framer;
 use super::handler::{Closed, MessageHandler};
 use super::linger::Lingering;
 use super::reply::ConnectionInfo;
-use super::sender::{ConnectionId, Link};
+use super::sender::{Command, ConnectionId, Link};
 use super::timers::Timers;
 use super::workers::{run_step, Batch, Done, Job, Workers};
 use crate::address::Address;
+use crate::control::ServerHandle;
 use crate::failure::Failure;
 use crate::handler::Connection;
 use crate::mode::ThreadSettings;
-use crate::server::handle::ServerHandle;
 use crate::throttle::Throttle;
 
 const WAKER: Token = Token(0);
@@ -49,18 +49,6 @@ const BATCH_BYTES: usize = 256 * 1024;
 const LINGER: Duration = Duration::from_secs(5);
 /// How long a stop waits for connections when the server has no grace period.
 const DRAIN_WITHOUT_GRACE: Duration = Duration::from_secs(30);
-
-/// Something for the loop from another thread.
-pub(crate) enum Command {
-    /// A connection the accepting thread took.
-    Open(Connection, Address),
-    /// Bytes from a [`Sender`](super::Sender).
-    Push(ConnectionId, Vec<u8>),
-    /// A [`Sender::close`](super::Sender::close).
-    Close(ConnectionId),
-    /// The accepting thread has stopped: no `Open` follows.
-    AcceptingEnded,
-}
 
 /// The limits the loop enforces.
 #[derive(Debug, Clone)]

@@ -76,16 +76,16 @@ pub enum Closed {
     BadMessage,
     /// Nothing arrived or left for the server's [`idle_timeout`](crate::Builder::idle_timeout).
     IdleTimeout,
-    /// A message was not complete within [`message_timeout`](crate::Builder::message_timeout) of
+    /// A message was not complete within [`message_timeout`](crate::message::MessageBuilder::message_timeout) of
     /// its first byte.
     MessageTimeout,
     /// The connection reached [`max_connection_lifetime`](crate::Builder::max_connection_lifetime).
     Lifetime,
     /// Messages pushed to the connection piled up past
-    /// [`max_pending_output`](crate::Builder::max_pending_output): the peer does not read.
+    /// [`max_pending_output`](crate::message::MessageBuilder::max_pending_output): the peer does not read.
     SlowReader,
     /// The server's connections together held more than
-    /// [`max_buffered_memory`](crate::Builder::max_buffered_memory) in their buffers, and this
+    /// [`max_buffered_memory`](crate::message::MessageBuilder::max_buffered_memory) in their buffers, and this
     /// one was among those holding the most.
     OverBudget,
     /// Reading or writing failed (the peer reset the connection, say).

@@ -5,6 +5,12 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
+/// Unsent bytes a connection may hold before the server stops reading its messages (and before a
+/// push closes it), unless
+/// [`MessageBuilder::max_pending_output`](super::MessageBuilder::max_pending_output) says
+/// otherwise.
+pub const DEFAULT_MAX_PENDING_OUTPUT: usize = 1024 * 1024;
+
 /// Bytes shared with the application: sent without a copy, kept alive until sent.
 pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::output::{Output, SharedBytes};
 use super::sender::{ConnectionId, Link, Sender};
 use crate::address::Address;
-use crate::server::handle::ServerHandle;
+use crate::control::ServerHandle;
 
 /// What a connection's handler may know of it; shared between the loop and a pool worker.
 pub(crate) struct ConnectionInfo {
@@ -20,7 +20,7 @@ pub(crate) struct ConnectionInfo {
 /// one write together with the answers to the other messages handled in the same wake-up.
 ///
 /// Writing never blocks and never fails: the bytes wait in the connection's output buffer. While
-/// that buffer holds more than [`max_pending_output`](crate::Builder::max_pending_output), the
+/// that buffer holds more than [`max_pending_output`](crate::message::MessageBuilder::max_pending_output), the
 /// server reads no more messages from the connection until the peer has read enough (so a client
 /// pipelining requests without reading answers holds a bounded amount of memory).
 pub struct Reply<'a> {
@@ -72,7 +72,7 @@ impl Reply<'_> {
 
     /// Queues `bytes` without copying them: a large buffer the application keeps anyway (a
     /// stored value) is sent from where it is, and released once sent. Small ones are copied.
-    /// Shared bytes count towards [`max_pending_output`](crate::Builder::max_pending_output)
+    /// Shared bytes count towards [`max_pending_output`](crate::message::MessageBuilder::max_pending_output)
     /// like the rest, so a peer that does not read holds a reference, not a copy.
     ///
     /// ```

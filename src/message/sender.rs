@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender as ChannelSender};
 
-use super::event_loop::Command;
+use crate::address::Address;
+use crate::handler::Connection;
 
 /// Names one connection of a message server, for as long as the server runs: the same number is
 /// never given to two connections, so a stale id reaches nothing.
@@ -32,6 +33,18 @@ impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{}.{}", self.slot, self.generation)
     }
+}
+
+/// Something for the loop from another thread.
+pub(crate) enum Command {
+    /// A connection the accepting thread took.
+    Open(Connection, Address),
+    /// Bytes from a [`Sender`](super::Sender).
+    Push(ConnectionId, Vec<u8>),
+    /// A [`Sender::close`](super::Sender::close).
+    Close(ConnectionId),
+    /// The accepting thread has stopped: no `Open` follows.
+    AcceptingEnded,
 }
 
 /// The way to the event loop: a queue of commands and the waker that makes the loop read it.
@@ -83,7 +96,7 @@ impl Link {
 /// Get one from [`Reply::sender`](super::Reply::sender). Bytes are sent in the order they were
 /// queued, after any reply already queued; they are written without blocking anyone. A connection
 /// that does not read what is pushed to it is closed once its unsent bytes exceed
-/// [`max_pending_output`](crate::Builder::max_pending_output) ([`Closed::SlowReader`](super::Closed::SlowReader)).
+/// [`max_pending_output`](crate::message::MessageBuilder::max_pending_output) ([`Closed::SlowReader`](super::Closed::SlowReader)).
 /// Bytes queued to a connection that has closed are dropped.
 #[derive(Clone)]
 pub struct Sender {

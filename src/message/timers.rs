@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 
 use super::sender::ConnectionId;
 
+/// How long a message may take to arrive, from its first byte, unless
+/// [`MessageBuilder::message_timeout`](super::MessageBuilder::message_timeout) says otherwise.
+pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
     heap: BinaryHeap<Reverse<(Instant, ConnectionId)>>,

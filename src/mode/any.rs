@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use super::sealed::ModeImpl;
 use super::{Mode, Pool, Prefork, Process, Single, Task, ThreadSettings, Threading};
+use crate::control::StopSignal;
 use crate::process::ProcessKind;
-use crate::server::stop::StopSignal;
 
 /// Any of the five modes, chosen at run time.
 ///
@@ -179,12 +179,12 @@ impl ModeImpl for AnyMode {
     fn supervise(
         &mut self,
         socket: RawFd,
-        server: &crate::server::handle::ServerHandle,
+        server: &crate::control::ServerHandle,
         tick: &mut dyn FnMut(),
     ) -> io::Result<()> {
         self.inner_mut().supervise(socket, server, tick)
     }
-    fn stop_workers(&mut self, server: &crate::server::handle::ServerHandle) -> usize {
+    fn stop_workers(&mut self, server: &crate::control::ServerHandle) -> usize {
         self.inner_mut().stop_workers(server)
     }
     fn cut_off(&mut self) {

@@ -39,7 +39,6 @@ mod threads;
 
 pub use any::AnyMode;
 pub use pool::{Pool, WhenFull};
-pub(crate) use prefork::PreforkRequests;
 pub use prefork::{Prefork, WorkerMode};
 pub use process::{Process, DEFAULT_MAX_CHILDREN};
 pub use single::Single;
@@ -62,8 +61,8 @@ pub(crate) mod sealed {
     use std::os::fd::RawFd;
 
     use super::{Task, ThreadSettings};
+    use crate::control::StopSignal;
     use crate::process::ProcessKind;
-    use crate::server::stop::StopSignal;
 
     /// What the server asks of a mode. Not public API. [`AnyMode`](super::AnyMode) delegates
     /// every method, the defaulted ones included: a method added here must be added there.
@@ -110,7 +109,7 @@ pub(crate) mod sealed {
         fn supervise(
             &mut self,
             _socket: RawFd,
-            _server: &crate::server::handle::ServerHandle,
+            _server: &crate::control::ServerHandle,
             _tick: &mut dyn FnMut(),
         ) -> io::Result<()> {
             Ok(())
@@ -118,7 +117,7 @@ pub(crate) mod sealed {
         /// After `supervise`: tells the workers to stop and waits for them within the drain
         /// timeout, killing those still running then or once the stop turns immediate. Returns
         /// how many it killed.
-        fn stop_workers(&mut self, _server: &crate::server::handle::ServerHandle) -> usize {
+        fn stop_workers(&mut self, _server: &crate::control::ServerHandle) -> usize {
             0
         }
         /// The stop has begun: tell running children, so their handlers see

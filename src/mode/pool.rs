@@ -7,7 +7,7 @@ use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 
 use super::sealed::ModeImpl;
 use super::{Task, ThreadSettings};
-use crate::server::stop::StopSignal;
+use crate::control::StopSignal;
 use crate::throttle::Throttle;
 
 /// What a [`Pool`] does with a new request when its queue is full.

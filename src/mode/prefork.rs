@@ -5,14 +5,14 @@ use std::hash::BuildHasher;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::{Child, ExitStatus};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::sealed::ModeImpl;
 use super::{Pool, Single, Task, ThreadSettings, Threading};
+use crate::control::StopSignal;
+use crate::control::{PreforkRequests, ServerHandle};
 use crate::process::{self, ProcessKind, Reports, Role, Upgrade, UpgradeState};
-use crate::server::handle::ServerHandle;
-use crate::server::stop::StopSignal;
 use crate::stats::Stats;
 
 /// How often the supervisor looks for exited workers (waitpid on each of its own children).
@@ -519,23 +519,6 @@ impl Prefork {
         }
         sum
     }
-}
-
-/// What SIGTTIN, SIGTTOU and SIGHUP ask of a prefork parent: set by the signal relay, taken by
-/// the supervisor on its next wake-up.
-#[derive(Debug, Default)]
-pub(crate) struct PreforkRequests {
-    /// Workers to add (SIGTTIN).
-    pub(crate) more: AtomicUsize,
-    /// Workers to remove (SIGTTOU).
-    pub(crate) fewer: AtomicUsize,
-    /// A rolling reload (SIGHUP).
-    pub(crate) reload: AtomicBool,
-    /// A binary upgrade (SIGUSR2).
-    pub(crate) upgrade: AtomicBool,
-    /// Set once a binary upgrade's new program serves the socket: this server must leave the
-    /// socket file of a Unix server in place when it closes.
-    pub(crate) handed_over: AtomicBool,
 }
 
 /// One running worker process and its report pipe.

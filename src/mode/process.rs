@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::sealed::ModeImpl;
 use super::{Task, ThreadSettings, Threading};
+use crate::control::StopSignal;
 use crate::failure::Failure;
 use crate::process::{self, Handoff, ProcessKind, Role};
-use crate::server::stop::StopSignal;
 use crate::stats::Ending;
 
 /// Python's `ForkingMixIn` default for `max_children`.

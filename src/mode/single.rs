@@ -4,7 +4,7 @@ use std::io;
 
 use super::sealed::ModeImpl;
 use super::{Task, ThreadSettings};
-use crate::server::stop::StopSignal;
+use crate::control::StopSignal;
 
 /// Handles one request at a time on the serving thread — Python's plain `TCPServer`/`UDPServer`.
 ///

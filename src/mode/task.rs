@@ -4,9 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::address::Address;
+use crate::control::Shared;
 use crate::failure::Failure;
 use crate::process::Handoff;
-use crate::server::handle::Shared;
 use crate::stats::Ending;
 
 type Job = Box<dyn FnOnce() -> Ending + Send>;

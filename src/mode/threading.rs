@@ -7,7 +7,7 @@ use crossbeam_channel::{Receiver, Select, Sender};
 
 use super::sealed::ModeImpl;
 use super::{Task, ThreadSettings};
-use crate::server::stop::StopSignal;
+use crate::control::StopSignal;
 
 /// Starts a thread for each connection or datagram — Python's `ThreadingMixIn`.
 ///

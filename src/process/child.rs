@@ -7,7 +7,7 @@ use std::time::Duration;
 use socket2::{Socket, Type};
 
 use super::handoff::Received;
-use crate::server::handle::ServerHandle;
+use crate::control::ServerHandle;
 
 /// Takes ownership of the inherited descriptor `fd`, checking that it is a socket of type `ty`.
 pub(crate) fn adopt_socket(fd: RawFd, ty: Type) -> io::Result<Socket> {

@@ -12,7 +12,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use super::role::inherited;
-use crate::server::handle::ServerHandle;
+use crate::control::ServerHandle;
 use crate::stats::Stats;
 
 /// The private environment variable naming the write end of the report pipe in a worker.

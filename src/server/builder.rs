@@ -10,15 +10,15 @@ use std::time::Duration;
 
 use socket2::{Socket, Type};
 
-use super::handle::ErrorHook;
 use super::transport::{Tcp, Transport, Udp, UnixDatagram, UnixStream};
 use super::Server;
 use crate::address::Address;
+use crate::control::handle::ErrorHook;
+use crate::control::ServerHandle;
 use crate::failure::Failure;
 use crate::handler::{DatagramRequest, RequestHandler, StreamRequest};
 use crate::mode::{Mode, Single, ThreadSettings};
 use crate::process::{self, ProcessKind};
-use crate::server::handle::ServerHandle;
 use crate::socket::bind::{bind_inet, bind_unix, resolve};
 use crate::socket::options::{BindOptions, ConnectionOptions};
 use crate::socket::unix_path::UnixPathGuard;
@@ -99,8 +99,6 @@ pub struct Builder<M = Single> {
     on_error: Option<ErrorHook>,
     stopping: StopOptions,
     notify_systemd: bool,
-    #[cfg(feature = "message")]
-    message: crate::message::MessageOptions,
 }
 
 impl Builder<Single> {
@@ -118,8 +116,6 @@ impl Builder<Single> {
             on_error: None,
             stopping: StopOptions::default(),
             notify_systemd: true,
-            #[cfg(feature = "message")]
-            message: crate::message::MessageOptions::default(),
         }
     }
 }
@@ -151,8 +147,6 @@ impl<M: Mode> Builder<M> {
             on_error: self.on_error,
             stopping: self.stopping,
             notify_systemd: self.notify_systemd,
-            #[cfg(feature = "message")]
-            message: self.message,
         }
     }
 
@@ -166,12 +160,6 @@ impl<M: Mode> Builder<M> {
     #[cfg(feature = "message")]
     pub(crate) fn thread_settings(&self) -> &ThreadSettings {
         &self.threads
-    }
-
-    /// The message server's own options.
-    #[cfg(feature = "message")]
-    pub(crate) fn message_options(&mut self) -> &mut crate::message::MessageOptions {
-        &mut self.message
     }
 
     /// `SO_REUSEADDR`. On by default for TCP, so a restarted server can bind its port while

@@ -23,10 +23,10 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::handle::Shared;
-use super::transport::sealed::Admission;
 use super::transport::Transport;
+use crate::control::Shared;
 use crate::failure::Failure;
+use crate::handler::Admission;
 use crate::mode::ThreadSettings;
 use crate::stats::Ending;
 

@@ -1,17 +1,16 @@
 //! The server: binding (through [`Builder`]), the serving loop, shutdown and close.
 
 mod builder;
-mod failure_log;
-pub(crate) mod handle;
 #[cfg(feature = "proxy")]
 mod intake;
+#[cfg(feature = "message")]
+pub(crate) mod message;
 #[cfg(feature = "signals")]
 mod signals;
-pub(crate) mod stop;
 pub mod transport;
 
+pub use crate::control::ServerHandle;
 pub use builder::{Builder, DEFAULT_GRACE_PERIOD};
-pub use handle::ServerHandle;
 
 use std::fmt;
 use std::io;
@@ -24,8 +23,9 @@ use std::time::{Duration, Instant};
 use socket2::Socket;
 
 use crate::address::Address;
+use crate::control::Notifier;
 use crate::failure::Failure;
-use crate::handler::{lifecycle, RequestHandler};
+use crate::handler::{lifecycle, Admission, RequestHandler};
 use crate::mode::{Mode, Pool, Prefork, Process, Single, Task, Threading};
 use crate::process::{self, Handoff, Role};
 use crate::socket::bind::context;
@@ -34,13 +34,11 @@ use crate::socket::options::ConnectionOptions;
 use crate::socket::poll::{self, Ready};
 use crate::socket::unix_path::UnixPathGuard;
 use crate::stats::{Ending, Stats};
-use crate::systemd::Notifier;
 use crate::throttle::Throttle;
 
+use crate::control::{failure_log, Shared, StopSignal};
 use builder::{BuiltParts, LoopHooks, VerifyHook};
-use handle::Shared;
-use stop::StopSignal;
-use transport::sealed::{Admission, ReceiveContext, Received};
+use transport::sealed::{ReceiveContext, Received};
 use transport::{Tcp, Transport, Udp, UnixDatagram, UnixStream};
 
 /// Connections or datagrams taken per wake-up before the loop checks for shutdown and runs
@@ -246,6 +244,7 @@ where
                     T::NAME,
                     mode.name()
                 ))
+                .hold_ready_while(crate::systemd::upgrade_unclaimed)
             });
         let shared = Arc::new(Shared {
             stop: StopSignal::new()?,

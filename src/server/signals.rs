@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR2};
 use signal_hook::iterator::{Handle, Signals};
 
-use super::handle::ServerHandle;
+use crate::control::ServerHandle;
 
 /// The signals a graceful stop listens to.
 const STOP_SIGNALS: [i32; 3] = [SIGTERM, SIGINT, SIGQUIT];

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use socket2::{SockAddr, Socket, Type};
 
 use crate::address::Address;
-use crate::handler::{Connection, DatagramRequest, DatagramSocket, StreamRequest};
+use crate::control::ServerHandle;
+use crate::handler::{Admission, Connection, DatagramRequest, DatagramSocket, StreamRequest};
 use crate::process::Received as Handed;
-use crate::server::handle::ServerHandle;
 use crate::socket::options::ConnectionOptions;
 
 /// A socket kind a server can serve: [`Tcp`], [`Udp`], [`UnixStream`] or [`UnixDatagram`]. Sealed.
@@ -57,18 +57,6 @@ pub(crate) mod sealed {
         Truncated(Address),
         /// A connection that died before it could be set up (the peer reset it): nothing to do.
         Lost,
-    }
-
-    /// What a connection turned out to be once what precedes the handler (the PROXY protocol
-    /// header) was read.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Admission {
-        /// A client: serve it.
-        Client,
-        /// A PROXY protocol version 2 `LOCAL` header: the balancer's own connection (a health
-        /// check), not a client. Closed without running the handler.
-        #[cfg_attr(not(feature = "proxy"), allow(dead_code))]
-        HealthCheck,
     }
 
     /// What the server asks of a transport. Not public API.
@@ -119,7 +107,7 @@ pub(crate) mod sealed {
     }
 }
 
-use sealed::{Admission, ReceiveContext, Received, TransportImpl};
+use sealed::{ReceiveContext, Received, TransportImpl};
 
 fn admit_stream(_request: &mut StreamRequest) -> io::Result<Admission> {
     #[cfg(feature = "proxy")]

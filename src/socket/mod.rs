@@ -7,3 +7,4 @@ pub(crate) mod gate;
 pub(crate) mod options;
 pub(crate) mod poll;
 pub(crate) mod unix_path;
+pub(crate) mod write;

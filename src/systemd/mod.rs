@@ -76,15 +76,13 @@
 //! `sd-notify` no abstract-namespace `NOTIFY_SOCKET`.
 
 mod listen;
-mod notify;
 mod upgraded;
 
 use std::io;
 
 pub use listen::Select;
 pub(crate) use listen::{take, Want};
-pub(crate) use notify::Notifier;
-pub(crate) use upgraded::{take as take_upgraded, Asked};
+pub(crate) use upgraded::{take as take_upgraded, unclaimed as upgrade_unclaimed, Asked};
 
 /// Whether the passed socket `socket` is a Unix-domain socket (rather than TCP or UDP), to choose
 /// between [`systemd_tcp`](crate::Builder::systemd_tcp) and

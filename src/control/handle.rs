@@ -7,9 +7,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::address::Address;
+use crate::control::Notifier;
 use crate::failure::Failure;
 use crate::stats::{Counters, Stats};
-use crate::systemd::Notifier;
 
 use super::failure_log::FailureLog;
 use super::stop::StopSignal;
@@ -34,7 +34,7 @@ pub(crate) struct Shared {
     /// The line to systemd, when `NOTIFY_SOCKET` asked for one (see [`crate::systemd`]).
     pub(crate) notify: Option<Notifier>,
     /// In a prefork parent: what the reload and resize signals asked for.
-    pub(crate) prefork: crate::mode::PreforkRequests,
+    pub(crate) prefork: crate::control::PreforkRequests,
 }
 
 impl Shared {

@@ -9,7 +9,7 @@
 //! [`Framer`] says where a message ends; and only then the [`MessageHandler`] runs, with the whole
 //! message and a [`Reply`] to write the answer into. A connection that sends nothing, or trickles a
 //! message a byte at a time, holds a few hundred bytes and no thread, and the loop closes it at the
-//! [`message_timeout`](crate::Builder::message_timeout) before any handler sees it.
+//! [`message_timeout`](crate::message::MessageBuilder::message_timeout) before any handler sees it.
 //!
 //! ```
 //! use std::io::{BufRead, BufReader, Write};
@@ -68,19 +68,19 @@
 //!
 //! * A message longer than the framer's [`limit`](Framer::limit) closes the connection as soon
 //!   as that many bytes are buffered (or as soon as a length field announces it).
-//! * [`message_timeout`](crate::Builder::message_timeout) (30 s by default) bounds the time from a
+//! * [`message_timeout`](crate::message::MessageBuilder::message_timeout) (30 s by default) bounds the time from a
 //!   message's first byte to its last; [`idle_timeout`](crate::Builder::idle_timeout) and
 //!   [`max_connection_lifetime`](crate::Builder::max_connection_lifetime) apply as they do to
 //!   stream servers. The loop enforces them with one timer heap, not a thread per connection.
 //! * Replies wait in a per-connection buffer. Past
-//!   [`max_pending_output`](crate::Builder::max_pending_output) (1 MiB by default) the server
+//!   [`max_pending_output`](crate::message::MessageBuilder::max_pending_output) (1 MiB by default) the server
 //!   reads no more messages from that connection until its peer reads (back-pressure, in every
 //!   mode: replies made on a pool's workers count as soon as they are back), and bytes pushed by
 //!   a [`Sender`] close it ([`Closed::SlowReader`]).
 //! * In [`Pool`](crate::Pool) mode, while a connection's messages are on a worker (or wait for
 //!   room in the workers' queue, two jobs per worker) it is read only as far as its next batch
 //!   needs (256 KiB): the rest stays in the socket, and its peer must wait.
-//! * [`max_buffered_memory`](crate::Builder::max_buffered_memory) bounds what all connections
+//! * [`max_buffered_memory`](crate::message::MessageBuilder::max_buffered_memory) bounds what all connections
 //!   hold together in their buffers ([`DEFAULT_MAX_BUFFERED_MEMORY`], 256 MiB): past it the
 //!   connections holding the most are closed ([`Closed::OverBudget`]), so a thousand peers each
 //!   sending the first megabyte of a huge message cannot take the server's memory.
@@ -105,17 +105,16 @@
 //! 2 s, so they do not turn into a reset that destroys the last reply) only where a reset is
 //! likely: bytes unread, or a message half received; an idle one is closed at once.
 
-mod budget;
+pub(crate) mod budget;
 mod connection;
-mod event_loop;
-mod framer;
-mod handler;
+pub(crate) mod event_loop;
+pub(crate) mod framer;
+pub(crate) mod handler;
 mod linger;
-mod output;
+pub(crate) mod output;
 mod reply;
-mod sender;
-mod server;
-mod timers;
+pub(crate) mod sender;
+pub(crate) mod timers;
 mod workers;
 
 pub use budget::DEFAULT_MAX_BUFFERED_MEMORY;
@@ -124,64 +123,8 @@ pub use handler::{message_handler, Closed, MessageHandler};
 pub use output::SharedBytes;
 pub use reply::Reply;
 pub use sender::{ConnectionId, Sender};
-pub use server::{
-    MessageBuilder, MessageServer, DEFAULT_MAX_PENDING_OUTPUT, DEFAULT_MESSAGE_TIMEOUT,
-};
-
-pub(crate) use server::MessageOptions;
-
-use std::time::Duration;
-
-use crate::mode::{AnyMode, Mode};
-use crate::Builder;
-
-impl<M: Mode + Into<AnyMode>> Builder<M> {
-    /// Turns this builder towards a message server: `framer` cuts each connection's bytes into
-    /// messages, and a clone of `handler` answers each connection's messages (see
-    /// [`crate::message`]). The mode must be [`Single`](crate::Single), [`Pool`](crate::Pool) or
-    /// [`Prefork`](crate::Prefork) (checked when binding).
-    pub fn messages<F: Framer, H: MessageHandler>(
-        self,
-        framer: F,
-        handler: H,
-    ) -> MessageBuilder<F, H> {
-        MessageBuilder::new(self.map_mode(Into::into), framer, handler)
-    }
-
-    /// Message servers: the longest a message may take to arrive, from its first byte to its
-    /// last ([`DEFAULT_MESSAGE_TIMEOUT`], 30 s, by default). A connection over it is closed
-    /// ([`Closed::MessageTimeout`]) without its handler seeing the message: the cure for peers
-    /// trickling requests a byte at a time.
-    pub fn message_timeout(mut self, timeout: Duration) -> Self {
-        self.message_options().timeout = Some(timeout);
-        self
-    }
-
-    /// Message servers: no limit on how long a message may take to arrive.
-    pub fn no_message_timeout(mut self) -> Self {
-        self.message_options().timeout = None;
-        self
-    }
-
-    /// Message servers: how many unsent bytes a connection may hold
-    /// ([`DEFAULT_MAX_PENDING_OUTPUT`], 1 MiB, by default). Past it, the server reads no more
-    /// messages from the connection until its peer has read, and a push closes it
-    /// ([`Closed::SlowReader`]).
-    pub fn max_pending_output(mut self, bytes: usize) -> Self {
-        self.message_options().max_pending_output = bytes.max(1);
-        self
-    }
-
-    /// Message servers: the most memory all connections together may hold in their buffers —
-    /// input not yet handled, output not yet sent, messages on their way to a worker
-    /// ([`DEFAULT_MAX_BUFFERED_MEMORY`], 256 MiB, by default; per process, so per
-    /// [`Prefork`](crate::Prefork) worker). Past it, the connections holding the most are closed
-    /// ([`Closed::OverBudget`]) until they hold under seven eighths of it, and a warning is logged
-    /// (at most once a second). Buffers shared with the application
-    /// ([`Reply::write_shared`]) are not counted. Keep it well above the framer's
-    /// [`limit`](Framer::limit), or a single large message can be cut off.
-    pub fn max_buffered_memory(mut self, bytes: usize) -> Self {
-        self.message_options().max_buffered = bytes.max(1);
-        self
-    }
-}
+// The message server itself is built in `server/` on top of a stream server; the folder
+// `message/` holds the loop's parts, which import nothing from `server/`.
+pub use crate::server::message::{MessageBuilder, MessageServer};
+pub use output::DEFAULT_MAX_PENDING_OUTPUT;
+pub use timers::DEFAULT_MESSAGE_TIMEOUT;

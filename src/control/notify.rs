@@ -128,6 +128,10 @@ pub(crate) struct Notifier {
     watchdog: Option<Duration>,
     schedule: Mutex<Schedule>,
     stopping: AtomicBool,
+    /// Whether `READY=1` must wait, and for which old program (see [`hold_ready_while`]).
+    ///
+    /// [`hold_ready_while`]: Self::hold_ready_while
+    hold_ready: fn() -> Option<u32>,
 }
 
 #[derive(Debug)]
@@ -169,7 +173,16 @@ impl Notifier {
                 status: String::new(),
             }),
             stopping: AtomicBool::new(false),
+            hold_ready: || None,
         })
+    }
+
+    /// Holds `READY=1` back while `waiting` names a program: the old program of a binary upgrade
+    /// (its pid), which stops as soon as this one reports ready, so this one must not before it
+    /// serves the socket it inherited.
+    pub(crate) fn hold_ready_while(mut self, waiting: fn() -> Option<u32>) -> Notifier {
+        self.hold_ready = waiting;
+        self
     }
 
     /// Names the server in status lines.
@@ -211,7 +224,7 @@ impl Notifier {
     /// yet built the server for the socket it inherited: there `READY=1` is what stops the old
     /// program, which must go on serving until this one serves its socket.
     pub(crate) fn ready(&self, status: String) {
-        if let Some(parent) = super::upgraded::unclaimed() {
+        if let Some(parent) = (self.hold_ready)() {
             log::warn!(
                 "not reporting READY=1 yet: this program was started by a binary upgrade (SIGUSR2 \
                  to process {parent}), and no Prefork server serves the socket it inherited (a \

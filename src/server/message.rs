@@ -14,31 +14,25 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::budget::DEFAULT_MAX_BUFFERED_MEMORY;
-use super::event_loop::{Command, EventLoop, Parts, Settings};
-use super::framer::Framer;
-use super::handler::MessageHandler;
-use super::sender::Link;
+use super::transport::{Tcp, Transport, UnixStream};
+use super::{Builder, Server, ServerHandle};
 use crate::address::Address;
 use crate::handler::{Connection, RequestHandler, StreamRequest};
+use crate::message::budget::DEFAULT_MAX_BUFFERED_MEMORY;
+use crate::message::event_loop::{EventLoop, Parts, Settings};
+use crate::message::framer::Framer;
+use crate::message::handler::MessageHandler;
+use crate::message::output::DEFAULT_MAX_PENDING_OUTPUT;
+use crate::message::sender::{Command, Link};
+use crate::message::timers::DEFAULT_MESSAGE_TIMEOUT;
 use crate::mode::sealed::ModeImpl;
-use crate::mode::{AnyMode, Prefork, Single, ThreadSettings, WorkerMode};
-use crate::server::transport::{Tcp, Transport, UnixStream};
-use crate::server::{Builder, Server, ServerHandle};
+use crate::mode::{AnyMode, Mode, Prefork, Single, ThreadSettings, WorkerMode};
 use crate::stats::Stats;
 use crate::systemd::Select;
 
-/// Unsent bytes a connection may hold before the server stops reading its messages (and before a
-/// push closes it), unless [`Builder::max_pending_output`] says otherwise.
-pub const DEFAULT_MAX_PENDING_OUTPUT: usize = 1024 * 1024;
-
-/// How long a message may take to arrive, from its first byte, unless
-/// [`Builder::message_timeout`] says otherwise.
-pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The message server's own settings, kept on the [`Builder`].
+/// The message server's own settings, kept on the [`MessageBuilder`].
 #[derive(Debug, Clone)]
-pub(crate) struct MessageOptions {
+struct MessageOptions {
     pub(crate) timeout: Option<Duration>,
     pub(crate) max_pending_output: usize,
     pub(crate) max_buffered: usize,
@@ -61,15 +55,77 @@ pub struct MessageBuilder<F, H> {
     builder: Builder<AnyMode>,
     framer: F,
     handler: H,
+    options: MessageOptions,
+}
+
+impl<M: Mode + Into<AnyMode>> Builder<M> {
+    /// Turns this builder towards a message server: `framer` cuts each connection's bytes into
+    /// messages, and a clone of `handler` answers each connection's messages (see
+    /// [`crate::message`]). The mode must be [`Single`](crate::Single), [`Pool`](crate::Pool) or
+    /// [`Prefork`](crate::Prefork) (checked when binding). The server's other options (timeouts,
+    /// the PROXY protocol, signals, …) are set on the `Builder` before this call; the mode and
+    /// the message server's own options can also be set after it, on the [`MessageBuilder`].
+    pub fn messages<F: Framer, H: MessageHandler>(
+        self,
+        framer: F,
+        handler: H,
+    ) -> MessageBuilder<F, H> {
+        MessageBuilder {
+            builder: self.map_mode(Into::into),
+            framer,
+            handler,
+            options: MessageOptions::default(),
+        }
+    }
 }
 
 impl<F: Framer, H: MessageHandler> MessageBuilder<F, H> {
-    pub(crate) fn new(builder: Builder<AnyMode>, framer: F, handler: H) -> Self {
+    /// Chooses the concurrency mode, as [`Builder::mode`] does before
+    /// [`messages`](Builder::messages): [`Single`](crate::Single), [`Pool`](crate::Pool) or
+    /// [`Prefork`](crate::Prefork).
+    pub fn mode(self, mode: impl Into<AnyMode>) -> Self {
         MessageBuilder {
-            builder,
-            framer,
-            handler,
+            builder: self.builder.mode(mode.into()),
+            ..self
         }
+    }
+
+    /// The longest a message may take to arrive, from its first byte to its last
+    /// ([`DEFAULT_MESSAGE_TIMEOUT`], 30 s, by default). A connection over it is closed
+    /// ([`Closed::MessageTimeout`](crate::message::Closed::MessageTimeout)) without its handler
+    /// seeing the message: the cure for peers trickling requests a byte at a time.
+    pub fn message_timeout(mut self, timeout: Duration) -> Self {
+        self.options.timeout = Some(timeout);
+        self
+    }
+
+    /// No limit on how long a message may take to arrive.
+    pub fn no_message_timeout(mut self) -> Self {
+        self.options.timeout = None;
+        self
+    }
+
+    /// How many unsent bytes a connection may hold ([`DEFAULT_MAX_PENDING_OUTPUT`], 1 MiB, by
+    /// default). Past it, the server reads no more messages from the connection until its peer
+    /// has read, and a push closes it
+    /// ([`Closed::SlowReader`](crate::message::Closed::SlowReader)).
+    pub fn max_pending_output(mut self, bytes: usize) -> Self {
+        self.options.max_pending_output = bytes.max(1);
+        self
+    }
+
+    /// The most memory all connections together may hold in their buffers — input not yet
+    /// handled, output not yet sent, messages on their way to a worker
+    /// ([`DEFAULT_MAX_BUFFERED_MEMORY`], 256 MiB, by default; per process, so per
+    /// [`Prefork`](crate::Prefork) worker). Past it, the connections holding the most are closed
+    /// ([`Closed::OverBudget`](crate::message::Closed::OverBudget)) until they hold under seven
+    /// eighths of it, and a warning is logged (at most once a second). Buffers shared with the
+    /// application ([`Reply::write_shared`](crate::message::Reply::write_shared)) are not
+    /// counted. Keep it well above the framer's [`limit`](Framer::limit), or a single large
+    /// message can be cut off.
+    pub fn max_buffered_memory(mut self, bytes: usize) -> Self {
+        self.options.max_buffered = bytes.max(1);
+        self
     }
 
     /// Binds a TCP message server to the first address of `addr` that works and starts listening.
@@ -147,6 +203,7 @@ impl<F: Framer, H: MessageHandler> MessageBuilder<F, H> {
             builder,
             framer,
             handler,
+            options,
         } = self;
         let mut chosen = None;
         let builder = builder.map_mode(|mode| {
@@ -154,8 +211,6 @@ impl<F: Framer, H: MessageHandler> MessageBuilder<F, H> {
             Single
         });
         let (accepting, workers) = plan(chosen.unwrap_or_default())?;
-        let mut builder = builder;
-        let options = builder.message_options().clone();
         let connection = builder.connection_options();
         let settings = Settings {
             idle: connection.idle_timeout,
@@ -163,7 +218,7 @@ impl<F: Framer, H: MessageHandler> MessageBuilder<F, H> {
             lifetime: connection.max_lifetime,
             max_pending_output: options.max_pending_output,
             max_buffered: options.max_buffered,
-            first_wait: crate::server::stop::FIRST_REQUEST_WAIT,
+            first_wait: crate::control::FIRST_REQUEST_WAIT,
             workers,
         };
         let threads = builder.thread_settings().clone();
