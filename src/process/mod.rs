@@ -19,6 +19,8 @@ pub(crate) use child::{adopt_socket, lifeline_watch, read_handoff};
 pub(crate) use handoff::{Handoff, Received};
 pub(crate) use report::{report_final, start_reporting, Reports};
 pub use role::is_worker;
-pub(crate) use role::{claim, inherited, inherited_fd, ProcessKind, Role};
+pub(crate) use role::{
+    claim, decode_mark, inherited, inherited_fd, ProcessKind, Role, UPGRADE_VAR,
+};
 pub(crate) use spawn::{program, spawn_child, spawn_worker};
-pub(crate) use upgrade::{decode_mark, Upgrade, UpgradeState, UPGRADE_VAR};
+pub(crate) use upgrade::{Upgrade, UpgradeState};

@@ -10,6 +10,28 @@ use std::sync::OnceLock;
 /// `request:<parent pid>:<fd>` or `worker:<parent pid>:<fd>:<index>` (the pid is for log lines).
 pub(crate) const ROLE_VAR: &str = "SOCKETSERVER_PROCESS_ROLE";
 
+/// Where socket activation puts the first passed socket (`SD_LISTEN_FDS_START`), and so where a
+/// binary upgrade passes the listening socket.
+pub(super) const FIRST_PASSED_FD: RawFd = 3;
+
+/// The private environment variable that marks a program started by an upgrade. Its value is
+/// `<old parent pid>:<fd>` (the pid is for messages; the descriptor is always 3). Set by
+/// `upgrade`, read by socket activation (`systemd::listen`).
+pub(crate) const UPGRADE_VAR: &str = "SOCKETSERVER_UPGRADE";
+
+/// The value of [`UPGRADE_VAR`] for a new program started by `parent`.
+pub(super) fn mark(parent: u32) -> String {
+    format!("{parent}:{FIRST_PASSED_FD}")
+}
+
+/// Parses a value of [`UPGRADE_VAR`] into the old parent's pid and the inherited descriptor;
+/// `None` unless it is well formed.
+pub(crate) fn decode_mark(value: &str) -> Option<(u32, RawFd)> {
+    let (parent, fd) = value.split_once(':')?;
+    let fd: RawFd = fd.parse().ok()?;
+    (fd >= 0).then_some((parent.parse().ok()?, fd))
+}
+
 /// What a child was started to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -187,5 +209,15 @@ mod tests {
     fn the_test_process_is_not_a_worker() {
         assert!(!is_worker());
         assert!(claim(None).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_upgrade_mark_round_trips_and_garbage_is_ignored() {
+        assert_eq!(decode_mark(&mark(1234)), Some((1234, FIRST_PASSED_FD)));
+        for value in [
+            "", "1234", "1234:", ":3", "x:3", "1234:-3", "1234:3:4", "1234:x",
+        ] {
+            assert_eq!(decode_mark(value), None, "{value:?}");
+        }
     }
 }

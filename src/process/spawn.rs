@@ -9,8 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 use super::report::REPORT_VAR;
-use super::role::{Role, ROLE_VAR};
-use super::upgrade::UPGRADE_VAR;
+use super::role::{Role, ROLE_VAR, UPGRADE_VAR};
 use std::os::fd::RawFd;
 
 /// Socket-activation, upgrade and notification variables meant for the parent; a child must not

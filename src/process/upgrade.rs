@@ -3,7 +3,7 @@
 //! (`LISTEN_FDS=1`, the socket as descriptor 3, `LISTEN_PID` its own pid) and reports `READY=1`
 //! on a notification socket of the parent's, as it would to systemd. The old parent then stops.
 //!
-//! A private variable, [`UPGRADE_VAR`], tells the new program that it was started by an upgrade,
+//! A private variable, `UPGRADE_VAR` (see `role`), tells the new program that it was started by an upgrade,
 //! so that its Prefork server serves the inherited socket whatever its command line says (see
 //! `systemd::upgraded`) instead of binding an address of its own.
 
@@ -16,33 +16,14 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::report::REPORT_VAR;
-use super::role::ROLE_VAR;
+use super::role::{mark, FIRST_PASSED_FD, ROLE_VAR, UPGRADE_VAR};
 use super::spawn::program;
 
 /// How long the new program may take to report that it serves before the upgrade is given up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Where socket activation puts the first passed socket (`SD_LISTEN_FDS_START`).
-const FIRST_PASSED_FD: RawFd = 3;
 /// Sets `LISTEN_PID` to the shell's own pid, which `exec` hands on to the program: the parent
 /// cannot know the child's pid before it runs, and must not allocate between fork and exec.
 const SET_LISTEN_PID: &str = "LISTEN_PID=$$; export LISTEN_PID; exec \"$0\" \"$@\"";
-
-/// The private environment variable that marks a program started by an upgrade. Its value is
-/// `<old parent pid>:<fd>` (the pid is for messages; the descriptor is always 3).
-pub(crate) const UPGRADE_VAR: &str = "SOCKETSERVER_UPGRADE";
-
-/// The value of [`UPGRADE_VAR`] for a new program started by `parent`.
-fn mark(parent: u32) -> String {
-    format!("{parent}:{FIRST_PASSED_FD}")
-}
-
-/// Parses a value of [`UPGRADE_VAR`] into the old parent's pid and the inherited descriptor;
-/// `None` unless it is well formed.
-pub(crate) fn decode_mark(value: &str) -> Option<(u32, RawFd)> {
-    let (parent, fd) = value.split_once(':')?;
-    let fd: RawFd = fd.parse().ok()?;
-    (fd >= 0).then_some((parent.parse().ok()?, fd))
-}
 
 /// The new program, until it reports that it serves.
 #[derive(Debug)]
@@ -185,20 +166,5 @@ impl Drop for Upgrade {
         // The new program goes on (it is not waited for: it outlives this process); only the
         // notification socket's file goes.
         let _ = std::fs::remove_file(&self.notify_path);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_upgrade_mark_round_trips_and_garbage_is_ignored() {
-        assert_eq!(decode_mark(&mark(1234)), Some((1234, FIRST_PASSED_FD)));
-        for value in [
-            "", "1234", "1234:", ":3", "x:3", "1234:-3", "1234:3:4", "1234:x",
-        ] {
-            assert_eq!(decode_mark(value), None, "{value:?}");
-        }
     }
 }
