@@ -1,0 +1,142 @@
+//! Building a [`Server`] around its socket: the shared state, the mode, the signal relay and the
+//! line to systemd.
+
+use std::io;
+use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use socket2::Socket;
+
+use super::builder::BuiltParts;
+use super::transport::Transport;
+use super::{Builder, Server, ServerHandle};
+use crate::address::Address;
+use crate::control::{failure_log, Notifier, Shared, StopSignal};
+use crate::handler::RequestHandler;
+use crate::mode::Mode;
+use crate::process::Role;
+use crate::socket::errors::Backoff;
+use crate::socket::unix_path::UnixPathGuard;
+use crate::throttle::Throttle;
+
+impl<T, H, M> Server<T, H, M>
+where
+    T: Transport,
+    H: RequestHandler<T::Request> + Clone,
+    M: Mode,
+{
+    pub(crate) fn from_parts(
+        socket: Socket,
+        unix_path: Option<UnixPathGuard>,
+        handler: H,
+        builder: Builder<M>,
+    ) -> io::Result<Self> {
+        let local = Address::from_sockaddr(socket.local_addr()?);
+        Self::assemble(Some(socket), unix_path, local, handler, builder, None)
+    }
+
+    pub(super) fn assemble(
+        socket: Option<Socket>,
+        unix_path: Option<UnixPathGuard>,
+        local: Address,
+        handler: H,
+        builder: Builder<M>,
+        role: Option<Role>,
+    ) -> io::Result<Self> {
+        let BuiltParts {
+            mut mode,
+            connection,
+            threads,
+            timeout,
+            service_interval,
+            close_timeout,
+            hooks,
+            on_error,
+            stopping,
+            notify_systemd,
+        } = builder.into_parts();
+        if let (true, Some(socket)) = (T::STREAM, &socket) {
+            // Non-blocking so a connection that vanishes between poll and accept (or that another
+            // process sharing the listener took first) cannot block the loop.
+            socket.set_nonblocking(true)?;
+        }
+        // Only the process systemd started reports to it, not the children of a process mode.
+        let notify = (notify_systemd && role.is_none())
+            .then(Notifier::from_env)
+            .flatten()
+            .map(|n| {
+                n.with_label(format!(
+                    "{} server on {local} ({} mode)",
+                    T::NAME,
+                    mode.name()
+                ))
+                .hold_ready_while(crate::systemd::upgrade_unclaimed)
+            });
+        let shared = Arc::new(Shared {
+            stop: StopSignal::new()?,
+            abort: StopSignal::new()?,
+            abort_reason: OnceLock::new(),
+            grace: stopping.grace,
+            counters: Default::default(),
+            local,
+            on_error,
+            failure_log: failure_log::FailureLog::new(),
+            notify,
+            prefork: Default::default(),
+        });
+        let worker = matches!(role, Some(Role::Worker { .. }));
+        if let Some(Role::Worker { index, .. }) = role {
+            mode.become_worker(index);
+        }
+        // A per-request child runs its one request inline: no mode machinery to start.
+        if !matches!(role, Some(Role::Request { .. })) {
+            mode.start(&threads)?;
+        }
+        let request_limit = mode.worker_request_limit().filter(|_| worker);
+        #[cfg(feature = "signals")]
+        let signals = match stopping.signals {
+            false => None,
+            true => {
+                let handle = ServerHandle {
+                    shared: Arc::clone(&shared),
+                };
+                let child = matches!(role, Some(Role::Request { .. }));
+                Some(super::signals::SignalRelay::start(
+                    handle,
+                    child,
+                    mode.supervises(),
+                )?)
+            }
+        };
+        Ok(Server {
+            socket: socket.map(Arc::new),
+            unix_path,
+            handler,
+            mode,
+            handle: ServerHandle { shared },
+            hooks,
+            connection,
+            timeout,
+            service_interval,
+            close_timeout,
+            recv_buf: Vec::new(),
+            backoff: Backoff::new(),
+            error_log: Throttle::new(Duration::from_secs(1)),
+            closed: false,
+            adopted: None,
+            worker,
+            request_limit,
+            #[cfg(feature = "signals")]
+            _signals: signals,
+            served_as: None,
+            #[cfg(feature = "proxy")]
+            intake: None,
+            #[cfg(feature = "proxy")]
+            threads,
+            owns_listener: false,
+            door_shut: false,
+            transport: PhantomData,
+        })
+    }
+}
