@@ -4,7 +4,6 @@ mod aliases;
 mod assemble;
 mod builder;
 mod child;
-#[cfg(feature = "proxy")]
 mod intake;
 #[cfg(feature = "message")]
 pub(crate) mod message;

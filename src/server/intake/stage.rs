@@ -23,13 +23,11 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::transport::Transport;
 use crate::control::Shared;
 use crate::failure::Failure;
-use crate::handler::{Admission, RequestHandler};
-use crate::mode::Mode;
+use crate::handler::Admission;
 use crate::mode::ThreadSettings;
-use crate::socket::poll::{self, Ready};
+use crate::server::transport::Transport;
 use crate::stats::Ending;
 
 const WAKER: Token = Token(0);
@@ -38,7 +36,7 @@ const FIRST_SLOT: usize = 1;
 
 /// A connection whose preamble is done, for the serving thread to dispatch.
 pub(crate) type Prepared<T> = (
-    <T as super::transport::sealed::TransportImpl>::Request,
+    <T as crate::server::transport::sealed::TransportImpl>::Request,
     Admission,
 );
 
@@ -403,78 +401,6 @@ impl<T: Transport> Stage<T> {
                  stopped",
                 self.what
             );
-        }
-    }
-}
-
-/// The server's side of the intake: connections wait there, holding no thread, for their PROXY
-/// protocol header before the mode gets them. Only `serve_forever` uses it, and only a stream
-/// server with the PROXY protocol on that serves itself (not a prefork parent).
-impl<T, H, M> super::Server<T, H, M>
-where
-    T: Transport,
-    H: RequestHandler<T::Request> + Clone,
-    M: Mode,
-{
-    pub(super) fn open_intake(&mut self) -> io::Result<()> {
-        #[cfg(feature = "proxy")]
-        if let Some(proxy) = self.connection.proxy.as_ref().filter(|_| T::STREAM) {
-            let shared = Arc::clone(&self.handle.shared);
-            let what = "PROXY protocol header";
-            self.intake = Some(Intake::start(shared, what, proxy.timeout, &self.threads)?);
-        }
-        Ok(())
-    }
-
-    pub(super) fn bell_fd(&self) -> Option<RawFd> {
-        #[cfg(feature = "proxy")]
-        return self.intake.as_ref().map(Intake::bell_fd);
-        #[cfg(not(feature = "proxy"))]
-        None
-    }
-
-    /// Hands the connections whose header is whole to the mode; a `LOCAL` header (a balancer's
-    /// health check) is closed unserved.
-    pub(super) fn take_prepared(&mut self) {
-        #[cfg(feature = "proxy")]
-        for (request, admission) in self.intake.as_ref().map(Intake::take).unwrap_or_default() {
-            if admission == Admission::HealthCheck {
-                log::debug!(
-                    "PROXY protocol LOCAL connection (a health check) from {}; closed",
-                    T::peer(&request)
-                );
-                drop(request);
-                self.handle.shared.counters.request_ended(Ending::Rejected);
-                continue;
-            }
-            self.hand_to_mode(request, false);
-        }
-    }
-
-    /// During a graceful stop: serves the connections still in the intake as their headers
-    /// complete, until none is left (each has its header timeout) or the stop turns immediate.
-    pub(super) fn flush_intake(&mut self) {
-        #[cfg(feature = "proxy")]
-        while self.intake.as_ref().is_some_and(|i| !i.is_empty()) {
-            let abort = self.handle.shared.abort.pipe_fd();
-            let bell = self.bell_fd().unwrap_or(-1);
-            // The bell in the socket's place: nothing else is waited for. A connection that
-            // fails its header rings no bell: look again after a while.
-            match poll::wait(bell, abort, Some(Duration::from_millis(100))) {
-                Ok(Ready::Socket) => self.take_prepared(),
-                Ok(Ready::Timeout) => {}
-                Ok(Ready::Stop) | Err(_) => break,
-            }
-        }
-    }
-}
-
-impl<T: Transport, H, M: Mode> super::Server<T, H, M> {
-    /// Closes the intake: connections still in it are closed unserved (counted as rejected).
-    pub(super) fn close_intake(&mut self) {
-        #[cfg(feature = "proxy")]
-        {
-            self.intake = None;
         }
     }
 }
