@@ -3,8 +3,9 @@
 //! on loopback with generated configurations and stopped by pid. Through each, `http_hello`'s
 //! page names the test client's own address and port, not the balancer's.
 //!
-//! `.ci/run` installs haproxy and nginx where they are missing (with apt-get, as root); where
-//! they cannot be installed, each test prints why it skipped.
+//! `.ci/run` installs haproxy, nginx and its stream module where they are missing (with apt-get,
+//! as root); where one is missing, the test that needs it says it skipped (see `tests/skip`), or
+//! fails under `SOCKETSERVER_TEST_REQUIRE_ALL`.
 
 mod programs;
 
@@ -30,21 +31,11 @@ impl Drop for Balancer {
     }
 }
 
-/// The program's path, from `PATH` or the sbin folders where Debian installs both; `None` (with
-/// a line saying so) when it is not installed.
+/// The program's path (its Debian package has its name); `None`, with the test skipped (or
+/// failed under `SOCKETSERVER_TEST_REQUIRE_ALL`, see [`skip`](programs::skip)), when it is not
+/// installed.
 fn find(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        println!(
-            "skipped: {program} is not installed (.ci/run installs it with apt-get when run as \
-             root); this test needs the real {program}"
-        );
-    }
-    found
+    programs::skip::program(program, program)
 }
 
 /// A port free on loopback right now, for a balancer's listener (a balancer cannot report

@@ -493,7 +493,7 @@ fn proxy_in_process_modes() -> Result<(), String> {
 
 #[cfg(not(feature = "proxy"))]
 fn proxy_in_process_modes() -> Result<(), String> {
-    println!("skipped: built without the proxy feature");
+    common::skip::skipped("built without the proxy feature");
     Ok(())
 }
 

@@ -6,7 +6,6 @@
 #![allow(dead_code)]
 
 use std::io::{self, BufRead, Write};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::thread;
 use std::time::Instant;
@@ -18,8 +17,9 @@ use socketserver::{is_worker, Mode, RequestHandler, Server, StreamRequest};
 pub type TestFn = fn() -> Result<(), String>;
 
 /// Runs the `tests` that `cargo test -- <filter>` selects (options, starting with `-`, are
-/// ignored). `before_each` runs before every test; `on_failure` after a failed one (to print what
-/// it captured).
+/// ignored), one at a time, each on a thread named after it (as libtest does, so that a test that
+/// skips can name itself). `before_each` runs before every test; `on_failure` after a failed one
+/// (to print what it captured).
 pub fn run_tests(tests: &[(&str, TestFn)], before_each: fn(), on_failure: fn()) -> ExitCode {
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -34,13 +34,19 @@ pub fn run_tests(tests: &[(&str, TestFn)], before_each: fn(), on_failure: fn()) 
     for (name, test) in &selected {
         before_each();
         let started = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(test)).unwrap_or_else(|panic| {
-            Err(panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(ToString::to_string))
-                .unwrap_or_else(|| "panicked".to_string()))
-        });
+        let outcome = thread::Builder::new()
+            .name(name.to_string())
+            .spawn(*test)
+            .map_err(|e| format!("cannot start the test's thread: {e}"))
+            .and_then(|running| {
+                running.join().unwrap_or_else(|panic| {
+                    Err(panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(ToString::to_string))
+                        .unwrap_or_else(|| "panicked".to_string()))
+                })
+            });
         match outcome {
             Ok(()) => println!("test {name} ... ok ({:.1?})", started.elapsed()),
             Err(why) => {
