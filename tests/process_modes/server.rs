@@ -24,9 +24,7 @@ pub const SOCKET_PATH_VAR: &str = "PROCESS_SOCKET_PATH";
 /// Builds and serves the scenario `name` (in the scenario server and, re-executed, in its
 /// children).
 pub fn scenario_server(name: &str) -> ExitCode {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .is_test(false)
-        .try_init();
+    scenario::init_logger("warn");
     // The faulty scenario panics on purpose: one line instead of a backtrace in the test output.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("scenario server (expected): {info}");
