@@ -2,6 +2,8 @@
 //! loop backs off instead of spinning, and serves the waiting clients once descriptors are free.
 //! This file holds a single test because it lowers the process-wide descriptor limit.
 
+mod skip;
+
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -64,7 +66,7 @@ fn wait_until(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
 #[test]
 fn emfile_backs_off_then_recovers() {
     if !std::path::Path::new("/proc/self/fd").exists() {
-        println!("skipped: needs /proc/self/fd");
+        skip::skipped("needs /proc/self/fd");
         return;
     }
     let mut server = TcpServer::bind("127.0.0.1:0", echo_upper).unwrap();

@@ -3,8 +3,9 @@
 //! on loopback with generated configurations and stopped by pid. Through each, `http_hello`'s
 //! page names the test client's own address and port, not the balancer's.
 //!
-//! `.ci/run` installs haproxy and nginx where they are missing (with apt-get, as root); where
-//! they cannot be installed, each test prints why it skipped.
+//! `.ci/run` installs haproxy, nginx and its stream module where they are missing (with apt-get,
+//! as root); where one is missing, the test that needs it says it skipped (see `tests/skip`), or
+//! fails under `SOCKETSERVER_TEST_REQUIRE_ALL`.
 
 mod programs;
 
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use programs::{scratch, Server, IO_TIMEOUT, STARTUP_TIMEOUT};
+use programs::{scratch, Run, Server, IO_TIMEOUT, RUN_TIMEOUT, STARTUP_TIMEOUT};
 
 /// A balancer process, killed and reaped when dropped (by its pid, through `Child`).
 struct Balancer {
@@ -30,21 +31,11 @@ impl Drop for Balancer {
     }
 }
 
-/// The program's path, from `PATH` or the sbin folders where Debian installs both; `None` (with
-/// a line saying so) when it is not installed.
+/// The program's path (its Debian package has its name); `None`, with the test skipped (or
+/// failed under `SOCKETSERVER_TEST_REQUIRE_ALL`, see [`skip`](programs::skip)), when it is not
+/// installed.
 fn find(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        println!(
-            "skipped: {program} is not installed (.ci/run installs it with apt-get when run as \
-             root); this test needs the real {program}"
-        );
-    }
-    found
+    programs::skip::program(program, program)
 }
 
 /// A port free on loopback right now, for a balancer's listener (a balancer cannot report
@@ -124,9 +115,14 @@ fn haproxy_with(
     start("haproxy", command, dir.join("haproxy.log"), listen)
 }
 
-fn nginx(program: &Path, dir: &Path, listen: SocketAddr, backend: SocketAddr) -> Balancer {
-    // Debian builds the stream module as a dynamic module.
-    let module = Path::new("/usr/lib/nginx/modules/ngx_stream_module.so");
+/// Where Debian's `libnginx-mod-stream` puts nginx's stream module, which Debian builds as a
+/// dynamic module (other builds have it built in, or not at all).
+const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+
+/// `nginx` (at `program`) in the foreground, on a configuration in `dir` whose `stream` block
+/// holds `stream`, loading [`STREAM_MODULE`] first where that file exists.
+fn nginx_command(program: &Path, dir: &Path, stream: &str) -> Command {
+    let module = Path::new(STREAM_MODULE);
     let load = if module.is_file() {
         format!("load_module {};\n", module.display())
     } else {
@@ -138,13 +134,7 @@ fn nginx(program: &Path, dir: &Path, listen: SocketAddr, backend: SocketAddr) ->
          error_log {dir}/error.log;\n\
          pid {dir}/nginx.pid;\n\
          events {{ worker_connections 64; }}\n\
-         stream {{\n\
-         \x20   server {{\n\
-         \x20       listen {listen};\n\
-         \x20       proxy_pass {backend};\n\
-         \x20       proxy_protocol on;\n\
-         \x20   }}\n\
-         }}\n",
+         stream {{\n{stream}}}\n",
         dir = dir.display()
     );
     let path = dir.join("nginx.conf");
@@ -158,6 +148,37 @@ fn nginx(program: &Path, dir: &Path, listen: SocketAddr, backend: SocketAddr) ->
         .arg("-c")
         .arg(&path)
         .args(["-g", "daemon off;"]);
+    command
+}
+
+/// Whether nginx has its stream module (built in, or loaded from [`STREAM_MODULE`]): `nginx -t`
+/// accepts a configuration with a `stream` block. When it has not (Debian's `nginx` without
+/// `libnginx-mod-stream`), the test is skipped, or fails under `SOCKETSERVER_TEST_REQUIRE_ALL`;
+/// any other failure of `nginx -t` fails the test with nginx's words.
+fn has_stream_module(program: &Path, dir: &Path) -> bool {
+    let mut command = nginx_command(program, dir, "");
+    command.arg("-t");
+    let run = Run::to_completion(command, RUN_TIMEOUT);
+    if run.status.success() {
+        return true;
+    }
+    assert!(
+        run.stderr.contains("unknown directive \"stream\""),
+        "nginx -t failed on a configuration with an empty stream block: {run}"
+    );
+    programs::skip::missing("nginx has no stream module", "libnginx-mod-stream");
+    false
+}
+
+fn nginx(program: &Path, dir: &Path, listen: SocketAddr, backend: SocketAddr) -> Balancer {
+    let stream = format!(
+        "\x20   server {{\n\
+         \x20       listen {listen};\n\
+         \x20       proxy_pass {backend};\n\
+         \x20       proxy_protocol on;\n\
+         \x20   }}\n"
+    );
+    let command = nginx_command(program, dir, &stream);
     start("nginx", command, dir.join("nginx.log"), listen)
 }
 
@@ -206,8 +227,11 @@ fn nginx_stream_proxy_protocol_gives_the_client_address() {
     let Some(program) = find("nginx") else {
         return;
     };
-    let server = backend();
     let dir = scratch("nginx_stream");
+    if !has_stream_module(&program, &dir) {
+        return;
+    }
+    let server = backend();
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let balancer = nginx(&program, &dir, listen, server.addr);
     assert_client_seen(&balancer, listen);

@@ -134,12 +134,7 @@ fn resp_kv_closes_after_a_protocol_error() {
 /// by the tool (it stops at the first error reply).
 #[test]
 fn resp_kv_serves_redis_benchmark_without_errors() {
-    if Command::new("redis-benchmark")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("redis-benchmark is not installed; skipped");
+    if programs::skip::program("redis-benchmark", "redis-tools").is_none() {
         return;
     }
     for api in apis() {

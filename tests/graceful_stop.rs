@@ -17,14 +17,17 @@
 mod scenario;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use scenario::procs::send_signal;
+use scenario::{check, eventually, stat, ScenarioServer, TestFn};
 
 use socketserver::{
     is_worker, AnyMode, Builder, Pool, Prefork, Process, Single, StreamRequest, Threading,
@@ -54,13 +57,11 @@ fn main() -> ExitCode {
     if let Ok(mode) = std::env::var(SCENARIO_VAR) {
         return scenario_server(&mode);
     }
-    scenario::run_tests(TESTS, || {}, || {})
+    scenario::run_tests(TESTS)
 }
 
 // =============================================================================================
 // The driver
-
-use scenario::TestFn;
 
 const TESTS: &[(&str, TestFn)] = &[
     ("single_sigterm_serves_the_backlog_and_exits_0", || {
@@ -156,144 +157,73 @@ const TESTS: &[(&str, TestFn)] = &[
     ),
 ];
 
-/// A scenario server: the child process, its collected stderr, and where it listens.
-struct Scenario {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    addr: String,
+/// The scenario server serving in `mode` requests that take `slow`, with `grace` as its grace
+/// period, on a Unix socket at `unix` or on TCP.
+fn start(
+    mode: &str,
+    slow: Duration,
+    grace: Duration,
     unix: Option<PathBuf>,
+) -> Result<ScenarioServer, String> {
+    start_with(mode, slow, grace, unix, false)
 }
 
-impl Scenario {
-    fn start(mode: &str, slow: Duration, grace: Duration, unix: Option<PathBuf>) -> Scenario {
-        Scenario::start_with(mode, slow, grace, unix, false)
-    }
-
-    fn start_with(
-        mode: &str,
-        slow: Duration,
-        grace: Duration,
-        unix: Option<PathBuf>,
-        keep_alive: bool,
-    ) -> Scenario {
-        Scenario::start_env(mode, slow, grace, unix, &[(KEEP_ALIVE_VAR, keep_alive)])
-    }
-
-    fn start_env(
-        mode: &str,
-        slow: Duration,
-        grace: Duration,
-        unix: Option<PathBuf>,
-        flags: &[(&str, bool)],
-    ) -> Scenario {
-        let mut command = Command::new(std::env::current_exe().expect("this test program"));
-        for (var, _) in flags.iter().filter(|(_, on)| *on) {
-            command.env(var, "1");
-        }
-        command
-            .env(SCENARIO_VAR, mode)
-            .env(SLOW_VAR, slow.as_millis().to_string())
-            .env(GRACE_VAR, grace.as_millis().to_string())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(path) = &unix {
-            command.env(UNIX_VAR, path);
-        }
-        let mut child = command.spawn().expect("start the scenario server");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().expect("piped stderr");
-        let collected = Arc::clone(&stderr);
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let text = String::from_utf8_lossy(&buf[..n]);
-                collected.lock().unwrap().push_str(&text);
-            }
-        });
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = tx.send(reader.read_line(&mut line).map(|_| line));
-            let _ = io::copy(&mut reader, &mut io::sink());
-        });
-        let mut scenario = Scenario {
-            child,
-            stderr,
-            addr: String::new(),
-            unix,
-        };
-        let line = match rx.recv_timeout(WAIT) {
-            Ok(Ok(line)) => line,
-            _ => panic!(
-                "{mode}: no `listening on` line; stderr:\n{}",
-                scenario.log()
-            ),
-        };
-        scenario.addr = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("{mode}: first line {line:?}; stderr:\n{}", scenario.log()))
-            .to_string();
-        scenario
-    }
-
-    fn log(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill(2) on our own child's pid, which is not reaped before `wait` below.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
-    }
-
-    /// The exit status, or `None` if it is still running after `timeout`.
-    fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// A connected client that has sent request `n`.
-    fn client(&self, n: usize) -> io::Result<Box<dyn ReadWrite>> {
-        let mut stream: Box<dyn ReadWrite> = match &self.unix {
-            Some(path) => {
-                let s = UnixStream::connect(path)?;
-                s.set_read_timeout(Some(IO_TIMEOUT))?;
-                s.set_write_timeout(Some(IO_TIMEOUT))?;
-                Box::new(s)
-            }
-            None => {
-                let s = TcpStream::connect(&self.addr)?;
-                s.set_read_timeout(Some(IO_TIMEOUT))?;
-                s.set_write_timeout(Some(IO_TIMEOUT))?;
-                Box::new(s)
-            }
-        };
-        writeln!(stream, "request {n}")?;
-        Ok(stream)
-    }
+/// [`start`], serving requests on a connection until `wait_for_request` says to stop when
+/// `keep_alive`.
+fn start_with(
+    mode: &str,
+    slow: Duration,
+    grace: Duration,
+    unix: Option<PathBuf>,
+    keep_alive: bool,
+) -> Result<ScenarioServer, String> {
+    start_env(mode, slow, grace, unix, &[(KEEP_ALIVE_VAR, keep_alive)])
 }
 
-impl Drop for Scenario {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// [`start`], with the variables of `flags` that are on set to `1`.
+fn start_env(
+    mode: &str,
+    slow: Duration,
+    grace: Duration,
+    unix: Option<PathBuf>,
+    flags: &[(&str, bool)],
+) -> Result<ScenarioServer, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    let mut command = Command::new(exe);
+    for (var, _) in flags.iter().filter(|(_, on)| *on) {
+        command.env(var, "1");
     }
+    command
+        .env(SCENARIO_VAR, mode)
+        .env(SLOW_VAR, slow.as_millis().to_string())
+        .env(GRACE_VAR, grace.as_millis().to_string())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    if let Some(path) = &unix {
+        command.env(UNIX_VAR, path);
+    }
+    ScenarioServer::start(mode, command)
+}
+
+/// A client connected to `server` (on TCP, or on the Unix socket path it listens on) that has
+/// sent request `n`.
+fn client(server: &ScenarioServer, n: usize) -> io::Result<Box<dyn ReadWrite>> {
+    let mut stream: Box<dyn ReadWrite> = match server.listening.parse::<SocketAddr>() {
+        Ok(addr) => {
+            let s = TcpStream::connect(addr)?;
+            s.set_read_timeout(Some(IO_TIMEOUT))?;
+            s.set_write_timeout(Some(IO_TIMEOUT))?;
+            Box::new(s)
+        }
+        Err(_) => {
+            let s = UnixStream::connect(&server.listening)?;
+            s.set_read_timeout(Some(IO_TIMEOUT))?;
+            s.set_write_timeout(Some(IO_TIMEOUT))?;
+            Box::new(s)
+        }
+    };
+    writeln!(stream, "request {n}")?;
+    Ok(stream)
 }
 
 trait ReadWrite: Read + Write + Send {}
@@ -311,12 +241,12 @@ enum Event {
 }
 
 /// Starts `count` clients at once; each reports its events on the channel.
-fn clients(scenario: &Scenario, count: usize) -> mpsc::Receiver<(usize, Event)> {
+fn clients(scenario: &ScenarioServer, count: usize) -> mpsc::Receiver<(usize, Event)> {
     let (tx, rx) = mpsc::channel();
     thread::scope(|scope| {
         for n in 0..count {
             let tx = tx.clone();
-            scope.spawn(move || match scenario.client(n) {
+            scope.spawn(move || match client(scenario, n) {
                 Ok(stream) => {
                     let _ = tx.send((n, Event::Sent));
                     thread::spawn(move || {
@@ -411,42 +341,22 @@ fn concurrency(mode: &str) -> usize {
     }
 }
 
-/// Whether every process in `pids` has ended (a child killed or exited, then reaped by init).
+/// Whether every process in `pids` has ended within [`WAIT`] (a child killed or exited, then
+/// reaped by init): signal 0, which only checks that a process exists, fails for each.
 fn all_gone(pids: &[u32]) -> bool {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let alive: Vec<u32> = pids
-            .iter()
-            .copied()
-            // SAFETY: signal 0 only checks that the process exists.
-            .filter(|&pid| unsafe { libc::kill(pid as libc::pid_t, 0) } == 0)
-            .collect();
-        if alive.is_empty() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
-    if ok {
-        Ok(())
-    } else {
-        Err(what())
-    }
+    eventually(WAIT, || {
+        pids.iter().all(|&pid| send_signal(pid, 0).is_err())
+    })
 }
 
 /// 20 slow requests in flight, SIGTERM: every one completes, the server exits 0 within the
 /// grace period, and no process it started is left.
 fn twenty_in_flight(mode: &str, slow_ms: u64) -> Result<(), String> {
-    let mut server = Scenario::start(mode, Duration::from_millis(slow_ms), GRACE, None);
+    let mut server = start(mode, Duration::from_millis(slow_ms), GRACE, None)?;
     run_twenty(&mut server, mode)
 }
 
-fn run_twenty(server: &mut Scenario, mode: &str) -> Result<(), String> {
+fn run_twenty(server: &mut ScenarioServer, mode: &str) -> Result<(), String> {
     const CLIENTS: usize = 20;
     let events = clients(server, CLIENTS);
     let mut tally = Tally::new();
@@ -456,8 +366,8 @@ fn run_twenty(server: &mut Scenario, mode: &str) -> Result<(), String> {
     })?;
     let started_before = tally.started.len();
     let signalled = Instant::now();
-    server.signal(libc::SIGTERM);
-    let status = server.wait(GRACE + WAIT);
+    server.signal(libc::SIGTERM)?;
+    let status = server.wait_exit(GRACE + WAIT);
     let took = signalled.elapsed();
     tally.until(&events, "every client to finish", |t| {
         t.ended.len() >= CLIENTS
@@ -466,7 +376,7 @@ fn run_twenty(server: &mut Scenario, mode: &str) -> Result<(), String> {
         "  {mode}: {started_before} of {CLIENTS} running at SIGTERM, the rest queued; \
          SIGTERM to exit: {took:.2?}"
     );
-    let log = server.log();
+    let log = server.stderr();
     let status =
         status.ok_or_else(|| format!("still running {:?} after SIGTERM:\n{log}", GRACE + WAIT))?;
     let failed: Vec<_> = tally.ended.iter().filter(|(_, r)| r.is_err()).collect();
@@ -494,12 +404,12 @@ fn unix_socket_file() -> Result<(), String> {
     let path =
         std::env::temp_dir().join(format!("socketserver-graceful-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    let mut server = Scenario::start(
+    let mut server = start(
         "threading",
         Duration::from_millis(300),
         GRACE,
         Some(path.clone()),
-    );
+    )?;
     check(path.exists(), || {
         "the socket file was not created".to_string()
     })?;
@@ -515,26 +425,29 @@ fn unix_socket_file() -> Result<(), String> {
 /// started is left.
 fn second_signal(mode: &str) -> Result<(), String> {
     const CLIENTS: usize = 3;
-    let mut server = Scenario::start(mode, Duration::from_secs(60), Duration::from_secs(60), None);
+    let mut server = start(mode, Duration::from_secs(60), Duration::from_secs(60), None)?;
     let events = clients(&server, CLIENTS);
     let mut tally = Tally::new();
     tally.until(&events, "the requests to start", |t| {
         t.started.len() >= CLIENTS
     })?;
-    server.signal(libc::SIGTERM);
+    server.signal(libc::SIGTERM)?;
     server_log_says(&server, "gracefully")?;
-    check(server.wait(Duration::from_millis(300)).is_none(), || {
-        format!(
-            "exited on the first signal, with requests running:\n{}",
-            server.log()
-        )
-    })?;
+    check(
+        server.wait_exit(Duration::from_millis(300)).is_none(),
+        || {
+            format!(
+                "exited on the first signal, with requests running:\n{}",
+                server.stderr()
+            )
+        },
+    )?;
     let signalled = Instant::now();
-    server.signal(libc::SIGINT);
-    let status = server.wait(WAIT);
+    server.signal(libc::SIGINT)?;
+    let status = server.wait_exit(WAIT);
     let took = signalled.elapsed();
     println!("  {mode}: second signal to exit: {took:.2?}");
-    let log = server.log();
+    let log = server.stderr();
     let status = status.ok_or_else(|| format!("still running {WAIT:?} after SIGINT:\n{log}"))?;
     check(status.code() == Some(1), || {
         format!("exit status {status}, expected 1:\n{log}")
@@ -561,32 +474,27 @@ fn second_signal(mode: &str) -> Result<(), String> {
     })
 }
 
-fn server_log_says(server: &Scenario, text: &str) -> Result<(), String> {
-    let deadline = Instant::now() + WAIT;
-    while !server.log().contains(text) {
-        if Instant::now() >= deadline {
-            return Err(format!("the log never said {text:?}:\n{}", server.log()));
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    Ok(())
+fn server_log_says(server: &ScenarioServer, text: &str) -> Result<(), String> {
+    check(eventually(WAIT, || server.stderr().contains(text)), || {
+        format!("the log never said {text:?}:\n{}", server.stderr())
+    })
 }
 
 fn sigquit() -> Result<(), String> {
-    let mut server = Scenario::start(
+    let mut server = start(
         "threading",
         Duration::from_secs(60),
         Duration::from_secs(60),
         None,
-    );
+    )?;
     let events = clients(&server, 2);
     let mut tally = Tally::new();
     tally.until(&events, "the requests to start", |t| t.started.len() >= 2)?;
     let signalled = Instant::now();
-    server.signal(libc::SIGQUIT);
-    let status = server.wait(WAIT);
+    server.signal(libc::SIGQUIT)?;
+    let status = server.wait_exit(WAIT);
     println!("  SIGQUIT to exit: {:.2?}", signalled.elapsed());
-    let log = server.log();
+    let log = server.stderr();
     let status = status.ok_or_else(|| format!("still running after SIGQUIT:\n{log}"))?;
     check(status.code() == Some(1), || {
         format!("exit status {status}, expected 1:\n{log}")
@@ -603,10 +511,10 @@ fn sigquit() -> Result<(), String> {
 fn idle_keep_alive(mode: &str) -> Result<(), String> {
     let clients = if mode == "single" { 1 } else { 3 };
     let grace = Duration::from_secs(30);
-    let mut server = Scenario::start_with(mode, Duration::from_millis(10), grace, None, true);
+    let mut server = start_with(mode, Duration::from_millis(10), grace, None, true)?;
     let (tx, rx) = mpsc::channel();
     for n in 0..clients {
-        let mut stream = server.client(n).map_err(|e| format!("connect: {e}"))?;
+        let mut stream = client(&server, n).map_err(|e| format!("connect: {e}"))?;
         let tx = tx.clone();
         thread::spawn(move || {
             let mut answer = [0u8; 256];
@@ -633,15 +541,15 @@ fn idle_keep_alive(mode: &str) -> Result<(), String> {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok((_, None)) => answered += 1,
             Ok((n, Some(ended))) => return Err(format!("client {n} ended early: {ended:?}")),
-            Err(_) => return Err(format!("no answer within {WAIT:?}:\n{}", server.log())),
+            Err(_) => return Err(format!("no answer within {WAIT:?}:\n{}", server.stderr())),
         }
     }
     let signalled = Instant::now();
-    server.signal(libc::SIGTERM);
-    let status = server.wait(WAIT);
+    server.signal(libc::SIGTERM)?;
+    let status = server.wait_exit(WAIT);
     let took = signalled.elapsed();
     println!("  {mode}: {clients} idle keep-alive connection(s): SIGTERM to exit: {took:.2?}");
-    let log = server.log();
+    let log = server.stderr();
     let status = status.ok_or_else(|| format!("still running {WAIT:?} after SIGTERM:\n{log}"))?;
     check(status.success(), || {
         format!("exit status {status}, expected 0:\n{log}")
@@ -728,18 +636,6 @@ fn arriving_client(addr: &str, n: usize, connected: &std::sync::atomic::AtomicUs
     }
 }
 
-/// The number in the scenario's last `stats` line's `name=` field.
-fn stat(log: &str, name: &str) -> Result<u64, String> {
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("scenario: stats "))
-        .ok_or_else(|| format!("no stats line in the log:\n{log}"))?;
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{name}="))?.parse().ok())
-        .ok_or_else(|| format!("no {name} in {line:?}"))
-}
-
 /// 200 clients connect within 100 ms and SIGTERM arrives once a fifth of them have; each
 /// sends its request a few milliseconds after connecting, and the handler waits for every
 /// request with `wait_for_request`, the first one included. Every client must be answered, or
@@ -751,14 +647,14 @@ fn arrivals(mode: &str) -> Result<(), String> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Barrier;
     const CLIENTS: usize = 200;
-    let mut server = Scenario::start_env(
+    let mut server = start_env(
         mode,
         Duration::from_millis(5),
         GRACE,
         None,
         &[(WAIT_FIRST_VAR, true)],
-    );
-    let addr = server.addr.clone();
+    )?;
+    let addr = server.listening.clone();
     let barrier = Arc::new(Barrier::new(CLIENTS + 1));
     let connected = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..CLIENTS)
@@ -778,14 +674,14 @@ fn arrivals(mode: &str) -> Result<(), String> {
     while connected.load(Ordering::SeqCst) < CLIENTS / 5 && Instant::now() < deadline {
         thread::sleep(Duration::from_micros(200));
     }
-    server.signal(libc::SIGTERM);
-    let status = server.wait(GRACE + WAIT);
+    server.signal(libc::SIGTERM)?;
+    let status = server.wait_exit(GRACE + WAIT);
     let mut tally: BTreeMap<Seen, usize> = BTreeMap::new();
     for client in clients {
         let seen = client.join().map_err(|_| "a client thread panicked")?;
         *tally.entry(seen).or_default() += 1;
     }
-    let log = server.log();
+    let log = server.stderr();
     println!("  {mode}: {CLIENTS} clients arriving around SIGTERM: {tally:?}");
     let status = status.ok_or_else(|| format!("still running after SIGTERM:\n{log}"))?;
     check(status.success(), || {
@@ -820,51 +716,52 @@ fn arrivals(mode: &str) -> Result<(), String> {
 /// effect again.
 fn signals_after_the_servers() -> Result<(), String> {
     use std::os::unix::process::ExitStatusExt;
-    let mut server = Scenario::start_env(
+    let mut server = start_env(
         "threading",
         Duration::from_millis(300),
         GRACE,
         None,
         &[(AGAIN_VAR, true)],
-    );
+    )?;
     let events = clients(&server, 3);
     let mut tally = Tally::new();
     tally.until(&events, "the requests to start", |t| t.started.len() >= 3)?;
-    server.signal(libc::SIGTERM);
+    server.signal(libc::SIGTERM)?;
     tally.until(&events, "every client to finish", |t| t.ended.len() >= 3)?;
     check(tally.ended.iter().all(|(_, r)| r.is_ok()), || {
-        format!("{:?}\n{}", tally.ended, server.log())
+        format!("{:?}\n{}", tally.ended, server.stderr())
     })?;
     server_log_says(&server, "scenario: no server armed")?;
-    check(server.wait(Duration::from_millis(100)).is_none(), || {
-        format!("exited before the second signal:\n{}", server.log())
-    })?;
-    server.signal(libc::SIGTERM);
+    check(
+        server.wait_exit(Duration::from_millis(100)).is_none(),
+        || format!("exited before the second signal:\n{}", server.stderr()),
+    )?;
+    server.signal(libc::SIGTERM)?;
     let status = server
-        .wait(WAIT)
+        .wait_exit(WAIT)
         .ok_or("a SIGTERM with no server armed did nothing")?;
     check(status.signal() == Some(libc::SIGTERM), || {
         format!(
             "exit status {status}, expected death by SIGTERM:\n{}",
-            server.log()
+            server.stderr()
         )
     })
 }
 
 fn grace_runs_out() -> Result<(), String> {
     let grace = Duration::from_millis(500);
-    let mut server = Scenario::start("pool", Duration::from_secs(60), grace, None);
+    let mut server = start("pool", Duration::from_secs(60), grace, None)?;
     let events = clients(&server, 6);
     let mut tally = Tally::new();
     tally.until(&events, "the requests to be in flight", |t| {
         t.sent >= 6 && t.started.len() >= 4
     })?;
     let signalled = Instant::now();
-    server.signal(libc::SIGTERM);
-    let status = server.wait(WAIT);
+    server.signal(libc::SIGTERM)?;
+    let status = server.wait_exit(WAIT);
     let took = signalled.elapsed();
     println!("  grace {grace:?}: SIGTERM to exit: {took:.2?}");
-    let log = server.log();
+    let log = server.stderr();
     let status = status.ok_or_else(|| format!("still running after the grace period:\n{log}"))?;
     check(status.code() == Some(1), || {
         format!("exit status {status}, expected 1:\n{log}")
@@ -882,9 +779,7 @@ fn grace_runs_out() -> Result<(), String> {
 // The scenario server
 
 fn scenario_server(mode: &str) -> ExitCode {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .is_test(false)
-        .try_init();
+    scenario::init_logger("info");
     match serve(mode) {
         Ok(()) => {
             if !is_worker() {
@@ -979,7 +874,7 @@ where
     // After the stop, which waited for every request (child process, worker) to end.
     let stats = handle.stats();
     eprintln!(
-        "scenario: stats accepted={} completed={} failed={} rejected={}",
+        "stats accepted={} completed={} failed={} rejected={}",
         stats.accepted, stats.completed, stats.failed, stats.rejected
     );
     result

@@ -885,7 +885,7 @@ fn binds_ipv6_loopback() {
     let server = match TcpServer::bind("[::1]:0", echo_line) {
         Ok(server) => server,
         Err(e) => {
-            println!("skipped: no IPv6 loopback on this machine ({e})");
+            common::skip::skipped(&format!("no IPv6 loopback on this machine ({e})"));
             return;
         }
     };
@@ -902,7 +902,7 @@ fn dual_stack_server_accepts_ipv4_clients() {
     let server = match bound {
         Ok(server) => server,
         Err(e) => {
-            println!("skipped: cannot bind a dual-stack [::] socket here ({e})");
+            common::skip::skipped(&format!("cannot bind a dual-stack [::] socket here ({e})"));
             return;
         }
     };

@@ -26,12 +26,14 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use scenario::procs::{live_children, parent_and_state, send_signal};
+use scenario::{check, eventually, stat, ScenarioServer, TestFn};
 use socketserver::{Builder, DatagramRequest, Prefork, Threading};
 
 const SCENARIO_VAR: &str = "PREFORK_SIGNALS_SCENARIO";
@@ -40,9 +42,6 @@ const SCENARIO_VAR: &str = "PREFORK_SIGNALS_SCENARIO";
 const PLAIN: &str = "systemd";
 /// `SCENARIO_VAR`'s value for 2 threading workers recycled after every 20 requests.
 const RECYCLING: &str = "recycling";
-/// Set to a value unique to each scenario server; every process it starts (workers, the new
-/// program of an upgrade and its workers) inherits it, so a test can find and end them all.
-const TAG_VAR: &str = "PREFORK_SIGNALS_TAG";
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 const WAIT: Duration = Duration::from_secs(10);
 /// Requests each client loop makes across a reload or an upgrade.
@@ -58,10 +57,8 @@ fn main() -> ExitCode {
             }
         };
     }
-    scenario::run_tests(TESTS, || lock(&STDERR).clear(), print_stderr)
+    scenario::run_tests(TESTS)
 }
-
-use scenario::TestFn;
 
 const TESTS: &[(&str, TestFn)] = &[
     (
@@ -100,192 +97,35 @@ const TESTS: &[(&str, TestFn)] = &[
     ),
 ];
 
-fn check(ok: bool, why: impl FnOnce() -> String) -> Result<(), String> {
-    if ok {
-        Ok(())
-    } else {
-        Err(why())
-    }
+/// The scenario server of the tests that take their socket from `LISTEN_FDS` on an upgrade.
+fn start() -> Result<ScenarioServer, String> {
+    start_as(PLAIN)
 }
 
-/// The stderr lines of the scenario servers the running test started (and of the programs they
-/// started, which inherit it): printed only if the test fails, so a green run stays quiet.
-static STDERR: Mutex<Vec<Arc<Mutex<Vec<String>>>>> = Mutex::new(Vec::new());
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+/// The scenario server building its server as `variant` says (see [`scenario_server`]).
+fn start_as(variant: &str) -> Result<ScenarioServer, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut command = Command::new(exe);
+    command.env(SCENARIO_VAR, variant).stdin(Stdio::piped());
+    ScenarioServer::start(variant, command)
 }
 
-fn print_stderr() {
-    for (n, lines) in lock(&STDERR).iter().enumerate() {
-        println!(
-            "---- stderr of scenario server {n} ----\n{}",
-            lock(lines).join("\n")
-        );
-    }
-}
-
-/// The scenario server, a child of the driver; killed when dropped. Its stderr (the library's
-/// log at `warn`, or as `RUST_LOG` says) is collected in `errors`.
-struct Scenario {
-    child: Option<Child>,
-    stdin: Option<ChildStdin>,
-    /// The value of [`TAG_VAR`] in this scenario's processes.
-    tag: String,
-    lines: Arc<Mutex<Vec<String>>>,
-    errors: Arc<Mutex<Vec<String>>>,
-    /// What the first `listening on` line named.
-    listening: String,
-    /// `listening` as a TCP address (`127.0.0.1:1` for a Unix server).
-    addr: SocketAddr,
-}
-
-impl Scenario {
-    /// The scenario server of the tests that take their socket from `LISTEN_FDS` on an upgrade.
-    fn start() -> Result<Scenario, String> {
-        Scenario::start_as(PLAIN)
-    }
-
-    /// The scenario server building its server as `variant` says (see [`scenario_server`]).
-    fn start_as(variant: &str) -> Result<Scenario, String> {
-        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let started = STARTED.fetch_add(1, Ordering::Relaxed);
-        let tag = format!("{}-{started}", std::process::id());
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut child = Command::new(exe)
-            .env(SCENARIO_VAR, variant)
-            .env(TAG_VAR, &tag)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start the scenario server: {e}"))?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let stderr = child.stderr.take().ok_or("no stderr")?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let errors = Arc::new(Mutex::new(Vec::new()));
-        read_lines(stdout, Arc::clone(&lines));
-        read_lines(stderr, Arc::clone(&errors));
-        lock(&STDERR).push(Arc::clone(&errors));
-        let mut scenario = Scenario {
-            child: Some(child),
-            stdin,
-            tag,
-            lines,
-            errors,
-            listening: String::new(),
-            addr: "127.0.0.1:1".parse().map_err(|_| "addr")?,
-        };
-        check(eventually(WAIT, || scenario.line_count() >= 1), || {
-            "no line from the scenario server".to_string()
-        })?;
-        let first = scenario.line(0);
-        scenario.listening = first
-            .strip_prefix("listening on ")
-            .ok_or_else(|| format!("the scenario server printed {first:?} first"))?
-            .to_string();
-        if !variant.starts_with("unix:") {
-            scenario.addr = scenario
-                .listening
-                .parse()
-                .map_err(|_| format!("the scenario server printed {first:?} first"))?;
-        }
-        Ok(scenario)
-    }
-
-    /// The `listening on` lines printed so far (the new program of an upgrade prints one too).
-    fn announcements(&self) -> Vec<String> {
-        let lines = lock(&self.lines);
-        lines
-            .iter()
-            .filter(|l| l.starts_with("listening on "))
-            .cloned()
-            .collect()
-    }
-
-    /// What the scenario server (and the programs it started) wrote on stderr so far.
-    fn stderr(&self) -> String {
-        lock(&self.errors).join("\n")
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    fn line_count(&self) -> usize {
-        lock(&self.lines).len()
-    }
-
-    fn line(&self, n: usize) -> String {
-        lock(&self.lines)[n].clone()
-    }
-
-    fn signal(&self, signal: i32) -> Result<(), String> {
-        send_signal(self.pid(), signal)
-    }
-
-    /// Whether the scenario server (the driver's child) has exited.
-    fn has_exited(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_none_or(|child| child.try_wait().ok().flatten().is_some())
-    }
-
-    /// Closes stdin (the scenario's cue to stop) and waits for a clean exit.
-    fn stop(&mut self) -> Result<(), String> {
-        drop(self.stdin.take());
-        let mut child = self.child.take().ok_or("already stopped")?;
-        let status = wait_with_deadline(&mut child, WAIT).ok_or("the server did not stop")?;
-        check(status.success(), || {
-            format!("the server exited with {status}")
-        })
-    }
-
-    /// The number in the last `stats` line's `name=` field.
-    fn stat(&self, name: &str) -> Result<u64, String> {
-        let lines = lock(&self.lines).clone();
-        let line = lines
-            .iter()
-            .rev()
-            .find(|l| l.starts_with("stats "))
-            .ok_or_else(|| format!("no stats line in {lines:?}"))?;
-        line.split_whitespace()
-            .find_map(|kv| {
-                kv.strip_prefix(&format!("{name}="))
-                    .and_then(|v| v.parse().ok())
-            })
-            .ok_or_else(|| format!("no {name} in {line:?}"))
-    }
-}
-
-impl Drop for Scenario {
-    /// Kills the scenario server, and whatever it started that is still running: a new program
-    /// of an upgrade is not the driver's child, and outlives a test that failed.
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for pid in tagged(&self.tag) {
-            let _ = send_signal(pid, libc::SIGKILL);
-        }
-    }
-}
-
-/// The processes whose environment holds `TAG_VAR=tag`.
-fn tagged(tag: &str) -> Vec<u32> {
-    let wanted = format!("{TAG_VAR}={tag}");
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == wanted.as_bytes()))
-        })
+/// The `listening on` lines printed so far (the new program of an upgrade prints one too).
+fn announcements(server: &ScenarioServer) -> Vec<String> {
+    server
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("listening on "))
         .collect()
+}
+
+/// Waits for the scenario server (not the new program of an upgrade), which the test stopped by
+/// a signal, to exit 0.
+fn exited_cleanly(server: &mut ScenarioServer, what: &str) -> Result<(), String> {
+    let status = server
+        .wait_exit(WAIT)
+        .ok_or_else(|| format!("{what} did not exit"))?;
+    check(status.success(), || format!("{what} exited with {status}"))
 }
 
 /// Stops the new program of an upgrade (not the driver's child) by SIGTERM, or SIGKILL if it is
@@ -341,72 +181,6 @@ fn listening_ports(pids: &HashSet<u32>) -> HashSet<u16> {
         }
     }
     ports
-}
-
-/// Collects the lines of `output` (a pipe from the scenario server) in `lines`.
-fn read_lines(output: impl Read + Send + 'static, lines: Arc<Mutex<Vec<String>>>) {
-    thread::spawn(move || {
-        for line in BufReader::new(output).lines() {
-            let Ok(line) = line else { break };
-            lock(&lines).push(line);
-        }
-    });
-}
-
-fn send_signal(pid: u32, signal: i32) -> Result<(), String> {
-    // SAFETY: kill(2) on a pid this test started; no memory is involved.
-    match unsafe { libc::kill(pid as i32, signal) } {
-        0 => Ok(()),
-        _ => Err(format!("kill {pid}: {}", io::Error::last_os_error())),
-    }
-}
-
-fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// `pid`'s parent and state, from `/proc/<pid>/stat`.
-fn parent_and_state(pid: u32) -> Option<(u32, char)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    Some((fields.next()?.parse().ok()?, state))
-}
-
-/// The running (not zombie) children of `parent`.
-fn live_children(parent: u32) -> HashSet<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return HashSet::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| {
-            parent_and_state(pid).is_some_and(|(ppid, state)| ppid == parent && state != 'Z')
-        })
-        .collect()
 }
 
 fn wait_for_workers(parent: u32, count: usize) -> Result<HashSet<u32>, String> {
@@ -496,20 +270,23 @@ fn client_loop(
 
 /// 12 requests served by the workers: the parent, which serves none itself, counts all 12.
 fn parent_stats() -> Result<(), String> {
-    let mut server = Scenario::start()?;
+    let mut server = start()?;
     wait_for_workers(server.pid(), 2)?;
     for n in 0..12 {
-        request(server.addr, n)?;
+        request(server.inet(), n)?;
     }
     server.stop()?;
-    let (accepted, completed) = (server.stat("accepted")?, server.stat("completed")?);
+    let (accepted, completed) = (
+        stat(&server.stdout(), "accepted")?,
+        stat(&server.stdout(), "completed")?,
+    );
     check(accepted == 12 && completed == 12, || {
         format!("the parent counted accepted={accepted} completed={completed}, expected 12 and 12")
     })
 }
 
 fn ttin_ttou() -> Result<(), String> {
-    let mut server = Scenario::start()?;
+    let mut server = start()?;
     let pid = server.pid();
     wait_for_workers(pid, 2)?;
     server.signal(libc::SIGTTIN)?;
@@ -525,19 +302,19 @@ fn ttin_ttou() -> Result<(), String> {
         format!("the last worker must stay: {:?}", live_children(pid))
     })?;
     for n in 0..5 {
-        let served_by = request(server.addr, n)?;
+        let served_by = request(server.inet(), n)?;
         check(last.contains(&served_by), || {
             format!("served by {served_by}, the one worker is {last:?}")
         })?;
     }
-    server.stop()
+    server.stop().map(|_| ())
 }
 
 fn sighup_reload() -> Result<(), String> {
-    let mut server = Scenario::start()?;
+    let mut server = start()?;
     let pid = server.pid();
     let old = wait_for_workers(pid, 2)?;
-    let pids = client_loop(server.addr, || server.signal(libc::SIGHUP))?;
+    let pids = client_loop(server.inet(), || server.signal(libc::SIGHUP))?;
     let mut now = HashSet::new();
     let replaced = eventually(WAIT, || {
         now = live_children(pid);
@@ -546,7 +323,7 @@ fn sighup_reload() -> Result<(), String> {
     check(replaced, || {
         format!("after SIGHUP the workers are {now:?}; before, {old:?}")
     })?;
-    let last = request(server.addr, LOOP_REQUESTS)?;
+    let last = request(server.inet(), LOOP_REQUESTS)?;
     check(now.contains(&last), || {
         format!("served by {last}, not by a fresh worker {now:?}")
     })?;
@@ -555,7 +332,7 @@ fn sighup_reload() -> Result<(), String> {
     check(served_by_new > 0, || {
         "no request reached a fresh worker".to_string()
     })?;
-    server.stop()
+    server.stop().map(|_| ())
 }
 
 /// Requests from 4 clients, each on a connection of its own sent a millisecond after
@@ -599,7 +376,7 @@ fn fresh_connections(
 /// No request of [`fresh_connections`] lost; then, once the server stopped, its counts of
 /// accepted and completed requests are the answers the clients saw.
 fn none_lost(
-    mut server: Scenario,
+    mut server: ScenarioServer,
     what: &str,
     (answered, lost): (u64, Vec<String>),
 ) -> Result<(), String> {
@@ -613,7 +390,10 @@ fn none_lost(
         )
     })?;
     server.stop()?;
-    let (accepted, completed) = (server.stat("accepted")?, server.stat("completed")?);
+    let (accepted, completed) = (
+        stat(&server.stdout(), "accepted")?,
+        stat(&server.stdout(), "completed")?,
+    );
     check(accepted == answered && completed == answered, || {
         format!(
             "the server counted accepted={accepted} completed={completed}; the clients saw \
@@ -625,11 +405,11 @@ fn none_lost(
 /// 20 SIGHUPs 150 ms apart under [`fresh_connections`]: every request is answered.
 fn sighup_storm() -> Result<(), String> {
     const HUPS: usize = 20;
-    let server = Scenario::start()?;
+    let server = start()?;
     wait_for_workers(server.pid(), 2)?;
     let storming = Arc::new(AtomicBool::new(true));
     let load = {
-        let (addr, storming) = (server.addr, Arc::clone(&storming));
+        let (addr, storming) = (server.inet(), Arc::clone(&storming));
         // A bound on each client's loop far above what the storm lasts for.
         thread::spawn(move || fresh_connections(addr, 20_000, &storming))
     };
@@ -650,34 +430,30 @@ fn sighup_storm() -> Result<(), String> {
 /// requests, 50 recycles): every request is answered, the last one a worker takes before it
 /// stops included.
 fn recycling() -> Result<(), String> {
-    let server = Scenario::start_as(RECYCLING)?;
+    let server = start_as(RECYCLING)?;
     wait_for_workers(server.pid(), 2)?;
-    let seen = fresh_connections(server.addr, 250, &Arc::new(AtomicBool::new(true)))?;
+    let seen = fresh_connections(server.inet(), 250, &Arc::new(AtomicBool::new(true)))?;
     none_lost(server, "workers recycled every 20 requests", seen)
 }
 
 fn sigusr2_upgrade() -> Result<(), String> {
-    let mut server = Scenario::start()?;
+    let mut server = start()?;
     let old_parent = server.pid();
     let old_workers = wait_for_workers(old_parent, 2)?;
     let mut new_parent = None;
     let outcome = (|| {
-        let pids = client_loop(server.addr, || server.signal(libc::SIGUSR2))?;
+        let pids = client_loop(server.inet(), || server.signal(libc::SIGUSR2))?;
         // The old program hands over and exits 0.
-        let mut child = server.child.take().ok_or("no child")?;
-        let status = wait_with_deadline(&mut child, WAIT).ok_or("the old program did not exit")?;
-        check(status.success(), || {
-            format!("the old program exited with {status}")
-        })?;
+        exited_cleanly(&mut server, "the old program")?;
         // The new program says where it listens: on the very same address.
-        check(eventually(WAIT, || server.line_count() >= 2), || {
+        check(eventually(WAIT, || server.lines().len() >= 2), || {
             "the new program printed nothing".to_string()
         })?;
-        let second = server.line(1);
-        check(second == format!("listening on {}", server.addr), || {
+        let second = server.lines()[1].clone();
+        check(second == format!("listening on {}", server.inet()), || {
             format!("the new program printed {second:?}")
         })?;
-        let served_by = request(server.addr, LOOP_REQUESTS)?;
+        let served_by = request(server.inet(), LOOP_REQUESTS)?;
         let parent = parent_and_state(served_by).map(|(ppid, _)| ppid);
         new_parent = parent;
         check(
@@ -739,7 +515,7 @@ fn new_program(
 /// its environment says (it never calls `systemd_tcp`): the new program must serve the socket it
 /// inherited, on the original address, and listen nowhere else.
 fn upgrade_in_place(signals: usize) -> Result<(), String> {
-    let mut server = Scenario::start_as("bind")?;
+    let mut server = start_as("bind")?;
     let old_parent = server.pid();
     let old_workers = wait_for_workers(old_parent, 2)?;
     let mut new_parent = None;
@@ -750,16 +526,12 @@ fn upgrade_in_place(signals: usize) -> Result<(), String> {
             }
             server.signal(libc::SIGUSR2)?;
         }
-        let mut child = server.child.take().ok_or("no child")?;
-        let status = wait_with_deadline(&mut child, WAIT).ok_or("the old program did not exit")?;
-        check(status.success(), || {
-            format!("the old program exited with {status}")
-        })?;
+        exited_cleanly(&mut server, "the old program")?;
         check(
-            eventually(WAIT, || server.announcements().len() >= 2),
+            eventually(WAIT, || announcements(&server).len() >= 2),
             || "the new program printed nothing".to_string(),
         )?;
-        let addr = server.addr;
+        let addr = server.inet();
         let served = ten_requests(|n| request(addr, n))
             .map_err(|why| format!("the original address {addr} after the upgrade: {why}"))?;
         let parent = new_program(&served, old_parent, &old_workers)?;
@@ -776,7 +548,7 @@ fn upgrade_in_place(signals: usize) -> Result<(), String> {
         })?;
         // One new program, started once: a second one would print a line of its own.
         thread::sleep(Duration::from_millis(300));
-        let announced = server.announcements();
+        let announced = announcements(&server);
         check(announced == vec![format!("listening on {addr}"); 2], || {
             format!("expected the old and the new program on {addr}, got {announced:?}")
         })
@@ -798,11 +570,11 @@ fn sigusr2_twice() -> Result<(), String> {
 /// The new program builds a UDP Prefork server where the old one served TCP: it must fail (not
 /// bind a UDP port and report ready), and the old program must go on serving.
 fn sigusr2_mismatch() -> Result<(), String> {
-    let mut server = Scenario::start_as("udp-after-upgrade")?;
+    let mut server = start_as("udp-after-upgrade")?;
     let old_parent = server.pid();
     let old_workers = wait_for_workers(old_parent, 2)?;
     server.signal(libc::SIGUSR2)?;
-    let addr = server.addr;
+    let addr = server.inet();
     let refusal = format!(
         "to serve the socket it inherited, a listening TCP socket on {addr}, but its Prefork \
          server asks for a UDP socket on 127.0.0.1:0"
@@ -814,15 +586,15 @@ fn sigusr2_mismatch() -> Result<(), String> {
         format!(
             "the old program must give the upgrade up and go on: exited {}; announced {:?}",
             server.has_exited(),
-            server.announcements()
+            announcements(&server)
         )
     })?;
     let log = server.stderr();
     check(log.contains(&refusal), || {
         format!("the new program's error does not say {refusal:?}:\n{log}")
     })?;
-    check(server.announcements().len() == 1, || {
-        format!("the new program announced: {:?}", server.announcements())
+    check(announcements(&server).len() == 1, || {
+        format!("the new program announced: {:?}", announcements(&server))
     })?;
     check(wait_for_workers(old_parent, 2)? == old_workers, || {
         "the old workers were replaced".to_string()
@@ -832,7 +604,7 @@ fn sigusr2_mismatch() -> Result<(), String> {
     check(served.iter().all(|pid| old_workers.contains(pid)), || {
         format!("served by {served:?}, not by the old workers {old_workers:?}")
     })?;
-    server.stop()
+    server.stop().map(|_| ())
 }
 
 /// The (device, inode) of the file at `path`.
@@ -851,16 +623,12 @@ fn sigusr2_unix() -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path: PathBuf = dir.join("s.sock");
     let outcome = (|| {
-        let mut server = Scenario::start_as(&format!("unix:{}", path.display()))?;
+        let mut server = start_as(&format!("unix:{}", path.display()))?;
         let old_parent = server.pid();
         let old_workers = wait_for_workers(old_parent, 2)?;
         let before = file_identity(&path).ok_or("no socket file")?;
         server.signal(libc::SIGUSR2)?;
-        let mut child = server.child.take().ok_or("no child")?;
-        let status = wait_with_deadline(&mut child, WAIT).ok_or("the old program did not exit")?;
-        check(status.success(), || {
-            format!("the old program exited with {status}")
-        })?;
+        exited_cleanly(&mut server, "the old program")?;
         check(file_identity(&path) == Some(before), || {
             format!(
                 "the socket file was {} by the upgrade",
@@ -870,7 +638,7 @@ fn sigusr2_unix() -> Result<(), String> {
         let served = ten_requests(|n| request_unix(&path, n))
             .map_err(|why| format!("{} after the upgrade: {why}", path.display()))?;
         let parent = new_program(&served, old_parent, &old_workers)?;
-        let announced = server.announcements();
+        let announced = announcements(&server);
         let expected = format!("listening on {}", path.display());
         let result = check(announced == [expected.clone(), expected], || {
             format!("announced {announced:?}")
@@ -891,9 +659,7 @@ fn sigusr2_unix() -> Result<(), String> {
 /// (`bind_unix_stream(path)` always) or `udp-after-upgrade` (`bind_tcp`, but `bind_udp` when
 /// started by an upgrade).
 fn scenario_server(variant: &str) -> io::Result<()> {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .is_test(false)
-        .try_init();
+    scenario::init_logger("warn");
     // Read before the server is built, which takes the variables an upgrade set.
     let upgraded = std::env::var_os("LISTEN_FDS").is_some();
     let mode = Prefork::new(2).drain_timeout(Duration::from_secs(2));

@@ -6,9 +6,10 @@
 //! The tool binds, waits for the first client, then `exec`s the example, so a client connects
 //! (or sends) first and reads the `listening on` line afterwards. A free port is found by binding
 //! port 0 and closing it; if another process takes it meanwhile, the tool fails to bind and the
-//! test tries another port. Where the tool is missing (and `.ci/run` could not install it) the
-//! tests say so and pass without running. Descriptors that are not sockets are passed by a shell
-//! instead (`LISTEN_PID=$$` and `exec`, with redirections), which needs no tool.
+//! test tries another port. Where the tool is missing the tests say `SKIPPED` and pass without
+//! running, or fail under `SOCKETSERVER_TEST_REQUIRE_ALL` (which `.ci/run` sets after installing
+//! it). Descriptors that are not sockets are passed by a shell instead (`LISTEN_PID=$$` and
+//! `exec`, with redirections), which needs no tool.
 
 mod programs;
 
@@ -25,19 +26,10 @@ const TOOL: &str = "systemd-socket-activate";
 /// Attempts at a free port before giving up.
 const PORT_ATTEMPTS: usize = 5;
 
-/// Whether the tool is installed; prints why a test does not run when it is not.
-fn tool_available(test: &str) -> bool {
-    let found = Command::new(TOOL)
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !found {
-        eprintln!(
-            "SKIPPED {test}: `{TOOL}` is not installed (Debian package `systemd`; `.ci/run` \
-             installs it where it can)"
-        );
-    }
-    found
+/// Whether the tool is installed; when it is not, the test is skipped (or fails under
+/// `SOCKETSERVER_TEST_REQUIRE_ALL`, see [`skip`](programs::skip)).
+fn tool_available() -> bool {
+    programs::skip::program(TOOL, "systemd").is_some()
 }
 
 /// A port that was free a moment ago.
@@ -123,7 +115,7 @@ fn tcp_exchange(addr: SocketAddr, request: &[u8], reply_len: usize) -> Result<Ve
 
 #[test]
 fn tcp_socket_activation_serves_in_threading_prefork_and_process_modes() {
-    if !tool_available("tcp_socket_activation") {
+    if !tool_available() {
         return;
     }
     for mode in ["threading", "prefork", "process"] {
@@ -159,7 +151,7 @@ fn tcp_socket_activation_serves_in_threading_prefork_and_process_modes() {
 
 #[test]
 fn udp_socket_activation_with_datagram_serves_udp_upper() {
-    if !tool_available("udp_socket_activation") {
+    if !tool_available() {
         return;
     }
     let client = UdpSocket::bind("127.0.0.1:0").expect("client socket");
@@ -184,7 +176,7 @@ fn udp_socket_activation_with_datagram_serves_udp_upper() {
 
 #[test]
 fn unix_socket_activation_serves_echo_upper_on_the_passed_path() {
-    if !tool_available("unix_socket_activation") {
+    if !tool_available() {
         return;
     }
     // Per process: two runs of this test binary at once must not share the socket file.
@@ -216,7 +208,7 @@ fn unix_socket_activation_serves_echo_upper_on_the_passed_path() {
 
 #[test]
 fn a_socket_of_the_wrong_kind_is_refused_with_what_was_passed_and_needed() {
-    if !tool_available("wrong_kind_socket_activation") {
+    if !tool_available() {
         return;
     }
     // udp_upper wants a UDP socket; give it a TCP listener. The tool starts it on the first
@@ -321,7 +313,7 @@ fn exec_start(unit: &str) -> (String, Vec<String>) {
 
 #[test]
 fn the_deploy_units_command_lines_serve_under_socket_activation() {
-    if !tool_available("deploy_units") {
+    if !tool_available() {
         return;
     }
     let cases: [(&str, &[u8], &[u8]); 2] = [

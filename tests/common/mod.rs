@@ -15,6 +15,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 #[cfg(feature = "message")]
 pub mod message;
+#[path = "../skip/mod.rs"]
+pub mod skip;
 use socketserver::transport::Transport;
 use socketserver::{Address, Failure, Mode, RequestHandler, Server, ServerHandle};
 

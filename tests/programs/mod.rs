@@ -14,6 +14,8 @@ pub mod clock;
 mod interactive;
 mod pipes;
 pub mod python;
+#[path = "../skip/mod.rs"]
+pub mod skip;
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! Python programs: the seeds' own clients, which read their input from the test instead of the
 //! keyboard, and helper scripts.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::{Interactive, Run, RUN_TIMEOUT};
 
@@ -29,19 +29,10 @@ def input(prompt=''):
     return line.rstrip('\n')
 "#;
 
-/// Whether `python3` can be run; prints why the test is skipped when it cannot.
+/// Whether `python3` is installed; when it is not, the test is skipped, or fails under
+/// `SOCKETSERVER_TEST_REQUIRE_ALL` (see [`skip`](super::skip)).
 pub fn python3_available() -> bool {
-    let found = Command::new("python3")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        println!("skipped: python3 is not on PATH, so the seeds' Python clients cannot run");
-    }
-    found
+    super::skip::program("python3", "python3").is_some()
 }
 
 /// `python3 -u -c script <args...>`, with UTF-8 output and no bytecode files written.

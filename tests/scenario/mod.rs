@@ -1,26 +1,37 @@
-//! The test runner of the `harness = false` scenario programs (`process_modes`, `graceful_stop`,
-//! `prefork_signals`): each is its own server program, because the process modes re-execute it,
-//! so libtest cannot run it; this runs its tests in order and prints libtest's closing line.
+//! What the `harness = false` scenario programs (`process_modes`, `graceful_stop`,
+//! `prefork_signals`) share. Each is its own server program, because the process modes
+//! re-execute it (and a signal goes to a whole process), so libtest cannot run it. Started with
+//! its scenario variable set, such a program is a *scenario server* ([`serve`]); without it, the
+//! *driver*: [`run_tests`] runs its tests in order and prints libtest's closing line, each test
+//! starting scenario servers as children ([`ScenarioServer`]) and watching their processes
+//! ([`procs`]).
 
 // Each program uses a subset of these helpers.
 #![allow(dead_code)]
 
-use std::io::{self, BufRead, Write};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::process::ExitCode;
-use std::thread;
-use std::time::Instant;
+mod child;
+pub mod procs;
+mod serve;
 
-use socketserver::transport::Transport;
-use socketserver::{is_worker, Mode, RequestHandler, Server, StreamRequest};
+use std::process::ExitCode;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+// Each program uses a subset of these.
+#[allow(unused_imports)]
+pub use child::{ScenarioServer, START_TIMEOUT, STOP_TIMEOUT};
+#[allow(unused_imports)]
+pub use serve::{init_logger, pid_upper_line, pid_upper_requests, serve_and_report};
 
 /// One scenario: `Ok`, or why it failed.
 pub type TestFn = fn() -> Result<(), String>;
 
 /// Runs the `tests` that `cargo test -- <filter>` selects (options, starting with `-`, are
-/// ignored). `before_each` runs before every test; `on_failure` after a failed one (to print what
-/// it captured).
-pub fn run_tests(tests: &[(&str, TestFn)], before_each: fn(), on_failure: fn()) -> ExitCode {
+/// ignored), one at a time, each on a thread named after it (as libtest does, so a test that
+/// skips can name itself). After a failed test it prints what the test's scenario servers wrote
+/// to stderr.
+pub fn run_tests(tests: &[(&str, TestFn)]) -> ExitCode {
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -31,16 +42,22 @@ pub fn run_tests(tests: &[(&str, TestFn)], before_each: fn(), on_failure: fn()) 
         .collect();
     println!("\nrunning {} tests", selected.len());
     let mut failed = Vec::new();
-    for (name, test) in &selected {
-        before_each();
+    for &&(name, test) in &selected {
+        child::forget_stderr();
         let started = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(test)).unwrap_or_else(|panic| {
-            Err(panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(ToString::to_string))
-                .unwrap_or_else(|| "panicked".to_string()))
-        });
+        let outcome = thread::Builder::new()
+            .name(name.to_string())
+            .spawn(test)
+            .map_err(|e| format!("cannot start the test's thread: {e}"))
+            .and_then(|running| {
+                running.join().unwrap_or_else(|panic| {
+                    Err(panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(ToString::to_string))
+                        .unwrap_or_else(|| "panicked".to_string()))
+                })
+            });
         match outcome {
             Ok(()) => println!("test {name} ... ok ({:.1?})", started.elapsed()),
             Err(why) => {
@@ -48,8 +65,8 @@ pub fn run_tests(tests: &[(&str, TestFn)], before_each: fn(), on_failure: fn()) 
                     "test {name} ... FAILED ({:.1?})\n    {why}",
                     started.elapsed()
                 );
-                on_failure();
-                failed.push(*name);
+                child::print_stderr();
+                failed.push(name);
             }
         }
     }
@@ -66,53 +83,43 @@ pub fn run_tests(tests: &[(&str, TestFn)], before_each: fn(), on_failure: fn()) 
     }
 }
 
-/// Serves until this process's stdin closes (parent only: a child's stdin belongs to the mode),
-/// then closes the server and prints its stats.
-pub fn serve_and_report<T, H, M>(mut server: Server<T, H, M>) -> io::Result<()>
-where
-    T: Transport,
-    H: RequestHandler<T::Request> + Clone,
-    M: Mode,
-{
-    if !is_worker() {
-        println!("listening on {}", server.local_addr());
-        io::stdout().flush()?;
-        let handle = server.handle();
-        thread::spawn(move || {
-            let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
-            handle.shutdown();
-        });
+/// `Ok` if `ok`, else `Err` with `why()`.
+pub fn check(ok: bool, why: impl FnOnce() -> String) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(why())
     }
-    let handle = server.handle();
-    server.serve_forever()?;
-    server.server_close()?;
-    // After server_close, which waited for every request (child process) to end.
-    let stats = handle.stats();
-    println!(
-        "stats accepted={} completed={} failed={}",
-        stats.accepted, stats.completed, stats.failed
-    );
-    Ok(())
 }
 
-/// Answers one line with `<pid> <LINE>`: which process served it, and the line upper-cased.
-pub fn pid_upper_line(req: &mut StreamRequest) -> io::Result<()> {
-    let mut line = String::new();
-    req.read_line(&mut line)?;
-    writeln!(
-        req,
-        "{} {}",
-        std::process::id(),
-        line.trim_end().to_uppercase()
-    )
+/// Polls `condition` every 5 ms until it holds (`true`) or `timeout` passes (`false`).
+pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
 }
 
-/// [`pid_upper_line`] for each line the connection sends, waiting for each with
-/// `wait_for_request`, the first one included (as `echo_upper` does): a stop ends the
-/// connection between two lines.
-pub fn pid_upper_requests(req: &mut StreamRequest) -> io::Result<()> {
-    while req.wait_for_request()? {
-        pid_upper_line(req)?;
-    }
-    Ok(())
+/// A lock that a panicking test cannot poison for the tests after it.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The number in the `name=` field of the last `stats accepted=.. completed=..` line of
+/// `output`, which a scenario server prints once its server is closed.
+pub fn stat(output: &str, name: &str) -> Result<u64, String> {
+    let line = output
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("stats "))
+        .ok_or_else(|| format!("no stats line in {output:?}"))?;
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{name}="))?.parse().ok())
+        .ok_or_else(|| format!("no {name} in {line:?}"))
 }

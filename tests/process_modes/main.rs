@@ -3,11 +3,11 @@
 //!
 //! Children re-execute the program that built the server, so this test binary is its own server
 //! program: it runs without libtest's harness (`harness = false` in Cargo.toml). Started with
-//! `PROCESS_SCENARIO=<name>` in its environment it is a *scenario server*: it builds that
-//! scenario's server, prints `listening on <addr>`, and serves until its stdin closes — and its
-//! children, started with the same environment and arguments, build the same server and adopt
-//! their sockets. Started without it, it is the *driver*: each test starts a scenario server as
-//! a child process and talks to it over real sockets.
+//! `PROCESS_SCENARIO=<name>` in its environment it is a *scenario server* ([`server`]): it builds
+//! that scenario's server, prints `listening on <addr>`, and serves until its stdin closes — and
+//! its children, started with the same environment and arguments, build the same server and
+//! adopt their sockets. Started without it, it is the *driver* (this file): each test starts a
+//! scenario server as a child process and talks to it over real sockets.
 //!
 //! Every socket has a timeout and every wait for a process a deadline; each scenario server is
 //! killed when its test ends, however it ends.
@@ -17,40 +17,34 @@
 //! tests assert on the lines they expect, and the driver prints a test's captured stderr only
 //! when that test fails, so a passing run shows none of it.
 
+#[path = "../common/mod.rs"]
 mod common;
-
+#[path = "../scenario/mod.rs"]
 mod scenario;
+mod server;
 
 use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{tcp_client, TempSocketPath, IO_TIMEOUT, WAIT};
-use socketserver::{
-    is_worker, Builder, DatagramRequest, Failure, Mode, Prefork, Process, StreamRequest, Threading,
+use scenario::procs::{
+    alive, children_of, command_name, live_children, send_signal, wait_with_deadline,
 };
-
-const SCENARIO_VAR: &str = "PROCESS_SCENARIO";
-const SOCKET_PATH_VAR: &str = "PROCESS_SOCKET_PATH";
+use scenario::{check, eventually, stat, ScenarioServer, TestFn};
+use server::{SCENARIO_VAR, SOCKET_PATH_VAR};
 
 fn main() -> ExitCode {
     if let Ok(name) = std::env::var(SCENARIO_VAR) {
-        return scenario_server(&name);
+        return server::scenario_server(&name);
     }
-    scenario::run_tests(TESTS, || lock(&CAPTURED).clear(), print_captured_stderr)
+    scenario::run_tests(TESTS)
 }
-
-// =============================================================================================
-// The driver
-
-use scenario::{pid_upper_line, TestFn};
 
 const TESTS: &[(&str, TestFn)] = &[
     ("process_tcp_echo", process_tcp_echo),
@@ -120,289 +114,32 @@ const TESTS: &[(&str, TestFn)] = &[
     ),
 ];
 
-/// The stderr of every scenario server the running test started, in start order.
-static CAPTURED: Mutex<Vec<CapturedStderr>> = Mutex::new(Vec::new());
-
-/// A lock that a panicking test cannot poison for the tests after it.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// This program as the scenario server `scenario`, stopped by closing its stdin.
+fn scenario_command(scenario: &str) -> Result<Command, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    let mut command = Command::new(exe);
+    command.env(SCENARIO_VAR, scenario).stdin(Stdio::piped());
+    Ok(command)
 }
 
-/// A scenario server's stderr (its children's too: they inherit it), read into memory by a
-/// thread until every process holding the pipe has closed it.
-#[derive(Clone)]
-struct CapturedStderr(Arc<Captured>);
-
-struct Captured {
-    scenario: String,
-    text: Mutex<Vec<u8>>,
-    ended: AtomicBool,
+/// The scenario server `scenario`, listening on TCP or UDP.
+fn start(scenario: &str) -> Result<ScenarioServer, String> {
+    start_with_env(scenario, &[])
 }
 
-impl CapturedStderr {
-    /// Starts reading `stderr`, and registers the capture for the running test.
-    fn start(scenario: &str, mut stderr: impl Read + Send + 'static) -> CapturedStderr {
-        let captured = CapturedStderr(Arc::new(Captured {
-            scenario: scenario.to_string(),
-            text: Mutex::new(Vec::new()),
-            ended: AtomicBool::new(false),
-        }));
-        let reader = captured.clone();
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = stderr.read(&mut buf) {
-                lock(&reader.0.text).extend_from_slice(&buf[..n]);
-            }
-            reader.0.ended.store(true, Ordering::SeqCst);
-        });
-        lock(&CAPTURED).push(captured.clone());
-        captured
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&lock(&self.0.text)).into_owned()
-    }
-
-    /// Waits (at most [`WAIT`]) until `text` has been written `times` times: for the failures a
-    /// test provokes, whose log lines it expects.
-    fn expect(&self, text: &str, times: usize) -> Result<(), String> {
-        check(
-            eventually(WAIT, || self.text().matches(text).count() >= times),
-            || {
-                format!(
-                    "scenario {} should have written {text:?} {times} time(s) on stderr, wrote:\n{}",
-                    self.0.scenario,
-                    self.text()
-                )
-            },
-        )
-    }
+/// [`start`] with `env` added to the scenario server's environment.
+fn start_with_env(scenario: &str, env: &[(&str, &str)]) -> Result<ScenarioServer, String> {
+    let mut command = scenario_command(scenario)?;
+    command.envs(env.iter().copied());
+    ScenarioServer::start(scenario, command)
 }
 
-/// Prints what the failed test's scenario servers wrote to stderr, after a short wait for the
-/// pipes to be read to their end.
-fn print_captured_stderr() {
-    let captures = lock(&CAPTURED).clone();
-    eventually(Duration::from_secs(1), || {
-        captures.iter().all(|c| c.0.ended.load(Ordering::SeqCst))
-    });
-    for captured in captures {
-        let text = captured.text();
-        if !text.is_empty() {
-            println!(
-                "---- stderr of scenario server {} ----\n{text}",
-                captured.0.scenario
-            );
-        }
-    }
-}
-
-fn check(condition: bool, why: impl FnOnce() -> String) -> Result<(), String> {
-    if condition {
-        Ok(())
-    } else {
-        Err(why())
-    }
-}
-
-/// A scenario server running as a child of this driver, killed when dropped.
-struct ScenarioServer {
-    child: Option<Child>,
-    stdin: Option<ChildStdin>,
-    stdout: Option<BufReader<ChildStdout>>,
-    stderr: CapturedStderr,
-    addr: String,
-    _socket_path: Option<TempSocketPath>,
-}
-
-impl ScenarioServer {
-    fn start(scenario: &str) -> Result<ScenarioServer, String> {
-        Self::start_with(scenario, None)
-    }
-
-    fn start_with_env(scenario: &str, env: &[(&str, &str)]) -> Result<ScenarioServer, String> {
-        Self::start_full(scenario, None, env)
-    }
-
-    fn start_unix(scenario: &str) -> Result<ScenarioServer, String> {
-        Self::start_with(scenario, Some(TempSocketPath::new(scenario)))
-    }
-
-    fn start_with(scenario: &str, path: Option<TempSocketPath>) -> Result<ScenarioServer, String> {
-        Self::start_full(scenario, path, &[])
-    }
-
-    fn start_full(
-        scenario: &str,
-        path: Option<TempSocketPath>,
-        env: &[(&str, &str)],
-    ) -> Result<ScenarioServer, String> {
-        let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
-        let mut command = Command::new(exe);
-        command
-            .env(SCENARIO_VAR, scenario)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .envs(env.iter().copied());
-        if let Some(path) = &path {
-            command.env(SOCKET_PATH_VAR, path.path());
-        }
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("cannot start scenario {scenario}: {e}"))?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().map(BufReader::new);
-        let stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| format!("scenario {scenario}: no stderr pipe"))?;
-        let mut server = ScenarioServer {
-            child: Some(child),
-            stdin,
-            stdout,
-            stderr: CapturedStderr::start(scenario, stderr),
-            addr: String::new(),
-            _socket_path: path,
-        };
-        let first = server.read_line(WAIT)?;
-        server.addr = first
-            .strip_prefix("listening on ")
-            .ok_or_else(|| format!("scenario {scenario} printed {first:?} first"))?
-            .to_string();
-        Ok(server)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    fn inet(&self) -> SocketAddr {
-        self.addr.parse().expect("an inet address")
-    }
-
-    /// Reads one stdout line, on a helper thread so a silent server cannot hang the test.
-    fn read_line(&mut self, timeout: Duration) -> Result<String, String> {
-        let mut stdout = self.stdout.take().ok_or("stdout already gone")?;
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        thread::spawn(move || {
-            let mut line = String::new();
-            let read = stdout.read_line(&mut line);
-            let _ = tx.send((read, line, stdout));
-        });
-        match rx.recv_timeout(timeout) {
-            Ok((Ok(n), line, stdout)) if n > 0 => {
-                self.stdout = Some(stdout);
-                Ok(line.trim_end().to_string())
-            }
-            Ok((Ok(_), _, _)) => Err("the scenario server closed stdout".to_string()),
-            Ok((Err(e), _, _)) => Err(format!("reading the scenario server's stdout: {e}")),
-            Err(_) => Err(format!(
-                "no line from the scenario server within {timeout:?}"
-            )),
-        }
-    }
-
-    /// Closes the server's stdin (its signal to shut down), waits for it to exit, and returns
-    /// the rest of its stdout.
-    fn stop(mut self) -> Result<String, String> {
-        drop(self.stdin.take());
-        let mut child = self.child.take().ok_or("already stopped")?;
-        let status = wait_with_deadline(&mut child, WAIT).ok_or_else(|| {
-            format!("scenario server did not exit within {WAIT:?} of its stdin closing")
-        })?;
-        let mut rest = String::new();
-        if let Some(mut stdout) = self.stdout.take() {
-            let _ = stdout.read_to_string(&mut rest);
-        }
-        check(status.success(), || {
-            format!("scenario server exited with {status}; output: {rest}")
-        })?;
-        Ok(rest)
-    }
-}
-
-impl Drop for ScenarioServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A process's children as (pid, state) from `/proc`, zombies (`Z`) included.
-fn children_of(parent: u32) -> Vec<(u32, char)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| {
-            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-            let after = &stat[stat.rfind(')')? + 2..];
-            let mut fields = after.split_whitespace();
-            let state = fields.next()?.chars().next()?;
-            let ppid: u32 = fields.next()?.parse().ok()?;
-            (ppid == parent).then_some((pid, state))
-        })
-        .collect()
-}
-
-fn live_children(parent: u32) -> Vec<u32> {
-    children_of(parent)
-        .into_iter()
-        .filter(|&(_, state)| state != 'Z')
-        .map(|(pid, _)| pid)
-        .collect()
-}
-
-/// A process's command name, from `/proc/<pid>/comm`.
-fn command_name(pid: u32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .ok()
-        .map(|name| name.trim_end().to_string())
-}
-
-/// Whether `pid` is a running process (not gone, not a zombie awaiting its new parent's wait).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let after = stat.get(stat.rfind(')')? + 2..)?;
-            after.chars().next()
-        })
-        .is_some_and(|state| state != 'Z' && state != 'X')
-}
-
-/// Polls `condition` every 5 ms until it holds or `timeout` passes.
-fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
+/// The scenario server `scenario`, listening on a Unix socket at the path returned with it.
+fn start_unix(scenario: &str) -> Result<(ScenarioServer, TempSocketPath), String> {
+    let path = TempSocketPath::new(scenario);
+    let mut command = scenario_command(scenario)?;
+    command.env(SOCKET_PATH_VAR, path.path());
+    Ok((ScenarioServer::start(scenario, command)?, path))
 }
 
 fn tcp_line(addr: SocketAddr, line: &str) -> Result<String, String> {
@@ -445,20 +182,6 @@ fn udp_exchange(addr: SocketAddr, datagram: &[u8]) -> Result<Vec<u8>, String> {
     Ok(buf[..n].to_vec())
 }
 
-/// Parses the `stats accepted=.. completed=.. failed=..` line a scenario server prints last.
-fn stat(output: &str, name: &str) -> Result<u64, String> {
-    let line = output
-        .lines()
-        .find(|l| l.starts_with("stats "))
-        .ok_or_else(|| format!("no stats line in {output:?}"))?;
-    line.split_whitespace()
-        .find_map(|kv| {
-            kv.strip_prefix(&format!("{name}="))
-                .and_then(|v| v.parse().ok())
-        })
-        .ok_or_else(|| format!("no {name} in {line:?}"))
-}
-
 // ---------------------------------------------------------------------------------------------
 // PROXY protocol
 
@@ -467,7 +190,7 @@ fn stat(output: &str, name: &str) -> Result<u64, String> {
 #[cfg(feature = "proxy")]
 fn proxy_in_process_modes() -> Result<(), String> {
     for scenario in ["process_proxy", "prefork_proxy"] {
-        let server = ScenarioServer::start(scenario)?;
+        let mut server = start(scenario)?;
         let stream = timed_tcp(server.inet())?;
         let balancer = stream.local_addr().map_err(|e| e.to_string())?;
         let reply = stream_line(&stream, "PROXY TCP4 198.51.100.7 127.0.0.1 4321 80\r\nhi")?;
@@ -493,7 +216,7 @@ fn proxy_in_process_modes() -> Result<(), String> {
 
 #[cfg(not(feature = "proxy"))]
 fn proxy_in_process_modes() -> Result<(), String> {
-    println!("skipped: built without the proxy feature");
+    common::skip::skipped("built without the proxy feature");
     Ok(())
 }
 
@@ -503,7 +226,7 @@ fn proxy_in_process_modes() -> Result<(), String> {
 /// Three clients at once against a child-per-connection TCP server: each reply names the child
 /// that wrote it, and the three children are distinct processes other than the server.
 fn process_tcp_echo() -> Result<(), String> {
-    let server = ScenarioServer::start("process_tcp")?;
+    let mut server = start("process_tcp")?;
     let addr = server.inet();
     let replies: Vec<Result<String, String>> = thread::scope(|s| {
         let clients: Vec<_> = (0..3)
@@ -539,7 +262,7 @@ fn process_tcp_echo() -> Result<(), String> {
 }
 
 fn process_udp_echo() -> Result<(), String> {
-    let server = ScenarioServer::start("process_udp")?;
+    let mut server = start("process_udp")?;
     for i in 0..3 {
         let reply = udp_exchange(server.inet(), format!("datagram {i}").as_bytes())?;
         check(reply == format!("DATAGRAM {i}").as_bytes(), || {
@@ -551,9 +274,9 @@ fn process_udp_echo() -> Result<(), String> {
 }
 
 fn process_unix_stream_echo() -> Result<(), String> {
-    let server = ScenarioServer::start_unix("process_unix_stream")?;
+    let (mut server, _path) = start_unix("process_unix_stream")?;
     for i in 0..3 {
-        let stream = common::unix_client(std::path::Path::new(&server.addr));
+        let stream = common::unix_client(std::path::Path::new(&server.listening));
         let reply = stream_line(stream, &format!("unix {i}"))?;
         check(reply.ends_with(&format!(" UNIX {i}")), || {
             format!("reply {reply:?}")
@@ -564,11 +287,11 @@ fn process_unix_stream_echo() -> Result<(), String> {
 }
 
 fn process_unix_datagram_echo() -> Result<(), String> {
-    let server = ScenarioServer::start_unix("process_unix_datagram")?;
+    let (mut server, _path) = start_unix("process_unix_datagram")?;
     let (client, _path) = common::unix_datagram_client("process-dgram-client");
     for i in 0..3 {
         client
-            .send_to(format!("unix dgram {i}").as_bytes(), &server.addr)
+            .send_to(format!("unix dgram {i}").as_bytes(), &server.listening)
             .map_err(|e| format!("send: {e}"))?;
         let mut buf = [0u8; 256];
         let n = client
@@ -586,7 +309,7 @@ fn process_unix_datagram_echo() -> Result<(), String> {
 /// `handle_error` in the child (which prints it), the client's connection is closed, and the
 /// parent goes on serving.
 fn process_child_failures() -> Result<(), String> {
-    let mut server = ScenarioServer::start("process_faulty")?;
+    let mut server = start("process_faulty")?;
     for line in ["error", "panic"] {
         let mut stream = timed_tcp(server.inet())?;
         stream
@@ -595,7 +318,7 @@ fn process_child_failures() -> Result<(), String> {
         check(common::closed_without_reply(&mut stream), || {
             format!("the {line} child should close the connection without a reply")
         })?;
-        let reported = server.read_line(WAIT)?;
+        let reported = server.next_line(WAIT)?;
         check(
             reported.starts_with(&format!("handle_error in child: {line}")),
             || format!("expected the child's handle_error report for {line}, got {reported:?}"),
@@ -606,8 +329,8 @@ fn process_child_failures() -> Result<(), String> {
         format!("reply {reply:?}")
     })?;
     // The parent logs each failed child; the panic hook of the child reports its panic.
-    server.stderr.expect("failed (exit status 1)", 2)?;
-    server.stderr.expect("panic requested by the client", 1)?;
+    server.expect_stderr("failed (exit status 1)", 2)?;
+    server.expect_stderr("panic requested by the client", 1)?;
     let output = server.stop()?;
     check(
         stat(&output, "failed")? == 2 && stat(&output, "completed")? == 1,
@@ -618,7 +341,7 @@ fn process_child_failures() -> Result<(), String> {
 /// After 200 sequential connections, every child has been reaped: the server has no zombie
 /// child (and no child at all) once the last one has exited.
 fn process_no_zombies() -> Result<(), String> {
-    let server = ScenarioServer::start("process_tcp")?;
+    let mut server = start("process_tcp")?;
     for i in 0..200 {
         let reply = tcp_line(server.inet(), &format!("n{i}"))?;
         check(reply.ends_with(&format!("N{i}")), || {
@@ -640,7 +363,7 @@ fn process_no_zombies() -> Result<(), String> {
 /// which exits while requests are being served. The server must not reap it: the program waits
 /// for it at the end and gets exit code 7.
 fn process_unrelated_child() -> Result<(), String> {
-    let server = ScenarioServer::start("process_unrelated_child")?;
+    let mut server = start("process_unrelated_child")?;
     for i in 0..20 {
         tcp_line(server.inet(), &format!("r{i}"))?;
     }
@@ -674,7 +397,7 @@ fn process_unrelated_child() -> Result<(), String> {
 /// children are ever alive (sampled from `/proc` throughout), and all eight are served.
 fn process_max_children() -> Result<(), String> {
     const CLIENTS: usize = 8;
-    let server = ScenarioServer::start("process_capped")?;
+    let mut server = start("process_capped")?;
     let (addr, pid) = (server.inet(), server.pid());
     let done = std::sync::atomic::AtomicBool::new(false);
     let (most, replies) = thread::scope(|s| {
@@ -711,7 +434,7 @@ fn process_max_children() -> Result<(), String> {
 /// connection.
 fn process_no_descriptor_leak() -> Result<(), String> {
     // The scenario server gets socket-activation variables; its children must not.
-    let server = ScenarioServer::start_with_env(
+    let mut server = start_with_env(
         "process_sockets",
         &[("LISTEN_FDS", "1"), ("LISTEN_PID", "1")],
     )?;
@@ -741,7 +464,7 @@ fn process_no_descriptor_leak() -> Result<(), String> {
 // Prefork
 
 fn prefork_echo() -> Result<(), String> {
-    let tcp = ScenarioServer::start("prefork_tcp")?;
+    let mut tcp = start("prefork_tcp")?;
     let mut pids = HashSet::new();
     for i in 0..10 {
         let reply = tcp_line(tcp.inet(), &format!("p{i}"))?;
@@ -757,7 +480,7 @@ fn prefork_echo() -> Result<(), String> {
     })?;
     tcp.stop()?;
 
-    let udp = ScenarioServer::start("prefork_udp")?;
+    let mut udp = start("prefork_udp")?;
     for i in 0..10 {
         let reply = udp_exchange(udp.inet(), format!("u{i}").as_bytes())?;
         check(reply == format!("U{i}").as_bytes(), || {
@@ -768,18 +491,14 @@ fn prefork_echo() -> Result<(), String> {
 }
 
 fn prefork_replaces_killed_worker() -> Result<(), String> {
-    let server = ScenarioServer::start("prefork_tcp")?;
+    let mut server = start("prefork_tcp")?;
     let pid = server.pid();
     check(eventually(WAIT, || live_children(pid).len() == 2), || {
         format!("expected 2 workers, found {:?}", live_children(pid))
     })?;
     let before = live_children(pid);
-    let victim = before[0];
-    // SAFETY: kill(2) on a pid we just read as our grandchild; no memory is involved.
-    let killed = unsafe { libc::kill(victim as i32, libc::SIGKILL) };
-    check(killed == 0, || {
-        format!("kill {victim}: {}", io::Error::last_os_error())
-    })?;
+    let victim = *before.iter().next().ok_or("no worker")?;
+    send_signal(victim, libc::SIGKILL)?;
     let replaced_at = Instant::now();
     let replaced = eventually(WAIT, || {
         let now = live_children(pid);
@@ -792,9 +511,7 @@ fn prefork_replaces_killed_worker() -> Result<(), String> {
         "    killed worker replaced within {:?}",
         replaced_at.elapsed()
     );
-    server
-        .stderr
-        .expect(&format!("(pid {victim}) was killed by signal 9"), 1)?;
+    server.expect_stderr(&format!("(pid {victim}) was killed by signal 9"), 1)?;
     for i in 0..20 {
         let reply = tcp_line(server.inet(), &format!("after {i}"))?;
         check(reply.ends_with(&format!("AFTER {i}")), || {
@@ -809,7 +526,7 @@ fn prefork_replaces_killed_worker() -> Result<(), String> {
 /// them still gets its reply.
 fn prefork_graceful_stop() -> Result<(), String> {
     const CLIENTS: usize = 10;
-    let server = ScenarioServer::start("prefork_slow")?;
+    let mut server = start("prefork_slow")?;
     let addr = server.inet();
     let accepted = Arc::new(Barrier::new(CLIENTS + 1));
     let results = thread::scope(|s| {
@@ -855,7 +572,7 @@ fn prefork_graceful_stop() -> Result<(), String> {
 /// One worker recycled after every 4 requests (no jitter): 12 sequential requests are all
 /// served, by at least three different worker processes in turn.
 fn prefork_recycles_workers() -> Result<(), String> {
-    let server = ScenarioServer::start("prefork_recycling")?;
+    let mut server = start("prefork_recycling")?;
     // (worker pid, requests it served in a row)
     let mut runs: Vec<(String, usize)> = Vec::new();
     for i in 0..12 {
@@ -882,7 +599,7 @@ fn prefork_recycles_workers() -> Result<(), String> {
 /// A worker stuck in a request longer than the drain timeout (200 ms) is killed: the server
 /// stops within the timeout plus a little, and the stuck client sees its connection end.
 fn prefork_drain_timeout() -> Result<(), String> {
-    let server = ScenarioServer::start("prefork_stuck")?;
+    let mut server = start("prefork_stuck")?;
     let mut stuck = timed_tcp(server.inet())?;
     stuck.write_all(b"hold\n").map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(stuck.try_clone().map_err(|e| e.to_string())?);
@@ -943,15 +660,13 @@ fn orphaned_worker_stops() -> Result<(), String> {
 }
 
 fn prefork_parent_killed() -> Result<(), String> {
-    let mut server = ScenarioServer::start("prefork_tcp")?;
+    let mut server = start("prefork_tcp")?;
     let pid = server.pid();
     check(eventually(WAIT, || live_children(pid).len() == 2), || {
         format!("expected 2 workers, found {:?}", live_children(pid))
     })?;
     let workers = live_children(pid);
-    let mut parent = server.child.take().ok_or("no parent")?;
-    parent.kill().map_err(|e| format!("kill parent: {e}"))?;
-    let _ = parent.wait();
+    server.kill()?;
     let killed_at = Instant::now();
     let gone = eventually(WAIT, || workers.iter().all(|&w| !alive(w)));
     check(gone, || {
@@ -970,7 +685,7 @@ fn prefork_parent_killed() -> Result<(), String> {
 /// reply, then the worker exits within about its drain timeout (600 ms) — long before the
 /// handler's 60 s read timeout would have freed it.
 fn prefork_orphan_drains() -> Result<(), String> {
-    let mut server = ScenarioServer::start("prefork_idle_client")?;
+    let mut server = start("prefork_idle_client")?;
     let mut reader = BufReader::new(timed_tcp(server.inet())?);
     let mut exchange = |line: &str| -> Result<String, String> {
         reader
@@ -997,9 +712,7 @@ fn prefork_orphan_drains() -> Result<(), String> {
         .get_mut()
         .write_all(b"slow\n")
         .map_err(|e| format!("send slow: {e}"))?;
-    let mut parent = server.child.take().ok_or("no parent")?;
-    parent.kill().map_err(|e| format!("kill parent: {e}"))?;
-    let _ = parent.wait();
+    server.kill()?;
     let killed_at = Instant::now();
     let mut reply = String::new();
     reader
@@ -1012,8 +725,7 @@ fn prefork_orphan_drains() -> Result<(), String> {
     let gone = eventually(WAIT, || !alive(worker));
     let waited = killed_at.elapsed();
     if !gone {
-        // SAFETY: kill(2) on the worker this test started (through its parent); no memory involved.
-        unsafe { libc::kill(worker as i32, libc::SIGKILL) };
+        let _ = send_signal(worker, libc::SIGKILL);
         return Err(format!(
             "the orphaned worker {worker} held by an idle client was still alive {waited:?} after \
              its parent was killed"
@@ -1115,7 +827,7 @@ fn check_notify_run(
 fn notify_in_threading_mode() -> Result<(), String> {
     let mut manager = NotifyListener::new("notify-threading")?;
     let notify = manager.env();
-    let server = ScenarioServer::start_with_env(
+    let mut server = start_with_env(
         "threading_tcp",
         &[("NOTIFY_SOCKET", &notify), ("WATCHDOG_USEC", "200000")],
     )?;
@@ -1142,7 +854,7 @@ fn notify_in_threading_mode() -> Result<(), String> {
 fn notify_in_prefork_mode() -> Result<(), String> {
     let mut manager = NotifyListener::new("notify-prefork")?;
     let notify = manager.env();
-    let server = ScenarioServer::start_with_env(
+    let mut server = start_with_env(
         "prefork_tcp",
         &[("NOTIFY_SOCKET", &notify), ("WATCHDOG_USEC", "200000")],
     )?;
@@ -1162,244 +874,4 @@ fn notify_in_prefork_mode() -> Result<(), String> {
     })?;
     // The parent serves no request itself, but its STATUS sums what its workers reported.
     check_notify_run(&manager, "prefork supervisor", "4 completed")
-}
-
-// =============================================================================================
-// Scenario servers (run in the scenario server process and, re-executed, in its children)
-
-fn scenario_server(name: &str) -> ExitCode {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .is_test(false)
-        .try_init();
-    // The faulty scenario panics on purpose: one line instead of a backtrace in the test output.
-    std::panic::set_hook(Box::new(|info| {
-        eprintln!("scenario server (expected): {info}");
-    }));
-    let result = match name {
-        "process_tcp" => serve_tcp(Process::new(), pid_upper_line),
-        "process_faulty" => serve_tcp(Process::new(), faulty_line),
-        "process_capped" => serve_tcp(Process::new().max_children(3), slow_upper_line),
-        "process_unrelated_child" => unrelated_child_scenario(),
-        "process_sockets" => serve_tcp(Process::new(), count_sockets),
-        "process_udp" => serve_udp(Process::new()),
-        "process_unix_stream" => serve_unix_stream(Process::new()),
-        "process_unix_datagram" => serve_unix_datagram(Process::new()),
-        "prefork_tcp" => serve_tcp(Prefork::new(2), pid_upper_line),
-        "threading_tcp" => serve_tcp(Threading::new(), pid_upper_line),
-        "prefork_slow" => serve_tcp(
-            Prefork::new(2).worker_mode(Threading::new()),
-            accepted_then_slow_line,
-        ),
-        "prefork_udp" => serve_udp(Prefork::new(2)),
-        "prefork_recycling" => serve_tcp(
-            Prefork::new(1).max_requests(4).max_requests_jitter(0),
-            pid_upper_line,
-        ),
-        "prefork_stuck" => serve_tcp(
-            Prefork::new(1).drain_timeout(Duration::from_millis(200)),
-            accepted_then_stuck,
-        ),
-        "prefork_idle_client" => reporting_builder()
-            // Longer than the test waits: only the drain can end the idle connection.
-            .read_timeout(Duration::from_secs(60))
-            .mode(Prefork::new(1).drain_timeout(Duration::from_millis(600)))
-            .bind_tcp("127.0.0.1:0", pid_upper_lines)
-            .and_then(scenario::serve_and_report),
-        #[cfg(feature = "proxy")]
-        "process_proxy" => serve_proxy(Process::new()),
-        #[cfg(feature = "proxy")]
-        "prefork_proxy" => serve_proxy(Prefork::new(2)),
-        other => Err(io::Error::other(format!("no scenario named {other}"))),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("scenario {name}: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn reporting_builder() -> Builder {
-    Builder::new()
-        .read_timeout(IO_TIMEOUT)
-        .write_timeout(IO_TIMEOUT)
-        .handle_error(|_peer, failure: &Failure| {
-            // Printed by the child that failed; the driver reads it from the shared stdout.
-            let what = match failure {
-                Failure::Error(e) => e.to_string(),
-                Failure::Panic(message) => message.clone(),
-                other => other.to_string(),
-            };
-            println!("handle_error in child: {what}");
-            let _ = io::stdout().flush();
-        })
-}
-
-fn serve_tcp<M: Mode>(
-    mode: M,
-    handler: fn(&mut StreamRequest) -> io::Result<()>,
-) -> io::Result<()> {
-    scenario::serve_and_report(
-        reporting_builder()
-            .mode(mode)
-            .bind_tcp("127.0.0.1:0", handler)?,
-    )
-}
-
-/// A PROXY protocol server trusting loopback whose children answer with the peer they saw.
-#[cfg(feature = "proxy")]
-fn serve_proxy<M: Mode>(mode: M) -> io::Result<()> {
-    scenario::serve_and_report(
-        reporting_builder()
-            .mode(mode)
-            .proxy_protocol(socketserver::proxy::ProxyProtocol::Any)
-            .trusted_proxies(["127.0.0.1"])
-            // Sees the real client, in the child: 203.0.113.66 is refused.
-            .verify_request(|peer| !peer.to_string().starts_with("203.0.113.66:"))
-            .bind_tcp("127.0.0.1:0", |req: &mut StreamRequest| {
-                let mut line = String::new();
-                req.read_line(&mut line)?;
-                let proxy = req.proxy_addr().map(ToString::to_string);
-                let peer = req.peer_addr().to_string();
-                writeln!(
-                    req,
-                    "{} peer={peer} proxy={}",
-                    std::process::id(),
-                    proxy.unwrap_or_default()
-                )
-            })?,
-    )
-}
-
-fn serve_udp<M: Mode>(mode: M) -> io::Result<()> {
-    scenario::serve_and_report(
-        reporting_builder()
-            .mode(mode)
-            .bind_udp("127.0.0.1:0", upper_datagram)?,
-    )
-}
-
-fn socket_path() -> io::Result<PathBuf> {
-    std::env::var_os(SOCKET_PATH_VAR)
-        .map(PathBuf::from)
-        .ok_or_else(|| io::Error::other(format!("{SOCKET_PATH_VAR} is not set")))
-}
-
-fn serve_unix_stream<M: Mode>(mode: M) -> io::Result<()> {
-    let path = socket_path()?;
-    scenario::serve_and_report(
-        reporting_builder()
-            .mode(mode)
-            .bind_unix_stream(path, pid_upper_line)?,
-    )
-}
-
-fn serve_unix_datagram<M: Mode>(mode: M) -> io::Result<()> {
-    let path = socket_path()?;
-    scenario::serve_and_report(
-        reporting_builder()
-            .mode(mode)
-            .bind_unix_datagram(path, upper_datagram)?,
-    )
-}
-
-fn unrelated_child_scenario() -> io::Result<()> {
-    // Started before the server, by the parent only (a child re-running main must not).
-    let own_child = if is_worker() {
-        None
-    } else {
-        Some(
-            Command::new("sh")
-                .args(["-c", "sleep 0.1; exit 7"])
-                .spawn()?,
-        )
-    };
-    let result = serve_tcp(Process::new(), pid_upper_line);
-    if let Some(mut child) = own_child {
-        let status = child.wait()?;
-        println!(
-            "unrelated child: exit status {}",
-            status.code().unwrap_or(-1)
-        );
-    }
-    result
-}
-
-/// Answers every line with `<pid> <LINE>` until the client closes; `slow` is answered after
-/// 100 ms.
-fn pid_upper_lines(req: &mut StreamRequest) -> io::Result<()> {
-    let mut line = String::new();
-    while req.read_line(&mut line)? > 0 {
-        let text = line.trim_end().to_uppercase();
-        if text == "SLOW" {
-            thread::sleep(Duration::from_millis(100));
-        }
-        writeln!(req, "{} {text}", std::process::id())?;
-        line.clear();
-    }
-    Ok(())
-}
-
-fn slow_upper_line(req: &mut StreamRequest) -> io::Result<()> {
-    let mut line = String::new();
-    req.read_line(&mut line)?;
-    thread::sleep(Duration::from_millis(300));
-    writeln!(
-        req,
-        "{} {}",
-        std::process::id(),
-        line.trim_end().to_uppercase()
-    )
-}
-
-fn accepted_then_stuck(req: &mut StreamRequest) -> io::Result<()> {
-    writeln!(req, "accepted")?;
-    // Longer than any test waits: only the drain timeout's kill ends it.
-    thread::sleep(Duration::from_secs(60));
-    Ok(())
-}
-
-fn accepted_then_slow_line(req: &mut StreamRequest) -> io::Result<()> {
-    writeln!(req, "accepted")?;
-    slow_upper_line(req)
-}
-
-/// Answers `sockets: <n> <descriptors>`: the sockets this process holds, from `/proc/self/fd`.
-fn count_sockets(req: &mut StreamRequest) -> io::Result<()> {
-    let mut line = String::new();
-    req.read_line(&mut line)?;
-    let mut sockets = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/fd")? {
-        let entry = entry?;
-        if let Ok(target) = std::fs::read_link(entry.path()) {
-            if target.to_string_lossy().starts_with("socket:") {
-                sockets.push(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
-    }
-    let activation = ["LISTEN_FDS", "LISTEN_PID"]
-        .iter()
-        .filter(|v| std::env::var_os(v).is_some())
-        .count();
-    writeln!(
-        req,
-        "sockets: {} {} activation vars: {activation}",
-        sockets.len(),
-        sockets.join(",")
-    )
-}
-
-fn faulty_line(req: &mut StreamRequest) -> io::Result<()> {
-    let mut line = String::new();
-    req.read_line(&mut line)?;
-    match line.trim_end() {
-        "error" => Err(io::Error::other("error requested by the client")),
-        "panic" => panic!("panic requested by the client"),
-        other => writeln!(req, "{} {}", std::process::id(), other.to_uppercase()),
-    }
-}
-
-fn upper_datagram(req: &mut DatagramRequest) -> io::Result<()> {
-    req.reply(&req.data().to_ascii_uppercase())
 }
