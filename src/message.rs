@@ -114,6 +114,7 @@ mod linger;
 pub(crate) mod output;
 mod reply;
 pub(crate) mod sender;
+mod slots;
 pub(crate) mod timers;
 mod workers;
 

@@ -3,6 +3,9 @@
 //! when a whole message is there (inline, or on a worker), writes the replies, and enforces the
 //! time limits with one timer heap.
 
+mod dispatch;
+mod limits;
+
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
@@ -20,6 +23,7 @@ use super::handler::{Closed, MessageHandler};
 use super::linger::Lingering;
 use super::reply::ConnectionInfo;
 use super::sender::{Command, ConnectionId, Link};
+use super::slots::Slots;
 use super::timers::Timers;
 use super::workers::{run_step, Batch, Done, Job, Workers};
 use crate::address::Address;
@@ -92,21 +96,6 @@ impl Parts {
     }
 }
 
-struct Slot<H, F> {
-    generation: u32,
-    conn: Option<Conn<H, F>>,
-}
-
-/// The connection `id` names, if it is still open (a borrow of the slots alone, so the poller
-/// can be borrowed beside it).
-fn conn_in<H, F>(slots: &mut [Slot<H, F>], id: ConnectionId) -> Option<&mut Conn<H, F>> {
-    let slot = slots.get_mut(id.slot as usize)?;
-    if slot.generation != id.generation {
-        return None;
-    }
-    slot.conn.as_mut()
-}
-
 pub(crate) struct EventLoop<H, F> {
     poll: Poll,
     events: Events,
@@ -114,9 +103,7 @@ pub(crate) struct EventLoop<H, F> {
     commands: Receiver<Command>,
     done_rx: Receiver<Done<H>>,
     workers: Option<Workers<H>>,
-    slots: Vec<Slot<H, F>>,
-    free: Vec<u32>,
-    open: usize,
+    slots: Slots<H, F>,
     timers: Timers,
     scratch: Vec<u8>,
     handler: H,
@@ -174,9 +161,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             commands,
             done_rx,
             workers,
-            slots: Vec::new(),
-            free: Vec::new(),
-            open: 0,
+            slots: Slots::new(FIRST_LINGERING - FIRST_CONNECTION),
             timers: Timers::default(),
             scratch: vec![0; READ_CHUNK],
             handler,
@@ -242,7 +227,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 break;
             }
             for &(slot, writable) in &ready {
-                if let Some(id) = self.id_of(slot) {
+                if let Some(id) = self.slots.id_of(slot) {
                     self.on_ready(id, writable);
                 }
                 // After each connection's turn (at most a megabyte read), not once per wake-up:
@@ -271,7 +256,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 self.begin_drain();
             }
             if let Some(until) = self.drain_until {
-                let done = self.open == 0 && !self.accepting && self.lingering.len() == 0;
+                let done = self.slots.open() == 0 && !self.accepting && self.lingering.len() == 0;
                 if done || Instant::now() >= until {
                     break;
                 }
@@ -280,17 +265,8 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         self.close_all();
     }
 
-    fn id_of(&self, slot: usize) -> Option<ConnectionId> {
-        let s = self.slots.get(slot)?;
-        s.conn.as_ref()?;
-        Some(ConnectionId {
-            slot: u32::try_from(slot).ok()?,
-            generation: s.generation,
-        })
-    }
-
     fn conn(&mut self, id: ConnectionId) -> Option<&mut Conn<H, F>> {
-        conn_in(&mut self.slots, id)
+        self.slots.get_mut(id)
     }
 
     fn token(id: ConnectionId) -> Token {
@@ -299,7 +275,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
 
     fn on_ready(&mut self, id: ConnectionId, writable: bool) {
         let registry = self.poll.registry();
-        let Some(conn) = conn_in(&mut self.slots, id) else {
+        let Some(conn) = self.slots.get_mut(id) else {
             return;
         };
         // Readiness is edge-triggered: any event may mean bytes to read (or the peer gone).
@@ -367,7 +343,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
     /// After a turn: writes the output, closes the connection if it is done, re-arms its timers.
     fn settle(&mut self, id: ConnectionId) {
         let registry = self.poll.registry();
-        let Some(conn) = conn_in(&mut self.slots, id) else {
+        let Some(conn) = self.slots.get_mut(id) else {
             return;
         };
         if conn.pending() > 0 {
@@ -406,237 +382,6 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         self.arm(id);
     }
 
-    /// Handles (inline) or hands to a worker the complete messages at the front of the input.
-    /// `Err` closes the connection for that reason.
-    fn handle_buffered(&mut self, id: ConnectionId) -> Result<(), Closed> {
-        let inline = self.workers.is_none();
-        let max_pending = self.settings.max_pending_output;
-        let server = &self.server;
-        let Some(conn) = conn_in(&mut self.slots, id) else {
-            return Ok(());
-        };
-        if conn.waiting {
-            return Ok(()); // its turn comes when the workers' queue has room
-        }
-        if self.workers.as_ref().is_some_and(|w| !w.has_room()) {
-            conn.waiting = true;
-            self.waitlist.push_back(id);
-            return Ok(());
-        }
-        let mut consumed = 0;
-        // Whether the loop stopped at an incomplete message (or none), not with whole ones left.
-        let mut partial = false;
-        let mut batch = Batch::default();
-        let mut outcome = Ok(());
-        let Some(mut handler) = conn.handler.take() else {
-            return Ok(());
-        };
-        let input = std::mem::take(&mut conn.input);
-        loop {
-            let rest = &input[consumed..];
-            if rest.is_empty() {
-                partial = true;
-                break;
-            }
-            let frame = match conn.framer.frame(rest) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => {
-                    if rest.len() >= conn.framer.limit() {
-                        let error = io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!(
-                                "message of more than {} bytes (the framer's limit) from {}",
-                                conn.framer.limit(),
-                                conn.info.peer
-                            ),
-                        );
-                        server
-                            .shared
-                            .report(&conn.info.peer, &Failure::Error(error));
-                        outcome = Err(Closed::BadMessage);
-                    }
-                    partial = true;
-                    break;
-                }
-                Err(e) => {
-                    let error = io::Error::new(
-                        e.kind(),
-                        format!("bad message from {}: {e}", conn.info.peer),
-                    );
-                    server
-                        .shared
-                        .report(&conn.info.peer, &Failure::Error(error));
-                    outcome = Err(Closed::BadMessage);
-                    break;
-                }
-            };
-            let m = frame.message.clone();
-            let possible = m.start <= m.end
-                && m.end <= frame.consumed
-                && frame.consumed > 0
-                && frame.consumed <= rest.len();
-            if !possible {
-                let error = io::Error::other(format!(
-                    "the framer returned an impossible frame ({frame:?} of {} bytes)",
-                    rest.len()
-                ));
-                server
-                    .shared
-                    .report(&conn.info.peer, &Failure::Error(error));
-                outcome = Err(Closed::HandlerFailed);
-                break;
-            }
-            let message = &rest[m];
-            consumed += frame.consumed;
-            if inline {
-                let mut close = false;
-                let step = run_step(&mut conn.output, &mut close, &conn.info, |reply| {
-                    handler.handle(message, reply)
-                });
-                if let Err(failure) = step {
-                    server.shared.report(&conn.info.peer, &failure);
-                    conn.close_later(Closed::HandlerFailed, LINGER);
-                    break;
-                }
-                if close {
-                    conn.close_later(Closed::ByHandler, LINGER);
-                    break;
-                }
-                if conn.pending() > max_pending {
-                    conn.held = true;
-                    break;
-                }
-            } else {
-                batch.push(message);
-                if batch.messages.len() >= BATCH_MESSAGES || batch.bytes.len() >= BATCH_BYTES {
-                    break;
-                }
-            }
-        }
-        conn.input = input;
-        conn.consume_input(consumed);
-        conn.rest_is_partial = partial;
-        let now = Instant::now();
-        if consumed > 0 || conn.input.is_empty() {
-            conn.message_since = (!conn.input.is_empty()).then_some(now);
-        } else if conn.message_since.is_none() {
-            conn.message_since = Some(now);
-        }
-        if batch.is_empty() {
-            conn.handler = Some(handler);
-            return outcome;
-        }
-        conn.on_worker = batch.bytes.capacity();
-        let job = Job {
-            handler,
-            info: Arc::clone(&conn.info),
-            batch,
-        };
-        if let Some(workers) = &self.workers {
-            if let Err(job) = workers.submit(job) {
-                // The workers are gone (the server is stopping): nothing will answer.
-                if let Some(conn) = self.conn(id) {
-                    conn.handler = Some(job.handler);
-                }
-                return Err(Closed::ServerStopped);
-            }
-        }
-        outcome
-    }
-
-    /// Results from the workers: the handler comes home with its replies. Then the connections
-    /// waiting for room in the workers' queue get it, in order.
-    fn take_results(&mut self) {
-        self.take_done();
-        while self.workers.as_ref().is_some_and(Workers::has_room) {
-            let Some(id) = self.waitlist.pop_front() else {
-                break;
-            };
-            let Some(conn) = self.conn(id) else {
-                continue; // closed meanwhile
-            };
-            conn.waiting = false;
-            self.service(id);
-        }
-    }
-
-    fn take_done(&mut self) {
-        loop {
-            let done = match self.done_rx.try_recv() {
-                Ok(done) => done,
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
-            };
-            let Done {
-                id,
-                handler,
-                out,
-                close,
-                failure,
-            } = done;
-            let Some(conn) = conn_in(&mut self.slots, id) else {
-                continue;
-            };
-            conn.handler = Some(handler);
-            conn.on_worker = 0;
-            if let Some(failure) = &failure {
-                self.server.shared.report(&conn.info.peer, failure);
-            }
-            if conn.abandoned {
-                let reason = conn.closing.clone().unwrap_or(Closed::ServerStopped);
-                self.finish(id, reason);
-                continue;
-            }
-            conn.last_active = Instant::now();
-            conn.queue(out);
-            if failure.is_some() {
-                conn.close_later(Closed::HandlerFailed, LINGER);
-            } else if close {
-                conn.close_later(Closed::ByHandler, LINGER);
-            }
-            self.service(id);
-        }
-    }
-
-    fn take_commands(&mut self) {
-        loop {
-            let command = match self.commands.try_recv() {
-                Ok(command) => command,
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
-            };
-            match command {
-                Command::Open(connection, peer) => self.open(connection, peer),
-                Command::Push(id, bytes) => {
-                    let max_pending = self.settings.max_pending_output;
-                    let Some(conn) = self.conn(id) else {
-                        continue;
-                    };
-                    if conn.abandoned {
-                        continue;
-                    }
-                    conn.push(bytes);
-                    if conn.pending() > max_pending {
-                        log::debug!(
-                            "{}: {} bytes pushed and not read; closing the connection",
-                            conn.info.peer,
-                            conn.pending()
-                        );
-                        self.close(id, Closed::SlowReader);
-                        continue;
-                    }
-                    self.settle(id);
-                }
-                Command::AcceptingEnded => self.accepting = false,
-                Command::Close(id) => {
-                    let Some(conn) = self.conn(id) else {
-                        continue;
-                    };
-                    conn.close_later(Closed::ByHandler, LINGER);
-                    self.settle(id);
-                }
-            }
-        }
-    }
-
     /// Takes a new connection: registers it, runs `opened`, reads what it already sent.
     fn open(&mut self, connection: Connection, peer: Address) {
         let stream = match Stream::new(connection) {
@@ -646,25 +391,10 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 return;
             }
         };
-        let slot = match self.free.pop() {
-            Some(slot) => slot,
-            None => {
-                let Some(slot) = u32::try_from(self.slots.len())
-                    .ok()
-                    .filter(|&n| (n as usize) + FIRST_CONNECTION < FIRST_LINGERING)
-                else {
-                    log::error!("{peer}: too many connections for one message loop; closed");
-                    return;
-                };
-                self.slots.push(Slot {
-                    generation: 0,
-                    conn: None,
-                });
-                slot
-            }
+        let Some(id) = self.slots.reserve() else {
+            log::error!("{peer}: too many connections for one message loop; closed");
+            return;
         };
-        let generation = self.slots[slot as usize].generation;
-        let id = ConnectionId { slot, generation };
         let info = Arc::new(ConnectionInfo {
             id,
             peer,
@@ -677,7 +407,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 "{}: cannot watch the connection: {e}; closed",
                 conn.info.peer
             );
-            self.free.push(slot);
+            self.slots.unreserve(id);
             return;
         }
         let mut close = false;
@@ -691,13 +421,9 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             conn.close_later(Closed::ByHandler, LINGER);
         }
         let closing = self.drain_until.is_some();
-        self.slots[slot as usize].conn = Some(conn);
-        self.open += 1;
+        self.slots.fill(id, conn);
         if let Err(failure) = opened {
-            let peer = self.slots[slot as usize]
-                .conn
-                .as_ref()
-                .map(|c| c.info.peer.clone());
+            let peer = self.slots.get(id).map(|c| c.info.peer.clone());
             if let Some(peer) = peer {
                 self.server.shared.report(&peer, &failure);
             }
@@ -729,7 +455,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
     /// Closes `id` now, or as soon as its handler returns from a worker.
     fn close(&mut self, id: ConnectionId, reason: Closed) {
         let registry = self.poll.registry();
-        let Some(conn) = conn_in(&mut self.slots, id) else {
+        let Some(conn) = self.slots.get_mut(id) else {
             return;
         };
         if conn.busy() {
@@ -768,14 +494,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
     /// Takes a connection whose handler is home out of its slot and tells the handler it closed;
     /// returns its socket, still registered.
     fn remove(&mut self, id: ConnectionId, reason: Closed) -> Option<Stream> {
-        let slot = self.slots.get_mut(id.slot as usize)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        let mut conn = slot.conn.take()?;
-        slot.generation = slot.generation.wrapping_add(1);
-        self.free.push(id.slot);
-        self.open -= 1;
+        let mut conn = self.slots.take(id)?;
         self.budget.recharge(conn.charge, 0);
         log::debug!("{}: connection {id} closed: {reason}", conn.info.peer);
         if let Some(mut handler) = conn.handler.take() {
@@ -792,81 +511,6 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         Some(conn.stream)
     }
 
-    /// When the connection's next limit passes, and which.
-    fn next_limit(&self, conn: &Conn<H, F>) -> Option<(Instant, Closed)> {
-        let s = &self.settings;
-        let mut next: Option<(Instant, Closed)> = None;
-        let mut consider = |at: Option<Instant>, why: Closed| {
-            if let Some(at) = at {
-                if next.as_ref().is_none_or(|(t, _)| at < *t) {
-                    next = Some((at, why));
-                }
-            }
-        };
-        let after =
-            |from: Instant, limit: Option<Duration>| limit.and_then(|d| from.checked_add(d));
-        consider(after(conn.opened_at, s.lifetime), Closed::Lifetime);
-        if !conn.busy() {
-            consider(after(conn.last_active, s.idle), Closed::IdleTimeout);
-            // Messages held back because the peer does not read its replies are not late: the
-            // idle timeout (no byte moving either way) covers that peer.
-            let held = conn.pending() > s.max_pending_output;
-            if let Some(since) = conn.message_since.filter(|_| !held) {
-                consider(after(since, s.message), Closed::MessageTimeout);
-            }
-        }
-        if let Some(by) = conn.close_by {
-            let why = conn.closing.clone().unwrap_or(Closed::ByHandler);
-            consider(Some(by), why);
-        }
-        if conn.draining && !conn.received && conn.closing.is_none() {
-            consider(
-                conn.opened_at.checked_add(s.first_wait),
-                Closed::ServerStopped,
-            );
-        }
-        next
-    }
-
-    /// Makes sure the timers look at `id` no later than its next limit.
-    fn arm(&mut self, id: ConnectionId) {
-        let Some(conn) = self
-            .slots
-            .get(id.slot as usize)
-            .and_then(|s| s.conn.as_ref())
-        else {
-            return;
-        };
-        let Some((at, _)) = self.next_limit(conn) else {
-            return;
-        };
-        if conn.armed.is_some_and(|armed| armed <= at) {
-            return;
-        }
-        self.timers.arm(at, id);
-        if let Some(conn) = self.conn(id) {
-            conn.armed = Some(at);
-        }
-    }
-
-    /// Closes the connections whose limits have passed.
-    fn expire(&mut self, now: Instant) {
-        while let Some(id) = self.timers.pop_due(now) {
-            let Some(conn) = self.conn(id) else { continue };
-            conn.armed = None;
-            let Some(conn) = self.slots[id.slot as usize].conn.as_ref() else {
-                continue;
-            };
-            match self.next_limit(conn) {
-                Some((at, why)) if at <= now => {
-                    log::debug!("{}: connection {id}: {why}", conn.info.peer);
-                    self.close(id, why);
-                }
-                _ => self.arm(id),
-            }
-        }
-    }
-
     /// The stop began: no new message is handled; connections close once their running handler
     /// is back and their replies are sent, within the grace period.
     fn begin_drain(&mut self) {
@@ -877,59 +521,25 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             .grace_deadline()
             .unwrap_or(now + DRAIN_WITHOUT_GRACE);
         self.drain_until = Some(until);
-        log::debug!("message loop: stopping, {} connections open", self.open);
+        log::debug!(
+            "message loop: stopping, {} connections open",
+            self.slots.open()
+        );
         // The workers go on: messages already on their way are still handled.
-        for slot in 0..self.slots.len() {
-            if let Some(id) = self.id_of(slot) {
-                self.wind_down(id);
-            }
-        }
-    }
-
-    /// Over the memory budget: closes the connections that hold the most.
-    fn shed(&mut self) {
-        let mut holders: Vec<(ConnectionId, usize)> = (0..self.slots.len())
-            .filter_map(|slot| {
-                let id = self.id_of(slot)?;
-                let conn = self.slots[slot].conn.as_ref()?;
-                // One closed already waits for its handler to come back from a worker.
-                (!conn.abandoned).then_some((id, conn.charge))
-            })
-            .collect();
-        let used = self.budget.used();
-        let victims = self.budget.victims(&mut holders);
-        let largest = holders.first().map_or(0, |h| h.1);
-        for &id in &victims {
-            self.close(id, Closed::OverBudget);
-        }
-        self.shed += victims.len() as u64;
-        if let Some(held_back) = self.shed_log.admit() {
-            log::warn!(
-                "message server: its connections held {used} bytes in their buffers, over the \
-                 budget of {} (Builder::max_buffered_memory); closed the {} holding the most \
-                 (the largest held {largest}); {} closed for the budget so far ({held_back} \
-                 such reports not logged)",
-                self.budget.limit(),
-                victims.len(),
-                self.shed
-            );
+        for id in self.slots.ids() {
+            self.wind_down(id);
         }
     }
 
     /// The end: every connection still open is closed, the workers are let go.
     fn close_all(&mut self) {
         let mut stuck = self.server.shared.abort.is_requested();
-        for slot in 0..self.slots.len() {
-            if let Some(id) = self.id_of(slot) {
-                self.close(id, Closed::ServerStopped);
-                // A connection still on a worker: its handler is not coming back in time.
-                if self.conn(id).is_some_and(|conn| conn.busy()) {
-                    stuck = true;
-                    let slot = &mut self.slots[id.slot as usize];
-                    slot.conn = None;
-                    slot.generation = slot.generation.wrapping_add(1);
-                    self.open -= 1;
-                }
+        for id in self.slots.ids() {
+            self.close(id, Closed::ServerStopped);
+            // A connection still on a worker: its handler is not coming back in time.
+            if self.conn(id).is_some_and(|conn| conn.busy()) {
+                stuck = true;
+                drop(self.slots.take(id));
             }
         }
         self.lingering.clear(self.poll.registry());
