@@ -191,6 +191,7 @@ mod handler;
 #[cfg(feature = "message")]
 pub mod message;
 pub mod mode;
+mod panics;
 mod process;
 #[cfg(feature = "proxy")]
 pub mod proxy;
@@ -207,6 +208,7 @@ pub use handler::{
     LimitExceeded, ReadHalf, RequestHandler, StreamRequest, WriteHalf,
 };
 pub use mode::{AnyMode, Mode, Pool, Prefork, Process, Single, Threading, WhenFull, WorkerMode};
+pub use panics::quiet_handler_panics;
 pub use process::is_worker;
 pub use server::transport;
 pub use server::{

@@ -95,6 +95,22 @@ fn shutdown_before_serve_forever_makes_it_return_at_once() {
     serving.finish(WAIT).unwrap();
 }
 
+#[test]
+fn serve_forever_after_it_returned_is_an_error_not_a_silent_return() {
+    let mut server = TcpServer::bind("127.0.0.1:0", echo_line).unwrap();
+    server.shutdown();
+    server
+        .serve_forever()
+        .expect("the first call returns at once: a stop was asked");
+    // A restart loop calling it again must hear that nothing will be served.
+    let err = server
+        .serve_forever()
+        .expect_err("a stopped server does not serve again");
+    assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+    assert!(err.to_string().contains("build a new one"), "{err}");
+    server.server_close().unwrap();
+}
+
 /// A handler asking its own server to stop must not deadlock (it does in Python, whose
 /// `shutdown()` waits for the loop the handler is blocking).
 fn shutdown_from_handler<M: Mode>(mode: M) {

@@ -737,13 +737,16 @@ pub fn init_logging() {
     init_logging_at("info");
 }
 
-/// Sends log lines to stderr, at `default_level` unless `RUST_LOG` says otherwise.
+/// Sends log lines to stderr, at `default_level` unless `RUST_LOG` says otherwise, and keeps
+/// handler panics off stderr but for the server's throttled report of them (a peer that makes a
+/// handler panic must not flood the log).
 pub fn init_logging_at(default_level: &str) {
     let env = env_logger::Env::default().default_filter_or(default_level);
     // `try_init` rather than `init`: it fails instead of panicking if a logger is already set.
     let _ = env_logger::Builder::from_env(env)
         .target(env_logger::Target::Stderr)
         .try_init();
+    socketserver::quiet_handler_panics();
 }
 
 /// Writes one line to stdout and flushes it, returning an error (rather than panicking as

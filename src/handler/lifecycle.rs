@@ -2,14 +2,13 @@
 //! and panics into a [`Failure`].
 
 use std::io;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::RequestHandler;
 use crate::failure::Failure;
+use crate::panics::catch_handler_panic;
 
 fn guarded(step: impl FnOnce() -> io::Result<()>) -> Result<(), Failure> {
-    // AssertUnwindSafe: after a panic the request is only finished and dropped, never reused.
-    match catch_unwind(AssertUnwindSafe(step)) {
+    match catch_handler_panic(step) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Failure::Error(e)),
         Err(payload) => Err(Failure::from_panic(payload)),

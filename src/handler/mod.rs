@@ -66,6 +66,19 @@ use std::io;
 ///     }
 /// }
 /// ```
+///
+/// A closure of the wrong shape (here it returns `()`) is reported where it is written, at the
+/// `bind_*` call and again at `serve_forever`, both times saying what it should return:
+///
+/// ```compile_fail
+/// use socketserver::{StreamRequest, TcpServer};
+///
+/// let mut server = TcpServer::bind("127.0.0.1:0", |req: &mut StreamRequest| {
+///     let _ = req; // no `Ok(())`: not a handler
+/// })?;
+/// server.serve_forever()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a handler of `{R}` requests",
     label = "not a `RequestHandler<{R}>`",

@@ -3,7 +3,6 @@
 
 use std::io;
 use std::ops::Range;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -15,6 +14,7 @@ use super::reply::{ConnectionInfo, Reply};
 use super::sender::{ConnectionId, Link};
 use crate::failure::Failure;
 use crate::mode::ThreadSettings;
+use crate::panics::catch_handler_panic;
 
 /// Jobs that may wait for a worker, per worker. Beyond them, connections with messages wait on
 /// the loop, their messages still in their input buffers (bounded there), not copied into jobs.
@@ -28,8 +28,8 @@ pub(crate) fn run_step(
     step: impl FnOnce(&mut Reply<'_>) -> io::Result<()>,
 ) -> Result<(), Failure> {
     let mut reply = Reply { out, close, info };
-    // AssertUnwindSafe: after a panic the connection is closed and its handler dropped.
-    match catch_unwind(AssertUnwindSafe(|| step(&mut reply))) {
+    // After a panic the connection is closed and its handler dropped.
+    match catch_handler_panic(|| step(&mut reply)) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Failure::Error(e)),
         Err(payload) => Err(Failure::from_panic(payload)),
@@ -171,7 +171,7 @@ impl<H: MessageHandler> Workers<H> {
     pub(crate) fn join(&mut self) {
         self.stop();
         for handle in self.threads.drain(..) {
-            // A worker only ends by panicking if run_job's catch_unwind failed: nothing to add.
+            // A worker only ends by panicking if run_job failed to catch a panic: nothing to add.
             let _ = handle.join();
         }
     }

@@ -136,6 +136,7 @@ where
             threads,
             owns_listener: false,
             door_shut: false,
+            served: false,
             transport: PhantomData,
         })
     }

@@ -42,7 +42,7 @@ use transport::Transport;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Outcome {
-    /// A request was passed to the concurrency mode: in [`Single`] mode it has been handled; in
+    /// A request was passed to the concurrency mode: in [`Single`](crate::Single) mode it has been handled; in
     /// the others it is running or queued.
     Handled,
     /// `verify_request` refused the peer; the connection was closed.
@@ -55,9 +55,9 @@ pub enum Outcome {
     ShutDown,
 }
 
-/// A socket server: transport `T` ([`Tcp`], [`Udp`], [`UnixStream`], [`UnixDatagram`]), request
-/// handler `H`, concurrency mode `M` ([`Single`], [`Threading`], [`Pool`], [`Process`],
-/// [`Prefork`]).
+/// A socket server: transport `T` ([`Tcp`](crate::transport::Tcp), [`Udp`](crate::transport::Udp), [`UnixStream`](crate::transport::UnixStream), [`UnixDatagram`](crate::transport::UnixDatagram)), request
+/// handler `H`, concurrency mode `M` ([`Single`](crate::Single), [`Threading`](crate::Threading), [`Pool`](crate::Pool), [`Process`](crate::Process),
+/// [`Prefork`](crate::Prefork)).
 ///
 /// Usually named through an alias — [`TcpServer`], [`ThreadingTcpServer`], [`PoolUdpServer`], … —
 /// and created with `bind` or with a [`Builder`]. The lifecycle is Python's:
@@ -109,6 +109,8 @@ pub struct Server<T: Transport, H, M: Mode> {
     pub(crate) owns_listener: bool,
     /// Whether the stop has shut that listener to new connections.
     door_shut: bool,
+    /// Whether `serve_forever` was called (it serves once).
+    served: bool,
     transport: PhantomData<fn() -> T>,
 }
 
@@ -159,7 +161,7 @@ impl<T: Transport, H, M: Mode> Server<T, H, M> {
         self.handle.stats()
     }
 
-    /// The concurrency mode, e.g. to read [`Threading::tracked_threads`].
+    /// The concurrency mode, e.g. to read [`Threading::tracked_threads`](crate::Threading::tracked_threads).
     pub fn mode(&self) -> &M {
         &self.mode
     }

@@ -29,168 +29,6 @@ where
     H: RequestHandler<T::Request> + Clone,
     M: Mode,
 {
-    /// Handles requests until [`ServerHandle::shutdown`] is called, then returns `Ok(())`.
-    ///
-    /// Shutdown takes effect within milliseconds: the loop waits on the socket and a shutdown pipe
-    /// together, with no poll interval. If shutdown was requested before this call, it returns at
-    /// once. Transient errors (a connection aborted before `accept`, running out of file
-    /// descriptors) are logged and retried with back-off; only an error that makes the socket
-    /// unusable ends the loop with `Err`.
-    ///
-    /// A graceful stop ([`Builder::stop_on_signals`](crate#stopping-gracefully),
-    /// [`Builder::grace_period`]) does more before it returns: it serves what was queued in the listen backlog, closes the socket, and waits
-    /// for the running requests within the grace period; `Ok(())` then means every request
-    /// finished, and an error says how many were cut off by the grace period (`TimedOut`) or by
-    /// [`ServerHandle::stop_now`] or a second signal (`Interrupted`).
-    ///
-    /// In the process-based modes: a [`Prefork`] parent supervises its workers here until
-    /// shutdown, then stops them. In a child process (see [`is_worker`](crate::is_worker)) this
-    /// never returns: a per-request child handles its request and exits; a prefork worker serves
-    /// until its lifeline closes (or a stop signal arrives), finishes its requests and exits.
-    ///
-    /// # Errors
-    ///
-    /// An error waiting on or accepting from the socket that makes it unusable (transient ones are
-    /// logged and retried, as said above). After a graceful stop (see
-    /// [`grace_period`](Builder::grace_period)) that did not end in time, an error saying how many
-    /// requests were cut off: `TimedOut` when the grace period ran out, `Interrupted` for an
-    /// immediate stop ([`ServerHandle::stop_now`], a second signal).
-    pub fn serve_forever(&mut self) -> io::Result<()> {
-        if let Some(request) = self.adopted.take() {
-            self.serve_adopted(request);
-        }
-        let socket_fd = self.socket_fd()?;
-        if self.mode.supervises() {
-            log::info!(
-                "serving {} on {} ({} mode: worker processes accept)",
-                T::NAME,
-                self.local_addr(),
-                self.mode.name()
-            );
-            let shared = Arc::clone(&self.handle.shared);
-            shared.notify_ready();
-            let handle = self.handle.clone();
-            self.mode
-                .supervise(socket_fd, &handle, &mut || shared.notify_tick())?;
-            shared.notify_stopping();
-            self.begin_stop();
-            // The workers drain the listen backlog and close their copies: the last to close
-            // closes the socket, so connections that come after are refused, not left queued
-            // for no one to accept (and reset).
-            self.shut_the_door();
-            self.release_socket();
-            let killed = self.mode.stop_workers(&handle);
-            return match killed {
-                0 => Ok(()),
-                n => Err(self.stopped_at_once(&format!("{n} worker process(es) killed"))),
-            };
-        }
-        match &self.served_as {
-            Some(what) => log::info!("serving {} on {} ({what})", T::NAME, self.local_addr()),
-            None => log::info!(
-                "serving {} on {} ({} mode)",
-                T::NAME,
-                self.local_addr(),
-                self.mode.name()
-            ),
-        }
-        let hook_tick = self
-            .hooks
-            .service_actions
-            .is_some()
-            .then_some(self.service_interval);
-        let notify_tick = self.handle.shared.notify.as_ref().map(Notifier::interval);
-        let tick = match (hook_tick, notify_tick) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.open_intake()?;
-        self.handle.shared.notify_ready();
-        if self.worker {
-            process::start_reporting(self.handle.clone());
-        }
-        while !self.handle.is_shutting_down() {
-            let woken = poll::wait_serving(socket_fd, self.stop().pipe_fd(), self.bell_fd(), tick)?;
-            if woken.stop {
-                break;
-            }
-            if woken.bell {
-                self.take_prepared();
-            }
-            if woken.socket {
-                for _ in 0..RECEIVE_BATCH {
-                    if self.handle.is_shutting_down() || self.receive_one()?.is_none() {
-                        break;
-                    }
-                    // Checked per request, not per batch: a busy worker must not overshoot.
-                    self.check_request_limit();
-                }
-            }
-            if let Some(hook) = &mut self.hooks.service_actions {
-                hook(&self.handle);
-            }
-            self.handle.shared.notify_tick();
-        }
-        // Where every stop is observed (a `shutdown` call, a signal): tell systemd at once.
-        self.handle.shared.notify_stopping();
-        log::info!("stopped serving on {}", self.local_addr());
-        self.begin_stop();
-        let finished = match self.handle.shared.grace {
-            Some(_) => self.finish_gracefully(socket_fd),
-            None => Ok(()),
-        };
-        self.close_intake();
-        if self.worker {
-            self.exit_worker();
-        }
-        finished
-    }
-
-    /// Waits for one request and handles it (Python's `handle_request`).
-    ///
-    /// Waits at most the configured [`timeout`](Builder::timeout); if it passes, calls the
-    /// `handle_timeout` hook and returns [`Outcome::TimedOut`]. Returns [`Outcome::ShutDown`] at
-    /// once if shutdown was requested.
-    ///
-    /// # Errors
-    ///
-    /// `Unsupported` in [`Prefork`] mode, where the workers take the requests (call
-    /// [`serve_forever`](Self::serve_forever)); otherwise as for `serve_forever`.
-    pub fn handle_request(&mut self) -> io::Result<Outcome> {
-        if let Some(request) = self.adopted.take() {
-            self.serve_adopted(request);
-        }
-        if self.mode.supervises() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "handle_request is not available in prefork mode: the worker processes take the \
-                 requests; call serve_forever to supervise them",
-            ));
-        }
-        let socket_fd = self.socket_fd()?;
-        let deadline = self.timeout.map(|t| Instant::now() + t);
-        loop {
-            if self.handle.is_shutting_down() {
-                return Ok(Outcome::ShutDown);
-            }
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            match poll::wait(socket_fd, self.stop().pipe_fd(), left)? {
-                Ready::Stop => return Ok(Outcome::ShutDown),
-                Ready::Timeout => {
-                    if let Some(hook) = &mut self.hooks.handle_timeout {
-                        hook(&self.handle);
-                    }
-                    return Ok(Outcome::TimedOut);
-                }
-                Ready::Socket => {
-                    if let Some(outcome) = self.receive_one()? {
-                        return Ok(outcome);
-                    }
-                }
-            }
-        }
-    }
-
     /// Takes one pending request, if any, and dispatches it. `None` means nothing was taken
     /// (nothing pending, or a transient error that was logged).
     pub(super) fn receive_one(&mut self) -> io::Result<Option<Outcome>> {
@@ -352,6 +190,193 @@ where
         Err(failure) => {
             shared.report(&peer, &failure);
             Ending::Failed
+        }
+    }
+}
+
+/// What users call: available on every server type, so that a handler of the wrong kind is
+/// reported as such (once, with what a handler must be) rather than as a method that does not
+/// exist.
+impl<T: Transport, H, M: Mode> Server<T, H, M> {
+    /// Handles requests until [`ServerHandle::shutdown`](crate::ServerHandle::shutdown) is called, then returns `Ok(())`.
+    ///
+    /// Shutdown takes effect within milliseconds: the loop waits on the socket and a shutdown pipe
+    /// together, with no poll interval. If shutdown was requested before this call, it returns at
+    /// once. Transient errors (a connection aborted before `accept`, running out of file
+    /// descriptors) are logged and retried with back-off; only an error that makes the socket
+    /// unusable ends the loop with `Err`.
+    ///
+    /// A graceful stop ([`Builder::stop_on_signals`](crate#stopping-gracefully),
+    /// [`Builder::grace_period`](crate::Builder::grace_period)) does more before it returns: it serves what was queued in the listen backlog, closes the socket, and waits
+    /// for the running requests within the grace period; `Ok(())` then means every request
+    /// finished, and an error says how many were cut off by the grace period (`TimedOut`) or by
+    /// [`ServerHandle::stop_now`](crate::ServerHandle::stop_now) or a second signal (`Interrupted`).
+    ///
+    /// In the process-based modes: a [`Prefork`](crate::Prefork) parent supervises its workers here until
+    /// shutdown, then stops them. In a child process (see [`is_worker`](crate::is_worker)) this
+    /// never returns: a per-request child handles its request and exits; a prefork worker serves
+    /// until its lifeline closes (or a stop signal arrives), finishes its requests and exits.
+    ///
+    /// # Errors
+    ///
+    /// An error waiting on or accepting from the socket that makes it unusable (transient ones are
+    /// logged and retried, as said above). After a graceful stop (see
+    /// [`grace_period`](crate::Builder::grace_period)) that did not end in time, an error saying how many
+    /// requests were cut off: `TimedOut` when the grace period ran out, `Interrupted` for an
+    /// immediate stop ([`ServerHandle::stop_now`](crate::ServerHandle::stop_now), a second signal). `Unsupported` once
+    /// `serve_forever` has returned: a stopped server does not serve again (build a new one), and
+    /// a restart loop calling it again must not spin on an `Ok` that does nothing.
+    pub fn serve_forever(&mut self) -> io::Result<()>
+    where
+        H: RequestHandler<T::Request> + Clone,
+    {
+        if let Some(request) = self.adopted.take() {
+            self.serve_adopted(request);
+        }
+        if self.served {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "serve_forever already returned on {}: the server was stopped (shutdown, a \
+                     signal or a failure), and a stopped server does not serve again; build a \
+                     new one",
+                    self.local_addr()
+                ),
+            ));
+        }
+        self.served = true;
+        let socket_fd = self.socket_fd()?;
+        if self.mode.supervises() {
+            log::info!(
+                "serving {} on {} ({} mode: worker processes accept)",
+                T::NAME,
+                self.local_addr(),
+                self.mode.name()
+            );
+            let shared = Arc::clone(&self.handle.shared);
+            shared.notify_ready();
+            let handle = self.handle.clone();
+            self.mode
+                .supervise(socket_fd, &handle, &mut || shared.notify_tick())?;
+            shared.notify_stopping();
+            self.begin_stop();
+            // The workers drain the listen backlog and close their copies: the last to close
+            // closes the socket, so connections that come after are refused, not left queued
+            // for no one to accept (and reset).
+            self.shut_the_door();
+            self.release_socket();
+            let killed = self.mode.stop_workers(&handle);
+            return match killed {
+                0 => Ok(()),
+                n => Err(self.stopped_at_once(&format!("{n} worker process(es) killed"))),
+            };
+        }
+        match &self.served_as {
+            Some(what) => log::info!("serving {} on {} ({what})", T::NAME, self.local_addr()),
+            None => log::info!(
+                "serving {} on {} ({} mode)",
+                T::NAME,
+                self.local_addr(),
+                self.mode.name()
+            ),
+        }
+        let hook_tick = self
+            .hooks
+            .service_actions
+            .is_some()
+            .then_some(self.service_interval);
+        let notify_tick = self.handle.shared.notify.as_ref().map(Notifier::interval);
+        let tick = match (hook_tick, notify_tick) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.open_intake()?;
+        self.handle.shared.notify_ready();
+        if self.worker {
+            process::start_reporting(self.handle.clone());
+        }
+        while !self.handle.is_shutting_down() {
+            let woken = poll::wait_serving(socket_fd, self.stop().pipe_fd(), self.bell_fd(), tick)?;
+            if woken.stop {
+                break;
+            }
+            if woken.bell {
+                self.take_prepared();
+            }
+            if woken.socket {
+                for _ in 0..RECEIVE_BATCH {
+                    if self.handle.is_shutting_down() || self.receive_one()?.is_none() {
+                        break;
+                    }
+                    // Checked per request, not per batch: a busy worker must not overshoot.
+                    self.check_request_limit();
+                }
+            }
+            if let Some(hook) = &mut self.hooks.service_actions {
+                hook(&self.handle);
+            }
+            self.handle.shared.notify_tick();
+        }
+        // Where every stop is observed (a `shutdown` call, a signal): tell systemd at once.
+        self.handle.shared.notify_stopping();
+        log::info!("stopped serving on {}", self.local_addr());
+        self.begin_stop();
+        let finished = match self.handle.shared.grace {
+            Some(_) => self.finish_gracefully(socket_fd),
+            None => Ok(()),
+        };
+        self.close_intake();
+        if self.worker {
+            self.exit_worker();
+        }
+        finished
+    }
+
+    /// Waits for one request and handles it (Python's `handle_request`).
+    ///
+    /// Waits at most the configured [`timeout`](crate::Builder::timeout); if it passes, calls the
+    /// `handle_timeout` hook and returns [`Outcome::TimedOut`]. Returns [`Outcome::ShutDown`] at
+    /// once if shutdown was requested.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` in [`Prefork`](crate::Prefork) mode, where the workers take the requests (call
+    /// [`serve_forever`](Self::serve_forever)); otherwise as for `serve_forever`.
+    pub fn handle_request(&mut self) -> io::Result<Outcome>
+    where
+        H: RequestHandler<T::Request> + Clone,
+    {
+        if let Some(request) = self.adopted.take() {
+            self.serve_adopted(request);
+        }
+        if self.mode.supervises() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "handle_request is not available in prefork mode: the worker processes take the \
+                 requests; call serve_forever to supervise them",
+            ));
+        }
+        let socket_fd = self.socket_fd()?;
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        loop {
+            if self.handle.is_shutting_down() {
+                return Ok(Outcome::ShutDown);
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match poll::wait(socket_fd, self.stop().pipe_fd(), left)? {
+                Ready::Stop => return Ok(Outcome::ShutDown),
+                Ready::Timeout => {
+                    if let Some(hook) = &mut self.hooks.handle_timeout {
+                        hook(&self.handle);
+                    }
+                    return Ok(Outcome::TimedOut);
+                }
+                Ready::Socket => {
+                    if let Some(outcome) = self.receive_one()? {
+                        return Ok(outcome);
+                    }
+                }
+            }
         }
     }
 }

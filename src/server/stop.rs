@@ -145,61 +145,6 @@ where
             ),
         )
     }
-
-    /// Closes the socket, then waits for running requests to end (Python's `server_close` with
-    /// `block_on_close`). Also requests shutdown, so long-lived handlers that check
-    /// [`ServerHandle::is_shutting_down`] can end early.
-    ///
-    /// With a [`close_timeout`](Builder::close_timeout), it stops waiting when that passes and
-    /// returns a `TimedOut` error saying how many requests were still running; they are left to
-    /// finish on their own threads. A graceful stop's [`grace_period`](Builder::grace_period)
-    /// bounds the wait the same way, counted from the start of the stop, and after an immediate
-    /// stop ([`ServerHandle::stop_now`], a second signal) it does not wait at all; then child
-    /// processes still handling requests are killed. A Unix server removes the socket file it
-    /// created.
-    ///
-    /// # Errors
-    ///
-    /// `TimedOut`, saying how many requests were still running, when the
-    /// [`close_timeout`](Builder::close_timeout) or the grace period passed first, or after an
-    /// immediate stop.
-    pub fn server_close(mut self) -> io::Result<()> {
-        self.handle.shared.stop.request();
-        self.handle.shared.notify_stopping();
-        self.closed = true;
-        let start = Instant::now();
-        let shared = Arc::clone(&self.handle.shared);
-        let deadline = [
-            self.close_timeout.map(|t| start + t),
-            shared.grace_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let settled = self.wind_down(|_| {}, Some(deadline));
-        shared.flush_failures();
-        let Settled::Running(running) = settled else {
-            self.mode.join();
-            log::info!("closed server on {}", self.local_addr());
-            return Ok(());
-        };
-        let waited = start.elapsed();
-        let grace_over = shared.grace_deadline().is_some_and(|d| d <= Instant::now());
-        if shared.abort.is_requested() || grace_over {
-            self.mode.cut_off();
-        }
-        log::warn!(
-            "server on {}: {running} request(s) still running after {waited:?}; server_close stopped waiting",
-            self.local_addr()
-        );
-        Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!(
-                "server_close waited {waited:?} and {running} request(s) were still running; \
-                 they were left to finish on their own threads"
-            ),
-        ))
-    }
 }
 
 /// What a wind-down found when it stopped waiting.
@@ -297,5 +242,68 @@ fn grace_timer(server: ServerHandle, left: Duration, reason: String) {
             "cannot start the grace period timer: {e}; the stop waits for running requests \
              without a time limit"
         );
+    }
+}
+
+/// What users call: available on every server type, so that a handler of the wrong kind is
+/// reported as such (once, with what a handler must be) rather than as a method that does not
+/// exist.
+impl<T: Transport, H, M: Mode> Server<T, H, M> {
+    /// Closes the socket, then waits for running requests to end (Python's `server_close` with
+    /// `block_on_close`). Also requests shutdown, so long-lived handlers that check
+    /// [`ServerHandle::is_shutting_down`] can end early.
+    ///
+    /// With a [`close_timeout`](crate::Builder::close_timeout), it stops waiting when that passes and
+    /// returns a `TimedOut` error saying how many requests were still running; they are left to
+    /// finish on their own threads. A graceful stop's [`grace_period`](crate::Builder::grace_period)
+    /// bounds the wait the same way, counted from the start of the stop, and after an immediate
+    /// stop ([`ServerHandle::stop_now`], a second signal) it does not wait at all; then child
+    /// processes still handling requests are killed. A Unix server removes the socket file it
+    /// created.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut`, saying how many requests were still running, when the
+    /// [`close_timeout`](crate::Builder::close_timeout) or the grace period passed first, or after an
+    /// immediate stop.
+    pub fn server_close(mut self) -> io::Result<()>
+    where
+        H: RequestHandler<T::Request> + Clone,
+    {
+        self.handle.shared.stop.request();
+        self.handle.shared.notify_stopping();
+        self.closed = true;
+        let start = Instant::now();
+        let shared = Arc::clone(&self.handle.shared);
+        let deadline = [
+            self.close_timeout.map(|t| start + t),
+            shared.grace_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let settled = self.wind_down(|_| {}, Some(deadline));
+        shared.flush_failures();
+        let Settled::Running(running) = settled else {
+            self.mode.join();
+            log::info!("closed server on {}", self.local_addr());
+            return Ok(());
+        };
+        let waited = start.elapsed();
+        let grace_over = shared.grace_deadline().is_some_and(|d| d <= Instant::now());
+        if shared.abort.is_requested() || grace_over {
+            self.mode.cut_off();
+        }
+        log::warn!(
+            "server on {}: {running} request(s) still running after {waited:?}; server_close stopped waiting",
+            self.local_addr()
+        );
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "server_close waited {waited:?} and {running} request(s) were still running; \
+                 they were left to finish on their own threads"
+            ),
+        ))
     }
 }

@@ -499,9 +499,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         log::debug!("{}: connection {id} closed: {reason}", conn.info.peer);
         if let Some(mut handler) = conn.handler.take() {
             let peer = conn.info.peer.clone();
-            let told = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                handler.closed(id, &peer, &reason);
-            }));
+            let told = crate::panics::catch_handler_panic(|| handler.closed(id, &peer, &reason));
             if let Err(payload) = told {
                 self.server
                     .shared
