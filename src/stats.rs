@@ -8,6 +8,11 @@ use std::time::Instant;
 ///
 /// Every request is counted once in `accepted`, then once in exactly one of `completed`, `failed`
 /// or `rejected` when it ends; `active` counts those that have not ended yet.
+///
+/// For a [message server](crate::message) a request is a connection, for as long as it is open:
+/// `active` counts the connections open, `failed` those closed by a handler's error or panic, a
+/// malformed message or a socket error, `completed` those that ended otherwise (the peer closed,
+/// a limit, the stop), and `messages` and `message_failures` what its handlers did with them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Connections accepted (stream servers) or datagrams received (datagram servers).
@@ -23,6 +28,12 @@ pub struct Stats {
     pub rejected: u64,
     /// Transient `accept`/`recv` errors the serving loop retried (for example `EMFILE`).
     pub accept_errors: u64,
+    /// Messages a message server's handlers handled (`MessageHandler::handle` returned `Ok`);
+    /// 0 for a stream or datagram server.
+    pub messages: u64,
+    /// `MessageHandler::handle` calls that returned an error or panicked (each closes its
+    /// connection).
+    pub message_failures: u64,
 }
 
 impl Stats {
@@ -34,6 +45,8 @@ impl Stats {
         self.failed += other.failed;
         self.rejected += other.rejected;
         self.accept_errors += other.accept_errors;
+        self.messages += other.messages;
+        self.message_failures += other.message_failures;
     }
 }
 
@@ -47,6 +60,8 @@ pub(crate) struct Counters {
     failed: AtomicU64,
     rejected: AtomicU64,
     accept_errors: AtomicU64,
+    messages: AtomicU64,
+    message_failures: AtomicU64,
     /// Connections a stop closed between two requests (`wait_for_request`), and of those, the
     /// ones closed before their first request arrived: for the log line that ends a stop.
     closed_idle: AtomicU64,
@@ -63,6 +78,11 @@ pub(crate) enum Ending {
     Completed,
     Failed,
     Rejected,
+    /// The handler passed the request on (a message server's accepting handler hands each
+    /// connection to its loop): it is still active, and ends when the [`Ticket`] it holds does.
+    ///
+    /// [`Ticket`]: crate::control::Ticket
+    HandedOver,
 }
 
 impl Counters {
@@ -75,6 +95,8 @@ impl Counters {
             failed: self.failed.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             accept_errors: self.accept_errors.load(Ordering::Relaxed),
+            messages: self.messages.load(Ordering::Relaxed),
+            message_failures: self.message_failures.load(Ordering::Relaxed),
         };
         stats.add(&reported);
         stats
@@ -96,6 +118,8 @@ impl Counters {
             Ending::Completed => &self.completed,
             Ending::Failed => &self.failed,
             Ending::Rejected => &self.rejected,
+            // The request goes on elsewhere, which ends it (see `Ticket`).
+            Ending::HandedOver => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -137,6 +161,14 @@ impl Counters {
                  their first request arrived"
             ),
         }
+    }
+
+    /// A message server's handler handled a message (`ok`), or failed on it.
+    pub(crate) fn message_handled(&self, ok: bool) {
+        match ok {
+            true => self.messages.fetch_add(1, Ordering::Relaxed),
+            false => self.message_failures.fetch_add(1, Ordering::Relaxed),
+        };
     }
 
     pub(crate) fn accept_error(&self) {

@@ -430,6 +430,57 @@ fn a_graceful_stop_lets_a_running_handler_answer() {
     );
 }
 
+/// `stats()` counts connections as requests, active while open, and the messages handled and
+/// failed, in both modes.
+#[test]
+fn stats_count_open_connections_and_messages() {
+    for mode in [AnyMode::from(Single), AnyMode::from(Pool::new(2))] {
+        let (running, closed) = lifecycle_server(Builder::new().mode(mode));
+        let settled = |want: &dyn Fn(&socketserver::Stats) -> bool| {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let stats = running.handle.stats();
+                if want(&stats) || Instant::now() > deadline {
+                    return stats;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        let mut a = tcp_client(running.addr());
+        let mut b = tcp_client(running.addr());
+        a.write_all(b"one\ntwo\nthree\n").unwrap();
+        b.write_all(b"four\n").unwrap();
+        assert_eq!(read_lines(&a, 4).len(), 4, "the greeting and three answers");
+        assert_eq!(read_lines(&b, 2).len(), 2);
+        let stats = settled(&|s| s.messages == 4);
+        assert_eq!(
+            (stats.accepted, stats.active, stats.messages),
+            (2, 2, 4),
+            "both connections open, four messages: {stats:?}"
+        );
+        // A failing handler: one failure, and its connection ends as failed.
+        b.write_all(b"fail\n").unwrap();
+        assert_eq!(
+            recv(&closed, "the failing connection's close"),
+            Closed::HandlerFailed
+        );
+        drop(a);
+        assert_eq!(recv(&closed, "the other's close"), Closed::ByPeer);
+        let stats = settled(&|s| s.active == 0);
+        assert_eq!(
+            (
+                stats.active,
+                stats.completed,
+                stats.failed,
+                stats.message_failures
+            ),
+            (0, 1, 1, 1),
+            "{stats:?}"
+        );
+        running.stop().unwrap();
+    }
+}
+
 #[test]
 fn modes_with_a_thread_per_connection_are_refused() {
     for mode in [AnyMode::from(Threading::new()), "process".parse().unwrap()] {

@@ -8,9 +8,11 @@ pub(crate) mod handle;
 pub(crate) mod notify;
 pub(crate) mod prefork_requests;
 pub(crate) mod stop;
+mod ticket;
 
 pub use handle::ServerHandle;
 pub(crate) use handle::Shared;
 pub(crate) use notify::Notifier;
 pub(crate) use prefork_requests::PreforkRequests;
 pub(crate) use stop::{StopSignal, FIRST_REQUEST_WAIT};
+pub(crate) use ticket::Ticket;

@@ -49,6 +49,8 @@ pub struct StreamRequest {
     conn: Guarded,
     peer: Address,
     server: ServerHandle,
+    /// Taken over by another part of the server (see [`hand_over`](Self::hand_over)).
+    handed_over: bool,
     /// When the connection was accepted: the first request may take [`FIRST_REQUEST_WAIT`] from
     /// here to arrive, even during a stop.
     accepted_at: Instant,
@@ -70,6 +72,20 @@ enum ProxyState {
 }
 
 impl StreamRequest {
+    /// Passes this connection on (a message server's loop takes it over from the accepting
+    /// handler): the request stays active in the server's counters until the returned ticket is
+    /// dropped, rather than ending when the handler returns.
+    #[cfg(feature = "message")]
+    pub(crate) fn hand_over(&mut self) -> crate::control::Ticket {
+        self.handed_over = true;
+        crate::control::Ticket::new(std::sync::Arc::clone(&self.server.shared))
+    }
+
+    /// Whether [`hand_over`](Self::hand_over) passed this connection on.
+    pub(crate) fn handed_over(&self) -> bool {
+        self.handed_over
+    }
+
     pub(crate) fn new(
         connection: Connection,
         peer: Address,
@@ -81,6 +97,7 @@ impl StreamRequest {
             conn: Guarded::new(connection, options),
             peer,
             server,
+            handed_over: false,
             accepted_at: Instant::now(),
             #[cfg(feature = "proxy")]
             proxy: match &options.proxy {

@@ -11,6 +11,7 @@ use mio::{Interest, Registry, Token};
 use super::handler::Closed;
 use super::output::Output;
 use super::reply::ConnectionInfo;
+use crate::control::Ticket;
 use crate::handler::Connection;
 
 /// Output buffers larger than this are freed once empty, and input buffers once their messages are
@@ -124,6 +125,8 @@ pub(crate) enum Read1 {
 pub(crate) struct Conn<H, F> {
     pub(crate) stream: Stream,
     pub(crate) info: Arc<ConnectionInfo>,
+    /// Keeps the connection counted as active in the server's stats until it is dropped.
+    pub(crate) ticket: Ticket,
     /// `None` while a worker runs the handler.
     pub(crate) handler: Option<H>,
     pub(crate) framer: F,
@@ -168,11 +171,18 @@ pub(crate) struct Conn<H, F> {
 }
 
 impl<H, F> Conn<H, F> {
-    pub(crate) fn new(stream: Stream, info: Arc<ConnectionInfo>, handler: H, framer: F) -> Self {
+    pub(crate) fn new(
+        stream: Stream,
+        info: Arc<ConnectionInfo>,
+        handler: H,
+        framer: F,
+        ticket: Ticket,
+    ) -> Self {
         let now = Instant::now();
         Conn {
             stream,
             info,
+            ticket,
             handler: Some(handler),
             framer,
             input: Vec::new(),
@@ -331,17 +341,17 @@ mod tests {
             .bind_tcp("127.0.0.1:0", crate::stream_handler(|_req| Ok(())))
             .unwrap()
             .handle();
+        // Counted as accepted, as the accepting handler's connections are before a hand-over.
+        server.shared.counters.request_started();
+        let ticket = Ticket::new(Arc::clone(&server.shared));
         let info = Arc::new(ConnectionInfo {
-            id: crate::message::ConnectionId {
-                slot: 0,
-                generation: 0,
-            },
+            id: crate::message::ConnectionId::of_slot(0),
             peer: Address::from_sockaddr(socket2::SockAddr::unix("peer").unwrap()),
             link: Arc::clone(&parts.link),
             server,
         });
         let stream = Stream::new(Connection::Unix(ours)).unwrap();
-        (Conn::new(stream, info, (), ()), theirs, parts)
+        (Conn::new(stream, info, (), (), ticket), theirs, parts)
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender as ChannelSender};
 
 use crate::address::Address;
+use crate::control::Ticket;
 use crate::handler::Connection;
 
 /// Names one connection of a message server, for as long as the server runs: the same number is
@@ -37,8 +38,8 @@ impl fmt::Display for ConnectionId {
 
 /// Something for the loop from another thread.
 pub(crate) enum Command {
-    /// A connection the accepting thread took.
-    Open(Connection, Address),
+    /// A connection the accepting thread took, and the ticket that keeps it counted as active.
+    Open(Connection, Address, Ticket),
     /// Bytes from a [`Sender`](super::Sender).
     Push(ConnectionId, Vec<u8>),
     /// A [`Sender::close`](super::Sender::close).

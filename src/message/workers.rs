@@ -83,9 +83,11 @@ fn run_job<H: MessageHandler>(job: Job<H>) -> Done<H> {
     let mut failure = None;
     for range in batch.messages {
         let message = &batch.bytes[range];
-        if let Err(f) = run_step(&mut out, &mut close, &info, |reply| {
+        let step = run_step(&mut out, &mut close, &info, |reply| {
             handler.handle(message, reply)
-        }) {
+        });
+        info.server.shared.counters.message_handled(step.is_ok());
+        if let Err(f) = step {
             failure = Some(f);
             break;
         }

@@ -55,8 +55,15 @@ fn send(line: &str) {
 
 fn stats_line(s: &Stats) -> String {
     format!(
-        "stats {} {} {} {} {} {}\n",
-        s.accepted, s.active, s.completed, s.failed, s.rejected, s.accept_errors
+        "stats {} {} {} {} {} {} {} {}\n",
+        s.accepted,
+        s.active,
+        s.completed,
+        s.failed,
+        s.rejected,
+        s.accept_errors,
+        s.messages,
+        s.message_failures
     )
 }
 
@@ -157,9 +164,14 @@ fn parse_stats(line: &str) -> Option<Stats> {
         .split(' ')
         .map(|f| f.parse().ok())
         .collect::<Option<_>>()?;
-    let [accepted, active, completed, failed, rejected, accept_errors] = fields[..] else {
-        return None;
+    // Six fields from a worker built before message counters existed (a reload from a program
+    // file of an older version), eight from this one.
+    let (base, messages, message_failures) = match fields[..] {
+        [a, b, c, d, e, f] => ([a, b, c, d, e, f], 0, 0),
+        [a, b, c, d, e, f, g, h, ..] => ([a, b, c, d, e, f], g, h),
+        _ => return None,
     };
+    let [accepted, active, completed, failed, rejected, accept_errors] = base;
     Some(Stats {
         accepted,
         active,
@@ -167,6 +179,8 @@ fn parse_stats(line: &str) -> Option<Stats> {
         failed,
         rejected,
         accept_errors,
+        messages,
+        message_failures,
     })
 }
 
@@ -185,6 +199,8 @@ mod tests {
             failed: 1,
             rejected: 0,
             accept_errors: 2,
+            messages: 40,
+            message_failures: 3,
         };
         let line = stats_line(&stats);
         writer.write_all(b"ready\n").unwrap();

@@ -85,7 +85,7 @@ where
         }
         let code = match ending {
             Ending::Failed => 1,
-            Ending::Completed | Ending::Rejected => 0,
+            Ending::Completed | Ending::Rejected | Ending::HandedOver => 0,
         };
         drop(request);
         std::process::exit(code)

@@ -292,8 +292,10 @@ impl RequestHandler<StreamRequest> for Acceptor {
             Connection::Unix(s) => Connection::Unix(s.try_clone()?),
         };
         let peer = request.peer_addr().clone();
-        // The loop has ended only if the server is stopping: the connection is closed.
-        let _ = self.link.send(Command::Open(connection, peer));
+        // Counted as active until the loop closes it (or, if the loop has ended because the
+        // server is stopping, at once, as rejected).
+        let ticket = request.hand_over();
+        let _ = self.link.send(Command::Open(connection, peer, ticket));
         Ok(())
     }
 }
@@ -406,7 +408,9 @@ where
         self.inner.shutdown();
     }
 
-    /// The server's counters; a request is a connection.
+    /// The server's counters: a request is a connection, active while it is open, and
+    /// [`messages`](Stats::messages) and [`message_failures`](Stats::message_failures) count what
+    /// the handlers did (see [`Stats`]).
     #[must_use]
     pub fn stats(&self) -> Stats {
         self.inner.stats()

@@ -186,6 +186,7 @@ where
         }
     }
     match lifecycle::run(handler, request, T::complete) {
+        Ok(()) if T::handed_over(request) => Ending::HandedOver,
         Ok(()) => Ending::Completed,
         Err(failure) => {
             shared.report(&peer, &failure);

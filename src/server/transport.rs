@@ -84,6 +84,10 @@ pub(crate) mod sealed {
         fn request_fd(request: &Self::Request) -> RawFd;
         /// The end-of-request step after a successful `finish`.
         fn complete(request: &mut Self::Request) -> io::Result<()>;
+        /// Whether the handler passed the request on, to be ended elsewhere.
+        fn handed_over(_request: &Self::Request) -> bool {
+            false
+        }
         /// What a child process needs to handle `request`: the socket to inherit (the connection,
         /// or the server's datagram socket), the peer the socket is connected to, and the data
         /// already read: the datagram, or a connection's PROXY header.
@@ -262,6 +266,10 @@ impl TransportImpl for Tcp {
         Ok(())
     }
 
+    fn handed_over(request: &StreamRequest) -> bool {
+        request.handed_over()
+    }
+
     fn try_admit(request: &mut StreamRequest) -> io::Result<Option<Admission>> {
         try_admit_stream(request)
     }
@@ -307,6 +315,10 @@ impl TransportImpl for UnixStream {
 
     fn complete(_request: &mut StreamRequest) -> io::Result<()> {
         Ok(())
+    }
+
+    fn handed_over(request: &StreamRequest) -> bool {
+        request.handed_over()
     }
 
     fn try_admit(request: &mut StreamRequest) -> io::Result<Option<Admission>> {

@@ -92,6 +92,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 let step = run_step(&mut conn.output, &mut close, &conn.info, |reply| {
                     handler.handle(message, reply)
                 });
+                server.shared.counters.message_handled(step.is_ok());
                 if let Err(failure) = step {
                     server.shared.report(&conn.info.peer, &failure);
                     conn.close_later(Closed::HandlerFailed, LINGER);
@@ -203,7 +204,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             };
             match command {
-                Command::Open(connection, peer) => self.open(connection, peer),
+                Command::Open(connection, peer, ticket) => self.open(connection, peer, ticket),
                 Command::Push(id, bytes) => {
                     let max_pending = self.settings.max_pending_output;
                     let Some(conn) = self.conn(id) else {

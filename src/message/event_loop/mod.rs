@@ -28,9 +28,11 @@ use super::timers::Timers;
 use super::workers::{run_step, Batch, Done, Job, Workers};
 use crate::address::Address;
 use crate::control::ServerHandle;
+use crate::control::Ticket;
 use crate::failure::Failure;
 use crate::handler::Connection;
 use crate::mode::ThreadSettings;
+use crate::stats::Ending;
 use crate::throttle::Throttle;
 
 const WAKER: Token = Token(0);
@@ -383,11 +385,12 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
     }
 
     /// Takes a new connection: registers it, runs `opened`, reads what it already sent.
-    fn open(&mut self, connection: Connection, peer: Address) {
+    fn open(&mut self, connection: Connection, peer: Address, mut ticket: Ticket) {
         let stream = match Stream::new(connection) {
             Ok(stream) => stream,
             Err(e) => {
                 log::warn!("{peer}: cannot make the connection non-blocking: {e}; closed");
+                ticket.end(Ending::Failed);
                 return;
             }
         };
@@ -401,12 +404,15 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             link: Arc::clone(&self.link),
             server: self.server.clone(),
         });
-        let mut conn = Conn::new(stream, info, self.handler.clone(), self.framer.clone());
+        ticket.end(Ending::Completed);
+        let handler = self.handler.clone();
+        let mut conn = Conn::new(stream, info, handler, self.framer.clone(), ticket);
         if let Err(e) = conn.stream.register(self.poll.registry(), Self::token(id)) {
             log::warn!(
                 "{}: cannot watch the connection: {e}; closed",
                 conn.info.peer
             );
+            conn.ticket.end(Ending::Failed);
             self.slots.unreserve(id);
             return;
         }
@@ -495,6 +501,11 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
     /// returns its socket, still registered.
     fn remove(&mut self, id: ConnectionId, reason: Closed) -> Option<Stream> {
         let mut conn = self.slots.take(id)?;
+        // The connection is over for the server's counters when `conn` is dropped, below.
+        conn.ticket.end(match reason {
+            Closed::HandlerFailed | Closed::BadMessage | Closed::Error(_) => Ending::Failed,
+            _ => Ending::Completed,
+        });
         self.budget.recharge(conn.charge, 0);
         log::debug!("{}: connection {id} closed: {reason}", conn.info.peer);
         if let Some(mut handler) = conn.handler.take() {
@@ -537,7 +548,9 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             // A connection still on a worker: its handler is not coming back in time.
             if self.conn(id).is_some_and(|conn| conn.busy()) {
                 stuck = true;
-                drop(self.slots.take(id));
+                if let Some(mut conn) = self.slots.take(id) {
+                    conn.ticket.end(Ending::Failed); // cut off
+                }
             }
         }
         self.lingering.clear(self.poll.registry());
