@@ -240,7 +240,7 @@ pub const API: ExtraOption = ExtraOption {
 };
 
 /// `--message-timeout SECS` with `--api message`: close a connection whose message is not complete
-/// that long after its first byte (`Builder::message_timeout`), applied by [`serve_messages`].
+/// that long after its first byte (`MessageBuilder::message_timeout`), applied by [`serve_messages`].
 pub const MESSAGE_TIMEOUT: ExtraOption = ExtraOption {
     name: "--message-timeout",
     value: "SECS",
