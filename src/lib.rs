@@ -76,15 +76,18 @@
 //! Cargo features, all on by default, add protocol helpers and their dependencies. With
 //! `default-features = false` the crate keeps its servers, modes and length-prefixed
 //! [`framing::Framing`], and depends only on `crossbeam-channel`, `socket2`, `log` and `libc`.
-//! The features are independent: enable any subset.
+//! The features are independent: enable any subset. Without a feature its items do not exist, so
+//! a build without `signals` reports "no method named `stop_on_signals`": each such item's
+//! documentation names its feature in its first sentence, and on docs.rs (built with every
+//! feature) it carries a note saying which feature it needs.
 //!
 //! | Feature | Adds | Pulls in |
 //! |---|---|---|
-//! | `json` | JSON header + body messages: [`framing::Header`], `Framing::read_header`/`write_header`, `header_u64`/`header_str`, `Expected::from_header`, and the [`framing::serde_json`] re-export | `serde_json` |
+//! | `json` | JSON header + body messages: [`framing::Header`], `Framing::read_header`/`write_header`, `header_u64`/`header_str`/`parse_header`, `Expected::from_header`, and the [`framing::serde_json`] re-export | `serde_json` |
 //! | `auth` | the [`auth`] module: HMAC-SHA256/HMAC-MD5 challenge–response | `hmac`, `sha2`, `md-5`, `getrandom` |
 //! | `checksum` | [`framing::md5_hex`], `md5_hex_of`, `sha256_hex`, and the checks [`framing::receive_file`] makes (without it, an [`Expected`](framing::Expected) naming a checksum is refused) | `md-5`, `sha2` |
-//! | `signals` | [`Builder::stop_on_signals`]: a graceful stop on SIGTERM/SIGINT, an immediate one on SIGQUIT | `signal-hook` |
-//! | `proxy` | the PROXY protocol v1/v2 from load balancers: [`Builder::proxy_protocol`], [`StreamRequest::proxy_addr`], the [`proxy`] module | `ppp` |
+//! | `signals` | [`Builder::stop_on_signals`]: a graceful stop on SIGTERM/SIGINT, an immediate one on SIGQUIT (see [Stopping gracefully](#stopping-gracefully)); `grace_period`, `stop_now` and `wait_for_request` work without it | `signal-hook` |
+//! | `proxy` | the PROXY protocol v1/v2 from load balancers: [`Builder::proxy_protocol`], `trusted_proxies`, `proxy_header_timeout`, [`StreamRequest::proxy_addr`]/`proxy_header`, the [`proxy`] module | `ppp`, `mio` |
 //! | `message` | message servers: [`Builder::messages`], the [`message`] module | `mio` |
 //!
 //! ```toml
@@ -176,6 +179,10 @@
 //! sockets are first-class.
 
 #![deny(missing_docs)]
+// docs.rs documents the crate with every feature, on nightly, with `--cfg docsrs` (see
+// `[package.metadata.docs.rs]` in Cargo.toml): `doc_cfg` then notes on each item the feature it
+// needs (since Rust 1.92 it includes what `doc_auto_cfg` did). Stable builds never set `docsrs`.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(unix), allow(unused))]
 
 #[cfg(not(unix))]

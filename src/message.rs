@@ -1,5 +1,6 @@
-//! Message servers: an event loop waits on every connection at once and calls a blocking,
-//! easy-to-write handler with each complete message, so idle and slow connections cost no thread.
+//! Message servers (feature `message`): an event loop waits on every connection at once and calls
+//! a blocking, easy-to-write handler with each complete message, so idle and slow connections cost
+//! no thread.
 //!
 //! A stream server ([`RequestHandler`](crate::RequestHandler) with a
 //! [`StreamRequest`](crate::StreamRequest)) gives each connection a thread or a process for as

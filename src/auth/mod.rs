@@ -1,4 +1,5 @@
-//! Client authentication by HMAC challenge–response (seed 002 §13).
+//! Client authentication by HMAC challenge–response (feature `auth`), as Python socket
+//! tutorials teach it with `hmac` and `os.urandom`.
 //!
 //! A server that should talk only to clients holding a shared secret sends each new connection
 //! 32 random bytes; the client answers with `HMAC(secret, challenge)`; the server checks the

@@ -228,9 +228,9 @@ impl StreamRequest {
         io::Error::new(e.kind(), format!("PROXY protocol from {}: {e}", self.peer))
     }
 
-    /// With the PROXY protocol on ([`Builder::proxy_protocol`](crate::Builder::proxy_protocol)):
-    /// the load balancer's address, the connection's real peer. `None` without it, when
-    /// [`peer_addr`](Self::peer_addr) is the connection's peer.
+    /// With the PROXY protocol on ([`Builder::proxy_protocol`](crate::Builder::proxy_protocol),
+    /// feature `proxy`): the load balancer's address, the connection's real peer. `None` without
+    /// it, when [`peer_addr`](Self::peer_addr) is the connection's peer.
     #[cfg(feature = "proxy")]
     pub fn proxy_addr(&self) -> Option<&Address> {
         match &self.proxy {
@@ -239,8 +239,8 @@ impl StreamRequest {
         }
     }
 
-    /// With the PROXY protocol on: the header the balancer sent, with the version 2 TLVs
-    /// ([`authority`](crate::proxy::ProxyHeader::authority),
+    /// With the PROXY protocol on (feature `proxy`): the header the balancer sent, with the
+    /// version 2 TLVs ([`authority`](crate::proxy::ProxyHeader::authority),
     /// [`tls`](crate::proxy::ProxyHeader::tls), …).
     #[cfg(feature = "proxy")]
     pub fn proxy_header(&self) -> Option<&crate::proxy::ProxyHeader> {

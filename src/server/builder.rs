@@ -291,7 +291,7 @@ impl<M: Mode> Builder<M> {
 
     /// Expects a PROXY protocol header (`send-proxy`/`send-proxy-v2` in `HAProxy`, nginx's
     /// `proxy_protocol on`, most cloud TCP balancers) at the start of every TCP or Unix stream
-    /// connection, of the given version. Off by default. Only peers listed in
+    /// connection, of the given version (feature `proxy`). Off by default. Only peers listed in
     /// [`trusted_proxies`](Self::trusted_proxies) may send one: a connection from anywhere else,
     /// one without a well-formed header, or one whose header does not arrive within
     /// [`proxy_header_timeout`](Self::proxy_header_timeout) (5 s) is closed before the handler
@@ -335,12 +335,12 @@ impl<M: Mode> Builder<M> {
         self
     }
 
-    /// The balancers allowed to send PROXY protocol headers: IP addresses (`"10.0.0.7"`) and CIDR
-    /// ranges (`"10.0.0.0/8"`, `"fd00::/8"`), added to any given before. Trust only your
-    /// balancers' addresses: whoever may send a header can claim to be any client. A malformed
-    /// entry makes binding fail with `InvalidInput`. With none, every TCP peer is refused; peers
-    /// on a Unix stream socket are always trusted (the socket file's permissions decide who may
-    /// connect).
+    /// The balancers allowed to send PROXY protocol headers (feature `proxy`): IP addresses
+    /// (`"10.0.0.7"`) and CIDR ranges (`"10.0.0.0/8"`, `"fd00::/8"`), added to any given before.
+    /// Trust only your balancers' addresses: whoever may send a header can claim to be any client.
+    /// A malformed entry makes binding fail with `InvalidInput`. With none, every TCP peer is
+    /// refused; peers on a Unix stream socket are always trusted (the socket file's permissions
+    /// decide who may connect).
     #[cfg(feature = "proxy")]
     pub fn trusted_proxies<S: AsRef<str>>(mut self, proxies: impl IntoIterator<Item = S>) -> Self {
         let config = self.proxy_config();
@@ -353,8 +353,8 @@ impl<M: Mode> Builder<M> {
         self
     }
 
-    /// How long a balancer may take to send a connection's PROXY protocol header (default 5 s,
-    /// [`DEFAULT_HEADER_TIMEOUT`](crate::proxy::DEFAULT_HEADER_TIMEOUT)).
+    /// How long a balancer may take to send a connection's PROXY protocol header (feature
+    /// `proxy`; default 5 s, [`DEFAULT_HEADER_TIMEOUT`](crate::proxy::DEFAULT_HEADER_TIMEOUT)).
     #[cfg(feature = "proxy")]
     pub fn proxy_header_timeout(mut self, timeout: Duration) -> Self {
         self.proxy_config().timeout = timeout;

@@ -59,12 +59,13 @@ pub struct MessageBuilder<F, H> {
 }
 
 impl<M: Mode + Into<AnyMode>> Builder<M> {
-    /// Turns this builder towards a message server: `framer` cuts each connection's bytes into
-    /// messages, and a clone of `handler` answers each connection's messages (see
-    /// [`crate::message`]). The mode must be [`Single`](crate::Single), [`Pool`](crate::Pool) or
-    /// [`Prefork`](crate::Prefork) (checked when binding). The server's other options (timeouts,
-    /// the PROXY protocol, signals, …) are set on the `Builder` before this call; the mode and
-    /// the message server's own options can also be set after it, on the [`MessageBuilder`].
+    /// Turns this builder towards a message server (feature `message`): `framer` cuts each
+    /// connection's bytes into messages, and a clone of `handler` answers each connection's
+    /// messages (see [`crate::message`]). The mode must be [`Single`](crate::Single),
+    /// [`Pool`](crate::Pool) or [`Prefork`](crate::Prefork) (checked when binding). The server's
+    /// other options (timeouts, the PROXY protocol, signals, …) are set on the `Builder` before
+    /// this call; the mode and the message server's own options can also be set after it, on the
+    /// [`MessageBuilder`].
     pub fn messages<F: Framer, H: MessageHandler>(
         self,
         framer: F,
