@@ -94,17 +94,9 @@
 //!
 //! ## Stopping
 //!
-//! A graceful stop ([`Builder::stop_on_signals`](crate#stopping-gracefully), or
-//! [`ServerHandle::shutdown`](crate::ServerHandle::shutdown) with a
-//! [`grace_period`](crate::Builder::grace_period)) stops accepting and closes each connection
-//! once what its peer has sent is answered, within the grace period: a message whose first byte
-//! had arrived is received, handled and answered; whole messages already buffered are answered; a
-//! connection accepted less than 5 s before (or during) the stop that has sent nothing yet has its
-//! first message waited for; an idle connection closes at once. `serve_forever` then returns.
-//! Without a grace period, running handlers finish, their replies are sent, and every connection
-//! closes. A connection is closed with a lingering close (its peer's late bytes dropped for up to
-//! 2 s, so they do not turn into a reset that destroys the last reply) only where a reset is
-//! likely: bytes unread, or a message half received; an idle one is closed at once.
+//! A graceful stop closes each connection once what its peer has sent is answered, within the
+//! grace period; an idle one closes at once. The rules (messages in flight, new connections,
+//! lingering closes) are in [Stopping gracefully](crate#stopping-gracefully).
 
 pub(crate) mod budget;
 mod connection;

@@ -329,8 +329,9 @@ where
     F: Framer,
 {
     /// Serves until the server is shut down: accepts on this thread, runs the event loop on
-    /// another (and the handlers on it, or on the pool's workers). A graceful stop lets running
-    /// handlers finish and their replies go out within the grace period; then it returns.
+    /// another (and the handlers on it, or on the pool's workers). A graceful stop answers what
+    /// each connection has sent, within the grace period, then returns (see
+    /// [Stopping gracefully](crate#stopping-gracefully)).
     ///
     /// # Errors
     ///
