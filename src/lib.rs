@@ -64,8 +64,8 @@
 //! * **Services** — [`systemd`]: socket activation (`Builder::systemd_tcp`, …) and readiness
 //!   (`READY=1`, `STATUS=`, `WATCHDOG=1`, `STOPPING=1`), automatic when `NOTIFY_SOCKET` is set.
 //! * **Protocols** — [`framing`]: length-prefixed frames and JSON header + body messages, the
-//!   seeds' cure for TCP's "sticky packets"; [`auth`]: HMAC challenge–response authentication
-//!   of clients, as a wrapper around any stream handler.
+//!   cure for TCP's "sticky packets" that Python socket tutorials teach; [`auth`]: HMAC
+//!   challenge–response authentication of clients, as a wrapper around any stream handler.
 //!
 //! Errors are `std::io::Error`s whose messages say what failed and where; failures inside a
 //! handler reach the `handle_error` hook as a [`Failure`] and never stop the server. The library

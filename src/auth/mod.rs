@@ -8,7 +8,7 @@
 //! * [`Secret`] — the key, from an environment variable or a file ([`Secret::load`]).
 //! * [`Authenticator`] — both ends of the handshake: [`challenge`](Authenticator::challenge) on
 //!   the server, [`respond`](Authenticator::respond) on the client, with [`Digest::Sha256`] by
-//!   default or [`Digest::Md5`] for the seeds' Python clients, and a deadline.
+//!   default or [`Digest::Md5`] for the Python tutorial clients, and a deadline.
 //! * [`RequireAuth`] — wraps any stream handler so it runs only for authenticated clients:
 //!   `auth.require(handler)`.
 //!
