@@ -90,7 +90,9 @@
 //!
 //! [`Reply::sender`] gives a [`Sender`]: cloneable, usable from any thread, it queues bytes to the
 //! connection (a chat room's broadcast). Keep it in shared state from
-//! [`MessageHandler::opened`] and drop it in [`MessageHandler::closed`].
+//! [`MessageHandler::opened`] and drop it in [`MessageHandler::closed`], as the chat room in
+//! [`MessageHandler`]'s documentation does. This is also the way to broadcast for a program
+//! whose stream handlers would otherwise have to share their connections' writing halves.
 //!
 //! ## Stopping
 //!
