@@ -1,4 +1,4 @@
-//! Upper-case echo for authenticated clients only — seed 002 §13's HMAC challenge–response.
+//! Upper-case echo for authenticated clients only — the Python tutorial's HMAC challenge–response.
 //!
 //! Every new connection first gets 32 random bytes; the client must answer with
 //! `HMAC(secret, challenge)` within the handshake deadline, or the connection is closed. Then the
@@ -11,7 +11,7 @@
 //! ```
 //!
 //! The key comes from `SOCKETSERVER_SECRET` or `--secret-file PATH`, never from the command line
-//! (where `ps` would show it). `--digest md5` speaks with the seeds' Python clients, which use
+//! (where `ps` would show it). `--digest md5` speaks with the tutorial's Python clients, which use
 //! `hmac.new(secret_key, msg)` — HMAC-MD5 (Python 3.8 and later need `digestmod='md5'` spelled
 //! out). The handshake proves the client knows the key; it does not encrypt the echo that follows
 //! (see `socketserver::auth`).

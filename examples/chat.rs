@@ -1,13 +1,14 @@
-//! A UDP chat room — the seeds' "QQ chat" (000, 001, 002), as a `socketserver` server.
+//! A UDP chat room — the Python socket tutorial's "QQ chat", as a `socketserver` server.
 //!
-//! In the seeds a person at the server reads each message and types the answer. Here the server
+//! In the tutorial a person at the server reads each message and types the answer. Here the server
 //! is a room: whoever sends a datagram is in it, and every message is relayed to everyone else
-//! in the room as `[ip:port] message`, the seeds' way of naming a sender.
+//! in the room as `[ip:port] message`, the tutorial's way of naming a sender.
 //!
 //! The protocol, every datagram one message:
 //!
-//! * **Every datagram gets exactly one reply,** so the seeds' clients, which wait for one datagram
-//!   after each send, keep working. A reply never starts with `[`; a relayed message always does.
+//! * **Every datagram gets exactly one reply,** so the tutorial's clients, which wait for one
+//!   datagram after each send, keep working. A reply never starts with `[`; a relayed message
+//!   always does.
 //!   * a message: relayed to the others, then `sent as [ip:port] to N other participant(s)`;
 //!   * an empty datagram joins (or stays in) the room without saying anything:
 //!     `in the room as [ip:port] with N other participant(s)`;
@@ -18,7 +19,7 @@
 //! * Messages are relayed as UTF-8: invalid bytes become U+FFFD, so one broken client cannot make
 //!   the others' `decode('utf-8')` fail.
 //!
-//! The seeds' clients show one datagram per message they send, so a relayed message appears the
+//! The tutorial's clients show one datagram per message they send, so a relayed message appears the
 //! next time that client sends something; `cargo run --example client -- chat` shows everything as
 //! it arrives.
 //!
@@ -165,7 +166,7 @@ impl Room {
     }
 }
 
-/// `[ip:port]`, as the seeds print a sender (`'[%s:%s]' % (addr[0], addr[1])`: no brackets
+/// `[ip:port]`, as the tutorial prints a sender (`'[%s:%s]' % (addr[0], addr[1])`: no brackets
 /// around an IPv6 address).
 fn tag(who: &Address) -> String {
     match who.as_inet() {

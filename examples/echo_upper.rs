@@ -1,4 +1,4 @@
-//! Upper-case echo over TCP — the seeds' first program, as a `socketserver` server.
+//! Upper-case echo over TCP, a classic Python socket tutorial's first program, on `socketserver`.
 //!
 //! Each connection is served by a loop that reads up to 1024 bytes and answers them with their
 //! ASCII letters upper-cased (other UTF-8 bytes pass through unchanged, as with Python's
@@ -8,13 +8,13 @@
 //!
 //! ```text
 //! cargo run --example echo_upper                      # 127.0.0.1:8080, threading mode
-//! cargo run --example echo_upper -- --mode single     # one client at a time, like the seeds
+//! cargo run --example echo_upper -- --mode single     # one client at a time, like the tutorial
 //! cargo run --example echo_upper -- --mode pool --workers 4 --addr 127.0.0.1:0
 //! cargo run --example echo_upper -- --mode process     # a child process per connection
 //! cargo run --example echo_upper -- --mode prefork --workers 4
 //! ```
 //!
-//! The seeds' Python client works unchanged against it (see the README). Stripped of the
+//! The tutorial's Python client works unchanged against it (see the README). Stripped of the
 //! command line, the whole server is:
 //!
 //! ```text
@@ -44,7 +44,7 @@ const EXAMPLE: Example = Example {
     ],
 };
 
-/// The handler: the seeds' "communication loop" for one connection.
+/// The handler: the tutorial's "communication loop" for one connection.
 fn upper_echo(req: &mut StreamRequest) -> io::Result<()> {
     let peer = req.peer_addr().clone();
     // Debug, like every per-request line: connections are cheap to open by the thousand.

@@ -1,23 +1,23 @@
-//! The seeds' "FTP homework" (seeds 000 and 002): uploads, downloads and listings of one folder.
+//! The Python socket tutorial's "FTP homework": uploads, downloads and listings of one folder.
 //!
-//! Every command is the seeds' header + body message: `struct.pack('i', len(header))`, a UTF-8
+//! Every command is the tutorial's header + body message: `struct.pack('i', len(header))`, a UTF-8
 //! JSON header, then the body the header announces. Many commands per connection.
 //!
 //! | command | header | body |
 //! |---|---|---|
-//! | upload | `{"cmd": "put", "filename": "a.txt", "filesize": N}` (seed 002), optionally `"md5"` or `"sha256"` (hex); seed 000's `{"file_name": …, "file_size": N}` without `cmd` too | N bytes |
+//! | upload | `{"cmd": "put", "filename": "a.txt", "filesize": N}`, optionally `"md5"` or `"sha256"` (hex); `{"file_name": …, "file_size": N}` without `cmd` too | N bytes |
 //! | download | `{"cmd": "get", "filename": "a.txt"}` | none |
 //! | listing | `{"cmd": "list"}` | none |
 //!
-//! After each command the server answers with a framed JSON status:
-//! `{"status": "ok", …}` or `{"status": "error", "message": "…"}`. A `get` that succeeded is
-//! followed by the file: its status carries `filesize` and `md5`. A `list` status carries
-//! `files: [{"name", "size"}]`. The seeds' upload clients never read these replies; that is fine.
+//! After each command the server answers with a framed JSON status: `{"status": "ok", …}` or
+//! `{"status": "error", "message": "…"}`. A `get` that succeeded is followed by the file: its
+//! status carries `filesize` and `md5`. A `list` status carries `files: [{"name", "size"}]`. The
+//! tutorial's upload clients never read these replies; that is fine.
 //!
-//! Safety, where the seeds have none:
+//! Safety, where the tutorial has none:
 //!
 //! * Files live in `--root DIR` only. Names with `..`, a separator, NUL or other control
-//!   characters, absolute paths and names starting with `.` are refused (the seeds'
+//!   characters, absolute paths and names starting with `.` are refused (the tutorial's
 //!   `normpath(join(dir, name))` lets `../` escape the folder).
 //! * Only regular files are served, listed and overwritten. A symbolic link in the folder is
 //!   never followed — `get` opens with `O_NOFOLLOW` and checks the opened file's type, `list`

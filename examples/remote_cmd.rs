@@ -1,4 +1,4 @@
-//! Remote command execution with the seeds' header + body reply (seed 004, and 000/001/002).
+//! Remote command execution with the Python socket tutorial's header + body reply.
 //!
 //! A client sends a shell command in one `send`; the server runs it with `sh -c` and answers
 //! with Python's `struct.pack('i', len(header))`, a UTF-8 JSON header, then the command's stdout
@@ -9,7 +9,7 @@
 //!  "stdout_size": S, "exit_code": 0, "timed_out": false, "truncated": false}
 //! ```
 //!
-//! The seeds' client reads the 4-byte length, the header, then loops until `total_size` bytes
+//! The tutorial's client reads the 4-byte length, the header, then loops until `total_size` bytes
 //! have arrived; the extra fields are ours and it ignores them.
 //!
 //! **Running shell commands for the network is dangerous.** Without a secret key this server
@@ -19,23 +19,23 @@
 //! (`--digest`, SHA-256 by default). The handshake keeps out clients without the key; it does not
 //! encrypt commands or output, so beyond a trusted network run it through TLS or SSH.
 //!
-//! **The seeds' protocol has no framing**: a command is whatever one `recv` returns, so TCP
+//! **The tutorial's protocol has no framing**: a command is whatever one `recv` returns, so TCP
 //! cutting a command in two, or merging two, makes the server run the wrong commands. This server
 //! never runs a fragment it can detect:
 //!
-//! * an unframed command is gathered until the connection has been quiet for `--quiet-time`
-//!   seconds (0.2 by default): the seeds' client sends one command and then waits for the reply,
-//!   so whatever arrives before the reply is one command. Pieces sent further apart than that
-//!   would still be taken for two commands — the limit of any unframed protocol;
+//! * an unframed command is gathered until the connection has been quiet for `--quiet-time` seconds
+//!   (0.2 by default): the tutorial's client sends one command and then waits for the reply, so
+//!   whatever arrives before the reply is one command. Pieces sent further apart than that would
+//!   still be taken for two commands — the limit of any unframed protocol;
 //! * an unframed command longer than 8192 bytes (one read of the server's buffer) is not run at
 //!   all, not even in part: its bytes are dropped until the connection is quiet and the client
 //!   gets an error reply;
 //! * a framed request — `\xffrc1`, a 4-byte big-endian length, then the command (up to 64 KiB)
 //!   — is read exactly, however it is split. `client remote-cmd` sends these. 0xFF never occurs
-//!   in UTF-8 or GBK text, so a seed client's command cannot be mistaken for one.
+//!   in UTF-8 or GBK text, so a tutorial client's command cannot be mistaken for one.
 //!
 //! An error reply has the same form as any other: the header (with an extra `"error"` field,
-//! `exit_code` null) and a one-line message as the output, which the seeds' client prints.
+//! `exit_code` null) and a one-line message as the output, which the tutorial's client prints.
 //!
 //! Each command runs with no stdin for at most `--timeout` seconds, with at most `--max-output`
 //! bytes of output kept (the rest is cut and the command killed); either case is reported in the
@@ -210,7 +210,7 @@ impl RequestHandler<StreamRequest> for RemoteCommand {
     }
 }
 
-/// The seeds' reply: `struct 'i'` length, JSON header, then the output.
+/// The tutorial's reply: `struct 'i'` length, JSON header, then the output.
 fn send_reply(
     req: &mut StreamRequest,
     header: Value,
@@ -223,8 +223,8 @@ fn send_reply(
     req.write_all(stderr)
 }
 
-/// An error in the seeds' reply format: the header says `total_size`, `md5` and `"error"`, and
-/// the output is one line the seeds' client prints.
+/// An error in the tutorial's reply format: the header says `total_size`, `md5` and `"error"`, and
+/// the output is one line the tutorial's client prints.
 fn reply_error(req: &mut StreamRequest, message: &str) -> io::Result<()> {
     let text = format!("[remote_cmd: {message}]\n");
     let header = json!({

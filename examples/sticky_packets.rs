@@ -1,7 +1,7 @@
 //! TCP's "sticky packets" (粘包), shown live — and cured by `socketserver::framing`.
 //!
 //! Runs by itself and exits: a server on `--addr` (default `127.0.0.1:0`) and a client in the
-//! same process replay the seeds' two demonstrations (seeds 000 and 002), then the same traffic
+//! same process replay the Python socket tutorial's two demonstrations, then the same traffic
 //! with length-prefixed frames:
 //!
 //! 1. **Two quick small sends merge.** The client sends `b'hello'` twice; the server's single

@@ -1,20 +1,20 @@
-//! A UDP time server — the seeds' "NTP example" (001, 002), as a `socketserver` server.
+//! A UDP time server — the Python socket tutorial's "NTP example", as a `socketserver` server.
 //!
 //! Every datagram is a `strftime` format; the reply is the server's *local* time in that format.
-//! An empty datagram means `%Y-%m-%d %X`. Like the seed, the server sets `SO_REUSEADDR`.
+//! An empty datagram means `%Y-%m-%d %X`. As in the tutorial, the server sets `SO_REUSEADDR`.
 //!
 //! ```text
 //! cargo run --example time_server                     # 127.0.0.1:9000, single mode
 //! cargo run --example client -- time --addr 127.0.0.1:9000 '%H:%M:%S'
 //! ```
 //!
-//! Requests the seed would crash on, or answer with something unusable, get a one-datagram reply
-//! starting with `error: ` instead, and the server goes on:
+//! Requests the tutorial's server would crash on, or answer with something unusable, get a
+//! one-datagram reply starting with `error: ` instead, and the server goes on:
 //!
-//! * a format that is not UTF-8 (the seed's `msg.decode('utf-8')` raises), or contains a NUL byte
-//!   (C's `strftime` would stop there);
+//! * a format that is not UTF-8 (the tutorial's `msg.decode('utf-8')` raises), or contains a NUL
+//!   byte (C's `strftime` would stop there);
 //! * a format whose result would be longer than [`MAX_REPLY`] bytes (`%c` repeated a thousand
-//!   times, say): UDP cannot carry an unbounded reply, and the seeds' clients read 1024 bytes;
+//!   times, say): UDP cannot carry an unbounded reply, and the tutorial's clients read 1024 bytes;
 //! * a format whose result is empty, which an empty datagram would report as nothing at all.
 //!
 //! The time is formatted by the C library (`localtime_r` + `strftime`), as Python's
@@ -41,7 +41,7 @@ const EXAMPLE: Example = Example {
     options: &[],
 };
 
-/// The format used for an empty datagram, as in the seeds.
+/// The format used for an empty datagram, as in the tutorial.
 const DEFAULT_FORMAT: &str = "%Y-%m-%d %X";
 
 /// The longest reply, in bytes. Well under UDP's 65,507-byte limit, and as large as a request may
@@ -151,8 +151,8 @@ fn strftime(format: &str, tm: &libc::tm) -> Result<String, String> {
     }
 }
 
-/// Binds the server in the chosen mode, with `SO_REUSEADDR` as in the seed, and serves until the
-/// process is stopped.
+/// Binds the server in the chosen mode, with `SO_REUSEADDR` as in the tutorial, and serves until
+/// the process is stopped.
 fn run(args: &Args) -> io::Result<()> {
     common::serve_udp(args, args.builder().reuse_address(true), time_reply)
 }

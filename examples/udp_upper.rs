@@ -1,4 +1,4 @@
-//! Upper-case echo over UDP — the seeds' second program, as a `socketserver` server.
+//! Upper-case echo over UDP, a classic Python socket tutorial's second program, on `socketserver`.
 //!
 //! One datagram in, its copy with ASCII letters upper-cased back to the sender (other UTF-8
 //! bytes pass through unchanged). An empty datagram is a legal request and gets an empty reply.
@@ -8,7 +8,7 @@
 //! cargo run --example udp_upper -- --mode pool --workers 2 --addr 127.0.0.1:0
 //! ```
 //!
-//! The seeds' Python client works unchanged against it (see the README).
+//! The tutorial's Python client works unchanged against it (see the README).
 
 mod common;
 

@@ -64,8 +64,8 @@
 //! * **Services** — [`systemd`]: socket activation (`Builder::systemd_tcp`, …) and readiness
 //!   (`READY=1`, `STATUS=`, `WATCHDOG=1`, `STOPPING=1`), automatic when `NOTIFY_SOCKET` is set.
 //! * **Protocols** — [`framing`]: length-prefixed frames and JSON header + body messages, the
-//!   seeds' cure for TCP's "sticky packets"; [`auth`]: HMAC challenge–response authentication
-//!   of clients, as a wrapper around any stream handler.
+//!   cure for TCP's "sticky packets" that Python socket tutorials teach; [`auth`]: HMAC
+//!   challenge–response authentication of clients, as a wrapper around any stream handler.
 //!
 //! Errors are `std::io::Error`s whose messages say what failed and where; failures inside a
 //! handler reach the `handle_error` hook as a [`Failure`] and never stop the server. The library
@@ -76,15 +76,18 @@
 //! Cargo features, all on by default, add protocol helpers and their dependencies. With
 //! `default-features = false` the crate keeps its servers, modes and length-prefixed
 //! [`framing::Framing`], and depends only on `crossbeam-channel`, `socket2`, `log` and `libc`.
-//! The features are independent: enable any subset.
+//! The features are independent: enable any subset. Without a feature its items do not exist, so
+//! a build without `signals` reports "no method named `stop_on_signals`": each such item's
+//! documentation names its feature in its first sentence, and on docs.rs (built with every
+//! feature) it carries a note saying which feature it needs.
 //!
 //! | Feature | Adds | Pulls in |
 //! |---|---|---|
-//! | `json` | JSON header + body messages: [`framing::Header`], `Framing::read_header`/`write_header`, `header_u64`/`header_str`, `Expected::from_header`, and the [`framing::serde_json`] re-export | `serde_json` |
+//! | `json` | JSON header + body messages: [`framing::Header`], `Framing::read_header`/`write_header`, `header_u64`/`header_str`/`parse_header`, `Expected::from_header`, and the [`framing::serde_json`] re-export | `serde_json` |
 //! | `auth` | the [`auth`] module: HMAC-SHA256/HMAC-MD5 challenge–response | `hmac`, `sha2`, `md-5`, `getrandom` |
 //! | `checksum` | [`framing::md5_hex`], `md5_hex_of`, `sha256_hex`, and the checks [`framing::receive_file`] makes (without it, an [`Expected`](framing::Expected) naming a checksum is refused) | `md-5`, `sha2` |
-//! | `signals` | [`Builder::stop_on_signals`]: a graceful stop on SIGTERM/SIGINT, an immediate one on SIGQUIT | `signal-hook` |
-//! | `proxy` | the PROXY protocol v1/v2 from load balancers: [`Builder::proxy_protocol`], [`StreamRequest::proxy_addr`], the [`proxy`] module | `ppp` |
+//! | `signals` | [`Builder::stop_on_signals`]: a graceful stop on SIGTERM/SIGINT, an immediate one on SIGQUIT (see [Stopping gracefully](#stopping-gracefully)); `grace_period`, `stop_now` and `wait_for_request` work without it | `signal-hook` |
+//! | `proxy` | the PROXY protocol v1/v2 from load balancers: [`Builder::proxy_protocol`], `trusted_proxies`, `proxy_header_timeout`, [`StreamRequest::proxy_addr`]/`proxy_header`, the [`proxy`] module | `ppp`, `mio` |
 //! | `message` | message servers: [`Builder::messages`], the [`message`] module | `mio` |
 //!
 //! ```toml
@@ -120,20 +123,88 @@
 //!
 //! ## Stopping gracefully
 //!
-//! Service managers (systemd, Kubernetes, container runtimes) stop a service with SIGTERM and
-//! expect it to finish what it accepted. [`Builder::stop_on_signals`] arms that in one call: the
-//! first SIGTERM or SIGINT makes [`Server::serve_forever`] stop accepting, serve what was queued
-//! in the listen backlog, close the socket and wait for the running requests within the
-//! [`grace_period`](Builder::grace_period) (30 s by default), then return `Ok(())` so `main` can
-//! clean up and exit 0. A second signal, a SIGQUIT or [`ServerHandle::stop_now`] stops at once,
-//! saying how many requests were cut off. Every mode does this, the process-based ones included.
+//! Service managers (systemd, Kubernetes, supervisord, container runtimes) stop a service with
+//! SIGTERM and expect it to finish what it accepted. This section holds every rule of a stop; the
+//! items that take part ([`Builder::stop_on_signals`], [`Builder::grace_period`],
+//! [`Server::serve_forever`], [`StreamRequest::wait_for_request`], the [`message`] servers) link
+//! here.
 //!
-//! Handlers see the stop as it begins: [`ServerHandle::is_shutting_down`] (through
-//! [`StreamRequest::server`]) lets a long-lived handler end early, and
-//! [`StreamRequest::wait_for_request`] ends an idle keep-alive connection at once instead of
-//! letting it hold the stop for the whole grace period (a new connection, which has sent nothing
-//! yet, is not idle: its first request is awaited). [`Builder::on_stop`] runs on the serving
-//! thread when the stop begins (to tell a supervisor, say).
+//! **Starting a stop.** [`Builder::stop_on_signals`] (feature `signals`) arms it in one call: the
+//! first SIGTERM or SIGINT starts a graceful stop, a second one or a SIGQUIT makes it immediate,
+//! and one more signal after that ends the process at once (exit status 128 + the signal number).
+//! The signal handlers only pass the signal on (through the `signal-hook` crate); the serving
+//! thread does the stopping. The grace period is [`DEFAULT_GRACE_PERIOD`] (30 s) unless
+//! [`Builder::grace_period`] says otherwise. A program that handles signals itself sets
+//! `grace_period` alone: [`ServerHandle::shutdown`] is then a graceful stop, as SIGTERM is, and
+//! [`ServerHandle::stop_now`] an immediate one, as a second signal is. (Without a grace period,
+//! `shutdown` only ends the serving loop: nothing more is accepted, and [`Server::server_close`]
+//! waits for the running requests.)
+//!
+//! **A graceful stop**, once [`Server::serve_forever`] sees it:
+//!
+//! 1. calls the [`Builder::on_stop`] hook on the serving thread (to tell a supervisor, say) and
+//!    stops accepting; [`ServerHandle::is_shutting_down`] (through [`StreamRequest::server`])
+//!    turns true, so a long-lived handler can end early;
+//! 2. serves the connections (or datagrams) the kernel had already queued in the listen backlog,
+//!    so a client that connected just before the stop is served, not reset;
+//! 3. closes the socket (a Unix server removes its socket file);
+//! 4. lets the running requests, and those waiting in a [`Pool`]'s queue, finish within the grace
+//!    period;
+//! 5. returns `Ok(())`, so `main` can call [`Server::server_close`], clean up and exit with
+//!    status 0. The grace period bounds `server_close`'s wait too, whatever the
+//!    [`close_timeout`](Builder::close_timeout).
+//!
+//! **An immediate stop** — the grace period running out, a second SIGTERM or SIGINT, a SIGQUIT,
+//! or [`ServerHandle::stop_now`] — stops waiting: the log and `serve_forever`'s error (`TimedOut`
+//! when the grace period ran out, `Interrupted` otherwise; `Ok(())` if nothing was cut off) say
+//! how many requests were cut off, child processes still serving are killed, and `server_close`
+//! does not wait for handler threads. Threads cannot be killed: a handler still running is left to
+//! the end of the process. In [`Single`] mode the handler runs on the serving thread, so an
+//! immediate stop takes effect when the request it is handling ends: bound requests with
+//! [`idle_timeout`](Builder::idle_timeout) or a [`Deadline`].
+//!
+//! **Idle and new connections.** Between two requests of a keep-alive connection,
+//! [`StreamRequest::wait_for_request`] waits for the next request *or* the stop, so an idle
+//! connection ends at once instead of holding the stop for its whole grace period; a request
+//! already on its way is still served. A connection that has sent nothing yet is not idle: its
+//! client connected to send a request, which may still be on its way when the stop begins (the
+//! stop has just taken it from the listen backlog, say). It is given 5 seconds from when it was
+//! accepted (as Go's `http.Server` does), within the grace period, for that first request to
+//! arrive and be served; only an immediate stop ends that wait early. Once a byte has been read
+//! through the request, the idle rule applies. The log line that ends the stop says how many
+//! connections were closed idle, and how many of those before their first request arrived.
+//!
+//! **No accepted connection is dropped.** Within the grace period a client that sends its request
+//! is either answered or, once the socket is closed, refused (`ECONNREFUSED`); it is never
+//! accepted and then dropped unanswered. Closing a listening socket makes the kernel reset the
+//! connections still queued on it, and a handshake can complete between the stop's last look at
+//! the queue and the close. So on Linux, before that last look, the stop shuts the door: it
+//! attaches a socket filter to a listener it bound itself that drops new connection attempts
+//! (SYNs), lets handshakes already under way complete, and takes the queue until it has stayed
+//! empty for 10 ms. A client that tried meanwhile sends its SYN again a second later, and finds
+//! the port refused or a restarted server listening. A socket systemd passed, or one given to
+//! [`from_tcp_listener`](Builder::from_tcp_listener), is not filtered (it may outlive the server),
+//! and neither is any socket off Linux: there a connection can still be reset in the instant
+//! before the socket closes.
+//!
+//! **Every mode** stops this way. [`Process`] children finish their requests and are killed if the
+//! grace period runs out; with `stop_on_signals` they do not end on the SIGINT or SIGTERM a
+//! terminal or systemd sends the whole process group: the parent decides when a request is cut off.
+//! A [`Prefork`] parent passes the stop to its workers, which drain the same way. Children are
+//! re-executions of the program, so they arm `stop_on_signals` too, and `on_stop` also runs in each
+//! prefork worker as it stops.
+//!
+//! **Message servers** ([`Builder::messages`]) stop connection by connection: each closes once
+//! what its peer has sent is answered, within the grace period. A message whose first byte had
+//! arrived is received, handled and answered; whole messages already buffered are answered; a
+//! connection accepted less than 5 s before (or during) the stop that has sent nothing yet gets
+//! its first message answered; an idle connection closes at once. Without a grace period, running
+//! handlers finish, their replies are sent, and every connection closes. Only where a reset is
+//! likely — bytes unread, or a message half received — is a connection closed with a lingering
+//! close: its peer's late bytes are dropped for up to 2 s, so they cannot turn into a reset that
+//! destroys the last reply. An idle client does not slow the stop down.
+//!
+//! A line server that stops within 10 s, its idle connections at once:
 //!
 //! ```
 //! use std::io::{BufRead, Write};
@@ -176,6 +247,10 @@
 //! sockets are first-class.
 
 #![deny(missing_docs)]
+// docs.rs documents the crate with every feature, on nightly, with `--cfg docsrs` (see
+// `[package.metadata.docs.rs]` in Cargo.toml): `doc_cfg` then notes on each item the feature it
+// needs (since Rust 1.92 it includes what `doc_auto_cfg` did). Stable builds never set `docsrs`.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(unix), allow(unused))]
 
 #[cfg(not(unix))]

@@ -1,5 +1,6 @@
-//! Message servers: an event loop waits on every connection at once and calls a blocking,
-//! easy-to-write handler with each complete message, so idle and slow connections cost no thread.
+//! Message servers (feature `message`): an event loop waits on every connection at once and calls
+//! a blocking, easy-to-write handler with each complete message, so idle and slow connections cost
+//! no thread.
 //!
 //! A stream server ([`RequestHandler`](crate::RequestHandler) with a
 //! [`StreamRequest`](crate::StreamRequest)) gives each connection a thread or a process for as
@@ -89,21 +90,15 @@
 //!
 //! [`Reply::sender`] gives a [`Sender`]: cloneable, usable from any thread, it queues bytes to the
 //! connection (a chat room's broadcast). Keep it in shared state from
-//! [`MessageHandler::opened`] and drop it in [`MessageHandler::closed`].
+//! [`MessageHandler::opened`] and drop it in [`MessageHandler::closed`], as the chat room in
+//! [`MessageHandler`]'s documentation does. This is also the way to broadcast for a program
+//! whose stream handlers would otherwise have to share their connections' writing halves.
 //!
 //! ## Stopping
 //!
-//! A graceful stop ([`Builder::stop_on_signals`](crate#stopping-gracefully), or
-//! [`ServerHandle::shutdown`](crate::ServerHandle::shutdown) with a
-//! [`grace_period`](crate::Builder::grace_period)) stops accepting and closes each connection
-//! once what its peer has sent is answered, within the grace period: a message whose first byte
-//! had arrived is received, handled and answered; whole messages already buffered are answered; a
-//! connection accepted less than 5 s before (or during) the stop that has sent nothing yet has its
-//! first message waited for; an idle connection closes at once. `serve_forever` then returns.
-//! Without a grace period, running handlers finish, their replies are sent, and every connection
-//! closes. A connection is closed with a lingering close (its peer's late bytes dropped for up to
-//! 2 s, so they do not turn into a reset that destroys the last reply) only where a reset is
-//! likely: bytes unread, or a message half received; an idle one is closed at once.
+//! A graceful stop closes each connection once what its peer has sent is answered, within the
+//! grace period; an idle one closes at once. The rules (messages in flight, new connections,
+//! lingering closes) are in [Stopping gracefully](crate#stopping-gracefully).
 
 pub(crate) mod budget;
 mod connection;

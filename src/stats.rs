@@ -9,7 +9,7 @@ use std::time::Instant;
 /// Every request is counted once in `accepted`, then once in exactly one of `completed`, `failed`
 /// or `rejected` when it ends; `active` counts those that have not ended yet.
 ///
-/// For a [message server](crate::message) a request is a connection, for as long as it is open:
+/// For a message server (feature `message`) a request is a connection, for as long as it is open:
 /// `active` counts the connections open, `failed` those closed by a handler's error or panic, a
 /// malformed message or a socket error, `completed` those that ended otherwise (the peer closed,
 /// a limit, the stop), and `messages` and `message_failures` what its handlers did with them.

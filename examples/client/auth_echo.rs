@@ -1,4 +1,4 @@
-//! `client auth-echo`: the seeds' legal authenticated client (seed 002 §13) for `auth_echo`.
+//! `client auth-echo`: the Python tutorial's legal authenticated client for `auth_echo`.
 //!
 //! Answers the server's challenge with `HMAC(key, challenge)` (`--digest md5|sha256`, default
 //! sha256; the key from `SOCKETSERVER_SECRET` or `--secret-file PATH`), then sends each line of

@@ -1,4 +1,4 @@
-//! `client echo`: the seeds' TCP echo client, for `echo_upper`.
+//! `client echo`: the Python tutorial's TCP echo client, for `echo_upper`.
 
 use std::io::{self, Read, Write};
 
@@ -7,7 +7,8 @@ use crate::{connect, input};
 /// Sends each message on one connection and prints the answer.
 ///
 /// Upper-casing keeps the length, so the answer is complete once as many bytes have come back as
-/// were sent — however TCP splits them (the seed's single `recv(1024)` can print half an answer).
+/// were sent — however TCP splits them (the tutorial's single `recv(1024)` can print half an
+/// answer).
 pub fn run(addr: &str, args: &[String]) -> Result<(), String> {
     let mut stream = connect::tcp(addr)?;
     for message in input::messages(args, ">>: ") {

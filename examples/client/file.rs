@@ -1,10 +1,10 @@
-//! `client file`: uploads, downloads and listings against `file_server` (the seeds' FTP homework).
+//! `client file`: uploads, downloads and listings for `file_server` (the tutorial's FTP homework).
 //!
-//! Commands, given after `--addr` or as lines on stdin (the seeds' `>>:` prompt, one per line,
+//! Commands, given after `--addr` or as lines on stdin (the tutorial's `>>:` prompt, one per line,
 //! until EOF or `quit`):
 //!
-//! * `put PATH` — uploads the file with seed 002's header plus its `md5`, then prints the
-//!   server's status.
+//! * `put PATH` — uploads the file with a `cmd`/`filename`/`filesize` header plus its `md5`, then
+//!   prints the server's status.
 //! * `get NAME [DEST]` — downloads `NAME` into `DEST` (default: `NAME` in the current folder);
 //!   the file appears only when complete and its MD5 matched.
 //! * `list` — prints `name<TAB>size` for every file.

@@ -3,8 +3,8 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 
 /// The messages to send: the words given on the command line as one message, or else every
-/// non-blank line of stdin until it ends. Lines are trimmed, as the seeds' clients `strip()` them.
-/// `prompt` is shown before each line when stdin is a terminal, and never into a pipe.
+/// non-blank line of stdin until it ends. Lines are trimmed, as the tutorial's clients `strip()`
+/// them. `prompt` is shown before each line when stdin is a terminal, and never into a pipe.
 pub fn messages(
     args: &[String],
     prompt: &'static str,

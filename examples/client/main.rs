@@ -35,7 +35,7 @@ use std::process::ExitCode;
 
 use common::check_addr;
 
-/// A subcommand: its name, the address it talks to by default (the seed's), what it takes after
+/// A subcommand: its name, the address it talks to by default (the tutorial's), what it takes after
 /// the options, what it does, and the function that runs it.
 struct Subcommand {
     name: &'static str,

@@ -1,7 +1,7 @@
-//! `client remote-cmd`: the seeds' remote-command client (seed 004) for `remote_cmd`.
+//! `client remote-cmd`: the Python tutorial's remote-command client for `remote_cmd`.
 //!
 //! Sends each line of stdin as one command, framed (see `examples/remote_cmd/wire.rs`: unlike the
-//! seeds' bare command, it is never cut or merged in transit), reads the `struct 'i'` + JSON
+//! tutorial's bare command, it is never cut or merged in transit), reads the `struct 'i'` + JSON
 //! header, then exactly `total_size` bytes of output, which it prints as they arrive and checks
 //! against the header's `md5`. A non-zero exit status, a time-out or a cut is noted on stderr; a
 //! command the server refused (its header has `"error"`) prints the server's message on stderr,

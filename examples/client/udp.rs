@@ -1,4 +1,4 @@
-//! `client udp`: the seeds' UDP echo client, for `udp_upper`.
+//! `client udp`: the Python tutorial's UDP echo client, for `udp_upper`.
 
 use crate::{connect, input};
 

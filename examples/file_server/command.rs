@@ -8,7 +8,7 @@ use socketserver::framing::{check_file_name, header_str, header_u64, Expected, F
 /// JSON headers are small; anything larger is hostile or broken.
 pub const MAX_HEADER: u64 = 64 * 1024;
 
-/// How command headers are framed: the seeds' `struct 'i'` length, then at most [`MAX_HEADER`]
+/// How command headers are framed: the tutorial's `struct 'i'` length, then at most [`MAX_HEADER`]
 /// bytes of JSON.
 pub fn header_framing() -> Framing {
     Framing::python_struct_i().max_frame_len(MAX_HEADER)
@@ -39,13 +39,13 @@ pub enum Refusal {
     Close { message: String },
 }
 
-/// Reads `header`: the seeds' `{"cmd": "put", "filename", "filesize"}` (or seed 000's
+/// Reads `header`: the tutorial's `{"cmd": "put", "filename", "filesize"}` (or its
 /// `file_name`/`file_size` without `cmd`), `{"cmd": "get", "filename"}`, `{"cmd": "list"}`.
 /// Uploads over `max_file_size` bytes are refused with [`Refusal::Close`].
 pub fn interpret(header: &Header, max_file_size: u64) -> Result<Command, Refusal> {
     let cmd = match header.get("cmd") {
         Some(Value::String(cmd)) => cmd.as_str(),
-        // Seed 000 sends uploads without a "cmd".
+        // One of the tutorial's upload clients sends no "cmd".
         None if header.contains_key("file_name") || header.contains_key("filename") => "put",
         _ => "",
     };

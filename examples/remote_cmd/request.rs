@@ -1,7 +1,7 @@
-//! Reading one command from a connection: a framed request (see `wire.rs`), or the seeds'
+//! Reading one command from a connection: a framed request (see `wire.rs`), or the tutorial's
 //! unframed command, gathered until the connection is quiet.
 //!
-//! The seeds' client sends its command with one `send` and then waits for the reply, so every
+//! The tutorial's client sends its command with one `send` and then waits for the reply, so every
 //! byte that arrives before the server answers belongs to that one command. TCP may still
 //! deliver it in several pieces (a large command, a slow network); the server therefore keeps
 //! reading until no byte has arrived for the quiet time (`--quiet-time`, 0.2 s by default), and
@@ -17,7 +17,7 @@ use socketserver::StreamRequest;
 
 use crate::wire;
 
-/// The longest unframed command: one read of the server's buffer (the seeds use `recv(1024)`).
+/// The longest unframed command: one read of the server's buffer (the tutorial uses `recv(1024)`).
 pub const MAX_COMMAND: usize = 8192;
 
 /// The longest a command may take to arrive once its first byte is here. Past it the client gets
@@ -35,7 +35,7 @@ pub enum Request {
     End,
 }
 
-/// Reads the next request. Waits for its first byte as long as the client likes (the seeds'
+/// Reads the next request. Waits for its first byte as long as the client likes (the tutorial's
 /// server does too), then at most [`ARRIVAL_LIMIT`] for the rest.
 pub fn read_request(req: &mut StreamRequest, quiet: Duration) -> io::Result<Request> {
     req.set_read_timeout(None)?;

@@ -1,6 +1,6 @@
 //! The framed command request, which `client remote-cmd` sends and `remote_cmd` also accepts.
 //!
-//! The seeds' protocol has no framing: a command is whatever one `recv` returns, so a command
+//! The tutorial's protocol has no framing: a command is whatever one `recv` returns, so a command
 //! split in transit, or two merged, cannot be told apart from others. A framed request carries
 //! its own length:
 //!
@@ -10,7 +10,7 @@
 //! echo hello             exactly that many bytes: the command
 //! ```
 //!
-//! The byte 0xFF never occurs in UTF-8 (nor in GBK, the seeds' other encoding), so a seed
+//! The byte 0xFF never occurs in UTF-8 (nor in GBK, the tutorial's other encoding), so a tutorial
 //! client's command — `input().strip().encode('utf-8')` — can never start like a framed request.
 
 use socketserver::framing::Framing;

@@ -11,7 +11,7 @@ use sha2::Sha256;
 /// The hash function of the HMAC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Digest {
-    /// HMAC-MD5, 16-byte tags: what the seeds' Python clients compute
+    /// HMAC-MD5, 16-byte tags: what the Python tutorial clients compute
     /// (`hmac.new(key, msg)` defaulted to MD5 before Python 3.8). MD5 is broken as a hash, but
     /// HMAC-MD5 has no practical attack; prefer SHA-256 for anything new.
     Md5,

@@ -10,7 +10,7 @@ use super::digest::Digest;
 use super::secret::Secret;
 use crate::handler::{LimitExceeded, StreamRequest};
 
-/// Bytes in a challenge, as in the seeds (`os.urandom(32)`).
+/// Bytes in a challenge, as in the Python tutorial's `os.urandom(32)`.
 pub const CHALLENGE_LEN: usize = 32;
 
 /// How long a handshake may take unless told otherwise: 10 seconds.
@@ -64,7 +64,7 @@ impl TimedStream for StreamRequest {
     }
 }
 
-/// HMAC challenge–response authentication of a connection (seed 002 §13), both ends.
+/// HMAC challenge–response authentication of a connection, both ends.
 ///
 /// 1. The server sends [`CHALLENGE_LEN`] (32) bytes from the operating system's random source.
 /// 2. The client answers `HMAC(secret, challenge)` — 16 bytes with [`Digest::Md5`], 32 with

@@ -1,4 +1,5 @@
-//! Client authentication by HMAC challenge–response (seed 002 §13).
+//! Client authentication by HMAC challenge–response (feature `auth`), as Python socket
+//! tutorials teach it with `hmac` and `os.urandom`.
 //!
 //! A server that should talk only to clients holding a shared secret sends each new connection
 //! 32 random bytes; the client answers with `HMAC(secret, challenge)`; the server checks the
@@ -7,7 +8,7 @@
 //! * [`Secret`] — the key, from an environment variable or a file ([`Secret::load`]).
 //! * [`Authenticator`] — both ends of the handshake: [`challenge`](Authenticator::challenge) on
 //!   the server, [`respond`](Authenticator::respond) on the client, with [`Digest::Sha256`] by
-//!   default or [`Digest::Md5`] for the seeds' Python clients, and a deadline.
+//!   default or [`Digest::Md5`] for the Python tutorial clients, and a deadline.
 //! * [`RequireAuth`] — wraps any stream handler so it runs only for authenticated clients:
 //!   `auth.require(handler)`.
 //!

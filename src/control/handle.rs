@@ -142,15 +142,11 @@ impl ServerHandle {
         }
     }
 
-    /// Stops at once: like [`shutdown`](Self::shutdown), and in a graceful stop (see
-    /// [`Builder::stop_on_signals`](crate#stopping-gracefully) and
-    /// [`Builder::grace_period`](crate::Builder::grace_period)) also stops waiting for the
-    /// requests still running — what a second SIGINT or SIGTERM, or a SIGQUIT, does.
+    /// Stops at once: like [`shutdown`](Self::shutdown), and in a graceful stop also stops waiting
+    /// for the requests still running — what a second SIGINT or SIGTERM, or a SIGQUIT, does.
     /// `serve_forever` returns within milliseconds with an `Interrupted` error saying how many
-    /// requests were cut off (`Ok` if none were), child processes still handling requests are
-    /// killed, and [`Server::server_close`](crate::Server::server_close) does not wait for
-    /// handler threads. Threads cannot be killed: a handler still running is left to the end of
-    /// the process.
+    /// requests were cut off (`Ok` if none were); what else an immediate stop does is in
+    /// [Stopping gracefully](crate#stopping-gracefully).
     pub fn stop_now(&self) {
         // Logged first: once asked, the serving thread may end the process before this logs.
         if !self.shared.abort.is_requested() {

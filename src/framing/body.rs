@@ -8,8 +8,8 @@ const CHUNK: usize = 64 * 1024;
 /// Copies exactly `len` bytes from `reader` to `writer`, in chunks of 64 KiB, so a body of any
 /// size streams to or from a file without being held in memory.
 ///
-/// This is the seeds' "loop until `recv_size == total_size`" done right: it never reads past the
-/// body (the next message stays in the stream). Does not flush `writer`.
+/// This is the Python tutorials' "loop until `recv_size == total_size`" done right: it never reads
+/// past the body (the next message stays in the stream). Does not flush `writer`.
 ///
 /// # Errors
 ///

@@ -25,23 +25,23 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
     out
 }
 
-/// The MD5 of `data`, as 32 lower-case hex digits (Python's `hashlib.md5(data).hexdigest()`).
-/// Feature `checksum`.
+/// The MD5 of `data`, as 32 lower-case hex digits (feature `checksum`): Python's
+/// `hashlib.md5(data).hexdigest()`.
 #[cfg(feature = "checksum")]
 #[must_use]
 pub fn md5_hex(data: &[u8]) -> String {
     to_hex(&Md5::digest(data))
 }
 
-/// The SHA-256 of `data`, as 64 lower-case hex digits. Feature `checksum`.
+/// The SHA-256 of `data`, as 64 lower-case hex digits (feature `checksum`).
 #[cfg(feature = "checksum")]
 #[must_use]
 pub fn sha256_hex(data: &[u8]) -> String {
     to_hex(&Sha256::digest(data))
 }
 
-/// The MD5 of everything `reader` yields, as 32 lower-case hex digits, read in chunks (for files).
-/// Feature `checksum`.
+/// The MD5 of everything `reader` yields, as 32 lower-case hex digits, read in chunks, for files
+/// (feature `checksum`).
 ///
 /// # Errors
 ///

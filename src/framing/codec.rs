@@ -71,7 +71,7 @@ impl Framing {
         }
     }
 
-    /// The seeds' framing: Python's `struct.pack('i', n)` lengths
+    /// The Python tutorial programs' framing: Python's `struct.pack('i', n)` lengths
     /// ([`LengthPrefix::PYTHON_STRUCT_I`]: 4-byte signed, native order), frames of at most 8 MiB.
     #[must_use]
     pub const fn python_struct_i() -> Self {

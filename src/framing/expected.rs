@@ -15,7 +15,7 @@ pub struct Expected {
 }
 
 impl Expected {
-    /// The optional `"md5"` and `"sha256"` fields of a header.
+    /// The optional `"md5"` and `"sha256"` fields of a header (feature `json`).
     ///
     /// # Errors
     ///

@@ -15,8 +15,8 @@ use super::preview::preview;
 /// Checks that `name` is a plain file name that stays inside the folder it is joined to, and
 /// returns it.
 ///
-/// The seeds join the client's name onto the upload folder with `normpath`, which lets
-/// `../../etc/passwd` escape it; this is the check they lack.
+/// The Python tutorial's FTP exercise joins the client's name onto the upload folder with
+/// `normpath`, which lets `../../etc/passwd` escape it; this is the check it lacks.
 ///
 /// # Errors
 ///

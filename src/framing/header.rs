@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 use super::codec::Framing;
 use super::preview::shown;
 
-/// A message header: a JSON object such as `{"cmd": "put", "filename": "a.txt", "filesize": 3}`.
+/// A message header (feature `json`): a JSON object such as
+/// `{"cmd": "put", "filename": "a.txt", "filesize": 3}`.
 ///
 /// It is a [`serde_json::Map`] of [`serde_json::Value`]s, from the `serde_json` crate that this
 /// module re-exports as [`socketserver::framing::serde_json`](super::serde_json) (feature
@@ -31,8 +32,8 @@ use super::preview::shown;
 pub type Header = Map<String, Value>;
 
 impl Framing {
-    /// Writes `header` as one frame of UTF-8 JSON — the seeds'
-    /// `struct.pack('i', len(head)) + head`. It must be a JSON object. Does not flush.
+    /// Writes `header` as one frame of UTF-8 JSON (feature `json`) — the Python tutorial
+    /// programs' `struct.pack('i', len(head)) + head`. It must be a JSON object. Does not flush.
     ///
     /// # Errors
     ///
@@ -52,8 +53,8 @@ impl Framing {
         self.write_frame(writer, &json)
     }
 
-    /// Reads one header frame and parses it. `Ok(None)` means the stream ended cleanly before
-    /// it.
+    /// Reads one header frame and parses it (feature `json`). `Ok(None)` means the stream ended
+    /// cleanly before it.
     ///
     /// # Errors
     ///
@@ -67,7 +68,7 @@ impl Framing {
     }
 }
 
-/// Parses a header frame: a UTF-8 JSON object.
+/// Parses a header frame: a UTF-8 JSON object (feature `json`).
 ///
 /// # Errors
 ///
@@ -86,8 +87,9 @@ pub fn parse_header(frame: &[u8]) -> io::Result<Header> {
     }
 }
 
-/// The first of `names` present in `header`, as a non-negative integer — for size fields that
-/// go by several names (`"filesize"` or `"file_size"`, `"total_size"` or `"data_size"`).
+/// The first of `names` present in `header`, as a non-negative integer (feature `json`) — for
+/// size fields that go by several names (`"filesize"` or `"file_size"`, `"total_size"` or
+/// `"data_size"`).
 ///
 /// # Errors
 ///
@@ -113,7 +115,7 @@ pub fn header_u64(header: &Header, names: &[&str]) -> io::Result<u64> {
     })
 }
 
-/// The first of `names` present in `header`, as a string.
+/// The first of `names` present in `header`, as a string (feature `json`).
 ///
 /// # Errors
 ///

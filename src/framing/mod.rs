@@ -1,23 +1,23 @@
 //! Message framing over byte streams: length-prefixed frames, and header + body messages.
 //!
 //! TCP carries a stream of bytes, not messages: two quick `send`s can arrive as one read, and one
-//! `send` can arrive over several (the seeds' "sticky packets", 粘包). The cure the seeds teach
-//! is a fixed-size length in front of every message, and reading *exactly* that many bytes. This
-//! module does it for any [`Read`](std::io::Read)/[`Write`](std::io::Write) — a
+//! `send` can arrive over several (the "sticky packets", 粘包, of Python socket tutorials). The cure
+//! they teach is a fixed-size length in front of every message, and reading *exactly* that many
+//! bytes. This module does it for any [`Read`](std::io::Read)/[`Write`](std::io::Write) — a
 //! [`StreamRequest`](crate::StreamRequest) on the server, a `TcpStream` on the client:
 //!
 //! * [`Framing`] reads and writes frames: a [`LengthPrefix`] of 1, 2, 4 or 8 bytes, big-, little-
 //!   or native-endian, signed or not (big-endian `u32` by default;
-//!   [`Framing::python_struct_i`] is the seeds' `struct.pack('i', n)`). Every length is checked
+//!   [`Framing::python_struct_i`] is Python's `struct.pack('i', n)`). Every length is checked
 //!   against a maximum (8 MiB by default) before anything is allocated.
 //!   [`Framing::read_frame_into`] and [`Framing::write_frame_vectored`] read into a reused
 //!   buffer and write with one vectored write, for a hot path with no allocation per frame.
-//! * Header + body messages, as in the seeds' remote-command and upload programs: a framed JSON
-//!   [`Header`] ([`Framing::write_header`], [`Framing::read_header`], feature `json`, on by
-//!   default) announcing the size of a body that follows unframed, streamed with [`copy_exact`]
-//!   so it never has to fit in memory; [`receive_file`] streams one into a file that appears only
-//!   when complete and checksummed ([`md5_hex`], [`sha256_hex`]: feature `checksum`, on by
-//!   default). [`serde_json`] is re-exported here (feature `json`), to build and read headers
+//! * Header + body messages, as in the Python tutorial's remote-command and upload programs: a
+//!   framed JSON [`Header`] ([`Framing::write_header`], [`Framing::read_header`], feature `json`,
+//!   on by default) announcing the size of a body that follows unframed, streamed with
+//!   [`copy_exact`] so it never has to fit in memory; [`receive_file`] streams one into a file that
+//!   appears only when complete and checksummed ([`md5_hex`], [`sha256_hex`]: feature `checksum`,
+//!   on by default). [`serde_json`] is re-exported here (feature `json`), to build and read headers
 //!   without adding it to your own `Cargo.toml`.
 //!
 //! ```
@@ -30,7 +30,7 @@
 //!
 //! let listener = TcpListener::bind("127.0.0.1:0")?;
 //! let addr = listener.local_addr()?;
-//! let framing = Framing::python_struct_i(); // what the seeds' Python clients speak
+//! let framing = Framing::python_struct_i(); // what the Python tutorial clients speak
 //!
 //! // Sender: a header announcing the body, then the body, in as many writes as it likes.
 //! let sender = std::thread::spawn(move || -> std::io::Result<()> {

@@ -59,9 +59,9 @@ impl ByteOrder {
 /// ```
 /// use socketserver::framing::{ByteOrder, LengthPrefix, Width};
 ///
-/// // The seeds' `struct.pack('i', n)`: 4 bytes, signed, native order.
-/// let seeds = LengthPrefix::new(Width::Four, ByteOrder::Native, true);
-/// assert_eq!(seeds, LengthPrefix::PYTHON_STRUCT_I);
+/// // Python's `struct.pack('i', n)`: 4 bytes, signed, native order.
+/// let struct_i = LengthPrefix::new(Width::Four, ByteOrder::Native, true);
+/// assert_eq!(struct_i, LengthPrefix::PYTHON_STRUCT_I);
 /// assert_eq!(LengthPrefix::U32_BE.encode(258).unwrap(), vec![0, 0, 1, 2]);
 /// assert_eq!(LengthPrefix::U32_BE.decode(&[0, 0, 1, 2]).unwrap(), 258);
 /// ```
@@ -89,7 +89,8 @@ impl LengthPrefix {
     /// 4-byte unsigned big-endian: the default, and the usual choice for new protocols.
     pub const U32_BE: LengthPrefix = LengthPrefix::new(Width::Four, ByteOrder::Big, false);
 
-    /// Python's `struct.pack('i', n)`, as the seeds use it: 4-byte signed, native order.
+    /// Python's `struct.pack('i', n)`, as Python socket tutorials use it: 4-byte signed, native
+    /// order.
     pub const PYTHON_STRUCT_I: LengthPrefix =
         LengthPrefix::new(Width::Four, ByteOrder::Native, true);
 

@@ -72,6 +72,39 @@ impl DatagramSocket {
 /// * [`socket`](Self::socket) sends to anyone else (a chat server relaying a message, say).
 ///
 /// An empty datagram is a legal request and arrives with empty `data`.
+///
+/// An upper-case echo over UDP:
+///
+/// ```
+/// use std::net::UdpSocket;
+/// use std::time::Duration;
+/// use socketserver::{datagram_handler, UdpServer};
+///
+/// # fn main() -> std::io::Result<()> {
+/// let mut server = UdpServer::bind(
+///     "127.0.0.1:0",
+///     datagram_handler(|req| {
+///         let upper = req.data().to_ascii_uppercase();
+///         req.reply(&upper) // at once; or `req.write_all(&upper)`, sent when `handle` returns
+///     }),
+/// )?;
+/// let addr = server.local_addr().as_inet().expect("a UDP address");
+/// let handle = server.handle();
+/// let serving =
+///     std::thread::spawn(move || server.serve_forever().and_then(|()| server.server_close()));
+///
+/// let client = UdpSocket::bind("127.0.0.1:0")?;
+/// client.set_read_timeout(Some(Duration::from_secs(10)))?;
+/// client.send_to(b"hello", addr)?;
+/// let mut buf = [0u8; 64];
+/// let (n, from) = client.recv_from(&mut buf)?;
+/// assert_eq!((&buf[..n], from), (&b"HELLO"[..], addr)); // from the server's own address
+///
+/// handle.shutdown();
+/// serving.join().expect("serving thread")?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct DatagramRequest {
     data: Vec<u8>,

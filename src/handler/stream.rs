@@ -228,9 +228,9 @@ impl StreamRequest {
         io::Error::new(e.kind(), format!("PROXY protocol from {}: {e}", self.peer))
     }
 
-    /// With the PROXY protocol on ([`Builder::proxy_protocol`](crate::Builder::proxy_protocol)):
-    /// the load balancer's address, the connection's real peer. `None` without it, when
-    /// [`peer_addr`](Self::peer_addr) is the connection's peer.
+    /// With the PROXY protocol on ([`Builder::proxy_protocol`](crate::Builder::proxy_protocol),
+    /// feature `proxy`): the load balancer's address, the connection's real peer. `None` without
+    /// it, when [`peer_addr`](Self::peer_addr) is the connection's peer.
     #[cfg(feature = "proxy")]
     pub fn proxy_addr(&self) -> Option<&Address> {
         match &self.proxy {
@@ -239,8 +239,8 @@ impl StreamRequest {
         }
     }
 
-    /// With the PROXY protocol on: the header the balancer sent, with the version 2 TLVs
-    /// ([`authority`](crate::proxy::ProxyHeader::authority),
+    /// With the PROXY protocol on (feature `proxy`): the header the balancer sent, with the
+    /// version 2 TLVs ([`authority`](crate::proxy::ProxyHeader::authority),
     /// [`tls`](crate::proxy::ProxyHeader::tls), …).
     #[cfg(feature = "proxy")]
     pub fn proxy_header(&self) -> Option<&crate::proxy::ProxyHeader> {
@@ -308,18 +308,15 @@ impl StreamRequest {
 
     /// Waits, between two requests on a keep-alive connection, for the next one: `Ok(true)` once
     /// its first bytes are here (read them as usual), `Ok(false)` if the client closed the
-    /// connection — or if the server began to stop and nothing of a next request had arrived.
-    /// So a graceful stop ([`Builder::stop_on_signals`](crate#stopping-gracefully)) ends
-    /// idle connections at once, instead of waiting out its grace period for clients that keep
-    /// them open; a request that is already on its way is still served. The wait honours the
-    /// request's read timeout and time limits as a read does, and fails as a read would.
+    /// connection — or if the server began to stop and nothing of a next request had arrived. So a
+    /// graceful stop ends idle connections at once, instead of waiting out its grace period for
+    /// clients that keep them open; a request that is already on its way is still served. The wait
+    /// honours the request's read timeout and time limits as a read does, and fails as a read
+    /// would.
     ///
-    /// A connection that has sent nothing yet is not idle: its client connected to send a
-    /// request, which may still be on its way when the stop begins (the stop also serves the
-    /// connections waiting in the listen backlog, accepted just then). Until 5 seconds after it
-    /// was accepted, within the grace period, it waits for that first request even during a
-    /// stop, and only an immediate stop ([`ServerHandle::stop_now`], a second signal) ends the
-    /// wait early. Once any byte has been read through the request, the rule above applies.
+    /// A connection that has sent nothing yet is not idle: during a stop it still waits, up to
+    /// 5 seconds from accept and within the grace period, for its first request (see
+    /// [Stopping gracefully](crate#stopping-gracefully) for the rules).
     ///
     /// # Errors
     ///

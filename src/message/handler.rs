@@ -27,6 +27,84 @@ use crate::address::Address;
 ///
 /// Closures `FnMut(&[u8], &mut Reply) -> io::Result<()>` are handlers too; wrap one in
 /// [`message_handler`](super::message_handler) so its argument types are inferred.
+///
+/// A chat room: each connection's [`Sender`](super::Sender) is kept in shared state from `opened`
+/// to `closed`, and every line a participant sends is pushed to the others.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::io::{self, BufRead, BufReader, Write};
+/// use std::net::TcpStream;
+/// use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+/// use std::time::Duration;
+/// use socketserver::message::{Closed, ConnectionId, Lines, MessageHandler, Reply, Sender};
+/// use socketserver::{Address, Builder};
+///
+/// #[derive(Clone, Default)]
+/// struct Room {
+///     members: Arc<Mutex<HashMap<ConnectionId, Sender>>>,
+/// }
+///
+/// impl Room {
+///     fn members(&self) -> MutexGuard<'_, HashMap<ConnectionId, Sender>> {
+///         self.members.lock().unwrap_or_else(PoisonError::into_inner)
+///     }
+/// }
+///
+/// impl MessageHandler for Room {
+///     fn opened(&mut self, reply: &mut Reply<'_>) -> io::Result<()> {
+///         self.members().insert(reply.id(), reply.sender());
+///         reply.write_all(b"welcome\n")
+///     }
+///
+///     fn handle(&mut self, line: &[u8], reply: &mut Reply<'_>) -> io::Result<()> {
+///         let text = format!("[{}] {}\n", reply.peer_addr(), String::from_utf8_lossy(line));
+///         for (id, member) in self.members().iter() {
+///             if *id != reply.id() {
+///                 member.send(text.clone()); // queued; never blocks on a slow reader
+///             }
+///         }
+///         Ok(())
+///     }
+///
+///     fn closed(&mut self, id: ConnectionId, _peer: &Address, _reason: &Closed) {
+///         self.members().remove(&id);
+///     }
+/// }
+///
+/// # fn main() -> io::Result<()> {
+/// let mut server = Builder::new()
+///     .messages(Lines::new(), Room::default())
+///     .bind_tcp("127.0.0.1:0")?;
+/// let addr = server.local_addr().as_inet().expect("a TCP address");
+/// let handle = server.handle();
+/// let serving = std::thread::spawn(move || -> io::Result<()> {
+///     server.serve_forever()?;
+///     server.server_close()
+/// });
+///
+/// // The greeting says the room has registered the connection.
+/// let join = || -> io::Result<BufReader<TcpStream>> {
+///     let stream = TcpStream::connect(addr)?;
+///     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+///     let mut participant = BufReader::new(stream);
+///     let mut greeting = String::new();
+///     participant.read_line(&mut greeting)?;
+///     assert_eq!(greeting, "welcome\n");
+///     Ok(participant)
+/// };
+/// let mut alice = join()?;
+/// let mut bob = join()?;
+/// alice.get_mut().write_all(b"hello, room\n")?;
+/// let mut heard = String::new();
+/// bob.read_line(&mut heard)?;
+/// assert!(heard.ends_with("] hello, room\n"), "{heard}");
+///
+/// handle.shutdown();
+/// serving.join().expect("serving thread")?;
+/// # Ok(())
+/// # }
+/// ```
 pub trait MessageHandler: Clone + Send + 'static {
     /// A connection was accepted. By default does nothing.
     ///

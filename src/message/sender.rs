@@ -99,6 +99,48 @@ impl Link {
 /// that does not read what is pushed to it is closed once its unsent bytes exceed
 /// [`max_pending_output`](crate::message::MessageBuilder::max_pending_output) ([`Closed::SlowReader`](super::Closed::SlowReader)).
 /// Bytes queued to a connection that has closed are dropped.
+///
+/// A ticker: a client that sends `subscribe` gets three ticks pushed from another thread, then
+/// the connection is closed.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::net::TcpStream;
+/// use std::time::Duration;
+/// use socketserver::message::{message_handler, Lines};
+/// use socketserver::Builder;
+///
+/// # fn main() -> std::io::Result<()> {
+/// let ticker = message_handler(|line, reply| {
+///     if line == b"subscribe" {
+///         let sender = reply.sender();
+///         std::thread::spawn(move || {
+///             for i in 1..=3 {
+///                 sender.send(format!("tick {i}\n"));
+///             }
+///             sender.close(); // once the ticks are sent
+///         });
+///     }
+///     Ok(())
+/// });
+/// let mut server = Builder::new().messages(Lines::new(), ticker).bind_tcp("127.0.0.1:0")?;
+/// let addr = server.local_addr().as_inet().expect("a TCP address");
+/// let handle = server.handle();
+/// let serving =
+///     std::thread::spawn(move || server.serve_forever().and_then(|()| server.server_close()));
+///
+/// let mut client = TcpStream::connect(addr)?;
+/// client.set_read_timeout(Some(Duration::from_secs(10)))?;
+/// client.write_all(b"subscribe\n")?;
+/// let mut ticks = String::new();
+/// client.read_to_string(&mut ticks)?; // until the server closes the connection
+/// assert_eq!(ticks, "tick 1\ntick 2\ntick 3\n");
+///
+/// handle.shutdown();
+/// serving.join().expect("serving thread")?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Sender {
     pub(crate) id: ConnectionId,

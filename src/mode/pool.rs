@@ -26,6 +26,61 @@ pub enum WhenFull {
 /// Unlike [`Threading`](super::Threading) it starts no thread per request, and it bounds both the
 /// handlers running (`workers`) and the requests waiting (`queue`). On
 /// [`Server::server_close`](crate::Server::server_close) the workers finish the queue, then exit.
+///
+/// One worker and one place in the queue: while the worker serves a connection, the next one
+/// waits in the queue, and with [`WhenFull::Reject`] the one after is closed at once.
+///
+/// ```
+/// use std::io::{self, BufRead, BufReader, Read, Write};
+/// use std::net::TcpStream;
+/// use std::time::Duration;
+/// use socketserver::{stream_handler, Builder, Pool, WhenFull};
+///
+/// # fn main() -> io::Result<()> {
+/// let mut server = Builder::new()
+///     .mode(Pool::new(1).queue(1).when_full(WhenFull::Reject))
+///     .bind_tcp(
+///         "127.0.0.1:0",
+///         stream_handler(|req| {
+///             let mut line = String::new();
+///             while req.read_line(&mut line)? > 0 {
+///                 req.write_all(line.to_uppercase().as_bytes())?;
+///                 line.clear();
+///             }
+///             Ok(())
+///         }),
+///     )?;
+/// let addr = server.local_addr().as_inet().expect("a TCP address");
+/// let handle = server.handle();
+/// let serving =
+///     std::thread::spawn(move || server.serve_forever().and_then(|()| server.server_close()));
+///
+/// let connect = || -> io::Result<TcpStream> {
+///     let stream = TcpStream::connect(addr)?;
+///     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+///     Ok(stream)
+/// };
+/// let ask = |mut stream: &TcpStream, line: &str| -> io::Result<String> {
+///     stream.write_all(line.as_bytes())?;
+///     let mut answer = String::new();
+///     BufReader::new(stream).read_line(&mut answer)?;
+///     Ok(answer)
+/// };
+/// let first = connect()?;
+/// assert_eq!(ask(&first, "one\n")?, "ONE\n"); // the worker serves it
+/// let second = connect()?; // waits in the queue
+/// let mut third = connect()?; // the queue is full: closed at once
+/// assert_eq!(third.read(&mut [0u8; 1])?, 0);
+/// drop(first); // the worker is free: it takes the queued connection
+/// assert_eq!(ask(&second, "two\n")?, "TWO\n");
+/// drop(second); // else `server_close` would wait for its handler
+///
+/// handle.shutdown();
+/// serving.join().expect("serving thread")?;
+/// assert_eq!(handle.stats().rejected, 1);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Pool {
     workers: usize,

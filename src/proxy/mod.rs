@@ -1,5 +1,5 @@
-//! The PROXY protocol (versions 1 and 2, from `HAProxy`): the header a load balancer sends at the
-//! start of each connection to say who the client really is. Turned on with
+//! The PROXY protocol (versions 1 and 2, from `HAProxy`; feature `proxy`): the header a load
+//! balancer sends at the start of each connection to say who the client really is. Turned on with
 //! [`Builder::proxy_protocol`](crate::Builder::proxy_protocol) and
 //! [`Builder::trusted_proxies`](crate::Builder::trusted_proxies); parsed with the `ppp` crate.
 //!

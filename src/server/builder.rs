@@ -291,7 +291,7 @@ impl<M: Mode> Builder<M> {
 
     /// Expects a PROXY protocol header (`send-proxy`/`send-proxy-v2` in `HAProxy`, nginx's
     /// `proxy_protocol on`, most cloud TCP balancers) at the start of every TCP or Unix stream
-    /// connection, of the given version. Off by default. Only peers listed in
+    /// connection, of the given version (feature `proxy`). Off by default. Only peers listed in
     /// [`trusted_proxies`](Self::trusted_proxies) may send one: a connection from anywhere else,
     /// one without a well-formed header, or one whose header does not arrive within
     /// [`proxy_header_timeout`](Self::proxy_header_timeout) (5 s) is closed before the handler
@@ -335,12 +335,12 @@ impl<M: Mode> Builder<M> {
         self
     }
 
-    /// The balancers allowed to send PROXY protocol headers: IP addresses (`"10.0.0.7"`) and CIDR
-    /// ranges (`"10.0.0.0/8"`, `"fd00::/8"`), added to any given before. Trust only your
-    /// balancers' addresses: whoever may send a header can claim to be any client. A malformed
-    /// entry makes binding fail with `InvalidInput`. With none, every TCP peer is refused; peers
-    /// on a Unix stream socket are always trusted (the socket file's permissions decide who may
-    /// connect).
+    /// The balancers allowed to send PROXY protocol headers (feature `proxy`): IP addresses
+    /// (`"10.0.0.7"`) and CIDR ranges (`"10.0.0.0/8"`, `"fd00::/8"`), added to any given before.
+    /// Trust only your balancers' addresses: whoever may send a header can claim to be any client.
+    /// A malformed entry makes binding fail with `InvalidInput`. With none, every TCP peer is
+    /// refused; peers on a Unix stream socket are always trusted (the socket file's permissions
+    /// decide who may connect).
     #[cfg(feature = "proxy")]
     pub fn trusted_proxies<S: AsRef<str>>(mut self, proxies: impl IntoIterator<Item = S>) -> Self {
         let config = self.proxy_config();
@@ -353,8 +353,8 @@ impl<M: Mode> Builder<M> {
         self
     }
 
-    /// How long a balancer may take to send a connection's PROXY protocol header (default 5 s,
-    /// [`DEFAULT_HEADER_TIMEOUT`](crate::proxy::DEFAULT_HEADER_TIMEOUT)).
+    /// How long a balancer may take to send a connection's PROXY protocol header (feature
+    /// `proxy`; default 5 s, [`DEFAULT_HEADER_TIMEOUT`](crate::proxy::DEFAULT_HEADER_TIMEOUT)).
     #[cfg(feature = "proxy")]
     pub fn proxy_header_timeout(mut self, timeout: Duration) -> Self {
         self.proxy_config().timeout = timeout;
@@ -420,39 +420,13 @@ impl<M: Mode> Builder<M> {
         self
     }
 
-    /// Stops the server gracefully on SIGTERM or SIGINT — what systemd, Kubernetes, container
-    /// runtimes and a terminal's Ctrl-C send — and at once on a second one, or on SIGQUIT. One
-    /// call arms it; the grace period is 30 s unless [`grace_period`](Self::grace_period) says
-    /// otherwise.
-    ///
-    /// A graceful stop, once [`serve_forever`](Server::serve_forever) sees the signal:
-    ///
-    /// 1. calls the [`on_stop`](Self::on_stop) hook, and stops taking new requests;
-    /// 2. serves the connections (or datagrams) the kernel had already queued — a client that
-    ///    connected just before the stop is served, not reset — then closes the socket (a Unix
-    ///    server removes its socket file);
-    /// 3. waits for the running requests, and those queued in a [`Pool`](crate::Pool), to finish
-    ///    within the grace period; handlers see
-    ///    [`is_shutting_down`](ServerHandle::is_shutting_down) and can end long-lived
-    ///    connections early;
-    /// 4. returns `Ok(())`, so `main` can clean up and exit with status 0.
-    ///
-    /// If the grace period passes first, or a second SIGTERM/SIGINT or a SIGQUIT arrives
-    /// ([`ServerHandle::stop_now`] does the same), it logs how many requests were cut off and
-    /// returns at once with an error saying so (`TimedOut` or `Interrupted`): child processes
-    /// still handling requests are killed ([`Process`](crate::Process) children, and
-    /// [`Prefork`](crate::Prefork) workers, to whom the parent passes the stop), and
-    /// [`server_close`](Server::server_close) does not wait for handler threads. A further
-    /// signal after that ends the process at once (exit status 128 + the signal). In
-    /// [`Single`] mode the handler runs on the serving thread, so an immediate stop takes effect
-    /// when the request it is handling ends: bound requests with
-    /// [`idle_timeout`](Self::idle_timeout) or a [`Deadline`](crate::Deadline).
-    ///
-    /// The signal handlers only pass the signal on (through the `signal-hook` crate); the
-    /// stopping is done by the serving thread. Children of the process-based modes are
-    /// re-executions of the program, so they arm it too: a prefork worker drains like its
-    /// parent, a per-request child finishes its request (the parent kills it if the grace period
-    /// runs out). Requires the `signals` feature (on by default).
+    /// Stops the server gracefully on SIGTERM or SIGINT (feature `signals`) — what systemd,
+    /// Kubernetes, container runtimes and a terminal's Ctrl-C send — and at once on a second one,
+    /// or on SIGQUIT. One call arms it, in every mode; the grace period is 30 s unless
+    /// [`grace_period`](Self::grace_period) says otherwise. What the stop does (the listen backlog
+    /// served, running requests given the grace period, idle connections closed at once, the
+    /// error and exit status when requests are cut off) is told in full in
+    /// [Stopping gracefully](crate#stopping-gracefully).
     ///
     /// ```no_run
     /// use std::io::BufRead;
@@ -483,10 +457,10 @@ impl<M: Mode> Builder<M> {
 
     /// How long a graceful stop lets running requests finish (30 s by default) before it cuts
     /// them off; it bounds [`server_close`](Server::server_close)'s wait too, whatever the
-    /// [`close_timeout`](Self::close_timeout). Set on its own, without
-    /// [`stop_on_signals`](crate#stopping-gracefully), it makes [`ServerHandle::shutdown`] a graceful
-    /// stop, for a program that handles signals itself: `shutdown` acts as SIGTERM does,
-    /// [`ServerHandle::stop_now`] as a second one.
+    /// [`close_timeout`](Self::close_timeout). Set on its own, without `stop_on_signals`, it makes
+    /// [`ServerHandle::shutdown`] a graceful stop, for a program that handles signals itself:
+    /// `shutdown` acts as SIGTERM does, [`ServerHandle::stop_now`] as a second one. See
+    /// [Stopping gracefully](crate#stopping-gracefully).
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.stopping.grace = Some(grace);
         self

@@ -59,12 +59,13 @@ pub struct MessageBuilder<F, H> {
 }
 
 impl<M: Mode + Into<AnyMode>> Builder<M> {
-    /// Turns this builder towards a message server: `framer` cuts each connection's bytes into
-    /// messages, and a clone of `handler` answers each connection's messages (see
-    /// [`crate::message`]). The mode must be [`Single`](crate::Single), [`Pool`](crate::Pool) or
-    /// [`Prefork`](crate::Prefork) (checked when binding). The server's other options (timeouts,
-    /// the PROXY protocol, signals, …) are set on the `Builder` before this call; the mode and
-    /// the message server's own options can also be set after it, on the [`MessageBuilder`].
+    /// Turns this builder towards a message server (feature `message`): `framer` cuts each
+    /// connection's bytes into messages, and a clone of `handler` answers each connection's
+    /// messages (see [`crate::message`]). The mode must be [`Single`](crate::Single),
+    /// [`Pool`](crate::Pool) or [`Prefork`](crate::Prefork) (checked when binding). The server's
+    /// other options (timeouts, the PROXY protocol, signals, …) are set on the `Builder` before
+    /// this call; the mode and the message server's own options can also be set after it, on the
+    /// [`MessageBuilder`].
     pub fn messages<F: Framer, H: MessageHandler>(
         self,
         framer: F,
@@ -328,8 +329,9 @@ where
     F: Framer,
 {
     /// Serves until the server is shut down: accepts on this thread, runs the event loop on
-    /// another (and the handlers on it, or on the pool's workers). A graceful stop lets running
-    /// handlers finish and their replies go out within the grace period; then it returns.
+    /// another (and the handlers on it, or on the pool's workers). A graceful stop answers what
+    /// each connection has sent, within the grace period, then returns (see
+    /// [Stopping gracefully](crate#stopping-gracefully)).
     ///
     /// # Errors
     ///

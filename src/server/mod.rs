@@ -71,6 +71,43 @@ pub enum Outcome {
 ///    the stop graceful;
 /// 4. close: [`server_close`](Self::server_close) closes the socket and waits for running
 ///    requests. Dropping the server closes the socket without waiting.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::net::TcpStream;
+/// use socketserver::{stream_handler, TcpServer};
+///
+/// # fn main() -> std::io::Result<()> {
+/// // 1. Bind and listen; port 0 lets the system pick a free port.
+/// let mut server = TcpServer::bind(
+///     "127.0.0.1:0",
+///     stream_handler(|req| {
+///         let mut buf = [0u8; 64];
+///         let n = req.read(&mut buf)?;
+///         req.write_all(&buf[..n].to_ascii_uppercase())
+///     }),
+/// )?;
+/// let addr = server.local_addr().as_inet().expect("a TCP address");
+/// let handle = server.handle(); // taken before the server moves to its thread
+/// // 2. Serve on a thread of its own; 4. close once serving ends.
+/// let serving = std::thread::spawn(move || -> std::io::Result<()> {
+///     server.serve_forever()?;
+///     server.server_close()
+/// });
+///
+/// let mut client = TcpStream::connect(addr)?;
+/// client.write_all(b"hi")?;
+/// let mut reply = [0u8; 2];
+/// client.read_exact(&mut reply)?;
+/// assert_eq!(&reply, b"HI");
+///
+/// // 3. Stop: `shutdown` returns at once, and `serve_forever` within milliseconds.
+/// handle.shutdown();
+/// serving.join().expect("serving thread")?;
+/// assert_eq!(handle.stats().completed, 1);
+/// # Ok(())
+/// # }
+/// ```
 pub struct Server<T: Transport, H, M: Mode> {
     socket: Option<Arc<Socket>>,
     unix_path: Option<UnixPathGuard>,

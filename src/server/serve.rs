@@ -207,11 +207,11 @@ impl<T: Transport, H, M: Mode> Server<T, H, M> {
     /// descriptors) are logged and retried with back-off; only an error that makes the socket
     /// unusable ends the loop with `Err`.
     ///
-    /// A graceful stop ([`Builder::stop_on_signals`](crate#stopping-gracefully),
-    /// [`Builder::grace_period`](crate::Builder::grace_period)) does more before it returns: it serves what was queued in the listen backlog, closes the socket, and waits
-    /// for the running requests within the grace period; `Ok(())` then means every request
-    /// finished, and an error says how many were cut off by the grace period (`TimedOut`) or by
-    /// [`ServerHandle::stop_now`](crate::ServerHandle::stop_now) or a second signal (`Interrupted`).
+    /// A graceful stop (SIGTERM with `stop_on_signals`, or `shutdown` with a
+    /// [`grace_period`](crate::Builder::grace_period)) does more before it returns — serves the
+    /// listen backlog, closes the socket, waits for the running requests — as
+    /// [Stopping gracefully](crate#stopping-gracefully) tells; `Ok(())` then means every request
+    /// finished.
     ///
     /// In the process-based modes: a [`Prefork`](crate::Prefork) parent supervises its workers here until
     /// shutdown, then stops them. In a child process (see [`is_worker`](crate::is_worker)) this
