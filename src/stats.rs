@@ -82,6 +82,7 @@ pub(crate) enum Ending {
     /// connection to its loop): it is still active, and ends when the [`Ticket`] it holds does.
     ///
     /// [`Ticket`]: crate::control::Ticket
+    #[cfg_attr(not(feature = "message"), allow(dead_code))]
     HandedOver,
 }
 
@@ -164,6 +165,7 @@ impl Counters {
     }
 
     /// A message server's handler handled a message (`ok`), or failed on it.
+    #[cfg(feature = "message")]
     pub(crate) fn message_handled(&self, ok: bool) {
         match ok {
             true => self.messages.fetch_add(1, Ordering::Relaxed),

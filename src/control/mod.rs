@@ -8,6 +8,7 @@ pub(crate) mod handle;
 pub(crate) mod notify;
 pub(crate) mod prefork_requests;
 pub(crate) mod stop;
+#[cfg(feature = "message")]
 mod ticket;
 
 pub use handle::ServerHandle;
@@ -15,4 +16,5 @@ pub(crate) use handle::Shared;
 pub(crate) use notify::Notifier;
 pub(crate) use prefork_requests::PreforkRequests;
 pub(crate) use stop::{StopSignal, FIRST_REQUEST_WAIT};
+#[cfg(feature = "message")]
 pub(crate) use ticket::Ticket;
