@@ -267,7 +267,6 @@ impl Guarded {
 }
 
 /// One `recv` with `MSG_DONTWAIT` and `flags`.
-#[cfg(feature = "proxy")]
 fn recv_now(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
     let n = unsafe {
@@ -291,13 +290,7 @@ impl Read for WithoutWaiting<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // A limit that has passed fails this read as it fails any other.
         self.0.before_wait(Direction::Read)?;
-        let fd = self.0.conn.as_raw_fd();
-        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let n = n as usize;
+        let n = recv_now(self.0.conn.as_raw_fd(), buf, 0)?;
         if let Some((_, received)) = &self.0.deadline {
             received.fetch_add(n as u64, Ordering::Relaxed);
         }

@@ -12,8 +12,9 @@
 //! transport's `try_admit`, so the stage itself knows nothing of protocols.
 
 use std::collections::VecDeque;
-use std::io::{self, PipeReader, PipeWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -146,19 +147,19 @@ impl<T: Transport> Drop for Intake<T> {
     }
 }
 
-/// Wakes the serving thread: a non-blocking pipe rung once per batch of ready connections.
+/// Wakes the serving thread: a non-blocking socket pair (std sets its flags, unlike a pipe's)
+/// rung once per batch of ready connections.
 struct Bell {
-    reader: PipeReader,
-    writer: PipeWriter,
+    reader: UnixStream,
+    writer: UnixStream,
     rung: AtomicBool,
 }
 
 impl Bell {
     fn new() -> io::Result<Bell> {
-        let (reader, writer) = std::io::pipe()?;
-        for fd in [reader.as_raw_fd(), writer.as_raw_fd()] {
-            set_nonblocking(fd)?;
-        }
+        let (reader, writer) = UnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
         Ok(Bell {
             reader,
             writer,
@@ -179,15 +180,6 @@ impl Bell {
         while matches!((&self.reader).read(&mut buf), Ok(n) if n > 0) {}
         self.rung.store(false, Ordering::Release);
     }
-}
-
-fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: F_GETFL/F_SETFL on a descriptor this process owns; no memory is passed.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags == -1 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// A connection in the intake.
