@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::{self, Read, Write};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Serving, WAIT};
@@ -53,35 +52,7 @@ fn without_a_logger_failures_are_reported_on_stderr() {
     if std::env::var_os(CHILD).is_some() {
         return;
     }
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let mut child = Command::new(exe)
-        .args(["child_serves_failing_requests", "--exact", "--nocapture"])
-        .env(CHILD, "1")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the child test");
-    let mut stderr = String::new();
-    let mut pipe = child.stderr.take().expect("piped stderr");
-    let reader = std::thread::spawn(move || {
-        let _ = pipe.read_to_string(&mut stderr);
-        stderr
-    });
-    let deadline = Instant::now() + WAIT * 3;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the child test did not finish within {:?}", WAIT * 3);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stderr = reader.join().expect("stderr reader");
-    assert!(status.success(), "child failed: {status}\n{stderr}");
+    let stderr = common::child_test_stderr("child_serves_failing_requests", &[(CHILD, "1")]);
     let lines: Vec<&str> = stderr
         .lines()
         .filter(|l| l.starts_with("socketserver: error: request from 127.0.0.1:"))

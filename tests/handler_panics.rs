@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Serving, WAIT};
@@ -51,37 +49,7 @@ fn child_serves_panicking_requests() {
 
 /// The child's stderr, with `how` (`quiet` or `loud`).
 fn child_stderr(how: &str) -> String {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let mut child = Command::new(exe)
-        .args(["child_serves_panicking_requests", "--exact", "--nocapture"])
-        .env(CHILD, how)
-        .env_remove("RUST_LOG")
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the child test");
-    let mut pipe = child.stderr.take().expect("piped stderr");
-    let reader = std::thread::spawn(move || {
-        let mut stderr = String::new();
-        let _ = pipe.read_to_string(&mut stderr);
-        stderr
-    });
-    let deadline = Instant::now() + WAIT * 3;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the child test did not finish within {:?}", WAIT * 3);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stderr = reader.join().expect("stderr reader");
-    assert!(status.success(), "child failed: {status}\n{stderr}");
-    stderr
+    common::child_test_stderr("child_serves_panicking_requests", &[(CHILD, how)])
 }
 
 /// How many panic messages the panic hook printed for `message`.

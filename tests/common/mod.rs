@@ -222,6 +222,45 @@ pub fn hold_back_proxy_headers(addr: SocketAddr, silent: usize, partial: usize) 
     held
 }
 
+/// Runs this test binary again as a child, running only the test `test` with `env` set (the
+/// child's part of a test that must own its process: a panic hook, no logger), and returns its
+/// stderr once it has exited successfully, within three times [`WAIT`].
+pub fn child_test_stderr(test: &str, env: &[(&str, &str)]) -> String {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut command = std::process::Command::new(exe);
+    command
+        .args([test, "--exact", "--nocapture"])
+        .env_remove("RUST_LOG")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("run the child test");
+    let mut pipe = child.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut stderr = String::new();
+        let _ = pipe.read_to_string(&mut stderr);
+        stderr
+    });
+    let deadline = Instant::now() + WAIT * 3;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the child test did not finish within {:?}", WAIT * 3);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = reader.join().expect("stderr reader");
+    assert!(status.success(), "child failed: {status}\n{stderr}");
+    stderr
+}
+
 /// A UDP socket on the loopback address of `server`'s family.
 pub fn udp_client(server: SocketAddr) -> UdpSocket {
     let local: SocketAddr = if server.is_ipv4() {
