@@ -275,6 +275,8 @@ mod socket;
 mod stats;
 pub mod systemd;
 mod throttle;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use address::Address;
 pub use failure::Failure;

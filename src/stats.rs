@@ -34,6 +34,9 @@ pub struct Stats {
     /// `MessageHandler::handle` calls that returned an error or panicked (each closes its
     /// connection).
     pub message_failures: u64,
+    /// TLS handshakes that failed or were too late (feature `tls`): each is also reported to
+    /// `handle_error` and, for a stream server, counted in `failed`.
+    pub tls_handshake_failures: u64,
 }
 
 impl Stats {
@@ -47,6 +50,7 @@ impl Stats {
         self.accept_errors += other.accept_errors;
         self.messages += other.messages;
         self.message_failures += other.message_failures;
+        self.tls_handshake_failures += other.tls_handshake_failures;
     }
 }
 
@@ -62,6 +66,7 @@ pub(crate) struct Counters {
     accept_errors: AtomicU64,
     messages: AtomicU64,
     message_failures: AtomicU64,
+    tls_handshake_failures: AtomicU64,
     /// Connections a stop closed between two requests (`wait_for_request`), and of those, the
     /// ones closed before their first request arrived: for the log line that ends a stop.
     closed_idle: AtomicU64,
@@ -98,6 +103,7 @@ impl Counters {
             accept_errors: self.accept_errors.load(Ordering::Relaxed),
             messages: self.messages.load(Ordering::Relaxed),
             message_failures: self.message_failures.load(Ordering::Relaxed),
+            tls_handshake_failures: self.tls_handshake_failures.load(Ordering::Relaxed),
         };
         stats.add(&reported);
         stats
@@ -171,6 +177,12 @@ impl Counters {
             true => self.messages.fetch_add(1, Ordering::Relaxed),
             false => self.message_failures.fetch_add(1, Ordering::Relaxed),
         };
+    }
+
+    /// A TLS handshake failed or was too late.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn tls_handshake_failed(&self) {
+        self.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn accept_error(&self) {

@@ -8,6 +8,6 @@ pub enum Admission {
     Client,
     /// A PROXY protocol version 2 `LOCAL` header: the balancer's own connection (a health check),
     /// not a client. Closed without running the handler.
-    #[cfg_attr(not(feature = "proxy"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "proxy", feature = "tls")), allow(dead_code))]
     HealthCheck,
 }

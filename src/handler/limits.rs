@@ -54,6 +54,9 @@ pub(crate) struct Guarded {
     lifetime: Option<Lifetime>,
     /// The handler's deadline and the bytes read since it was set (for its `min_rate`).
     deadline: Option<(Deadline, AtomicU64)>,
+    /// Once its handshake is done: the TLS session every read and write goes through.
+    #[cfg(feature = "tls")]
+    tls: Option<Box<crate::tls::TlsStream>>,
 }
 
 impl Guarded {
@@ -72,11 +75,73 @@ impl Guarded {
                 now.checked_add(length).map(|end| Lifetime { end, length })
             }),
             deadline: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
     pub(crate) fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// From now on, reads and writes go through `session` (its handshake done).
+    #[cfg(feature = "tls")]
+    pub(crate) fn start_tls(&mut self, session: crate::tls::TlsStream) {
+        self.tls = Some(Box::new(session));
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls(&self) -> Option<&crate::tls::TlsStream> {
+        self.tls.as_deref()
+    }
+
+    /// Whether decrypted bytes wait in the TLS session (always `false` without one).
+    fn has_plaintext(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.has_plaintext();
+        }
+        false
+    }
+
+    /// The socket itself under the limits, below TLS: for the handshake, and for TLS records.
+    pub(crate) fn raw(&self) -> Raw<'_> {
+        Raw(self)
+    }
+
+    /// Sends all of `bytes` on the socket itself (TLS records).
+    #[cfg(feature = "tls")]
+    fn raw_send_all(&self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            match self.raw().write(bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// [`close_notify`](Self::close_notify) only as far as the socket takes it without waiting:
+    /// at the end of a request, where a peer that stopped reading must not hold the thread.
+    #[cfg(feature = "tls")]
+    pub(crate) fn close_notify_now(&self) {
+        use crate::tls::handshake::NonBlocking;
+        if let Some(tls) = &self.tls {
+            let mut io = NonBlocking(self.conn.as_raw_fd());
+            let _ = tls.close_notify(&mut |bytes| io.write_all(bytes));
+        }
+    }
+
+    /// Ends the TLS stream with a `close_notify`, if there is one (a failure means the peer is
+    /// gone).
+    #[cfg(feature = "tls")]
+    pub(crate) fn close_notify(&self) -> io::Result<()> {
+        match &self.tls {
+            Some(tls) => tls.close_notify(&mut |bytes| self.raw_send_all(bytes)),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn read_timeout(&self) -> Option<Duration> {
@@ -201,6 +266,9 @@ impl Guarded {
     /// also `Ok(false)` once `until` passes, if that comes before the read's own limits. A wait
     /// that times out fails as a read would.
     pub(crate) fn wait_readable(&self, stop: RawFd, until: Option<Instant>) -> io::Result<bool> {
+        if self.has_plaintext() {
+            return Ok(true);
+        }
         let binding = self.before_wait(Direction::Read)?;
         let timeout = self.applied_read.get();
         let cap = until.map(|until| until.saturating_duration_since(Instant::now()));
@@ -220,6 +288,9 @@ impl Guarded {
 
     /// Whether the connection is readable now, without waiting.
     pub(crate) fn readable_now(&self) -> io::Result<bool> {
+        if self.has_plaintext() {
+            return Ok(true);
+        }
         poll::readable_now(self.conn.as_raw_fd())
     }
 
@@ -286,8 +357,9 @@ fn recv_now(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> 
 /// See [`Guarded::without_waiting`].
 pub(crate) struct WithoutWaiting<'a>(&'a Guarded);
 
-impl Read for WithoutWaiting<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl WithoutWaiting<'_> {
+    /// One `recv` of the socket itself that does not wait.
+    fn read_raw(&self, buf: &mut [u8]) -> io::Result<usize> {
         // A limit that has passed fails this read as it fails any other.
         self.0.before_wait(Direction::Read)?;
         let n = recv_now(self.0.conn.as_raw_fd(), buf, 0)?;
@@ -298,30 +370,85 @@ impl Read for WithoutWaiting<'_> {
     }
 }
 
-// Reads and writes go through `&Guarded`, so a request's read half and write half can be used
-// at the same time.
-impl Read for &Guarded {
+impl Read for WithoutWaiting<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let binding = self.before_wait(Direction::Read)?;
-        let result = (&self.conn).read(buf);
-        if let (Ok(n), Some((_, received))) = (&result, &self.deadline) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.0.tls {
+            let guarded = self.0;
+            return tls.read(buf, &mut |raw| self.read_raw(raw), &mut |bytes| {
+                guarded.raw_send_all(bytes)
+            });
+        }
+        self.read_raw(buf)
+    }
+}
+
+/// See [`Guarded::raw`].
+pub(crate) struct Raw<'a>(&'a Guarded);
+
+impl Read for Raw<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let g = self.0;
+        let binding = g.before_wait(Direction::Read)?;
+        let result = (&g.conn).read(buf);
+        if let (Ok(n), Some((_, received))) = (&result, &g.deadline) {
             received.fetch_add(*n as u64, Ordering::Relaxed);
         }
-        self.after_wait(result, binding)
+        g.after_wait(result, binding)
+    }
+}
+
+impl Write for Raw<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let g = self.0;
+        let binding = g.before_wait(Direction::Write)?;
+        let result = (&g.conn).write(buf);
+        g.after_wait(result, binding)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let g = self.0;
+        let binding = g.before_wait(Direction::Write)?;
+        let result = (&g.conn).write_vectored(bufs);
+        g.after_wait(result, binding)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+// Reads and writes go through `&Guarded`, so a request's read half and write half can be used
+// at the same time. With TLS they go through its session.
+impl Read for &Guarded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let g: &Guarded = self;
+            return tls.read(buf, &mut |raw| g.raw().read(raw), &mut |bytes| {
+                g.raw_send_all(bytes)
+            });
+        }
+        self.raw().read(buf)
     }
 }
 
 impl Write for &Guarded {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let binding = self.before_wait(Direction::Write)?;
-        let result = (&self.conn).write(buf);
-        self.after_wait(result, binding)
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return self.write_vectored(&[IoSlice::new(buf)]);
+        }
+        self.raw().write(buf)
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let binding = self.before_wait(Direction::Write)?;
-        let result = (&self.conn).write_vectored(bufs);
-        self.after_wait(result, binding)
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let g: &Guarded = self;
+            return tls.write(bufs, &mut |bytes| g.raw_send_all(bytes));
+        }
+        self.raw().write_vectored(bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {

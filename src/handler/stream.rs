@@ -11,7 +11,7 @@ use super::limits::Guarded;
 use super::read_buffer::ReadBuffer;
 use super::send::{send_all, send_all_vectored};
 use super::split::{ReadHalf, WriteHalf};
-#[cfg(feature = "proxy")]
+#[cfg(any(feature = "proxy", feature = "tls"))]
 use super::Admission;
 use crate::address::Address;
 use crate::control::ServerHandle;
@@ -58,6 +58,21 @@ pub struct StreamRequest {
     /// address and the header.
     #[cfg(feature = "proxy")]
     proxy: ProxyState,
+    /// With TLS: the handshake still to do (once done, the session is in `conn`).
+    #[cfg(feature = "tls")]
+    tls: TlsPhase,
+}
+
+/// Where a request stands with its TLS handshake.
+#[cfg(feature = "tls")]
+#[derive(Debug)]
+enum TlsPhase {
+    /// No TLS here, or the handshake is done.
+    Done,
+    /// Not begun.
+    Expected(crate::tls::Tls),
+    /// Begun without waiting (by the intake), not finished; with its time limit.
+    Begun(Box<rustls::ServerConnection>, Duration),
 }
 
 /// Where a request stands with the PROXY protocol.
@@ -104,14 +119,130 @@ impl StreamRequest {
                 Some(config) => ProxyState::Expected(std::sync::Arc::clone(config)),
                 None => ProxyState::Off,
             },
+            #[cfg(feature = "tls")]
+            tls: match options.tls_here() {
+                Some(tls) => TlsPhase::Expected(tls.clone()),
+                None => TlsPhase::Done,
+            },
         }
+    }
+
+    /// What must come before the handler, waiting for it under its deadline: the PROXY protocol
+    /// header (from a trusted balancer only, taking the client's address from it), then the TLS
+    /// handshake. Does nothing for what is done already.
+    #[cfg(any(feature = "proxy", feature = "tls"))]
+    pub(crate) fn admit(&mut self) -> io::Result<Admission> {
+        #[cfg(feature = "proxy")]
+        let admission = self.admit_proxy()?;
+        #[cfg(not(feature = "proxy"))]
+        let admission = Admission::Client;
+        #[cfg(feature = "tls")]
+        if admission == Admission::Client {
+            self.handshake()?;
+        }
+        Ok(admission)
+    }
+
+    /// [`admit`](Self::admit) without waiting, for the intake: `Ok(None)` until the socket has
+    /// brought what it needs (call again when it is readable or writable).
+    #[cfg(any(feature = "proxy", feature = "tls"))]
+    pub(crate) fn try_admit(&mut self) -> io::Result<Option<Admission>> {
+        #[cfg(feature = "proxy")]
+        let Some(admission) = self.try_admit_proxy()?
+        else {
+            return Ok(None);
+        };
+        #[cfg(not(feature = "proxy"))]
+        let admission = Admission::Client;
+        #[cfg(feature = "tls")]
+        if admission == Admission::Client && !self.try_handshake()? {
+            return Ok(None);
+        }
+        Ok(Some(admission))
+    }
+
+    /// The TLS handshake, to its end, under its deadline (counted from accept).
+    #[cfg(feature = "tls")]
+    fn handshake(&mut self) -> io::Result<()> {
+        use crate::tls::handshake::{advance, Progress};
+        let (mut session, timeout) = match std::mem::replace(&mut self.tls, TlsPhase::Done) {
+            TlsPhase::Done => return Ok(()),
+            TlsPhase::Expected(tls) => {
+                let session = tls.session().map_err(|e| self.tls_failed(e))?;
+                (session, tls.handshake_timeout())
+            }
+            TlsPhase::Begun(session, timeout) => (*session, timeout),
+        };
+        self.set_deadline(Deadline::at(self.accepted_at + timeout).named("TLS handshake"));
+        let result = match advance(&mut session, &mut self.conn.raw()) {
+            Ok(Progress::Done) => Ok(()),
+            // A blocking read returns `WouldBlock` when its read timeout passes.
+            Ok(Progress::Pending { .. }) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the read timeout passed during the TLS handshake",
+            )),
+            Err(e) => Err(e),
+        };
+        self.clear_deadline();
+        result.map_err(|e| self.tls_failed(e))?;
+        self.conn.start_tls(crate::tls::TlsStream::new(session));
+        Ok(())
+    }
+
+    /// The TLS handshake as far as it goes without waiting: `Ok(true)` once it is done.
+    #[cfg(feature = "tls")]
+    fn try_handshake(&mut self) -> io::Result<bool> {
+        use crate::tls::handshake::{advance, NonBlocking, Progress};
+        use std::os::fd::AsRawFd;
+        let (mut session, timeout) = match std::mem::replace(&mut self.tls, TlsPhase::Done) {
+            TlsPhase::Done => return Ok(true),
+            TlsPhase::Expected(tls) => {
+                let session = tls.session().map_err(|e| self.tls_failed(e))?;
+                (Box::new(session), tls.handshake_timeout())
+            }
+            TlsPhase::Begun(session, timeout) => (session, timeout),
+        };
+        let mut io = NonBlocking(self.conn.connection().as_raw_fd());
+        match advance(&mut session, &mut io) {
+            Ok(Progress::Done) => {
+                self.conn.start_tls(crate::tls::TlsStream::new(*session));
+                Ok(true)
+            }
+            Ok(Progress::Pending { .. }) => {
+                self.tls = TlsPhase::Begun(session, timeout);
+                Ok(false)
+            }
+            Err(e) => Err(self.tls_failed(e)),
+        }
+    }
+
+    /// A failed handshake: counted, and named with the peer for `handle_error`.
+    #[cfg(feature = "tls")]
+    fn tls_failed(&self, e: io::Error) -> io::Error {
+        self.server.shared.counters.tls_handshake_failed();
+        io::Error::new(e.kind(), format!("TLS handshake with {}: {e}", self.peer))
+    }
+
+    /// With TLS ([`Builder::tls`](crate::Builder::tls), feature `tls`): what the handshake
+    /// settled — protocol, server name, ALPN protocol, the client's verified certificate.
+    /// `None` without TLS.
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<&crate::tls::TlsInfo> {
+        self.conn.tls().map(crate::tls::TlsStream::info)
+    }
+
+    /// The end of a request that went well: with TLS, a `close_notify` tells the client the
+    /// stream ended here rather than being cut (sent only if the socket takes it at once).
+    #[cfg(feature = "tls")]
+    pub(crate) fn end_tls(&self) {
+        self.conn.close_notify_now();
     }
 
     /// With the PROXY protocol on, reads the connection's header within its deadline, from a
     /// trusted balancer only, and takes the client's address from it. Otherwise (or if the
     /// header was read already) does nothing.
     #[cfg(feature = "proxy")]
-    pub(crate) fn admit(&mut self) -> io::Result<Admission> {
+    fn admit_proxy(&mut self) -> io::Result<Admission> {
         use crate::proxy;
         let ProxyState::Expected(config) = &self.proxy else {
             return Ok(self.admission());
@@ -128,12 +259,11 @@ impl StreamRequest {
         Ok(self.take_header(header, Vec::new()))
     }
 
-    /// [`admit`](Self::admit) without waiting, for the intake: `Ok(None)` while the header is
-    /// incomplete (call again when the socket is readable). The bytes that have arrived are
-    /// peeked at, and only the header's are taken off the socket once it is whole, so what the
-    /// client sent after it stays for the handler.
+    /// [`admit_proxy`](Self::admit_proxy) without waiting: `Ok(None)` while the header is
+    /// incomplete. The bytes that have arrived are peeked at, and only the header's are taken
+    /// off the socket once it is whole, so what the client sent after it stays for the handler.
     #[cfg(feature = "proxy")]
-    pub(crate) fn try_admit(&mut self) -> io::Result<Option<Admission>> {
+    fn try_admit_proxy(&mut self) -> io::Result<Option<Admission>> {
         use crate::proxy;
         let ProxyState::Expected(config) = &self.proxy else {
             return Ok(Some(self.admission()));
@@ -465,6 +595,22 @@ impl StreamRequest {
     /// if there is none.
     pub fn deadline(&self) -> Option<Instant> {
         self.conn.deadline_expiry()
+    }
+
+    /// Shuts down the reading side, the writing side or both: to tell the client that nothing
+    /// more is coming (it reads an end of stream) while the request goes on reading. With TLS a
+    /// `close_notify` goes first, so the client can tell that end from a cut connection.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error (`NotConnected` if the peer already closed, on some systems); with TLS,
+    /// an error sending the `close_notify`.
+    pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        if how != std::net::Shutdown::Read {
+            self.conn.close_notify()?;
+        }
+        self.connection().shutdown(how)
     }
 
     /// Turns Nagle's algorithm off (`true`) or on. Only TCP connections have it.

@@ -55,7 +55,7 @@ fn send(line: &str) {
 
 fn stats_line(s: &Stats) -> String {
     format!(
-        "stats {} {} {} {} {} {} {} {}\n",
+        "stats {} {} {} {} {} {} {} {} {}\n",
         s.accepted,
         s.active,
         s.completed,
@@ -63,7 +63,8 @@ fn stats_line(s: &Stats) -> String {
         s.rejected,
         s.accept_errors,
         s.messages,
-        s.message_failures
+        s.message_failures,
+        s.tls_handshake_failures
     )
 }
 
@@ -165,10 +166,11 @@ fn parse_stats(line: &str) -> Option<Stats> {
         .map(|f| f.parse().ok())
         .collect::<Option<_>>()?;
     // Six fields from a worker built before message counters existed (a reload from a program
-    // file of an older version), eight from this one.
-    let (base, messages, message_failures) = match fields[..] {
-        [a, b, c, d, e, f] => ([a, b, c, d, e, f], 0, 0),
-        [a, b, c, d, e, f, g, h, ..] => ([a, b, c, d, e, f], g, h),
+    // file of an older version), eight before TLS, nine from this one.
+    let (base, messages, message_failures, tls) = match fields[..] {
+        [a, b, c, d, e, f] => ([a, b, c, d, e, f], 0, 0, 0),
+        [a, b, c, d, e, f, g, h] => ([a, b, c, d, e, f], g, h, 0),
+        [a, b, c, d, e, f, g, h, i, ..] => ([a, b, c, d, e, f], g, h, i),
         _ => return None,
     };
     let [accepted, active, completed, failed, rejected, accept_errors] = base;
@@ -181,6 +183,7 @@ fn parse_stats(line: &str) -> Option<Stats> {
         accept_errors,
         messages,
         message_failures,
+        tls_handshake_failures: tls,
     })
 }
 
@@ -201,6 +204,7 @@ mod tests {
             accept_errors: 2,
             messages: 40,
             message_failures: 3,
+            tls_handshake_failures: 4,
         };
         let line = stats_line(&stats);
         writer.write_all(b"ready\n").unwrap();

@@ -17,6 +17,8 @@ use crate::handler::RequestHandler;
 use crate::mode::Mode;
 use crate::process::Role;
 use crate::socket::errors::Backoff;
+#[cfg(feature = "tls")]
+use crate::socket::options::HandshakeBy;
 use crate::socket::unix_path::UnixPathGuard;
 use crate::throttle::Throttle;
 
@@ -46,7 +48,8 @@ where
     ) -> io::Result<Self> {
         let BuiltParts {
             mut mode,
-            connection,
+            #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+            mut connection,
             threads,
             timeout,
             service_interval,
@@ -85,6 +88,13 @@ where
             notify,
             prefork: Default::default(),
         });
+        // A per-request child does its connection's handshake, not the parent that hands it over.
+        #[cfg(feature = "tls")]
+        if let Some(tls) = connection.tls.as_mut() {
+            if role.is_none() && mode.wants_handoff() && tls.handshake == HandshakeBy::Server {
+                tls.handshake = HandshakeBy::Child;
+            }
+        }
         let worker = matches!(role, Some(Role::Worker { .. }));
         if let Some(Role::Worker { index, .. }) = role {
             mode.become_worker(index);
@@ -102,10 +112,18 @@ where
                     shared: Arc::clone(&shared),
                 };
                 let child = matches!(role, Some(Role::Request { .. }));
+                // SIGHUP reloads the certificates, except in a prefork parent (where it starts
+                // fresh workers, which load them) and a per-request child (its one connection
+                // has its certificate).
+                #[cfg(feature = "tls")]
+                let reload = connection.tls.as_ref().map(|t| t.tls.clone());
+                #[cfg(not(feature = "tls"))]
+                let reload = None;
                 Some(super::signals::SignalRelay::start(
                     handle,
                     child,
                     mode.supervises(),
+                    reload.filter(|_| !child && !mode.supervises()),
                 )?)
             }
         };
@@ -130,9 +148,9 @@ where
             #[cfg(feature = "signals")]
             _signals: signals,
             served_as: None,
-            #[cfg(feature = "proxy")]
+            #[cfg(any(feature = "proxy", feature = "tls"))]
             intake: None,
-            #[cfg(feature = "proxy")]
+            #[cfg(any(feature = "proxy", feature = "tls"))]
             threads,
             owns_listener: false,
             door_shut: false,

@@ -361,14 +361,55 @@ impl<M: Mode> Builder<M> {
         self
     }
 
+    /// Serves TLS (feature `tls`): every connection does its handshake with `tls`'s certificates
+    /// before its handler runs, and the handler reads and writes plaintext as before (see
+    /// [`tls`](crate::tls) for where handshakes run and how long they may take). Stream servers
+    /// only: binding a datagram server with it fails with `InvalidInput`.
+    ///
+    /// Keep a clone of `tls` to [`reload`](crate::tls::Tls::reload) its files while the server
+    /// runs; with [`stop_on_signals`](Self::stop_on_signals), SIGHUP reloads them.
+    ///
+    /// ```no_run
+    /// use std::io::Write;
+    /// use socketserver::{tls::TlsConfig, Builder, StreamRequest};
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let tls = TlsConfig::new("server.crt", "server.key").load()?;
+    /// let mut server = Builder::new()
+    ///     .tls(tls)
+    ///     .bind_tcp("127.0.0.1:8443", |req: &mut StreamRequest| {
+    ///         let version = req.tls().map_or("none", |t| t.version());
+    ///         writeln!(req, "hello over {version}")
+    ///     })?;
+    /// server.serve_forever()
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::Tls) -> Self {
+        self.connection.tls = Some(crate::socket::options::TlsOptions {
+            tls,
+            handshake: crate::socket::options::HandshakeBy::Server,
+        });
+        self
+    }
+
     #[cfg(feature = "proxy")]
     fn proxy_config(&mut self) -> &mut crate::proxy::ProxyConfig {
         let config = self.connection.proxy.get_or_insert_with(Default::default);
         Arc::make_mut(config)
     }
 
-    /// Refuses PROXY protocol settings with a malformed trusted proxy.
-    fn check_proxy(&self) -> io::Result<()> {
+    /// Refuses PROXY protocol settings with a malformed trusted proxy, and TLS on a datagram
+    /// server.
+    fn check_options(&self, _stream: bool) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        if self.connection.tls.is_some() && !_stream {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "Builder::tls is for stream servers (TCP, Unix stream): a datagram server would \
+                 need DTLS, which this crate does not offer",
+            ));
+        }
         #[cfg(feature = "proxy")]
         if let Some(bad) = self
             .connection
@@ -749,7 +790,7 @@ impl<M: Mode> Builder<M> {
         T: Transport,
         H: RequestHandler<T::Request> + Clone,
     {
-        self.check_proxy()?;
+        self.check_options(T::STREAM)?;
         let kind = self.mode.process_kind();
         if let Some(role) = process::claim(kind)? {
             return Server::from_role(role, handler, self);

@@ -136,10 +136,10 @@ pub struct Server<T: Transport, H, M: Mode> {
     served_as: Option<String>,
     /// While `serve_forever` runs a stream server with the PROXY protocol: where connections wait
     /// for their header before the mode gets them.
-    #[cfg(feature = "proxy")]
+    #[cfg(any(feature = "proxy", feature = "tls"))]
     intake: Option<intake::Intake<T>>,
     /// How the intake's thread is named and sized.
-    #[cfg(feature = "proxy")]
+    #[cfg(any(feature = "proxy", feature = "tls"))]
     threads: crate::mode::ThreadSettings,
     /// A TCP listener this process bound itself: a graceful stop shuts it to new connections
     /// before its last look at the backlog (see [`crate::socket::gate`]).

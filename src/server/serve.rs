@@ -94,7 +94,7 @@ where
 
     pub(super) fn dispatch(&mut self, request: T::Request) -> Outcome {
         self.handle.shared.counters.request_started();
-        #[cfg(feature = "proxy")]
+        #[cfg(any(feature = "proxy", feature = "tls"))]
         if let Some(intake) = &self.intake {
             intake.submit(request);
             return Outcome::Handled;

@@ -21,6 +21,21 @@ const STOP_SIGNALS: [i32; 3] = [SIGTERM, SIGINT, SIGQUIT];
 /// The signals a prefork parent also listens to.
 const PREFORK_SIGNALS: [i32; 4] = [SIGHUP, SIGTTIN, SIGTTOU, SIGUSR2];
 
+/// What SIGHUP reloads: a TLS server's certificates.
+#[cfg(feature = "tls")]
+pub(crate) type Reload = crate::tls::Tls;
+/// What SIGHUP reloads: nothing without TLS.
+#[cfg(not(feature = "tls"))]
+pub(crate) type Reload = std::convert::Infallible;
+
+fn reload_on_hup(_reload: Option<&Reload>) {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = _reload {
+        log::info!("SIGHUP: reloading the TLS certificates");
+        tls.reload_or_log();
+    }
+}
+
 /// Passes stop signals to one server for as long as it lives.
 pub(crate) struct SignalRelay {
     handle: Handle,
@@ -32,13 +47,17 @@ impl SignalRelay {
     /// is stopping: the parent decides when the request is cut off (a terminal's Ctrl-C and
     /// systemd's stop reach every process of the group, and the parent passes its stop on).
     /// A `prefork_parent` relays [`PREFORK_SIGNALS`] too.
+    /// With `reload` (a TLS server's certificates), SIGHUP reloads them.
     pub(crate) fn start(
         server: ServerHandle,
         child: bool,
         prefork_parent: bool,
+        reload: Option<Reload>,
     ) -> io::Result<SignalRelay> {
         let extra: &[i32] = if prefork_parent {
             &PREFORK_SIGNALS
+        } else if reload.is_some() {
+            &[SIGHUP]
         } else {
             &[]
         };
@@ -55,6 +74,10 @@ impl SignalRelay {
             .spawn(move || {
                 let mut stops = 0;
                 for signal in signals.forever() {
+                    if signal == SIGHUP && !prefork_parent {
+                        reload_on_hup(reload.as_ref());
+                        continue;
+                    }
                     relay(&server, signal, &mut stops, child);
                 }
             });

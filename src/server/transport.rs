@@ -114,17 +114,24 @@ pub(crate) mod sealed {
 use sealed::{ReceiveContext, Received, TransportImpl};
 
 fn admit_stream(_request: &mut StreamRequest) -> io::Result<Admission> {
-    #[cfg(feature = "proxy")]
+    #[cfg(any(feature = "proxy", feature = "tls"))]
     return _request.admit();
-    #[cfg(not(feature = "proxy"))]
+    #[cfg(not(any(feature = "proxy", feature = "tls")))]
     Ok(Admission::Client)
 }
 
 fn try_admit_stream(_request: &mut StreamRequest) -> io::Result<Option<Admission>> {
-    #[cfg(feature = "proxy")]
+    #[cfg(any(feature = "proxy", feature = "tls"))]
     return _request.try_admit();
-    #[cfg(not(feature = "proxy"))]
+    #[cfg(not(any(feature = "proxy", feature = "tls")))]
     Ok(Some(Admission::Client))
+}
+
+/// The end of a stream request that went well: a TLS stream gets its `close_notify`.
+fn complete_stream(_request: &mut StreamRequest) -> io::Result<()> {
+    #[cfg(feature = "tls")]
+    _request.end_tls();
+    Ok(())
 }
 
 /// A connection for a child: its socket, its own peer (the balancer, once a PROXY header was
@@ -157,10 +164,17 @@ fn adopt_stream(
     Ok(request)
 }
 
-fn proxy_on(_options: &ConnectionOptions) -> bool {
+/// Whether a stream request has something to do before its handler: a PROXY header to read, a
+/// TLS handshake to make.
+fn preamble_on(_options: &ConnectionOptions) -> bool {
     #[cfg(feature = "proxy")]
-    return _options.proxy.is_some();
-    #[cfg(not(feature = "proxy"))]
+    if _options.proxy.is_some() {
+        return true;
+    }
+    #[cfg(feature = "tls")]
+    if _options.tls_here().is_some() {
+        return true;
+    }
     false
 }
 
@@ -259,11 +273,11 @@ impl TransportImpl for Tcp {
     }
 
     fn admits_late(options: &ConnectionOptions) -> bool {
-        proxy_on(options)
+        preamble_on(options)
     }
 
-    fn complete(_request: &mut StreamRequest) -> io::Result<()> {
-        Ok(())
+    fn complete(request: &mut StreamRequest) -> io::Result<()> {
+        complete_stream(request)
     }
 
     fn handed_over(request: &StreamRequest) -> bool {
@@ -310,11 +324,11 @@ impl TransportImpl for UnixStream {
     }
 
     fn admits_late(options: &ConnectionOptions) -> bool {
-        proxy_on(options)
+        preamble_on(options)
     }
 
-    fn complete(_request: &mut StreamRequest) -> io::Result<()> {
-        Ok(())
+    fn complete(request: &mut StreamRequest) -> io::Result<()> {
+        complete_stream(request)
     }
 
     fn handed_over(request: &StreamRequest) -> bool {

@@ -49,6 +49,41 @@ pub struct ConnectionOptions {
     /// The PROXY protocol settings, when the server expects a header on each connection.
     #[cfg(feature = "proxy")]
     pub(crate) proxy: Option<std::sync::Arc<crate::proxy::ProxyConfig>>,
+    /// TLS, and who does each connection's handshake.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<TlsOptions>,
+}
+
+/// A server's TLS: the certificates, and where handshakes happen.
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone)]
+pub(crate) struct TlsOptions {
+    pub(crate) tls: crate::tls::Tls,
+    pub(crate) handshake: HandshakeBy,
+}
+
+/// Who does a connection's TLS handshake.
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandshakeBy {
+    /// This process: the intake, or the thread that runs the request.
+    Server,
+    /// The child process the connection is handed to (a `Process` parent only passes it on).
+    Child,
+    /// A message server's event loop (its accepting server only passes connections on).
+    #[allow(dead_code)] // until the message loop speaks TLS
+    MessageLoop,
+}
+
+impl ConnectionOptions {
+    /// The TLS this process's requests do their handshake with, if any.
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_here(&self) -> Option<&crate::tls::Tls> {
+        self.tls
+            .as_ref()
+            .filter(|t| t.handshake == HandshakeBy::Server)
+            .map(|t| &t.tls)
+    }
 }
 
 impl Default for ConnectionOptions {
@@ -62,6 +97,8 @@ impl Default for ConnectionOptions {
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             #[cfg(feature = "proxy")]
             proxy: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }

@@ -17,6 +17,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 pub mod message;
 #[path = "../skip/mod.rs"]
 pub mod skip;
+#[cfg(feature = "tls")]
+pub mod tls;
 use socketserver::transport::Transport;
 use socketserver::{Address, Failure, Mode, RequestHandler, Server, ServerHandle};
 

@@ -170,7 +170,8 @@ pub struct Prefork {
     drain_timeout: Duration,
     part: Part,
     /// The parent's runtime state, while it supervises.
-    supervisor: Option<Supervisor>,
+    /// (Boxed: it is large, and `AnyMode` holds a `Prefork` by value.)
+    supervisor: Option<Box<Supervisor>>,
 }
 
 impl Prefork {
@@ -312,7 +313,9 @@ impl ModeImpl for Prefork {
         tick: &mut dyn FnMut(),
     ) -> io::Result<()> {
         let supervisor = Supervisor::new(self.workers, self.drain_timeout);
-        self.supervisor.insert(supervisor).run(socket, server, tick);
+        self.supervisor
+            .insert(Box::new(supervisor))
+            .run(socket, server, tick);
         Ok(())
     }
 

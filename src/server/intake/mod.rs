@@ -1,35 +1,35 @@
 //! The intake: where new connections wait, holding no thread, until they have something to say
-//! (their PROXY protocol header) before the mode gets them. The stage itself, its thread and its
-//! readiness loop, is in `stage` (feature `proxy`); this is the server's side of it, which does
-//! nothing without that feature.
+//! (their PROXY protocol header whole, their TLS handshake done) before the mode gets them. The
+//! stage itself, its thread and its readiness loop, is in `stage` (features `proxy` or `tls`);
+//! this is the server's side of it, which does nothing without them.
 
-#[cfg(feature = "proxy")]
+#[cfg(any(feature = "proxy", feature = "tls"))]
 mod stage;
 
-#[cfg(feature = "proxy")]
+#[cfg(any(feature = "proxy", feature = "tls"))]
 pub(super) use stage::Intake;
 
 use std::io;
 use std::os::fd::RawFd;
-#[cfg(feature = "proxy")]
+#[cfg(any(feature = "proxy", feature = "tls"))]
 use std::sync::Arc;
-#[cfg(feature = "proxy")]
+#[cfg(any(feature = "proxy", feature = "tls"))]
 use std::time::Duration;
 
 use super::transport::Transport;
 use super::Server;
-#[cfg(feature = "proxy")]
+#[cfg(any(feature = "proxy", feature = "tls"))]
 use crate::handler::Admission;
 use crate::handler::RequestHandler;
 use crate::mode::Mode;
-#[cfg(feature = "proxy")]
+#[cfg(any(feature = "proxy", feature = "tls"))]
 use crate::socket::poll::{self, Ready};
-#[cfg(feature = "proxy")]
+#[cfg(any(feature = "proxy", feature = "tls"))]
 use crate::stats::Ending;
 
 /// The server's side of the intake: connections wait there, holding no thread, for their PROXY
-/// protocol header before the mode gets them. Only `serve_forever` uses it, and only a stream
-/// server with the PROXY protocol on that serves itself (not a prefork parent).
+/// protocol header and their TLS handshake before the mode gets them. Only `serve_forever` uses
+/// it, and only a stream server with either on that serves itself (not a prefork parent).
 impl<T, H, M> Server<T, H, M>
 where
     T: Transport,
@@ -37,31 +37,55 @@ where
     M: Mode,
 {
     pub(super) fn open_intake(&mut self) -> io::Result<()> {
-        #[cfg(feature = "proxy")]
-        if let Some(proxy) = self.connection.proxy.as_ref().filter(|_| T::STREAM) {
+        #[cfg(any(feature = "proxy", feature = "tls"))]
+        if let Some((what, timeout)) = self.preamble().filter(|_| T::STREAM) {
             let shared = Arc::clone(&self.handle.shared);
-            let what = "PROXY protocol header";
+            let handshakes = what.contains("TLS");
             self.intake = Some(stage::Intake::start(
                 shared,
                 what,
-                proxy.timeout,
+                timeout,
+                handshakes,
                 &self.threads,
             )?);
         }
         Ok(())
     }
 
-    pub(super) fn bell_fd(&self) -> Option<RawFd> {
+    /// What connections must do before they are served, for the intake's errors, and the time
+    /// they have for it from accept: the TLS handshake's (which covers a PROXY header before it),
+    /// or the PROXY header's.
+    #[cfg(any(feature = "proxy", feature = "tls"))]
+    fn preamble(&self) -> Option<(&'static str, Duration)> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.connection.tls_here() {
+            #[cfg(feature = "proxy")]
+            if self.connection.proxy.is_some() {
+                return Some((
+                    "PROXY protocol header and TLS handshake",
+                    tls.handshake_timeout(),
+                ));
+            }
+            return Some(("TLS handshake", tls.handshake_timeout()));
+        }
         #[cfg(feature = "proxy")]
+        if let Some(proxy) = &self.connection.proxy {
+            return Some(("PROXY protocol header", proxy.timeout));
+        }
+        None
+    }
+
+    pub(super) fn bell_fd(&self) -> Option<RawFd> {
+        #[cfg(any(feature = "proxy", feature = "tls"))]
         return self.intake.as_ref().map(stage::Intake::bell_fd);
-        #[cfg(not(feature = "proxy"))]
+        #[cfg(not(any(feature = "proxy", feature = "tls")))]
         None
     }
 
     /// Hands the connections whose header is whole to the mode; a `LOCAL` header (a balancer's
     /// health check) is closed unserved.
     pub(super) fn take_prepared(&mut self) {
-        #[cfg(feature = "proxy")]
+        #[cfg(any(feature = "proxy", feature = "tls"))]
         for (request, admission) in self
             .intake
             .as_ref()
@@ -84,7 +108,7 @@ where
     /// During a graceful stop: serves the connections still in the intake as their headers
     /// complete, until none is left (each has its header timeout) or the stop turns immediate.
     pub(super) fn flush_intake(&mut self) {
-        #[cfg(feature = "proxy")]
+        #[cfg(any(feature = "proxy", feature = "tls"))]
         while self.intake.as_ref().is_some_and(|i| !i.is_empty()) {
             let abort = self.handle.shared.abort.pipe_fd();
             let bell = self.bell_fd().unwrap_or(-1);
@@ -102,7 +126,7 @@ where
 impl<T: Transport, H, M: Mode> Server<T, H, M> {
     /// Closes the intake: connections still in it are closed unserved (counted as rejected).
     pub(super) fn close_intake(&mut self) {
-        #[cfg(feature = "proxy")]
+        #[cfg(any(feature = "proxy", feature = "tls"))]
         {
             self.intake = None;
         }

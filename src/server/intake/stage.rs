@@ -8,8 +8,8 @@
 //! of them at once with the OS's readiness API (epoll, through `mio`), peeks at what has arrived,
 //! and hands a connection back to the serving thread only once its header is whole; a
 //! connection past its deadline (counted from accept) is closed and reported. What a connection
-//! must do before it is served — the PROXY header today, a TLS handshake later — is the
-//! transport's `try_admit`, so the stage itself knows nothing of protocols.
+//! must do before it is served — the PROXY header, the TLS handshake — is the transport's
+//! `try_admit`, so the stage itself knows nothing of protocols.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -55,11 +55,13 @@ pub(crate) struct Intake<T: Transport> {
 
 impl<T: Transport> Intake<T> {
     /// Starts the intake's thread; each connection gets `timeout` from its submission (made right
-    /// after accept) to finish its preamble, `what` (for the error when it does not).
+    /// after accept) to finish its preamble, `what` (for the error when it does not; a late one
+    /// counts as a failed TLS handshake if `handshakes`).
     pub(crate) fn start(
         shared: Arc<Shared>,
         what: &'static str,
         timeout: Duration,
+        handshakes: bool,
         threads: &ThreadSettings,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
@@ -77,6 +79,7 @@ impl<T: Transport> Intake<T> {
             shared: Arc::clone(&shared),
             what,
             timeout,
+            handshakes,
             slots: Vec::new(),
             free: Vec::new(),
             deadlines: VecDeque::new(),
@@ -199,6 +202,8 @@ struct Stage<T: Transport> {
     /// What the connections must send, for the error when they do not.
     what: &'static str,
     timeout: Duration,
+    /// Whether the preamble includes a TLS handshake.
+    handshakes: bool,
     slots: Vec<Option<Entry<T::Request>>>,
     free: Vec<usize>,
     /// Every connection gets the same time, so arrival order is deadline order: a queue, not a
@@ -264,10 +269,12 @@ impl<T: Transport> Stage<T> {
         };
         let fd = T::request_fd(&request);
         let token = Token(slot + FIRST_SLOT);
+        // Writable too: a TLS handshake may wait for room to send its flight.
+        let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(e) = self
             .poll
             .registry()
-            .register(&mut SourceFd(&fd), token, Interest::READABLE)
+            .register(&mut SourceFd(&fd), token, interest)
         {
             self.free.push(slot);
             let e = io::Error::new(e.kind(), format!("cannot watch the connection: {e}"));
@@ -359,13 +366,16 @@ impl<T: Transport> Stage<T> {
             let e = io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
-                    "{}: {} deadline passed: not whole {:?} after connecting; closed the \
+                    "{}: {} deadline passed: not done {:?} after connecting; closed the \
                      connection",
                     T::peer(&request),
                     self.what,
                     self.timeout
                 ),
             );
+            if self.handshakes {
+                self.shared.counters.tls_handshake_failed();
+            }
             self.fail(&request, e);
         }
     }
