@@ -17,16 +17,30 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// `cargo test` builds the examples next to the test binaries (`target/<profile>/examples/`);
 /// `cargo test --test examples_cli` does not, so when a binary is missing, or older than the
 /// sources, the first test to notice runs `cargo build --examples` into the same target directory.
+///
+/// A test built with features beyond the default ones (`cargo test --features tls`) needs
+/// examples built with them too, which a binary's age does not tell: its first call always runs
+/// `cargo build --examples --features ...`, and cargo rebuilds what was built with other features
+/// (or nothing, in a moment).
 pub fn example(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let path = profile_dir().join("examples").join(name);
-    built(
-        &BUILT,
-        path,
-        &["src", "examples", "Cargo.toml"],
-        &["build", "--examples"],
-    )
+    let features = EXTRA_FEATURES.join(",");
+    let mut build = vec!["build", "--examples"];
+    if !features.is_empty() {
+        build.extend(["--features", &features]);
+        if let Err(e) = BUILT.get_or_init(|| run_build(&build)) {
+            panic!("cannot build {}: {e}", path.display());
+        }
+    }
+    built(&BUILT, path, &["src", "examples", "Cargo.toml"], &build)
 }
+
+/// The library's features that are off by default and on in this test binary's build.
+const EXTRA_FEATURES: &[&str] = &[
+    #[cfg(feature = "tls")]
+    "tls",
+];
 
 /// The path of the compiled benchmark tool `name` (a binary of the `socketserver-bench` package
 /// in `bench/`, such as `loadgen`), building it first if it is missing or stale.
