@@ -449,7 +449,7 @@ fn split_halves_read_and_write_at_once_over_tls() {
             "the transfer stalled at {}",
             got.len()
         );
-        if sent < data.len() && conn.wants_write() == false {
+        if sent < data.len() && !conn.wants_write() {
             sent += conn
                 .writer()
                 .write(&data[sent..(sent + 65536).min(data.len())])
