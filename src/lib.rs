@@ -63,6 +63,9 @@
 //!   [Stopping gracefully](#stopping-gracefully).
 //! * **Services** — [`systemd`]: socket activation (`Builder::systemd_tcp`, …) and readiness
 //!   (`READY=1`, `STATUS=`, `WATCHDOG=1`, `STOPPING=1`), automatic when `NOTIFY_SOCKET` is set.
+//! * **TLS** — [`tls`] (feature `tls`): [`Builder::tls`] serves TLS in every mode and in
+//!   message servers, with handshakes that hold no worker, client certificates, SNI, ALPN and
+//!   certificates reloaded without a restart.
 //! * **Protocols** — [`framing`]: length-prefixed frames and JSON header + body messages, the
 //!   cure for TCP's "sticky packets" that Python socket tutorials teach; [`auth`]: HMAC
 //!   challenge–response authentication of clients, as a wrapper around any stream handler.
@@ -73,7 +76,7 @@
 //!
 //! ## Features
 //!
-//! Cargo features, all on by default, add protocol helpers and their dependencies. With
+//! Cargo features add protocol helpers and their dependencies; all but `tls` are on by default. With
 //! `default-features = false` the crate keeps its servers, modes and length-prefixed
 //! [`framing::Framing`], and depends only on `crossbeam-channel`, `socket2`, `log` and `libc`.
 //! The features are independent: enable any subset. Without a feature its items do not exist, so
@@ -89,6 +92,7 @@
 //! | `signals` | [`Builder::stop_on_signals`]: a graceful stop on SIGTERM/SIGINT, an immediate one on SIGQUIT (see [Stopping gracefully](#stopping-gracefully)); `grace_period`, `stop_now` and `wait_for_request` work without it | `signal-hook` |
 //! | `proxy` | the PROXY protocol v1/v2 from load balancers: [`Builder::proxy_protocol`], `trusted_proxies`, `proxy_header_timeout`, [`StreamRequest::proxy_addr`]/`proxy_header`, the [`proxy`] module | `ppp`, `mio` |
 //! | `message` | message servers: [`Builder::messages`], the [`message`] module | `mio` |
+//! | `tls` (off by default) | TLS for stream and message servers: [`Builder::tls`], [`StreamRequest::tls`], the [`tls`] module | `rustls` (ring), `rustls-pki-types`, `x509-parser`, `mio` |
 //!
 //! ```toml
 //! [dependencies]
@@ -115,6 +119,10 @@
 #![cfg_attr(
     not(feature = "message"),
     doc = "[`message`]: crate#features\n[`Builder::messages`]: crate#features\n[`message::MessageHandler`]: crate#features"
+)]
+#![cfg_attr(
+    not(feature = "tls"),
+    doc = "[`tls`]: crate#features\n[`Builder::tls`]: crate#features\n[`StreamRequest::tls`]: crate#features"
 )]
 #![cfg_attr(
     not(feature = "proxy"),

@@ -106,6 +106,17 @@ impl Pki {
         write_atomically(key, pair.serialize_pem().as_bytes());
     }
 
+    /// A server certificate valid only from the start of `years.0` to the start of `years.1`.
+    pub fn write_dated_cert(&self, cert: &Path, key: &Path, years: (i32, i32)) {
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        params.not_before = rcgen::date_time_ymd(years.0, 1, 1);
+        params.not_after = rcgen::date_time_ymd(years.1, 1, 1);
+        let pair = KeyPair::generate().expect("key");
+        let made = params.signed_by(&pair, &self.ca).expect("certificate");
+        write_atomically(cert, made.pem().as_bytes());
+        write_atomically(key, pair.serialize_pem().as_bytes());
+    }
+
     fn write_client_cert(&self, name: &str, stranger: bool, cert: &Path, key: &Path) {
         let mut params =
             CertificateParams::new(vec![format!("{name}@example.com")]).expect("client params");
