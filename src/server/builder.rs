@@ -367,7 +367,7 @@ impl<M: Mode> Builder<M> {
     /// only: binding a datagram server with it fails with `InvalidInput`.
     ///
     /// Keep a clone of `tls` to [`reload`](crate::tls::Tls::reload) its files while the server
-    /// runs; with [`stop_on_signals`](Self::stop_on_signals), SIGHUP reloads them.
+    /// runs; with [`stop_on_signals`](crate#stopping-gracefully), SIGHUP reloads them.
     ///
     /// ```no_run
     /// use std::io::Write;

@@ -212,7 +212,7 @@ impl Tls {
     /// Reads the certificate, key, CA and revocation files again: connections that begin their
     /// handshake after it returns use what they hold now; those in flight keep what they began
     /// with. A file that cannot be used leaves the old certificates in place (the error says
-    /// why). With [`stop_on_signals`](crate::Builder::stop_on_signals), SIGHUP calls this.
+    /// why). With [`stop_on_signals`](crate#stopping-gracefully), SIGHUP calls this.
     ///
     /// # Errors
     ///

@@ -32,7 +32,7 @@
 //!   revocation lists; the handler reads the verified identity from [`TlsInfo::peer`].
 //! * **SNI and ALPN**: [`TlsConfig::certificate_for`] and [`TlsConfig::alpn`].
 //! * **Rotation without a restart**: [`Tls::reload`], or SIGHUP with
-//!   [`stop_on_signals`](crate::Builder::stop_on_signals) (a [`Prefork`](crate::Prefork) parent's
+//!   [`stop_on_signals`](crate#stopping-gracefully) (a [`Prefork`](crate::Prefork) parent's
 //!   SIGHUP starts fresh workers, which read the files as they start). New handshakes use the new
 //!   certificates, connections in flight keep theirs, and files that cannot be used leave the old
 //!   ones in place.
