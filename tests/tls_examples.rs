@@ -60,28 +60,25 @@ fn start(name: &str, args: &[String]) -> Server {
 // openssl s_client and echo_upper
 
 /// `openssl s_client` to `addr` as `localhost`, verifying the server against the test CA (and
-/// failing if it does not verify), with the client certificate `identity` if given. Connection
-/// details go to stderr (`-brief`), the server's bytes to stdout.
+/// failing if it does not verify).
+fn s_client_to(openssl: &Path, addr: SocketAddr, pki: &Pki) -> Command {
+    let mut command = Command::new(openssl);
+    let addr = addr.to_string();
+    command.args(["s_client", "-connect", &addr, "-servername", "localhost"]);
+    command.args(["-CAfile", &path(&pki.ca_file), "-verify_return_error"]);
+    command
+}
+
+/// [`s_client_to`] with the client certificate `identity` if given; the connection's details go
+/// to stderr (`-brief`), the server's bytes to stdout.
 fn s_client(
     openssl: &Path,
     addr: SocketAddr,
     pki: &Pki,
     identity: Option<(&Path, &Path)>,
 ) -> Command {
-    let mut command = Command::new(openssl);
-    command.args([
-        "s_client",
-        "-connect",
-        &addr.to_string(),
-        "-servername",
-        "localhost",
-    ]);
-    command.args([
-        "-CAfile",
-        &path(&pki.ca_file),
-        "-verify_return_error",
-        "-brief",
-    ]);
+    let mut command = s_client_to(openssl, addr, pki);
+    command.arg("-brief");
     if let Some((cert, key)) = identity {
         command.args(["-cert", &path(cert), "-key", &path(key)]);
     }
@@ -108,16 +105,8 @@ fn s_client_echoes(
 /// The serial number (as a number) of the certificate the server at `addr` presents, as
 /// `openssl s_client | openssl x509 -serial` shows it.
 fn openssl_serial(openssl: &Path, addr: SocketAddr, pki: &Pki) -> u64 {
-    let mut command = Command::new(openssl);
-    command.args([
-        "s_client",
-        "-connect",
-        &addr.to_string(),
-        "-servername",
-        "localhost",
-    ]);
-    command.args(["-CAfile", &path(&pki.ca_file), "-verify_return_error"]);
-    let shown = Run::to_completion(command, RUN_TIMEOUT);
+    // Without -brief it prints the server's certificate (PEM) on stdout.
+    let shown = Run::to_completion(s_client_to(openssl, addr, pki), RUN_TIMEOUT);
     assert!(shown.status.success(), "{shown}");
     let mut command = Command::new(openssl);
     command.args(["x509", "-noout", "-serial"]);
@@ -788,22 +777,6 @@ mod rotation {
         exchange(addr, &full_handshakes(pki), 0).expect("a TLS exchange")
     }
 
-    /// Waits until the server's log holds `text` `n` times.
-    fn wait_for_count(server: &Server, text: &str, n: usize) -> String {
-        let deadline = Instant::now() + LOG_TIMEOUT;
-        loop {
-            let log = server.log_so_far();
-            if log.matches(text).count() >= n {
-                return log;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server log never said {text:?} {n} times:\n{log}"
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     /// Replaces the certificate file with one that holds no certificate.
     fn break_certificate(pki: &Pki) {
         write_atomically(&pki.cert, b"not a certificate\n");
@@ -874,7 +847,7 @@ mod rotation {
             "echo_upper",
             &tls_args(&pki, &["--mode", "prefork", "--workers", "2"]),
         );
-        wait_for_count(&server, "prefork: worker", WORKERS);
+        server.wait_for_log_count("started (pid", WORKERS);
         assert_eq!(serial_now(&pki, server.addr), 1);
 
         let clients = ClientLoop::start(&pki, server.addr, 60, 600);
@@ -884,7 +857,7 @@ mod rotation {
         server.signal(libc::SIGHUP);
         server.wait_for_log("prefork: reload done");
         // Once the old workers are gone, every handshake is a fresh worker's.
-        wait_for_count(&server, "retired", WORKERS);
+        server.wait_for_log_count("retired", WORKERS);
         let at_reload = clients.done.load(Ordering::Acquire);
         clients.wait_for(at_reload + 20);
         let (made, failures, serials) = clients.finish();
@@ -908,12 +881,12 @@ mod rotation {
         clients.wait_for(10);
         break_certificate(&pki);
         server.signal(libc::SIGHUP);
-        let log = wait_for_count(&server, "before serving; the old one goes on", WORKERS);
+        let log = server.wait_for_log_count("before serving; the old one goes on", WORKERS);
         assert!(
             log.contains(&format!("{}: no certificate", pki.cert.display())),
             "{log}"
         );
-        let log = wait_for_count(&server, "prefork: reload done", 2);
+        let log = server.wait_for_log_count("prefork: reload done", 2);
         assert!(log.contains("could not be replaced"), "{log}");
         let (made, failures, serials) = clients.finish();
         assert!(
