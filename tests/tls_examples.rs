@@ -211,6 +211,58 @@ fn echo_upper_with_a_client_ca_serves_certified_clients_only() {
     }
 }
 
+#[test]
+fn tls_options_are_checked_before_serving() {
+    let pki = Pki::new("options");
+    let (cert, key, ca) = (path(&pki.cert), path(&pki.key), path(&pki.ca_file));
+    let missing = path(&pki.dir.join("missing.crt"));
+    let dir = path(&pki.dir);
+    // Usage errors: status 2, a message naming the problem, the usage.
+    let usage: &[(&[&str], &str)] = &[
+        (&["--tls-cert", &cert], "--tls-cert needs --tls-key"),
+        (&["--tls-key", &key], "--tls-key needs --tls-cert"),
+        (
+            &["--tls-client-ca", &ca],
+            "--tls-client-ca needs --tls-cert and --tls-key",
+        ),
+        (&["--tls-cert", &missing, "--tls-key", &key], "no such file"),
+        (
+            &["--tls-cert", &cert, "--tls-key", &dir],
+            "a directory, not a file",
+        ),
+    ];
+    // Files that cannot be used: status 1 and an error naming the file, before listening.
+    let unusable: &[(&[&str], String)] = &[
+        (
+            &["--tls-cert", &key, "--tls-key", &key],
+            format!("{key}: no certificate in it"),
+        ),
+        (
+            &["--tls-cert", &cert, "--tls-key", &cert],
+            format!("{cert}: no private key"),
+        ),
+        (
+            &["--tls-cert", &cert, "--tls-key", &path(&pki.client_key)],
+            "does not belong to the certificate".to_string(),
+        ),
+    ];
+    let cases = usage
+        .iter()
+        .map(|(args, says)| (*args, 2, says.to_string()))
+        .chain(unusable.iter().map(|(args, says)| (*args, 1, says.clone())));
+    for (args, status, says) in cases {
+        let mut command = Command::new(programs::example("echo_upper"));
+        command.args(["--addr", "127.0.0.1:0"]).args(args);
+        let run = Run::to_completion(command, RUN_TIMEOUT);
+        assert_eq!(run.status.code(), Some(status), "{args:?}: {run}");
+        assert!(
+            run.stderr.contains(&says),
+            "{args:?}: should say {says:?}: {run}"
+        );
+        assert!(run.stdout.is_empty(), "{args:?}: it must not listen: {run}");
+    }
+}
+
 /// Reads from `stream` until the server closes it, failing on a timeout: what a plaintext client
 /// gets is a TLS alert (or nothing) and the end of the connection, never a wait.
 fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
