@@ -153,7 +153,8 @@ pub(crate) struct Conn<H, F> {
     /// The input holds at most an incomplete message: the handling after the last read found no
     /// whole one left (so a peer that has closed is done).
     pub(crate) rest_is_partial: bool,
-    /// Handling stopped with complete messages left because the output was full.
+    /// Handling stopped, or did not start, with messages left because the output was over its
+    /// limit: they are handled once it is sent.
     pub(crate) held: bool,
     /// Closed while a worker ran its handler: the socket is no longer watched, and the
     /// connection is removed when the handler comes back.

@@ -299,8 +299,12 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             let max_pending = self.settings.max_pending_output;
             let Some(conn) = self.conn(id) else { return };
             let paused = conn.pending() > max_pending;
-            if !conn.busy() && conn.closing.is_none() && !paused && !conn.input.is_empty() {
-                if let Err(closed) = self.handle_buffered(id) {
+            if !conn.busy() && conn.closing.is_none() && !conn.input.is_empty() {
+                if paused {
+                    // Behind an answer over the limit (a worker's, or pushed): handled once it
+                    // is sent, even if the socket takes it all at once and no event comes.
+                    conn.held = true;
+                } else if let Err(closed) = self.handle_buffered(id) {
                     self.close(id, closed);
                     return;
                 }
