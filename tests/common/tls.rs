@@ -165,7 +165,16 @@ pub fn connect_as(
     config: &Arc<ClientConfig>,
     server_name: &str,
 ) -> io::Result<TlsClient> {
-    let tcp = TcpStream::connect(addr)?;
+    connect_over(TcpStream::connect(addr)?, config, server_name)
+}
+
+/// Finishes a handshake asking for `server_name` on `tcp`, a connection already made (after a
+/// PROXY protocol header, say).
+pub fn connect_over(
+    tcp: TcpStream,
+    config: &Arc<ClientConfig>,
+    server_name: &str,
+) -> io::Result<TlsClient> {
     tcp.set_read_timeout(Some(IO_TIMEOUT))?;
     tcp.set_write_timeout(Some(IO_TIMEOUT))?;
     let name = ServerName::try_from(server_name.to_string()).expect("a server name");
@@ -175,6 +184,18 @@ pub fn connect_as(
         stream.conn.complete_io(&mut stream.sock)?;
     }
     Ok(stream)
+}
+
+/// The first flight a client configured by `config` sends (its `ClientHello`), asking for
+/// `localhost`: bytes to trickle, or to send without ever finishing.
+pub fn client_hello(config: &Arc<ClientConfig>) -> Vec<u8> {
+    let name = ServerName::try_from("localhost").expect("a server name");
+    let mut conn = ClientConnection::new(Arc::clone(config), name).expect("a client session");
+    let mut hello = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut hello).expect("write to a Vec");
+    }
+    hello
 }
 
 /// The serial number of the certificate the server presented, in hex.
