@@ -368,7 +368,7 @@ impl<M: Mode> Builder<M> {
     /// fails with `InvalidInput`.
     ///
     /// Keep a clone of `tls` to [`reload`](crate::tls::Tls::reload) its files while the server
-    /// runs; with [`stop_on_signals`](Self::stop_on_signals), SIGHUP reloads them.
+    /// runs; with [`stop_on_signals`], SIGHUP reloads them.
     ///
     /// ```no_run
     /// use std::io::Write;
@@ -385,6 +385,12 @@ impl<M: Mode> Builder<M> {
     /// server.serve_forever()
     /// # }
     /// ```
+    ///
+    #[cfg_attr(
+        feature = "signals",
+        doc = "[`stop_on_signals`]: Self::stop_on_signals"
+    )]
+    #[cfg_attr(not(feature = "signals"), doc = "[`stop_on_signals`]: crate#features")]
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: crate::tls::Tls) -> Self {
         self.connection.tls = Some(crate::socket::options::TlsOptions {

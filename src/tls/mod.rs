@@ -35,12 +35,13 @@
 //!   revocation lists; the handler reads the verified identity from [`TlsInfo::peer`].
 //! * **SNI and ALPN**: [`TlsConfig::certificate_for`] and [`TlsConfig::alpn`].
 //! * **Rotation without a restart**: [`Tls::reload`], or SIGHUP with
-//!   [`stop_on_signals`](crate::Builder::stop_on_signals) (a [`Prefork`](crate::Prefork) parent's
+//!   [`stop_on_signals`] (a [`Prefork`](crate::Prefork) parent's
 //!   SIGHUP starts fresh workers, which read the files as they start). New handshakes use the new
 //!   certificates, connections in flight keep theirs, and files that cannot be used leave the old
 //!   ones in place.
 //!
-// Message servers are another feature: without it their links lead to the crate's feature list.
+// Message servers and signals are other features: without them their links lead to the crate's
+// feature list.
 #![cfg_attr(
     feature = "message",
     doc = "[`MessageHandler::opened`]: crate::message::MessageHandler::opened\n\
@@ -50,6 +51,11 @@
     not(feature = "message"),
     doc = "[`MessageHandler::opened`]: crate#features\n[`Reply::tls`]: crate#features"
 )]
+#![cfg_attr(
+    feature = "signals",
+    doc = "[`stop_on_signals`]: crate::Builder::stop_on_signals"
+)]
+#![cfg_attr(not(feature = "signals"), doc = "[`stop_on_signals`]: crate#features")]
 
 mod config;
 mod files;
