@@ -153,6 +153,21 @@ impl Pki {
         Arc::new(config)
     }
 
+    /// A client configuration trusting the CA that speaks TLS 1.2 only (whose handshake the
+    /// server, not the client, finishes).
+    pub fn tls12_client_config(&self) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.der().clone()).expect("trust the CA");
+        #[allow(deprecated)] // the provider the server uses
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .expect("TLS 1.2")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+
     /// Connects to `addr` as `localhost` and finishes the handshake.
     pub fn connect(&self, addr: SocketAddr, config: &Arc<ClientConfig>) -> io::Result<TlsClient> {
         connect_as(addr, config, "localhost")
