@@ -103,7 +103,7 @@ use socketserver::{RequestHandler, StreamRequest};
 
 const EXAMPLE: Example = Example {
     name: "remote_cmd",
-    about: "Runs each command a client sends with `sh -c` and answers with a struct 'i' + JSON header (total_size, md5) and the output (seed 004).",
+    about: "Runs each command a client sends with `sh -c` and answers with a struct 'i' + JSON header (total_size, md5) and the output, as the Python tutorial's remote-command server does.",
     default_addr: "127.0.0.1:8080",
     default_mode: ModeName::Threading,
     modes: ModeName::ALL,
@@ -141,7 +141,7 @@ const EXAMPLE: Example = Example {
         ExtraOption {
             name: "--quiet-time",
             value: "SECS",
-            help: "an unframed (seed) command is complete once no byte came for this long (default 0.2)",
+            help: "an unframed command (the Python tutorial client's) is complete once no byte came for this long (default 0.2)",
             check: check_quiet_time,
         },
         common::IDLE_TIMEOUT,
