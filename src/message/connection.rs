@@ -144,6 +144,9 @@ pub(crate) struct Conn<H, F> {
     pub(crate) armed: Option<Instant>,
     /// The socket may hold bytes not read yet (readiness is edge-triggered: no new event comes).
     pub(crate) unread: bool,
+    /// The readiness API said the peer has shut down its side (`EPOLLRDHUP`): the end of stream
+    /// waits behind whatever data is left, so reading goes on until it is read.
+    pub(crate) peer_closing: bool,
     /// The peer has shut down its side: no more input.
     pub(crate) peer_done: bool,
     /// Whether the loop waits for the socket to become writable.
@@ -202,6 +205,7 @@ impl<H, F> Conn<H, F> {
             message_since: None,
             armed: None,
             unread: true,
+            peer_closing: false,
             peer_done: false,
             write_interest: false,
             closing: None,
@@ -309,7 +313,8 @@ impl<H, F> Conn<H, F> {
                     self.last_active = Instant::now();
                     // A short read emptied the socket: more bytes bring a new readiness edge, so
                     // the read that would only say "would block" is saved.
-                    if n < scratch.len() {
+                    // Not when the peer's end of stream has arrived: it comes with no new edge.
+                    if n < scratch.len() && !self.peer_closing {
                         self.unread = false;
                     }
                     Ok(Read1::Bytes)

@@ -104,6 +104,14 @@ impl Parts {
     }
 }
 
+/// What one readiness event says of a connection.
+#[derive(Debug, Clone, Copy)]
+struct Ready {
+    slot: usize,
+    writable: bool,
+    read_closed: bool,
+}
+
 pub(crate) struct EventLoop<H, F> {
     poll: Poll,
     events: Events,
@@ -121,7 +129,7 @@ pub(crate) struct EventLoop<H, F> {
     /// Connections with bytes still unread after their turn, to serve again without an event.
     again: Vec<ConnectionId>,
     /// The connections of one wake-up's events (kept to reuse its allocation).
-    ready: Vec<(usize, bool)>,
+    ready: Vec<Ready>,
     /// Once a stop began: when the loop gives up on the connections still open.
     drain_until: Option<Instant>,
     /// Sockets closed by the server, dropping what their peers still send.
@@ -228,15 +236,19 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                         self.lingering
                             .ready(token, self.poll.registry(), &mut self.scratch);
                     }
-                    Token(t) => ready.push((t - FIRST_CONNECTION, event.is_writable())),
+                    Token(t) => ready.push(Ready {
+                        slot: t - FIRST_CONNECTION,
+                        writable: event.is_writable(),
+                        read_closed: event.is_read_closed(),
+                    }),
                 }
             }
             if abort || self.server.shared.abort.is_requested() {
                 break;
             }
-            for &(slot, writable) in &ready {
-                if let Some(id) = self.slots.id_of(slot) {
-                    self.on_ready(id, writable);
+            for &event in &ready {
+                if let Some(id) = self.slots.id_of(event.slot) {
+                    self.on_ready(id, event);
                 }
                 // After each connection's turn (at most a megabyte read), not once per wake-up:
                 // a thousand connections reading in one wake-up would overshoot by a gigabyte.
@@ -281,14 +293,17 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         Token(id.slot as usize + FIRST_CONNECTION)
     }
 
-    fn on_ready(&mut self, id: ConnectionId, writable: bool) {
+    fn on_ready(&mut self, id: ConnectionId, event: Ready) {
         let registry = self.poll.registry();
         let Some(conn) = self.slots.get_mut(id) else {
             return;
         };
         // Readiness is edge-triggered: any event may mean bytes to read (or the peer gone).
         conn.unread = true;
-        if writable {
+        // The peer's end of stream is here, perhaps behind data: it must be read, and no later
+        // event will say so.
+        conn.peer_closing |= event.read_closed;
+        if event.writable {
             if let Err(e) = conn.flush(registry, Self::token(id)) {
                 self.fail(id, e);
                 return;
