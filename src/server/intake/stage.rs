@@ -269,8 +269,11 @@ impl<T: Transport> Stage<T> {
         };
         let fd = T::request_fd(&request);
         let token = Token(slot + FIRST_SLOT);
-        // Writable too: a TLS handshake may wait for room to send its flight.
-        let interest = Interest::READABLE | Interest::WRITABLE;
+        // Writable too for a TLS handshake, which may wait for room to send its flight.
+        let interest = match self.handshakes {
+            true => Interest::READABLE | Interest::WRITABLE,
+            false => Interest::READABLE,
+        };
         if let Err(e) = self
             .poll
             .registry()
