@@ -94,11 +94,38 @@
 //! [`MessageHandler`]'s documentation does. This is also the way to broadcast for a program
 //! whose stream handlers would otherwise have to share their connections' writing halves.
 //!
+//! ## TLS
+//!
+//! With [`Builder::tls`] (feature `tls`) the loop also drives every
+//! connection's TLS session without waiting: a connection in its handshake holds no thread, only
+//! a few KiB, and reaches no handler until the handshake is done. Then
+//! [`MessageHandler::opened`] runs, and [`Reply::tls`] tells the protocol, the server name and
+//! application protocol the client asked for, and its verified certificate (mutual TLS).
+//! Handlers read and write plaintext messages, and the limits above count plaintext bytes. A
+//! handshake that fails or is not done within
+//! [`TlsConfig::handshake_timeout`] of accept closes
+//! the connection, is reported to `handle_error` and is counted in
+//! [`Stats::tls_handshake_failures`](crate::Stats::tls_handshake_failures). A connection the
+//! server closes is sent a `close_notify`.
+//!
 //! ## Stopping
 //!
 //! A graceful stop closes each connection once what its peer has sent is answered, within the
 //! grace period; an idle one closes at once. The rules (messages in flight, new connections,
 //! lingering closes) are in [Stopping gracefully](crate#stopping-gracefully).
+//!
+// TLS is another feature: without it its links lead to the crate's feature list.
+#![cfg_attr(
+    feature = "tls",
+    doc = "[`Builder::tls`]: crate::Builder::tls\n\
+           [`Reply::tls`]: Reply::tls\n\
+           [`TlsConfig::handshake_timeout`]: crate::tls::TlsConfig::handshake_timeout"
+)]
+#![cfg_attr(
+    not(feature = "tls"),
+    doc = "[`Builder::tls`]: crate#features\n[`Reply::tls`]: crate#features\n\
+           [`TlsConfig::handshake_timeout`]: crate#features"
+)]
 
 pub(crate) mod budget;
 mod connection;
@@ -111,6 +138,8 @@ mod reply;
 pub(crate) mod sender;
 mod slots;
 pub(crate) mod timers;
+#[cfg(feature = "tls")]
+mod tls;
 mod workers;
 
 pub use budget::DEFAULT_MAX_BUFFERED_MEMORY;

@@ -35,7 +35,7 @@ pub struct Stats {
     /// connection).
     pub message_failures: u64,
     /// TLS handshakes that failed or were too late (feature `tls`): each is also reported to
-    /// `handle_error` and, for a stream server, counted in `failed`.
+    /// `handle_error` and counted in `failed`.
     pub tls_handshake_failures: u64,
 }
 

@@ -746,3 +746,32 @@ fn messages_held_back_by_a_full_output_are_answered_after_the_peer_closes_its_si
     assert_eq!(reply.len(), 50 * 64 * 1024);
     running.stop().unwrap();
 }
+
+#[test]
+fn a_message_behind_an_answer_larger_than_the_output_limit_is_answered_too() {
+    // The first answer alone is over max_pending_output: handling pauses behind it, and must
+    // resume once it is sent, even when the socket takes all of it at once.
+    for mode in [AnyMode::from(Single), Pool::new(2).into()] {
+        let name = format!("{mode:?}");
+        let echo = message_handler(|payload, reply| Framing::new().write_frame(reply, payload));
+        let server = Builder::new()
+            .mode(mode)
+            .messages(LengthPrefixed::default(), echo)
+            .max_pending_output(64 * 1024)
+            .bind_tcp("127.0.0.1:0")
+            .unwrap();
+        let running = Running::start(server);
+        let mut client = tcp_client(running.addr());
+        // Over a worker batch (256 KiB): the small one waits for the next batch.
+        let big = vec![7u8; 300 * 1024];
+        let mut frames = Vec::new();
+        Framing::new().write_frame(&mut frames, &big).unwrap();
+        Framing::new().write_frame(&mut frames, b"small").unwrap();
+        client.write_all(&frames).unwrap();
+        let got = Framing::new().read_frame(&mut client).unwrap();
+        assert_eq!(got.map(|g| g.len()), Some(big.len()), "{name}");
+        let got = Framing::new().read_frame(&mut client).unwrap();
+        assert_eq!(got.as_deref(), Some(&b"small"[..]), "{name}");
+        running.stop().unwrap();
+    }
+}

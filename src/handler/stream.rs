@@ -96,6 +96,12 @@ impl StreamRequest {
         crate::control::Ticket::new(std::sync::Arc::clone(&self.server.shared))
     }
 
+    /// When the connection was accepted.
+    #[cfg(feature = "message")]
+    pub(crate) fn accepted_at(&self) -> Instant {
+        self.accepted_at
+    }
+
     /// Whether [`hand_over`](Self::hand_over) passed this connection on.
     pub(crate) fn handed_over(&self) -> bool {
         self.handed_over

@@ -1,5 +1,5 @@
-//! One connection as the event loop holds it: its non-blocking socket, the bytes read but not yet
-//! handled, the bytes to send, and the times its limits count from.
+//! One connection as the event loop holds it: its non-blocking socket (and TLS session), the
+//! bytes read but not yet handled, the bytes to send, and the times its limits count from.
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -133,6 +133,8 @@ pub(crate) struct Conn<H, F> {
     /// Bytes read and not yet handled, from a message boundary.
     pub(crate) input: Vec<u8>,
     pub(crate) output: Output,
+    /// When the connection was accepted: its lifetime, its TLS handshake and, during a stop, the
+    /// wait for its first message count from here.
     pub(crate) opened_at: Instant,
     /// The last time a byte moved either way (for the idle timeout).
     pub(crate) last_active: Instant,
@@ -153,7 +155,8 @@ pub(crate) struct Conn<H, F> {
     /// The input holds at most an incomplete message: the handling after the last read found no
     /// whole one left (so a peer that has closed is done).
     pub(crate) rest_is_partial: bool,
-    /// Handling stopped with complete messages left because the output was full.
+    /// Handling stopped, or did not start, with messages left because the output was over its
+    /// limit: they are handled once it is sent.
     pub(crate) held: bool,
     /// Closed while a worker ran its handler: the socket is no longer watched, and the
     /// connection is removed when the handler comes back.
@@ -168,6 +171,12 @@ pub(crate) struct Conn<H, F> {
     pub(crate) on_worker: usize,
     /// What the memory budget counts against this connection, as of its last turn.
     pub(crate) charge: usize,
+    /// The handler's `opened` has run. Until then (during a TLS handshake) no handler runs for
+    /// the connection, and if it closes, none hears of it.
+    pub(crate) opened: bool,
+    /// With TLS: the session every byte goes through.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<Box<super::tls::Session>>,
 }
 
 impl<H, F> Conn<H, F> {
@@ -177,6 +186,7 @@ impl<H, F> Conn<H, F> {
         handler: H,
         framer: F,
         ticket: Ticket,
+        accepted_at: Instant,
     ) -> Self {
         let now = Instant::now();
         Conn {
@@ -187,7 +197,7 @@ impl<H, F> Conn<H, F> {
             framer,
             input: Vec::new(),
             output: Output::default(),
-            opened_at: now,
+            opened_at: accepted_at,
             last_active: now,
             message_since: None,
             armed: None,
@@ -204,13 +214,40 @@ impl<H, F> Conn<H, F> {
             waiting: false,
             on_worker: 0,
             charge: 0,
+            opened: false,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
+    /// Still in its TLS handshake.
+    pub(crate) fn handshaking(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.as_ref().is_some_and(|tls| tls.handshaking());
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
     /// The bytes this connection holds in its buffers (the budget's measure): input, owned
-    /// output, messages on a worker. Buffers shared with the application are not counted.
+    /// output, messages on a worker, and roughly what its TLS session holds. Buffers shared with
+    /// the application are not counted.
     pub(crate) fn held_bytes(&self) -> usize {
-        self.input.capacity() + self.output.retained() + self.on_worker
+        let held = self.input.capacity() + self.output.retained() + self.on_worker;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return held + tls.held();
+        }
+        held
+    }
+
+    /// Bytes have arrived that were not handled yet: in the socket, or a TLS record that has
+    /// begun to arrive.
+    fn arriving(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.tls.as_ref().is_some_and(|tls| tls.mid_record()) {
+            return true;
+        }
+        self.stream.has_unread()
     }
 
     /// During a stop: whether the connection has nothing left to be answered for — no message
@@ -220,13 +257,13 @@ impl<H, F> Conn<H, F> {
         let fresh = !self.received && now < self.opened_at + first_wait;
         let quiet = !self.busy() && !self.waiting && self.input.is_empty() && !fresh;
         // Bytes that arrived before the stop but were not read yet are a message in flight too.
-        quiet && !self.stream.has_unread()
+        quiet && !self.arriving()
     }
 
     /// Closing with the peer perhaps still sending, so that the kernel would answer its next
     /// bytes with a reset: bytes are waiting unread, or a message was only partly received.
     pub(crate) fn reset_likely(&self) -> bool {
-        !self.input.is_empty() || self.stream.has_unread()
+        !self.input.is_empty() || self.arriving()
     }
 
     /// Closes the connection once the handler is back and the output is sent (or `linger` has
@@ -240,8 +277,21 @@ impl<H, F> Conn<H, F> {
         self.handler.is_none()
     }
 
-    /// Bytes waiting to be written.
+    /// The connection is closing: with TLS, a `close_notify` (or a failed handshake's alert)
+    /// goes out as far as the socket takes it at once.
+    pub(crate) fn goodbye(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_mut() {
+            tls.goodbye(&mut self.stream);
+        }
+    }
+
+    /// Bytes waiting to be written (with TLS, also those the session has yet to send).
     pub(crate) fn pending(&self) -> usize {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return self.output.len() + tls.unsent();
+        }
         self.output.len()
     }
 
@@ -255,10 +305,7 @@ impl<H, F> Conn<H, F> {
                     Ok(Read1::Eof)
                 }
                 Ok(n) => {
-                    self.input.extend_from_slice(&scratch[..n]);
-                    self.received = true;
-                    // Not examined yet: it may complete a message.
-                    self.rest_is_partial = false;
+                    self.take_in(&scratch[..n])?;
                     self.last_active = Instant::now();
                     // A short read emptied the socket: more bytes bring a new readiness edge, so
                     // the read that would only say "would block" is saved.
@@ -275,6 +322,30 @@ impl<H, F> Conn<H, F> {
                 Err(e) => Err(e),
             };
         }
+    }
+
+    /// Appends bytes read off the socket to the input (through the TLS session, if any).
+    fn take_in(&mut self, raw: &[u8]) -> io::Result<()> {
+        let before = self.input.len();
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_mut() {
+            if tls.feed(raw, &mut self.input)? {
+                // A close_notify: the end of the stream.
+                self.peer_done = true;
+                self.unread = false;
+            }
+        } else {
+            self.input.extend_from_slice(raw);
+        }
+        #[cfg(not(feature = "tls"))]
+        self.input.extend_from_slice(raw);
+        // A handshake, or a record still arriving, adds nothing.
+        if self.input.len() > before {
+            self.received = true;
+            // Not examined yet: it may complete a message.
+            self.rest_is_partial = false;
+        }
+        Ok(())
     }
 
     /// Drops the first `consumed` input bytes (handled messages), and the buffer if it is empty and
@@ -306,6 +377,13 @@ impl<H, F> Conn<H, F> {
     /// Writes what it can of the output without blocking, and waits for writability while some is
     /// left.
     pub(crate) fn flush(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_mut() {
+            if tls.send(&mut self.output, &mut self.stream)? {
+                self.last_active = Instant::now();
+            }
+            return self.watch_writability(registry, token);
+        }
         while !self.output.is_empty() {
             match self.output.write_to(&mut self.stream) {
                 Ok(_) => self.last_active = Instant::now(),
@@ -314,6 +392,11 @@ impl<H, F> Conn<H, F> {
                 Err(e) => return Err(e),
             }
         }
+        self.watch_writability(registry, token)
+    }
+
+    /// Waits for writability while bytes are left to send, and only then.
+    fn watch_writability(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         let want = self.pending() > 0;
         if want != self.write_interest {
             let interest = match want {
@@ -349,9 +432,15 @@ mod tests {
             peer: Address::from_sockaddr(socket2::SockAddr::unix("peer").unwrap()),
             link: Arc::clone(&parts.link),
             server,
+            #[cfg(feature = "tls")]
+            tls: Default::default(),
         });
         let stream = Stream::new(Connection::Unix(ours)).unwrap();
-        (Conn::new(stream, info, (), (), ticket), theirs, parts)
+        (
+            Conn::new(stream, info, (), (), ticket, Instant::now()),
+            theirs,
+            parts,
+        )
     }
 
     #[test]

@@ -13,8 +13,9 @@ use crate::address::Address;
 /// state is plain fields; state shared by all connections goes behind an `Arc`. A connection's
 /// messages reach its handler one at a time and in order, pipelined ones included.
 ///
-/// * [`opened`](Self::opened): the connection was accepted (write a greeting into the reply, keep
-///   its [`Sender`](super::Sender) to push messages later);
+/// * [`opened`](Self::opened): the connection was accepted, and with TLS its handshake is done
+///   (write a greeting into the reply, keep its [`Sender`](super::Sender) to push messages
+///   later);
 /// * [`handle`](Self::handle): one complete message, as the [`Framer`](super::Framer) cut it;
 ///   what is written into the [`Reply`] is sent when the handler returns;
 /// * [`closed`](Self::closed): the connection is gone, with the reason.
@@ -106,7 +107,9 @@ use crate::address::Address;
 /// # }
 /// ```
 pub trait MessageHandler: Clone + Send + 'static {
-    /// A connection was accepted. By default does nothing.
+    /// A connection was accepted (with TLS, once its handshake is done: a connection whose
+    /// handshake fails reaches neither this nor [`closed`](Self::closed)). By default does
+    /// nothing.
     ///
     /// # Errors
     ///

@@ -14,6 +14,9 @@ pub(crate) struct ConnectionInfo {
     pub(crate) peer: Address,
     pub(crate) link: Arc<Link>,
     pub(crate) server: ServerHandle,
+    /// With TLS: what the handshake settled, set once it is done (before `opened` runs).
+    #[cfg(feature = "tls")]
+    pub(crate) tls: std::sync::OnceLock<crate::tls::TlsInfo>,
 }
 
 /// The answer to a message: bytes written here are sent to the peer when the handler returns, in
@@ -34,6 +37,34 @@ impl Reply<'_> {
     #[must_use]
     pub fn peer_addr(&self) -> &Address {
         &self.info.peer
+    }
+
+    /// With TLS ([`Builder::tls`](crate::Builder::tls), feature `tls`): what the connection's
+    /// handshake settled — protocol, the server name the client asked for (SNI), the
+    /// application protocol chosen (ALPN), the client's verified certificate (mutual TLS). The
+    /// handshake is done before [`opened`](super::MessageHandler::opened) runs, so every
+    /// handler call of a TLS connection sees it. `None` without TLS.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use socketserver::message::message_handler;
+    ///
+    /// // Answers with the name on the client's certificate.
+    /// let whoami = message_handler(|_line, reply| {
+    ///     let name = reply
+    ///         .tls()
+    ///         .and_then(|tls| tls.peer())
+    ///         .and_then(|peer| peer.common_name())
+    ///         .unwrap_or("anonymous")
+    ///         .to_string();
+    ///     writeln!(reply, "{name}")
+    /// });
+    /// # let _ = whoami;
+    /// ```
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls(&self) -> Option<&crate::tls::TlsInfo> {
+        self.info.tls.get()
     }
 
     /// The connection's id, the same for all its messages.

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender as ChannelSender};
 
@@ -38,8 +39,9 @@ impl fmt::Display for ConnectionId {
 
 /// Something for the loop from another thread.
 pub(crate) enum Command {
-    /// A connection the accepting thread took, and the ticket that keeps it counted as active.
-    Open(Connection, Address, Ticket),
+    /// A connection the accepting thread took, the ticket that keeps it counted as active, and
+    /// when it was accepted.
+    Open(Connection, Address, Ticket, Instant),
     /// Bytes from a [`Sender`](super::Sender).
     Push(ConnectionId, Vec<u8>),
     /// A [`Sender::close`](super::Sender::close).

@@ -364,10 +364,11 @@ impl<M: Mode> Builder<M> {
     /// Serves TLS (feature `tls`): every connection does its handshake with `tls`'s certificates
     /// before its handler runs, and the handler reads and writes plaintext as before (see
     /// [`tls`](crate::tls) for where handshakes run and how long they may take). Stream servers
-    /// only: binding a datagram server with it fails with `InvalidInput`.
+    /// and message servers (set it before `messages`) only: binding a datagram server with it
+    /// fails with `InvalidInput`.
     ///
     /// Keep a clone of `tls` to [`reload`](crate::tls::Tls::reload) its files while the server
-    /// runs; with [`stop_on_signals`](Self::stop_on_signals), SIGHUP reloads them.
+    /// runs; with [`stop_on_signals`], SIGHUP reloads them.
     ///
     /// ```no_run
     /// use std::io::Write;
@@ -384,6 +385,12 @@ impl<M: Mode> Builder<M> {
     /// server.serve_forever()
     /// # }
     /// ```
+    ///
+    #[cfg_attr(
+        feature = "signals",
+        doc = "[`stop_on_signals`]: Self::stop_on_signals"
+    )]
+    #[cfg_attr(not(feature = "signals"), doc = "[`stop_on_signals`]: crate#features")]
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: crate::tls::Tls) -> Self {
         self.connection.tls = Some(crate::socket::options::TlsOptions {
@@ -391,6 +398,15 @@ impl<M: Mode> Builder<M> {
             handshake: crate::socket::options::HandshakeBy::Server,
         });
         self
+    }
+
+    /// A message server's TLS, taken over by its event loop, which does the handshakes: the
+    /// accepting server only passes connections on (after their PROXY header, if any).
+    #[cfg(all(feature = "tls", feature = "message"))]
+    pub(crate) fn tls_for_message_loop(&mut self) -> Option<crate::tls::Tls> {
+        let tls = self.connection.tls.as_mut()?;
+        tls.handshake = crate::socket::options::HandshakeBy::MessageLoop;
+        Some(tls.tls.clone())
     }
 
     #[cfg(feature = "proxy")]

@@ -4,7 +4,8 @@
 //! Accepting stays with [`Server`]: binding, socket activation, `verify_request`, the PROXY
 //! protocol header, signals, systemd readiness and the prefork supervisor all work as they do for
 //! stream servers. Its handler ([`Acceptor`]) returns at once, leaving a duplicate of the socket
-//! with the loop, so the accepting thread never waits on a peer.
+//! with the loop, so the accepting thread never waits on a peer. With TLS the loop does the
+//! handshakes, not the accepting server.
 
 use std::io;
 use std::net::{TcpListener, ToSocketAddrs};
@@ -207,11 +208,14 @@ impl<F: Framer, H: MessageHandler> MessageBuilder<F, H> {
             options,
         } = self;
         let mut chosen = None;
-        let builder = builder.map_mode(|mode| {
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut builder = builder.map_mode(|mode| {
             chosen = Some(mode);
             Single
         });
         let (accepting, workers) = plan(chosen.unwrap_or_default())?;
+        #[cfg(feature = "tls")]
+        let tls = builder.tls_for_message_loop();
         let connection = builder.connection_options();
         let settings = Settings {
             idle: connection.idle_timeout,
@@ -221,6 +225,8 @@ impl<F: Framer, H: MessageHandler> MessageBuilder<F, H> {
             max_buffered: options.max_buffered,
             first_wait: crate::control::FIRST_REQUEST_WAIT,
             workers,
+            #[cfg(feature = "tls")]
+            tls,
         };
         let threads = builder.thread_settings().clone();
         let parts = Parts::new()?;
@@ -296,7 +302,8 @@ impl RequestHandler<StreamRequest> for Acceptor {
         // Counted as active until the loop closes it (or, if the loop has ended because the
         // server is stopping, at once, as rejected).
         let ticket = request.hand_over();
-        let _ = self.link.send(Command::Open(connection, peer, ticket));
+        let opening = Command::Open(connection, peer, ticket, request.accepted_at());
+        let _ = self.link.send(opening);
         Ok(())
     }
 }

@@ -71,7 +71,7 @@ pub(crate) enum HandshakeBy {
     /// The child process the connection is handed to (a `Process` parent only passes it on).
     Child,
     /// A message server's event loop (its accepting server only passes connections on).
-    #[allow(dead_code)] // until the message loop speaks TLS
+    #[cfg_attr(not(feature = "message"), allow(dead_code))]
     MessageLoop,
 }
 

@@ -212,11 +212,17 @@ impl Tls {
     /// Reads the certificate, key, CA and revocation files again: connections that begin their
     /// handshake after it returns use what they hold now; those in flight keep what they began
     /// with. A file that cannot be used leaves the old certificates in place (the error says
-    /// why). With [`stop_on_signals`](crate::Builder::stop_on_signals), SIGHUP calls this.
+    /// why). With [`stop_on_signals`], SIGHUP calls this.
     ///
     /// # Errors
     ///
     /// As for [`TlsConfig::load`]; the server goes on with what it had.
+    ///
+    #[cfg_attr(
+        feature = "signals",
+        doc = "[`stop_on_signals`]: crate::Builder::stop_on_signals"
+    )]
+    #[cfg_attr(not(feature = "signals"), doc = "[`stop_on_signals`]: crate#features")]
     pub fn reload(&self) -> io::Result<()> {
         let live = &self.live;
         let built = build(&live.config, &live.provider, &live.ticketer, &live.cache)?;

@@ -8,7 +8,13 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 /// What a connection's TLS handshake settled: the protocol, the server name the client asked
 /// for, the application protocol chosen, and the client's verified certificate, if it sent one.
 /// Read it with [`StreamRequest::tls`](crate::StreamRequest::tls) or, in a message server, with
-/// [`Reply::tls`](crate::message::Reply::tls).
+/// [`Reply::tls`].
+///
+#[cfg_attr(
+    feature = "message",
+    doc = "[`Reply::tls`]: crate::message::Reply::tls"
+)]
+#[cfg_attr(not(feature = "message"), doc = "[`Reply::tls`]: crate#features")]
 #[derive(Debug, Clone)]
 pub struct TlsInfo {
     version: &'static str,

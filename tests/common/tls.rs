@@ -164,6 +164,21 @@ impl Pki {
         Arc::new(config)
     }
 
+    /// A client configuration trusting the CA that speaks TLS 1.2 only (whose handshake the
+    /// server, not the client, finishes).
+    pub fn tls12_client_config(&self) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.der().clone()).expect("trust the CA");
+        #[allow(deprecated)] // the provider the server uses
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .expect("TLS 1.2")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+
     /// Connects to `addr` as `localhost` and finishes the handshake.
     pub fn connect(&self, addr: SocketAddr, config: &Arc<ClientConfig>) -> io::Result<TlsClient> {
         connect_as(addr, config, "localhost")
@@ -176,7 +191,16 @@ pub fn connect_as(
     config: &Arc<ClientConfig>,
     server_name: &str,
 ) -> io::Result<TlsClient> {
-    let tcp = TcpStream::connect(addr)?;
+    connect_over(TcpStream::connect(addr)?, config, server_name)
+}
+
+/// Finishes a handshake asking for `server_name` on `tcp`, a connection already made (after a
+/// PROXY protocol header, say).
+pub fn connect_over(
+    tcp: TcpStream,
+    config: &Arc<ClientConfig>,
+    server_name: &str,
+) -> io::Result<TlsClient> {
     tcp.set_read_timeout(Some(IO_TIMEOUT))?;
     tcp.set_write_timeout(Some(IO_TIMEOUT))?;
     let name = ServerName::try_from(server_name.to_string()).expect("a server name");
@@ -186,6 +210,18 @@ pub fn connect_as(
         stream.conn.complete_io(&mut stream.sock)?;
     }
     Ok(stream)
+}
+
+/// The first flight a client configured by `config` sends (its `ClientHello`), asking for
+/// `localhost`: bytes to trickle, or to send without ever finishing.
+pub fn client_hello(config: &Arc<ClientConfig>) -> Vec<u8> {
+    let name = ServerName::try_from("localhost").expect("a server name");
+    let mut conn = ClientConnection::new(Arc::clone(config), name).expect("a client session");
+    let mut hello = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut hello).expect("write to a Vec");
+    }
+    hello
 }
 
 /// The serial number of the certificate the server presented, in hex.

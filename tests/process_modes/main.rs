@@ -105,6 +105,10 @@ const TESTS: &[(&str, TestFn)] = &[
         proxy_in_process_modes,
     ),
     (
+        "prefork_message_server_workers_do_the_tls_handshakes",
+        prefork_message_tls,
+    ),
+    (
         "systemd_notify_ready_before_serving_status_watchdog_then_stopping",
         notify_in_threading_mode,
     ),
@@ -217,6 +221,54 @@ fn proxy_in_process_modes() -> Result<(), String> {
 #[cfg(not(feature = "proxy"))]
 fn proxy_in_process_modes() -> Result<(), String> {
     common::skip::skipped("built without the proxy feature");
+    Ok(())
+}
+
+/// A prefork message server over TLS: its workers' loops do the handshakes (the parent only
+/// supervises), serve plaintext lines to the handler, and refuse a plaintext client, counted in
+/// the stats the parent sums.
+#[cfg(all(feature = "tls", feature = "message"))]
+fn prefork_message_tls() -> Result<(), String> {
+    let pki = common::tls::Pki::new("prefork-message");
+    let dir = pki.dir.to_string_lossy().into_owned();
+    let mut server = start_with_env("prefork_message_tls", &[(server::TLS_DIR_VAR, &dir)])?;
+    let config = pki.client_config(None, &[]);
+    let mut pids = HashSet::new();
+    for i in 0..4 {
+        let client = pki
+            .connect(server.inet(), &config)
+            .map_err(|e| format!("handshake {i}: {e}"))?;
+        let reply = stream_line(client, &format!("hello {i}"))?;
+        let (pid, rest) = reply
+            .split_once(' ')
+            .ok_or_else(|| format!("reply {reply:?}"))?;
+        check(rest == format!("HELLO {i} TLSv1.3"), || {
+            format!("reply {reply:?}")
+        })?;
+        pids.insert(pid.to_string());
+    }
+    check(!pids.contains(&server.pid().to_string()), || {
+        format!("the parent {} answered: {pids:?}", server.pid())
+    })?;
+    let plaintext = timed_tcp(server.inet())?;
+    let answer = stream_line(&plaintext, "hello");
+    check(
+        answer.as_deref().map_or(true, |a| !a.contains("HELLO")),
+        || format!("a plaintext client was served: {answer:?}"),
+    )?;
+    let output = server.stop()?;
+    check(stat(&output, "tls_handshake_failures")? == 1, || {
+        output.clone()
+    })?;
+    check(
+        output.contains("handle_error in child: TLS handshake with"),
+        || output.clone(),
+    )
+}
+
+#[cfg(not(all(feature = "tls", feature = "message")))]
+fn prefork_message_tls() -> Result<(), String> {
+    common::skip::skipped("built without the tls and message features");
     Ok(())
 }
 

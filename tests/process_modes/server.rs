@@ -20,6 +20,9 @@ use crate::scenario::{self, pid_upper_line};
 pub const SCENARIO_VAR: &str = "PROCESS_SCENARIO";
 /// The socket path of the Unix stream and datagram scenarios.
 pub const SOCKET_PATH_VAR: &str = "PROCESS_SOCKET_PATH";
+/// The folder of the TLS scenario's certificate and key (`server.crt`, `server.key`).
+#[cfg(all(feature = "tls", feature = "message"))]
+pub const TLS_DIR_VAR: &str = "PROCESS_TLS_DIR";
 
 /// Builds and serves the scenario `name` (in the scenario server and, re-executed, in its
 /// children).
@@ -63,6 +66,8 @@ pub fn scenario_server(name: &str) -> ExitCode {
         "process_proxy" => serve_proxy(Process::new()),
         #[cfg(feature = "proxy")]
         "prefork_proxy" => serve_proxy(Prefork::new(2)),
+        #[cfg(all(feature = "tls", feature = "message"))]
+        "prefork_message_tls" => serve_message_tls(),
         other => Err(io::Error::other(format!("no scenario named {other}"))),
     };
     match result {
@@ -256,4 +261,44 @@ fn faulty_line(req: &mut StreamRequest) -> io::Result<()> {
 
 fn upper_datagram(req: &mut DatagramRequest) -> io::Result<()> {
     req.reply(&req.data().to_ascii_uppercase())
+}
+
+/// A prefork message server over TLS: each worker's loop does its connections' handshakes, and
+/// answers a line with `<pid> <LINE> <TLS version>`.
+#[cfg(all(feature = "tls", feature = "message"))]
+fn serve_message_tls() -> io::Result<()> {
+    use socketserver::message::{message_handler, Lines};
+    let dir = PathBuf::from(
+        std::env::var_os(TLS_DIR_VAR).ok_or_else(|| io::Error::other("no PROCESS_TLS_DIR"))?,
+    );
+    let tls =
+        socketserver::tls::TlsConfig::new(dir.join("server.crt"), dir.join("server.key")).load()?;
+    let answer = message_handler(|line, reply| {
+        let version = reply.tls().map_or("plaintext", |t| t.version());
+        let line = String::from_utf8_lossy(line).to_uppercase();
+        writeln!(reply, "{} {line} {version}", std::process::id())
+    });
+    let mut server = reporting_builder()
+        .mode(Prefork::new(2))
+        .tls(tls)
+        .messages(Lines::new(), answer)
+        .bind_tcp("127.0.0.1:0")?;
+    let handle = server.handle();
+    if !is_worker() {
+        println!("listening on {}", server.local_addr());
+        io::stdout().flush()?;
+        let handle = handle.clone();
+        thread::spawn(move || {
+            let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+            handle.shutdown();
+        });
+    }
+    server.serve_forever()?;
+    server.server_close()?;
+    let stats = handle.stats();
+    println!(
+        "stats accepted={} completed={} failed={} tls_handshake_failures={}",
+        stats.accepted, stats.completed, stats.failed, stats.tls_handshake_failures
+    );
+    Ok(())
 }

@@ -204,7 +204,9 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             };
             match command {
-                Command::Open(connection, peer, ticket) => self.open(connection, peer, ticket),
+                Command::Open(connection, peer, ticket, accepted) => {
+                    self.open(connection, peer, ticket, accepted);
+                }
                 Command::Push(id, bytes) => {
                     let max_pending = self.settings.max_pending_output;
                     let Some(conn) = self.conn(id) else {

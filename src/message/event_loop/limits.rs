@@ -1,11 +1,16 @@
-//! The loop's limits: each connection's next time limit on the timer heap, closing those past
-//! it, and the memory budget's shedding.
+//! The loop's limits: each connection's next time limit on the timer heap (with TLS, its
+//! handshake's deadline first), closing those past it, and the memory budget's shedding.
 
 use super::*;
 
 impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
-    /// When the connection's next limit passes, and which.
+    /// When the connection's next limit passes, and which. During a TLS handshake only the
+    /// handshake's deadline counts (the reason given is unused: a late handshake is refused).
     pub(super) fn next_limit(&self, conn: &Conn<H, F>) -> Option<(Instant, Closed)> {
+        #[cfg(feature = "tls")]
+        if let Some(by) = conn.tls.as_ref().and_then(|tls| tls.deadline()) {
+            return Some((by, Closed::Error(io::ErrorKind::TimedOut)));
+        }
         let s = &self.settings;
         let mut next: Option<(Instant, Closed)> = None;
         let mut consider = |at: Option<Instant>, why: Closed| {
@@ -67,6 +72,12 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             };
             match self.next_limit(conn) {
                 Some((at, why)) if at <= now => {
+                    #[cfg(feature = "tls")]
+                    if let Some(tls) = conn.tls.as_ref().filter(|_| !conn.opened) {
+                        let late = tls.late();
+                        self.refuse(id, late);
+                        continue;
+                    }
                     log::debug!("{}: connection {id}: {why}", conn.info.peer);
                     self.close(id, why);
                 }

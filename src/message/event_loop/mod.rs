@@ -1,7 +1,8 @@
 //! The event loop of a message server: waits on every connection at once with the OS's readiness
 //! API (epoll, through `mio`), reads what arrives into each connection's buffer, runs the handler
 //! when a whole message is there (inline, or on a worker), writes the replies, and enforces the
-//! time limits with one timer heap.
+//! time limits with one timer heap. With TLS it also drives each connection's handshake, which
+//! must be done before any handler runs for it.
 
 mod dispatch;
 mod limits;
@@ -25,6 +26,8 @@ use super::reply::ConnectionInfo;
 use super::sender::{Command, ConnectionId, Link};
 use super::slots::Slots;
 use super::timers::Timers;
+#[cfg(feature = "tls")]
+use super::tls::Session;
 use super::workers::{run_step, Batch, Done, Job, Workers};
 use crate::address::Address;
 use crate::control::ServerHandle;
@@ -70,6 +73,9 @@ pub(crate) struct Settings {
     pub(crate) first_wait: Duration,
     /// Worker threads for the handlers; 0: run them on the loop.
     pub(crate) workers: usize,
+    /// TLS: every connection does its handshake on the loop.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::Tls>,
 }
 
 /// What the loop needs that is made before its thread starts (the poller, so that the accepting
@@ -284,7 +290,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         conn.unread = true;
         if writable {
             if let Err(e) = conn.flush(registry, Self::token(id)) {
-                self.close(id, Closed::Error(e.kind()));
+                self.fail(id, e);
                 return;
             }
         }
@@ -299,8 +305,13 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             let max_pending = self.settings.max_pending_output;
             let Some(conn) = self.conn(id) else { return };
             let paused = conn.pending() > max_pending;
-            if !conn.busy() && conn.closing.is_none() && !paused && !conn.input.is_empty() {
-                if let Err(closed) = self.handle_buffered(id) {
+            let ready = conn.opened && !conn.busy() && conn.closing.is_none();
+            if ready && !conn.input.is_empty() {
+                if paused {
+                    // Behind an answer over the limit (a worker's, or pushed): handled once it
+                    // is sent, even if the socket takes it all at once and no event comes.
+                    conn.held = true;
+                } else if let Err(closed) = self.handle_buffered(id) {
                     self.close(id, closed);
                     return;
                 }
@@ -334,10 +345,12 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             match read {
                 Ok(Read1::Bytes | Read1::Drained | Read1::Eof) => {}
                 Err(e) => {
-                    self.close(id, Closed::Error(e.kind()));
+                    self.fail(id, e);
                     return;
                 }
             }
+            #[cfg(feature = "tls")]
+            self.after_handshake(id);
         }
         self.settle(id);
     }
@@ -350,9 +363,17 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         };
         if conn.pending() > 0 {
             if let Err(e) = conn.flush(registry, Self::token(id)) {
-                self.close(id, Closed::Error(e.kind()));
+                self.fail(id, e);
                 return;
             }
+        }
+        if conn.peer_done && !conn.opened {
+            let e = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the peer closed the connection during the TLS handshake",
+            );
+            self.refuse(id, e);
+            return;
         }
         let held = conn.held_bytes();
         self.budget.recharge(conn.charge, held);
@@ -384,8 +405,15 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         self.arm(id);
     }
 
-    /// Takes a new connection: registers it, runs `opened`, reads what it already sent.
-    fn open(&mut self, connection: Connection, peer: Address, mut ticket: Ticket) {
+    /// Takes a new connection: registers it, runs `opened` (with TLS, once the handshake is
+    /// done), reads what it already sent.
+    fn open(
+        &mut self,
+        connection: Connection,
+        peer: Address,
+        mut ticket: Ticket,
+        accepted: Instant,
+    ) {
         let stream = match Stream::new(connection) {
             Ok(stream) => stream,
             Err(e) => {
@@ -403,10 +431,27 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             peer,
             link: Arc::clone(&self.link),
             server: self.server.clone(),
+            #[cfg(feature = "tls")]
+            tls: Default::default(),
         });
         ticket.end(Ending::Completed);
         let handler = self.handler.clone();
-        let mut conn = Conn::new(stream, info, handler, self.framer.clone(), ticket);
+        let mut conn = Conn::new(stream, info, handler, self.framer.clone(), ticket, accepted);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.settings.tls {
+            match Session::new(tls, conn.opened_at) {
+                Ok(session) => conn.tls = Some(Box::new(session)),
+                Err(e) => {
+                    self.server.shared.counters.tls_handshake_failed();
+                    let peer = &conn.info.peer;
+                    let e = io::Error::new(e.kind(), format!("TLS handshake with {peer}: {e}"));
+                    self.server.shared.report(peer, &Failure::Error(e));
+                    conn.ticket.end(Ending::Failed);
+                    self.slots.unreserve(id);
+                    return;
+                }
+            }
+        }
         if let Err(e) = conn.stream.register(self.poll.registry(), Self::token(id)) {
             log::warn!(
                 "{}: cannot watch the connection: {e}; closed",
@@ -416,6 +461,27 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             self.slots.unreserve(id);
             return;
         }
+        let handshake = conn.handshaking();
+        self.slots.fill(id, conn);
+        if !handshake {
+            self.greet(id);
+        }
+        // Accepted during a stop (from the listen backlog): with a grace period its first message
+        // is answered, then it closes.
+        if self.drain_until.is_some() {
+            self.wind_down(id);
+        } else {
+            self.service(id);
+        }
+    }
+
+    /// Runs the handler's `opened`: as the connection is taken, or once its TLS handshake is
+    /// done.
+    fn greet(&mut self, id: ConnectionId) {
+        let Some(conn) = self.slots.get_mut(id) else {
+            return;
+        };
+        conn.opened = true;
         let mut close = false;
         let opened = match conn.handler.as_mut() {
             Some(h) => run_step(&mut conn.output, &mut close, &conn.info, |reply| {
@@ -426,24 +492,57 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         if close {
             conn.close_later(Closed::ByHandler, LINGER);
         }
-        let closing = self.drain_until.is_some();
-        self.slots.fill(id, conn);
         if let Err(failure) = opened {
-            let peer = self.slots.get(id).map(|c| c.info.peer.clone());
-            if let Some(peer) = peer {
-                self.server.shared.report(&peer, &failure);
-            }
-            if let Some(conn) = self.conn(id) {
-                conn.close_later(Closed::HandlerFailed, LINGER);
-            }
+            self.server.shared.report(&conn.info.peer, &failure);
+            conn.close_later(Closed::HandlerFailed, LINGER);
         }
-        // Accepted during a stop (from the listen backlog): with a grace period its first message
-        // is answered, then it closes.
-        if closing {
-            self.wind_down(id);
-        } else {
-            self.service(id);
+    }
+
+    /// After a read: a TLS handshake that has just finished opens the connection to its handler
+    /// (a server's handshake ends with the client's last flight, so always on a read).
+    #[cfg(feature = "tls")]
+    fn after_handshake(&mut self, id: ConnectionId) {
+        let Some(conn) = self.slots.get(id) else {
+            return;
+        };
+        let Some(tls) = conn.tls.as_ref().filter(|_| !conn.opened) else {
+            return;
+        };
+        if tls.handshaking() {
+            return;
         }
+        let info = tls.info();
+        log::debug!(
+            "{}: connection {id}: TLS handshake done ({}, {})",
+            conn.info.peer,
+            info.version(),
+            info.cipher_suite()
+        );
+        let _ = conn.info.tls.set(info);
+        self.greet(id);
+    }
+
+    /// Reading or writing `id` failed: during its TLS handshake, the handshake failed;
+    /// otherwise the connection is closed for the error.
+    fn fail(&mut self, id: ConnectionId, e: io::Error) {
+        match self.conn(id) {
+            Some(conn) if !conn.opened => self.refuse(id, e),
+            Some(_) => self.close(id, Closed::Error(e.kind())),
+            None => {}
+        }
+    }
+
+    /// A TLS handshake failed or was too late: counted, reported to `handle_error`, and the
+    /// connection closed without a handler hearing of it.
+    fn refuse(&mut self, id: ConnectionId, e: io::Error) {
+        let Some(conn) = self.slots.get(id) else {
+            return;
+        };
+        let peer = &conn.info.peer;
+        self.server.shared.counters.tls_handshake_failed();
+        let error = io::Error::new(e.kind(), format!("TLS handshake with {peer}: {e}"));
+        self.server.shared.report(peer, &Failure::Error(error));
+        self.finish(id, Closed::Error(e.kind()));
     }
 
     /// The server is stopping: with a grace period, the connection closes once what it has sent
@@ -451,6 +550,11 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
     fn wind_down(&mut self, id: ConnectionId) {
         let graceful = self.server.shared.grace.is_some();
         let Some(conn) = self.conn(id) else { return };
+        if !conn.opened {
+            // Still in its TLS handshake: it has sent no message to answer.
+            self.finish(id, Closed::ServerStopped);
+            return;
+        }
         match graceful {
             true => conn.draining = true,
             false => conn.close_later(Closed::ServerStopped, LINGER),
@@ -497,8 +601,8 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         }
     }
 
-    /// Takes a connection whose handler is home out of its slot and tells the handler it closed;
-    /// returns its socket, still registered.
+    /// Takes a connection whose handler is home out of its slot and tells the handler it closed
+    /// (if it was opened); returns its socket, still registered, its TLS session ended.
     fn remove(&mut self, id: ConnectionId, reason: Closed) -> Option<Stream> {
         let mut conn = self.slots.take(id)?;
         // The connection is over for the server's counters when `conn` is dropped, below.
@@ -508,7 +612,8 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         });
         self.budget.recharge(conn.charge, 0);
         log::debug!("{}: connection {id} closed: {reason}", conn.info.peer);
-        if let Some(mut handler) = conn.handler.take() {
+        conn.goodbye();
+        if let Some(mut handler) = conn.handler.take().filter(|_| conn.opened) {
             let peer = conn.info.peer.clone();
             let told = crate::panics::catch_handler_panic(|| handler.closed(id, &peer, &reason));
             if let Err(payload) = told {
