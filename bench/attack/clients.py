@@ -103,15 +103,15 @@ class Crowd:
     """`count` connections opened without waiting (non-blocking connects) on one poll thread and
     held for `duration` s. Each sends `script` `chunk` bytes (one by default) every `byte_gap` s
     from its connection on (nothing if `script` is empty); with `reconnect`, one the server
-    closes is opened again, so the pressure lasts. With `source`, the connections come from that
-    loopback address (so the server's log tells them from other clients). Counts what the server
-    did to them."""
+    closes is opened again (`reconnect_delay` s later), so the pressure lasts. With `source`, the
+    connections come from that loopback address (so the server's log tells them from other
+    clients). Counts what the server did to them."""
 
     def __init__(self, addr, count, duration, script=b"", byte_gap=1.0, reconnect=False, chunk=1,
-                 source=None):
+                 source=None, reconnect_delay=0.0):
         self.addr, self.count, self.duration = addr, count, duration
         self.script, self.byte_gap, self.reconnect = script, byte_gap, reconnect
-        self.chunk, self.source = chunk, source
+        self.chunk, self.source, self.reconnect_delay = chunk, source, reconnect_delay
         self.opened = self.established = self.closed_by_server = self.connect_failed = 0
         self.bytes_sent = 0
         self.up = threading.Event()  # set once every first connect was attempted
@@ -145,6 +145,7 @@ class Crowd:
     def _run(self):
         poller = select.poll()
         conns = {}
+        later = []  # when to open again the connections the server closed
         end = time.monotonic() + self.duration
         try:
             for _ in range(self.count):
@@ -194,8 +195,12 @@ class Crowd:
                             self.closed_by_server += 1
                             self._drop(poller, conns, fd)
                             reopen += self.reconnect
-                for _ in range(reopen):
-                    if time.monotonic() < end:
+                now = time.monotonic()
+                later += [now + self.reconnect_delay] * reopen
+                due = [t for t in later if t <= now]
+                later = [t for t in later if t > now]
+                for _ in due:
+                    if now < end:
                         self._open(poller, conns)
         finally:
             self.up.set()
