@@ -29,7 +29,7 @@ use socketserver::StreamRequest;
 
 const EXAMPLE: Example = Example {
     name: "auth_echo",
-    about: "TCP upper-case echo that serves only clients passing an HMAC challenge-response handshake (seed 002 §13).",
+    about: "TCP upper-case echo that serves only clients passing an HMAC challenge-response handshake, as in the Python tutorial.",
     default_addr: "127.0.0.1:9999",
     default_mode: ModeName::Threading,
     modes: ModeName::ALL,
@@ -43,7 +43,7 @@ const EXAMPLE: Example = Example {
     ExtraOption {
         name: "--digest",
         value: "md5|sha256",
-        help: "HMAC hash; md5 for the seeds' Python clients (default sha256)",
+        help: "HMAC hash; md5 for the Python tutorial clients (default sha256)",
         check: common::check_parses::<Digest>,
     },
     ExtraOption {

@@ -14,6 +14,13 @@
 //! cargo run --example echo_upper -- --mode prefork --workers 4
 //! ```
 //!
+//! Over TLS (the library's `tls` feature), in any mode; SIGHUP reloads the certificate files:
+//!
+//! ```text
+//! cargo run --features tls --example echo_upper -- --tls-cert server.crt --tls-key server.key
+//! openssl s_client -connect 127.0.0.1:8080 -CAfile ca.pem -quiet     # type lines
+//! ```
+//!
 //! The tutorial's Python client works unchanged against it (see the README). Stripped of the
 //! command line, the whole server is:
 //!
@@ -41,6 +48,9 @@ const EXAMPLE: Example = Example {
         common::MAX_LIFETIME,
         common::PROXY_PROTOCOL,
         common::TRUSTED_PROXY,
+        common::TLS_CERT,
+        common::TLS_KEY,
+        common::TLS_CLIENT_CA,
     ],
 };
 

@@ -60,7 +60,7 @@ use socketserver::{RequestHandler, StreamRequest};
 
 const EXAMPLE: Example = Example {
     name: "file_server",
-    about: "The seeds' FTP homework: put (upload), get and list files in --root DIR, with struct 'i' + JSON headers.",
+    about: "The Python tutorial's FTP exercise: put (upload), get and list files in --root DIR, with struct 'i' + JSON headers.",
     default_addr: "127.0.0.1:8080",
     default_mode: ModeName::Threading,
     modes: ModeName::ALL,

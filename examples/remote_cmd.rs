@@ -12,12 +12,23 @@
 //! The tutorial's client reads the 4-byte length, the header, then loops until `total_size` bytes
 //! have arrived; the extra fields are ours and it ignores them.
 //!
-//! **Running shell commands for the network is dangerous.** Without a secret key this server
-//! binds loopback addresses only (`127.0.0.1`, `::1`) and refuses any other `--addr`. With a key
-//! (`SOCKETSERVER_SECRET` or `--secret-file PATH`, never a command-line argument) it may bind any
-//! address, and every connection must pass the HMAC challenge–response handshake first
-//! (`--digest`, SHA-256 by default). The handshake keeps out clients without the key; it does not
-//! encrypt commands or output, so beyond a trusted network run it through TLS or SSH.
+//! **Running shell commands for the network is dangerous.** Clients must prove who they are in
+//! one of two ways before this server binds anything but a loopback address (`127.0.0.1`, `::1`):
+//!
+//! * **Mutual TLS** (the library's `tls` feature): `--tls-cert FILE --tls-key FILE` serve TLS,
+//!   and `--tls-client-ca FILE` makes every client present a certificate from that CA. The
+//!   handshake fails for a client without one, before any command is read; the server logs each
+//!   client's certificate (subject and serial) as it connects, and names it in its per-command
+//!   debug lines. Commands and output are encrypted. This is the modern form of the HMAC login.
+//! * **The HMAC login**: a secret key (`SOCKETSERVER_SECRET` or `--secret-file PATH`, never a
+//!   command-line argument); every connection must pass the challenge–response handshake first
+//!   (`--digest`, SHA-256 by default). It keeps out clients without the key, but does not
+//!   encrypt commands or output: beyond a trusted network, serve it over TLS too.
+//!
+//! The two combine: with a key configured the HMAC login is still required, over TLS (a client
+//! then needs both the certificate and the key); with mutual TLS a key is not required.
+//! `--tls-cert` without `--tls-client-ca` encrypts but authenticates no client, so on its own it
+//! still allows only loopback addresses.
 //!
 //! **The tutorial's protocol has no framing**: a command is whatever one `recv` returns, so TCP
 //! cutting a command in two, or merging two, makes the server run the wrong commands. This server
@@ -52,6 +63,15 @@
 //! cargo run --example remote_cmd                                   # 127.0.0.1:8080
 //! cargo run --example client -- remote-cmd --addr 127.0.0.1:8080   # type commands
 //! ```
+//!
+//! Over mutual TLS, reachable from other hosts, any TLS client with a certificate from `ca.pem`
+//! (the tutorial's Python client works with its socket wrapped by an `ssl.SSLContext` holding
+//! `load_cert_chain("client.crt", "client.key")`):
+//!
+//! ```text
+//! cargo run --features tls --example remote_cmd -- --addr 0.0.0.0:8443 \
+//!     --tls-cert server.crt --tls-key server.key --tls-client-ca ca.pem
+//! ```
 
 mod common;
 #[path = "remote_cmd/request.rs"]
@@ -83,7 +103,7 @@ use socketserver::{RequestHandler, StreamRequest};
 
 const EXAMPLE: Example = Example {
     name: "remote_cmd",
-    about: "Runs each command a client sends with `sh -c` and answers with a struct 'i' + JSON header (total_size, md5) and the output (seed 004).",
+    about: "Runs each command a client sends with `sh -c` and answers with a struct 'i' + JSON header (total_size, md5) and the output, as the Python tutorial's remote-command server does.",
     default_addr: "127.0.0.1:8080",
     default_mode: ModeName::Threading,
     modes: ModeName::ALL,
@@ -121,11 +141,14 @@ const EXAMPLE: Example = Example {
         ExtraOption {
             name: "--quiet-time",
             value: "SECS",
-            help: "an unframed (seed) command is complete once no byte came for this long (default 0.2)",
+            help: "an unframed command (the Python tutorial client's) is complete once no byte came for this long (default 0.2)",
             check: check_quiet_time,
         },
         common::IDLE_TIMEOUT,
         common::MAX_LIFETIME,
+        common::TLS_CERT,
+        common::TLS_KEY,
+        common::TLS_CLIENT_CA,
     ],
 };
 
@@ -163,7 +186,7 @@ struct RemoteCommand {
 
 impl RequestHandler<StreamRequest> for RemoteCommand {
     fn handle(&mut self, req: &mut StreamRequest) -> io::Result<()> {
-        let peer = req.peer_addr().clone();
+        let peer = client_name(req);
         loop {
             let command = match read_request(req, self.quiet)? {
                 Request::End => return Ok(()),
@@ -208,6 +231,25 @@ impl RequestHandler<StreamRequest> for RemoteCommand {
             send_reply(req, header, &output.stdout, &output.stderr)?;
         }
     }
+}
+
+/// Who the connection is from, for the log: its address and, over mutual TLS, the subject of its
+/// verified certificate. A certified client's connection is logged at `info`: an audit trail of
+/// who may run commands (only holders of a certificate from the CA get this far, so it cannot
+/// be flooded by strangers).
+fn client_name(req: &StreamRequest) -> String {
+    #[cfg(feature = "tls")]
+    if let Some(cert) = req.tls().and_then(|tls| tls.peer()) {
+        let who = cert.common_name().unwrap_or(cert.subject());
+        log::info!(
+            "{}: client certificate {} (serial {})",
+            req.peer_addr(),
+            cert.subject(),
+            cert.serial()
+        );
+        return format!("{} ({who})", req.peer_addr());
+    }
+    req.peer_addr().to_string()
 }
 
 /// The tutorial's reply: `struct 'i'` length, JSON header, then the output.
@@ -443,23 +485,33 @@ fn run(args: &Args) -> io::Result<()> {
             max: args.parsed("--max-commands", 8),
         },
     };
+    // Mutual TLS authenticates every client by its certificate; the HMAC login, if a key is
+    // configured, is still asked for after it.
+    let certified = args.mutual_tls();
     match secret {
         Some(secret) => {
             let auth = Authenticator::new(secret).digest(digest);
-            log::info!("every connection must pass an HMAC-{digest} handshake");
+            if certified {
+                log::info!("every connection must present a client certificate, then pass an HMAC-{digest} handshake");
+            } else {
+                log::info!("every connection must pass an HMAC-{digest} handshake");
+            }
             common::serve_tcp(args, args.builder(), auth.require(handler))
         }
         None => {
-            if !loopback_only(&args.addr)? {
+            if certified {
+                log::info!("every connection must present a client certificate (mutual TLS)");
+            } else if !loopback_only(&args.addr)? {
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
                     format!(
-                        "refusing to run shell commands for {} without a secret key: bind a loopback address (127.0.0.1, ::1) or set SOCKETSERVER_SECRET / --secret-file so clients must authenticate",
+                        "refusing to run shell commands for {} without authenticating clients: bind a loopback address (127.0.0.1, ::1), require client certificates (--tls-cert, --tls-key and --tls-client-ca), or set SOCKETSERVER_SECRET / --secret-file for the HMAC login",
                         args.addr
                     ),
                 ));
+            } else {
+                log::warn!("no secret key: any local user can run commands as this user");
             }
-            log::warn!("no secret key: any local user can run commands as this user");
             common::serve_tcp(args, args.builder(), handler)
         }
     }

@@ -484,3 +484,20 @@ fn seed_python_udp_client_talks_to_udp_upper() {
         assert_eq!(lines, want, "seed UDP client, {mode} mode: {run}");
     }
 }
+
+/// A default build has no TLS (the library's `tls` feature is off by default): the examples
+/// refuse its options rather than serve plaintext where TLS was asked for.
+#[cfg(not(feature = "tls"))]
+#[test]
+fn tls_options_are_refused_without_the_tls_feature() {
+    let mut command = Command::new(example("echo_upper"));
+    command.args(["--tls-cert", "server.crt", "--tls-key", "server.key"]);
+    let run = Run::to_completion(command, RUN_TIMEOUT);
+    assert_eq!(run.status.code(), Some(2), "{run}");
+    assert!(
+        run.stderr
+            .contains("built without the library's `tls` feature"),
+        "{run}"
+    );
+    assert!(run.stdout.is_empty(), "{run}");
+}

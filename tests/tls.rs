@@ -485,6 +485,7 @@ fn split_halves_read_and_write_at_once_over_tls() {
     serving.finish(WAIT).unwrap();
 }
 
+#[cfg(feature = "proxy")]
 #[test]
 fn a_proxy_header_comes_before_the_handshake_and_names_the_client() {
     let pki = Pki::new("proxy");

@@ -15,6 +15,9 @@
 //!   them, and `--mode` refuses the rest.
 //! * The first line on stdout is exactly `listening on <bound address>`, so scripts and tests can
 //!   read the real port.
+//! * Stream servers that declare them serve TLS with `--tls-cert FILE --tls-key FILE`, and
+//!   require client certificates with `--tls-client-ca FILE` ([`TLS_CERT`]; the library's `tls`
+//!   feature, off by default: `cargo run --features tls --example ...`).
 //! * Log lines go to stderr, at level `info` unless `RUST_LOG` says otherwise. Lines about one
 //!   request or connection are at `debug` (`RUST_LOG=debug` shows them), so a flood of requests
 //!   is not a flood of log; a line never shows more of a payload than [`preview::preview`]: a
@@ -228,6 +231,53 @@ fn check_trusted_proxy(value: &str) -> Result<(), String> {
     check_proxy_version(value)
 }
 
+/// `--tls-cert FILE` for stream servers: serve TLS with this certificate (PEM, its chain after
+/// it), with [`TLS_KEY`]; applied by [`serve_tcp`] and [`serve_messages`] (`Builder::tls`). The
+/// files are read at start (an unusable one is an error naming it) and again on SIGHUP; a
+/// `--mode prefork` parent's SIGHUP starts fresh workers, which read them as they start.
+pub const TLS_CERT: ExtraOption = ExtraOption {
+    name: "--tls-cert",
+    value: "FILE",
+    help: "serve TLS with this certificate (PEM, chain after it); needs --tls-key",
+    check: check_tls_file,
+};
+
+/// `--tls-key FILE`: the private key of [`TLS_CERT`]'s certificate (PEM).
+pub const TLS_KEY: ExtraOption = ExtraOption {
+    name: "--tls-key",
+    value: "FILE",
+    help: "the certificate's private key (PEM: PKCS#8, RSA or EC)",
+    check: check_tls_file,
+};
+
+/// `--tls-client-ca FILE` with [`TLS_CERT`]: mutual TLS, every client must present a
+/// certificate from a CA in this bundle (PEM); the handler reads its identity from
+/// `StreamRequest::tls`.
+pub const TLS_CLIENT_CA: ExtraOption = ExtraOption {
+    name: "--tls-client-ca",
+    value: "FILE",
+    help: "require a client certificate from this CA bundle (mutual TLS)",
+    check: check_tls_file,
+};
+
+/// A TLS file must exist when the command line is read: a typo is a usage error, not a server
+/// that starts and fails every handshake. (Whether it holds what it should is found out when it
+/// is loaded.)
+#[cfg(feature = "tls")]
+fn check_tls_file(value: &str) -> Result<(), String> {
+    match std::fs::metadata(value) {
+        Ok(meta) if meta.is_dir() => Err("a directory, not a file".to_string()),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err("no such file".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn check_tls_file(_value: &str) -> Result<(), String> {
+    Err("built without the library's `tls` feature".to_string())
+}
+
 /// `--api stream|message` for the examples that can be written either way: `stream` (the default)
 /// serves a `RequestHandler` that reads and writes its connection; `message` serves a
 /// `MessageHandler` behind the library's event loop (`Builder::messages`), in `--mode single`,
@@ -328,9 +378,13 @@ impl Args {
         }
     }
 
-    /// `builder` with the connection limits of [`IDLE_TIMEOUT`] and [`MAX_LIFETIME`], where the
-    /// example declares them and they were given.
-    fn stream_limits(&self, mut builder: Builder) -> Builder {
+    /// `builder` with the connection limits of [`IDLE_TIMEOUT`] and [`MAX_LIFETIME`], the
+    /// PROXY protocol and TLS, where the example declares them and they were given.
+    ///
+    /// # Errors
+    ///
+    /// TLS files that cannot be used: the error names the file and says why.
+    fn stream_limits(&self, mut builder: Builder) -> io::Result<Builder> {
         let secs = |name| self.value(name).and_then(|v| v.parse::<u64>().ok());
         if let Some(idle) = secs(IDLE_TIMEOUT.name) {
             builder = builder.idle_timeout(Duration::from_secs(idle));
@@ -338,7 +392,62 @@ impl Args {
         if let Some(lifetime) = secs(MAX_LIFETIME.name) {
             builder = builder.max_connection_lifetime(Duration::from_secs(lifetime));
         }
-        self.proxy_protocol(builder)
+        self.tls(self.proxy_protocol(builder))
+    }
+
+    /// Whether the server serves TLS ([`TLS_CERT`] and [`TLS_KEY`] given).
+    pub fn tls_on(&self) -> bool {
+        self.value(TLS_CERT.name).is_some() && self.value(TLS_KEY.name).is_some()
+    }
+
+    /// Whether clients must present a certificate ([`TLS_CLIENT_CA`] given, with TLS on).
+    pub fn mutual_tls(&self) -> bool {
+        self.tls_on() && self.value(TLS_CLIENT_CA.name).is_some()
+    }
+
+    /// `builder` serving TLS with [`TLS_CERT`], [`TLS_KEY`] and [`TLS_CLIENT_CA`], where given.
+    /// One of the certificate and key without the other, or a client CA without them, is a usage
+    /// error; files that cannot be loaded are an error naming the file.
+    #[cfg(feature = "tls")]
+    fn tls(&self, builder: Builder) -> io::Result<Builder> {
+        let (cert, key) = (self.value(TLS_CERT.name), self.value(TLS_KEY.name));
+        let ca = self.value(TLS_CLIENT_CA.name);
+        let (cert, key) = match (cert, key) {
+            (Some(cert), Some(key)) => (cert, key),
+            (Some(_), None) => self.usage_error("--tls-cert needs --tls-key (its private key)"),
+            (None, Some(_)) => self.usage_error("--tls-key needs --tls-cert (its certificate)"),
+            (None, None) if ca.is_some() => {
+                self.usage_error("--tls-client-ca needs --tls-cert and --tls-key")
+            }
+            (None, None) => return Ok(builder),
+        };
+        let mut config = socketserver::tls::TlsConfig::new(cert, key);
+        if let Some(ca) = ca {
+            config = config.client_ca(ca);
+        }
+        let tls = config
+            .load()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot load the TLS files: {e}")))?;
+        // Said once, by the process that announces the address (a process or prefork child
+        // loads the files again as it starts).
+        if !socketserver::is_worker() {
+            let clients = ca.map_or(String::new(), |ca| {
+                format!("; clients must present a certificate from {ca}")
+            });
+            let reload = if cfg!(feature = "signals") {
+                "; SIGHUP reloads the files"
+            } else {
+                ""
+            };
+            log::info!("TLS with {cert}{clients}{reload}");
+        }
+        Ok(builder.tls(tls))
+    }
+
+    /// Without the `tls` feature [`TLS_CERT`]'s check refuses every value.
+    #[cfg(not(feature = "tls"))]
+    fn tls(&self, builder: Builder) -> io::Result<Builder> {
+        Ok(builder)
     }
 
     /// `builder` with [`PROXY_PROTOCOL`] and its [`TRUSTED_PROXY`]s, where given; one without
@@ -770,7 +879,7 @@ pub fn serve_tcp<H>(args: &Args, builder: Builder, handler: H) -> io::Result<()>
 where
     H: RequestHandler<StreamRequest> + Clone,
 {
-    let builder = args.stream_limits(builder).mode(args.any_mode(true));
+    let builder = args.stream_limits(builder)?.mode(args.any_mode(true));
     if !args.systemd {
         return serve(builder.bind_tcp(args.addr.as_str(), handler)?);
     }
@@ -825,7 +934,7 @@ where
     F: socketserver::message::Framer,
     H: socketserver::message::MessageHandler,
 {
-    let builder = args.stream_limits(builder);
+    let builder = args.stream_limits(builder)?;
     let timeout = args
         .value(MESSAGE_TIMEOUT.name)
         .and_then(|v| v.parse().ok())

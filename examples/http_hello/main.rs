@@ -24,6 +24,14 @@
 //! wrk -t2 -c50 -d5s http://127.0.0.1:8000/
 //! cargo run --release --example http_hello -- --addr 127.0.0.1:8000 --api message --mode single
 //! ```
+//!
+//! Over TLS (the library's `tls` feature), in every mode and both APIs:
+//!
+//! ```text
+//! cargo run --release --features tls --example http_hello -- --addr 127.0.0.1:8443 \
+//!     --tls-cert server.crt --tls-key server.key
+//! curl --cacert ca.pem https://localhost:8443/
+//! ```
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -53,6 +61,9 @@ const EXAMPLE: Example = Example {
         common::MAX_LIFETIME,
         common::PROXY_PROTOCOL,
         common::TRUSTED_PROXY,
+        common::TLS_CERT,
+        common::TLS_KEY,
+        common::TLS_CLIENT_CA,
         STACK_SIZE,
         common::API,
     ],
@@ -298,10 +309,11 @@ fn refusal(out: &mut Vec<u8>, status: u16, why: &str) {
 }
 
 /// Closes gracefully: closing a socket with unread input makes the kernel send a reset, which can
-/// destroy the response before the client reads it. So send FIN, then read and drop what the
+/// destroy the response before the client reads it. So send FIN (after a TLS `close_notify`,
+/// which tells a TLS client the response ended here rather than being cut), then read and drop what the
 /// client still sends, for a short, bounded while (nginx's "lingering close").
 fn linger_close(req: &mut StreamRequest) -> io::Result<()> {
-    req.connection().shutdown(Shutdown::Write)?;
+    req.shutdown(Shutdown::Write)?;
     req.set_read_timeout(Some(Duration::from_millis(500)))?;
     let mut sink = [0u8; 4096];
     let mut left: usize = 64 * 1024;

@@ -132,7 +132,7 @@ fn read_unframed(
     if total > MAX_COMMAND {
         return Ok(Request::Refused {
             message: format!(
-                "the command is {total} bytes, more than the {MAX_COMMAND} one read takes; it was not run (the seeds' protocol has no framing, so a longer command would run in pieces: `client remote-cmd` sends framed commands of up to {} bytes)",
+                "the command is {total} bytes, more than the {MAX_COMMAND} one read takes; it was not run (the Python tutorial's protocol has no framing, so a longer command would run in pieces: `client remote-cmd` sends framed commands of up to {} bytes)",
                 wire::MAX_FRAMED_COMMAND
             ),
             close: false,

@@ -25,6 +25,15 @@
 //! redis-cli -p 6380 set greeting hello
 //! redis-cli -p 6380 info
 //! ```
+//!
+//! Over TLS (the library's `tls` feature), in both APIs:
+//!
+//! ```text
+//! cargo run --release --features tls --example resp_kv -- --addr 127.0.0.1:6380 \
+//!     --tls-cert server.crt --tls-key server.key
+//! redis-cli -p 6380 --tls --cacert ca.pem --sni localhost set greeting hello
+//! redis-benchmark -p 6380 --tls --cacert ca.pem -t ping,set,get -q
+//! ```
 
 mod budget;
 mod commands;
@@ -78,6 +87,9 @@ const EXAMPLE: Example = Example {
         common::MAX_LIFETIME,
         common::PROXY_PROTOCOL,
         common::TRUSTED_PROXY,
+        common::TLS_CERT,
+        common::TLS_KEY,
+        common::TLS_CLIENT_CA,
         common::API,
         common::MESSAGE_TIMEOUT,
     ],
@@ -186,10 +198,10 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
 /// Closing a socket with unread input makes the kernel reset the connection, and the client may
-/// never see the error just sent. So: end the sending side, then read and drop what the client
+/// never see the error just sent. So: end the sending side (with TLS, after a `close_notify`), then read and drop what the client
 /// is still sending (into a small buffer, for a bounded time and amount) until it closes too.
 fn linger(req: &mut StreamRequest) {
-    let _ = req.connection().shutdown(Shutdown::Write);
+    let _ = req.shutdown(Shutdown::Write);
     let deadline = Instant::now() + LINGER;
     let mut scratch = [0u8; 8192];
     let mut dropped = 0;

@@ -445,7 +445,7 @@ mod tests {
     }
 
     #[test]
-    fn the_seeds_layout_is_struct_i() {
+    fn the_python_tutorial_layout_is_struct_i() {
         let mut out = Vec::new();
         Framing::python_struct_i()
             .write_frame(&mut out, b"abc")

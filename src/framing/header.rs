@@ -169,7 +169,7 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_the_seeds_header() {
+    fn round_trips_the_python_tutorial_header() {
         let framing = Framing::python_struct_i();
         let sent = header(json!({"cmd": "put", "filename": "a.txt", "filesize": 3}));
         let mut wire = Vec::new();

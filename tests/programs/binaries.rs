@@ -12,21 +12,39 @@ use super::pipes::{drain, wait_with_deadline, ChildGuard};
 /// How long building the examples may take, when the test has to do it.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The path of the compiled example `name`, building the examples first if needed.
+/// The path of the compiled example `name`, built with the features that are off by default and
+/// on in this test binary (`cargo test --features tls` tests examples that serve TLS; a default
+/// `cargo test` tests examples without it).
 ///
-/// `cargo test` builds the examples next to the test binaries (`target/<profile>/examples/`);
-/// `cargo test --test examples_cli` does not, so when a binary is missing, or older than the
-/// sources, the first test to notice runs `cargo build --examples` into the same target directory.
+/// A binary's age does not tell which features it was built with, so the first call in each test
+/// binary runs `cargo build --examples [--features ...]` into the same target directory: cargo
+/// rebuilds what is missing, stale or built with other features, and does nothing (in well under
+/// a second) when `cargo test` has built them so already.
 pub fn example(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let path = profile_dir().join("examples").join(name);
-    built(
-        &BUILT,
-        path,
-        &["src", "examples", "Cargo.toml"],
-        &["build", "--examples"],
-    )
+    let features = EXTRA_FEATURES.join(",");
+    let mut build = vec!["build", "--examples"];
+    if !features.is_empty() {
+        build.extend(["--features", &features]);
+    }
+    if let Err(e) = BUILT.get_or_init(|| run_build(&build)) {
+        panic!("cannot build {}: {e}", path.display());
+    }
+    assert!(
+        path.exists(),
+        "{} is missing even after `cargo {}`",
+        path.display(),
+        build.join(" ")
+    );
+    path
 }
+
+/// The library's features that are off by default and on in this test binary's build.
+const EXTRA_FEATURES: &[&str] = &[
+    #[cfg(feature = "tls")]
+    "tls",
+];
 
 /// The path of the compiled benchmark tool `name` (a binary of the `socketserver-bench` package
 /// in `bench/`, such as `loadgen`), building it first if it is missing or stale.

@@ -187,15 +187,21 @@ impl Server {
     /// Waits (at most [`LOG_TIMEOUT`]) until the server's stderr contains `text`; returns all of
     /// it so far.
     pub fn wait_for_log(&self, text: &str) -> String {
+        self.wait_for_log_count(text, 1)
+    }
+
+    /// [`wait_for_log`](Self::wait_for_log) until `text` is there `times` times (one line per
+    /// worker, say).
+    pub fn wait_for_log_count(&self, text: &str, times: usize) -> String {
         let deadline = Instant::now() + LOG_TIMEOUT;
         loop {
             let log = self.stderr.snapshot();
-            if log.contains(text) {
+            if log.matches(text).count() >= times {
                 return log;
             }
             assert!(
                 Instant::now() < deadline,
-                "server log never said {text:?}:\n{log}"
+                "server log never said {text:?} {times} time(s):\n{log}"
             );
             thread::sleep(Duration::from_millis(20));
         }

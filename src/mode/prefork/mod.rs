@@ -107,8 +107,11 @@ enum Part {
 ///   on disk (the path the program was started from, so a rebuilt binary takes effect; later
 ///   replacements start from it too); once the fresh one reports that it serves, the old one
 ///   drains within `drain_timeout`. The listening socket stays open in the parent all along, so
-///   the kernel queues connections meanwhile: none is refused or reset. Under systemd the parent
-///   sends `RELOADING=1` first and `READY=1` once every worker is fresh.
+///   the kernel queues connections meanwhile: none is refused or reset. A fresh worker that
+///   exits before it serves (a broken program, or files it cannot load, such as a TLS
+///   certificate) leaves the old one serving as before; the log says how many were kept. Under
+///   systemd the parent sends `RELOADING=1` first and `READY=1` once every worker is fresh or
+///   kept.
 /// * **SIGUSR2**: a binary upgrade. A new copy of the program, from the file on disk and with the
 ///   same arguments, inherits the listening socket by the socket-activation convention
 ///   (`LISTEN_FDS=1`, descriptor 3, `LISTEN_PID` its pid) with a private mark that says it was

@@ -50,10 +50,13 @@ impl Supervisor {
         let shared = &server.shared;
         log::info!("prefork: starting {} worker processes", self.slots.len());
         let mut reloading = false;
+        // Worker places whose fresh worker failed during this reload: their old ones go on.
+        let mut kept_old = 0;
         while !shared.stop.is_requested() {
             self.resize(&shared.prefork);
             if shared.prefork.reload.swap(false, Ordering::AcqRel) {
                 reloading = self.begin_reload(server);
+                kept_old = 0;
             }
             if shared.prefork.upgrade.swap(false, Ordering::AcqRel) {
                 self.begin_upgrade(socket);
@@ -61,16 +64,25 @@ impl Supervisor {
             self.check_upgrade(server);
             let from_disk = self.from_disk;
             for (index, slot) in self.slots.iter_mut().enumerate() {
-                slot.check(index, &mut self.retired);
+                kept_old += usize::from(slot.check(index, &mut self.retired));
                 slot.start_if_due(index, socket, from_disk);
-                slot.start_successor_if_due(index, socket);
+                kept_old += usize::from(!slot.start_successor_if_due(index, socket));
                 if let Some(old) = slot.promote(index) {
                     self.retiring.push(Retiring::new(old, self.drain_timeout));
                 }
             }
             if reloading && self.slots.iter().all(|s| s.successor.is_none()) {
                 reloading = false;
-                log::info!("prefork: reload done; every worker is fresh");
+                if kept_old == 0 {
+                    log::info!("prefork: reload done; every worker is fresh");
+                } else {
+                    // Such as a program or its files (a TLS certificate) that cannot be used:
+                    // the old workers serve on as before, and the errors above say why.
+                    log::warn!(
+                        "prefork: reload done; {kept_old} worker(s) could not be replaced and go \
+                         on with the old program"
+                    );
+                }
                 server.notify_ready();
             }
             self.reap_retiring();

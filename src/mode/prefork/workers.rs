@@ -98,8 +98,9 @@ impl Slot {
     }
 
     /// Reaps the worker if it exited, and schedules its replacement; gives up a successor that
-    /// exited before it served.
-    pub(super) fn check(&mut self, index: usize, retired: &mut Stats) {
+    /// exited before it served, returning `true` then (the old worker goes on).
+    pub(super) fn check(&mut self, index: usize, retired: &mut Stats) -> bool {
+        let mut successor_failed = false;
         if let Some(successor) = &mut self.successor {
             successor.reports.read();
             if let Ok(Some(status)) = successor.child.try_wait() {
@@ -111,21 +112,22 @@ impl Slot {
                 );
                 successor.finish(retired);
                 self.successor = None;
+                successor_failed = true;
             }
         }
         let Some(worker) = &mut self.worker else {
-            return;
+            return successor_failed;
         };
         worker.reports.read();
         let status = match worker.child.try_wait() {
-            Ok(None) => return,
+            Ok(None) => return successor_failed,
             Ok(Some(status)) => status,
             Err(e) => {
                 log::error!(
                     "prefork: cannot check worker {index} (pid {}): {e}",
                     worker.child.id()
                 );
-                return;
+                return successor_failed;
             }
         };
         let (pid, lived) = (worker.child.id(), worker.started.elapsed());
@@ -146,6 +148,7 @@ impl Slot {
             );
             self.schedule_retry();
         }
+        successor_failed
     }
 
     pub(super) fn start_if_due(&mut self, index: usize, socket: RawFd, from_disk: bool) {
@@ -170,17 +173,27 @@ impl Slot {
         }
     }
 
-    pub(super) fn start_successor_if_due(&mut self, index: usize, socket: RawFd) {
+    /// Starts the successor a reload asked for; `false` if it cannot be started (the old worker
+    /// goes on).
+    pub(super) fn start_successor_if_due(&mut self, index: usize, socket: RawFd) -> bool {
         if !self.reload || self.successor.is_some() {
-            return;
+            return true;
         }
         self.reload = false;
         if self.worker.is_none() {
-            return; // Its next worker starts from disk anyway.
+            return true; // Its next worker starts from disk anyway.
         }
         match Worker::start(index, socket, true) {
-            Ok(worker) => self.successor = Some(worker),
-            Err(e) => log::error!("prefork: cannot start a fresh worker {index}: {e}"),
+            Ok(worker) => {
+                self.successor = Some(worker);
+                true
+            }
+            Err(e) => {
+                log::error!(
+                    "prefork: cannot start a fresh worker {index}: {e}; the old one goes on"
+                );
+                false
+            }
         }
     }
 
