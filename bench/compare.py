@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -20,13 +21,19 @@ import sys
 import tempfile
 import time
 
+import tls_setup
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "target", "release", "examples")
+# The same examples built without the `tls` feature (bench/compare.sh builds them into a target
+# directory of their own): the plaintext figures with the feature compiled in and without.
+EXAMPLES_NO_TLS = os.path.join(ROOT, "target", "bench-notls", "release", "examples")
 # loadgen is a binary of the socketserver-bench package (bench/Cargo.toml), not an example.
 LOADGEN = os.path.join(ROOT, "target", "release", "loadgen")
 PY = [sys.executable, os.path.join(ROOT, "bench", "py_servers.py")]
 STARTUP = 15  # seconds a contestant may take to listen
 RUN_TIMEOUT = 120  # seconds any one client run may take before it is killed
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def log(*args):
@@ -121,12 +128,12 @@ POOL_WORKERS = "256"
 MAX_CHILDREN = "256"
 
 
-def ours(name, example, mode, *extra):
+def ours(name, example, mode, *extra, bin_dir=EXAMPLES):
     if mode == "pool" and "udp" not in extra:
         extra = ("--workers", POOL_WORKERS) + extra
     if mode == "process":
         extra = ("--max-children", MAX_CHILDREN) + extra
-    return lambda: Contestant(name, [os.path.join(EXAMPLES, example), "--addr", "127.0.0.1:0",
+    return lambda: Contestant(name, [os.path.join(bin_dir, example), "--addr", "127.0.0.1:0",
                                      "--mode", mode, *extra])
 
 
@@ -138,14 +145,19 @@ PREFORK_WORKERS = "2"
 TOKIO_ECHO = os.path.join(ROOT, "target", "release", "tokio_echo")
 
 
-def message(name, example, mode, *extra):
+def message(name, example, mode, *extra, bin_dir=EXAMPLES):
     """`example --api message` in `mode`: the readiness-driven message mode."""
     if mode == "pool":
         extra = ("--workers", MESSAGE_WORKERS) + extra
     if mode == "prefork":
         extra = ("--workers", PREFORK_WORKERS) + extra
-    return lambda: Contestant(name, [os.path.join(EXAMPLES, example), "--addr", "127.0.0.1:0",
+    return lambda: Contestant(name, [os.path.join(bin_dir, example), "--addr", "127.0.0.1:0",
                                      "--api", "message", "--mode", mode, *extra])
+
+
+def tls_args(certs):
+    """The examples' options for TLS with the shared certificate."""
+    return ("--tls-cert", certs["cert"], "--tls-key", certs["key"])
 
 
 def tokio_echo():
@@ -161,41 +173,26 @@ def plain(proto):
                                                  "--addr", "127.0.0.1:0", "--proto", proto])
 
 
-def redis_server():
+def redis_server(certs=None):
+    """redis-server; with `certs`, on a TLS port only, with that certificate."""
     port = free_port()
-    return Contestant("redis-server", ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                       "--save", "", "--appendonly", "no", "--daemonize", "no",
-                                       "--protected-mode", "no", "--loglevel", "warning"],
+    listen = tls_setup.redis_tls_args(port, certs) if certs else ["--port", str(port)]
+    return Contestant("redis-server" + (" (TLS)" if certs else ""),
+                      ["redis-server", *listen, "--bind", "127.0.0.1",
+                       "--save", "", "--appendonly", "no", "--daemonize", "no",
+                       "--protected-mode", "no", "--loglevel", "warning"],
                       listens_line=False, port=port)
 
 
-def nginx():
+def nginx(certs=None):
+    """nginx, one worker, the hello response; with `certs`, over TLS 1.3 with that certificate."""
     port = free_port()
     prefix = tempfile.mkdtemp(prefix="bench-nginx-")
     conf = os.path.join(prefix, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(f"""daemon off;
-master_process off;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix};
-    proxy_temp_path {prefix};
-    fastcgi_temp_path {prefix};
-    uwsgi_temp_path {prefix};
-    scgi_temp_path {prefix};
-    keepalive_requests 1000000;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{ default_type text/plain; return 200 "hello\\n"; }}
-    }}
-}}
-""")
-    return Contestant("nginx (1 worker)", ["nginx", "-p", prefix, "-c", conf],
-                      listens_line=False, port=port)
+        f.write(tls_setup.nginx_conf(prefix, port, certs, tls=certs is not None))
+    return Contestant("nginx (1 worker)" + (" (TLS 1.3)" if certs else ""),
+                      ["nginx", "-p", prefix, "-c", conf], listens_line=False, port=port)
 
 
 def run_client(argv, allow_status=(0,)):
@@ -214,11 +211,16 @@ def loadgen(port, workload, conns, size, duration, *extra, allow_failed=False):
                       allow_status=(0, 1) if allow_failed else (0,))
     if not line.strip():
         raise RuntimeError("loadgen printed no result")
-    return json.loads(line.strip().splitlines()[-1])
+    result = json.loads(line.strip().splitlines()[-1])
+    result["requests"] = result["ok"]
+    return result
 
 
-def redis_bench(port, pipeline, requests):
-    out = run_client(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50",
+def redis_bench(port, pipeline, requests, certs=None):
+    """redis-benchmark's PING (inline and bulk), SET and GET, `requests` each; over TLS with
+    `certs` (trusting their CA)."""
+    tls = ["--tls", "--cacert", certs["ca"]] if certs else []
+    out = run_client(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), *tls, "-c", "50",
                       "-n", str(requests), "-P", str(pipeline), "-t", "ping,set,get", "--csv"])
     rates = {}
     for row in out.splitlines():
@@ -227,28 +229,77 @@ def redis_bench(port, pipeline, requests):
             rates[cells[0]] = float(cells[1])
     if not rates:
         raise RuntimeError(f"redis-benchmark printed no results: {out[-300:]}")
-    return {"rps": statistics.mean(rates.values()), "tests": rates}
+    return {"rps": statistics.mean(rates.values()), "tests": rates,
+            "requests": requests * len(rates)}
 
 
-def wrk(port, duration, conns=50):
-    out = run_client(["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--latency",
-                      f"http://127.0.0.1:{port}/"])
+def wrk(port, duration, conns=50, scheme="http", close=False, timeout=None):
+    """wrk's GET / from 2 threads over `conns` connections; with `close`, each request says
+    `Connection: close`, so each is a new connection (and over https a new handshake). `timeout`
+    (s): how long wrk waits for a response before it counts a timeout (its default: 2)."""
+    header = ["-H", "Connection: close"] if close else []
+    if timeout:
+        header += ["--timeout", f"{timeout}s"]
+    out = run_client(["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--latency", *header,
+                      f"{scheme}://127.0.0.1:{port}/"])
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 1, "ms": 1000, "s": 1_000_000}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
     if errors:
         raise RuntimeError(f"wrk reported errors: {errors.group(0)}")
-    return {"rps": rps, "p99_us": float(p99.group(1)) * scale[p99.group(2)] if p99 else None}
+    return {"rps": rps, "p99_us": float(p99.group(1)) * scale[p99.group(2)] if p99 else None,
+            "requests": requests}
 
 
 failures = []
 
 
-def compare(title, contestants, measure, rounds, baseline):
-    """Runs `measure(contestant)` on each contestant per round, alternating; returns result rows."""
+def cpu_ticks(pid):
+    """User + system CPU of `pid` and its live descendants (clock ticks, /proc/PID/stat), plus
+    what the children `pid` reaped used: a server's whole CPU however its mode spreads it."""
+    total = 0
+    for i, p in enumerate(proc_tree(pid)):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                data = f.read()
+        except OSError:
+            continue
+        # After the command name (which may hold spaces): utime=11 stime=12 cutime=13 cstime=14.
+        fields = data[data.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])
+        if i == 0:
+            total += int(fields[13]) + int(fields[14])
+    return total
+
+
+def children_cpu():
+    """User + system seconds of the client programs this process ran and reaped so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measured(c, measure):
+    """`measure(c)`, with the server's CPU time per request it reports (`cpu_us`): the server's
+    user + system time over the run, divided by the requests the client counted; and the
+    client's own (`client_cpu_us`: the load generator's, which shares the two cores, to tell
+    which side a run was bound by)."""
+    before, client_before = cpu_ticks(c.pid), children_cpu()
+    result = measure(c)
+    used, client_used = cpu_ticks(c.pid) - before, children_cpu() - client_before
+    if result.get("requests"):
+        result["cpu_us"] = used / CLK_TCK * 1e6 / result["requests"]
+        result["client_cpu_us"] = client_used * 1e6 / result["requests"]
+    return result
+
+
+def compare(title, contestants, measure, rounds, baseline, probe=None):
+    """Runs `measure(contestant)` on each contestant per round, alternating; returns result rows.
+    `probe(contestant)`, if given, runs once on each after it started (what it negotiates, say):
+    its answer goes into the contestant's row."""
     log(f"== {title}")
-    started, samples = [], {}
+    started, samples, probes = [], {}, {}
     try:
         for make in contestants:
             try:
@@ -260,32 +311,69 @@ def compare(title, contestants, measure, rounds, baseline):
                 continue
             started.append(c)
             samples[c.name] = []
+            if probe:
+                try:
+                    probes[c.name] = probe(c)
+                except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError) as e:
+                    probes[c.name] = {"error": str(e)[:200]}
+                log(f"   {c.name}: {probes[c.name]}")
         for r in range(rounds):
             for c in started:
                 try:
-                    result = measure(c)
+                    result = measured(c, measure)
                 except (RuntimeError, subprocess.TimeoutExpired, ValueError, AttributeError) as e:
                     # One failed run is reported, not fatal: the other contestants still count.
                     log(f"   round {r + 1} {c.name}: FAILED: {e} {c.why()}")
                     failures.append(f"{title}, {c.name}, round {r + 1}: {str(e)[:200]} {c.why()}")
                     continue
                 samples[c.name].append(result)
-                log(f"   round {r + 1} {c.name}: {result['rps']:.0f} req/s")
+                cpu = (f", {result['cpu_us']:.1f} µs CPU/request (client "
+                       f"{result['client_cpu_us']:.1f})" if "cpu_us" in result else "")
+                log(f"   round {r + 1} {c.name}: {result['rps']:.0f} req/s{cpu}")
     finally:
         for c in started:
             c.stop()
-    base = (statistics.median(s["rps"] for s in samples[baseline])
-            if samples.get(baseline) else None)
+
+    def median_of(results, key):
+        values = [s[key] for s in results if s.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    base = median_of(samples.get(baseline, []), "rps")
+    base_cpu = median_of(samples.get(baseline, []), "cpu_us")
+
+    def per_round(results, key):
+        """Each round's figure over the baseline's in the same round (measured a few seconds
+        apart); None unless every round of both counted."""
+        mine, theirs = [s.get(key) for s in results], [s.get(key) for s in samples.get(baseline, [])]
+        if len(mine) != rounds or len(theirs) != rounds or None in mine + theirs or 0 in theirs:
+            return None
+        return [m / t for m, t in zip(mine, theirs)]
+
+    def paired(results, key):
+        """The median of the per-round ratios: steadier than a ratio of medians when the
+        machine's load drifts between rounds."""
+        ratios = per_round(results, key)
+        return statistics.median(ratios) if ratios else None
+
     rows = []
     for name, results in samples.items():
         if not results:
             continue
-        rps = statistics.median(s["rps"] for s in results)
-        p99s = [s.get("p99_us") for s in results if s.get("p99_us") is not None]
-        rows.append({"workload": title, "contestant": name, "rps": rps,
-                     "p99_us": statistics.median(p99s) if p99s else None,
-                     "ratio": rps / base if base else None, "baseline": baseline,
-                     "rounds": [s["rps"] for s in results]})
+        rps = median_of(results, "rps")
+        cpu = median_of(results, "cpu_us")
+        row = {"workload": title, "contestant": name, "rps": rps,
+               "p99_us": median_of(results, "p99_us"),
+               "ratio": rps / base if base else None, "baseline": baseline,
+               "rounds": [s["rps"] for s in results],
+               "cpu_us": cpu, "cpu_ratio": cpu / base_cpu if cpu and base_cpu else None,
+               "cpu_rounds": [s.get("cpu_us") for s in results],
+               "client_cpu_us": median_of(results, "client_cpu_us"),
+               "paired_ratio": paired(results, "rps"), "paired_cpu_ratio": paired(results, "cpu_us"),
+               "ratio_rounds": per_round(results, "rps"),
+               "cpu_ratio_rounds": per_round(results, "cpu_us")}
+        if name in probes:
+            row["probe"] = probes[name]
+        rows.append(row)
     return rows
 
 
@@ -316,8 +404,9 @@ def main():
     p.add_argument("--duration", type=int, default=3, help="seconds per loadgen/wrk run")
     p.add_argument("--quick", action="store_true", help="1 round, 1 s runs, fewer points")
     p.add_argument("--only", default="",
-                   help="comma-separated: echo,resp,http,churn,udp,idle,slowloris,echo1k; the "
-                        "report keeps the previous run's rows of the workloads not run")
+                   help="comma-separated: echo,resp,http,churn,udp,idle,slowloris,echo1k,"
+                        "resp-tls,http-tls,handshakes,plain-tls-build; the report keeps the "
+                        "previous run's rows of the workloads not run")
     p.add_argument("--idle", type=int, default=10000)
     p.add_argument("--idle-max", type=int, default=20000,
                    help="the larger idle-connection count (message mode only)")
@@ -402,6 +491,12 @@ def main():
         rows += compare("UDP echo 64 B, 10 clients", cs,
                         lambda c: loadgen(c.port, "udp", 10, 64, d), rounds, "plain std::net")
 
+    tls = None
+    if any(want(w) for w in TLS_WORKLOADS):
+        certs = tls_setup.make_certificates(tempfile.mkdtemp(prefix="bench-tls-"))
+        tls = {"certificate": certs["description"], "run": meta["started"]}
+        rows += tls_workloads(want, certs, rounds, d, a.quick)
+
     idle = slow = None
     if want("idle"):
         idle = idle_test(a.idle, a.idle_max, rounds, max(d, 3))
@@ -413,30 +508,169 @@ def main():
     for row in rows + [x for x in (idle, slow) if x]:
         row["run"] = meta["started"]
     results = os.path.join(ROOT, "bench", "results.json")
-    runs, rows, idle, slow = merge_previous(results, only, meta, rows, idle, slow)
+    runs, rows, idle, slow, tls = merge_previous(results, only, meta, rows, idle, slow, tls)
     with open(results, "w") as f:
-        json.dump({"runs": runs, "rows": rows, "idle": idle, "slowloris": slow}, f, indent=1)
+        json.dump({"runs": runs, "rows": rows, "idle": idle, "slowloris": slow, "tls": tls}, f,
+                  indent=1)
     chart_file = draw_chart(chart) if chart else previous_chart(rows)
-    write_report(a.out, runs, rows, idle, slow, chart_file)
+    write_report(a.out, runs, rows, idle, slow, chart_file, tls)
     log(f"wrote {a.out}")
 
 
 ECHO1K = "echo1k: framed echo 64 B, 1000 conns (4 client threads)"
 
+# The TLS workloads (`--only` names), measured with the examples built with `--features tls`.
+TLS_WORKLOADS = ("resp-tls", "http-tls", "handshakes", "plain-tls-build")
+TLS_RESP = "TLS: RESP redis-benchmark --tls -c 50 -P {} (PING/SET/GET)"
+TLS_HTTP = "TLS: HTTPS wrk -t2 -c{}"
+TLS_CLOSE = "TLS: new handshake per request, HTTPS wrk -t2 -c50 -H 'Connection: close'"
+TLS_FULL = "TLS: full handshakes, openssl s_time -new, 2 clients"
+PLAIN_BUILD = "plaintext, built with and without the tls feature: {}, {}"
+HTTP_GET = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+RESP_PING = b"*1\r\n$4\r\nPING\r\n"
 
-def merge_previous(path, only, meta, rows, idle, slow):
+
+def tls_probe(certs, request, reconnects=False):
+    """What a TLS contestant negotiates with OpenSSL's client defaults and whether it resumes a
+    session; with `reconnects`, also how many connections the server accepted during a short
+    `wrk -H 'Connection: close'` run against the requests wrk made (one each, if wrk really
+    reconnects), counted by `strace -c` on the server's threads."""
+    def probe(c):
+        reused, note = tls_setup.resumes(c.port, certs, request)
+        out = {"negotiated": tls_setup.negotiated(c.port, certs), "resumes": reused,
+               "resumption": note}
+        if reconnects:
+            out.update(accept_count(c, lambda: wrk(c.port, 1, 10, "https", close=True)))
+        return out
+    return probe
+
+
+def accept_count(c, run):
+    """Connections the server accepted (accept4 calls that returned one, over its threads) while
+    `run()` ran, and the requests `run()` reported; needs strace (skipped without it)."""
+    if not shutil.which("strace"):
+        return {"accepted": None, "check": "strace not installed"}
+    with tempfile.NamedTemporaryFile(mode="r", suffix=".strace") as out:
+        tracer = subprocess.Popen(["strace", "-f", "-c", "-e", "trace=accept,accept4", "-o", out.name,
+                                   "-p", str(c.pid)], stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)  # attached to every thread
+        try:
+            result = run()
+        finally:
+            time.sleep(0.3)
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(10)
+        accepted = 0
+        for line in out.read().splitlines():
+            cells = line.split()
+            if cells and cells[-1] in ("accept", "accept4"):
+                numbers = [int(x) for x in cells[3:-1]]  # calls [errors]
+                accepted += numbers[0] - (numbers[1] if len(numbers) > 1 else 0)
+    return {"accepted": accepted, "requests": result["requests"], "conns": 10}
+
+
+def s_time(port, duration, clients=2):
+    """`clients` parallel `openssl s_time -new`: each connects, makes a full handshake (no
+    session offered), sends `GET / HTTP/1.0` and reads until the server closes, in a loop for
+    `duration` s. The rate is the connections made over the wall time of the run."""
+    argv = ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time", str(duration),
+            "-www", "/"]
+    t0 = time.monotonic()
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(clients)]
+    total = 0
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=RUN_TIMEOUT)
+            m = re.search(r"(\d+) connections in \d+ real seconds", out)
+            if p.returncode != 0 or not m:
+                raise RuntimeError(f"s_time failed ({p.returncode}): {(out + err).strip()[-300:]}")
+            total += int(m.group(1))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return {"rps": total / (time.monotonic() - t0), "requests": total}
+
+
+def tls_workloads(want, certs, rounds, d, quick):
+    """The TLS comparisons: our examples with `--tls-cert/--tls-key` (message API first, the
+    stream API's threading and pool modes for context) against redis-server and nginx with the
+    same certificate, and the plaintext workloads with the feature compiled in and without."""
+    tls = tls_args(certs)
+    redis = "redis-server (TLS)"
+    rows = []
+
+    def section(got):
+        for r in got:
+            r["section"] = "tls"
+        return got
+
+    if want("resp-tls"):
+        for pipeline, n in ((1, 20000 if quick else 50000), (16, 200000 if quick else 300000)):
+            cs = [lambda: redis_server(certs),
+                  message("socketserver message single", "resp_kv", "single", *tls),
+                  ours("socketserver threading", "resp_kv", "threading", *tls),
+                  ours("socketserver pool", "resp_kv", "pool", *tls)]
+            rows += section(compare(TLS_RESP.format(pipeline), cs,
+                                    lambda c: redis_bench(c.port, pipeline, n, certs), rounds, redis,
+                                    tls_probe(certs, RESP_PING)))
+    web = "nginx (1 worker) (TLS 1.3)"
+    if want("http-tls"):
+        for conns in (50, 1000):
+            cs = [lambda: nginx(certs),
+                  message("socketserver message single", "http_hello", "single", *tls),
+                  ours("socketserver threading", "http_hello", "threading", *tls)]
+            if conns == 50:
+                cs.append(ours("socketserver pool", "http_hello", "pool", *tls))
+            # 1,000 connections start with 1,000 handshakes at once, a second or two of the
+            # server's CPU: the runs are longer, so that the keep-alive requests dominate, and
+            # wrk waits for a response as long as the handshakes may take.
+            duration, timeout = (max(d, 2), None) if conns == 50 else (max(d, 10), 10)
+            rows += section(compare(TLS_HTTP.format(conns), cs,
+                                    lambda c: wrk(c.port, duration, conns, "https", timeout=timeout),
+                                    rounds, web, tls_probe(certs, HTTP_GET)))
+    if want("handshakes"):
+        cs = [lambda: nginx(certs),
+              message("socketserver message single", "http_hello", "single", *tls),
+              ours("socketserver threading", "http_hello", "threading", *tls),
+              ours("socketserver pool", "http_hello", "pool", *tls)]
+        rows += section(compare(TLS_CLOSE, cs,
+                                lambda c: wrk(c.port, max(d, 2), 50, "https", close=True), rounds,
+                                web, tls_probe(certs, HTTP_GET, reconnects=True)))
+        cs = cs[:3]
+        rows += section(compare(TLS_FULL, cs, lambda c: s_time(c.port, max(d, 2)), rounds, web))
+    if want("plain-tls-build"):
+        for mode, make in (("message single", message), ("threading", ours)):
+            plainly = "single" if mode == "message single" else mode
+            for label, example, measure in (
+                    ("framed echo 64 B, 50 conns", "echo_server",
+                     lambda c: loadgen(c.port, "framed", 50, 64, d)),
+                    ("RESP redis-benchmark -c 50 -P 16", "resp_kv",
+                     lambda c: redis_bench(c.port, 16, 200000 if quick else 300000)),
+                    ("HTTP wrk -t2 -c50", "http_hello", lambda c: wrk(c.port, max(d, 2)))):
+                without = f"socketserver {mode}, built without tls"
+                cs = [make(without, example, plainly, bin_dir=EXAMPLES_NO_TLS),
+                      make(f"socketserver {mode}, built with tls (unused)", example, plainly)]
+                rows += section(compare(PLAIN_BUILD.format(label, mode), cs, measure, rounds,
+                                        without))
+    return rows
+
+
+def merge_previous(path, only, meta, rows, idle, slow, tls):
     """With `--only`, what the previous results hold for the workloads not run this time is kept
-    (rows whose workload title was not measured now, the idle and slowloris sections), each
+    (rows whose workload title was not measured now, the idle, slowloris and TLS sections), each
     with the run it came from: the report then says which run measured which table."""
     runs = [meta]
     if not only or not os.path.exists(path):
-        return runs, rows, idle, slow
+        return runs, rows, idle, slow, tls
     try:
         with open(path) as f:
             old = json.load(f)
     except (OSError, ValueError) as e:
         log(f"note: cannot read the previous {path} ({e}): the report has this run only")
-        return runs, rows, idle, slow
+        return runs, rows, idle, slow, tls
     old_runs = old.get("runs") or [old["meta"]]
     measured = {r["workload"] for r in rows}
     kept = [dict(r, run=r.get("run", old_runs[0]["started"])) for r in old.get("rows", [])
@@ -445,9 +679,11 @@ def merge_previous(path, only, meta, rows, idle, slow):
         idle = old["idle"]
     if slow is None and old.get("slowloris"):
         slow = old["slowloris"]
-    used = {r["run"] for r in kept} | {x.get("run") for x in (idle, slow) if x}
+    if tls is None and old.get("tls"):
+        tls = old["tls"]
+    used = {r["run"] for r in kept} | {x.get("run") for x in (idle, slow, tls) if x}
     runs += [m for m in old_runs if m["started"] in used and m["started"] != meta["started"]]
-    return runs, kept + rows, idle, slow
+    return runs, kept + rows, idle, slow, tls
 
 
 def previous_chart(rows):
@@ -464,11 +700,17 @@ def proc_tree(pid):
     while todo:
         p = todo.pop()
         pids.append(p)
+        # Each thread lists the children it started: a child of any thread is the process's.
         try:
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo += [int(c) for c in f.read().split()]
+            tasks = os.listdir(f"/proc/{p}/task")
         except OSError:
-            pass
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+            except OSError:
+                pass
     return pids
 
 
@@ -749,7 +991,7 @@ def describe_run(meta):
             f"{meta['rounds']} rounds of {meta['duration']} s")
 
 
-def write_report(path, runs, rows, idle, slow, chart_file):
+def write_report(path, runs, rows, idle, slow, chart_file, tls=None):
     lines = ["# Benchmarks", ""]
     shared = ("The machine is shared: other work ran alongside, so absolute numbers drift; every "
               "ratio compares contestants measured in the same run, alternating. Client and server "
@@ -765,16 +1007,19 @@ def write_report(path, runs, rows, idle, slow, chart_file):
     if chart_file:
         lines += [f"![throughput against connection count]({chart_file})", ""]
     for m in runs:
-        mine = [r for r in rows if r.get("run", runs[0]["started"]) == m["started"]]
+        mine = [r for r in rows if r.get("run", runs[0]["started"]) == m["started"]
+                and r.get("section") != "tls"]
         if not mine:
             continue
         if len(runs) > 1:
             lines += [f"### Measured in run {number[m['started']]} ({m['started']})", ""]
-        lines += ["| workload | contestant | req/s (median) | ratio | against | p99 µs | rounds |",
-                  "|---|---|---:|---:|---|---:|---|"]
+        lines += ["| workload | contestant | req/s (median) | ratio | against | server CPU µs/req "
+                  "| CPU ratio | p99 µs | rounds |",
+                  "|---|---|---:|---:|---|---:|---:|---:|---|"]
         for r in mine:
             lines.append(f"| {r['workload']} | {r['contestant']} | {fmt(r['rps'])} | "
-                         f"{fmt(r['ratio'], 2)} | {r['baseline']} | {fmt(r['p99_us'], 0)} | "
+                         f"{fmt(r['ratio'], 2)} | {r['baseline']} | {fmt(r.get('cpu_us'), 1)} | "
+                         f"{fmt(r.get('cpu_ratio'), 2)} | {fmt(r['p99_us'], 0)} | "
                          f"{', '.join(fmt(x) for x in r['rounds'])} |")
         lines.append("")
     run_of = lambda x: (f" (run {number[x['run']]})" if len(runs) > 1 and x.get("run") in number else "")
@@ -818,15 +1063,148 @@ def write_report(path, runs, rows, idle, slow, chart_file):
                          f"{fmt(x['starved_clients'])} of 10 | {fmt(x['slow_opened'])} | "
                          f"{fmt(x['slow_closed_by_server'])} |")
         lines.append("")
+    lines += tls_report(rows, tls, run_of)
     lines += NOTES.splitlines()
     if failures:
         lines += ["", "## Failed runs", ""] + [f"- {f}" for f in failures]
-    lines += ["", "## Targets", ""] + targets(rows, idle, slow)
+    lines += ["", "## Targets", ""] + targets(rows, idle, slow) + tls_targets(rows)
     lines += ["", "Reproduce: `bench/compare.sh` (installs redis-server, redis-tools, wrk, nginx and "
               "matplotlib when missing; `--quick` for a short run, `--only resp,http` for a subset). "
               "Raw numbers: `bench/results.json`.", ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
+
+
+TLS_NOTES = """
+How these are measured: every contestant presents the same certificate (above) and is driven by
+the same client over loopback; OpenSSL's client defaults pick TLS 1.3 with the cipher suite and
+key exchange the table of contestants shows. **Server CPU µs/request** is the server process's
+user + system time (its threads and child processes, from /proc/PID/stat, in clock ticks of
+10 ms) over the client run, divided by the requests the client counted; on two cores shared with
+the client it is the steadier figure (a server that gets less CPU serves fewer requests/s, but
+spends the same per request). Its ratio is against the first contestant's (redis-server or
+nginx): below 1 is cheaper. **Client CPU µs/request** is the load generator's (its user +
+system time, from getrusage of the reaped client): where it is most of the two cores, the
+client set the pace, and requests/s ratios near 1 say only that both servers kept up with it.
+The contestants take turns within each round, so each ratio here is the **median over the
+rounds of that round's ratio** (the load of this shared machine drifts between rounds more than
+within one). redis-benchmark runs PING (inline and bulk), SET and GET, each with
+its 50 connections made anew (50 handshakes per test, a few hundred in a run of
+hundreds of thousands of requests). wrk over https keeps its connections; with `Connection:
+close` every request is a new connection, and wrk offers the previous connection's session
+ticket (it reuses its OpenSSL object with `SSL_clear`), so where a server resumes sessions
+those handshakes are resumptions (an ECDHE exchange, no certificate signature); `openssl s_time
+-new` makes full handshakes (no session offered), one connection at a time per client.
+"""
+
+
+def tls_report(rows, tls, run_of):
+    """The TLS section: the certificate, what each contestant negotiated, a table per workload
+    (requests/s and server CPU per request, each with its ratio to the first contestant)."""
+    mine = [r for r in rows if r.get("section") == "tls"]
+    if not mine:
+        return []
+    lines = [f"## TLS{run_of(tls) if tls else ''}", ""]
+    if tls:
+        lines += [f"Certificate: {tls['certificate']}.", ""]
+    lines += TLS_NOTES.strip().splitlines() + [""]
+    probed = {}
+    for r in mine:
+        if r.get("probe") and "negotiated" in r["probe"]:
+            probed.setdefault(r["contestant"], r["probe"])
+    if probed:
+        lines += ["| contestant | negotiated with `openssl s_client` | resumes a TLS 1.3 session |",
+                  "|---|---|---|"]
+        for name, p in probed.items():
+            lines.append(f"| {name} | {p['negotiated']} | {'yes' if p['resumes'] else 'no'} "
+                         f"({p['resumption']}) |")
+        lines.append("")
+    for title in dict.fromkeys(r["workload"] for r in mine):
+        got = [r for r in mine if r["workload"] == title]
+        lines += [f"### {title}", "",
+                  f"Against {got[0]['baseline']}. Median of {len(got[0]['rounds'])} rounds; the "
+                  "ratios are the median of each round's ratio (see above).", "",
+                  "| contestant | req/s | ratio | server CPU µs/req | CPU ratio | client CPU µs/req "
+                  "| p99 µs | rounds req/s | rounds server CPU µs/req |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+        for r in got:
+            lines.append(f"| {r['contestant']} | {fmt(r['rps'])} | **{fmt(ratio_of(r), 2)}** | "
+                         f"{fmt(r.get('cpu_us'), 1)} | **{fmt(cpu_ratio_of(r), 2)}** | "
+                         f"{fmt(r.get('client_cpu_us'), 1)} | {fmt(r['p99_us'])} | "
+                         f"{', '.join(fmt(x) for x in r['rounds'])} | "
+                         f"{', '.join(fmt(x, 1) for x in r.get('cpu_rounds', []))} |")
+        checks = [(r["contestant"], r["probe"]) for r in got
+                  if r.get("probe") and r["probe"].get("accepted") is not None]
+        if checks:
+            lines += ["", "New connection per request, checked on a 1 s run with 10 connections "
+                      "(`strace -c` counting the server's accepted connections): " + "; ".join(
+                          f"{name}: {p['accepted']:,} accepted for {p['requests']:,} requests"
+                          for name, p in checks)]
+        lines.append("")
+    return lines
+
+
+def ratio_of(r):
+    """A row's requests/s against the baseline: the paired ratio where every round counted."""
+    return r.get("paired_ratio") or r["ratio"]
+
+
+def cpu_ratio_of(r):
+    return r.get("paired_cpu_ratio") or r.get("cpu_ratio")
+
+
+def tls_targets(rows):
+    """The TLS targets: each measured ratio, met or not."""
+    def row(workload, contestant):
+        return next((r for r in rows if r["workload"] == workload and r["contestant"] == contestant),
+                    None)
+
+    out = ["", "### TLS", ""]
+    msg = "socketserver message single"
+
+    def both(label, r, goal, cpu_goal=True):
+        if r is None:
+            out.append(f"- {label}: not measured")
+            return
+        ok = ratio_of(r) >= goal
+        text = f"- {label}: **{ratio_of(r):.2f}×** requests/s (goal ≥ {goal}×)"
+        if cpu_goal:
+            ok_cpu = cpu_ratio_of(r) is not None and cpu_ratio_of(r) <= 1.0
+            text += (f", **{fmt(cpu_ratio_of(r), 2)}×** server CPU per request (goal ≤ 1.0×: "
+                     f"{fmt(r.get('cpu_us'), 1)} µs)")
+            ok = ok and ok_cpu
+        out.append(text + f" — {'met' if ok else 'not met'}")
+
+    for p in (1, 16):
+        both(f"RESP over TLS -P {p}, resp_kv message single vs redis-server",
+             row(TLS_RESP.format(p), msg), 1.0)
+    both("HTTPS wrk -c50, http_hello message single vs nginx", row(TLS_HTTP.format(50), msg), 1.0)
+    both("HTTPS wrk -c1000, http_hello message single vs nginx", row(TLS_HTTP.format(1000), msg),
+         0.9, cpu_goal=False)
+    both("new handshakes (wrk Connection: close), http_hello message single vs nginx",
+         row(TLS_CLOSE, msg), 1.0, cpu_goal=False)
+    r = row(TLS_FULL, msg)
+    if r:
+        out.append(f"- (context) full handshakes (s_time -new), message single vs nginx: "
+                   f"**{ratio_of(r):.2f}×**, server CPU per handshake **{fmt(cpu_ratio_of(r), 2)}×**")
+    for r in rows:
+        if not (r["workload"].startswith("plaintext, built with") and "with tls" in r["contestant"]):
+            continue
+        ratios, cpu_ratios = r.get("ratio_rounds"), r.get("cpu_ratio_rounds")
+        if not ratios or not cpu_ratios:
+            out.append(f"- plaintext {r['workload'].split(': ', 1)[1]}: a round failed, no "
+                       "per-round ratios")
+            continue
+        # Unchanged within noise: the rounds disagree on which build is faster (their ratios
+        # straddle 1), or the median is within 3 % of it.
+        within = all(min(x) <= 1 <= max(x) or abs(statistics.median(x) - 1) <= 0.03
+                     for x in (ratios, cpu_ratios))
+        span = lambda x: f"rounds {min(x):.2f}–{max(x):.2f}"
+        out.append(f"- plaintext {r['workload'].split(': ', 1)[1]}: the build with tls (unused) "
+                   f"**{ratio_of(r):.2f}×** requests/s ({span(ratios)}), "
+                   f"**{fmt(cpu_ratio_of(r), 2)}×** server CPU per request ({span(cpu_ratios)}) of "
+                   f"the build without — {'unchanged within noise' if within else 'outside the noise'}")
+    return out
 
 
 def targets(rows, idle, slow):

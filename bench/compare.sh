@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks: this crate in every mode against plain std::net, Python's socketserver,
 # redis-server (under redis-benchmark), nginx (under wrk) and tokio (framed echo), all on
-# loopback, in one run.
+# loopback, in one run; over TLS against redis-server --tls-port and nginx ssl (the same
+# certificate for all, made with the openssl CLI), with each server's CPU time per request.
 # Writes BENCHMARKS.md, bench/throughput.png and bench/results.json. Not part of CI (.ci/run):
-# it takes 20-30 minutes. Options go to bench/compare.py: --quick, --rounds N, --duration S,
-# --only echo,resp,http,churn,udp,idle,slowloris,echo1k (the report keeps the previous rows of
-# the workloads not run).
+# it takes 30-40 minutes. Options go to bench/compare.py: --quick, --rounds N, --duration S,
+# --only echo,resp,http,churn,udp,idle,slowloris,echo1k,resp-tls,http-tls,handshakes,plain-tls-build
+# (the report keeps the previous rows of the workloads not run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,10 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v redis-benchmark >/dev/null || need_apt+=(redis-tools)
 command -v wrk >/dev/null || need_apt+=(wrk)
 command -v nginx >/dev/null || need_apt+=(nginx)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v ss >/dev/null || need_apt+=(iproute2)
+# Counts the connections a server accepts, to check that `Connection: close` reconnects.
+command -v strace >/dev/null || need_apt+=(strace)
 if ((${#need_apt[@]})); then
     echo "== installing ${need_apt[*]}" >&2
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -38,8 +43,11 @@ if [ "$(ulimit -n)" -lt 20100 ]; then
     echo "note: ulimit -n is $(ulimit -n): one process holds fewer than 20,000 connections" >&2
 fi
 
-echo "== building the examples, loadgen and tokio_echo (release)" >&2
-cargo build --release --examples -q
+echo "== building the examples (with and without the tls feature), loadgen and tokio_echo (release)" >&2
+# Every contestant runs the examples built with `tls`; the plain-tls-build workload also runs
+# them built without it (a target directory of their own, so neither build undoes the other).
+cargo build --release --features tls --examples -q
+cargo build --release --examples -q --target-dir target/bench-notls
 # `tokio` builds the tokio_echo contestant (an optional dependency, so cargo test never builds it).
 cargo build --release -p socketserver-bench --features tokio --bins -q
 

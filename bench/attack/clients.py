@@ -76,9 +76,10 @@ def tally(outcomes):
     return counts
 
 
-def spread_exchanges(addr, request, expected, count, start_in, gap, timeout):
+def spread_exchanges(addr, request, expected, count, start_in, gap, timeout, one_exchange=exchange):
     """`count` exchanges, the i-th started at start_in + i*gap s from now on its own thread (a
-    stuck one does not delay the next): their (outcome, seconds) in order."""
+    stuck one does not delay the next): their (outcome, seconds) in order. `one_exchange` makes
+    each (`exchange`'s arguments and result; a TLS one, say)."""
     results = [("other", None)] * count
     t0 = time.monotonic()
 
@@ -86,7 +87,7 @@ def spread_exchanges(addr, request, expected, count, start_in, gap, timeout):
         delay = t0 + start_in + i * gap - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        results[i] = exchange(addr, request, expected, timeout)
+        results[i] = one_exchange(addr, request, expected, timeout)
 
     run_threads([lambda i=i: one(i) for i in range(count)], start_in + count * gap + timeout + 2)
     return results
@@ -100,13 +101,17 @@ def served_summary(results):
 
 class Crowd:
     """`count` connections opened without waiting (non-blocking connects) on one poll thread and
-    held for `duration` s. Each sends `script` one byte every `byte_gap` s from its connection on
-    (nothing if `script` is empty); with `reconnect`, one the server closes is opened again, so
-    the pressure lasts. Counts what the server did to them."""
+    held for `duration` s. Each sends `script` `chunk` bytes (one by default) every `byte_gap` s
+    from its connection on (nothing if `script` is empty); with `reconnect`, one the server
+    closes is opened again (`reconnect_delay` s later), so the pressure lasts. With `source`, the
+    connections come from that loopback address (so the server's log tells them from other
+    clients). Counts what the server did to them."""
 
-    def __init__(self, addr, count, duration, script=b"", byte_gap=1.0, reconnect=False):
+    def __init__(self, addr, count, duration, script=b"", byte_gap=1.0, reconnect=False, chunk=1,
+                 source=None, reconnect_delay=0.0):
         self.addr, self.count, self.duration = addr, count, duration
         self.script, self.byte_gap, self.reconnect = script, byte_gap, reconnect
+        self.chunk, self.source, self.reconnect_delay = chunk, source, reconnect_delay
         self.opened = self.established = self.closed_by_server = self.connect_failed = 0
         self.bytes_sent = 0
         self.up = threading.Event()  # set once every first connect was attempted
@@ -122,6 +127,8 @@ class Crowd:
     def _open(self, poller, conns):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setblocking(False)
+        if self.source:
+            s.bind((self.source, 0))
         self.opened += 1
         err = s.connect_ex(self.addr)
         if err not in (0, errno.EINPROGRESS):
@@ -138,6 +145,7 @@ class Crowd:
     def _run(self):
         poller = select.poll()
         conns = {}
+        later = []  # when to open again the connections the server closed
         end = time.monotonic() + self.duration
         try:
             for _ in range(self.count):
@@ -177,8 +185,9 @@ class Crowd:
                         if c["state"] != "open" or c["next"] > now or c["sent"] >= len(self.script):
                             continue
                         try:
-                            self.bytes_sent += c["sock"].send(self.script[c["sent"]:c["sent"] + 1])
-                            c["sent"] += 1
+                            sent = c["sock"].send(self.script[c["sent"]:c["sent"] + self.chunk])
+                            self.bytes_sent += sent
+                            c["sent"] += sent
                             c["next"] = now + self.byte_gap
                         except BlockingIOError:
                             pass
@@ -186,8 +195,12 @@ class Crowd:
                             self.closed_by_server += 1
                             self._drop(poller, conns, fd)
                             reopen += self.reconnect
-                for _ in range(reopen):
-                    if time.monotonic() < end:
+                now = time.monotonic()
+                later += [now + self.reconnect_delay] * reopen
+                due = [t for t in later if t <= now]
+                later = [t for t in later if t > now]
+                for _ in due:
+                    if now < end:
                         self._open(poller, conns)
         finally:
             self.up.set()

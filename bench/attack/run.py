@@ -34,6 +34,7 @@ import reloads  # noqa: E402
 import services  # noqa: E402
 import slowloris  # noqa: E402
 import stops  # noqa: E402
+import tls  # noqa: E402
 from harness import Context, raise_nofile_limit  # noqa: E402
 
 # name -> (function, what it measures); in the order they run.
@@ -62,6 +63,10 @@ ATTACKS = {
     "rolling_restart": (reloads.rolling_restart, "3 instances behind HAProxy restarted in turn under load"),
     "systemd_errors": (reloads.systemd_errors, "--systemd with descriptors that are not sockets"),
     "message_rss_release": (message.rss_release, "message server: RSS after 1,000 buffering peers close"),
+    # TLS (examples built with --features tls).
+    "tls_slow_hello": (tls.slow_hello, "TLS: 1,000 ClientHellos sent a byte a second vs TLS clients"),
+    "tls_garbage": (tls.garbage_flood, "TLS: 1,000 connections sending random bytes vs TLS clients"),
+    "tls_plaintext": (tls.plaintext, "TLS: a plaintext client on the TLS port"),
 }
 
 
