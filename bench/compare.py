@@ -1202,7 +1202,7 @@ def tls_targets(rows):
         faster = min(ratios) > 1 and statistics.median(ratios) > 1.03
         verdict = ("slower in every round — not met" if slower else
                    "more CPU per request in every round — not met" if costlier else
-                   "faster in every round (noise: the feature adds no work to plaintext)" if faster
+                   "faster in every round (not a regression)" if faster
                    else "unchanged within noise")
         span = lambda x: f"rounds {min(x):.2f}–{max(x):.2f}"
         out.append(f"- plaintext {r['workload'].split(': ', 1)[1]}: the build with tls (unused) "
