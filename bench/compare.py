@@ -1122,8 +1122,9 @@ def tls_report(rows, tls, run_of):
     for title in dict.fromkeys(r["workload"] for r in mine):
         got = [r for r in mine if r["workload"] == title]
         lines += [f"### {title}", "",
-                  f"Against {got[0]['baseline']}. Median of {len(got[0]['rounds'])} rounds; the "
-                  "ratios are the median of each round's ratio (see above).", "",
+                  f"Against {got[0]['baseline']}. Median of {len(got[0]['rounds'])} rounds"
+                  f"{run_of(got[0])}; the ratios are the median of each round's ratio (see "
+                  "above).", "",
                   "| contestant | req/s | ratio | server CPU µs/req | CPU ratio | client CPU µs/req "
                   "| p99 µs | rounds req/s | rounds server CPU µs/req |",
                   "|---|---:|---:|---:|---:|---:|---:|---|---|"]
