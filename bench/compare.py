@@ -1122,8 +1122,9 @@ def tls_report(rows, tls, run_of):
     for title in dict.fromkeys(r["workload"] for r in mine):
         got = [r for r in mine if r["workload"] == title]
         lines += [f"### {title}", "",
-                  f"Against {got[0]['baseline']}. Median of {len(got[0]['rounds'])} rounds; the "
-                  "ratios are the median of each round's ratio (see above).", "",
+                  f"Against {got[0]['baseline']}. Median of {len(got[0]['rounds'])} rounds"
+                  f"{run_of(got[0])}; the ratios are the median of each round's ratio (see "
+                  "above).", "",
                   "| contestant | req/s | ratio | server CPU µs/req | CPU ratio | client CPU µs/req "
                   "| p99 µs | rounds req/s | rounds server CPU µs/req |",
                   "|---|---:|---:|---:|---:|---:|---:|---|---|"]
@@ -1195,15 +1196,20 @@ def tls_targets(rows):
             out.append(f"- plaintext {r['workload'].split(': ', 1)[1]}: a round failed, no "
                        "per-round ratios")
             continue
-        # Unchanged within noise: the rounds disagree on which build is faster (their ratios
-        # straddle 1), or the median is within 3 % of it.
-        within = all(min(x) <= 1 <= max(x) or abs(statistics.median(x) - 1) <= 0.03
-                     for x in (ratios, cpu_ratios))
+        # Slower (or costlier) beyond noise only if every round says so and the median by more
+        # than 3 %; rounds that disagree on which build is faster are noise.
+        slower = max(ratios) < 1 and statistics.median(ratios) < 0.97
+        costlier = min(cpu_ratios) > 1 and statistics.median(cpu_ratios) > 1.03
+        faster = min(ratios) > 1 and statistics.median(ratios) > 1.03
+        verdict = ("slower in every round — not met" if slower else
+                   "more CPU per request in every round — not met" if costlier else
+                   "faster in every round (not a regression)" if faster
+                   else "unchanged within noise")
         span = lambda x: f"rounds {min(x):.2f}–{max(x):.2f}"
         out.append(f"- plaintext {r['workload'].split(': ', 1)[1]}: the build with tls (unused) "
                    f"**{ratio_of(r):.2f}×** requests/s ({span(ratios)}), "
                    f"**{fmt(cpu_ratio_of(r), 2)}×** server CPU per request ({span(cpu_ratios)}) of "
-                   f"the build without — {'unchanged within noise' if within else 'outside the noise'}")
+                   f"the build without — {verdict}")
     return out
 
 

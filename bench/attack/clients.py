@@ -5,6 +5,7 @@ thread, and a burst of connections that each make one exchange.
 Everything is bounded in count and in time, and talks to the address it is given (loopback).
 """
 import errno
+import random
 import select
 import socket
 import struct
@@ -103,7 +104,8 @@ class Crowd:
     """`count` connections opened without waiting (non-blocking connects) on one poll thread and
     held for `duration` s. Each sends `script` `chunk` bytes (one by default) every `byte_gap` s
     from its connection on (nothing if `script` is empty); with `reconnect`, one the server
-    closes is opened again (`reconnect_delay` s later), so the pressure lasts. With `source`, the
+    closes is opened again (`reconnect_delay` s later, give or take half of it), so the pressure
+    lasts. With `source`, the
     connections come from that loopback address (so the server's log tells them from other
     clients). Counts what the server did to them."""
 
@@ -112,6 +114,7 @@ class Crowd:
         self.addr, self.count, self.duration = addr, count, duration
         self.script, self.byte_gap, self.reconnect = script, byte_gap, reconnect
         self.chunk, self.source, self.reconnect_delay = chunk, source, reconnect_delay
+        self._rng = random.Random(7)
         self.opened = self.established = self.closed_by_server = self.connect_failed = 0
         self.bytes_sent = 0
         self.up = threading.Event()  # set once every first connect was attempted
@@ -196,7 +199,10 @@ class Crowd:
                             self._drop(poller, conns, fd)
                             reopen += self.reconnect
                 now = time.monotonic()
-                later += [now + self.reconnect_delay] * reopen
+                # Spread over ±half the delay: connections the server closed together come back
+                # as a steady stream, not as one burst a delay later.
+                later += [now + self.reconnect_delay * (0.5 + self._rng.random())
+                          for _ in range(reopen)]
                 due = [t for t in later if t <= now]
                 later = [t for t in later if t > now]
                 for _ in due:

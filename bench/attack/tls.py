@@ -12,6 +12,8 @@ import multiprocessing
 import os
 import random
 import re
+import resource
+import shutil
 import socket
 import ssl
 import statistics
@@ -19,12 +21,13 @@ import sys
 import time
 
 from clients import Crowd, resp, served_summary, spread_exchanges, classify_error
-from harness import CpuMeter, Sampler, memory, ms
+from harness import CpuMeter, Program, Sampler, memory, ms
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tls_setup  # noqa: E402  (bench/tls_setup.py, shared with bench/compare.py)
 
 ATTACKER = "127.0.0.2"
+REDIS = "redis-server --tls-port (for comparison)"
 # The library's debug lines (which name each connection's peer), nothing else's: rustls and the
 # examples' own debug output would only add log volume to the measured servers.
 LOG = {"RUST_LOG": "warn,socketserver=debug"}
@@ -39,7 +42,45 @@ SERVERS = [
      b"+PONG\r\n"),
     ("resp_kv message pool", "resp_kv", ["--api", "message", "--mode", "pool"], resp("PING"),
      b"+PONG\r\n"),
+    # For comparison: what the same clients and attack do to a server outside this crate.
+    (REDIS, "redis-server", [], resp("PING"), b"+PONG\r\n"),
 ]
+
+
+class RedisTls(Program):
+    """redis-server on a free loopback port, TLS only, with the run's certificate: the attacks'
+    point of comparison (its log does not name connections, so "reached a handler" is n/a)."""
+
+    def __init__(self, ctx, certs):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        argv = ["redis-server", *tls_setup.redis_tls_args(port, certs), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no",
+                "--loglevel", "warning"]
+        super().__init__(ctx, "redis-server", argv)
+        self.addr = ("127.0.0.1", port)
+        self.cmdline = "redis-server --port 0 --tls-port PORT (the run's certificate)"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(self.addr, timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline or not self.alive():
+                    self.stop()
+                    raise RuntimeError("redis-server did not listen within 10 s")
+                time.sleep(0.05)
+
+
+def _start(ctx, example, args, certs):
+    """(server, None) or (None, why)."""
+    if example == "redis-server":
+        if not shutil.which("redis-server"):
+            return None, "redis-server is not installed"
+        return RedisTls(ctx, certs), None
+    tls = ["--tls-cert", certs["cert"], "--tls-key", certs["key"]]
+    return ctx.try_server(example, [*args, *tls], env=LOG)
 
 
 def certificates(ctx):
@@ -127,13 +168,14 @@ class CrowdProcess:
     same start / up / join interface and counters."""
 
     COUNTERS = ("opened", "established", "closed_by_server", "connect_failed", "bytes_sent")
+    REPORTED = COUNTERS + ("cpu_pct",)
 
     def __init__(self, *args, **kwargs):
         context = multiprocessing.get_context("fork")
         self._pipe, child = context.Pipe()
         self._proc = context.Process(target=_crowd_child, args=(child, args, kwargs), daemon=True)
         self.duration = kwargs.get("duration", args[2] if len(args) > 2 else 0)
-        for name in self.COUNTERS:
+        for name in self.REPORTED:
             setattr(self, name, 0)
 
     def start(self):
@@ -158,8 +200,13 @@ def _crowd_child(pipe, args, kwargs):
     crowd = Crowd(*args, **kwargs).start()
     crowd.up.wait(timeout=30)
     pipe.send("up")
+    t0 = time.monotonic()
     crowd.join()
-    pipe.send({name: getattr(crowd, name) for name in CrowdProcess.COUNTERS})
+    counters = {name: getattr(crowd, name) for name in CrowdProcess.COUNTERS}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    # The attacker's own share of the two cores the server and the good clients use.
+    counters["cpu_pct"] = round(100 * (usage.ru_utime + usage.ru_stime) / (time.monotonic() - t0), 1)
+    pipe.send(counters)
 
 
 GOOD = (250, 30)  # well-behaved exchanges per phase (full, quick)
@@ -196,14 +243,13 @@ def _round(ctx, server, certs, request, expected, crowd_args):
     p99s = (alone["latency"]["p99_ms"], attacked["latency"]["p99_ms"])
     return {"alone": alone, "attacked": attacked,
             "p99_ratio": round(p99s[1] / p99s[0], 2) if all(p99s) else None,
-            "attack": {name: getattr(crowd, name) for name in CrowdProcess.COUNTERS},
+            "attack": {name: getattr(crowd, name) for name in CrowdProcess.REPORTED},
             "cpu_pct": cpu, "cpu_wanted_pct": meter.wanted_pct, "rss_peak_mib": rss.peak}
 
 
 def _attack(ctx, label, example, args, request, expected, crowd_args):
     certs = certificates(ctx)
-    tls = ["--tls-cert", certs["cert"], "--tls-key", certs["key"]]
-    server, why = ctx.try_server(example, [*args, *tls], env=LOG)
+    server, why = _start(ctx, example, args, certs)
     if server is None:
         return {"label": label, "skipped": why}
     with server:
@@ -212,18 +258,20 @@ def _attack(ctx, label, example, args, request, expected, crowd_args):
         rounds = [_round(ctx, server, certs, request, expected, crowd_args)
                   for _ in range(ctx.pick(*ROUNDS))]
         message = "message" in args
+        ours = example != "redis-server"
         return {
             "label": label,
             "server": server.cmdline,
             "rounds": rounds,
             "attack_opened": sum(r["attack"]["opened"] for r in rounds),
             "attack_closed_by_server": sum(r["attack"]["closed_by_server"] for r in rounds),
-            "reached_handler": reached(server, ATTACKER, message),
-            "good_reached": reached(server, "127.0.0.1", message),
+            "reached_handler": reached(server, ATTACKER, message) if ours else None,
+            "good_reached": reached(server, "127.0.0.1", message) if ours else None,
             "good_total": sum(r[p]["total"] for r in rounds for p in ("alone", "attacked")),
             "good_ok": {p: sum(r[p]["ok"] for r in rounds) for p in ("alone", "attacked")},
             "p99_ratio": _median([r["p99_ratio"] for r in rounds]),
             "cpu_pct": max(r["cpu_pct"] for r in rounds),
+            "attacker_cpu_pct": max(r["attack"]["cpu_pct"] for r in rounds),
             "cpu_wanted_pct": max(r["cpu_wanted_pct"] for r in rounds),
             "rss_fresh_mib": rss_fresh,
             "rss_peak_mib": max(r["rss_peak_mib"] or 0 for r in rounds),
@@ -247,7 +295,7 @@ def _median(values):
 COLUMNS = ["server", "attack conns opened / closed by server", "reached a handler",
            "good answered (alone / attacked)", "good p50 ms per round (alone / attacked)",
            "good p99 ms per round (alone / attacked)", "p99 ratio (median of rounds)",
-           "CPU% (wanted), attacked", "RSS MiB (fresh / peak)", "alive"]
+           "server CPU% (wanted), attacked", "attacker CPU%", "RSS MiB (fresh / peak)", "alive"]
 
 
 def _row(r):
@@ -256,11 +304,13 @@ def _row(r):
     per_round = lambda key: ", ".join(
         f'{x["alone"]["latency"][key]} / {x["attacked"]["latency"][key]}' for x in r["rounds"])
     half = r["good_total"] // 2
-    return [r["label"], f'{r["attack_opened"]} / {r["attack_closed_by_server"]}',
-            f'{r["reached_handler"]} (good clients: {r["good_reached"]} of {r["good_total"]})',
+    reach = ("n/a" if r["reached_handler"] is None else
+             f'{r["reached_handler"]} (good clients: {r["good_reached"]} of {r["good_total"]})')
+    return [r["label"], f'{r["attack_opened"]} / {r["attack_closed_by_server"]}', reach,
             f'{r["good_ok"]["alone"]}/{half} / {r["good_ok"]["attacked"]}/{half}',
             per_round("p50_ms"), per_round("p99_ms"), r["p99_ratio"],
-            f'{r["cpu_pct"]} ({r["cpu_wanted_pct"]})', f'{r["rss_fresh_mib"]} / {r["rss_peak_mib"]}',
+            f'{r["cpu_pct"]} ({r["cpu_wanted_pct"]})', r["attacker_cpu_pct"],
+            f'{r["rss_fresh_mib"]} / {r["rss_peak_mib"]}',
             "yes" if r["alive"] and not r["panics"] else f'NO (panics: {r["panics"]})']
 
 
@@ -303,10 +353,9 @@ def plaintext(ctx):
     """A plaintext request on the TLS port: how the server ends it (a TLS alert and a close, or a
     close at the handshake deadline), never a hang."""
     certs = certificates(ctx)
-    tls = ["--tls-cert", certs["cert"], "--tls-key", certs["key"]]
     rows, data = [], []
     for label, example, args, request, _ in SERVERS:
-        server, why = ctx.try_server(example, [*args, *tls], env=LOG)
+        server, why = _start(ctx, example, args, certs)
         if server is None:
             rows.append([label, "skipped: " + why, "–", "–", "–"])
             continue
@@ -315,8 +364,7 @@ def plaintext(ctx):
                 got, how, seconds = _plain_exchange(server.addr, payload, timeout=15.0)
                 alert = got[:1] == b"\x15"
                 data.append({"label": label, "sent": what, "bytes": len(got), "alert": alert,
-                             "ended": how, "seconds": round(seconds, 3),
-                             "reached_handler": reached(server, "127.0.0.1", "message" in args)})
+                             "ended": how, "seconds": round(seconds, 3)})
                 rows.append([label, f"{what} ({len(payload)} B)",
                              f"{len(got)} B" + (" (a TLS alert record)" if alert else ""), how,
                              ms(seconds)])
