@@ -137,6 +137,7 @@ pub(crate) mod output;
 mod reply;
 pub(crate) mod sender;
 mod slots;
+pub(crate) mod spread;
 pub(crate) mod timers;
 #[cfg(feature = "tls")]
 mod tls;

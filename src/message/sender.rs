@@ -8,23 +8,31 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender as ChannelSender};
 
+use super::spread::Seat;
 use crate::address::Address;
 use crate::control::Ticket;
 use crate::handler::Connection;
 
 /// Names one connection of a message server, for as long as the server runs: the same number is
-/// never given to two connections, so a stale id reaches nothing.
+/// never given to two connections, so a stale id reaches nothing. With several event loops
+/// ([`MessageBuilder::loops`](crate::message::MessageBuilder::loops)) it names the loop too.
+///
+/// Shown as `#<slot>.<generation>`, followed by `@<loop>` for a connection on a loop other than
+/// the first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId {
+    /// Which of the server's event loops holds the connection.
+    pub(crate) event_loop: u32,
     pub(crate) slot: u32,
     pub(crate) generation: u32,
 }
 
 impl ConnectionId {
-    /// The first connection of slot `slot`, for unit tests.
+    /// The first connection of slot `slot` of the first loop, for unit tests.
     #[cfg(test)]
     pub(crate) fn of_slot(slot: u32) -> ConnectionId {
         ConnectionId {
+            event_loop: 0,
             slot,
             generation: 0,
         }
@@ -33,15 +41,19 @@ impl ConnectionId {
 
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}.{}", self.slot, self.generation)
+        write!(f, "#{}.{}", self.slot, self.generation)?;
+        match self.event_loop {
+            0 => Ok(()),
+            n => write!(f, "@{n}"),
+        }
     }
 }
 
 /// Something for the loop from another thread.
 pub(crate) enum Command {
-    /// A connection the accepting thread took, the ticket that keeps it counted as active, and
-    /// when it was accepted.
-    Open(Connection, Address, Ticket, Instant),
+    /// A connection the accepting thread took, the ticket that keeps it counted as active, when
+    /// it was accepted, and its seat on the loop.
+    Open(Connection, Address, Ticket, Instant, Seat),
     /// Bytes from a [`Sender`](super::Sender).
     Push(ConnectionId, Vec<u8>),
     /// A [`Sender::close`](super::Sender::close).

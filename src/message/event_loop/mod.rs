@@ -25,6 +25,7 @@ use super::linger::Lingering;
 use super::reply::ConnectionInfo;
 use super::sender::{Command, ConnectionId, Link};
 use super::slots::Slots;
+use super::spread::Seat;
 use super::timers::Timers;
 #[cfg(feature = "tls")]
 use super::tls::Session;
@@ -79,15 +80,16 @@ pub(crate) struct Settings {
 }
 
 /// What the loop needs that is made before its thread starts (the poller, so that the accepting
-/// thread can wake it from the start).
+/// thread can wake it from the start), and which of the server's loops it is.
 pub(crate) struct Parts {
     poll: Poll,
     pub(crate) link: Arc<Link>,
     commands: Receiver<Command>,
+    event_loop: u32,
 }
 
 impl Parts {
-    pub(crate) fn new() -> io::Result<Parts> {
+    pub(crate) fn new(event_loop: u32) -> io::Result<Parts> {
         let poll = Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER)?;
         let (link, commands) = Link::new(waker);
@@ -95,6 +97,7 @@ impl Parts {
             poll,
             link,
             commands,
+            event_loop,
         })
     }
 
@@ -151,6 +154,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             poll,
             link,
             commands,
+            event_loop,
         } = parts;
         let registry = poll.registry();
         let stop: RawFd = server.shared.stop.pipe_fd();
@@ -169,7 +173,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             commands,
             done_rx,
             workers,
-            slots: Slots::new(FIRST_LINGERING - FIRST_CONNECTION),
+            slots: Slots::new(FIRST_LINGERING - FIRST_CONNECTION, event_loop),
             timers: Timers::default(),
             scratch: vec![0; READ_CHUNK],
             handler,
@@ -413,6 +417,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         peer: Address,
         mut ticket: Ticket,
         accepted: Instant,
+        seat: Seat,
     ) {
         let stream = match Stream::new(connection) {
             Ok(stream) => stream,
@@ -436,7 +441,8 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         });
         ticket.end(Ending::Completed);
         let handler = self.handler.clone();
-        let mut conn = Conn::new(stream, info, handler, self.framer.clone(), ticket, accepted);
+        let framer = self.framer.clone();
+        let mut conn = Conn::new(stream, info, handler, framer, ticket, seat, accepted);
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.settings.tls {
             match Session::new(tls, conn.opened_at) {
