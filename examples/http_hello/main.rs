@@ -55,6 +55,7 @@ const EXAMPLE: Example = Example {
         common::TRUSTED_PROXY,
         STACK_SIZE,
         common::API,
+        common::LOOPS,
     ],
 };
 

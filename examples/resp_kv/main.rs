@@ -80,6 +80,7 @@ const EXAMPLE: Example = Example {
         common::TRUSTED_PROXY,
         common::API,
         common::MESSAGE_TIMEOUT,
+        common::LOOPS,
     ],
 };
 
