@@ -95,6 +95,8 @@ fn connections_are_spread_evenly_over_the_loops_and_counted_once() {
     running.stop().unwrap();
 }
 
+/// A handler that does not return stalls its own loop's connections, not the other loop's, and
+/// new connections are handed to the other loop meanwhile.
 #[test]
 fn a_handler_stuck_on_one_loop_stalls_only_that_loops_connections() {
     let (running, release, started) = where_server(Builder::new(), 2);
@@ -129,6 +131,13 @@ fn a_handler_stuck_on_one_loop_stalls_only_that_loops_connections() {
     clients[neighbour]
         .set_read_timeout(Some(IO_TIMEOUT))
         .unwrap();
+    // New connections go to the loop that is not stuck, though both hold two.
+    let other = names[others[0]].clone();
+    for _ in 0..4 {
+        let mut newcomer = tcp_client(running.addr());
+        assert_eq!(loop_of(&mut newcomer), other);
+        clients.push(newcomer);
+    }
     // Once the handler returns, both are answered.
     release.send(()).unwrap();
     assert_eq!(read_lines(&clients[0], 1), [format!("{stuck} BLOCK")]);
@@ -186,7 +195,7 @@ fn pushes_reach_connections_on_every_loop() {
         let said = format!("from {from}");
         writeln!(clients[from], "{said}").unwrap();
         for (i, client) in clients.iter().enumerate().filter(|(i, _)| *i != from) {
-            assert_eq!(read_lines(client, 1), [said.clone()], "client {i}");
+            assert_eq!(read_lines(client, 1), [said.as_str()], "client {i}");
         }
     }
     running.stop().unwrap();

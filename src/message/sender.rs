@@ -2,9 +2,9 @@
 //! reach the event loop.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender as ChannelSender};
 
@@ -62,13 +62,18 @@ pub(crate) enum Command {
     AcceptingEnded,
 }
 
-/// The way to the event loop: a queue of commands and the waker that makes the loop read it.
+/// The way to the event loop: a queue of commands and the waker that makes the loop read it,
+/// and whether the loop is at work or waiting.
 pub(crate) struct Link {
     commands: ChannelSender<Command>,
     waker: mio::Waker,
     /// Set by the first command after the loop last read the queue: the rest skip the wake-up
     /// (a broadcast to a thousand connections costs one system call, not a thousand).
     woken: AtomicBool,
+    /// When the loop's current turn began, in milliseconds from `epoch` plus one; 0 while it
+    /// waits for events. A turn that lasts is a handler that does not return.
+    turn: AtomicU64,
+    epoch: Instant,
 }
 
 impl Link {
@@ -78,6 +83,8 @@ impl Link {
             commands,
             waker,
             woken: AtomicBool::new(false),
+            turn: AtomicU64::new(0),
+            epoch: Instant::now(),
         };
         (Arc::new(link), receiver)
     }
@@ -102,6 +109,29 @@ impl Link {
     /// Called by the loop before it reads the queues: the next command wakes it again.
     pub(crate) fn rearm(&self) {
         self.woken.store(false, Ordering::Release);
+    }
+
+    /// Called by the loop when it has events to handle.
+    pub(crate) fn turn_begins(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.turn.store(now.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// Called by the loop before it waits for events.
+    pub(crate) fn turn_ends(&self) {
+        self.turn.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether the loop's current turn has lasted longer than `limit`: a handler on it has not
+    /// returned for that long.
+    pub(crate) fn stalled(&self, limit: Duration) -> bool {
+        let began = self.turn.load(Ordering::Relaxed);
+        if began == 0 {
+            return false;
+        }
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let limit = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        now.saturating_add(1).saturating_sub(began) > limit
     }
 }
 

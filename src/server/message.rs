@@ -105,11 +105,11 @@ impl<F: Framer, H: MessageHandler> MessageBuilder<F, H> {
     /// Several loops put several cores to work on handlers that do not block. A handler that
     /// takes long stalls its own loop only: the other loops' connections are served on, while
     /// the connections of the stalled loop wait — nothing of theirs is read, answered or timed
-    /// out until the handler returns. New connections keep going to the loop with the fewest
-    /// open, so a stalled loop, whose connections do not close, is given new ones only while it
-    /// holds fewer than the others. For handlers that may block (on a database, a file), run
-    /// them on a [`Pool`](crate::Pool) instead; several loops with a pool are not supported
-    /// yet.
+    /// out until the handler returns, and pushes to them wait in its queue. A loop that has
+    /// been in one handler for over 100 ms is given no new connection (unless every loop is),
+    /// so newcomers are not stuck behind it. For handlers that may block (on a database, a
+    /// file), run them on a [`Pool`](crate::Pool) instead, where a blocked handler holds a
+    /// worker, not a loop; several loops with a pool are not supported yet.
     ///
     /// [`max_buffered_memory`](Self::max_buffered_memory) is split evenly between the loops.
     ///

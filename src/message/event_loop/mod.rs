@@ -210,7 +210,10 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             if !self.again.is_empty() {
                 wait = Some(Duration::ZERO);
             }
-            if let Err(e) = self.poll.poll(&mut self.events, wait) {
+            self.link.turn_ends();
+            let polled = self.poll.poll(&mut self.events, wait);
+            self.link.turn_begins();
+            if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("message loop: waiting for readiness failed: {e}; stopping");
                     self.server
