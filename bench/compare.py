@@ -169,14 +169,14 @@ def redis_server():
                       listens_line=False, port=port)
 
 
-def nginx():
+def nginx(workers=1):
     port = free_port()
     prefix = tempfile.mkdtemp(prefix="bench-nginx-")
     conf = os.path.join(prefix, "nginx.conf")
     with open(conf, "w") as f:
         f.write(f"""daemon off;
-master_process off;
-worker_processes 1;
+master_process {"on" if workers > 1 else "off"};
+worker_processes {workers};
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 4096; }}
@@ -194,8 +194,12 @@ http {{
     }}
 }}
 """)
-    return Contestant("nginx (1 worker)", ["nginx", "-p", prefix, "-c", conf],
-                      listens_line=False, port=port)
+    name = "nginx (1 worker)" if workers == 1 else f"nginx ({workers} workers)"
+    return Contestant(name, ["nginx", "-p", prefix, "-c", conf], listens_line=False, port=port)
+
+
+# `--api message --loops 2`: two event loops in one process, handlers on the loops.
+MESSAGE_LOOPS = ("--loops", "2")
 
 
 def run_client(argv, allow_status=(0,)):
@@ -347,6 +351,8 @@ def main():
             for conns in conn_counts:
                 title = f"framed echo {size} B, {conns} conns"
                 cs = [plain("framed")] + [ours(f"socketserver {m}", "echo_server", m) for m in modes]
+                cs += [message("socketserver message loops 2", "echo_server", "single", *MESSAGE_LOOPS),
+                       tokio_echo]
                 cs += [python("Python ThreadingTCPServer", "framed", "threading"),
                        python("Python ForkingTCPServer", "framed", "forking")]
                 got = compare(title, cs, lambda c: loadgen(c.port, "framed", conns, size, d),
@@ -360,7 +366,9 @@ def main():
         # Issue 12: a thread per connection against one readiness loop, and against tokio.
         cs = [ours("socketserver threading", "echo_server", "threading"),
               message("socketserver message single", "echo_server", "single"),
-              message("socketserver message pool", "echo_server", "pool"), tokio_echo]
+              message("socketserver message pool", "echo_server", "pool"),
+              message("socketserver message loops 2", "echo_server", "single", *MESSAGE_LOOPS),
+              tokio_echo]
         # 4 client threads of 250 connections each (loadgen --per-thread): 1,000 client threads
         # would spend the two cores on the client's own scheduling, whichever server it drives.
         rows += compare(ECHO1K, cs, lambda c: loadgen(c.port, "framed", 1000, 64, d, "--timeout", "30",
@@ -379,12 +387,15 @@ def main():
     if want("http"):
         cs = [nginx] + [ours(f"socketserver {m}", "http_hello", m) for m in http_modes]
         cs += [message("socketserver message single", "http_hello", "single"),
-               python("Python ThreadingHTTPServer", "http", "threading")]
+               message("socketserver message loops 2", "http_hello", "single", *MESSAGE_LOOPS),
+               lambda: nginx(2), python("Python ThreadingHTTPServer", "http", "threading")]
         rows += compare("HTTP wrk -t2 -c50", cs, lambda c: wrk(c.port, max(d, 2)), rounds, "nginx (1 worker)")
         # 1,000 connections: a pool sized for 200 would leave most of them waiting, so threading
         # stands for the stream API.
         cs = [nginx, ours("socketserver threading", "http_hello", "threading"),
-              message("socketserver message single", "http_hello", "single")]
+              message("socketserver message single", "http_hello", "single"),
+              message("socketserver message loops 2", "http_hello", "single", *MESSAGE_LOOPS),
+              lambda: nginx(2)]
         rows += compare("HTTP wrk -t2 -c1000", cs, lambda c: wrk(c.port, max(d, 2), 1000), rounds,
                         "nginx (1 worker)")
 

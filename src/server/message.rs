@@ -384,9 +384,9 @@ struct Start<H, F> {
     threads: ThreadSettings,
 }
 
-/// A message server: an event loop that waits on every connection at once and calls a
-/// [`MessageHandler`] with each complete message (see [`crate::message`]). Made by
-/// [`Builder::messages`].
+/// A message server: an event loop (or [several](MessageBuilder::loops)) that waits on every
+/// connection at once and calls a [`MessageHandler`] with each complete message (see
+/// [`crate::message`]). Made by [`Builder::messages`].
 ///
 /// The lifecycle is a stream server's: [`serve_forever`](Self::serve_forever) until
 /// [`ServerHandle::shutdown`] (or SIGTERM with [`Builder::stop_on_signals`](crate#stopping-gracefully)), then
