@@ -147,12 +147,13 @@ impl<F: Framer, H: MessageHandler> MessageBuilder<F, H> {
     /// The most memory all connections together may hold in their buffers — input not yet
     /// handled, output not yet sent, messages on their way to a worker
     /// ([`DEFAULT_MAX_BUFFERED_MEMORY`], 256 MiB, by default; per process, so per
-    /// [`Prefork`](crate::Prefork) worker, and split evenly between its [`loops`](Self::loops)). Past it, the connections holding the most are closed
+    /// [`Prefork`](crate::Prefork) worker). Past it, the connections holding the most are closed
     /// ([`Closed::OverBudget`](crate::message::Closed::OverBudget)) until they hold under seven
     /// eighths of it, and a warning is logged (at most once a second). Buffers shared with the
     /// application ([`Reply::write_shared`](crate::message::Reply::write_shared)) are not
-    /// counted. Keep it well above the framer's [`limit`](Framer::limit), or a single large
-    /// message can be cut off.
+    /// counted. With several [`loops`](Self::loops) it is split evenly between them, each loop
+    /// closing its own connections past its share. Keep the budget (each loop's share) well
+    /// above the framer's [`limit`](Framer::limit), or a single large message can be cut off.
     pub fn max_buffered_memory(mut self, bytes: usize) -> Self {
         self.options.max_buffered = bytes.max(1);
         self
@@ -403,9 +404,9 @@ where
     F: Framer,
 {
     /// Serves until the server is shut down: accepts on this thread, runs each event loop on a
-    /// thread of its own (and the handlers on the loops, or on the pool's workers). A graceful stop answers what
-    /// each connection has sent, within the grace period, then returns (see
-    /// [Stopping gracefully](crate#stopping-gracefully)).
+    /// thread of its own (and the handlers on the loops, or on the pool's workers). A graceful
+    /// stop answers what each connection has sent, within the grace period, on every loop, then
+    /// returns (see [Stopping gracefully](crate#stopping-gracefully)).
     ///
     /// # Errors
     ///
@@ -517,12 +518,13 @@ fn start_loop<H: MessageHandler, F: Framer>(
     threads: &ThreadSettings,
 ) -> io::Result<JoinHandle<()>> {
     let shared = Arc::clone(&server.shared);
+    let named = name.to_string();
     threads
         .spawn(name, move || {
             // A bug in a loop must stop the server, not leave it accepting for nobody.
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| event_loop.run()));
             if ran.is_err() {
-                log::error!("the message loop panicked; stopping the server");
+                log::error!("the message loop ({named}) panicked; stopping the server");
                 shared.abort_with(io::ErrorKind::Other, "the message loop panicked");
             }
         })

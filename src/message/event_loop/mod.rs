@@ -67,7 +67,8 @@ pub(crate) struct Settings {
     pub(crate) message: Option<Duration>,
     pub(crate) lifetime: Option<Duration>,
     pub(crate) max_pending_output: usize,
-    /// What all connections together may hold in their buffers.
+    /// What all the loop's connections together may hold in their buffers (its share of the
+    /// server's budget).
     pub(crate) max_buffered: usize,
     /// During a stop, how long after opening a connection that has sent nothing yet may take to
     /// send its first message.
