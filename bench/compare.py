@@ -184,15 +184,21 @@ def redis_server(certs=None):
                       listens_line=False, port=port)
 
 
-def nginx(certs=None):
-    """nginx, one worker, the hello response; with `certs`, over TLS 1.3 with that certificate."""
+def nginx(certs=None, workers=1):
+    """nginx with `workers` workers, the hello response; with `certs`, over TLS 1.3 with that
+    certificate."""
     port = free_port()
     prefix = tempfile.mkdtemp(prefix="bench-nginx-")
     conf = os.path.join(prefix, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(tls_setup.nginx_conf(prefix, port, certs, tls=certs is not None))
-    return Contestant("nginx (1 worker)" + (" (TLS 1.3)" if certs else ""),
+        f.write(tls_setup.nginx_conf(prefix, port, certs, tls=certs is not None, workers=workers))
+    name = "nginx (1 worker)" if workers == 1 else f"nginx ({workers} workers)"
+    return Contestant(name + (" (TLS 1.3)" if certs else ""),
                       ["nginx", "-p", prefix, "-c", conf], listens_line=False, port=port)
+
+
+# `--api message --loops 2`: two event loops in one process, handlers on the loops.
+MESSAGE_LOOPS = ("--loops", "2")
 
 
 def run_client(argv, allow_status=(0,)):
@@ -436,6 +442,8 @@ def main():
             for conns in conn_counts:
                 title = f"framed echo {size} B, {conns} conns"
                 cs = [plain("framed")] + [ours(f"socketserver {m}", "echo_server", m) for m in modes]
+                cs += [message("socketserver message loops 2", "echo_server", "single", *MESSAGE_LOOPS),
+                       tokio_echo]
                 cs += [python("Python ThreadingTCPServer", "framed", "threading"),
                        python("Python ForkingTCPServer", "framed", "forking")]
                 got = compare(title, cs, lambda c: loadgen(c.port, "framed", conns, size, d),
@@ -449,7 +457,9 @@ def main():
         # Issue 12: a thread per connection against one readiness loop, and against tokio.
         cs = [ours("socketserver threading", "echo_server", "threading"),
               message("socketserver message single", "echo_server", "single"),
-              message("socketserver message pool", "echo_server", "pool"), tokio_echo]
+              message("socketserver message pool", "echo_server", "pool"),
+              message("socketserver message loops 2", "echo_server", "single", *MESSAGE_LOOPS),
+              tokio_echo]
         # 4 client threads of 250 connections each (loadgen --per-thread): 1,000 client threads
         # would spend the two cores on the client's own scheduling, whichever server it drives.
         rows += compare(ECHO1K, cs, lambda c: loadgen(c.port, "framed", 1000, 64, d, "--timeout", "30",
@@ -468,12 +478,15 @@ def main():
     if want("http"):
         cs = [nginx] + [ours(f"socketserver {m}", "http_hello", m) for m in http_modes]
         cs += [message("socketserver message single", "http_hello", "single"),
-               python("Python ThreadingHTTPServer", "http", "threading")]
+               message("socketserver message loops 2", "http_hello", "single", *MESSAGE_LOOPS),
+               lambda: nginx(workers=2), python("Python ThreadingHTTPServer", "http", "threading")]
         rows += compare("HTTP wrk -t2 -c50", cs, lambda c: wrk(c.port, max(d, 2)), rounds, "nginx (1 worker)")
         # 1,000 connections: a pool sized for 200 would leave most of them waiting, so threading
         # stands for the stream API.
         cs = [nginx, ours("socketserver threading", "http_hello", "threading"),
-              message("socketserver message single", "http_hello", "single")]
+              message("socketserver message single", "http_hello", "single"),
+              message("socketserver message loops 2", "http_hello", "single", *MESSAGE_LOOPS),
+              lambda: nginx(workers=2)]
         rows += compare("HTTP wrk -t2 -c1000", cs, lambda c: wrk(c.port, max(d, 2), 1000), rounds,
                         "nginx (1 worker)")
 

@@ -45,8 +45,9 @@ def make_certificates(folder):
     return paths
 
 
-def nginx_conf(prefix, port, certs, tls):
-    """nginx's configuration: one worker, no master process, no access log, the hello response;
+def nginx_conf(prefix, port, certs, tls, workers=1):
+    """nginx's configuration: `workers` workers (a master process only when there are several),
+    no access log, the hello response;
     with `tls`, `listen ... ssl` with TLS 1.3 only and the shared certificate (nginx's other
     TLS defaults: session tickets on, no shared session cache)."""
     listen = f"listen 127.0.0.1:{port}" + (" ssl" if tls else "") + ";"
@@ -55,8 +56,8 @@ def nginx_conf(prefix, port, certs, tls):
         ssl_lines = (f"ssl_certificate {certs['cert']};\n        ssl_certificate_key {certs['key']};\n"
                      "        ssl_protocols TLSv1.3;\n")
     return f"""daemon off;
-master_process off;
-worker_processes 1;
+master_process {"on" if workers > 1 else "off"};
+worker_processes {workers};
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 4096; }}

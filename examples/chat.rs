@@ -75,6 +75,7 @@ const EXAMPLE: Example = Example {
         },
         common::API,
         common::MESSAGE_TIMEOUT,
+        common::LOOPS,
     ],
 };
 

@@ -41,6 +41,7 @@ const EXAMPLE: Example = Example {
         common::MAX_LIFETIME,
         common::API,
         common::MESSAGE_TIMEOUT,
+        common::LOOPS,
         common::PROXY_PROTOCOL,
         common::TRUSTED_PROXY,
     ],

@@ -3,7 +3,8 @@
 //! It starts an upper-case echo server for every transport (TCP, UDP, Unix stream, Unix datagram)
 //! in every concurrency mode (single, threading, pool), on port 0 or a temporary socket file,
 //! drives each with a few clients at once, and prints what was sent, what came back and the
-//! server's stats. Then a message server: the same echo, line by line, behind an event loop.
+//! server's stats. Then a message server: the same echo, line by line, behind an event loop, and
+//! behind two event loops on threads of their own.
 //! Then it shows the hooks: errors and panics reported through `handle_error`,
 //! `verify_request` turning a client away, and a handler shutting its own server down. Last, the
 //! process-based modes: the tour starts itself again as a small TCP server (`--process-demo
@@ -129,6 +130,8 @@ fn tour() -> Result {
 
     #[cfg(feature = "message")]
     message_server()?;
+    #[cfg(feature = "message")]
+    message_loops()?;
 
     handle_error_hook()?;
     verify_request_hook()?;
@@ -252,6 +255,51 @@ fn message_server() -> Result {
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
         line_session(stream, client)
     })
+}
+
+/// A message server with two event loops, each on a thread of its own: the handlers run on the
+/// loops, so non-blocking handlers get more than one core.
+#[cfg(feature = "message")]
+fn message_loops() -> Result {
+    // The loops that handled a line, by their threads' names.
+    let loops = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    let seen = Arc::clone(&loops);
+    let shout = message_handler(move |line, reply| {
+        if let Some(name) = thread::current().name() {
+            seen.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(name.to_string());
+        }
+        reply.write_all(&line.to_ascii_uppercase())?;
+        reply.write_all(b"\n")
+    });
+    let server = Builder::new()
+        .messages(Lines::new(), shout)
+        .loops(2)
+        .bind_tcp("127.0.0.1:0")
+        .map_err(|e| e.to_string())?;
+    let addr = inet_addr(server.local_addr())?;
+    let title = "TCP message server, 2 event loops: handlers on the loops";
+    say(format!("\n== {title}, on {addr}"))?;
+    say("   Each loop has a thread of its own; each new connection goes to the loop with the fewest")?;
+    say("   open, and its handler always runs there: more cores for handlers that never block. A")?;
+    say("   handler that blocks stalls only its own loop's connections: blocking handlers belong")?;
+    say("   on a pool, as above.")?;
+    run_clients(title, Running::start_messages(server), |client| {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        line_session(stream, client)
+    })?;
+    let loops = loops
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let names: Vec<&str> = loops.iter().map(String::as_str).collect();
+    say(format!(
+        "   lines handled on {} event loops: {}",
+        names.len(),
+        names.join(", ")
+    ))
 }
 
 /// One connection: both messages as lines in one write (pipelined), then one answer line each.

@@ -55,7 +55,7 @@
 //! | an idle or slow connection costs | a thread (or a process) | a few hundred bytes, no thread |
 //! | slowloris (many slow peers) | starves `Single`, `Pool` and `Process` | costs the server next to nothing |
 //! | fits | long exchanges the handler drives: file transfer, a handshake then a stream, remote shells | request/response and push protocols with a clear message boundary: key-value stores, HTTP heads, chat, RPC |
-//! | modes | all five | [`Single`](crate::Single) (handlers on the loop), [`Pool`](crate::Pool) (handlers on workers), [`Prefork`](crate::Prefork) (a loop per worker process) |
+//! | modes | all five | [`Single`](crate::Single) (handlers on the loop, or on [several loops](#several-event-loops)), [`Pool`](crate::Pool) (handlers on workers), [`Prefork`](crate::Prefork) (loops in every worker process) |
 //!
 //! In [`Single`](crate::Single) mode the handler runs on the loop: no thread hop, the fastest for
 //! handlers that do not block (an in-memory store). In [`Pool`](crate::Pool) it runs on a worker, so it
@@ -64,6 +64,27 @@
 //! replies of one wake-up go out in one write. [`Prefork`](crate::Prefork) runs a loop in every
 //! worker process, as nginx does. [`Threading`](crate::Threading) and [`Process`](crate::Process)
 //! are refused: they give every connection its own thread or process.
+//!
+//! ## Several event loops
+//!
+//! [`MessageBuilder::loops`](crate::message::MessageBuilder::loops) runs several loops in one
+//! process, each on a thread of its own (`loops(0)`: one per CPU), with the handlers on the
+//! loops. The accepting thread hands each new connection to the loop with the fewest open, and
+//! there it stays: its messages are handled on that loop, in order, and its [`Sender`]s reach it
+//! there; a [`ConnectionId`] names the loop too, so ids stay unique across the server. Pushes,
+//! the limits below, the PROXY protocol, TLS and the graceful stop work as with one loop; the
+//! memory budget is split evenly between the loops.
+//!
+//! A handler that takes long stalls its own loop only. The other loops serve their connections
+//! on; the connections of the stalled loop wait — nothing of theirs is read, answered or timed
+//! out, and pushes to them stay queued, until the handler returns. A loop that has been in one
+//! handler for over 100 ms is given no new connection (unless every loop is). So choose:
+//!
+//! * **loops** when handlers never block (an in-memory store, a protocol translation): no thread
+//!   hop per message, and every core at work;
+//! * **a [`Pool`](crate::Pool)** when a handler may block (a database, a file, a lock held long):
+//!   a blocked handler holds a worker thread, and no other connection waits for it. Loops and a
+//!   pool together are not supported yet.
 //!
 //! ## Limits
 //!
@@ -137,6 +158,7 @@ pub(crate) mod output;
 mod reply;
 pub(crate) mod sender;
 mod slots;
+pub(crate) mod spread;
 pub(crate) mod timers;
 #[cfg(feature = "tls")]
 mod tls;

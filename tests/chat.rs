@@ -404,8 +404,14 @@ fn others(n: usize) -> String {
 #[cfg(feature = "message")]
 #[test]
 fn message_api_three_members_join_talk_and_leave() {
-    for mode in ["single", "pool"] {
-        let server = Server::start("chat", &["--api", "message", "--mode", mode]);
+    // With two loops the members are on both: pushes cross from one loop to the other.
+    let modes: [&[&str]; 3] = [
+        &["--mode", "single"],
+        &["--mode", "pool"],
+        &["--mode", "single", "--loops", "2"],
+    ];
+    for mode in modes {
+        let server = Server::start("chat", &[&["--api", "message"][..], mode].concat());
         // A connection is in the room once accepted; an empty line asks who is there.
         let mut a = Member::connect(server.addr);
         a.wait_for_others(0);
@@ -417,10 +423,10 @@ fn message_api_three_members_join_talk_and_leave() {
         assert_eq!(
             a.say("hello 世界".as_bytes()),
             format!("sent as {} to 2 other participants", a.tag),
-            "{mode}"
+            "{mode:?}"
         );
-        assert_eq!(b.hear(), format!("{} hello 世界", a.tag), "{mode}");
-        assert_eq!(c.hear(), format!("{} hello 世界", a.tag), "{mode}");
+        assert_eq!(b.hear(), format!("{} hello 世界", a.tag), "{mode:?}");
+        assert_eq!(c.hear(), format!("{} hello 世界", a.tag), "{mode:?}");
 
         // Invalid UTF-8 arrives as U+FFFD; a message starting with `[` still gets its tag.
         assert_eq!(
@@ -431,7 +437,7 @@ fn message_api_three_members_join_talk_and_leave() {
             assert_eq!(
                 member.hear(),
                 format!("{} bad \u{fffd} bytes", b.tag),
-                "{mode}"
+                "{mode:?}"
             );
         }
         assert_eq!(
@@ -439,7 +445,7 @@ fn message_api_three_members_join_talk_and_leave() {
             format!("sent as {} to 2 other participants", c.tag)
         );
         for member in [&mut a, &mut b] {
-            assert_eq!(member.hear(), format!("{} [x] y", c.tag), "{mode}");
+            assert_eq!(member.hear(), format!("{} [x] y", c.tag), "{mode:?}");
         }
 
         // Pipelined lines are answered one by one, in order.
@@ -453,8 +459,8 @@ fn message_api_three_members_join_talk_and_leave() {
             format!("sent as {} to 2 other participants", a.tag)
         );
         for member in [&mut b, &mut c] {
-            assert_eq!(member.hear(), format!("{} one", a.tag), "{mode}");
-            assert_eq!(member.hear(), format!("{} two", a.tag), "{mode}");
+            assert_eq!(member.hear(), format!("{} one", a.tag), "{mode:?}");
+            assert_eq!(member.hear(), format!("{} two", a.tag), "{mode:?}");
         }
 
         // Leaving is closing the connection.
@@ -464,7 +470,7 @@ fn message_api_three_members_join_talk_and_leave() {
             b.say(b"bye"),
             format!("sent as {} to 1 other participant", b.tag)
         );
-        assert_eq!(a.hear(), format!("{} bye", b.tag), "{mode}");
+        assert_eq!(a.hear(), format!("{} bye", b.tag), "{mode:?}");
     }
 }
 

@@ -200,6 +200,8 @@ fn tour_runs_to_completion() {
     );
     #[cfg(feature = "message")]
     tour_shows_a_message_server(&run.stdout);
+    #[cfg(feature = "message")]
+    tour_shows_message_loops(&run.stdout);
 }
 
 /// The message-server stop: every client's pipelined lines answered, in order, and the server's
@@ -225,6 +227,39 @@ fn tour_shows_a_message_server(stdout: &str) {
     assert!(
         stop.contains(&"   stats: accepted 3, completed 3, failed 0, rejected 0, active 0"),
         "{text}"
+    );
+}
+
+/// The stop with two event loops: every client answered, and the lines handled on both loops.
+#[cfg(feature = "message")]
+fn tour_shows_message_loops(stdout: &str) {
+    let stop: Vec<&str> = stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("== TCP message server, 2 event loops"))
+        .take_while(|line| !line.is_empty())
+        .collect();
+    let text = stop.join("\n");
+    assert!(
+        text.contains("blocking handlers belong"),
+        "the tour has no stop with several loops, or it does not say when to choose a pool:\n{stdout}"
+    );
+    for client in 1..=3 {
+        let answered =
+            format!("   client {client}: \"hello 世界 #{client}\" -> \"HELLO 世界 #{client}\"");
+        assert!(
+            stop.iter().any(|line| line.starts_with(&answered)),
+            "no {answered:?} in:\n{text}"
+        );
+    }
+    let loops = stop
+        .iter()
+        .find(|line| line.starts_with("   lines handled on "))
+        .unwrap_or_else(|| panic!("no line naming the loops in:\n{text}"));
+    assert!(
+        loops.starts_with("   lines handled on 2 event loops:")
+            && loops.contains("message-loop-0")
+            && loops.contains("message-loop-1"),
+        "{loops}"
     );
 }
 

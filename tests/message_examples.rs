@@ -13,10 +13,12 @@ use programs::{connect, example, field, loadgen, Run, Server, RUN_TIMEOUT};
 
 #[test]
 fn every_frame_and_line_is_echoed_in_each_mode() {
-    let modes: [&[&str]; 3] = [
+    let modes: [&[&str]; 5] = [
         &["--mode", "single"],
         &["--mode", "pool", "--workers", "3"],
         &["--mode", "prefork", "--workers", "2"],
+        &["--mode", "single", "--loops", "2"],
+        &["--mode", "prefork", "--workers", "2", "--loops", "2"],
     ];
     for mode in modes {
         for (proto, workload) in [("framed", "framed"), ("line", "line")] {
@@ -130,6 +132,8 @@ fn modes_and_protocols_a_message_server_cannot_serve_are_usage_errors() {
         &["--api", "message", "--mode", "process"],
         &["--api", "message", "--proto", "udp", "--mode", "single"],
         &["--api", "messages"],
+        &["--api", "message", "--mode", "pool", "--loops", "2"],
+        &["--api", "message", "--loops", "two"],
     ] {
         let mut command = Command::new(example("echo_server"));
         command.args(["--addr", "127.0.0.1:0"]).args(args);
@@ -145,6 +149,7 @@ fn modes_and_protocols_a_message_server_cannot_serve_are_usage_errors() {
     let run = Run::to_completion(command, RUN_TIMEOUT);
     assert!(run.stdout.contains("--api stream|message"), "{run}");
     assert!(run.stdout.contains("--message-timeout SECS"), "{run}");
+    assert!(run.stdout.contains("--loops N"), "{run}");
 }
 
 #[test]

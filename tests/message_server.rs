@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::message::{read_lines, upper_lines, Running};
+use common::message::{read_lines, threads_named, upper_lines, Running};
 use common::{closed_without_reply, failure_channel, recv, tcp_client, Reported, WAIT};
 use crossbeam_channel::Sender as ChannelSender;
 use socketserver::framing::Framing;
@@ -527,15 +527,6 @@ fn many_idle_connections_hold_no_thread() {
     assert_eq!(threads_named("idle300"), 3);
     drop(idle);
     running.stop().unwrap();
-}
-
-/// This process's threads whose name starts with `prefix`, from /proc.
-fn threads_named(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with(prefix))
-        .count()
 }
 
 #[test]

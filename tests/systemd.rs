@@ -149,6 +149,39 @@ fn tcp_socket_activation_serves_in_threading_prefork_and_process_modes() {
     }
 }
 
+/// A message server with two event loops serves the passed socket: connections held open
+/// together (spread over both loops) are each answered.
+#[cfg(feature = "message")]
+#[test]
+fn tcp_socket_activation_serves_a_message_server_with_two_loops() {
+    if !tool_available() {
+        return;
+    }
+    let args = [
+        "--api", "message", "--mode", "single", "--proto", "line", "--loops", "2",
+    ];
+    let (mut server, addr, reply) = activate_on_free_port(false, "echo_server", &args, |a| {
+        tcp_exchange(a, b"hello\n", 6).map(Some)
+    });
+    assert_eq!(reply, b"hello\n");
+    assert_eq!(server.next_line(), format!("listening on {addr}"));
+    let mut held = Vec::new();
+    for i in 0..4 {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let line = format!("line {i}\n");
+        stream.write_all(line.as_bytes()).unwrap();
+        let mut echoed = vec![0u8; line.len()];
+        stream
+            .read_exact(&mut echoed)
+            .unwrap_or_else(|e| panic!("connection {i}: {e}; stderr:\n{}", server.stderr_so_far()));
+        assert_eq!(echoed, line.as_bytes());
+        held.push(stream);
+    }
+    let log = server.stderr_so_far();
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
 #[test]
 fn udp_socket_activation_with_datagram_serves_udp_upper() {
     if !tool_available() {

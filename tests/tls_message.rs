@@ -675,3 +675,47 @@ fn with_the_proxy_protocol_the_header_comes_before_the_handshake() {
     assert_eq!(read_line(&mut client), "203.0.113.9:40000 TLSv1.3");
     running.stop().unwrap();
 }
+
+/// With several event loops (`MessageBuilder::loops`) each loop does the handshakes of its own
+/// connections, and a failed one is counted once.
+#[test]
+fn every_loop_does_the_handshakes_of_its_connections() {
+    let pki = Pki::new("msg-loops");
+    let config = pki.client_config(None, &[]);
+    let handler = message_handler(|_line, reply| {
+        let version = reply.tls().map_or("plaintext", |t| t.version());
+        let thread = std::thread::current().name().unwrap_or("?").to_string();
+        writeln!(reply, "{thread} {version}")
+    });
+    let server = Builder::new()
+        .tls(load(&pki))
+        .messages(Lines::new(), handler)
+        .loops(2)
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    let running = Running::start(server);
+    let mut clients: Vec<TlsClient> = (0..4)
+        .map(|_| pki.connect(running.addr(), &config).unwrap())
+        .collect();
+    let mut loops = std::collections::BTreeSet::new();
+    for client in &mut clients {
+        client.write_all(b"who\n").unwrap();
+        let line = read_line(client);
+        let (thread, version) = line.split_once(' ').unwrap();
+        assert_eq!(version, "TLSv1.3");
+        loops.insert(thread.to_string());
+    }
+    assert_eq!(loops.len(), 2, "{loops:?}");
+    let mut plaintext = tcp_client(running.addr());
+    plaintext.write_all(b"hello server\r\n").unwrap();
+    let mut reply = Vec::new();
+    plaintext.read_to_end(&mut reply).unwrap();
+    assert!(
+        reply.is_empty() || reply[0] == 0x15,
+        "not an alert: {reply:?}"
+    );
+    eventually("the failed handshake counted", || {
+        running.handle.stats().tls_handshake_failures == 1
+    });
+    running.stop().unwrap();
+}

@@ -299,6 +299,16 @@ pub const MESSAGE_TIMEOUT: ExtraOption = ExtraOption {
     check: check_positive,
 };
 
+/// `--loops N` with `--api message`: how many event loops serve the connections, each on a thread
+/// of its own (`MessageBuilder::loops`; 0: one per CPU), in `--mode single` or in each
+/// `prefork` worker; applied by [`serve_messages`].
+pub const LOOPS: ExtraOption = ExtraOption {
+    name: "--loops",
+    value: "N",
+    help: "with --api message: event loops, each on its own thread (default 1; 0: one per CPU)",
+    check: check_parses::<usize>,
+};
+
 fn check_api(value: &str) -> Result<(), String> {
     match value {
         "stream" => Ok(()),
@@ -910,7 +920,7 @@ where
 /// and clones of `handler` answer them, behind the library's event loop, at `--addr` (or with
 /// `--systemd`, on the socket systemd passed), in `--mode single` (handlers on the loop), `pool`
 /// (on `--workers` threads) or `prefork` (`--workers` processes, each with its own loop), with the
-/// stream limits and [`MESSAGE_TIMEOUT`].
+/// stream limits, [`MESSAGE_TIMEOUT`] and [`LOOPS`] event loops.
 #[cfg(feature = "message")]
 pub fn serve_messages<F, H>(args: &Args, builder: Builder, framer: F, handler: H) -> io::Result<()>
 where
@@ -948,7 +958,13 @@ where
             "--api message runs in --mode single, pool or prefork (an event loop instead of a thread or process per connection)",
         ),
     };
-    let mut messages = builder.mode(mode).messages(framer, handler);
+    let loops = args.parsed(LOOPS.name, 1);
+    if loops != 1 && args.mode == ModeName::Pool {
+        args.usage_error(
+            "--loops runs the handlers on several event loops: with --mode single or prefork, not pool",
+        );
+    }
+    let mut messages = builder.mode(mode).messages(framer, handler).loops(loops);
     if let Some(timeout) = timeout {
         messages = messages.message_timeout(timeout);
     }

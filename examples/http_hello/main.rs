@@ -66,6 +66,7 @@ const EXAMPLE: Example = Example {
         common::TLS_CLIENT_CA,
         STACK_SIZE,
         common::API,
+        common::LOOPS,
     ],
 };
 

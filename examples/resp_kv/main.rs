@@ -92,6 +92,7 @@ const EXAMPLE: Example = Example {
         common::TLS_CLIENT_CA,
         common::API,
         common::MESSAGE_TIMEOUT,
+        common::LOOPS,
     ],
 };
 

@@ -28,7 +28,8 @@ const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The memory all of a message server's connections may hold together in buffered input and
 /// pending output, unless [`MessageBuilder::max_buffered_memory`](crate::message::MessageBuilder::max_buffered_memory)
-/// says otherwise. Per process: each [`Prefork`](crate::Prefork) worker has its own.
+/// says otherwise. Per process: each [`Prefork`](crate::Prefork) worker has its own, split
+/// evenly between its event loops.
 pub const DEFAULT_MAX_BUFFERED_MEMORY: usize = 256 * 1024 * 1024;
 
 /// The loop's account of the bytes its connections hold.

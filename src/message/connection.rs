@@ -11,6 +11,7 @@ use mio::{Interest, Registry, Token};
 use super::handler::Closed;
 use super::output::Output;
 use super::reply::ConnectionInfo;
+use super::spread::Seat;
 use crate::control::Ticket;
 use crate::handler::Connection;
 
@@ -127,6 +128,8 @@ pub(crate) struct Conn<H, F> {
     pub(crate) info: Arc<ConnectionInfo>,
     /// Keeps the connection counted as active in the server's stats until it is dropped.
     pub(crate) ticket: Ticket,
+    /// Keeps the connection counted on its loop (which new connections avoid) until dropped.
+    _seat: Seat,
     /// `None` while a worker runs the handler.
     pub(crate) handler: Option<H>,
     pub(crate) framer: F,
@@ -189,6 +192,7 @@ impl<H, F> Conn<H, F> {
         handler: H,
         framer: F,
         ticket: Ticket,
+        seat: Seat,
         accepted_at: Instant,
     ) -> Self {
         let now = Instant::now();
@@ -196,6 +200,7 @@ impl<H, F> Conn<H, F> {
             stream,
             info,
             ticket,
+            _seat: seat,
             handler: Some(handler),
             framer,
             input: Vec::new(),
@@ -424,7 +429,7 @@ mod tests {
 
     fn conn() -> (Conn<(), ()>, StdUnix, Parts) {
         let (ours, theirs) = StdUnix::pair().unwrap();
-        let parts = Parts::new().unwrap();
+        let parts = Parts::new(0).unwrap();
         let server = crate::Builder::new()
             .bind_tcp("127.0.0.1:0", crate::stream_handler(|_req| Ok(())))
             .unwrap()
@@ -442,7 +447,15 @@ mod tests {
         });
         let stream = Stream::new(Connection::Unix(ours)).unwrap();
         (
-            Conn::new(stream, info, (), (), ticket, Instant::now()),
+            Conn::new(
+                stream,
+                info,
+                (),
+                (),
+                ticket,
+                Seat::detached(),
+                Instant::now(),
+            ),
             theirs,
             parts,
         )

@@ -2,29 +2,37 @@
 //! reach the event loop.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender as ChannelSender};
 
+use super::spread::Seat;
 use crate::address::Address;
 use crate::control::Ticket;
 use crate::handler::Connection;
 
 /// Names one connection of a message server, for as long as the server runs: the same number is
-/// never given to two connections, so a stale id reaches nothing.
+/// never given to two connections, so a stale id reaches nothing. With several event loops
+/// ([`MessageBuilder::loops`](crate::message::MessageBuilder::loops)) it names the loop too.
+///
+/// Shown as `#<slot>.<generation>`, followed by `@<loop>` for a connection on a loop other than
+/// the first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId {
+    /// Which of the server's event loops holds the connection.
+    pub(crate) event_loop: u32,
     pub(crate) slot: u32,
     pub(crate) generation: u32,
 }
 
 impl ConnectionId {
-    /// The first connection of slot `slot`, for unit tests.
+    /// The first connection of slot `slot` of the first loop, for unit tests.
     #[cfg(test)]
     pub(crate) fn of_slot(slot: u32) -> ConnectionId {
         ConnectionId {
+            event_loop: 0,
             slot,
             generation: 0,
         }
@@ -33,15 +41,19 @@ impl ConnectionId {
 
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}.{}", self.slot, self.generation)
+        write!(f, "#{}.{}", self.slot, self.generation)?;
+        match self.event_loop {
+            0 => Ok(()),
+            n => write!(f, "@{n}"),
+        }
     }
 }
 
 /// Something for the loop from another thread.
 pub(crate) enum Command {
-    /// A connection the accepting thread took, the ticket that keeps it counted as active, and
-    /// when it was accepted.
-    Open(Connection, Address, Ticket, Instant),
+    /// A connection the accepting thread took, the ticket that keeps it counted as active, when
+    /// it was accepted, and its seat on the loop.
+    Open(Connection, Address, Ticket, Instant, Seat),
     /// Bytes from a [`Sender`](super::Sender).
     Push(ConnectionId, Vec<u8>),
     /// A [`Sender::close`](super::Sender::close).
@@ -50,13 +62,18 @@ pub(crate) enum Command {
     AcceptingEnded,
 }
 
-/// The way to the event loop: a queue of commands and the waker that makes the loop read it.
+/// The way to the event loop: a queue of commands and the waker that makes the loop read it,
+/// and whether the loop is at work or waiting.
 pub(crate) struct Link {
     commands: ChannelSender<Command>,
     waker: mio::Waker,
     /// Set by the first command after the loop last read the queue: the rest skip the wake-up
     /// (a broadcast to a thousand connections costs one system call, not a thousand).
     woken: AtomicBool,
+    /// When the loop's current turn began, in milliseconds from `epoch` plus one; 0 while it
+    /// waits for events. A turn that lasts is a handler that does not return.
+    turn: AtomicU64,
+    epoch: Instant,
 }
 
 impl Link {
@@ -66,6 +83,8 @@ impl Link {
             commands,
             waker,
             woken: AtomicBool::new(false),
+            turn: AtomicU64::new(0),
+            epoch: Instant::now(),
         };
         (Arc::new(link), receiver)
     }
@@ -90,6 +109,29 @@ impl Link {
     /// Called by the loop before it reads the queues: the next command wakes it again.
     pub(crate) fn rearm(&self) {
         self.woken.store(false, Ordering::Release);
+    }
+
+    /// Called by the loop when it has events to handle.
+    pub(crate) fn turn_begins(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.turn.store(now.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// Called by the loop before it waits for events.
+    pub(crate) fn turn_ends(&self) {
+        self.turn.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether the loop's current turn has lasted longer than `limit`: a handler on it has not
+    /// returned for that long.
+    pub(crate) fn stalled(&self, limit: Duration) -> bool {
+        let began = self.turn.load(Ordering::Relaxed);
+        if began == 0 {
+            return false;
+        }
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let limit = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        now.saturating_add(1).saturating_sub(began) > limit
     }
 }
 

@@ -17,15 +17,18 @@ pub(super) struct Slots<H, F> {
     open: usize,
     /// The most slots there may be (tokens above belong to lingering sockets).
     capacity: usize,
+    /// The loop these are the connections of, named in their ids.
+    event_loop: u32,
 }
 
 impl<H, F> Slots<H, F> {
-    pub(super) fn new(capacity: usize) -> Self {
+    pub(super) fn new(capacity: usize, event_loop: u32) -> Self {
         Slots {
             table: Vec::new(),
             free: Vec::new(),
             open: 0,
             capacity,
+            event_loop,
         }
     }
 
@@ -54,6 +57,7 @@ impl<H, F> Slots<H, F> {
         let s = self.table.get(slot)?;
         s.conn.as_ref()?;
         Some(ConnectionId {
+            event_loop: self.event_loop,
             slot: u32::try_from(slot).ok()?,
             generation: s.generation,
         })
@@ -82,7 +86,11 @@ impl<H, F> Slots<H, F> {
             }
         };
         let generation = self.table[slot as usize].generation;
-        Some(ConnectionId { slot, generation })
+        Some(ConnectionId {
+            event_loop: self.event_loop,
+            slot,
+            generation,
+        })
     }
 
     /// Gives back a slot [`reserve`](Self::reserve) handed out that was not filled.
@@ -119,7 +127,7 @@ mod tests {
 
     #[test]
     fn a_reused_slot_has_a_new_generation_and_old_ids_reach_nothing() {
-        let mut slots: Slots<(), ()> = Slots::new(2);
+        let mut slots: Slots<(), ()> = Slots::new(2, 0);
         let first = slots.reserve().unwrap();
         assert_eq!(first, ConnectionId::of_slot(0));
         assert!(slots.get(first).is_none(), "reserved, not filled");
@@ -132,5 +140,19 @@ mod tests {
         slots.unreserve(second);
         assert_eq!(slots.open(), 0);
         assert!(slots.take(again).is_none(), "nothing there to take");
+    }
+
+    #[test]
+    fn ids_name_their_loop() {
+        let mut slots: Slots<(), ()> = Slots::new(2, 3);
+        let id = slots.reserve().unwrap();
+        assert_eq!(id.event_loop, 3);
+        assert_ne!(
+            id,
+            ConnectionId::of_slot(0),
+            "the same slot of another loop"
+        );
+        assert_eq!(id.to_string(), "#0.0@3");
+        assert_eq!(ConnectionId::of_slot(0).to_string(), "#0.0");
     }
 }

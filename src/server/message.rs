@@ -24,7 +24,8 @@ use crate::message::event_loop::{EventLoop, Parts, Settings};
 use crate::message::framer::Framer;
 use crate::message::handler::MessageHandler;
 use crate::message::output::DEFAULT_MAX_PENDING_OUTPUT;
-use crate::message::sender::{Command, Link};
+use crate::message::sender::Command;
+use crate::message::spread::Spread;
 use crate::message::timers::DEFAULT_MESSAGE_TIMEOUT;
 use crate::mode::sealed::ModeImpl;
 use crate::mode::{AnyMode, Mode, Prefork, Single, ThreadSettings, WorkerMode};
@@ -37,6 +38,8 @@ struct MessageOptions {
     pub(crate) timeout: Option<Duration>,
     pub(crate) max_pending_output: usize,
     pub(crate) max_buffered: usize,
+    /// How many event loops; 0: one per CPU.
+    pub(crate) loops: usize,
 }
 
 impl Default for MessageOptions {
@@ -45,6 +48,7 @@ impl Default for MessageOptions {
             timeout: Some(DEFAULT_MESSAGE_TIMEOUT),
             max_pending_output: DEFAULT_MAX_PENDING_OUTPUT,
             max_buffered: DEFAULT_MAX_BUFFERED_MEMORY,
+            loops: 1,
         }
     }
 }
@@ -92,6 +96,30 @@ impl<F: Framer, H: MessageHandler> MessageBuilder<F, H> {
         }
     }
 
+    /// How many event loops serve the connections, each on a thread of its own: 1 by default,
+    /// 0 for one per CPU ([`std::thread::available_parallelism`]). The accepting thread hands
+    /// each new connection to the loop with the fewest open, and there it stays: its handler
+    /// runs on that loop, and its [`Sender`](crate::message::Sender)s reach it there. With
+    /// [`Prefork`] every worker process runs this many loops.
+    ///
+    /// Several loops put several cores to work on handlers that do not block. A handler that
+    /// takes long stalls its own loop only: the other loops' connections are served on, while
+    /// the connections of the stalled loop wait — nothing of theirs is read, answered or timed
+    /// out until the handler returns, and pushes to them wait in its queue. A loop that has
+    /// been in one handler for over 100 ms is given no new connection (unless every loop is),
+    /// so newcomers are not stuck behind it. For handlers that may block (on a database, a
+    /// file), run them on a [`Pool`](crate::Pool) instead, where a blocked handler holds a
+    /// worker, not a loop; several loops with a pool are not supported yet.
+    ///
+    /// [`max_buffered_memory`](Self::max_buffered_memory) is split evenly between the loops.
+    ///
+    /// Binding refuses (`InvalidInput`) a count other than 1 with a [`Pool`](crate::Pool), or
+    /// with a [`Prefork`] whose workers run a pool.
+    pub fn loops(mut self, loops: usize) -> Self {
+        self.options.loops = loops;
+        self
+    }
+
     /// The longest a message may take to arrive, from its first byte to its last
     /// ([`DEFAULT_MESSAGE_TIMEOUT`], 30 s, by default). A connection over it is closed
     /// ([`Closed::MessageTimeout`](crate::message::Closed::MessageTimeout)) without its handler
@@ -123,8 +151,9 @@ impl<F: Framer, H: MessageHandler> MessageBuilder<F, H> {
     /// ([`Closed::OverBudget`](crate::message::Closed::OverBudget)) until they hold under seven
     /// eighths of it, and a warning is logged (at most once a second). Buffers shared with the
     /// application ([`Reply::write_shared`](crate::message::Reply::write_shared)) are not
-    /// counted. Keep it well above the framer's [`limit`](Framer::limit), or a single large
-    /// message can be cut off.
+    /// counted. With several [`loops`](Self::loops) it is split evenly between them, each loop
+    /// closing its own connections past its share. Keep the budget (each loop's share) well
+    /// above the framer's [`limit`](Framer::limit), or a single large message can be cut off.
     pub fn max_buffered_memory(mut self, bytes: usize) -> Self {
         self.options.max_buffered = bytes.max(1);
         self
@@ -136,7 +165,8 @@ impl<F: Framer, H: MessageHandler> MessageBuilder<F, H> {
     ///
     /// Those of [`Builder::bind_tcp`], and `InvalidInput` for a mode a message server cannot run
     /// in ([`Threading`](crate::Threading), [`Process`](crate::Process), or a
-    /// [`Prefork`] whose workers use threads per connection).
+    /// [`Prefork`] whose workers use threads per connection) or [`loops`](Self::loops) other
+    /// than 1 with a pool.
     pub fn bind_tcp(self, addr: impl ToSocketAddrs) -> io::Result<MessageServer<Tcp, H, F>> {
         self.build(|b, a| b.bind_tcp(addr, a))
     }
@@ -214,6 +244,7 @@ impl<F: Framer, H: MessageHandler> MessageBuilder<F, H> {
             Single
         });
         let (accepting, workers) = plan(chosen.unwrap_or_default())?;
+        let loops = loop_count(options.loops, workers)?;
         #[cfg(feature = "tls")]
         let tls = builder.tls_for_message_loop();
         let connection = builder.connection_options();
@@ -222,22 +253,28 @@ impl<F: Framer, H: MessageHandler> MessageBuilder<F, H> {
             message: options.timeout,
             lifetime: connection.max_lifetime,
             max_pending_output: options.max_pending_output,
-            max_buffered: options.max_buffered,
+            // Each loop keeps its own account.
+            max_buffered: (options.max_buffered / loops).max(1),
             first_wait: crate::control::FIRST_REQUEST_WAIT,
             workers,
             #[cfg(feature = "tls")]
             tls,
         };
         let threads = builder.thread_settings().clone();
-        let parts = Parts::new()?;
+        let parts = (0..loops)
+            .map(|n| Parts::new(u32::try_from(n).unwrap_or(u32::MAX)))
+            .collect::<io::Result<Vec<Parts>>>()?;
+        let links = parts.iter().map(|p| Arc::clone(&p.link)).collect();
+        let spread = Arc::new(Spread::new(links));
         let acceptor = Acceptor {
-            link: Arc::clone(&parts.link),
+            spread: Arc::clone(&spread),
         };
         let inner = bind(builder.mode(accepting), acceptor)?;
         Ok(MessageServer {
             inner,
             start: Some(Start {
                 parts,
+                spread,
                 handler,
                 framer,
                 settings,
@@ -285,10 +322,36 @@ fn plan(mode: AnyMode) -> io::Result<(AnyMode, usize)> {
     }
 }
 
-/// The accepting server's handler: hands the connection to the loop and returns.
+/// How many event loops to start for `asked` ([`MessageBuilder::loops`]) with `workers` pool
+/// threads.
+fn loop_count(asked: usize, workers: usize) -> io::Result<usize> {
+    if asked != 1 && workers > 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a message server runs its handlers on a pool or on several event loops, not \
+                 both yet: loops({asked}) needs Single mode (or Prefork with Single workers); \
+                 with a Pool, leave loops at 1"
+            ),
+        ));
+    }
+    let loops = match asked {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        n => n,
+    };
+    if u32::try_from(loops).is_err() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("loops({loops}): too many event loops"),
+        ));
+    }
+    Ok(loops)
+}
+
+/// The accepting server's handler: hands the connection to a loop and returns.
 #[derive(Clone)]
 pub(crate) struct Acceptor {
-    link: Arc<Link>,
+    spread: Arc<Spread>,
 }
 
 impl RequestHandler<StreamRequest> for Acceptor {
@@ -299,27 +362,32 @@ impl RequestHandler<StreamRequest> for Acceptor {
             Connection::Unix(s) => Connection::Unix(s.try_clone()?),
         };
         let peer = request.peer_addr().clone();
+        let Some((link, seat)) = self.spread.pick() else {
+            return Ok(()); // no loop: cannot happen, a server has at least one
+        };
         // Counted as active until the loop closes it (or, if the loop has ended because the
         // server is stopping, at once, as rejected).
         let ticket = request.hand_over();
-        let opening = Command::Open(connection, peer, ticket, request.accepted_at());
-        let _ = self.link.send(opening);
+        let opening = Command::Open(connection, peer, ticket, request.accepted_at(), seat);
+        let _ = link.send(opening);
         Ok(())
     }
 }
 
-/// What starts the loop, kept until `serve_forever`.
+/// What starts the loops, kept until `serve_forever`.
 struct Start<H, F> {
-    parts: Parts,
+    parts: Vec<Parts>,
+    /// The loops as the accepting thread reaches them.
+    spread: Arc<Spread>,
     handler: H,
     framer: F,
     settings: Settings,
     threads: ThreadSettings,
 }
 
-/// A message server: an event loop that waits on every connection at once and calls a
-/// [`MessageHandler`] with each complete message (see [`crate::message`]). Made by
-/// [`Builder::messages`].
+/// A message server: an event loop (or [several](MessageBuilder::loops)) that waits on every
+/// connection at once and calls a [`MessageHandler`] with each complete message (see
+/// [`crate::message`]). Made by [`Builder::messages`].
 ///
 /// The lifecycle is a stream server's: [`serve_forever`](Self::serve_forever) until
 /// [`ServerHandle::shutdown`] (or SIGTERM with [`Builder::stop_on_signals`](crate#stopping-gracefully)), then
@@ -335,10 +403,10 @@ where
     H: MessageHandler,
     F: Framer,
 {
-    /// Serves until the server is shut down: accepts on this thread, runs the event loop on
-    /// another (and the handlers on it, or on the pool's workers). A graceful stop answers what
-    /// each connection has sent, within the grace period, then returns (see
-    /// [Stopping gracefully](crate#stopping-gracefully)).
+    /// Serves until the server is shut down: accepts on this thread, runs each event loop on a
+    /// thread of its own (and the handlers on the loops, or on the pool's workers). A graceful
+    /// stop answers what each connection has sent, within the grace period, on every loop, then
+    /// returns (see [Stopping gracefully](crate#stopping-gracefully)).
     ///
     /// # Errors
     ///
@@ -357,37 +425,53 @@ where
         }
         let Start {
             parts,
+            spread,
             handler,
             framer,
             settings,
             threads,
         } = start;
-        let link = Arc::clone(&parts.link);
-        self.inner.serve_as(match settings.workers {
-            0 => "message server, handlers on the event loop".to_string(),
-            n => format!("message server, handlers on {n} pool workers"),
+        let count = parts.len();
+        self.inner.serve_as(match (count, settings.workers) {
+            (1, 0) => "message server, handlers on the event loop".to_string(),
+            (1, n) => format!("message server, handlers on {n} pool workers"),
+            (n, _) => format!("message server, {n} event loops"),
         });
         let server = self.inner.handle();
-        let event_loop =
-            EventLoop::new(parts, handler, framer, settings, server.clone(), &threads)?;
-        let looping: JoinHandle<()> = threads
-            .spawn("message-loop", move || {
-                let shared = Arc::clone(&server.shared);
-                // A bug in the loop must stop the server, not leave it accepting for nobody.
-                let ran =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| event_loop.run()));
-                if ran.is_err() {
-                    log::error!("the message loop panicked; stopping the server");
-                    shared.abort_with(io::ErrorKind::Other, "the message loop panicked");
+        let mut looping = Vec::with_capacity(count);
+        let mut started = Ok(());
+        for (n, parts) in parts.into_iter().enumerate() {
+            let name = match count {
+                1 => "message-loop".to_string(),
+                _ => format!("message-loop-{n}"),
+            };
+            let event_loop = EventLoop::new(
+                parts,
+                handler.clone(),
+                framer.clone(),
+                settings.clone(),
+                server.clone(),
+                &threads,
+            );
+            match event_loop.and_then(|l| start_loop(l, &name, &server, &threads)) {
+                Ok(handle) => looping.push(handle),
+                Err(e) => {
+                    started = Err(e);
+                    break;
                 }
-            })
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot start the message loop: {e}")))?;
-        let served = self.inner.serve_forever();
-        // However accepting ended, the loop must stop too.
+            }
+        }
+        // A loop that cannot start stops those already started, before anything is accepted.
+        let served = started.and_then(|()| self.inner.serve_forever());
+        // However accepting ended, the loops must stop too.
         self.inner.handle().shutdown();
-        link.send(Command::AcceptingEnded);
-        // The loop catches its own panics: joining cannot fail.
-        let _ = looping.join();
+        for link in spread.links() {
+            link.send(Command::AcceptingEnded);
+        }
+        // Each loop catches its own panics: joining cannot fail.
+        for handle in looping {
+            let _ = handle.join();
+        }
         served
     }
 
@@ -426,11 +510,34 @@ where
     }
 }
 
+/// Runs `event_loop` on a thread named `name`.
+fn start_loop<H: MessageHandler, F: Framer>(
+    event_loop: EventLoop<H, F>,
+    name: &str,
+    server: &ServerHandle,
+    threads: &ThreadSettings,
+) -> io::Result<JoinHandle<()>> {
+    let shared = Arc::clone(&server.shared);
+    let named = name.to_string();
+    threads
+        .spawn(name, move || {
+            // A bug in a loop must stop the server, not leave it accepting for nobody.
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| event_loop.run()));
+            if ran.is_err() {
+                log::error!("the message loop ({named}) panicked; stopping the server");
+                shared.abort_with(io::ErrorKind::Other, "the message loop panicked");
+            }
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot start the message loop: {e}")))
+}
+
 impl<T: Transport, H, F> std::fmt::Debug for MessageServer<T, H, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let start = self.start.as_ref();
         f.debug_struct("MessageServer")
             .field("local_addr", self.inner.local_addr())
-            .field("workers", &self.start.as_ref().map(|s| s.settings.workers))
+            .field("loops", &start.map(|s| s.parts.len()))
+            .field("workers", &start.map(|s| s.settings.workers))
             .finish_non_exhaustive()
     }
 }

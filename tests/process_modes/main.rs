@@ -109,6 +109,10 @@ const TESTS: &[(&str, TestFn)] = &[
         prefork_message_tls,
     ),
     (
+        "prefork_message_server_workers_run_several_loops",
+        prefork_message_loops,
+    ),
+    (
         "systemd_notify_ready_before_serving_status_watchdog_then_stopping",
         notify_in_threading_mode,
     ),
@@ -269,6 +273,46 @@ fn prefork_message_tls() -> Result<(), String> {
 #[cfg(not(all(feature = "tls", feature = "message")))]
 fn prefork_message_tls() -> Result<(), String> {
     common::skip::skipped("built without the tls and message features");
+    Ok(())
+}
+
+/// A prefork message server with two event loops per worker: a worker holding several
+/// connections spreads them over both its loops.
+#[cfg(feature = "message")]
+fn prefork_message_loops() -> Result<(), String> {
+    let mut server = start("prefork_message_loops")?;
+    // Held open together: each worker's connections are open at once, so they are spread.
+    let mut clients = Vec::new();
+    let mut loops_of: std::collections::HashMap<String, HashSet<String>> = Default::default();
+    for i in 0..8 {
+        let mut client = timed_tcp(server.inet())?;
+        let reply = stream_line(&mut client, &format!("who {i}"))?;
+        let (pid, thread) = reply
+            .split_once(' ')
+            .ok_or_else(|| format!("reply {reply:?}"))?;
+        check(thread.contains("message-loop-"), || {
+            format!("reply {reply:?}")
+        })?;
+        loops_of
+            .entry(pid.to_string())
+            .or_default()
+            .insert(thread.to_string());
+        clients.push(client);
+    }
+    check(!loops_of.contains_key(&server.pid().to_string()), || {
+        format!("the parent {} answered: {loops_of:?}", server.pid())
+    })?;
+    // Two workers, eight connections: one worker at least has several, on both its loops.
+    check(loops_of.values().any(|loops| loops.len() == 2), || {
+        format!("loops per worker: {loops_of:?}")
+    })?;
+    drop(clients);
+    server.stop().map(|_| ())
+}
+
+#[cfg(not(feature = "message"))]
+fn prefork_message_loops() -> Result<(), String> {
+    common::skip::skipped("built without the message feature");
     Ok(())
 }
 

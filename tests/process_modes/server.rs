@@ -68,6 +68,8 @@ pub fn scenario_server(name: &str) -> ExitCode {
         "prefork_proxy" => serve_proxy(Prefork::new(2)),
         #[cfg(all(feature = "tls", feature = "message"))]
         "prefork_message_tls" => serve_message_tls(),
+        #[cfg(feature = "message")]
+        "prefork_message_loops" => serve_message_loops(),
         other => Err(io::Error::other(format!("no scenario named {other}"))),
     };
     match result {
@@ -278,11 +280,41 @@ fn serve_message_tls() -> io::Result<()> {
         let line = String::from_utf8_lossy(line).to_uppercase();
         writeln!(reply, "{} {line} {version}", std::process::id())
     });
-    let mut server = reporting_builder()
+    let server = reporting_builder()
         .mode(Prefork::new(2))
         .tls(tls)
         .messages(Lines::new(), answer)
         .bind_tcp("127.0.0.1:0")?;
+    serve_messages(server)
+}
+
+/// A prefork message server whose workers run two event loops each, and answer a line with
+/// `<pid> <thread name>`: which worker, and which of its loops.
+#[cfg(feature = "message")]
+fn serve_message_loops() -> io::Result<()> {
+    use socketserver::message::{message_handler, Lines};
+    let answer = message_handler(|_line, reply| {
+        let thread = thread::current().name().unwrap_or("?").to_string();
+        writeln!(reply, "{} {thread}", std::process::id())
+    });
+    let server = reporting_builder()
+        .mode(Prefork::new(2))
+        .messages(Lines::new(), answer)
+        .loops(2)
+        .bind_tcp("127.0.0.1:0")?;
+    serve_messages(server)
+}
+
+/// [`scenario::serve_and_report`] for a message server: its stats line also counts failed TLS
+/// handshakes.
+#[cfg(feature = "message")]
+fn serve_messages<H, F>(
+    mut server: socketserver::message::MessageServer<socketserver::transport::Tcp, H, F>,
+) -> io::Result<()>
+where
+    H: socketserver::message::MessageHandler,
+    F: socketserver::message::Framer,
+{
     let handle = server.handle();
     if !is_worker() {
         println!("listening on {}", server.local_addr());

@@ -43,8 +43,8 @@ pub const LOG_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The arguments that choose each API of an example written both ways (`resp_kv`,
 /// `http_hello`): none for the stream API (in the example's default mode) and, with the
-/// `message` feature, `--api message` in single and pool mode, so a test run against each shows
-/// they answer the same.
+/// `message` feature, `--api message` in single mode (one event loop, and two), and in pool mode,
+/// so a test run against each shows they answer the same.
 pub fn apis() -> Vec<Vec<&'static str>> {
     #[allow(unused_mut)]
     let mut apis = vec![vec![]];
@@ -52,6 +52,7 @@ pub fn apis() -> Vec<Vec<&'static str>> {
     apis.extend([
         vec!["--api", "message", "--mode", "single"],
         vec!["--api", "message", "--mode", "pool", "--workers", "2"],
+        vec!["--api", "message", "--mode", "single", "--loops", "2"],
     ]);
     apis
 }

@@ -204,8 +204,8 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             };
             match command {
-                Command::Open(connection, peer, ticket, accepted) => {
-                    self.open(connection, peer, ticket, accepted);
+                Command::Open(connection, peer, ticket, accepted, seat) => {
+                    self.open(connection, peer, ticket, accepted, seat);
                 }
                 Command::Push(id, bytes) => {
                     let max_pending = self.settings.max_pending_output;

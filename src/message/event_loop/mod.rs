@@ -25,6 +25,7 @@ use super::linger::Lingering;
 use super::reply::ConnectionInfo;
 use super::sender::{Command, ConnectionId, Link};
 use super::slots::Slots;
+use super::spread::Seat;
 use super::timers::Timers;
 #[cfg(feature = "tls")]
 use super::tls::Session;
@@ -66,7 +67,8 @@ pub(crate) struct Settings {
     pub(crate) message: Option<Duration>,
     pub(crate) lifetime: Option<Duration>,
     pub(crate) max_pending_output: usize,
-    /// What all connections together may hold in their buffers.
+    /// What all the loop's connections together may hold in their buffers (its share of the
+    /// server's budget).
     pub(crate) max_buffered: usize,
     /// During a stop, how long after opening a connection that has sent nothing yet may take to
     /// send its first message.
@@ -79,15 +81,16 @@ pub(crate) struct Settings {
 }
 
 /// What the loop needs that is made before its thread starts (the poller, so that the accepting
-/// thread can wake it from the start).
+/// thread can wake it from the start), and which of the server's loops it is.
 pub(crate) struct Parts {
     poll: Poll,
     pub(crate) link: Arc<Link>,
     commands: Receiver<Command>,
+    event_loop: u32,
 }
 
 impl Parts {
-    pub(crate) fn new() -> io::Result<Parts> {
+    pub(crate) fn new(event_loop: u32) -> io::Result<Parts> {
         let poll = Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER)?;
         let (link, commands) = Link::new(waker);
@@ -95,6 +98,7 @@ impl Parts {
             poll,
             link,
             commands,
+            event_loop,
         })
     }
 
@@ -159,6 +163,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             poll,
             link,
             commands,
+            event_loop,
         } = parts;
         let registry = poll.registry();
         let stop: RawFd = server.shared.stop.pipe_fd();
@@ -177,7 +182,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             commands,
             done_rx,
             workers,
-            slots: Slots::new(FIRST_LINGERING - FIRST_CONNECTION),
+            slots: Slots::new(FIRST_LINGERING - FIRST_CONNECTION, event_loop),
             timers: Timers::default(),
             scratch: vec![0; READ_CHUNK],
             handler,
@@ -214,7 +219,10 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             if !self.again.is_empty() {
                 wait = Some(Duration::ZERO);
             }
-            if let Err(e) = self.poll.poll(&mut self.events, wait) {
+            self.link.turn_ends();
+            let polled = self.poll.poll(&mut self.events, wait);
+            self.link.turn_begins();
+            if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("message loop: waiting for readiness failed: {e}; stopping");
                     self.server
@@ -428,6 +436,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         peer: Address,
         mut ticket: Ticket,
         accepted: Instant,
+        seat: Seat,
     ) {
         let stream = match Stream::new(connection) {
             Ok(stream) => stream,
@@ -451,7 +460,8 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         });
         ticket.end(Ending::Completed);
         let handler = self.handler.clone();
-        let mut conn = Conn::new(stream, info, handler, self.framer.clone(), ticket, accepted);
+        let framer = self.framer.clone();
+        let mut conn = Conn::new(stream, info, handler, framer, ticket, seat, accepted);
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.settings.tls {
             match Session::new(tls, conn.opened_at) {
