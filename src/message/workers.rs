@@ -3,12 +3,12 @@
 
 use std::io;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-
-use crossbeam_channel::{Receiver, Sender as ChannelSender};
+use std::time::{Duration, Instant};
 
 use super::handler::MessageHandler;
+use super::job_queue::JobQueue;
 use super::output::Output;
 use super::reply::{ConnectionInfo, Reply};
 use super::sender::{ConnectionId, Link};
@@ -18,7 +18,8 @@ use crate::panics::catch_handler_panic;
 
 /// Jobs that may wait for a worker, per worker. Beyond them, connections with messages wait on
 /// the loop, their messages still in their input buffers (bounded there), not copied into jobs.
-const JOBS_PER_WORKER: usize = 2;
+/// Enough for a worker to run several connections' messages back to back.
+const JOBS_PER_WORKER: usize = 8;
 
 /// Calls `step` with a [`Reply`] into `out`, turning an error or a panic into a [`Failure`].
 pub(crate) fn run_step(
@@ -53,6 +54,12 @@ impl Batch {
     pub(crate) fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }
+
+    /// Empties it, keeping its buffers for the next job.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.messages.clear();
+    }
 }
 
 /// A connection's handler and messages, on their way to a worker.
@@ -69,6 +76,8 @@ pub(crate) struct Done<H> {
     pub(crate) out: Output,
     pub(crate) close: bool,
     pub(crate) failure: Option<Failure>,
+    /// The job's batch, emptied, for the loop to fill again.
+    pub(crate) batch: Batch,
 }
 
 /// Runs `job`'s messages in order, stopping at a close or a failure.
@@ -76,13 +85,13 @@ fn run_job<H: MessageHandler>(job: Job<H>) -> Done<H> {
     let Job {
         mut handler,
         info,
-        batch,
+        mut batch,
     } = job;
     let mut out = Output::default();
     let mut close = false;
     let mut failure = None;
-    for range in batch.messages {
-        let message = &batch.bytes[range];
+    for range in &batch.messages {
+        let message = &batch.bytes[range.clone()];
         let step = run_step(&mut out, &mut close, &info, |reply| {
             handler.handle(message, reply)
         });
@@ -95,50 +104,67 @@ fn run_job<H: MessageHandler>(job: Job<H>) -> Done<H> {
             break;
         }
     }
+    batch.clear();
     Done {
         id: info.id,
         handler,
         out,
         close,
         failure,
+        batch,
+    }
+}
+
+/// Results a worker hands back at once at most...
+const RESULTS_PER_POST: usize = 64;
+/// ...and how long its first result may wait for the others: a worker running handlers back to
+/// back posts their results in batches, one wake-up of the loop each, not one per connection.
+const POST_AFTER: Duration = Duration::from_micros(200);
+
+/// The workers' results, collected by the loop once per turn.
+struct Results<H> {
+    done: Mutex<Vec<Done<H>>>,
+}
+
+impl<H> Results<H> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Done<H>>> {
+        // Nothing panics while holding it: a poisoned lock still holds whole results.
+        self.done.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// Worker threads running handlers for the loop ([`Pool`](crate::Pool) mode).
 pub(crate) struct Workers<H> {
-    jobs: Option<ChannelSender<Job<H>>>,
+    queue: Arc<JobQueue<Job<H>>>,
+    results: Arc<Results<H>>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl<H: MessageHandler> Workers<H> {
-    /// Starts `count` workers that send their results to `done` and wake the loop through `link`.
+    /// Starts `count` workers that hand their results back and wake the loop through `link`.
     pub(crate) fn start(
         count: usize,
         threads: &ThreadSettings,
-        done: &ChannelSender<Done<H>>,
         link: &Arc<Link>,
     ) -> io::Result<Workers<H>> {
-        let (jobs, queue) = crossbeam_channel::bounded::<Job<H>>(count * JOBS_PER_WORKER);
         let mut workers = Workers {
-            jobs: Some(jobs),
+            queue: Arc::new(JobQueue::new(count, count * JOBS_PER_WORKER)),
+            results: Arc::new(Results {
+                done: Mutex::new(Vec::new()),
+            }),
             threads: Vec::with_capacity(count),
         };
         for n in 0..count {
-            let queue: Receiver<Job<H>> = queue.clone();
-            let done = done.clone();
+            let queue = Arc::clone(&workers.queue);
+            let results = Arc::clone(&workers.results);
             let link = Arc::clone(link);
             let spawned = threads.spawn(&format!("message-{n}"), move || {
-                for job in queue {
-                    if done.send(run_job(job)).is_err() {
-                        return;
-                    }
-                    link.wake();
-                }
+                work(&queue, &results, &link);
             });
             match spawned {
                 Ok(handle) => workers.threads.push(handle),
                 Err(e) => {
-                    workers.stop();
+                    workers.join();
                     return Err(io::Error::new(
                         e.kind(),
                         format!("cannot start message worker thread {n}: {e}"),
@@ -152,21 +178,37 @@ impl<H: MessageHandler> Workers<H> {
     /// Whether the queue takes another job now. Only the loop submits, so a `true` holds until it
     /// does.
     pub(crate) fn has_room(&self) -> bool {
-        self.jobs.as_ref().is_some_and(|jobs| !jobs.is_full())
+        self.queue.has_room()
     }
 
-    /// Hands `job` to a worker (call [`has_room`](Self::has_room) first, or this waits for a
-    /// place); gives it back if every worker is gone (they only end at a stop).
+    /// Queues `job` for a worker (call [`has_room`](Self::has_room) first), to be started by the
+    /// next [`kick`](Self::kick); gives it back once the workers are stopping.
     pub(crate) fn submit(&self, job: Job<H>) -> Result<(), Job<H>> {
-        match &self.jobs {
-            Some(jobs) => jobs.send(job).map_err(|e| e.0),
-            None => Err(job),
+        self.queue.push(job)
+    }
+
+    /// Wakes the workers the queued jobs need (the loop, at the end of each turn); returns how
+    /// soon the loop should look again.
+    pub(crate) fn kick(&self, now: Instant) -> Option<Duration> {
+        self.queue.kick(now)
+    }
+
+    /// Moves the results handed back so far into `into`.
+    pub(crate) fn take_done(&self, into: &mut Vec<Done<H>>) {
+        let mut done = self.results.lock();
+        if !done.is_empty() {
+            std::mem::swap(&mut *done, into);
         }
+    }
+
+    /// Whether results are waiting (the loop, before it sleeps).
+    pub(crate) fn has_done(&self) -> bool {
+        !self.results.lock().is_empty()
     }
 
     /// Lets the workers exit once the queue is empty; `join` then waits for them.
     pub(crate) fn stop(&mut self) {
-        self.jobs = None;
+        self.queue.close();
     }
 
     /// Waits for the workers to exit (call `stop` first).
@@ -177,4 +219,49 @@ impl<H: MessageHandler> Workers<H> {
             let _ = handle.join();
         }
     }
+}
+
+/// A worker: takes jobs back to back while there are any, and hands their results back in
+/// batches, the last one before it sleeps.
+fn work<H: MessageHandler>(queue: &JobQueue<Job<H>>, results: &Results<H>, link: &Link) {
+    let mut done: Vec<Done<H>> = Vec::new();
+    let mut first_done: Option<Instant> = None;
+    loop {
+        let job = match queue.try_take() {
+            Some(job) => job,
+            None => {
+                post(&mut done, results, link);
+                first_done = None;
+                match queue.take() {
+                    Some(job) => job,
+                    None => return,
+                }
+            }
+        };
+        let started = Instant::now();
+        done.push(run_job(job));
+        let now = Instant::now();
+        queue.ran(now.saturating_duration_since(started));
+        let first = *first_done.get_or_insert(started);
+        if done.len() >= RESULTS_PER_POST || now.saturating_duration_since(first) >= POST_AFTER {
+            post(&mut done, results, link);
+            first_done = None;
+        }
+    }
+}
+
+/// Hands `done` to the loop and wakes it (a system call only when it sleeps).
+fn post<H>(done: &mut Vec<Done<H>>, results: &Results<H>, link: &Link) {
+    if done.is_empty() {
+        return;
+    }
+    {
+        let mut posted = results.lock();
+        if posted.is_empty() {
+            std::mem::swap(&mut *posted, done);
+        } else {
+            posted.append(done);
+        }
+    }
+    link.wake();
 }
