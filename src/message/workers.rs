@@ -3,6 +3,7 @@
 
 use std::io;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -124,6 +125,8 @@ const POST_AFTER: Duration = Duration::from_micros(200);
 /// The workers' results, collected by the loop once per turn.
 struct Results<H> {
     done: Mutex<Vec<Done<H>>>,
+    /// Whether `done` holds any: the loop looks before every wait, without taking the lock.
+    posted: AtomicBool,
 }
 
 impl<H> Results<H> {
@@ -151,6 +154,7 @@ impl<H: MessageHandler> Workers<H> {
             queue: Arc::new(JobQueue::new(count, count * JOBS_PER_WORKER)),
             results: Arc::new(Results {
                 done: Mutex::new(Vec::new()),
+                posted: AtomicBool::new(false),
             }),
             threads: Vec::with_capacity(count),
         };
@@ -195,15 +199,18 @@ impl<H: MessageHandler> Workers<H> {
 
     /// Moves the results handed back so far into `into`.
     pub(crate) fn take_done(&self, into: &mut Vec<Done<H>>) {
-        let mut done = self.results.lock();
-        if !done.is_empty() {
-            std::mem::swap(&mut *done, into);
+        if !self.results.posted.load(Ordering::Acquire) {
+            return;
         }
+        let mut done = self.results.lock();
+        self.results.posted.store(false, Ordering::Relaxed);
+        std::mem::swap(&mut *done, into);
     }
 
     /// Whether results are waiting (the loop, before it sleeps).
     pub(crate) fn has_done(&self) -> bool {
-        !self.results.lock().is_empty()
+        // SeqCst: pairs with the loop's `going_to_sleep` (see `Link::wake`).
+        self.results.posted.load(Ordering::SeqCst)
     }
 
     /// Lets the workers exit once the queue is empty; `join` then waits for them.
@@ -262,6 +269,7 @@ fn post<H>(done: &mut Vec<Done<H>>, results: &Results<H>, link: &Link) {
         } else {
             posted.append(done);
         }
+        results.posted.store(true, Ordering::SeqCst);
     }
     link.wake();
 }
