@@ -304,4 +304,4 @@ pub use server::{
     UdpServer, UnixDatagramServer, UnixStreamServer, DEFAULT_GRACE_PERIOD,
 };
 pub use socket::options::{DEFAULT_BACKLOG, DEFAULT_MAX_PACKET_SIZE};
-pub use stats::Stats;
+pub use stats::{ClosedBy, LatencyHistogram, Stats};

@@ -5,6 +5,7 @@ use std::io;
 use std::ops::Range;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender as ChannelSender};
 
@@ -71,6 +72,18 @@ pub(crate) struct Done<H> {
     pub(crate) failure: Option<Failure>,
 }
 
+/// Runs a job queued at `queued`, counted as busy for the server's counters.
+fn run_queued<H: MessageHandler>(job: Job<H>, queued: Instant) -> Done<H> {
+    let counters = &job.info.server.shared.counters;
+    counters.queued(false);
+    counters.waited(queued.elapsed());
+    counters.busy(true);
+    let shared = Arc::clone(&job.info.server.shared);
+    let done = run_job(job);
+    shared.counters.busy(false);
+    done
+}
+
 /// Runs `job`'s messages in order, stopping at a close or a failure.
 fn run_job<H: MessageHandler>(job: Job<H>) -> Done<H> {
     let Job {
@@ -83,10 +96,14 @@ fn run_job<H: MessageHandler>(job: Job<H>) -> Done<H> {
     let mut failure = None;
     for range in batch.messages {
         let message = &batch.bytes[range];
+        let began = Instant::now();
         let step = run_step(&mut out, &mut close, &info, |reply| {
             handler.handle(message, reply)
         });
-        info.server.shared.counters.message_handled(step.is_ok());
+        info.server
+            .shared
+            .counters
+            .message_handled(&step, began.elapsed());
         if let Err(f) = step {
             failure = Some(f);
             break;
@@ -106,7 +123,8 @@ fn run_job<H: MessageHandler>(job: Job<H>) -> Done<H> {
 
 /// Worker threads running handlers for the loop ([`Pool`](crate::Pool) mode).
 pub(crate) struct Workers<H> {
-    jobs: Option<ChannelSender<Job<H>>>,
+    /// Each job with when it was queued (for the queue wait histogram).
+    jobs: Option<ChannelSender<(Job<H>, Instant)>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -118,18 +136,19 @@ impl<H: MessageHandler> Workers<H> {
         done: &ChannelSender<Done<H>>,
         link: &Arc<Link>,
     ) -> io::Result<Workers<H>> {
-        let (jobs, queue) = crossbeam_channel::bounded::<Job<H>>(count * JOBS_PER_WORKER);
+        let (jobs, queue) =
+            crossbeam_channel::bounded::<(Job<H>, Instant)>(count * JOBS_PER_WORKER);
         let mut workers = Workers {
             jobs: Some(jobs),
             threads: Vec::with_capacity(count),
         };
         for n in 0..count {
-            let queue: Receiver<Job<H>> = queue.clone();
+            let queue: Receiver<(Job<H>, Instant)> = queue.clone();
             let done = done.clone();
             let link = Arc::clone(link);
             let spawned = threads.spawn(&format!("message-{n}"), move || {
-                for job in queue {
-                    if done.send(run_job(job)).is_err() {
+                for (job, queued) in queue {
+                    if done.send(run_queued(job, queued)).is_err() {
                         return;
                     }
                     link.wake();
@@ -158,10 +177,16 @@ impl<H: MessageHandler> Workers<H> {
     /// Hands `job` to a worker (call [`has_room`](Self::has_room) first, or this waits for a
     /// place); gives it back if every worker is gone (they only end at a stop).
     pub(crate) fn submit(&self, job: Job<H>) -> Result<(), Job<H>> {
-        match &self.jobs {
-            Some(jobs) => jobs.send(job).map_err(|e| e.0),
-            None => Err(job),
-        }
+        let Some(jobs) = &self.jobs else {
+            return Err(job);
+        };
+        // Counted before it is sent: a worker may take it (and count it out) at once.
+        let shared = Arc::clone(&job.info.server.shared);
+        shared.counters.queued(true);
+        jobs.send((job, Instant::now())).map_err(|e| {
+            shared.counters.queued(false);
+            e.into_inner().0
+        })
     }
 
     /// Lets the workers exit once the queue is empty; `join` then waits for them.
