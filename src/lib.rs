@@ -273,6 +273,8 @@ pub mod framing;
 mod handler;
 #[cfg(feature = "message")]
 pub mod message;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod mode;
 mod panics;
 mod process;

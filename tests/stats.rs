@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{tcp_client, Serving, IO_TIMEOUT, WAIT};
+use common::{tcp_client, Serving, WAIT};
 use socketserver::{Builder, Pool, Stats, StreamRequest, Threading};
 
 /// The server's stats once `want` holds, bounded by [`WAIT`] (then as they are, for the
@@ -157,7 +157,9 @@ fn a_missing_proxy_header_is_counted_as_such() {
 mod message {
     use super::*;
     use common::message::{read_lines, Running};
+    use common::IO_TIMEOUT;
     use socketserver::message::{message_handler, Lines, MessageHandler};
+    use std::io::Read;
 
     /// Upper-cases each line; `panic` panics; `push` pushes a line through a sender too.
     fn handler() -> impl MessageHandler {
@@ -190,7 +192,10 @@ mod message {
             }
             assert_eq!(read_lines(client, EACH as usize).len(), EACH as usize);
         }
-        let open = settled(&running.handle, |s| s.messages == CONNECTIONS * EACH);
+        // A reply's bytes are counted just after the write, which the client may see first.
+        let open = settled(&running.handle, |s| {
+            s.messages == CONNECTIONS * EACH && s.bytes_out == CONNECTIONS * EACH * 4
+        });
         assert_eq!(open.messages, CONNECTIONS * EACH, "{open:?}");
         assert_eq!(open.active, CONNECTIONS, "a connection is open: {open:?}");
         assert_eq!(open.accepted, CONNECTIONS);
