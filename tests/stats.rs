@@ -80,32 +80,35 @@ fn stream_requests_bytes_and_latencies_are_counted_exactly() {
 
 #[test]
 fn refusals_and_panics_move_their_own_counters() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let refuse = Arc::new(AtomicBool::new(true));
+    let refusing = Arc::clone(&refuse);
     let server = Builder::new()
         .mode(Threading::new())
-        .verify_request(|peer| peer.as_inet().is_some_and(|a| a.port() % 2 == 0))
+        .verify_request(move |_peer| !refusing.load(Ordering::SeqCst))
         .bind_tcp("127.0.0.1:0", upper)
         .unwrap();
     let serving = Serving::start(server);
     let addr = common::inet_addr(&serving.handle);
-    let (mut refused, mut panicked) = (0, 0);
-    // Ports alternate more or less: go on until both kinds happened.
-    let deadline = Instant::now() + WAIT;
-    while (refused < 2 || panicked < 2) && Instant::now() < deadline {
+    const REFUSED: u64 = 3;
+    const PANICKED: u64 = 2;
+    for _ in 0..REFUSED {
         let mut client = tcp_client(addr);
-        if client.local_addr().unwrap().port() % 2 == 1 {
-            refused += 1;
-            assert!(common::closed_without_reply(&mut client));
-        } else if panicked < 2 {
-            panicked += 1;
-            client.write_all(b"panic\n").unwrap();
-            assert!(common::closed_without_reply(&mut client));
-        }
+        assert!(common::closed_without_reply(&mut client));
     }
-    let stats = settled(&serving.handle, |s| s.active == 0 && s.panics == panicked);
-    assert_eq!(stats.refused, refused, "{stats:?}");
-    assert_eq!(stats.rejected, refused, "{stats:?}");
-    assert_eq!(stats.panics, panicked, "{stats:?}");
-    assert_eq!(stats.failed, panicked, "{stats:?}");
+    refuse.store(false, Ordering::SeqCst);
+    for _ in 0..PANICKED {
+        let mut client = tcp_client(addr);
+        client.write_all(b"panic\n").unwrap();
+        assert!(common::closed_without_reply(&mut client));
+    }
+    let stats = settled(&serving.handle, |s| s.active == 0 && s.panics == PANICKED);
+    assert_eq!(stats.refused, REFUSED, "{stats:?}");
+    assert_eq!(stats.rejected, REFUSED, "{stats:?}");
+    assert_eq!(stats.panics, PANICKED, "{stats:?}");
+    assert_eq!(stats.failed, PANICKED, "{stats:?}");
+    assert_eq!(stats.request_time.count(), PANICKED, "{stats:?}");
     serving.finish(WAIT).unwrap();
 }
 
