@@ -62,12 +62,14 @@ pub struct Stats {
     pub panics: u64,
     /// Of `message_failures`, the `MessageHandler::handle` calls that panicked.
     pub message_panics: u64,
-    /// Bytes received from peers, as read from the sockets (with TLS, the encrypted bytes). A
-    /// stream connection's bytes are added when its request ends; a message server's as they
-    /// are read.
+    /// Bytes stream and message servers received from peers, as read from the sockets (with
+    /// TLS, the encrypted bytes; not the PROXY protocol header). A stream connection's bytes are
+    /// added when it ends, and whenever its handler waits for the next request in
+    /// [`wait_for_request`](crate::StreamRequest::wait_for_request); a message server's as
+    /// they are read. Datagram servers do not count bytes.
     pub bytes_in: u64,
-    /// Bytes sent to peers, as written to the sockets (with TLS, the encrypted bytes); added
-    /// as `bytes_in` is.
+    /// Bytes stream and message servers sent to peers, as written to the sockets (with TLS, the
+    /// encrypted bytes); added as `bytes_in` is.
     pub bytes_out: u64,
     /// Connections closed by each of the server's limits (see [`ClosedBy`]).
     pub closed_by: ClosedBy,

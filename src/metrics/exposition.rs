@@ -66,13 +66,13 @@ pub(crate) fn render(stats: &Stats) -> String {
     out.single(
         "socketserver_received_bytes_total",
         "counter",
-        "Bytes read from peers' sockets (encrypted bytes with TLS).",
+        "Bytes stream and message servers read from peers' sockets (encrypted bytes with TLS).",
         s.bytes_in,
     );
     out.single(
         "socketserver_sent_bytes_total",
         "counter",
-        "Bytes written to peers' sockets (encrypted bytes with TLS).",
+        "Bytes stream and message servers wrote to peers' sockets (encrypted bytes with TLS).",
         s.bytes_out,
     );
     let c = &s.closed_by;
