@@ -29,7 +29,10 @@ pub(crate) use histogram::BUCKETS;
 ///
 /// A [`Prefork`](crate::Prefork) parent's snapshot is the sum of its workers' (as they last
 /// reported them, every 50 ms or so, and the final counts of those that exited), plus the
-/// `workers_*` fields it keeps itself. Counters (`accepted`, `bytes_in`, …) only grow; the
+/// `workers_*` fields it keeps itself. A [`Process`](crate::Process) server counts what its
+/// parent sees (each request's acceptance and how its child ended); what happens inside a
+/// per-request child (bytes, latencies, panics, limits) is not reported back. Counters
+/// (`accepted`, `bytes_in`, …) only grow; the
 /// gauges (`active`, `queue_depth`, `busy_workers`, `workers_alive`) say how things are now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
