@@ -2,19 +2,21 @@
 //! snapshot, [`Stats`].
 //!
 //! Every counter is a relaxed atomic, touched once or twice per request or message, and read
-//! only when a snapshot is taken: nothing on a request's path takes a lock. Per-connection
-//! figures (bytes, which limit closed it) are kept on the connection and added once, when it
-//! ends.
+//! only when a snapshot is taken: nothing on a request's path takes a lock. Those touched on
+//! every request, message or read are kept per thread ([`shards`]) and summed by the snapshot;
+//! a stream connection's bytes and the limit that closed it are kept on the connection and
+//! added when it ends.
 
 mod histogram;
+mod shards;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use histogram::LatencyHistogram;
-use histogram::Recorder;
 pub(crate) use histogram::BUCKETS;
+use shards::Shards;
 
 /// A snapshot of a server's counters, from [`ServerHandle::stats`](crate::ServerHandle::stats).
 ///
@@ -206,22 +208,13 @@ pub(crate) struct Counters {
     failed: AtomicU64,
     rejected: AtomicU64,
     accept_errors: AtomicU64,
-    messages: AtomicU64,
-    message_failures: AtomicU64,
     tls_handshake_failures: AtomicU64,
     refused: AtomicU64,
-    panics: AtomicU64,
-    message_panics: AtomicU64,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
     closed_by: ClosedByCounters,
-    queue_depth: AtomicU64,
-    busy_workers: AtomicU64,
     pushes_sent: AtomicU64,
     pushes_dropped: AtomicU64,
-    request_time: Recorder,
-    message_time: Recorder,
-    queue_wait: Recorder,
+    /// Messages, panics, bytes, the pool gauges and the latencies, per thread.
+    hot: Shards,
     /// Connections a stop closed between two requests (`wait_for_request`), and of those, the
     /// ones closed before their first request arrived: for the log line that ends a stop.
     closed_idle: AtomicU64,
@@ -249,6 +242,7 @@ pub(crate) enum Ending {
 impl Counters {
     pub(crate) fn snapshot(&self) -> Stats {
         let reported = *self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        let hot = self.hot.sum();
         let mut stats = Stats {
             accepted: self.accepted.load(Ordering::Relaxed),
             active: self.active.load(Ordering::Relaxed),
@@ -256,25 +250,25 @@ impl Counters {
             failed: self.failed.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             accept_errors: self.accept_errors.load(Ordering::Relaxed),
-            messages: self.messages.load(Ordering::Relaxed),
-            message_failures: self.message_failures.load(Ordering::Relaxed),
+            messages: hot.messages,
+            message_failures: hot.message_failures,
             tls_handshake_failures: self.tls_handshake_failures.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
-            panics: self.panics.load(Ordering::Relaxed),
-            message_panics: self.message_panics.load(Ordering::Relaxed),
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
-            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            panics: hot.panics,
+            message_panics: hot.message_panics,
+            bytes_in: hot.bytes_in,
+            bytes_out: hot.bytes_out,
             closed_by: self.closed_by.snapshot(),
-            queue_depth: self.queue_depth.load(Ordering::Relaxed),
-            busy_workers: self.busy_workers.load(Ordering::Relaxed),
+            queue_depth: hot.queue_depth,
+            busy_workers: hot.busy_workers,
             workers_alive: 0,
             workers_restarted: 0,
             workers_recycled: 0,
             pushes_sent: self.pushes_sent.load(Ordering::Relaxed),
             pushes_dropped: self.pushes_dropped.load(Ordering::Relaxed),
-            request_time: self.request_time.snapshot(),
-            message_time: self.message_time.snapshot(),
-            queue_wait: self.queue_wait.snapshot(),
+            request_time: hot.request_time,
+            message_time: hot.message_time,
+            queue_wait: hot.queue_wait,
         };
         // The TLS handshakes are one count under two names.
         stats.closed_by.handshake = stats.tls_handshake_failures;
@@ -346,14 +340,15 @@ impl Counters {
     /// A message server's handler handled a message (`step`: how it went), taking `took`.
     #[cfg(feature = "message")]
     pub(crate) fn message_handled(&self, step: &Result<(), crate::Failure>, took: Duration) {
-        self.message_time.record(took);
+        let hot = self.hot.mine();
+        hot.message_time.record(took);
         match step {
-            Ok(()) => self.messages.fetch_add(1, Ordering::Relaxed),
+            Ok(()) => hot.messages.fetch_add(1, Ordering::Relaxed),
             Err(failure) => {
                 if matches!(failure, crate::Failure::Panic(_)) {
-                    self.message_panics.fetch_add(1, Ordering::Relaxed);
+                    hot.message_panics.fetch_add(1, Ordering::Relaxed);
                 }
-                self.message_failures.fetch_add(1, Ordering::Relaxed)
+                hot.message_failures.fetch_add(1, Ordering::Relaxed)
             }
         };
     }
@@ -365,20 +360,22 @@ impl Counters {
 
     /// A stream or datagram request's handler ran for `took`; `panicked`: it panicked.
     pub(crate) fn request_ran(&self, took: Duration, panicked: bool) {
-        self.request_time.record(took);
+        let hot = self.hot.mine();
+        hot.request_time.record(took);
         if panicked {
-            self.panics.fetch_add(1, Ordering::Relaxed);
+            hot.panics.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Bytes a connection received and sent (added when a stream request ends, or as a message
     /// server reads and writes them).
     pub(crate) fn moved(&self, bytes_in: u64, bytes_out: u64) {
+        let hot = self.hot.mine();
         if bytes_in > 0 {
-            self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+            hot.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
         }
         if bytes_out > 0 {
-            self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+            hot.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
         }
     }
 
@@ -390,23 +387,23 @@ impl Counters {
     /// A handler started running (`true`) or returned (`false`): the busy workers gauge.
     pub(crate) fn busy(&self, started: bool) {
         match started {
-            true => self.busy_workers.fetch_add(1, Ordering::Relaxed),
-            false => self.busy_workers.fetch_sub(1, Ordering::Relaxed),
+            true => self.hot.mine().busy_workers.fetch_add(1, Ordering::Relaxed),
+            false => self.hot.mine().busy_workers.fetch_sub(1, Ordering::Relaxed),
         };
     }
 
     /// A request went into a pool's queue (`true`) or out of it (`false`).
     pub(crate) fn queued(&self, into: bool) {
         match into {
-            true => self.queue_depth.fetch_add(1, Ordering::Relaxed),
-            false => self.queue_depth.fetch_sub(1, Ordering::Relaxed),
+            true => self.hot.mine().queue_depth.fetch_add(1, Ordering::Relaxed),
+            false => self.hot.mine().queue_depth.fetch_sub(1, Ordering::Relaxed),
         };
     }
 
     /// A batch of messages waited `waited` in a pool's queue.
     #[cfg(feature = "message")]
     pub(crate) fn waited(&self, waited: Duration) {
-        self.queue_wait.record(waited);
+        self.hot.mine().queue_wait.record(waited);
     }
 
     /// A push was queued on its connection (`true`) or dropped.
