@@ -59,7 +59,7 @@ pub(crate) struct Guarded {
     tls: Option<Box<crate::tls::TlsStream>>,
     /// Bytes read from and written to the socket, and the first limit that failed a wait (see
     /// [`Guarded::took_stock`]): kept here, per connection, and added to the server's counters
-    /// once, when the request ends.
+    /// when the request ends or waits for its next one.
     received: AtomicU64,
     sent: AtomicU64,
     limit_hit: AtomicU8,
