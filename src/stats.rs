@@ -93,7 +93,7 @@ pub struct Stats {
     /// [`max_requests`](crate::Prefork::max_requests)) and were replaced. Workers a reload or
     /// a resize retired are not counted.
     pub workers_recycled: u64,
-    /// Pushes ([`Sender::send`](crate::message::Sender::send)) queued on their connection.
+    /// Pushes (a message server's `Sender::send`, feature `message`) queued on their connection.
     pub pushes_sent: u64,
     /// Pushes dropped: their connection had closed (or was closing), or the push took its
     /// unsent bytes over `max_pending_output`, which closes it.
