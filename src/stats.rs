@@ -242,13 +242,21 @@ pub(crate) enum Ending {
 impl Counters {
     pub(crate) fn snapshot(&self) -> Stats {
         let reported = *self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        // How requests ended first, acquiring what each ended request did before (its bytes, its
+        // time, its worker going idle): a snapshot that counts a request as ended has its figures.
+        let ended = [&self.completed, &self.failed, &self.rejected]
+            .map(|counter| counter.load(Ordering::Acquire));
+        let (accepted, active) = (
+            self.accepted.load(Ordering::Relaxed),
+            self.active.load(Ordering::Acquire),
+        );
         let hot = self.hot.sum();
         let mut stats = Stats {
-            accepted: self.accepted.load(Ordering::Relaxed),
-            active: self.active.load(Ordering::Relaxed),
-            completed: self.completed.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
-            rejected: self.rejected.load(Ordering::Relaxed),
+            accepted,
+            active,
+            completed: ended[0],
+            failed: ended[1],
+            rejected: ended[2],
             accept_errors: self.accept_errors.load(Ordering::Relaxed),
             messages: hot.messages,
             message_failures: hot.message_failures,
@@ -295,7 +303,8 @@ impl Counters {
             // The request goes on elsewhere, which ends it (see `Ticket`).
             Ending::HandedOver => return,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        // Released: a snapshot that sees this request ended sees what it did (see `snapshot`).
+        counter.fetch_add(1, Ordering::Release);
         if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             // Taking the lock orders this notify after a waiter's check-then-wait, so no wake-up is lost.
             let _guard = self
