@@ -509,11 +509,19 @@ def main():
         rows += compare(ECHO1K, cs, lambda c: loadgen(c.port, "framed", 1000, 64, d, "--timeout", "30",
                                                       "--per-thread", "250"),
                         rounds, "socketserver threading")
+        # The same with one client thread per connection (loadgen's default).
+        cs = [ours("socketserver threading", "echo_server", "threading"),
+              message("socketserver message loops 2", "echo_server", "single", *MESSAGE_LOOPS),
+              tokio_echo]
+        rows += compare(ECHO1K_THREADS, cs, lambda c: loadgen(c.port, "framed", 1000, 64, d, "--timeout", "30"),
+                        rounds, "socketserver threading")
 
     if want("resp"):
         for pipeline, n in ((1, 20000 if a.quick else 50000), (16, 200000 if a.quick else 300000)):
             cs = [redis_server] + [ours(f"socketserver {m}", "resp_kv", m) for m in resp_modes]
-            cs += [message("socketserver message single", "resp_kv", "single")]
+            cs += [message("socketserver message single", "resp_kv", "single"),
+                   message("socketserver message pool", "resp_kv", "pool"),
+                   message("socketserver message loops 2", "resp_kv", "single", *MESSAGE_LOOPS)]
             cs += [python("Python ThreadingTCPServer", "resp", "threading"),
                    python("Python ForkingTCPServer", "resp", "forking")]
             rows += compare(f"RESP redis-benchmark -c 50 -P {pipeline} (PING/SET/GET)", cs,
@@ -591,6 +599,7 @@ def main():
 
 
 ECHO1K = "echo1k: framed echo 64 B, 1000 conns (4 client threads)"
+ECHO1K_THREADS = "echo1k: framed echo 64 B, 1000 conns (a client thread per connection)"
 METRICS_RESP = "metrics off/on: RESP redis-benchmark -c 50 -P 1 (PING/SET/GET), scraped 1/s"
 METRICS_HTTP = "metrics off/on: HTTP wrk -t2 -c50, scraped 1/s"
 
@@ -1152,7 +1161,8 @@ def write_report(path, runs, rows, idle, slow, chart_file, tls=None):
     lines += NOTES.splitlines()
     if failures:
         lines += ["", "## Failed runs", ""] + [f"- {f}" for f in failures]
-    lines += ["", "## Targets", ""] + targets(rows, idle, slow) + tls_targets(rows)
+    lines += (["", "## Targets", ""] + targets(rows, idle, slow) + tls_targets(rows)
+              + loops_targets(rows))
     lines += ["", "Reproduce: `bench/compare.sh` (installs redis-server, redis-tools, wrk, nginx and "
               "matplotlib when missing; `--quick` for a short run, `--only resp,http` for a subset). "
               "Raw numbers: `bench/results.json`.", ""]
@@ -1295,6 +1305,72 @@ def tls_targets(rows):
                    f"**{ratio_of(r):.2f}×** requests/s ({span(ratios)}), "
                    f"**{fmt(cpu_ratio_of(r), 2)}×** server CPU per request ({span(cpu_ratios)}) of "
                    f"the build without — {verdict}")
+    return out
+
+
+def paired_between(a, b):
+    """Median over rounds of a's requests/s (or `key`) over b's, both measured in each round."""
+    xs = [x / y for x, y in zip(a.get("rounds") or [], b.get("rounds") or []) if x and y]
+    return statistics.median(xs) if xs else (a["rps"] / b["rps"] if b["rps"] else None)
+
+
+def paired_cpu_between(a, b):
+    xs = [x / y for x, y in zip(a.get("cpu_rounds") or [], b.get("cpu_rounds") or []) if x and y]
+    return statistics.median(xs) if xs else None
+
+
+def loops_targets(rows):
+    """The targets for message servers on every core and a pool that costs little more than a
+    loop: each measured ratio, met or not."""
+    def row(workload, contestant):
+        return next((r for r in rows if r["workload"] == workload and r["contestant"] == contestant),
+                    None)
+
+    out = ["", "### Message servers on every core", ""]
+    loops = "socketserver message loops 2"
+
+    def rps_goal(label, workload, ours, theirs, goal):
+        a, b = row(workload, ours), row(workload, theirs)
+        if not a or not b:
+            out.append(f"- {label}: not measured")
+            return
+        ratio = paired_between(a, b)
+        cpu = paired_cpu_between(a, b)
+        cpu_text = f"; server CPU per request {fmt(cpu, 2)}×" if cpu else ""
+        out.append(f"- {label}: **{ratio:.2f}×** requests/s (goal ≥ {goal}×){cpu_text} — "
+                   f"{'met' if ratio >= goal else 'not met'}")
+
+    def cpu_goal(label, workload, ours, theirs, goal):
+        a, b = row(workload, ours), row(workload, theirs)
+        cpu = a and b and paired_cpu_between(a, b)
+        if not cpu:
+            out.append(f"- {label}: not measured")
+            return
+        out.append(f"- {label}: **{cpu:.2f}×** server CPU per request (goal ≤ {goal}×: "
+                   f"{fmt(a.get('cpu_us'), 1)} vs {fmt(b.get('cpu_us'), 1)} µs; requests/s "
+                   f"{paired_between(a, b):.2f}×) — {'met' if cpu <= goal else 'not met'}")
+
+    echo50 = "framed echo 64 B, 50 conns"
+    rps_goal("framed echo 64 B, 50 conns: message loops 2 vs plain std::net", echo50, loops,
+             "plain std::net", 1.15)
+    rps_goal("framed echo 64 B, 50 conns: message loops 2 vs tokio", echo50, loops,
+             "tokio (multi-thread runtime)", 1.25)
+    rps_goal("framed echo 64 B, 1000 conns (4 client threads): message loops 2 vs tokio", ECHO1K,
+             loops, "tokio (multi-thread runtime)", 1.3)
+    rps_goal("framed echo 64 B, 1000 conns (a client thread each): message loops 2 vs tokio",
+             ECHO1K_THREADS, loops, "tokio (multi-thread runtime)", 1.3)
+    for p in (1, 16):
+        w = f"RESP redis-benchmark -c 50 -P {p} (PING/SET/GET)"
+        cpu_goal(f"RESP -P {p}: resp_kv message single vs redis-server", w,
+                 "socketserver message single", "redis-server", 0.8)
+        cpu_goal(f"RESP -P {p}: resp_kv message pool vs redis-server", w,
+                 "socketserver message pool", "redis-server", 1.0)
+    for c in (50, 1000):
+        w = f"HTTP wrk -t2 -c{c}"
+        rps_goal(f"HTTP wrk -c{c}: http_hello message loops 2 vs nginx (2 workers)", w, loops,
+                 "nginx (2 workers)", 1.0)
+        cpu_goal(f"HTTP wrk -c{c}: http_hello message loops 2 vs nginx (2 workers)", w, loops,
+                 "nginx (2 workers)", 0.8)
     return out
 
 

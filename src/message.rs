@@ -153,6 +153,7 @@ mod connection;
 pub(crate) mod event_loop;
 pub(crate) mod framer;
 pub(crate) mod handler;
+mod job_queue;
 mod linger;
 pub(crate) mod output;
 mod reply;

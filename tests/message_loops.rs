@@ -273,6 +273,11 @@ fn zero_loops_means_one_per_cpu() {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mut client = tcp_client(running.addr());
     loop_of(&mut client);
+    // Each loop names its thread as it starts: wait for the last (bounded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while threads_named("percpu-message") < cpus && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(threads_named("percpu-message"), cpus);
     running.stop().unwrap();
 }

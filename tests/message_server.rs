@@ -766,3 +766,46 @@ fn a_message_behind_an_answer_larger_than_the_output_limit_is_answered_too() {
         running.stop().unwrap();
     }
 }
+
+/// A pool runs quick handlers back to back on one worker, but a handler that blocks must not
+/// hold up the messages queued behind it while other workers sleep: here the blocked handler
+/// waits for the very message queued behind it.
+#[test]
+fn a_pool_handler_that_blocks_does_not_hold_up_the_queue_behind_it() {
+    let (go_tx, go) = crossbeam_channel::bounded::<()>(1);
+    let handler = message_handler(move |line, reply| match line {
+        b"wait" => {
+            let answer: &[u8] = match go.recv_timeout(WAIT) {
+                Ok(()) => b"released\n",
+                Err(_) => b"nobody ran the next message\n",
+            };
+            reply.write_all(answer)
+        }
+        b"go" => {
+            let _ = go_tx.try_send(());
+            reply.write_all(b"sent\n")
+        }
+        _ => reply.write_all(b"ok\n"),
+    });
+    let server = Builder::new()
+        .mode(Pool::new(3))
+        .messages(Lines::new(), handler)
+        .bind_tcp("127.0.0.1:0")
+        .unwrap();
+    let running = Running::start(server);
+    let mut waiter = tcp_client(running.addr());
+    let mut other = tcp_client(running.addr());
+    // Quick messages first: the pool learns that its jobs take microseconds.
+    for _ in 0..200 {
+        waiter.write_all(b"quick\n").unwrap();
+        assert_eq!(read_lines(&waiter, 1), ["ok"]);
+    }
+    // Both in one turn of the loop, as far as the timing allows: the second is queued behind
+    // the first, which waits for it.
+    waiter.write_all(b"wait\n").unwrap();
+    other.write_all(b"go\n").unwrap();
+    assert_eq!(read_lines(&other, 1), ["sent"]);
+    assert_eq!(read_lines(&waiter, 1), ["released"]);
+    drop((waiter, other));
+    running.stop().unwrap();
+}

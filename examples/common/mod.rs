@@ -914,9 +914,12 @@ pub fn init_logging() {
 
 /// Sends log lines to stderr, at `default_level` unless `RUST_LOG` says otherwise, and keeps
 /// handler panics off stderr but for the server's throttled report of them (a peer that makes a
-/// handler panic must not flood the log).
+/// handler panic must not flood the log). rustls logs only its errors by default: it warns, once
+/// per handshake and unthrottled, of a ClientHello naming an IP address (wrk does), which a
+/// peer could use to flood the log; the server reports failed handshakes itself.
 pub fn init_logging_at(default_level: &str) {
-    let env = env_logger::Env::default().default_filter_or(default_level);
+    let filter = format!("{default_level},rustls=error");
+    let env = env_logger::Env::default().default_filter_or(filter);
     // `try_init` rather than `init`: it fails instead of panicking if a logger is already set.
     let _ = env_logger::Builder::from_env(env)
         .target(env_logger::Target::Stderr)

@@ -2,7 +2,7 @@
 //! reach the event loop.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,9 @@ pub(crate) struct Link {
     /// Set by the first command after the loop last read the queue: the rest skip the wake-up
     /// (a broadcast to a thousand connections costs one system call, not a thousand).
     woken: AtomicBool,
+    /// While the loop waits for events (or is about to): only then does queueing need a wake-up;
+    /// a loop at work would pay for a readiness event per reply of its pool otherwise.
+    sleeping: AtomicBool,
     /// When the loop's current turn began, in milliseconds from `epoch` plus one; 0 while it
     /// waits for events. A turn that lasts is a handler that does not return.
     turn: AtomicU64,
@@ -83,6 +86,7 @@ impl Link {
             commands,
             waker,
             woken: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
             turn: AtomicU64::new(0),
             epoch: Instant::now(),
         };
@@ -98,12 +102,36 @@ impl Link {
         true
     }
 
-    /// Wakes the loop (after a pool worker queued its results on their own channel).
+    /// Wakes the loop if it sleeps (after something was queued for it: a command, or a pool
+    /// worker's results). A loop that is awake finds the queued thing before it sleeps again.
     pub(crate) fn wake(&self) {
+        // Pairs with the fence in `going_to_sleep`: either this sees `sleeping`, or the loop
+        // sees what was queued before this call.
+        fence(Ordering::SeqCst);
+        if !self.sleeping.load(Ordering::SeqCst) {
+            return;
+        }
         if !self.woken.swap(true, Ordering::AcqRel) {
             // A failed wake-up means the loop's poller is gone: the loop is ending anyway.
             let _ = self.waker.wake();
         }
+    }
+
+    /// Called by the loop before it checks its queues one last time and waits for events: from
+    /// here on, whatever is queued wakes it.
+    pub(crate) fn going_to_sleep(&self) {
+        self.sleeping.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Called by the loop when its wait ends: until it sleeps again, nothing needs to wake it.
+    pub(crate) fn awake(&self) {
+        self.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether commands are queued (the loop, after `going_to_sleep`).
+    pub(crate) fn has_commands(&self) -> bool {
+        !self.commands.is_empty()
     }
 
     /// Called by the loop before it reads the queues: the next command wakes it again.

@@ -3,13 +3,13 @@
 
 use std::io;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Instant;
-
-use crossbeam_channel::{Receiver, Sender as ChannelSender};
+use std::time::{Duration, Instant};
 
 use super::handler::MessageHandler;
+use super::job_queue::JobQueue;
 use super::output::Output;
 use super::reply::{ConnectionInfo, Reply};
 use super::sender::{ConnectionId, Link};
@@ -19,7 +19,8 @@ use crate::panics::catch_handler_panic;
 
 /// Jobs that may wait for a worker, per worker. Beyond them, connections with messages wait on
 /// the loop, their messages still in their input buffers (bounded there), not copied into jobs.
-const JOBS_PER_WORKER: usize = 2;
+/// Enough for a worker to run several connections' messages back to back.
+const JOBS_PER_WORKER: usize = 8;
 
 /// Calls `step` with a [`Reply`] into `out`, turning an error or a panic into a [`Failure`].
 pub(crate) fn run_step(
@@ -54,6 +55,12 @@ impl Batch {
     pub(crate) fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }
+
+    /// Empties it, keeping its buffers for the next job.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.messages.clear();
+    }
 }
 
 /// A connection's handler and messages, on their way to a worker.
@@ -70,15 +77,16 @@ pub(crate) struct Done<H> {
     pub(crate) out: Output,
     pub(crate) close: bool,
     pub(crate) failure: Option<Failure>,
+    /// The job's batch, emptied, for the loop to fill again.
+    pub(crate) batch: Batch,
 }
 
 /// Runs a job queued at `queued`, counted as busy for the server's counters.
 fn run_queued<H: MessageHandler>(job: Job<H>, queued: Instant) -> Done<H> {
-    let counters = &job.info.server.shared.counters;
-    counters.queued(false);
-    counters.waited(queued.elapsed());
-    counters.busy(true);
     let shared = Arc::clone(&job.info.server.shared);
+    shared.counters.queued(false);
+    shared.counters.waited(queued.elapsed());
+    shared.counters.busy(true);
     let done = run_job(job);
     shared.counters.busy(false);
     done
@@ -89,21 +97,18 @@ fn run_job<H: MessageHandler>(job: Job<H>) -> Done<H> {
     let Job {
         mut handler,
         info,
-        batch,
+        mut batch,
     } = job;
     let mut out = Output::default();
     let mut close = false;
     let mut failure = None;
-    for range in batch.messages {
-        let message = &batch.bytes[range];
+    for range in &batch.messages {
+        let message = &batch.bytes[range.clone()];
         let began = Instant::now();
         let step = run_step(&mut out, &mut close, &info, |reply| {
             handler.handle(message, reply)
         });
-        info.server
-            .shared
-            .counters
-            .message_handled(&step, began.elapsed());
+        info.server.shared.counters.message_handled(&step, began.elapsed());
         if let Err(f) = step {
             failure = Some(f);
             break;
@@ -112,52 +117,71 @@ fn run_job<H: MessageHandler>(job: Job<H>) -> Done<H> {
             break;
         }
     }
+    batch.clear();
     Done {
         id: info.id,
         handler,
         out,
         close,
         failure,
+        batch,
+    }
+}
+
+/// Results a worker hands back at once at most...
+const RESULTS_PER_POST: usize = 64;
+/// ...and how long its first result may wait for the others: a worker running handlers back to
+/// back posts their results in batches, one wake-up of the loop each, not one per connection.
+const POST_AFTER: Duration = Duration::from_micros(200);
+
+/// The workers' results, collected by the loop once per turn.
+struct Results<H> {
+    done: Mutex<Vec<Done<H>>>,
+    /// Whether `done` holds any: the loop looks before every wait, without taking the lock.
+    posted: AtomicBool,
+}
+
+impl<H> Results<H> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Done<H>>> {
+        // Nothing panics while holding it: a poisoned lock still holds whole results.
+        self.done.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// Worker threads running handlers for the loop ([`Pool`](crate::Pool) mode).
 pub(crate) struct Workers<H> {
     /// Each job with when it was queued (for the queue wait histogram).
-    jobs: Option<ChannelSender<(Job<H>, Instant)>>,
+    queue: Arc<JobQueue<(Job<H>, Instant)>>,
+    results: Arc<Results<H>>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl<H: MessageHandler> Workers<H> {
-    /// Starts `count` workers that send their results to `done` and wake the loop through `link`.
+    /// Starts `count` workers that hand their results back and wake the loop through `link`.
     pub(crate) fn start(
         count: usize,
         threads: &ThreadSettings,
-        done: &ChannelSender<Done<H>>,
         link: &Arc<Link>,
     ) -> io::Result<Workers<H>> {
-        let (jobs, queue) =
-            crossbeam_channel::bounded::<(Job<H>, Instant)>(count * JOBS_PER_WORKER);
         let mut workers = Workers {
-            jobs: Some(jobs),
+            queue: Arc::new(JobQueue::new(count, count * JOBS_PER_WORKER)),
+            results: Arc::new(Results {
+                done: Mutex::new(Vec::new()),
+                posted: AtomicBool::new(false),
+            }),
             threads: Vec::with_capacity(count),
         };
         for n in 0..count {
-            let queue: Receiver<(Job<H>, Instant)> = queue.clone();
-            let done = done.clone();
+            let queue = Arc::clone(&workers.queue);
+            let results = Arc::clone(&workers.results);
             let link = Arc::clone(link);
             let spawned = threads.spawn(&format!("message-{n}"), move || {
-                for (job, queued) in queue {
-                    if done.send(run_queued(job, queued)).is_err() {
-                        return;
-                    }
-                    link.wake();
-                }
+                work(&queue, &results, &link);
             });
             match spawned {
                 Ok(handle) => workers.threads.push(handle),
                 Err(e) => {
-                    workers.stop();
+                    workers.join();
                     return Err(io::Error::new(
                         e.kind(),
                         format!("cannot start message worker thread {n}: {e}"),
@@ -171,27 +195,46 @@ impl<H: MessageHandler> Workers<H> {
     /// Whether the queue takes another job now. Only the loop submits, so a `true` holds until it
     /// does.
     pub(crate) fn has_room(&self) -> bool {
-        self.jobs.as_ref().is_some_and(|jobs| !jobs.is_full())
+        self.queue.has_room()
     }
 
-    /// Hands `job` to a worker (call [`has_room`](Self::has_room) first, or this waits for a
-    /// place); gives it back if every worker is gone (they only end at a stop).
+    /// Queues `job` for a worker (call [`has_room`](Self::has_room) first), to be started by the
+    /// next [`kick`](Self::kick); gives it back once the workers are stopping.
     pub(crate) fn submit(&self, job: Job<H>) -> Result<(), Job<H>> {
-        let Some(jobs) = &self.jobs else {
-            return Err(job);
-        };
-        // Counted before it is sent: a worker may take it (and count it out) at once.
+        // Counted before it is queued: a worker may take it (and count it out) at once.
         let shared = Arc::clone(&job.info.server.shared);
         shared.counters.queued(true);
-        jobs.send((job, Instant::now())).map_err(|e| {
+        self.queue.push((job, Instant::now())).map_err(|(job, _)| {
             shared.counters.queued(false);
-            e.into_inner().0
+            job
         })
+    }
+
+    /// Wakes the workers the queued jobs need (the loop, at the end of each turn); returns how
+    /// soon the loop should look again.
+    pub(crate) fn kick(&self, now: Instant) -> Option<Duration> {
+        self.queue.kick(now)
+    }
+
+    /// Moves the results handed back so far into `into`.
+    pub(crate) fn take_done(&self, into: &mut Vec<Done<H>>) {
+        if !self.results.posted.load(Ordering::Acquire) {
+            return;
+        }
+        let mut done = self.results.lock();
+        self.results.posted.store(false, Ordering::Relaxed);
+        std::mem::swap(&mut *done, into);
+    }
+
+    /// Whether results are waiting (the loop, before it sleeps).
+    pub(crate) fn has_done(&self) -> bool {
+        // SeqCst: pairs with the loop's `going_to_sleep` (see `Link::wake`).
+        self.results.posted.load(Ordering::SeqCst)
     }
 
     /// Lets the workers exit once the queue is empty; `join` then waits for them.
     pub(crate) fn stop(&mut self) {
-        self.jobs = None;
+        self.queue.close();
     }
 
     /// Waits for the workers to exit (call `stop` first).
@@ -202,4 +245,54 @@ impl<H: MessageHandler> Workers<H> {
             let _ = handle.join();
         }
     }
+}
+
+/// A worker: takes jobs back to back while there are any, and hands their results back in
+/// batches, the last one before it sleeps.
+fn work<H: MessageHandler>(
+    queue: &JobQueue<(Job<H>, Instant)>,
+    results: &Results<H>,
+    link: &Link,
+) {
+    let mut done: Vec<Done<H>> = Vec::new();
+    let mut first_done: Option<Instant> = None;
+    loop {
+        let (job, queued) = match queue.try_take() {
+            Some(job) => job,
+            None => {
+                post(&mut done, results, link);
+                first_done = None;
+                match queue.take() {
+                    Some(job) => job,
+                    None => return,
+                }
+            }
+        };
+        let started = Instant::now();
+        done.push(run_queued(job, queued));
+        let now = Instant::now();
+        queue.ran(now.saturating_duration_since(started));
+        let first = *first_done.get_or_insert(started);
+        if done.len() >= RESULTS_PER_POST || now.saturating_duration_since(first) >= POST_AFTER {
+            post(&mut done, results, link);
+            first_done = None;
+        }
+    }
+}
+
+/// Hands `done` to the loop and wakes it (a system call only when it sleeps).
+fn post<H>(done: &mut Vec<Done<H>>, results: &Results<H>, link: &Link) {
+    if done.is_empty() {
+        return;
+    }
+    {
+        let mut posted = results.lock();
+        if posted.is_empty() {
+            std::mem::swap(&mut *posted, done);
+        } else {
+            posted.append(done);
+        }
+        results.posted.store(true, Ordering::SeqCst);
+    }
+    link.wake();
 }

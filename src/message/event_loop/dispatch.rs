@@ -25,7 +25,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         let mut consumed = 0;
         // Whether the loop stopped at an incomplete message (or none), not with whole ones left.
         let mut partial = false;
-        let mut batch = Batch::default();
+        let mut batch = self.spare_batches.pop().unwrap_or_default();
         let mut outcome = Ok(());
         let Some(mut handler) = conn.handler.take() else {
             return Ok(());
@@ -128,6 +128,9 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         }
         if batch.is_empty() {
             conn.handler = Some(handler);
+            if !inline {
+                self.spare_batches.push(batch);
+            }
             return outcome;
         }
         conn.on_worker = batch.bytes.capacity();
@@ -165,18 +168,26 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
     }
 
     pub(super) fn take_done(&mut self) {
-        loop {
-            let done = match self.done_rx.try_recv() {
-                Ok(done) => done,
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
-            };
+        let Some(workers) = &self.workers else {
+            return;
+        };
+        let mut all = std::mem::take(&mut self.done);
+        workers.take_done(&mut all);
+        for done in all.drain(..) {
             let Done {
                 id,
                 handler,
                 out,
                 close,
                 failure,
+                batch,
             } = done;
+            // A batch that grew for a burst is let go; the usual small ones are kept.
+            if self.spare_batches.len() < SPARE_BATCHES
+                && batch.bytes.capacity() <= SPARE_BATCH_BYTES
+            {
+                self.spare_batches.push(batch);
+            }
             let Some(conn) = self.slots.get_mut(id) else {
                 continue;
             };
@@ -199,6 +210,7 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             }
             self.service(id);
         }
+        self.done = all;
     }
 
     pub(super) fn take_commands(&mut self) {

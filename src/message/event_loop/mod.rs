@@ -54,6 +54,9 @@ const READS_PER_TURN: usize = 16;
 /// What one job hands a worker at most: pipelined messages go in batches of this size.
 const BATCH_MESSAGES: usize = 256;
 const BATCH_BYTES: usize = 256 * 1024;
+/// Emptied batches the loop keeps for reuse, and the largest it keeps.
+const SPARE_BATCHES: usize = 64;
+const SPARE_BATCH_BYTES: usize = 16 * 1024;
 /// How long a connection closing with unsent output (the handler closed it, the server stops)
 /// waits for the peer to read it.
 const LINGER: Duration = Duration::from_secs(5);
@@ -121,8 +124,11 @@ pub(crate) struct EventLoop<H, F> {
     events: Events,
     link: Arc<Link>,
     commands: Receiver<Command>,
-    done_rx: Receiver<Done<H>>,
     workers: Option<Workers<H>>,
+    /// The workers' results of one turn (kept to reuse its allocation)...
+    done: Vec<Done<H>>,
+    /// ...and emptied batches, to fill again without allocating.
+    spare_batches: Vec<Batch>,
     slots: Slots<H, F>,
     timers: Timers,
     scratch: Vec<u8>,
@@ -170,18 +176,18 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
         let abort: RawFd = server.shared.abort.pipe_fd();
         registry.register(&mut SourceFd(&stop), STOP, Interest::READABLE)?;
         registry.register(&mut SourceFd(&abort), ABORT, Interest::READABLE)?;
-        let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let workers = match settings.workers {
             0 => None,
-            n => Some(Workers::start(n, threads, &done_tx, &link)?),
+            n => Some(Workers::start(n, threads, &link)?),
         };
         Ok(EventLoop {
             poll,
             events: Events::with_capacity(1024),
             link,
             commands,
-            done_rx,
             workers,
+            done: Vec::new(),
+            spare_batches: Vec::new(),
             slots: Slots::new(FIRST_LINGERING - FIRST_CONNECTION, event_loop),
             timers: Timers::default(),
             scratch: vec![0; READ_CHUNK],
@@ -216,11 +222,18 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             if let Some(trim) = self.budget.trim_wait(now) {
                 wait = Some(wait.map_or(trim, |w| w.min(trim)));
             }
-            if !self.again.is_empty() {
+            if let Some(again) = self.workers.as_ref().and_then(|w| w.kick(now)) {
+                wait = Some(wait.map_or(again, |w| w.min(again)));
+            }
+            self.link.going_to_sleep();
+            let queued =
+                self.link.has_commands() || self.workers.as_ref().is_some_and(Workers::has_done);
+            if !self.again.is_empty() || queued {
                 wait = Some(Duration::ZERO);
             }
             self.link.turn_ends();
             let polled = self.poll.poll(&mut self.events, wait);
+            self.link.awake();
             self.link.turn_begins();
             if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
