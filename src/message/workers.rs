@@ -108,7 +108,10 @@ fn run_job<H: MessageHandler>(job: Job<H>) -> Done<H> {
         let step = run_step(&mut out, &mut close, &info, |reply| {
             handler.handle(message, reply)
         });
-        info.server.shared.counters.message_handled(&step, began.elapsed());
+        info.server
+            .shared
+            .counters
+            .message_handled(&step, began.elapsed());
         if let Err(f) = step {
             failure = Some(f);
             break;
@@ -249,11 +252,7 @@ impl<H: MessageHandler> Workers<H> {
 
 /// A worker: takes jobs back to back while there are any, and hands their results back in
 /// batches, the last one before it sleeps.
-fn work<H: MessageHandler>(
-    queue: &JobQueue<(Job<H>, Instant)>,
-    results: &Results<H>,
-    link: &Link,
-) {
+fn work<H: MessageHandler>(queue: &JobQueue<(Job<H>, Instant)>, results: &Results<H>, link: &Link) {
     let mut done: Vec<Done<H>> = Vec::new();
     let mut first_done: Option<Instant> = None;
     loop {
