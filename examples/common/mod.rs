@@ -915,7 +915,7 @@ pub fn init_logging() {
 /// Sends log lines to stderr, at `default_level` unless `RUST_LOG` says otherwise, and keeps
 /// handler panics off stderr but for the server's throttled report of them (a peer that makes a
 /// handler panic must not flood the log). rustls logs only its errors by default: it warns, once
-/// per handshake and unthrottled, of a ClientHello naming an IP address (wrk does), which a
+/// per handshake and unthrottled, of a `ClientHello` naming an IP address (wrk does), which a
 /// peer could use to flood the log; the server reports failed handshakes itself.
 pub fn init_logging_at(default_level: &str) {
     let filter = format!("{default_level},rustls=error");
