@@ -44,9 +44,10 @@ if [ "$(ulimit -n)" -lt 20100 ]; then
 fi
 
 echo "== building the examples (with and without the tls feature), loadgen and tokio_echo (release)" >&2
-# Every contestant runs the examples built with `tls`; the plain-tls-build workload also runs
-# them built without it (a target directory of their own, so neither build undoes the other).
-cargo build --release --features tls --examples -q
+# Every contestant runs the examples built with `tls` and `metrics` (the metrics workload's
+# `--metrics`); the plain-tls-build workload also runs them built without `tls` (a target
+# directory of their own, so neither build undoes the other).
+cargo build --release --features tls,metrics --examples -q
 cargo build --release --examples -q --target-dir target/bench-notls
 # `tokio` builds the tokio_echo contestant (an optional dependency, so cargo test never builds it).
 cargo build --release -p socketserver-bench --features tokio --bins -q

@@ -34,6 +34,7 @@ const EXAMPLE: Example = Example {
     default_mode: ModeName::Threading,
     modes: ModeName::ALL,
     options: &[
+        common::METRICS,
     ExtraOption {
         name: "--secret-file",
         value: "PATH",

@@ -61,6 +61,7 @@ const EXAMPLE: Example = Example {
     default_mode: ModeName::Single,
     modes: ModeName::THREADS,
     options: &[
+        common::METRICS,
         ExtraOption {
             name: "--idle-timeout",
             value: "SECS",

@@ -35,6 +35,7 @@ const EXAMPLE: Example = Example {
     default_mode: ModeName::Threading,
     modes: ModeName::ALL,
     options: &[
+        common::METRICS,
         PROTO,
         STACK_SIZE,
         common::IDLE_TIMEOUT,

@@ -44,6 +44,7 @@ const EXAMPLE: Example = Example {
     default_mode: ModeName::Threading,
     modes: ModeName::ALL,
     options: &[
+        common::METRICS,
         common::IDLE_TIMEOUT,
         common::MAX_LIFETIME,
         common::PROXY_PROTOCOL,

@@ -65,6 +65,7 @@ const EXAMPLE: Example = Example {
     default_mode: ModeName::Threading,
     modes: ModeName::ALL,
     options: &[
+        common::METRICS,
         ExtraOption {
             name: "--root",
             value: "DIR",

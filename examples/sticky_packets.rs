@@ -40,7 +40,7 @@ const EXAMPLE: Example = Example {
     default_addr: "127.0.0.1:0",
     default_mode: ModeName::Single,
     modes: &[ModeName::Single],
-    options: &[],
+    options: &[common::METRICS],
 };
 
 /// The bound on every wait, so the demonstration ends even if something is broken.
@@ -155,6 +155,7 @@ fn run(args: &Args) -> io::Result<()> {
             demo.clone().handle(req)
         })?;
     common::announce(server.local_addr())?;
+    common::announce_metrics(&server.handle())?;
     let addr = server
         .local_addr()
         .as_inet()

@@ -38,7 +38,7 @@ const EXAMPLE: Example = Example {
     default_addr: "127.0.0.1:9000",
     default_mode: ModeName::Single,
     modes: ModeName::ALL,
-    options: &[],
+    options: &[common::METRICS],
 };
 
 /// The format used for an empty datagram, as in the tutorial.

@@ -25,7 +25,7 @@ const EXAMPLE: Example = Example {
     default_addr: "127.0.0.1:9000",
     default_mode: ModeName::Single,
     modes: ModeName::ALL,
-    options: &[],
+    options: &[common::METRICS],
 };
 
 /// The handler: one datagram, one reply, sent from the server's socket to the sender.

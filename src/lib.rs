@@ -273,6 +273,8 @@ pub mod framing;
 mod handler;
 #[cfg(feature = "message")]
 pub mod message;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod mode;
 mod panics;
 mod process;
@@ -304,4 +306,4 @@ pub use server::{
     UdpServer, UnixDatagramServer, UnixStreamServer, DEFAULT_GRACE_PERIOD,
 };
 pub use socket::options::{DEFAULT_BACKLOG, DEFAULT_MAX_PACKET_SIZE};
-pub use stats::Stats;
+pub use stats::{ClosedBy, LatencyHistogram, Stats};

@@ -14,7 +14,8 @@
 //!   cannot run in every mode lists in [`Example::modes`] those it can: its usage offers only
 //!   them, and `--mode` refuses the rest.
 //! * The first line on stdout is exactly `listening on <bound address>`, so scripts and tests can
-//!   read the real port.
+//!   read the real port; with `--metrics ADDR` ([`METRICS`]) the second is
+//!   `metrics on <bound address>`.
 //! * Stream servers that declare them serve TLS with `--tls-cert FILE --tls-key FILE`, and
 //!   require client certificates with `--tls-client-ca FILE` ([`TLS_CERT`]; the library's `tls`
 //!   feature, off by default: `cargo run --features tls --example ...`).
@@ -309,6 +310,60 @@ pub const LOOPS: ExtraOption = ExtraOption {
     check: check_parses::<usize>,
 };
 
+/// `--metrics ADDR`: serve Prometheus metrics (`GET /metrics`) and a status page (`GET /`) on
+/// an admin listener of their own, at `HOST:PORT` or, for a value with a `/`, a Unix socket path
+/// (`Builder::metrics_addr` / `metrics_unix`; the library's `metrics` feature, off by default:
+/// `cargo run --features metrics --example ...`); applied by [`Args::builder`]. The second line
+/// on stdout is then `metrics on <bound address>`.
+pub const METRICS: ExtraOption = ExtraOption {
+    name: "--metrics",
+    value: "ADDR",
+    help: "serve Prometheus metrics and a status page at HOST:PORT or a Unix socket path",
+    check: check_metrics,
+};
+
+#[cfg(feature = "metrics")]
+fn check_metrics(value: &str) -> Result<(), String> {
+    match value.contains('/') {
+        true => Ok(()),
+        false => check_addr(value).map(|_| ()).map_err(|_| {
+            "expected HOST:PORT (e.g. 127.0.0.1:9100) or a Unix socket path".to_string()
+        }),
+    }
+}
+
+#[cfg(not(feature = "metrics"))]
+fn check_metrics(_value: &str) -> Result<(), String> {
+    Err("built without the library's `metrics` feature".to_string())
+}
+
+/// `builder` with the admin listener of [`METRICS`], where given.
+#[cfg(feature = "metrics")]
+fn metrics(args: &Args, builder: Builder) -> Builder {
+    match args.value(METRICS.name) {
+        Some(path) if path.contains('/') => builder.metrics_unix(path),
+        Some(addr) => builder.metrics_addr(addr),
+        None => builder,
+    }
+}
+
+/// Without the `metrics` feature [`METRICS`]'s check refuses every value.
+#[cfg(not(feature = "metrics"))]
+fn metrics(_args: &Args, builder: Builder) -> Builder {
+    builder
+}
+
+/// Prints `metrics on <address>` when the server has an admin listener ([`METRICS`]): the line
+/// after `listening on`.
+pub fn announce_metrics(handle: &socketserver::ServerHandle) -> io::Result<()> {
+    #[cfg(feature = "metrics")]
+    if let Some(addr) = handle.metrics_addr() {
+        return print_line(format_args!("metrics on {addr}"));
+    }
+    let _ = handle;
+    Ok(())
+}
+
 fn check_api(value: &str) -> Result<(), String> {
     match value {
         "stream" => Ok(()),
@@ -377,11 +432,12 @@ impl Args {
     }
 
     /// A [`Builder`] with what the common options configure: a graceful stop on SIGTERM and
-    /// SIGINT with the `--grace` period, and `--stack-size` when the example declares
-    /// [`STACK_SIZE`] and it is given. The mode is set by [`serve_tcp`] / [`serve_udp`].
+    /// SIGINT with the `--grace` period, the admin listener of [`METRICS`], and `--stack-size`
+    /// when the example declares [`STACK_SIZE`] and it is given. The mode is set by
+    /// [`serve_tcp`] / [`serve_udp`].
     pub fn builder(&self) -> Builder {
         let grace = self.grace.unwrap_or(socketserver::DEFAULT_GRACE_PERIOD);
-        let builder = stop_on_signals(Builder::new()).grace_period(grace);
+        let builder = metrics(self, stop_on_signals(Builder::new()).grace_period(grace));
         match self.value(STACK_SIZE.name).and_then(|v| v.parse().ok()) {
             Some(bytes) => builder.thread_stack_size(bytes),
             None => builder,
@@ -859,7 +915,7 @@ pub fn init_logging() {
 /// Sends log lines to stderr, at `default_level` unless `RUST_LOG` says otherwise, and keeps
 /// handler panics off stderr but for the server's throttled report of them (a peer that makes a
 /// handler panic must not flood the log). rustls logs only its errors by default: it warns, once
-/// per handshake and unthrottled, of a ClientHello naming an IP address (wrk does), which a
+/// per handshake and unthrottled, of a `ClientHello` naming an IP address (wrk does), which a
 /// peer could use to flood the log; the server reports failed handshakes itself.
 pub fn init_logging_at(default_level: &str) {
     let filter = format!("{default_level},rustls=error");
@@ -992,6 +1048,7 @@ where
 {
     if !socketserver::is_worker() {
         announce(server.local_addr())?;
+        announce_metrics(&server.handle())?;
     }
     server.serve_forever()?;
     server.server_close()
@@ -1009,6 +1066,7 @@ where
 {
     if !socketserver::is_worker() {
         announce(server.local_addr())?;
+        announce_metrics(&server.handle())?;
     }
     server.serve_forever()?;
     server.server_close()

@@ -55,6 +55,7 @@ const EXAMPLE: Example = Example {
     default_mode: ModeName::Threading,
     modes: ModeName::ALL,
     options: &[
+        common::METRICS,
         MAX_HEAD,
         HEADER_TIMEOUT,
         IDLE_TIMEOUT,

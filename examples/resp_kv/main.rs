@@ -81,6 +81,7 @@ const EXAMPLE: Example = Example {
     default_mode: ModeName::Threading,
     modes: ModeName::THREADS,
     options: &[
+        common::METRICS,
         STACK_SIZE,
         MAX_MEMORY,
         common::IDLE_TIMEOUT,

@@ -35,6 +35,9 @@ pub(crate) struct Shared {
     pub(crate) notify: Option<Notifier>,
     /// In a prefork parent: what the reload and resize signals asked for.
     pub(crate) prefork: crate::control::PreforkRequests,
+    /// Where the admin listener serves the metrics (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics_addr: Option<Address>,
 }
 
 impl Shared {
@@ -234,6 +237,25 @@ impl ServerHandle {
     #[must_use]
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
+    }
+
+    /// The server's counters in the Prometheus text exposition format (feature `metrics`), to
+    /// serve from an endpoint of your own with the `Content-Type`
+    /// [`metrics::CONTENT_TYPE`](crate::metrics::CONTENT_TYPE); the metric families are listed
+    /// in [`crate::metrics`].
+    #[cfg(feature = "metrics")]
+    #[must_use]
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::text(&self.stats())
+    }
+
+    /// Where the admin listener of [`Builder::metrics_addr`](crate::Builder::metrics_addr)
+    /// serves the metrics and status page (feature `metrics`): `None` without one, and in the
+    /// children of a process mode (their parent serves it).
+    #[cfg(feature = "metrics")]
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<&Address> {
+        self.shared.metrics_addr.as_ref()
     }
 
     /// The address the server is bound to (Python's `server_address`).

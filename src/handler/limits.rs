@@ -8,11 +8,11 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use super::connection::Connection;
-use super::deadline::{Deadline, LimitExceeded};
+use super::deadline::{Deadline, Limit, LimitExceeded};
 use crate::socket::options::ConnectionOptions;
 use crate::socket::poll::{self, Ready};
 
@@ -57,6 +57,21 @@ pub(crate) struct Guarded {
     /// Once its handshake is done: the TLS session every read and write goes through.
     #[cfg(feature = "tls")]
     tls: Option<Box<crate::tls::TlsStream>>,
+    /// Bytes read from and written to the socket, and the first limit that failed a wait (see
+    /// [`Guarded::took_stock`]): kept here, per connection, and added to the server's counters
+    /// when the request ends or waits for its next one.
+    received: AtomicU64,
+    sent: AtomicU64,
+    limit_hit: AtomicU8,
+}
+
+/// What a connection did, for the server's counters: bytes in and out, and the limit that
+/// closed it, if one did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) received: u64,
+    pub(crate) sent: u64,
+    pub(crate) limit: Option<crate::stats::Limit>,
 }
 
 impl Guarded {
@@ -77,6 +92,56 @@ impl Guarded {
             deadline: None,
             #[cfg(feature = "tls")]
             tls: None,
+            received: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            limit_hit: AtomicU8::new(0),
+        }
+    }
+
+    /// What the connection did since the last call (each byte and the limit are told once).
+    pub(crate) fn took_stock(&self) -> Tally {
+        use crate::stats::Limit as Counted;
+        Tally {
+            received: self.received.swap(0, Ordering::Relaxed),
+            sent: self.sent.swap(0, Ordering::Relaxed),
+            limit: match self.limit_hit.swap(0, Ordering::Relaxed) {
+                1 => Some(Counted::Idle),
+                2 => Some(Counted::Lifetime),
+                3 => Some(Counted::Deadline),
+                _ => None,
+            },
+        }
+    }
+
+    /// Forgets the limit that failed a wait: the failure is counted as something else (the
+    /// PROXY header or TLS handshake the deadline was for).
+    #[cfg(any(feature = "proxy", feature = "tls"))]
+    pub(crate) fn forget_limit(&self) {
+        self.limit_hit.store(0, Ordering::Relaxed);
+    }
+
+    /// Notes that `limit` failed a wait (the first one counts: the connection ends on it).
+    fn hit(&self, limit: LimitExceeded) -> io::Error {
+        let code = match limit.limit() {
+            Limit::IdleTimeout => 1,
+            Limit::Lifetime => 2,
+            Limit::Deadline => 3,
+        };
+        let _ = self
+            .limit_hit
+            .compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed);
+        limit.into()
+    }
+
+    fn count_in(&self, result: &io::Result<usize>) {
+        if let Ok(n) = result {
+            self.received.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn count_out(&self, result: &io::Result<usize>) {
+        if let Ok(n) = result {
+            self.sent.fetch_add(*n as u64, Ordering::Relaxed);
         }
     }
 
@@ -220,7 +285,9 @@ impl Guarded {
         if !self.has_limits() && applied.get() == base.get() {
             return Ok(Binding::Timeout);
         }
-        let (timeout, binding) = self.plan(base.get(), Instant::now())?;
+        let (timeout, binding) = self
+            .plan(base.get(), Instant::now())
+            .map_err(|limit| self.hit(limit))?;
         if applied.get() != timeout {
             match direction {
                 Direction::Read => self.conn.set_read_timeout(timeout)?,
@@ -241,7 +308,7 @@ impl Guarded {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
             {
-                Err(match binding {
+                let limit = match binding {
                     Binding::Idle => LimitExceeded::idle(self.idle.unwrap_or_default()),
                     Binding::Lifetime => {
                         LimitExceeded::lifetime(self.lifetime.map(|l| l.length).unwrap_or_default())
@@ -252,8 +319,8 @@ impl Guarded {
                         }
                         None => return Err(e),
                     },
-                }
-                .into())
+                };
+                Err(self.hit(limit))
             }
             other => other,
         }
@@ -363,6 +430,7 @@ impl WithoutWaiting<'_> {
         // A limit that has passed fails this read as it fails any other.
         self.0.before_wait(Direction::Read)?;
         let n = recv_now(self.0.conn.as_raw_fd(), buf, 0)?;
+        self.0.received.fetch_add(n as u64, Ordering::Relaxed);
         if let Some((_, received)) = &self.0.deadline {
             received.fetch_add(n as u64, Ordering::Relaxed);
         }
@@ -391,6 +459,7 @@ impl Read for Raw<'_> {
         let g = self.0;
         let binding = g.before_wait(Direction::Read)?;
         let result = (&g.conn).read(buf);
+        g.count_in(&result);
         if let (Ok(n), Some((_, received))) = (&result, &g.deadline) {
             received.fetch_add(*n as u64, Ordering::Relaxed);
         }
@@ -403,6 +472,7 @@ impl Write for Raw<'_> {
         let g = self.0;
         let binding = g.before_wait(Direction::Write)?;
         let result = (&g.conn).write(buf);
+        g.count_out(&result);
         g.after_wait(result, binding)
     }
 
@@ -410,6 +480,7 @@ impl Write for Raw<'_> {
         let g = self.0;
         let binding = g.before_wait(Direction::Write)?;
         let result = (&g.conn).write_vectored(bufs);
+        g.count_out(&result);
         g.after_wait(result, binding)
     }
 

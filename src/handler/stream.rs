@@ -225,6 +225,8 @@ impl StreamRequest {
     /// A failed handshake: counted, and named with the peer for `handle_error`.
     #[cfg(feature = "tls")]
     fn tls_failed(&self, e: io::Error) -> io::Error {
+        // Counted as the handshake's failure, not as the deadline it ran under.
+        self.conn.forget_limit();
         self.server.shared.counters.tls_handshake_failed();
         io::Error::new(e.kind(), format!("TLS handshake with {}: {e}", self.peer))
     }
@@ -358,6 +360,12 @@ impl StreamRequest {
 
     #[cfg(feature = "proxy")]
     fn proxy_error_of(&self, e: io::Error) -> io::Error {
+        // Counted as the header's failure, not as the deadline it ran under.
+        self.conn.forget_limit();
+        self.server
+            .shared
+            .counters
+            .closed_by(crate::stats::Limit::ProxyHeader);
         if e.kind() == io::ErrorKind::PermissionDenied {
             return e; // check_trusted's message names the peer already
         }
@@ -494,6 +502,9 @@ impl StreamRequest {
                 ) => {}
             Err(e) => return Err(e),
         }
+        // About to wait for the client: what the connection did so far goes to the counters, so
+        // a long-lived connection does not show there only when it ends.
+        self.tally();
         let shared = &self.server.shared;
         loop {
             // During a stop, a connection still waiting for its first request is woken only by
@@ -632,6 +643,24 @@ impl StreamRequest {
                 "TCP_NODELAY applies to TCP connections only",
             )),
         }
+    }
+}
+
+impl StreamRequest {
+    /// Adds what the connection did since the last tally to the server's counters.
+    fn tally(&self) {
+        let tally = self.conn.took_stock();
+        let counters = &self.server.shared.counters;
+        counters.moved(tally.received, tally.sent);
+        if let Some(limit) = tally.limit {
+            counters.closed_by(limit);
+        }
+    }
+}
+
+impl Drop for StreamRequest {
+    fn drop(&mut self) {
+        self.tally();
     }
 }
 

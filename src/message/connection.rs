@@ -314,6 +314,7 @@ impl<H, F> Conn<H, F> {
                     Ok(Read1::Eof)
                 }
                 Ok(n) => {
+                    self.info.server.shared.counters.moved(n as u64, 0);
                     self.take_in(&scratch[..n])?;
                     self.last_active = Instant::now();
                     // A short read emptied the socket: more bytes bring a new readiness edge, so
@@ -389,14 +390,19 @@ impl<H, F> Conn<H, F> {
     pub(crate) fn flush(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_mut() {
-            if tls.send(&mut self.output, &mut self.stream)? {
+            let sent = tls.send(&mut self.output, &mut self.stream)?;
+            if sent > 0 {
                 self.last_active = Instant::now();
+                self.info.server.shared.counters.moved(0, sent as u64);
             }
             return self.watch_writability(registry, token);
         }
         while !self.output.is_empty() {
             match self.output.write_to(&mut self.stream) {
-                Ok(_) => self.last_active = Instant::now(),
+                Ok(n) => {
+                    self.last_active = Instant::now();
+                    self.info.server.shared.counters.moved(0, n as u64);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

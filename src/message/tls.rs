@@ -132,18 +132,18 @@ impl Session {
     }
 
     /// Sends what the session has encrypted, then encrypts more of `output` and sends it, until
-    /// `sink` would block or everything is sent. Returns whether a byte went out.
+    /// `sink` would block or everything is sent. Returns how many bytes went out.
     ///
     /// # Errors
     ///
     /// The socket's.
-    pub(crate) fn send(&mut self, output: &mut Output, sink: &mut impl Write) -> io::Result<bool> {
-        let mut sent = false;
+    pub(crate) fn send(&mut self, output: &mut Output, sink: &mut impl Write) -> io::Result<usize> {
+        let mut sent = 0;
         loop {
             while self.conn.wants_write() {
                 match self.conn.write_tls(sink) {
                     Ok(0) => return Ok(sent),
-                    Ok(_) => sent = true,
+                    Ok(n) => sent += n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(sent),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),

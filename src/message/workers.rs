@@ -81,6 +81,17 @@ pub(crate) struct Done<H> {
     pub(crate) batch: Batch,
 }
 
+/// Runs a job queued at `queued`, counted as busy for the server's counters.
+fn run_queued<H: MessageHandler>(job: Job<H>, queued: Instant) -> Done<H> {
+    let shared = Arc::clone(&job.info.server.shared);
+    shared.counters.queued(false);
+    shared.counters.waited(queued.elapsed());
+    shared.counters.busy(true);
+    let done = run_job(job);
+    shared.counters.busy(false);
+    done
+}
+
 /// Runs `job`'s messages in order, stopping at a close or a failure.
 fn run_job<H: MessageHandler>(job: Job<H>) -> Done<H> {
     let Job {
@@ -93,10 +104,14 @@ fn run_job<H: MessageHandler>(job: Job<H>) -> Done<H> {
     let mut failure = None;
     for range in &batch.messages {
         let message = &batch.bytes[range.clone()];
+        let began = Instant::now();
         let step = run_step(&mut out, &mut close, &info, |reply| {
             handler.handle(message, reply)
         });
-        info.server.shared.counters.message_handled(step.is_ok());
+        info.server
+            .shared
+            .counters
+            .message_handled(&step, began.elapsed());
         if let Err(f) = step {
             failure = Some(f);
             break;
@@ -138,7 +153,8 @@ impl<H> Results<H> {
 
 /// Worker threads running handlers for the loop ([`Pool`](crate::Pool) mode).
 pub(crate) struct Workers<H> {
-    queue: Arc<JobQueue<Job<H>>>,
+    /// Each job with when it was queued (for the queue wait histogram).
+    queue: Arc<JobQueue<(Job<H>, Instant)>>,
     results: Arc<Results<H>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -188,7 +204,13 @@ impl<H: MessageHandler> Workers<H> {
     /// Queues `job` for a worker (call [`has_room`](Self::has_room) first), to be started by the
     /// next [`kick`](Self::kick); gives it back once the workers are stopping.
     pub(crate) fn submit(&self, job: Job<H>) -> Result<(), Job<H>> {
-        self.queue.push(job)
+        // Counted before it is queued: a worker may take it (and count it out) at once.
+        let shared = Arc::clone(&job.info.server.shared);
+        shared.counters.queued(true);
+        self.queue.push((job, Instant::now())).map_err(|(job, _)| {
+            shared.counters.queued(false);
+            job
+        })
     }
 
     /// Wakes the workers the queued jobs need (the loop, at the end of each turn); returns how
@@ -230,11 +252,11 @@ impl<H: MessageHandler> Workers<H> {
 
 /// A worker: takes jobs back to back while there are any, and hands their results back in
 /// batches, the last one before it sleeps.
-fn work<H: MessageHandler>(queue: &JobQueue<Job<H>>, results: &Results<H>, link: &Link) {
+fn work<H: MessageHandler>(queue: &JobQueue<(Job<H>, Instant)>, results: &Results<H>, link: &Link) {
     let mut done: Vec<Done<H>> = Vec::new();
     let mut first_done: Option<Instant> = None;
     loop {
-        let job = match queue.try_take() {
+        let (job, queued) = match queue.try_take() {
             Some(job) => job,
             None => {
                 post(&mut done, results, link);
@@ -246,7 +268,7 @@ fn work<H: MessageHandler>(queue: &JobQueue<Job<H>>, results: &Results<H>, link:
             }
         };
         let started = Instant::now();
-        done.push(run_job(job));
+        done.push(run_queued(job, queued));
         let now = Instant::now();
         queue.ran(now.saturating_duration_since(started));
         let first = *first_done.get_or_insert(started);

@@ -129,7 +129,9 @@ impl Pool {
         self.workers
     }
 
+    /// Closes `task`, which was counted in the queue gauge, unserved.
     fn reject(&mut self, task: Task, why: &str) {
+        task.queued(false);
         if let Some(held_back) = self.rejections.admit() {
             let more = if held_back > 0 {
                 format!(" ({held_back} more since the last report)")
@@ -168,6 +170,7 @@ impl ModeImpl for Pool {
             let spawned = threads.spawn(&format!("pool-{i}"), move || {
                 // Ends when the server drops the sender and the queue is empty.
                 for task in receiver.iter() {
+                    task.queued(false);
                     task.run();
                 }
             });
@@ -189,6 +192,8 @@ impl ModeImpl for Pool {
     }
 
     fn dispatch(&mut self, task: Task, stop: &StopSignal) {
+        // Counted before it is sent: a worker may take it (and count it out) at once.
+        task.queued(true);
         let Some(sender) = self.sender.clone() else {
             return self.reject(task, "the pool is stopped");
         };
@@ -228,6 +233,7 @@ impl ModeImpl for Pool {
         };
         let mut closed = 0;
         while let Ok(task) = queued.try_recv() {
+            task.queued(false);
             task.reject();
             closed += 1;
         }

@@ -70,8 +70,15 @@ impl Task {
     /// Runs the handler on the current thread. Never panics: the job catches handler panics.
     pub(crate) fn run(mut self) {
         if let Some(job) = self.job.take() {
+            self.shared.counters.busy(true);
             self.ending = job();
+            self.shared.counters.busy(false);
         }
+    }
+
+    /// Counts this request in (`true`) or out of (`false`) the pool queue gauge.
+    pub(crate) fn queued(&self, into: bool) {
+        self.shared.counters.queued(into);
     }
 
     /// Closes the request without running the handler (the connection is closed when the job,

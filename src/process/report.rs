@@ -2,8 +2,13 @@
 //! its counters whenever they change, so the parent's `stats()` covers the whole server and a
 //! rolling reload knows when a fresh worker has taken over.
 //!
-//! Lines: `ready`, and `stats <accepted> <active> <completed> <failed> <rejected> <accept_errors>`.
-//! Each is written whole in one `write` (far below `PIPE_BUF`), so lines never interleave.
+//! Lines: `ready`, and the counters twice: `stats <accepted> <active> <completed> <failed>
+//! <rejected> <accept_errors> <messages> <message_failures> <tls_handshake_failures>` (what
+//! parents of every version read), then `stats2 name=value ...`, every counter by name, a
+//! histogram as `name=<bucket>,<bucket>,...,<sum>`. A parent takes the names it knows and skips
+//! the others, so either side may be a newer program than the other (a reload from a program file
+//! of another version). Both lines go in one `write` (well below `PIPE_BUF`), so lines never
+//! interleave.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -13,7 +18,7 @@ use std::time::Duration;
 
 use super::role::inherited;
 use crate::control::ServerHandle;
-use crate::stats::Stats;
+use crate::stats::{LatencyHistogram, Stats, BUCKETS};
 
 /// The private environment variable naming the write end of the report pipe in a worker.
 pub(crate) const REPORT_VAR: &str = "SOCKETSERVER_PROCESS_REPORT";
@@ -53,7 +58,104 @@ fn send(line: &str) {
     }
 }
 
+/// The counters of a `stats2` line, by name.
+fn counters(s: &Stats) -> [(&'static str, u64); 26] {
+    let c = &s.closed_by;
+    [
+        ("accepted", s.accepted),
+        ("active", s.active),
+        ("completed", s.completed),
+        ("failed", s.failed),
+        ("rejected", s.rejected),
+        ("accept_errors", s.accept_errors),
+        ("messages", s.messages),
+        ("message_failures", s.message_failures),
+        ("tls_handshake_failures", s.tls_handshake_failures),
+        ("refused", s.refused),
+        ("panics", s.panics),
+        ("message_panics", s.message_panics),
+        ("bytes_in", s.bytes_in),
+        ("bytes_out", s.bytes_out),
+        ("closed_idle", c.idle),
+        ("closed_lifetime", c.lifetime),
+        ("closed_deadline", c.deadline),
+        ("closed_message_timeout", c.message_timeout),
+        ("closed_slow_reader", c.slow_reader),
+        ("closed_over_budget", c.over_budget),
+        ("closed_proxy_header", c.proxy_header),
+        ("closed_handshake", c.handshake),
+        ("queue_depth", s.queue_depth),
+        ("busy_workers", s.busy_workers),
+        ("pushes_sent", s.pushes_sent),
+        ("pushes_dropped", s.pushes_dropped),
+    ]
+}
+
+/// Sets the counter `name` of a `stats2` line; false for a name this version does not know.
+fn set_counter(s: &mut Stats, name: &str, value: u64) -> bool {
+    let c = &mut s.closed_by;
+    let field = match name {
+        "accepted" => &mut s.accepted,
+        "active" => &mut s.active,
+        "completed" => &mut s.completed,
+        "failed" => &mut s.failed,
+        "rejected" => &mut s.rejected,
+        "accept_errors" => &mut s.accept_errors,
+        "messages" => &mut s.messages,
+        "message_failures" => &mut s.message_failures,
+        "tls_handshake_failures" => &mut s.tls_handshake_failures,
+        "refused" => &mut s.refused,
+        "panics" => &mut s.panics,
+        "message_panics" => &mut s.message_panics,
+        "bytes_in" => &mut s.bytes_in,
+        "bytes_out" => &mut s.bytes_out,
+        "closed_idle" => &mut c.idle,
+        "closed_lifetime" => &mut c.lifetime,
+        "closed_deadline" => &mut c.deadline,
+        "closed_message_timeout" => &mut c.message_timeout,
+        "closed_slow_reader" => &mut c.slow_reader,
+        "closed_over_budget" => &mut c.over_budget,
+        "closed_proxy_header" => &mut c.proxy_header,
+        "closed_handshake" => &mut c.handshake,
+        "queue_depth" => &mut s.queue_depth,
+        "busy_workers" => &mut s.busy_workers,
+        "pushes_sent" => &mut s.pushes_sent,
+        "pushes_dropped" => &mut s.pushes_dropped,
+        _ => return false,
+    };
+    *field = value;
+    true
+}
+
+/// The histograms of a `stats2` line, by name.
+fn histograms(s: &mut Stats) -> [(&'static str, &mut LatencyHistogram); 3] {
+    [
+        ("request_time", &mut s.request_time),
+        ("message_time", &mut s.message_time),
+        ("queue_wait", &mut s.queue_wait),
+    ]
+}
+
 fn stats_line(s: &Stats) -> String {
+    let mut line = v1_line(s);
+    line.push_str("stats2");
+    for (name, value) in counters(s) {
+        line.push_str(&format!(" {name}={value}"));
+    }
+    let mut copy = *s;
+    for (name, histogram) in histograms(&mut copy) {
+        line.push_str(&format!(" {name}="));
+        for count in histogram.counts {
+            line.push_str(&format!("{count},"));
+        }
+        line.push_str(&histogram.sum_micros.to_string());
+    }
+    line.push('\n');
+    line
+}
+
+/// The line parents of earlier versions read.
+fn v1_line(s: &Stats) -> String {
     format!(
         "stats {} {} {} {} {} {} {} {} {}\n",
         s.accepted,
@@ -151,12 +253,45 @@ impl Reports {
     fn apply(&mut self, line: &str) {
         if line == "ready" {
             self.ready = true;
+        } else if let Some(stats) = parse_stats2(line) {
+            self.last = stats;
         } else if let Some(stats) = parse_stats(line) {
             self.last = stats;
         } else {
             log::debug!("prefork: ignoring report line {line:?}");
         }
     }
+}
+
+/// A `stats2` line: the names this version knows (others are skipped); `None` if a value does not
+/// parse.
+fn parse_stats2(line: &str) -> Option<Stats> {
+    let mut stats = Stats::default();
+    for field in line.strip_prefix("stats2 ")?.split(' ') {
+        let (name, value) = field.split_once('=')?;
+        if !value.contains(',') {
+            // Unknown names are a newer worker's counters: skipped.
+            set_counter(&mut stats, name, value.parse().ok()?);
+            continue;
+        }
+        let numbers: Vec<u64> = value
+            .split(',')
+            .map(|n| n.parse().ok())
+            .collect::<Option<_>>()?;
+        let Some((sum, counts)) = numbers.split_last() else {
+            continue;
+        };
+        if let Some((_, histogram)) = histograms(&mut stats).into_iter().find(|(n, _)| *n == name) {
+            // A histogram with other buckets cannot be added to these: skipped.
+            if let Ok(counts) = <[u64; BUCKETS]>::try_from(counts) {
+                *histogram = LatencyHistogram {
+                    counts,
+                    sum_micros: *sum,
+                };
+            }
+        }
+    }
+    Some(stats)
 }
 
 fn parse_stats(line: &str) -> Option<Stats> {
@@ -184,6 +319,7 @@ fn parse_stats(line: &str) -> Option<Stats> {
         messages,
         message_failures,
         tls_handshake_failures: tls,
+        ..Stats::default()
     })
 }
 
@@ -195,17 +331,7 @@ mod tests {
     fn reports_read_back_as_written_even_split_across_reads() {
         let (mut reports, writer) = Reports::pipe().unwrap();
         let mut writer = File::from(writer);
-        let stats = Stats {
-            accepted: 7,
-            active: 1,
-            completed: 5,
-            failed: 1,
-            rejected: 0,
-            accept_errors: 2,
-            messages: 40,
-            message_failures: 3,
-            tls_handshake_failures: 4,
-        };
+        let stats = every_field_set(1);
         let line = stats_line(&stats);
         writer.write_all(b"ready\n").unwrap();
         writer.write_all(&line.as_bytes()[..5]).unwrap();
@@ -217,15 +343,63 @@ mod tests {
         assert_eq!(reports.last, stats);
     }
 
+    /// Stats whose every counter and bucket holds a different value, from `base` up.
+    fn every_field_set(base: u64) -> Stats {
+        let mut stats = Stats::default();
+        let mut next = base;
+        for (name, _) in counters(&Stats::default()) {
+            assert!(set_counter(&mut stats, name, next), "{name}");
+            next += 1;
+        }
+        for (_, histogram) in histograms(&mut stats) {
+            for count in &mut histogram.counts {
+                *count = next;
+                next += 1;
+            }
+            histogram.sum_micros = next;
+            next += 1;
+        }
+        stats
+    }
+
+    #[test]
+    fn every_counter_goes_through_and_the_line_fits_one_atomic_write() {
+        let stats = every_field_set(1);
+        let line = stats_line(&stats);
+        let v2 = line.lines().nth(1).unwrap();
+        assert_eq!(parse_stats2(v2), Some(stats));
+        let max = every_field_set(u64::MAX / 2);
+        assert!(stats_line(&max).len() < 4096, "{}", stats_line(&max).len());
+    }
+
+    #[test]
+    fn older_and_newer_workers_are_understood() {
+        // An older worker: the first line only.
+        let old = parse_stats("stats 1 2 3 4 5 6 7 8 9").unwrap();
+        assert_eq!((old.accepted, old.tls_handshake_failures), (1, 9));
+        // A newer one: names and a histogram this version does not know are skipped.
+        let new = parse_stats2("stats2 accepted=5 surprise=9 odd_time=1,2,3 bytes_in=7").unwrap();
+        assert_eq!((new.accepted, new.bytes_in), (5, 7));
+        // A histogram of other buckets is skipped too.
+        let other = parse_stats2("stats2 request_time=1,2,3 refused=2").unwrap();
+        assert_eq!((other.request_time.count(), other.refused), (0, 2));
+    }
+
     #[test]
     fn malformed_lines_are_ignored() {
         for line in [
             "stats 1 2 3",
             "stats 1 2 3 4 5 6 7",
             "stats a 2 3 4 5 6",
+            "stats2 accepted=x",
+            "stats2 accepted",
             "hello",
         ] {
-            assert_eq!(parse_stats(line), None, "{line:?}");
+            assert_eq!(
+                parse_stats(line).or_else(|| parse_stats2(line)),
+                None,
+                "{line:?}"
+            );
         }
     }
 }

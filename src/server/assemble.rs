@@ -58,7 +58,15 @@ where
             on_error,
             stopping,
             notify_systemd,
+            #[cfg(feature = "metrics")]
+            metrics,
         } = builder.into_parts();
+        // The parent serves the metrics, for the whole server; children of a process mode none.
+        #[cfg(feature = "metrics")]
+        let admin = match metrics.as_ref().filter(|_| role.is_none()) {
+            Some(addr) => Some(crate::metrics::admin::bind(addr, &local)?),
+            None => None,
+        };
         if let (true, Some(socket)) = (T::STREAM, &socket) {
             // Non-blocking so a connection that vanishes between poll and accept (or that another
             // process sharing the listener took first) cannot block the loop.
@@ -87,7 +95,26 @@ where
             failure_log: failure_log::FailureLog::new(),
             notify,
             prefork: Default::default(),
+            #[cfg(feature = "metrics")]
+            metrics_addr: admin.as_ref().map(|a| a.local.clone()),
         });
+        #[cfg(feature = "metrics")]
+        let admin = match admin {
+            Some(bound) => {
+                let title = format!(
+                    "{} server on {} ({} mode)",
+                    T::NAME,
+                    shared.local,
+                    mode.name()
+                );
+                Some(crate::metrics::admin::Admin::start(
+                    bound,
+                    Arc::clone(&shared),
+                    title,
+                )?)
+            }
+            None => None,
+        };
         // A per-request child does its connection's handshake, not the parent that hands it over.
         #[cfg(feature = "tls")]
         if let Some(tls) = connection.tls.as_mut() {
@@ -155,6 +182,8 @@ where
             owns_listener: false,
             door_shut: false,
             served: false,
+            #[cfg(feature = "metrics")]
+            _admin: admin,
             transport: PhantomData,
         })
     }

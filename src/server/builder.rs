@@ -99,6 +99,9 @@ pub struct Builder<M = Single> {
     on_error: Option<ErrorHook>,
     stopping: StopOptions,
     notify_systemd: bool,
+    /// Where the admin listener serves the metrics and status page (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::admin::AdminAddr>,
 }
 
 impl Builder<Single> {
@@ -116,6 +119,8 @@ impl Builder<Single> {
             on_error: None,
             stopping: StopOptions::default(),
             notify_systemd: true,
+            #[cfg(feature = "metrics")]
+            metrics: None,
         }
     }
 }
@@ -147,7 +152,39 @@ impl<M: Mode> Builder<M> {
             on_error: self.on_error,
             stopping: self.stopping,
             notify_systemd: self.notify_systemd,
+            #[cfg(feature = "metrics")]
+            metrics: self.metrics,
         }
+    }
+
+    /// Serves the server's metrics and status page on an admin listener at `addr` (feature
+    /// `metrics`), a TCP address of its own: `GET /metrics` answers the Prometheus text format,
+    /// `GET /` a small HTML status page (see [`crate::metrics`]). It is bound with the server
+    /// (an address that does not resolve or bind is the `bind_*` call's error, as is the served
+    /// address itself), serves from then on, on a thread of its own, and closes with the server.
+    /// In a [`Prefork`](crate::Prefork) or [`Process`](crate::Process) server the parent serves
+    /// it, with the whole server's counters; the children do not. Read the bound address (port
+    /// 0 picks a free one) with [`ServerHandle::metrics_addr`].
+    ///
+    /// Keep it off the public network: it tells how the server is doing to whoever asks.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_addr(mut self, addr: impl ToSocketAddrs) -> Self {
+        let resolved = addr
+            .to_socket_addrs()
+            .map(Iterator::collect)
+            .map_err(|e| format!("cannot resolve the metrics listener's address: {e}"));
+        self.metrics = Some(crate::metrics::admin::AdminAddr::Tcp(resolved));
+        self
+    }
+
+    /// [`metrics_addr`](Self::metrics_addr) on a Unix stream socket at `path` (a stale socket
+    /// file is replaced; the file is removed when the server closes).
+    #[cfg(feature = "metrics")]
+    pub fn metrics_unix(mut self, path: impl AsRef<Path>) -> Self {
+        self.metrics = Some(crate::metrics::admin::AdminAddr::Unix(
+            path.as_ref().to_path_buf(),
+        ));
+        self
     }
 
     /// The options for accepted connections (a message server's loop enforces their limits).
@@ -847,6 +884,8 @@ impl<M: Mode> Builder<M> {
             on_error: self.on_error,
             stopping: self.stopping,
             notify_systemd: self.notify_systemd,
+            #[cfg(feature = "metrics")]
+            metrics: self.metrics,
         }
     }
 }
@@ -891,6 +930,8 @@ pub(crate) struct BuiltParts<M> {
     pub(crate) on_error: Option<ErrorHook>,
     pub(crate) stopping: StopOptions,
     pub(crate) notify_systemd: bool,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<crate::metrics::admin::AdminAddr>,
 }
 
 impl<M: fmt::Debug> fmt::Debug for Builder<M> {

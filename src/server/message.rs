@@ -120,6 +120,26 @@ impl<F: Framer, H: MessageHandler> MessageBuilder<F, H> {
         self
     }
 
+    /// Serves the metrics and status page on an admin listener at `addr` (feature `metrics`), as
+    /// [`Builder::metrics_addr`] does.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_addr(self, addr: impl ToSocketAddrs) -> Self {
+        MessageBuilder {
+            builder: self.builder.metrics_addr(addr),
+            ..self
+        }
+    }
+
+    /// [`metrics_addr`](Self::metrics_addr) on a Unix stream socket, as
+    /// [`Builder::metrics_unix`] does.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_unix(self, path: impl AsRef<Path>) -> Self {
+        MessageBuilder {
+            builder: self.builder.metrics_unix(path),
+            ..self
+        }
+    }
+
     /// The longest a message may take to arrive, from its first byte to its last
     /// ([`DEFAULT_MESSAGE_TIMEOUT`], 30 s, by default). A connection over it is closed
     /// ([`Closed::MessageTimeout`](crate::message::Closed::MessageTimeout)) without its handler

@@ -148,6 +148,9 @@ pub struct Server<T: Transport, H, M: Mode> {
     door_shut: bool,
     /// Whether `serve_forever` was called (it serves once).
     served: bool,
+    /// The admin listener serving the metrics (feature `metrics`), until the server is dropped.
+    #[cfg(feature = "metrics")]
+    _admin: Option<crate::metrics::admin::Admin>,
     transport: PhantomData<fn() -> T>,
 }
 

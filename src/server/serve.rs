@@ -115,6 +115,7 @@ where
             if !verify.lock().unwrap_or_else(PoisonError::into_inner)(&peer) {
                 log::debug!("verify_request refused {peer}; closing");
                 drop(request);
+                shared.counters.refused();
                 shared.counters.request_ended(Ending::Rejected);
                 return Outcome::Rejected;
             }
@@ -182,10 +183,18 @@ where
     if let Some(verify) = verify {
         if !verify.lock().unwrap_or_else(PoisonError::into_inner)(&peer) {
             log::debug!("verify_request refused {peer}; closing");
+            shared.counters.refused();
             return Ending::Rejected;
         }
     }
-    match lifecycle::run(handler, request, T::complete) {
+    let began = Instant::now();
+    let ran = lifecycle::run(handler, request, T::complete);
+    // A message server's accepting handler only passes the connection on: not a request's time.
+    if !T::handed_over(request) {
+        let panicked = matches!(ran, Err(Failure::Panic(_)));
+        shared.counters.request_ran(began.elapsed(), panicked);
+    }
+    match ran {
         Ok(()) if T::handed_over(request) => Ending::HandedOver,
         Ok(()) => Ending::Completed,
         Err(failure) => {

@@ -689,7 +689,14 @@ fn prefork_recycles_workers() -> Result<(), String> {
     check(runs.iter().all(|(_, served)| *served <= 4), || {
         format!("a worker served more than its max_requests of 4: {runs:?}")
     })?;
-    server.stop().map(|_| ())
+    let output = server.stop()?;
+    // Each worker but the last exited on its own and was replaced: recycled, not restarted.
+    let recycled = stat(&output, "workers_recycled")?;
+    check(recycled as usize == runs.len() - 1, || {
+        format!("{recycled} workers counted as recycled, {runs:?} served: {output}")
+    })?;
+    check(stat(&output, "workers_restarted")? == 0, || output.clone())?;
+    check(stat(&output, "accepted")? == 12, || output.clone())
 }
 
 /// A worker stuck in a request longer than the drain timeout (200 ms) is killed: the server

@@ -44,6 +44,8 @@ pub fn example(name: &str) -> PathBuf {
 const EXTRA_FEATURES: &[&str] = &[
     #[cfg(feature = "tls")]
     "tls",
+    #[cfg(feature = "metrics")]
+    "metrics",
 ];
 
 /// The path of the compiled benchmark tool `name` (a binary of the `socketserver-bench` package

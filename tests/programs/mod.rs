@@ -93,6 +93,8 @@ pub struct Server {
     stderr: Drained,
     /// The address from its `listening on` line.
     pub addr: SocketAddr,
+    /// With `--metrics ADDR`: the admin listener's address, from its `metrics on` line.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Server {
@@ -123,9 +125,12 @@ impl Server {
         let (line_tx, line_rx) = mpsc::channel();
         thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
-            let mut first = String::new();
-            let read = reader.read_line(&mut first).map(|_| first);
-            let _ = line_tx.send(read);
+            // The `listening on` line, and the `metrics on` line that may follow.
+            for _ in 0..2 {
+                let mut line = String::new();
+                let read = reader.read_line(&mut line).map(|_| line);
+                let _ = line_tx.send(read);
+            }
             // Keep draining, so the server never blocks on a full pipe.
             let _ = io::copy(&mut reader, &mut io::sink());
         });
@@ -152,10 +157,24 @@ impl Server {
             addr.ip().is_loopback() && addr.port() != 0,
             "{name}: {line}"
         );
+        let metrics = args.contains(&"--metrics").then(|| {
+            let line = match line_rx.recv_timeout(STARTUP_TIMEOUT) {
+                Ok(Ok(line)) => line,
+                other => panic!(
+                    "{name}: no `metrics on` line ({other:?}); stderr:\n{}",
+                    stderr.snapshot()
+                ),
+            };
+            line.trim_end()
+                .strip_prefix("metrics on ")
+                .and_then(|addr| addr.parse().ok())
+                .unwrap_or_else(|| panic!("{name}: second stdout line is {line:?}, expected `metrics on 127.0.0.1:<port>`"))
+        });
         Server {
             child: guard.0.take().expect("the child"),
             stderr,
             addr,
+            metrics,
         }
     }
 

@@ -38,8 +38,12 @@ where
     // After server_close, which waited for every request (child process) to end.
     let stats = handle.stats();
     println!(
-        "stats accepted={} completed={} failed={}",
-        stats.accepted, stats.completed, stats.failed
+        "stats accepted={} completed={} failed={} workers_recycled={} workers_restarted={}",
+        stats.accepted,
+        stats.completed,
+        stats.failed,
+        stats.workers_recycled,
+        stats.workers_restarted
     );
     Ok(())
 }

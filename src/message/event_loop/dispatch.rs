@@ -89,10 +89,14 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             consumed += frame.consumed;
             if inline {
                 let mut close = false;
+                let began = Instant::now();
                 let step = run_step(&mut conn.output, &mut close, &conn.info, |reply| {
                     handler.handle(message, reply)
                 });
-                server.shared.counters.message_handled(step.is_ok());
+                server
+                    .shared
+                    .counters
+                    .message_handled(&step, began.elapsed());
                 if let Err(failure) = step {
                     server.shared.report(&conn.info.peer, &failure);
                     conn.close_later(Closed::HandlerFailed, LINGER);
@@ -221,13 +225,13 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
                 }
                 Command::Push(id, bytes) => {
                     let max_pending = self.settings.max_pending_output;
-                    let Some(conn) = self.conn(id) else {
+                    let counters = &self.server.shared.counters;
+                    let Some(conn) = self.slots.get_mut(id).filter(|c| !c.abandoned) else {
+                        counters.pushed(false);
                         continue;
                     };
-                    if conn.abandoned {
-                        continue;
-                    }
                     conn.push(bytes);
+                    counters.pushed(conn.pending() <= max_pending);
                     if conn.pending() > max_pending {
                         log::debug!(
                             "{}: {} bytes pushed and not read; closing the connection",

@@ -36,7 +36,7 @@ use crate::control::Ticket;
 use crate::failure::Failure;
 use crate::handler::Connection;
 use crate::mode::ThreadSettings;
-use crate::stats::Ending;
+use crate::stats::{Ending, Limit};
 use crate::throttle::Throttle;
 
 const WAKER: Token = Token(0);
@@ -648,6 +648,17 @@ impl<H: MessageHandler, F: Framer> EventLoop<H, F> {
             Closed::HandlerFailed | Closed::BadMessage | Closed::Error(_) => Ending::Failed,
             _ => Ending::Completed,
         });
+        let limit = match reason {
+            Closed::IdleTimeout => Some(Limit::Idle),
+            Closed::Lifetime => Some(Limit::Lifetime),
+            Closed::MessageTimeout => Some(Limit::MessageTimeout),
+            Closed::SlowReader => Some(Limit::SlowReader),
+            Closed::OverBudget => Some(Limit::OverBudget),
+            _ => None,
+        };
+        if let Some(limit) = limit {
+            self.server.shared.counters.closed_by(limit);
+        }
         self.budget.recharge(conn.charge, 0);
         log::debug!("{}: connection {id} closed: {reason}", conn.info.peer);
         conn.goodbye();

@@ -238,6 +238,7 @@ impl Supervisor {
             .chain(self.retiring.iter().map(|r| &r.worker));
         for worker in running {
             sum.add(&worker.reports.last);
+            sum.workers_alive += 1;
         }
         sum
     }

@@ -47,7 +47,10 @@ impl Worker {
         self.reports.read();
         let mut last = self.reports.last;
         last.failed += last.active;
+        // Gauges: what it was doing is over.
         last.active = 0;
+        last.queue_depth = 0;
+        last.busy_workers = 0;
         retired.add(&last);
         self.reports.last = Stats::default();
     }
@@ -133,6 +136,10 @@ impl Slot {
         let (pid, lived) = (worker.child.id(), worker.started.elapsed());
         worker.finish(retired);
         self.worker = None;
+        match status.success() {
+            true => retired.workers_recycled += 1,
+            false => retired.workers_restarted += 1,
+        }
         if status.success() {
             log::info!("prefork: worker {index} (pid {pid}) exited after {lived:?}; replacing it");
             self.delay = MIN_RESTART_DELAY;

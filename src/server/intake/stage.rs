@@ -312,6 +312,11 @@ impl<T: Transport> Stage<T> {
                             self.what
                         ),
                     );
+                    if !self.handshakes {
+                        self.shared
+                            .counters
+                            .closed_by(crate::stats::Limit::ProxyHeader);
+                    }
                     self.fail(&request, e);
                 }
             }
@@ -378,6 +383,10 @@ impl<T: Transport> Stage<T> {
             );
             if self.handshakes {
                 self.shared.counters.tls_handshake_failed();
+            } else {
+                self.shared
+                    .counters
+                    .closed_by(crate::stats::Limit::ProxyHeader);
             }
             self.fail(&request, e);
         }
