@@ -4,6 +4,8 @@
 //! `tests/metrics_programs.rs`.
 #![cfg(feature = "metrics")]
 
+#[path = "admin_http/mod.rs"]
+mod admin_http;
 mod common;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -11,6 +13,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use admin_http::get;
 use common::{tcp_client, Serving, IO_TIMEOUT, WAIT};
 use socketserver::{Builder, StreamRequest, Threading};
 
@@ -25,18 +28,6 @@ fn upper(req: &mut StreamRequest) -> io::Result<()> {
         line.clear();
     }
     Ok(())
-}
-
-/// `GET path` over `stream` (HTTP/1.0); the status line and the body.
-fn get(mut stream: impl Read + Write, path: &str) -> (String, String) {
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
-    (
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    )
 }
 
 fn get_tcp(addr: SocketAddr, path: &str) -> (String, String) {

@@ -5,6 +5,8 @@
 //! is missing skips its test visibly (or fails it with `SOCKETSERVER_TEST_REQUIRE_ALL`).
 #![cfg(feature = "metrics")]
 
+#[path = "admin_http/mod.rs"]
+mod admin_http;
 mod programs;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,23 +15,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use admin_http::get;
 use programs::{skip, IO_TIMEOUT};
 use socketserver::framing::serde_json::{self, Value};
 
 /// How long Prometheus may take to start and to scrape what the clients did.
 const PROMETHEUS_WAIT: Duration = Duration::from_secs(90);
-
-/// `GET path` over `stream` (HTTP/1.0); the status line and the body.
-fn get(mut stream: impl Read + Write, path: &str) -> (String, String) {
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
-    (
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    )
-}
 
 /// An `echo_server --proto line` with `--metrics` on loopback and `args`, that served `connections`
 /// clients of `lines` lines each; and its metrics address.
