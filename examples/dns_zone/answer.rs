@@ -104,6 +104,7 @@ fn glue<'a>(zone: &'a Zone, answers: &[&'a Record]) -> Vec<&'a Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::tests::query_bytes;
     use crate::wire::{FORMERR, NOTIMP, TYPE_NS, TYPE_SOA, TYPE_TXT};
 
     const ZONE: &str = "$ORIGIN example.org.\n$TTL 3600\n\
@@ -113,15 +114,7 @@ mod tests {
         a.b.deep TXT hi\n";
 
     fn query(name: &str, qtype: u16) -> Vec<u8> {
-        let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        for label in name.split('.').filter(|l| !l.is_empty()) {
-            p.push(label.len() as u8);
-            p.extend_from_slice(label.as_bytes());
-        }
-        p.push(0);
-        p.extend_from_slice(&qtype.to_be_bytes());
-        p.extend_from_slice(&CLASS_IN.to_be_bytes());
-        p
+        query_bytes(0x1234, name, qtype, None)
     }
 
     /// rcode, AA, and the answer, authority and additional counts.

@@ -571,7 +571,7 @@ pub fn encode_response<'a>(query: &'a Query, answer: &Answer<'a>) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A query for `name` of type `qtype`, with an OPT record offering `edns` bytes if given.
