@@ -6,19 +6,17 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::message::{read_lines, threads_named, Running};
+use common::message::{read_lines, threads_named, Room, Running};
 use common::{closed_without_reply, recv, tcp_client, IO_TIMEOUT, WAIT};
 use crossbeam_channel::{Receiver, Sender as ChannelSender};
-use socketserver::message::{
-    message_handler, Closed, ConnectionId, Lines, MessageHandler, Reply, Sender,
-};
-use socketserver::{Address, AnyMode, Builder, Pool, Prefork, Single, Stats};
+use socketserver::message::{message_handler, Lines, MessageHandler};
+use socketserver::{AnyMode, Builder, Pool, Prefork, Single, Stats};
 
 /// The name of the thread running the handler: `…message-loop-<n>` with several loops.
 fn this_thread() -> String {
@@ -148,37 +146,9 @@ fn a_handler_stuck_on_one_loop_stalls_only_that_loops_connections() {
     running.stop().unwrap();
 }
 
-/// A chat room: every line goes to every other member through their senders; joining says on
-/// which loop.
-#[derive(Clone, Default)]
-struct Room {
-    members: Arc<Mutex<HashMap<ConnectionId, Sender>>>,
-}
-
-impl MessageHandler for Room {
-    fn opened(&mut self, reply: &mut Reply<'_>) -> io::Result<()> {
-        let mut members = self.members.lock().unwrap();
-        members.insert(reply.id(), reply.sender());
-        writeln!(reply, "{}", this_thread())
-    }
-    fn handle(&mut self, line: &[u8], reply: &mut Reply<'_>) -> io::Result<()> {
-        let mut text = line.to_vec();
-        text.push(b'\n');
-        for (id, member) in self.members.lock().unwrap().iter() {
-            if *id != reply.id() {
-                member.send(text.clone());
-            }
-        }
-        Ok(())
-    }
-    fn closed(&mut self, id: ConnectionId, _peer: &Address, _reason: &Closed) {
-        self.members.lock().unwrap().remove(&id);
-    }
-}
-
 #[test]
 fn pushes_reach_connections_on_every_loop() {
-    let room = Room::default();
+    let room = Room::greeting(this_thread);
     let members = Arc::clone(&room.members);
     let server = Builder::new()
         .messages(Lines::new(), room)

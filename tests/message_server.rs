@@ -4,14 +4,13 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::message::{read_lines, threads_named, upper_lines, Running};
+use common::message::{read_lines, threads_named, upper_lines, Room, Running};
 use common::{closed_without_reply, failure_channel, recv, tcp_client, Reported, WAIT};
 use crossbeam_channel::Sender as ChannelSender;
 use socketserver::framing::Framing;
@@ -277,35 +276,6 @@ fn an_over_long_message_closes_the_connection_and_is_reported() {
     assert!(closed_without_reply(&client));
     running.stop().unwrap();
     framed.stop().unwrap();
-}
-
-/// A chat room: every line goes to every other connection through their senders.
-#[derive(Clone, Default)]
-struct Room {
-    members: Arc<Mutex<HashMap<ConnectionId, Sender>>>,
-}
-
-impl MessageHandler for Room {
-    fn opened(&mut self, reply: &mut Reply<'_>) -> io::Result<()> {
-        self.members
-            .lock()
-            .unwrap()
-            .insert(reply.id(), reply.sender());
-        reply.write_all(b"joined\n")
-    }
-    fn handle(&mut self, line: &[u8], reply: &mut Reply<'_>) -> io::Result<()> {
-        let mut text = line.to_vec();
-        text.push(b'\n');
-        for (id, member) in self.members.lock().unwrap().iter() {
-            if *id != reply.id() {
-                member.send(text.clone());
-            }
-        }
-        Ok(())
-    }
-    fn closed(&mut self, id: ConnectionId, _peer: &Address, _reason: &Closed) {
-        self.members.lock().unwrap().remove(&id);
-    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::message::{upper_lines, Running};
+use common::message::{upper_lines, Room, Running};
 use common::tls::{client_hello, connect_over, Pki, TlsClient};
 use common::{closed_without_reply, failure_channel, recv, tcp_client, Reported, WAIT};
 use crossbeam_channel::{Receiver, Sender as ChannelSender};
@@ -232,34 +232,6 @@ fn a_client_that_does_not_read_stops_being_read_over_tls() {
 }
 
 /// Keeps every member's sender from `opened` to `closed`; a line goes to the others.
-#[derive(Clone, Default)]
-struct Room {
-    members: Arc<std::sync::Mutex<Vec<(ConnectionId, Sender)>>>,
-}
-
-impl MessageHandler for Room {
-    fn opened(&mut self, reply: &mut Reply<'_>) -> io::Result<()> {
-        self.members
-            .lock()
-            .unwrap()
-            .push((reply.id(), reply.sender()));
-        reply.write_all(b"joined\n")
-    }
-    fn handle(&mut self, line: &[u8], reply: &mut Reply<'_>) -> io::Result<()> {
-        let mut text = line.to_vec();
-        text.push(b'\n');
-        for (id, member) in self.members.lock().unwrap().iter() {
-            if *id != reply.id() {
-                member.send(text.clone());
-            }
-        }
-        Ok(())
-    }
-    fn closed(&mut self, id: ConnectionId, _peer: &Address, _reason: &Closed) {
-        self.members.lock().unwrap().retain(|(m, _)| *m != id);
-    }
-}
-
 #[test]
 fn senders_push_to_tls_clients() {
     let pki = Pki::new("msg-push");

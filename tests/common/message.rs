@@ -1,13 +1,18 @@
 //! Message servers in tests: one serving on its own thread until the test ends it, and small
 //! handlers and readers the tests share.
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use socketserver::message::{message_handler, Framer, MessageHandler, MessageServer};
+use socketserver::message::{
+    message_handler, Closed, ConnectionId, Framer, MessageHandler, MessageServer, Reply, Sender,
+};
 use socketserver::transport::Transport;
+use socketserver::Address;
 use socketserver::{ServerHandle, StreamRequest};
 
 use super::WAIT;
@@ -88,4 +93,51 @@ pub fn threads_named(prefix: &str) -> usize {
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
         .filter(|name| name.starts_with(prefix))
         .count()
+}
+
+/// A chat room: every line goes to every other member through their [`Sender`]s. A member is
+/// greeted with `greeting()` and a newline when it joins.
+#[derive(Clone)]
+pub struct Room {
+    pub members: Arc<Mutex<HashMap<ConnectionId, Sender>>>,
+    greeting: fn() -> String,
+}
+
+impl Default for Room {
+    fn default() -> Room {
+        Room::greeting(|| "joined".to_string())
+    }
+}
+
+impl Room {
+    /// A room that greets each member with `greeting()`.
+    pub fn greeting(greeting: fn() -> String) -> Room {
+        Room {
+            members: Arc::default(),
+            greeting,
+        }
+    }
+}
+
+impl MessageHandler for Room {
+    fn opened(&mut self, reply: &mut Reply<'_>) -> io::Result<()> {
+        self.members
+            .lock()
+            .unwrap()
+            .insert(reply.id(), reply.sender());
+        writeln!(reply, "{}", (self.greeting)())
+    }
+    fn handle(&mut self, line: &[u8], reply: &mut Reply<'_>) -> io::Result<()> {
+        let mut text = line.to_vec();
+        text.push(b'\n');
+        for (id, member) in self.members.lock().unwrap().iter() {
+            if *id != reply.id() {
+                member.send(text.clone());
+            }
+        }
+        Ok(())
+    }
+    fn closed(&mut self, id: ConnectionId, _peer: &Address, _reason: &Closed) {
+        self.members.lock().unwrap().remove(&id);
+    }
 }
